@@ -1,0 +1,37 @@
+# Two commands matter: `make run` and `make test`. Both bootstrap .venv from a bare Python.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+CONFIG ?= config/notifyd.dev.toml
+
+.PHONY: all run test lint types unit install clean
+
+all: test
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+run: install
+	$(BIN)/notifyd run --config $(CONFIG)
+
+lint: install
+	$(BIN)/ruff check notifyd tests
+	$(BIN)/ruff format --check notifyd tests
+
+types: install
+	$(BIN)/mypy
+
+unit: install
+	$(BIN)/pytest -q tests/unit
+
+# The whole gate: lint, types, every test (two workers: the machine has two cores).
+test: lint types
+	$(BIN)/pytest -q -n 2 --dist loadfile
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,163 @@
+"""The `notifyd` command: run | check-config | migrate | simulate | --version."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, datetime
+
+from notifyd import __version__
+from notifyd.settings import ConfigError, Settings, load
+
+# sysexits.h EX_CONFIG: systemd can be told not to restart on it (RestartPreventExitStatus).
+EXIT_CONFIG = 78
+EXIT_UNAVAILABLE = 69
+DEFAULT_CONFIG = "/etc/notifyd/notifyd.toml"
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="notifyd", description="Account-notification daemon: signed webhooks in, email out."
+    )
+    parser.add_argument("--version", action="version", version=f"notifyd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def with_config(name: str, help_text: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help_text, description=help_text)
+        sub.add_argument(
+            "--config", "-c", default=DEFAULT_CONFIG, help=f"TOML file (default {DEFAULT_CONFIG})"
+        )
+        return sub
+
+    with_config("run", "run the daemon until SIGTERM (SIGHUP reloads the config)")
+    with_config("check-config", "validate the config file; exit 78 naming every bad key")
+    with_config("migrate", "apply database migrations and exit")
+    simulate = with_config("simulate", "sign a sample event and post it to the running daemon")
+    simulate.add_argument("event_type", metavar="EVENT_TYPE", help="e.g. call.missed")
+    simulate.add_argument("--source", help="configured source to sign for (default: usual one)")
+    simulate.add_argument("--account", default="acc-1001", help="account_id (default acc-1001)")
+    simulate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a data field, e.g. --set email=me@example.com (repeatable)",
+    )
+    simulate.add_argument("--url", help="daemon base URL (default: from [http] in the config)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load(args.config)
+    except ConfigError as error:
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
+    if args.command == "check-config":
+        print(f"{settings.path}: ok ({len(settings.sources)} sources)")
+        return 0
+    if args.command == "run":
+        return _run(settings)
+    if args.command == "migrate":
+        return asyncio.run(_migrate(settings))
+    if args.command == "simulate":
+        return asyncio.run(_simulate(settings, args))
+    raise AssertionError(args.command)
+
+
+def _run(settings: Settings) -> int:
+    from notifyd.daemon import serve
+    from notifyd.logs import configure
+
+    configure(settings.logging.level, settings.logging.format)
+    try:
+        asyncio.run(serve(settings))
+    except KeyboardInterrupt:
+        pass
+    except OSError as error:
+        print(f"notifyd: cannot start: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    return 0
+
+
+async def _migrate(settings: Settings) -> int:
+    from notifyd.logs import configure
+    from notifyd.storage import db, schema
+
+    configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
+    async with (
+        db.open_database(settings.database, settings.pgdata_dir) as database,
+        database.pool.acquire() as conn,
+    ):
+        applied = await schema.migrate(conn)
+        version = await schema.current_version(conn)
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none"
+    print(f"schema at version {version}; applied now: {names}")
+    return 0
+
+
+async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    import aiohttp
+    from standardwebhooks import Webhook
+
+    from notifyd.samples import USUAL_SOURCE, sample_event
+
+    source_name = args.source or USUAL_SOURCE.get(args.event_type)
+    if source_name not in settings.sources:
+        source_name = args.source or next(iter(settings.sources), None)
+    if source_name is None or source_name not in settings.sources:
+        print(f"no source {source_name!r} in {settings.path}", file=sys.stderr)
+        return EXIT_CONFIG
+    overrides = {}
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            print(f"--set takes FIELD=VALUE, got {item!r}", file=sys.stderr)
+            return 2
+        overrides[key] = _value(value)
+    now = datetime.now(UTC)
+    try:
+        event = sample_event(args.event_type, args.account, now, **overrides)
+    except KeyError as error:
+        print(error.args[0], file=sys.stderr)
+        return 2
+    body = json.dumps(event)
+    webhook_id = f"msg_{uuid.uuid4().hex}"
+    signature = Webhook(settings.sources[source_name].secrets[0]).sign(webhook_id, now, body)
+    host = settings.http.host if settings.http.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
+    base = args.url or f"http://{host}:{settings.http.port}"
+    url = f"{base.rstrip('/')}/v1/webhooks/{source_name}"
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(now.timestamp())),
+        "webhook-signature": signature,
+    }
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
+            session.post(url, data=body, headers=headers) as response,
+        ):
+            text = await response.text()
+    except aiohttp.ClientError as error:
+        print(f"cannot reach the daemon at {url}: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(f"POST {url} -> {response.status} {text}")
+    return 0 if response.status < 300 else 1
+
+
+def _value(text: str) -> object:
+    """--set values: JSON when they parse (numbers, true, null), text otherwise."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,221 @@
+"""Composition root: one AsyncExitStack starts everything and stops it in reverse.
+
+Start: database (embedded if no URL) -> migrations -> delivery -> jobs -> HTTP -> READY.
+Stop (SIGTERM/SIGINT): HTTP stops accepting and finishes its requests, the worker finishes
+the SMTP transactions in flight within the grace period and hands back the rest, then the
+pools close and the embedded database stops. SIGHUP reloads the config file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+import structlog
+from aiohttp import web
+
+from notifyd import settings as settings_module
+from notifyd import systemd
+from notifyd.dispatcher import Clock, Dispatcher, utcnow
+from notifyd.http.app import create_app
+from notifyd.http.runtime import Runtime
+from notifyd.jobs import Jobs
+from notifyd.logs import configure as configure_logging
+from notifyd.mailer import transport_for
+from notifyd.metrics import Metrics
+from notifyd.rendering import Renderer
+from notifyd.settings import ConfigError, Settings
+from notifyd.storage import db, schema
+
+log = structlog.get_logger(__name__)
+
+# Changing these needs a restart: they are bound when the daemon starts.
+RESTART_ONLY = ("http", "database", "daemon")
+
+
+class Daemon:
+    def __init__(self, settings: Settings, *, clock: Clock = utcnow) -> None:
+        self.settings = settings
+        self.clock = clock
+        self.stack = AsyncExitStack()
+        self.stopped = asyncio.Event()
+        self.port: int | None = None
+        self.runtime: Runtime | None = None
+        self.dispatcher: Dispatcher | None = None
+        self.database: db.Database | None = None
+
+    async def __aenter__(self) -> Daemon:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        systemd.notify("STOPPING=1")
+        log.info("stopping")
+        await self.stack.aclose()
+        log.info("stopped")
+
+    async def _start(self) -> None:
+        s = self.settings
+        s.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+        database = await self.stack.enter_async_context(db.open_database(s.database, s.pgdata_dir))
+        self.database = database
+        async with database.pool.acquire() as conn:
+            applied = await schema.migrate(conn)
+        if applied:
+            log.info("migrations applied", versions=[m.version for m in applied])
+
+        metrics = Metrics()
+        transport = transport_for(s.smtp, s.outbox_dir)
+        self.stack.push_async_callback(lambda: self._close_transport())
+        self.dispatcher = Dispatcher(
+            pool=database.pool,
+            dsn=database.dsn,
+            database=s.database,
+            delivery=s.delivery,
+            transport=transport,
+            renderer=Renderer(s.smtp.sender),
+            sender=s.smtp.sender,
+            owner=s.daemon.instance,
+            metrics=metrics,
+            clock=self.clock,
+        )
+        await self.dispatcher.start()
+        dispatcher = self.dispatcher
+        self.stack.push_async_callback(
+            lambda: dispatcher.stop(self.settings.daemon.shutdown_grace_seconds)
+        )
+
+        jobs = Jobs(database.pool, lambda: self.settings)
+        jobs.start()
+        self.stack.callback(jobs.stop)
+
+        self.runtime = Runtime(
+            settings=s,
+            pool=database.pool,
+            metrics=metrics,
+            clock=self.clock,
+            on_queued=dispatcher.wake,
+        )
+        runner = web.AppRunner(
+            create_app(self.runtime),
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=s.daemon.shutdown_grace_seconds,
+        )
+        await runner.setup()
+        self.stack.push_async_callback(runner.cleanup)
+        site = web.TCPSite(runner, s.http.host, s.http.port, reuse_address=True)
+        await site.start()
+        self.port = _bound_port(runner, s.http.port)
+
+        watchdog = systemd.watchdog_interval()
+        if watchdog:
+            task = asyncio.create_task(self._watchdog(watchdog))
+            self.stack.callback(task.cancel)
+
+        where = "smtp" if s.smtp.host else "eml folder"
+        log.info(
+            "ready",
+            listen=f"http://{s.http.host}:{self.port}",
+            delivery=where,
+            outbox=None if s.smtp.host else str(s.outbox_dir),
+            database="embedded" if database.embedded else "configured url",
+            pgdata=str(s.pgdata_dir) if database.embedded else None,
+        )
+        systemd.notify("READY=1", f"STATUS=listening on {s.http.host}:{self.port}")
+
+    async def _close_transport(self) -> None:
+        if self.dispatcher is not None:
+            await self.dispatcher.transport.close()
+
+    async def _watchdog(self, interval: float) -> None:
+        while True:
+            systemd.notify("WATCHDOG=1")
+            await asyncio.sleep(interval)
+
+    def request_stop(self) -> None:
+        self.stopped.set()
+
+    async def reload(self) -> bool:
+        """Re-read the config file; a broken file is logged and the running config stays."""
+        systemd.reloading()
+        try:
+            new = settings_module.load(self.settings.path)
+        except ConfigError as error:
+            log.error(
+                "reload refused: config invalid, keeping the running one",
+                problems=[f"{key}: {message}" for key, message in error.problems],
+            )
+            systemd.notify("READY=1", "STATUS=reload refused: config invalid")
+            return False
+        for section in RESTART_ONLY:
+            old_value, new_value = getattr(self.settings, section), getattr(new, section)
+            if section == "daemon":
+                # The instance name defaults to host:pid; only the explicit keys matter.
+                old_value = (old_value.state_dir, old_value.shutdown_grace_seconds)
+                new_value = (new_value.state_dir, new_value.shutdown_grace_seconds)
+            if old_value != new_value:
+                log.warning("config section changed; takes effect after a restart", section=section)
+        configure_logging(new.logging.level, new.logging.format)
+        assert self.runtime is not None
+        assert self.dispatcher is not None
+        self.runtime.apply(new)
+        if new.smtp != self.settings.smtp:
+            old = self.dispatcher.reconfigure(
+                new.delivery,
+                transport_for(new.smtp, new.outbox_dir),
+                Renderer(new.smtp.sender),
+                new.smtp.sender,
+            )
+            # Sends in progress keep their connection; idle ones close now.
+            await old.close()
+        else:
+            self.dispatcher.reconfigure(
+                new.delivery, self.dispatcher.transport, self.dispatcher.renderer, new.smtp.sender
+            )
+        self.settings = new
+        log.info("config reloaded", sources=sorted(new.sources))
+        systemd.notify("READY=1", "STATUS=config reloaded")
+        return True
+
+
+def _bound_port(runner: web.AppRunner, configured: int) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return configured
+
+
+async def serve(settings: Settings) -> None:
+    """Run until SIGTERM or SIGINT; SIGHUP reloads."""
+    loop = asyncio.get_running_loop()
+    daemon = Daemon(settings)
+    reloads: set[asyncio.Task[bool]] = set()
+
+    def on_hup() -> None:
+        task = asyncio.create_task(daemon.reload())
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, daemon.request_stop)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    try:
+        async with daemon:
+            await daemon.stopped.wait()
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(sig)

@@ -1,0 +1,281 @@
+"""Delivery worker: claim due notices, render, send, record the outcome.
+
+A claim is a lease (the notice's `due_at` pushed forward): if this host dies the notice
+becomes due again and another host, or this one after a restart, takes it. LISTEN/NOTIFY
+wakes the worker at once when a notice is queued, but a notification can be lost (a dead
+LISTEN connection says nothing), so the worker also polls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+import asyncpg
+import structlog
+
+from notifyd.mailer import Outcome, Transport, Verdict
+from notifyd.metrics import Metrics
+from notifyd.rendering import Renderer
+from notifyd.schedule import retry_delay
+from notifyd.settings import DatabaseSettings, DeliverySettings
+from notifyd.storage import db
+from notifyd.storage import notices as notice_store
+from notifyd.storage.notices import ClaimedNotice
+
+log = structlog.get_logger(__name__)
+
+Clock = Callable[[], datetime]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        dsn: str,
+        database: DatabaseSettings,
+        delivery: DeliverySettings,
+        transport: Transport,
+        renderer: Renderer,
+        sender: str,
+        owner: str,
+        metrics: Metrics,
+        clock: Clock = utcnow,
+    ) -> None:
+        self.pool = pool
+        self.dsn = dsn
+        self.database = database
+        self.delivery = delivery
+        self.transport = transport
+        self.renderer = renderer
+        self.sender = sender
+        self.owner = owner
+        self.metrics = metrics
+        self.clock = clock
+        # One token per process start: records from an earlier life never match.
+        self.token = uuid4()
+        self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+        self._in_flight: dict[UUID, asyncio.Task[None]] = {}
+        self._listener: asyncpg.Connection | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def reconfigure(
+        self, delivery: DeliverySettings, transport: Transport, renderer: Renderer, sender: str
+    ) -> Transport:
+        """Take new settings on reload; returns the old transport for the caller to close."""
+        old = self.transport
+        self.delivery, self.transport, self.renderer, self.sender = (
+            delivery,
+            transport,
+            renderer,
+            sender,
+        )
+        self.wake()
+        return old
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._claim_loop(), name="notifyd-claim"),
+            asyncio.create_task(self._listen_loop(), name="notifyd-listen"),
+        ]
+
+    async def stop(self, grace: float) -> None:
+        """Stop claiming; sends in progress get `grace` seconds to finish, the rest go back."""
+        self._stopping.set()
+        self._wake.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._in_flight:
+            log.info("waiting for sends in progress", count=len(self._in_flight), grace=grace)
+            _done, pending = await asyncio.wait(list(self._in_flight.values()), timeout=grace)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending, timeout=5)
+                log.warning("sends cut off at shutdown; they will be retried", count=len(pending))
+        if self._listener is not None:
+            with contextlib.suppress(*db.UNAVAILABLE):
+                await asyncio.wait_for(self._listener.close(), timeout=2)
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    async def _claim_loop(self) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                claimed = await self._claim()
+                backoff = 0.1
+            except db.UNAVAILABLE as error:
+                log.warning("database unavailable for delivery", error=type(error).__name__)
+                await self._sleep(backoff)
+                backoff = min(backoff * 2, self.delivery.poll_seconds)
+                continue
+            if claimed:
+                continue
+            await self._sleep(await self._idle_wait())
+
+    async def _claim(self) -> int:
+        free = self.delivery.concurrency - len(self._in_flight)
+        if free <= 0:
+            # Every slot busy: back-pressure stays in the queue, not in memory.
+            await self._sleep(self.delivery.poll_seconds)
+            return 0
+        async with self.pool.acquire() as conn:
+            claimed = await notice_store.claim_due(
+                conn,
+                min(free, self.delivery.batch_size),
+                self.owner,
+                self.token,
+                self.delivery.lease_seconds,
+            )
+        for notice in claimed:
+            task = asyncio.create_task(self._deliver(notice), name=f"notice-{notice.id}")
+            self._in_flight[notice.id] = task
+            task.add_done_callback(functools.partial(self._finished, notice.id))
+        return len(claimed)
+
+    def _finished(self, notice_id: UUID, _task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(notice_id, None)
+        self._wake.set()  # a slot is free
+
+    async def _idle_wait(self) -> float:
+        wait = self.delivery.poll_seconds
+        try:
+            async with self.pool.acquire() as conn:
+                due = await notice_store.next_due(conn)
+        except db.UNAVAILABLE:
+            return wait
+        if due is not None:
+            wait = min(wait, max((due - self.clock()).total_seconds(), 0.01))
+        return wait
+
+    async def _sleep(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        self._wake.clear()
+
+    # -- one notice -------------------------------------------------------------------------
+
+    async def _deliver(self, notice: ClaimedNotice) -> None:
+        bound = log.bind(notice_id=str(notice.id), kind=notice.kind, attempt=notice.attempts)
+        try:
+            message = self.renderer.message(notice, self.clock())
+        except Exception as error:
+            # A template bug must not spin forever: the notice fails with the reason.
+            bound.exception("rendering failed")
+            await self._record(notice, Outcome(Verdict.FAILED, f"rendering failed: {error}"))
+            return
+        try:
+            outcome = await self.transport.send(message, self.sender_address, notice.recipient)
+        except asyncio.CancelledError:
+            # Cut off at shutdown: hand it back so a restart sends it without waiting.
+            await asyncio.shield(self._release(notice))
+            raise
+        if outcome.error_kind:
+            self.metrics.smtp_errors.labels(outcome.error_kind).inc()
+        if outcome.possibly_sent:
+            self.metrics.possible_duplicates.inc()
+        await asyncio.shield(self._record(notice, outcome))
+        bound.info("delivery", outcome=outcome.verdict.value, reply=outcome.reply[:200])
+
+    @property
+    def sender_address(self) -> str:
+        from email.utils import parseaddr
+
+        return parseaddr(self.sender)[1]
+
+    async def _record(self, notice: ClaimedNotice, outcome: Outcome) -> None:
+        now = self.clock()
+        verdict = outcome.verdict
+        due_at = now
+        if verdict is Verdict.RETRY:
+            age = (now - notice.created_at).total_seconds()
+            if age >= self.delivery.retry_lifetime_seconds:
+                verdict = Verdict.FAILED
+                outcome = Outcome(
+                    Verdict.FAILED, f"gave up after {age / 3600:.1f} h: {outcome.reply}"
+                )
+            else:
+                due_at = now + timedelta(seconds=retry_delay(notice.attempts, self.delivery))
+        self.metrics.deliveries.labels(verdict.value).inc()
+        if verdict is Verdict.SENT:
+            self.metrics.delivery_latency.observe(
+                max((now - notice.created_at).total_seconds(), 0.0)
+            )
+        # The send already happened: keep trying to record it while the lease holds, so a
+        # short database outage does not turn into a duplicate.
+        deadline = asyncio.get_running_loop().time() + self.delivery.lease_seconds / 2
+        delay = 0.1
+        while True:
+            try:
+                async with self.pool.acquire() as conn:
+                    if verdict is Verdict.SENT:
+                        await notice_store.mark_sent(conn, notice.id, self.token, outcome.reply)
+                    elif verdict is Verdict.RETRY:
+                        await notice_store.mark_retry(
+                            conn, notice.id, self.token, due_at, outcome.reply
+                        )
+                    else:
+                        await notice_store.mark_failed(
+                            conn, notice.id, self.token, outcome.reply, outcome.reply
+                        )
+                return
+            except db.UNAVAILABLE:
+                if asyncio.get_running_loop().time() + delay > deadline:
+                    log.error("could not record a delivery outcome", notice_id=str(notice.id))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    async def _release(self, notice: ClaimedNotice) -> None:
+        with contextlib.suppress(*db.UNAVAILABLE):
+            async with self.pool.acquire() as conn:
+                await notice_store.release(conn, [notice.id], self.token)
+
+    # -- wake-ups -------------------------------------------------------------------------------
+
+    async def _listen_loop(self) -> None:
+        delay = 0.5
+        while not self._stopping.is_set():
+            lost = asyncio.Event()
+
+            def on_lost(_conn: object, lost: asyncio.Event = lost) -> None:
+                lost.set()
+
+            try:
+                conn = await db.connect(self.dsn, self.database)
+                self._listener = conn
+                conn.add_termination_listener(on_lost)
+                await conn.add_listener(notice_store.CHANNEL, lambda *_args: self._wake.set())
+                delay = 0.5
+                self._wake.set()  # anything queued while we were not listening
+                while not lost.is_set():
+                    # A LISTEN connection can die without a word: probe it now and then.
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(lost.wait(), timeout=self.delivery.poll_seconds)
+                    if not lost.is_set():
+                        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5)
+            except (*db.UNAVAILABLE, asyncpg.PostgresError) as error:
+                log.warning("notice listener lost, reconnecting", error=type(error).__name__)
+            finally:
+                if self._listener is not None:
+                    self._listener.terminate()
+                    self._listener = None
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 10.0)

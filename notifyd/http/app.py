@@ -1,0 +1,46 @@
+"""create_app(): routes, middlewares (request id, JSON errors) and shared state."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from notifyd.http import health, webhooks
+from notifyd.http.errors import error_response
+from notifyd.http.runtime import RUNTIME, Runtime
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    given = request.headers.get("X-Request-Id", "")
+    request_id = given if 0 < len(given) <= 64 and given.isprintable() else uuid.uuid4().hex
+    with structlog.contextvars.bound_contextvars(request_id=request_id):
+        try:
+            response = await handler(request)
+        except web.HTTPException as error:
+            response = error_response(
+                error.status, error.reason.lower().replace(" ", "_"), error.reason
+            )
+        except Exception:
+            log.exception("unhandled error", path=request.path)
+            response = error_response(500, "internal", "internal error; see the daemon log")
+        response.headers["X-Request-Id"] = request_id
+        return response
+
+
+def create_app(runtime: Runtime) -> web.Application:
+    # Body size is enforced by the webhook handler against the reloadable limit.
+    app = web.Application(middlewares=[request_context], client_max_size=1024**3)
+    app[RUNTIME] = runtime
+    app.router.add_post("/v1/webhooks/{source}", webhooks.receive_webhook)
+    app.router.add_get("/healthz", health.healthz)
+    app.router.add_get("/readyz", health.readyz)
+    app.router.add_get("/metrics", health.metrics)
+    return app

@@ -1,0 +1,53 @@
+"""Liveness, readiness and metrics for the service manager and Prometheus."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from notifyd.http.runtime import RUNTIME
+from notifyd.storage import db, schema
+from notifyd.storage import notices as notice_store
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "alive"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        async with asyncio.timeout(2):
+            async with runtime.pool.acquire() as conn:
+                version = await schema.current_version(conn)
+    except (TimeoutError, *db.UNAVAILABLE) as error:
+        return web.json_response(
+            {"status": "unavailable", "database": f"unreachable ({type(error).__name__})"},
+            status=503,
+        )
+    latest = schema.latest_version()
+    if version < latest:
+        return web.json_response(
+            {"status": "unavailable", "database": f"schema {version}, needs {latest}"},
+            status=503,
+        )
+    return web.json_response({"status": "ready", "schema": version})
+
+
+async def metrics(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    try:
+        async with asyncio.timeout(2):
+            async with runtime.pool.acquire() as conn:
+                counts = await notice_store.count_sendable(conn)
+        for state, total in counts.items():
+            runtime.metrics.notices.labels(state).set(total)
+    except (TimeoutError, *db.UNAVAILABLE):
+        pass  # the other metrics are still worth serving while the database is away
+    return web.Response(
+        body=runtime.metrics.render(),
+        content_type="text/plain",
+        charset="utf-8",
+        headers={"X-Prometheus-Format": "0.0.4"},
+    )

@@ -1,0 +1,48 @@
+"""What the HTTP handlers share: the current settings, the pool, metrics, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import asyncpg
+from aiohttp import web
+
+from notifyd.http.signatures import Verifier
+from notifyd.metrics import Metrics
+from notifyd.settings import Settings
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    pool: asyncpg.Pool
+    metrics: Metrics
+    clock: Callable[[], datetime] = _utcnow
+    # Called after a commit that queued a notice due now: wakes this host's worker without
+    # waiting for the NOTIFY round trip.
+    on_queued: Callable[[], None] = lambda: None
+    verifiers: dict[str, Verifier] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.apply(self.settings)
+
+    def apply(self, settings: Settings) -> None:
+        """Switch to reloaded settings; requests already running finish with the old ones."""
+        self.verifiers = {
+            name: Verifier(source.secrets, settings.webhooks.timestamp_tolerance_seconds)
+            for name, source in settings.sources.items()
+        }
+        self.settings = settings
+
+    @property
+    def message_domain(self) -> str:
+        return self.settings.smtp.sender_address.rpartition("@")[2] or "notifyd.invalid"
+
+
+RUNTIME = web.AppKey("runtime", Runtime)

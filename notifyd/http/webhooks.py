@@ -1,0 +1,144 @@
+"""POST /v1/webhooks/{source}: verify, parse, hand to intake; 202 only after the commit."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import structlog
+from aiohttp import web
+
+from notifyd.events import InvalidEvent, MalformedBody, parse_event
+from notifyd.http.errors import error_response
+from notifyd.http.runtime import RUNTIME, Runtime
+from notifyd.http.signatures import SignatureError, read_headers
+from notifyd.intake import ingest
+from notifyd.settings import IPNetwork
+from notifyd.storage import db
+
+log = structlog.get_logger(__name__)
+
+JSON_TYPES = ("application/json",)
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyTooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _allowed(remote: str | None, networks: tuple[IPNetwork, ...]) -> bool:
+    if remote is None:
+        return False
+    try:
+        address = ipaddress.ip_address(remote)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in networks)
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type in JSON_TYPES or content_type.endswith("+json")
+
+
+async def receive_webhook(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    name = request.match_info["source"]
+    response, event_type = await _receive(request, runtime, name)
+    source_label = name if name in runtime.settings.sources else "-"
+    runtime.metrics.webhooks.labels(source_label, event_type, str(response.status)).inc()
+    return response
+
+
+async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[web.Response, str]:
+    settings = runtime.settings
+    source = settings.sources.get(name)
+    if source is None:
+        return error_response(404, "unknown_source", f"no source named {name!r}"), "-"
+    if source.allow_from is not None and not _allowed(request.remote, source.allow_from):
+        log.warning("webhook from outside the allowlist", source=name, remote=request.remote)
+        return error_response(
+            403, "forbidden", f"sender address is not allowed for source {name!r}"
+        ), "-"
+
+    limit = settings.webhooks.max_body_bytes
+    try:
+        body = await _read_body(request, limit)
+    except BodyTooLarge:
+        return error_response(413, "body_too_large", f"the body is over {limit} bytes"), "-"
+
+    try:
+        signed = read_headers(request.headers)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            return error_response(400, "malformed_body", "the body is not UTF-8"), "-"
+        runtime.verifiers[name].verify(signed, text, runtime.clock())
+    except SignatureError as error:
+        log.warning("webhook signature refused", source=name, reason=str(error))
+        return error_response(401, "bad_signature", str(error)), "-"
+
+    content_type = request.content_type
+    if request.headers.get("Content-Type") and not _is_json(content_type):
+        return error_response(
+            415, "unsupported_media_type", f"expected application/json, got {content_type}"
+        ), "-"
+    try:
+        event = parse_event(body)
+    except MalformedBody as error:
+        return error_response(400, "malformed_json", str(error)), "-"
+    except InvalidEvent as error:
+        return error_response(422, error.code, error.detail, error.fields), (
+            error.event_type or "-"
+        )
+
+    try:
+        receipt = await ingest(
+            runtime.pool,
+            source=name,
+            webhook_id=signed.webhook_id,
+            event=event,
+            defaults=settings.defaults,
+            message_domain=runtime.message_domain,
+            now=runtime.clock(),
+        )
+    except db.UNAVAILABLE as error:
+        log.error("database unavailable: webhook refused", source=name, error=type(error).__name__)
+        return error_response(
+            503,
+            "unavailable",
+            "the event could not be stored now; retry later",
+            headers={"Retry-After": "5"},
+        ), event.type
+
+    if receipt.duplicate:
+        log.info("webhook replay", source=name, event_id=str(receipt.event_id))
+        return web.json_response(
+            {"event_id": str(receipt.event_id), "duplicate": True}, status=200
+        ), event.type
+    routing = receipt.routing
+    if routing is not None and routing.notices:
+        runtime.on_queued()
+    log.info(
+        "event stored",
+        source=name,
+        type=event.type,
+        event_id=str(receipt.event_id),
+        notices=len(routing.notices) if routing else 0,
+        skipped=routing.skipped if routing else None,
+    )
+    return web.json_response(
+        {"event_id": str(receipt.event_id), "duplicate": False}, status=202
+    ), event.type

@@ -1,0 +1,48 @@
+"""Prometheus metrics, on a registry of the daemon's own (no global state between tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.webhooks = Counter(
+            "notifyd_webhooks",
+            "Webhooks answered, by source, event type and HTTP status.",
+            ["source", "type", "status"],
+            registry=self.registry,
+        )
+        self.notices = Gauge(
+            "notifyd_notices",
+            "Notices waiting to be sent or being sent, by state (read at scrape time).",
+            ["state"],
+            registry=self.registry,
+        )
+        self.deliveries = Counter(
+            "notifyd_deliveries",
+            "Delivery attempts by outcome: sent, retry, failed.",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.delivery_latency = Histogram(
+            "notifyd_delivery_latency_seconds",
+            "From the notice being queued (or due) to the SMTP server accepting it.",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+            registry=self.registry,
+        )
+        self.smtp_errors = Counter(
+            "notifyd_smtp_errors",
+            "SMTP errors by kind: 4xx, 5xx, connection, timeout, auth.",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.possible_duplicates = Counter(
+            "notifyd_possible_duplicates",
+            "Sends whose outcome is unknown (cut off after DATA); each may be a duplicate.",
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,493 @@
+"""Settings: the TOML file plus NOTIFYD_* environment, read into frozen dataclasses.
+
+Every problem is reported with the file, the key and what is wrong, all at once, so an
+admin fixes a config in one pass. Unknown keys are errors: a typo such as `prot = 25`
+must not silently fall back to a default.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+import socket
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import time
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+LANGUAGES = ("ro", "en")
+SMTP_SECURITY = ("none", "starttls", "tls")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class ConfigError(Exception):
+    """The configuration file cannot be used; `problems` lists every key that is wrong."""
+
+    def __init__(self, path: Path | str, problems: list[tuple[str, str]]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        lines = [f"{self.path}: {key}: {message}" for key, message in problems]
+        super().__init__("\n".join(lines))
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time
+    end: time
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+@dataclass(frozen=True)
+class DaemonSettings:
+    state_dir: Path
+    shutdown_grace_seconds: float = 10.0
+    # Names this process in claims and logs; defaults to host name and pid.
+    instance: str = ""
+
+
+@dataclass(frozen=True)
+class HttpSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = ""
+    pool_min: int = 2
+    pool_max: int = 10
+    connect_timeout_seconds: float = 5.0
+    statement_timeout_seconds: float = 30.0
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str = ""
+    port: int = 25
+    security: Literal["none", "starttls", "tls"] = "none"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    sender: str = "notifyd <notifyd@localhost>"
+    timeout_seconds: float = 30.0
+    pool_size: int = 4
+    # Verify the relay's certificate; off only for a relay on loopback with a self-signed one.
+    verify_tls: bool = True
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+
+@dataclass(frozen=True)
+class SourceSettings:
+    name: str
+    secrets: tuple[str, ...] = field(repr=False)
+    allow_from: tuple[IPNetwork, ...] | None = None
+
+
+@dataclass(frozen=True)
+class DefaultsSettings:
+    language: str = "ro"
+    timezone: str = "Europe/Bucharest"
+    quiet_hours: QuietHours | None = QuietHours(time(22, 0), time(8, 0))
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    timestamp_tolerance_seconds: int = 300
+    idempotency_days: int = 7
+    max_body_bytes: int = 25 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class DeliverySettings:
+    concurrency: int = 8
+    batch_size: int = 50
+    lease_seconds: float = 300.0
+    poll_seconds: float = 5.0
+    retry_initial_seconds: float = 60.0
+    retry_max_seconds: float = 3600.0
+    retry_lifetime_seconds: float = 5 * 24 * 3600.0
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    level: str = "info"
+    format: Literal["json", "console"] = "json"
+
+
+@dataclass(frozen=True)
+class Settings:
+    path: Path
+    daemon: DaemonSettings
+    http: HttpSettings
+    database: DatabaseSettings
+    smtp: SmtpSettings
+    sources: Mapping[str, SourceSettings]
+    defaults: DefaultsSettings
+    webhooks: WebhookSettings
+    delivery: DeliverySettings
+    logging: LoggingSettings
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.daemon.state_dir / "outbox"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.daemon.state_dir / "pgdata"
+
+
+T = TypeVar("T")
+
+
+class _Section:
+    """Reads one TOML table, collecting problems instead of stopping at the first."""
+
+    def __init__(self, name: str, raw: object, problems: list[tuple[str, str]]) -> None:
+        self.name = name
+        self.problems = problems
+        self.seen: set[str] = set()
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            self.problem(None, f"must be a table, got {type(raw).__name__}")
+            raw = {}
+        self.raw: dict[str, Any] = raw
+
+    def label(self, key: str | None) -> str:
+        return f"[{self.name}]" if key is None else f"[{self.name}] {key}"
+
+    def problem(self, key: str | None, message: str) -> None:
+        self.problems.append((self.label(key), message))
+
+    def get(
+        self,
+        key: str,
+        kind: type[T] | tuple[type, ...],
+        default: T,
+        check: Callable[[T], str | None] | None = None,
+    ) -> T:
+        self.seen.add(key)
+        if key not in self.raw:
+            return default
+        value = self.raw[key]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        # bool is an int in Python; a port of `true` is a mistake, not 1.
+        ok = isinstance(value, kinds) and not (isinstance(value, bool) and bool not in kinds)
+        if not ok:
+            names = " or ".join(_toml_type(k) for k in kinds)
+            self.problem(key, f"must be {names}, got {value!r}")
+            return default
+        if float in kinds and isinstance(value, int):
+            value = float(value)
+        if check is not None:
+            message = check(value)
+            if message:
+                self.problem(key, message)
+                return default
+        return value  # type: ignore[no-any-return]
+
+    def finish(self) -> None:
+        for key in sorted(set(self.raw) - self.seen):
+            self.problem(key, "unknown key")
+
+
+def _toml_type(kind: type) -> str:
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        kind, kind.__name__
+    )
+
+
+def _between(low: float, high: float) -> Callable[[float], str | None]:
+    def check(value: float) -> str | None:
+        if not low <= value <= high:
+            return f"must be between {low:g} and {high:g}, got {value:g}"
+        return None
+
+    return check
+
+
+def _one_of(*choices: str) -> Callable[[str], str | None]:
+    def check(value: str) -> str | None:
+        if value not in choices:
+            return f"must be one of {', '.join(map(repr, choices))}, got {value!r}"
+        return None
+
+    return check
+
+
+def check_timezone(value: str) -> str | None:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        return f"unknown time zone {value!r} (use an IANA name such as 'Europe/Bucharest')"
+    return None
+
+
+def parse_quiet_hours(value: str) -> QuietHours | None:
+    """'22:00-08:00' -> QuietHours; '' -> None (no quiet hours). Raises ValueError."""
+    if value.strip() == "":
+        return None
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
+    if not match:
+        raise ValueError(f"must look like '22:00-08:00' or be empty, got {value!r}")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    try:
+        start, end = time(h1, m1), time(h2, m2)
+    except ValueError:
+        raise ValueError(f"has an impossible time in {value!r}") from None
+    if start == end:
+        raise ValueError(f"start and end are equal in {value!r}; use '' for no quiet hours")
+    return QuietHours(start, end)
+
+
+def check_webhook_secret(secret: str) -> str | None:
+    if not secret.startswith("whsec_"):
+        return "must start with 'whsec_' (Standard Webhooks secret)"
+    body = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not valid base64 after 'whsec_'"
+    if len(key) < 16:
+        return f"key is {len(key)} bytes; use at least 16 (24 to 64 recommended)"
+    return None
+
+
+def _check_sender(value: str) -> str | None:
+    address = parseaddr(value)[1]
+    if "@" not in address or any(c in value for c in "\r\n"):
+        return f"must be an address such as 'Operator <notices@example.com>', got {value!r}"
+    return None
+
+
+def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    env = os.environ if environ is None else environ
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(path, [("file", "does not exist")]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(path, [("syntax", str(error))]) from None
+    except OSError as error:
+        raise ConfigError(path, [("file", f"cannot be read: {error.strerror}")]) from None
+    return from_mapping(raw, path, env)
+
+
+def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
+    problems: list[tuple[str, str]] = []
+    known = {
+        "daemon",
+        "http",
+        "database",
+        "smtp",
+        "sources",
+        "defaults",
+        "webhooks",
+        "delivery",
+        "logging",
+    }
+    for key in sorted(set(raw) - known):
+        problems.append((f"[{key}]", "unknown section"))
+
+    base_dir = path.resolve().parent
+
+    s = _Section("daemon", raw.get("daemon"), problems)
+    state_dir = s.get("state_dir", str, "var", lambda v: None if v.strip() else "must not be empty")
+    grace = s.get("shutdown_grace_seconds", (int, float), 10.0, _between(0, 600))
+    instance = s.get("instance", str, "")
+    s.finish()
+    daemon = DaemonSettings(
+        # Relative paths are relative to the config file, so the daemon behaves the same
+        # whatever directory systemd or a shell starts it from.
+        state_dir=(base_dir / Path(state_dir).expanduser()).resolve(),
+        shutdown_grace_seconds=float(grace),
+        instance=instance or f"{socket.gethostname()}:{os.getpid()}",
+    )
+
+    s = _Section("http", raw.get("http"), problems)
+    http = HttpSettings(
+        host=s.get("host", str, "127.0.0.1", lambda v: None if v else "must not be empty"),
+        port=s.get("port", int, 8080, _between(0, 65535)),
+    )
+    s.finish()
+
+    s = _Section("database", raw.get("database"), problems)
+    url = s.get(
+        "url",
+        str,
+        "",
+        lambda v: (
+            None
+            if v == "" or v.startswith(("postgresql://", "postgres://"))
+            else "must be empty (embedded PostgreSQL) or a postgresql:// URL"
+        ),
+    )
+    pool_min = s.get("pool_min", int, 2, _between(1, 100))
+    pool_max = s.get("pool_max", int, 10, _between(1, 500))
+    if pool_max < pool_min:
+        s.problem("pool_max", f"must be at least pool_min ({pool_min}), got {pool_max}")
+    database = DatabaseSettings(
+        url=env.get("NOTIFYD_DATABASE_URL") or url,
+        pool_min=pool_min,
+        pool_max=pool_max,
+        connect_timeout_seconds=float(
+            s.get("connect_timeout_seconds", (int, float), 5.0, _between(0.1, 120))
+        ),
+        statement_timeout_seconds=float(
+            s.get("statement_timeout_seconds", (int, float), 30.0, _between(0.1, 3600))
+        ),
+    )
+    s.finish()
+
+    s = _Section("smtp", raw.get("smtp"), problems)
+    smtp = SmtpSettings(
+        host=s.get("host", str, ""),
+        port=s.get("port", int, 25, _between(1, 65535)),
+        security=s.get("security", str, "none", _one_of(*SMTP_SECURITY)),  # type: ignore[arg-type]
+        username=s.get("username", str, ""),
+        password=env.get("NOTIFYD_SMTP_PASSWORD") or s.get("password", str, ""),
+        sender=s.get("sender", str, "notifyd <notifyd@localhost>", _check_sender),
+        timeout_seconds=float(s.get("timeout_seconds", (int, float), 30.0, _between(0.1, 600))),
+        pool_size=s.get("pool_size", int, 4, _between(1, 100)),
+        verify_tls=s.get("verify_tls", bool, True),
+    )
+    if smtp.username and not smtp.password:
+        s.problem("password", "is empty but username is set (or set NOTIFYD_SMTP_PASSWORD)")
+    s.finish()
+
+    sources: dict[str, SourceSettings] = {}
+    raw_sources = raw.get("sources", {})
+    if not isinstance(raw_sources, dict):
+        problems.append(("[sources]", "must be a table of [sources.<name>] tables"))
+        raw_sources = {}
+    for name, table in raw_sources.items():
+        source = _read_source(name, table, problems)
+        if source is not None:
+            sources[name] = source
+
+    s = _Section("defaults", raw.get("defaults"), problems)
+    language = s.get("language", str, "ro", _one_of(*LANGUAGES))
+    timezone = s.get("timezone", str, "Europe/Bucharest", check_timezone)
+    quiet_text = s.get("quiet_hours", str, "22:00-08:00")
+    try:
+        quiet_hours = parse_quiet_hours(quiet_text)
+    except ValueError as error:
+        s.problem("quiet_hours", str(error))
+        quiet_hours = DefaultsSettings().quiet_hours
+    s.finish()
+    defaults = DefaultsSettings(language=language, timezone=timezone, quiet_hours=quiet_hours)
+
+    s = _Section("webhooks", raw.get("webhooks"), problems)
+    webhooks = WebhookSettings(
+        timestamp_tolerance_seconds=s.get(
+            "timestamp_tolerance_seconds",
+            int,
+            300,
+            _between(1, 86400),
+        ),
+        idempotency_days=s.get("idempotency_days", int, 7, _between(7, 3650)),
+        max_body_bytes=s.get(
+            "max_body_bytes",
+            int,
+            25 * 1024 * 1024,
+            _between(1024, 1024**3),
+        ),
+    )
+    s.finish()
+
+    s = _Section("delivery", raw.get("delivery"), problems)
+    retry_initial = float(s.get("retry_initial_seconds", (int, float), 60.0, _between(0.01, 86400)))
+    retry_max = float(s.get("retry_max_seconds", (int, float), 3600.0, _between(0.01, 7 * 86400)))
+    if retry_max < retry_initial:
+        s.problem("retry_max_seconds", "must be at least retry_initial_seconds")
+    delivery = DeliverySettings(
+        concurrency=s.get("concurrency", int, 8, _between(1, 1000)),
+        batch_size=s.get("batch_size", int, 50, _between(1, 10000)),
+        lease_seconds=float(s.get("lease_seconds", (int, float), 300.0, _between(1, 86400))),
+        poll_seconds=float(s.get("poll_seconds", (int, float), 5.0, _between(0.05, 3600))),
+        retry_initial_seconds=retry_initial,
+        retry_max_seconds=retry_max,
+        retry_lifetime_seconds=float(
+            s.get("retry_lifetime_seconds", (int, float), 5 * 86400.0, _between(1, 60 * 86400))
+        ),
+    )
+    if delivery.lease_seconds <= smtp.timeout_seconds:
+        s.problem(
+            "lease_seconds",
+            f"must exceed [smtp] timeout_seconds ({smtp.timeout_seconds:g}) so a slow "
+            "send is not claimed by another host",
+        )
+    s.finish()
+
+    s = _Section("logging", raw.get("logging"), problems)
+    logging = LoggingSettings(
+        level=s.get("level", str, "info", _one_of(*LOG_LEVELS)),
+        format=s.get("format", str, "json", _one_of("json", "console")),  # type: ignore[arg-type]
+    )
+    s.finish()
+
+    if problems:
+        raise ConfigError(path, problems)
+    return Settings(
+        path=path,
+        daemon=daemon,
+        http=http,
+        database=database,
+        smtp=smtp,
+        sources=sources,
+        defaults=defaults,
+        webhooks=webhooks,
+        delivery=delivery,
+        logging=logging,
+    )
+
+
+def _read_source(
+    name: str, table: object, problems: list[tuple[str, str]]
+) -> SourceSettings | None:
+    s = _Section(f"sources.{name}", table, problems)
+    if not SOURCE_NAME.match(name):
+        s.problem(None, "source names are lowercase letters, digits, '-' and '_'")
+    secrets = s.get("secrets", list, [])
+    clean: list[str] = []
+    if not secrets and "secrets" in s.raw:
+        s.problem("secrets", "must list at least one secret")
+    elif "secrets" not in s.raw:
+        s.problem("secrets", "is required")
+    for index, secret in enumerate(secrets):
+        if not isinstance(secret, str):
+            s.problem(f"secrets[{index}]", "must be a string")
+            continue
+        message = check_webhook_secret(secret)
+        if message:
+            s.problem(f"secrets[{index}]", message)
+        else:
+            clean.append(secret)
+    allow: tuple[IPNetwork, ...] | None = None
+    if "allow_from" in s.raw:
+        networks: list[IPNetwork] = []
+        for index, item in enumerate(s.get("allow_from", list, [])):
+            try:
+                networks.append(ipaddress.ip_network(str(item), strict=False))
+            except ValueError:
+                s.problem(f"allow_from[{index}]", f"is not an IP address or CIDR: {item!r}")
+        allow = tuple(networks)
+    s.finish()
+    return SourceSettings(name=name, secrets=tuple(clean), allow_from=allow)

@@ -1,0 +1,129 @@
+"""The asyncpg pool, on a configured PostgreSQL or on the embedded one in the state folder."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import structlog
+from asyncpg.pool import PoolConnectionProxy
+
+from notifyd.settings import DatabaseSettings
+from notifyd.storage.embedded import EmbeddedPostgres
+
+log = structlog.get_logger(__name__)
+
+EMBEDDED_DATABASE = "notifyd"
+
+# Errors that mean "the database is not reachable now", as opposed to a bug in a query.
+UNAVAILABLE = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+# What the storage functions take: a plain connection or one borrowed from the pool.
+Conn = asyncpg.Connection | PoolConnectionProxy
+
+
+@dataclass
+class Database:
+    pool: asyncpg.Pool
+    dsn: str
+    embedded: EmbeddedPostgres | None
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def connect(dsn: str, settings: DatabaseSettings) -> asyncpg.Connection:
+    conn = await asyncpg.connect(
+        dsn,
+        timeout=settings.connect_timeout_seconds,
+        server_settings={"application_name": "notifyd"},
+    )
+    await _init_connection(conn)
+    return conn
+
+
+async def create_pool(dsn: str, settings: DatabaseSettings) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=settings.pool_min,
+        max_size=settings.pool_max,
+        timeout=settings.connect_timeout_seconds,
+        command_timeout=settings.statement_timeout_seconds,
+        init=_init_connection,
+        server_settings={"application_name": "notifyd"},
+    )
+    assert pool is not None
+    return pool
+
+
+async def _ensure_embedded_database(server_dsn: str, settings: DatabaseSettings) -> None:
+    conn = await asyncpg.connect(server_dsn, timeout=settings.connect_timeout_seconds)
+    try:
+        exists = await conn.fetchval(
+            "SELECT 1 FROM pg_database WHERE datname = $1", EMBEDDED_DATABASE
+        )
+        if not exists:
+            await conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
+    finally:
+        await conn.close()
+
+
+async def resolve_dsn(
+    settings: DatabaseSettings, pgdata: Path
+) -> tuple[str, EmbeddedPostgres | None]:
+    """The configured URL, or start the embedded server and return its URL."""
+    if settings.url:
+        return settings.url, None
+    embedded = EmbeddedPostgres(pgdata)
+    server_dsn = await embedded.start()
+    log.info("embedded postgresql started", pgdata=str(pgdata), socket=str(embedded.socket_dir))
+    await _ensure_embedded_database(server_dsn, settings)
+    return embedded.dsn(EMBEDDED_DATABASE), embedded
+
+
+async def wait_for_pool(dsn: str, settings: DatabaseSettings, patience: float) -> asyncpg.Pool:
+    """Create the pool, retrying while the database is still starting (up to `patience` s)."""
+    deadline = time.monotonic() + patience
+    delay = 0.2
+    while True:
+        try:
+            return await create_pool(dsn, settings)
+        except UNAVAILABLE as error:
+            if time.monotonic() + delay > deadline:
+                raise
+            log.warning("database unavailable, retrying", error=type(error).__name__, delay=delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+
+@asynccontextmanager
+async def open_database(
+    settings: DatabaseSettings, pgdata: Path, *, patience: float = 30.0
+) -> AsyncIterator[Database]:
+    dsn, embedded = await resolve_dsn(settings, pgdata)
+    try:
+        pool = await wait_for_pool(dsn, settings, patience)
+        try:
+            yield Database(pool=pool, dsn=dsn, embedded=embedded)
+        finally:
+            await asyncio.wait_for(pool.close(), timeout=10)
+    finally:
+        if embedded is not None:
+            await embedded.stop()
+            log.info("embedded postgresql stopped")

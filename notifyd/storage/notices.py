@@ -1,0 +1,120 @@
+"""The notice queue (table `notices`): insert, claim with a lease, record outcomes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+from notifyd.routing import NoticePlan
+from notifyd.storage import queries
+from notifyd.storage.db import Conn
+
+SQL = queries.load("notices")
+CHANNEL = "notifyd_notices"
+
+
+@dataclass(frozen=True)
+class ClaimedNotice:
+    id: UUID
+    event_id: UUID
+    account_id: str
+    kind: str
+    category: str
+    recipient: str
+    language: str
+    timezone: str
+    attempts: int
+    created_at: datetime
+    message_id: str
+    event_type: str
+    occurred_at: datetime
+    data: dict[str, Any]
+    subscriber_name: str | None
+    subscriber_username: str | None
+
+
+async def insert(
+    conn: Conn,
+    event_id: UUID,
+    account_id: str,
+    plans: Sequence[NoticePlan],
+    message_domain: str,
+) -> list[UUID]:
+    """Queue the notices of one event; the caller's transaction makes them durable."""
+    if not plans:
+        return []
+    ids = [uuid4() for _ in plans]
+    await conn.execute(
+        SQL["insert_notices"],
+        ids,
+        [event_id] * len(plans),
+        [account_id] * len(plans),
+        [p.kind for p in plans],
+        [p.category.value for p in plans],
+        [p.recipient for p in plans],
+        [p.language for p in plans],
+        [p.timezone for p in plans],
+        # jsonb[] would flatten the nested lists: reasons travel as JSON text.
+        [json.dumps(list(p.reasons), ensure_ascii=False) for p in plans],
+        [p.due_at for p in plans],
+        # Stored, not derived at send time: it stays the same across retries and restarts
+        # even if the sender domain in the config changes.
+        [f"<{notice_id}@{message_domain}>" for notice_id in ids],
+    )
+    return ids
+
+
+async def wake_workers(conn: Conn) -> None:
+    """Delivered at commit; only a hint, the workers also poll."""
+    await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+
+
+async def claim_due(
+    conn: Conn, limit: int, owner: str, token: UUID, lease_seconds: float
+) -> list[ClaimedNotice]:
+    rows = await conn.fetch(SQL["claim_due"], limit, owner, token, lease_seconds)
+    return [ClaimedNotice(**dict(row)) for row in rows]
+
+
+async def mark_sent(conn: Conn, notice_id: UUID, token: UUID, reply: str) -> bool:
+    status: str = await conn.execute(SQL["mark_sent"], notice_id, token, reply)
+    return status.endswith(" 1")
+
+
+async def mark_retry(
+    conn: Conn, notice_id: UUID, token: UUID, due_at: datetime, error: str
+) -> bool:
+    status: str = await conn.execute(SQL["mark_retry"], notice_id, token, due_at, error)
+    return status.endswith(" 1")
+
+
+async def mark_failed(
+    conn: Conn, notice_id: UUID, token: UUID, error: str, reply: str | None
+) -> bool:
+    status: str = await conn.execute(SQL["mark_failed"], notice_id, token, error, reply)
+    return status.endswith(" 1")
+
+
+async def release(conn: Conn, notice_ids: Sequence[UUID], token: UUID) -> int:
+    status: str = await conn.execute(SQL["release_claims"], list(notice_ids), token)
+    return int(status.split()[-1])
+
+
+async def count_sendable(conn: Conn) -> dict[str, int]:
+    rows = await conn.fetch(SQL["count_sendable"])
+    counts = {"queued": 0, "sending": 0}
+    counts.update({row["state"]: int(row["total"]) for row in rows})
+    return counts
+
+
+async def next_due(conn: Conn) -> datetime | None:
+    value: datetime | None = await conn.fetchval(SQL["next_due"])
+    return value
+
+
+async def of_event(conn: Conn, event_id: UUID) -> list[dict[str, Any]]:
+    return [dict(row) for row in await conn.fetch(SQL["notices_of_event"], event_id)]

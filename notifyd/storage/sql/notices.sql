@@ -1,0 +1,71 @@
+-- name: insert_notices
+-- All notices of one event in one statement.
+INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language, timezone,
+                     reasons, due_at, message_id)
+SELECT id, event_id, account_id, kind, category, recipient, language, timezone,
+       reasons::jsonb, due_at, message_id
+FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
+     AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
+           reasons, due_at, message_id)
+
+-- name: claim_due
+-- Takes up to $1 due notices for this host; a 'sending' row whose lease ended is due
+-- again, which is how a crashed host's claims come back. The new lease is due_at.
+WITH due AS (
+    SELECT id FROM notices
+    WHERE state IN ('queued', 'sending') AND due_at <= now()
+    ORDER BY due_at
+    LIMIT $1
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE notices AS n
+SET state = 'sending',
+    claimed_by = $2,
+    claim_token = $3,
+    due_at = now() + make_interval(secs => $4),
+    attempts = n.attempts + 1
+FROM due, events AS e
+LEFT JOIN subscribers AS s ON s.account_id = e.account_id
+WHERE n.id = due.id AND e.id = n.event_id
+RETURNING n.id, n.event_id, n.account_id, n.kind, n.category, n.recipient, n.language,
+          n.timezone, n.attempts, n.created_at, n.message_id, e.type AS event_type,
+          e.occurred_at, e.data, s.name AS subscriber_name, s.username AS subscriber_username
+
+-- name: mark_sent
+-- Only the holder of the claim may record it: a host whose lease ran out is ignored.
+UPDATE notices
+SET state = 'sent', sent_at = now(), smtp_reply = $3, last_error = NULL,
+    claimed_by = NULL, claim_token = NULL
+WHERE id = $1 AND claim_token = $2
+
+-- name: mark_retry
+UPDATE notices
+SET state = 'queued', due_at = $3, last_error = $4, claimed_by = NULL, claim_token = NULL
+WHERE id = $1 AND claim_token = $2
+
+-- name: mark_failed
+UPDATE notices
+SET state = 'failed', last_error = $3, smtp_reply = $4, claimed_by = NULL, claim_token = NULL
+WHERE id = $1 AND claim_token = $2
+
+-- name: release_claims
+-- On a clean stop, claims not yet sent go back at once instead of waiting for the lease;
+-- the attempt they never made is not counted.
+UPDATE notices
+SET state = 'queued', due_at = now(), attempts = greatest(attempts - 1, 0),
+    claimed_by = NULL, claim_token = NULL
+WHERE id = ANY($1::uuid[]) AND claim_token = $2
+
+-- name: count_sendable
+SELECT state, count(*) AS total FROM notices
+WHERE state IN ('queued', 'sending') GROUP BY state
+
+-- name: next_due
+-- When the earliest queued notice becomes due, so the worker can sleep until then.
+SELECT min(due_at) FROM notices WHERE state IN ('queued', 'sending')
+
+-- name: notices_of_event
+SELECT id, kind, category, recipient, state, attempts, last_error, smtp_reply, message_id,
+       due_at, sent_at
+FROM notices WHERE event_id = $1 ORDER BY created_at
