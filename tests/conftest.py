@@ -1,0 +1,369 @@
+"""Shared fixtures: a throwaway PostgreSQL per test run (per xdist worker), a fresh database
+per test cloned from a migrated template, a real SMTP server (aiosmtpd) on a port the OS
+picks, and helpers to write configs, sign webhooks and run the daemon."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import email
+import email.policy
+import json
+import os
+import shutil
+import sys
+import tempfile
+import uuid
+from collections import deque
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
+from standardwebhooks import Webhook
+
+from notifyd import settings as settings_module
+from notifyd.daemon import Daemon
+from notifyd.settings import Settings
+from notifyd.storage import schema
+from notifyd.storage.embedded import EmbeddedPostgres
+
+PBX_SECRET = "whsec_" + base64.b64encode(b"pbx-test-secret-0123456789abcdef").decode()
+BILLING_SECRET = "whsec_" + base64.b64encode(b"billing-test-secret-0123456789ab").decode()
+OTHER_SECRET = "whsec_" + base64.b64encode(b"someone-else-secret-0123456789ab").decode()
+TEMPLATE_DB = "notifyd_template"
+WAIT = 15.0  # seconds any single wait in a test may take before it fails
+
+
+# -- PostgreSQL --------------------------------------------------------------------------------
+
+
+@dataclass
+class Cluster:
+    server: EmbeddedPostgres
+    root: Path
+
+    def dsn(self, database: str) -> str:
+        return self.server.dsn(database)
+
+
+def start_cluster() -> Cluster:
+    # Short path under /tmp: the Unix socket path must stay under 108 bytes.
+    root = Path(tempfile.mkdtemp(prefix="ntfy-"))
+    root.chmod(0o755)
+    server = EmbeddedPostgres(root / "pgdata", durable=False, log_file=root / "postgres.log")
+    asyncio.run(server.start())
+    return Cluster(server, root)
+
+
+def stop_cluster(cluster: Cluster) -> None:
+    asyncio.run(cluster.server.stop())
+    shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+async def _create_template(cluster: Cluster) -> None:
+    conn = await asyncpg.connect(cluster.dsn("postgres"))
+    try:
+        await conn.execute(f"CREATE DATABASE {TEMPLATE_DB}")
+    finally:
+        await conn.close()
+    conn = await asyncpg.connect(cluster.dsn(TEMPLATE_DB))
+    try:
+        await schema.migrate(conn)
+    finally:
+        await conn.close()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[Cluster]:
+    cluster = start_cluster()
+    try:
+        asyncio.run(_create_template(cluster))
+        yield cluster
+    finally:
+        stop_cluster(cluster)
+
+
+async def create_database(cluster: Cluster, template: str | None = TEMPLATE_DB) -> str:
+    name = f"t_{uuid.uuid4().hex[:16]}"
+    conn = await asyncpg.connect(cluster.dsn("postgres"))
+    try:
+        clause = f" TEMPLATE {template}" if template else ""
+        await conn.execute(f"CREATE DATABASE {name}{clause}")
+    finally:
+        await conn.close()
+    return name
+
+
+@pytest.fixture
+async def database_url(pg_cluster: Cluster) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test."""
+    name = await create_database(pg_cluster)
+    yield pg_cluster.dsn(name)
+    conn = await asyncpg.connect(pg_cluster.dsn("postgres"))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
+    """A connection to the test's database, for assertions on stored state."""
+    conn = await asyncpg.connect(database_url)
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    yield conn
+    await conn.close()
+
+
+# -- SMTP --------------------------------------------------------------------------------------
+
+
+@dataclass
+class SmtpSink:
+    """A real SMTP server; replies can be scripted per RCPT or DATA command."""
+
+    port: int = 0
+    messages: list[EmailMessage] = field(default_factory=list)
+    envelopes: list[tuple[str, list[str]]] = field(default_factory=list)
+    rcpt_replies: deque[str] = field(default_factory=deque)
+    data_replies: deque[str] = field(default_factory=deque)
+    data_delay: float = 0.0
+    rcpt_commands: int = 0
+    data_commands: int = 0
+    arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def handle_RCPT(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
+        self.rcpt_commands += 1
+        if self.rcpt_replies:
+            reply = self.rcpt_replies.popleft()
+            if not reply.startswith("250"):
+                return reply
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        self.data_commands += 1
+        if self.data_delay:
+            await asyncio.sleep(self.data_delay)
+        if self.data_replies:
+            reply = self.data_replies.popleft()
+            if not reply.startswith("250"):
+                return reply
+        content = envelope.original_content or b""
+        message = email.message_from_bytes(content, policy=email.policy.default)
+        assert isinstance(message, EmailMessage)
+        async with self.arrived:
+            self.messages.append(message)
+            self.envelopes.append((envelope.mail_from or "", list(envelope.rcpt_tos)))
+            self.arrived.notify_all()
+        return "250 2.0.0 Ok: queued"
+
+    async def wait_for(self, count: int, timeout: float = WAIT) -> list[EmailMessage]:
+        async with asyncio.timeout(timeout), self.arrived:
+            await self.arrived.wait_for(lambda: len(self.messages) >= count)
+        return list(self.messages)
+
+
+@pytest.fixture
+async def smtp_sink() -> AsyncIterator[SmtpSink]:
+    sink = SmtpSink()
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: SMTP(sink, hostname="sink.test", data_size_limit=50 * 1024 * 1024),
+        "127.0.0.1",
+        0,
+    )
+    sink.port = server.sockets[0].getsockname()[1]
+    yield sink
+    server.close()
+    await server.wait_closed()
+
+
+# -- config, signing, daemon -------------------------------------------------------------------
+
+
+def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
+    lines: list[str] = []
+    for section, values in sections.items():
+        lines.append(f"[{section}]")
+        for key, value in values.items():
+            lines.append(f"{key} = {json.dumps(value)}")
+        lines.append("")
+    path.write_text("\n".join(lines), encoding="utf-8")
+    return path
+
+
+def base_config(
+    tmp_path: Path, database_url: str, smtp_port: int | None, **overrides: dict[str, Any]
+) -> dict[str, dict[str, Any]]:
+    config: dict[str, dict[str, Any]] = {
+        "daemon": {"state_dir": str(tmp_path / "state"), "shutdown_grace_seconds": 10},
+        "http": {"host": "127.0.0.1", "port": 0},
+        "database": {"url": database_url, "pool_min": 1, "pool_max": 5},
+        "smtp": {
+            "host": "127.0.0.1" if smtp_port else "",
+            "port": smtp_port or 25,
+            "security": "none",
+            "sender": "Operator VoIP <notificari@voip.example>",
+            "timeout_seconds": 5,
+        },
+        "sources.pbx": {"secrets": [PBX_SECRET]},
+        "sources.billing": {"secrets": [BILLING_SECRET]},
+        "defaults": {"language": "ro", "timezone": "Europe/Bucharest", "quiet_hours": ""},
+        "delivery": {
+            "poll_seconds": 0.5,
+            "lease_seconds": 30,
+            "retry_initial_seconds": 0.2,
+            "retry_max_seconds": 1,
+        },
+        "logging": {"level": "info", "format": "json"},
+    }
+    for section, values in overrides.items():
+        config.setdefault(section.replace("__", "."), {}).update(values)
+    return config
+
+
+def load_config(tmp_path: Path, config: dict[str, dict[str, Any]]) -> Settings:
+    return settings_module.load(write_config(tmp_path / "notifyd.toml", config), environ={})
+
+
+def signed_request(
+    event: dict[str, Any] | bytes,
+    secret: str,
+    *,
+    webhook_id: str | None = None,
+    timestamp: datetime | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    """Body and headers signed by the reference Standard Webhooks library."""
+    body = event if isinstance(event, bytes) else json.dumps(event).encode()
+    webhook_id = webhook_id or f"msg_{uuid.uuid4().hex}"
+    moment = timestamp or datetime.now(UTC)
+    signature = Webhook(secret).sign(webhook_id, moment, body.decode())
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(int(moment.timestamp())),
+        "webhook-signature": signature,
+    }
+    return body, headers
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    base_url: str
+    session: aiohttp.ClientSession
+
+    async def post(
+        self,
+        source: str,
+        event: dict[str, Any] | bytes,
+        secret: str,
+        *,
+        webhook_id: str | None = None,
+        timestamp: datetime | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, Any]]:
+        body, signed = signed_request(event, secret, webhook_id=webhook_id, timestamp=timestamp)
+        signed.update(headers or {})
+        async with self.session.post(
+            f"{self.base_url}/v1/webhooks/{source}", data=body, headers=signed
+        ) as response:
+            return response.status, await response.json()
+
+
+@asynccontextmanager
+async def running_daemon(settings: Settings) -> AsyncIterator[Running]:
+    async with (
+        Daemon(settings) as daemon,
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT)) as session,
+    ):
+        yield Running(daemon, f"http://127.0.0.1:{daemon.port}", session)
+
+
+# -- daemon as a process -----------------------------------------------------------------------
+
+
+@dataclass
+class DaemonProcess:
+    process: asyncio.subprocess.Process
+    port: int
+    lines: list[dict[str, Any]]
+    _reader: asyncio.Task[None]
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def wait_exit(self, timeout: float = WAIT) -> int:
+        async with asyncio.timeout(timeout):
+            code = await self.process.wait()
+        await self._reader
+        return code
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [line for line in self.lines if line.get("event") == name]
+
+    async def wait_log(self, name: str, timeout: float = WAIT) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while not self.events(name):
+                if self.process.returncode is not None:
+                    raise AssertionError(f"daemon exited before logging {name!r}: {self.lines}")
+                await asyncio.sleep(0.05)
+        return self.events(name)[-1]
+
+
+async def spawn_daemon(config_path: Path, timeout: float = 60.0) -> DaemonProcess:
+    """Start `python -m notifyd run` and wait for its "ready" log line (which has the port)."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "notifyd",
+        "run",
+        "--config",
+        str(config_path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    lines: list[dict[str, Any]] = []
+    ready = asyncio.get_running_loop().create_future()
+
+    async def read() -> None:
+        assert process.stdout is not None
+        async for raw in process.stdout:
+            text = raw.decode(errors="replace").strip()
+            try:
+                line = json.loads(text)
+            except ValueError:
+                line = {"event": "raw", "text": text}
+            lines.append(line)
+            if line.get("event") == "ready" and not ready.done():
+                ready.set_result(int(line["listen"].rsplit(":", 1)[1]))
+        if not ready.done():
+            ready.set_exception(AssertionError(f"daemon exited before ready: {lines}"))
+
+    reader = asyncio.create_task(read())
+    try:
+        async with asyncio.timeout(timeout):
+            port = await ready
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return DaemonProcess(process, port, lines, reader)

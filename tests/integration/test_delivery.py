@@ -1,0 +1,217 @@
+"""Delivery against a real SMTP server and PostgreSQL: retries, failures, leases, wake-ups,
+and a database that goes away and comes back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from notifyd.events import parse_event
+from notifyd.intake import ingest
+from notifyd.samples import sample_event
+from notifyd.settings import DefaultsSettings
+from notifyd.storage import db as storage_db
+from notifyd.storage import notices as notice_store
+from tests.conftest import (
+    BILLING_SECRET,
+    PBX_SECRET,
+    WAIT,
+    Cluster,
+    SmtpSink,
+    base_config,
+    load_config,
+    running_daemon,
+    start_cluster,
+    stop_cluster,
+)
+
+
+async def _state(db: asyncpg.Connection, until: str, timeout: float = WAIT) -> asyncpg.Record:
+    """Wait for the only notice to reach state `until`."""
+    async with asyncio.timeout(timeout):
+        while True:
+            row = await db.fetchrow("SELECT * FROM notices")
+            if row is not None and row["state"] == until:
+                return row
+            await asyncio.sleep(0.05)
+
+
+async def test_smtp_451_then_250_delivers_once(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    smtp_sink.rcpt_replies.append("451 4.7.1 Greylisted, try again later")
+    settings = load_config(tmp_path, base_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        event = sample_event("account.created", "acc-1", email="grey@client.example")
+        assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+        await smtp_sink.wait_for(1)
+        row = await _state(db, "sent")
+        await asyncio.sleep(0.5)
+    assert len(smtp_sink.messages) == 1
+    assert smtp_sink.rcpt_commands == 2
+    assert row["attempts"] == 2
+    assert row["last_error"] is None
+
+
+async def test_smtp_550_fails_the_notice_without_retrying(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    smtp_sink.rcpt_replies.extend(["550 5.1.1 No such user"] * 5)
+    settings = load_config(tmp_path, base_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        event = sample_event("account.created", "acc-1", email="nobody@client.example")
+        assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+        row = await _state(db, "failed")
+        await asyncio.sleep(1.0)  # retries would come every 0.2-1 s
+    assert smtp_sink.rcpt_commands == 1
+    assert smtp_sink.messages == []
+    assert row["attempts"] == 1
+    assert row["last_error"].startswith("550")
+
+
+async def test_smtp_421_after_data_is_retried(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection, smtp_sink: SmtpSink
+) -> None:
+    smtp_sink.data_replies.append("421 4.3.2 Service shutting down")
+    settings = load_config(tmp_path, base_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        event = sample_event("account.created", "acc-1", email="later@client.example")
+        assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+        await smtp_sink.wait_for(1)
+        row = await _state(db, "sent")
+    assert row["attempts"] == 2
+    assert smtp_sink.data_commands == 2
+
+
+async def test_notice_claimed_by_a_host_that_died_is_delivered_after_its_lease(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    pool = await storage_db.create_pool(
+        database_url, load_config(tmp_path, base_config(tmp_path, database_url, None)).database
+    )
+    try:
+        created = parse_event(
+            json.dumps(sample_event("account.created", "acc-9", email="lease@client.example"))
+            .encode()
+        )
+        await ingest(
+            pool,
+            source="billing",
+            webhook_id="msg-lease",
+            event=created,
+            defaults=DefaultsSettings(quiet_hours=None),
+            message_domain="voip.example",
+            now=datetime.now(UTC),
+        )
+        async with pool.acquire() as conn:
+            claimed = await notice_store.claim_due(conn, 10, "dead-host:1", uuid.uuid4(), 2.0)
+    finally:
+        await pool.close()
+    assert len(claimed) == 1
+    claimed_at = time.monotonic()
+
+    settings = load_config(tmp_path, base_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings):
+        await asyncio.sleep(0.5)
+        assert smtp_sink.messages == []  # still leased by the dead host
+        await smtp_sink.wait_for(1)
+        waited = time.monotonic() - claimed_at
+        row = await _state(db, "sent")
+    assert waited >= 1.9
+    assert row["attempts"] == 2
+    assert row["claimed_by"] is None
+    assert len(smtp_sink.messages) == 1
+
+
+async def test_notify_from_another_host_wakes_the_worker_before_its_poll(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    config = base_config(tmp_path, database_url, smtp_sink.port, delivery={"poll_seconds": 60})
+    settings = load_config(tmp_path, config)
+    async with running_daemon(settings):
+        await asyncio.sleep(0.3)  # let the listener connect
+        # Another host's intake: same database, not this daemon's HTTP.
+        pool = await storage_db.create_pool(database_url, settings.database)
+        try:
+            body = (
+                '{"type": "account.created", "timestamp": "2026-11-22T10:00:00Z", "data": '
+                '{"account_id": "acc-n", "email": "n@client.example", "username": "n"}}'
+            )
+            await ingest(
+                pool,
+                source="billing",
+                webhook_id="msg-notify",
+                event=parse_event(body.encode()),
+                defaults=settings.defaults,
+                message_domain="voip.example",
+                now=datetime.now(UTC),
+            )
+        finally:
+            await pool.close()
+        started = time.monotonic()
+        await smtp_sink.wait_for(1, timeout=10)
+    assert time.monotonic() - started < 5  # far under the 60 s poll
+
+
+@pytest.fixture
+async def own_cluster() -> AsyncIterator[Cluster]:
+    """A PostgreSQL of this test's own, which it may stop and start."""
+    cluster = await asyncio.to_thread(start_cluster)
+    try:
+        yield cluster
+    finally:
+        await asyncio.to_thread(stop_cluster, cluster)
+        shutil.rmtree(cluster.root, ignore_errors=True)
+
+
+async def test_database_down_answers_503_and_recovers_without_restart(
+    tmp_path: Path, own_cluster: Cluster, smtp_sink: SmtpSink
+) -> None:
+    from notifyd.storage import schema
+
+    conn = await asyncpg.connect(own_cluster.dsn("postgres"))
+    await schema.migrate(conn)
+    await conn.close()
+    config = base_config(
+        tmp_path,
+        own_cluster.dsn("postgres"),
+        smtp_sink.port,
+        database={"connect_timeout_seconds": 1},
+    )
+    settings = load_config(tmp_path, config)
+    async with running_daemon(settings) as daemon:
+        first = await daemon.post("billing", sample_event("account.created", "a1"), BILLING_SECRET)
+        assert first[0] == 202
+        await smtp_sink.wait_for(1)
+
+        await own_cluster.server.stop()
+        status, body = await daemon.post("pbx", sample_event("call.missed", "a1"), PBX_SECRET)
+        assert status == 503
+        assert body["error"] == "unavailable"
+        async with daemon.session.get(f"{daemon.base_url}/readyz") as response:
+            assert response.status == 503
+
+        await own_cluster.server.start()
+        # Pooled connections died with the server; the first requests may still see that.
+        async with asyncio.timeout(WAIT):
+            while True:
+                status, body = await daemon.post(
+                    "pbx", sample_event("call.missed", "a1"), PBX_SECRET
+                )
+                if status == 202:
+                    break
+                assert status == 503
+                await asyncio.sleep(0.2)
+        messages = await smtp_sink.wait_for(2)
+        async with daemon.session.get(f"{daemon.base_url}/readyz") as response:
+            assert response.status == 200
+    assert "Apel nepreluat" in messages[1]["Subject"]
