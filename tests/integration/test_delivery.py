@@ -100,8 +100,9 @@ async def test_notice_claimed_by_a_host_that_died_is_delivered_after_its_lease(
     )
     try:
         created = parse_event(
-            json.dumps(sample_event("account.created", "acc-9", email="lease@client.example"))
-            .encode()
+            json.dumps(
+                sample_event("account.created", "acc-9", email="lease@client.example")
+            ).encode()
         )
         await ingest(
             pool,

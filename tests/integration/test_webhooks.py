@@ -233,9 +233,7 @@ async def test_sender_outside_allow_from_is_403(
     settings = load_config(tmp_path, config)
     async with running_daemon(settings) as daemon:
         refused = await daemon.post("pbx", sample_event("call.missed", "a"), PBX_SECRET)
-        allowed = await daemon.post(
-            "billing", sample_event("account.created", "a"), BILLING_SECRET
-        )
+        allowed = await daemon.post("billing", sample_event("account.created", "a"), BILLING_SECRET)
     assert refused[0] == 403
     assert refused[1]["error"] == "forbidden"
     assert allowed[0] == 202
@@ -270,7 +268,7 @@ async def test_call_missed_for_unknown_account_is_stored_and_sends_nothing(
 ) -> None:
     settings = load_config(tmp_path, base_config(tmp_path, database_url, smtp_sink.port))
     async with running_daemon(settings) as daemon:
-        status, body = await daemon.post("pbx", sample_event("call.missed", "ghost"), PBX_SECRET)
+        status, _ = await daemon.post("pbx", sample_event("call.missed", "ghost"), PBX_SECRET)
         await asyncio.sleep(0.5)
     assert status == 202
     assert await db.fetchval("SELECT count(*) FROM events WHERE account_id = 'ghost'") == 1
