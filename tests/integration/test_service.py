@@ -225,3 +225,63 @@ async def test_without_database_url_it_runs_an_embedded_postgresql_and_writes_em
     assert not (tmp_path / "state" / "pgdata" / "postmaster.pid").exists()
     eml = next((tmp_path / "state" / "outbox").glob("*.eml")).read_text()
     assert "embedded@client.example" in eml
+
+
+async def test_systemd_hears_ready_watchdog_and_stopping(tmp_path: Path, database_url: str) -> None:
+    import os
+    import socket
+
+    path = write_config(tmp_path / "notifyd.toml", base_config(tmp_path, database_url, None))
+    address = str(tmp_path / "notify.sock")
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(address)
+    listener.setblocking(False)
+    heard: list[str] = []
+    loop = asyncio.get_running_loop()
+    os.environ["NOTIFY_SOCKET"] = address
+    os.environ["WATCHDOG_USEC"] = "400000"  # the daemon should ping every 0.2 s
+    try:
+        daemon = await spawn_daemon(path)
+    finally:
+        del os.environ["NOTIFY_SOCKET"], os.environ["WATCHDOG_USEC"]
+    try:
+        async with asyncio.timeout(WAIT):
+            while sum("WATCHDOG=1" in m for m in heard) < 2:
+                heard.append((await loop.sock_recv(listener, 4096)).decode())
+        daemon.process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(WAIT):
+            while not any("STOPPING=1" in m for m in heard):
+                heard.append((await loop.sock_recv(listener, 4096)).decode())
+        assert await daemon.wait_exit() == 0
+    finally:
+        listener.close()
+    assert any("READY=1" in m for m in heard)
+    first_ready = next(i for i, m in enumerate(heard) if "READY=1" in m)
+    assert first_ready < next(i for i, m in enumerate(heard) if "STOPPING=1" in m)
+
+
+def test_shipped_configs_pass_check_config() -> None:
+    root = Path(__file__).resolve().parents[2]
+    for name in ("notifyd.example.toml", "notifyd.dev.toml"):
+        result = _cli("check-config", "--config", str(root / "config" / name))
+        assert result.returncode == 0, result.stderr
+
+
+def test_systemd_unit_is_notify_type_reloadable_and_hardened() -> None:
+    unit = (Path(__file__).resolve().parents[2] / "systemd" / "notifyd.service").read_text()
+    settings = {
+        line.split("=", 1)[0]: line.split("=", 1)[1]
+        for line in unit.splitlines()
+        if "=" in line and not line.startswith("#")
+    }
+    assert settings["Type"] == "notify"
+    assert "WatchdogSec" in settings
+    assert settings["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert settings["NoNewPrivileges"] == "yes"
+    assert settings["ProtectSystem"] == "strict"
+    assert settings["ReadWritePaths"] == "/var/lib/notifyd"
+    assert settings["PrivateTmp"] == "yes"
+    assert settings["ProtectHome"] == "yes"
+    assert settings["User"] == "notifyd"
+    assert settings["CapabilityBoundingSet"] == ""
+    assert settings["AmbientCapabilities"] == ""
