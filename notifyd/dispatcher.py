@@ -109,6 +109,9 @@ class Dispatcher:
             if pending:
                 await asyncio.wait(pending, timeout=5)
                 log.warning("sends cut off at shutdown; they will be retried", count=len(pending))
+                self.metrics.possible_duplicates.inc(len(pending))
+        # Also catches a claim whose query committed while the claim loop was being cancelled.
+        await self._release_claims()
         if self._listener is not None:
             with contextlib.suppress(*db.UNAVAILABLE):
                 await asyncio.wait_for(self._listener.close(), timeout=2)
@@ -181,12 +184,7 @@ class Dispatcher:
             bound.exception("rendering failed")
             await self._record(notice, Outcome(Verdict.FAILED, f"rendering failed: {error}"))
             return
-        try:
-            outcome = await self.transport.send(message, self.sender_address, notice.recipient)
-        except asyncio.CancelledError:
-            # Cut off at shutdown: hand it back so a restart sends it without waiting.
-            await asyncio.shield(self._release(notice))
-            raise
+        outcome = await self.transport.send(message, self.sender_address, notice.recipient)
         if outcome.error_kind:
             self.metrics.smtp_errors.labels(outcome.error_kind).inc()
         if outcome.possibly_sent:
@@ -243,10 +241,15 @@ class Dispatcher:
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
 
-    async def _release(self, notice: ClaimedNotice) -> None:
-        with contextlib.suppress(*db.UNAVAILABLE):
+    async def _release_claims(self) -> None:
+        try:
             async with self.pool.acquire() as conn:
-                await notice_store.release(conn, [notice.id], self.token)
+                released = await notice_store.release_claims(conn, self.token)
+        except db.UNAVAILABLE:
+            log.warning("could not hand back claims; they return when their lease ends")
+            return
+        if released:
+            log.info("claims handed back for another host or the next start", count=released)
 
     # -- wake-ups -------------------------------------------------------------------------------
 

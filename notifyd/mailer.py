@@ -106,7 +106,9 @@ class SmtpRelay:
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(settings.pool_size)
         # One SSL context for every connection: building one per connection costs 5x.
-        self._tls = ssl.create_default_context()
+        self._tls = ssl.create_default_context(
+            cafile=str(settings.ca_file) if settings.ca_file else None
+        )
         if not settings.verify_tls:
             self._tls.check_hostname = False
             self._tls.verify_mode = ssl.CERT_NONE

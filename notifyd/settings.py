@@ -84,6 +84,8 @@ class SmtpSettings:
     pool_size: int = 4
     # Verify the relay's certificate; off only for a relay on loopback with a self-signed one.
     verify_tls: bool = True
+    # CA bundle for a relay whose certificate comes from a private CA; empty: system CAs.
+    ca_file: Path | None = None
 
     @property
     def sender_address(self) -> str:
@@ -267,6 +269,17 @@ def check_webhook_secret(secret: str) -> str | None:
     return None
 
 
+def _optional_file(section: _Section, key: str, base_dir: Path) -> Path | None:
+    value = section.get(key, str, "")
+    if not value:
+        return None
+    path = (base_dir / Path(value).expanduser()).resolve()
+    if not path.is_file():
+        section.problem(key, f"no such file: {path}")
+        return None
+    return path
+
+
 def _check_sender(value: str) -> str | None:
     address = parseaddr(value)[1]
     if "@" not in address or any(c in value for c in "\r\n"):
@@ -367,6 +380,7 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         timeout_seconds=float(s.get("timeout_seconds", (int, float), 30.0, _between(0.1, 600))),
         pool_size=s.get("pool_size", int, 4, _between(1, 100)),
         verify_tls=s.get("verify_tls", bool, True),
+        ca_file=_optional_file(s, "ca_file", base_dir),
     )
     if smtp.username and not smtp.password:
         s.problem("password", "is empty but username is set (or set NOTIFYD_SMTP_PASSWORD)")

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
+from ssl import SSLContext
 from typing import Any
 
 import aiohttp
@@ -138,6 +139,7 @@ class SmtpSink:
     data_delay: float = 0.0
     rcpt_commands: int = 0
     data_commands: int = 0
+    connections: int = 0
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
 
     async def handle_RCPT(
@@ -179,19 +181,29 @@ class SmtpSink:
         return list(self.messages)
 
 
+@asynccontextmanager
+async def smtp_server(
+    sink: SmtpSink, port: int = 0, ssl: SSLContext | None = None, **options: Any
+) -> AsyncIterator[SmtpSink]:
+    """Serve `sink` over SMTP on loopback; `options` go to aiosmtpd's SMTP (TLS, AUTH...)."""
+
+    def connection() -> SMTP:
+        sink.connections += 1
+        return SMTP(sink, hostname="sink.test", data_size_limit=50 * 1024 * 1024, **options)
+
+    server = await asyncio.get_running_loop().create_server(connection, "127.0.0.1", port, ssl=ssl)
+    sink.port = server.sockets[0].getsockname()[1]
+    try:
+        yield sink
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
 @pytest.fixture
 async def smtp_sink() -> AsyncIterator[SmtpSink]:
-    sink = SmtpSink()
-    loop = asyncio.get_running_loop()
-    server = await loop.create_server(
-        lambda: SMTP(sink, hostname="sink.test", data_size_limit=50 * 1024 * 1024),
-        "127.0.0.1",
-        0,
-    )
-    sink.port = server.sockets[0].getsockname()[1]
-    yield sink
-    server.close()
-    await server.wait_closed()
+    async with smtp_server(SmtpSink()) as sink:
+        yield sink
 
 
 # -- config, signing, daemon -------------------------------------------------------------------

@@ -99,8 +99,8 @@ async def mark_failed(
     return status.endswith(" 1")
 
 
-async def release(conn: Conn, notice_ids: Sequence[UUID], token: UUID) -> int:
-    status: str = await conn.execute(SQL["release_claims"], list(notice_ids), token)
+async def release_claims(conn: Conn, token: UUID) -> int:
+    status: str = await conn.execute(SQL["release_claims"], token)
     return int(status.split()[-1])
 
 

@@ -216,3 +216,46 @@ async def test_database_down_answers_503_and_recovers_without_restart(
         async with daemon.session.get(f"{daemon.base_url}/readyz") as response:
             assert response.status == 200
     assert "Apel nepreluat" in messages[1]["Subject"]
+
+
+async def test_listener_killed_by_the_database_reconnects_and_wakes_again(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    config = base_config(tmp_path, database_url, smtp_sink.port, delivery={"poll_seconds": 60})
+    settings = load_config(tmp_path, config)
+
+    async def listener_pids() -> list[int]:
+        rows = await db.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+            "AND query LIKE 'LISTEN%'"
+        )
+        return [row["pid"] for row in rows]
+
+    async def another_host_queues(account: str) -> None:
+        pool = await storage_db.create_pool(database_url, settings.database)
+        try:
+            event = sample_event("account.created", account, email=f"{account}@client.example")
+            await ingest(
+                pool,
+                source="billing",
+                webhook_id=f"msg-{account}",
+                event=parse_event(json.dumps(event).encode()),
+                defaults=settings.defaults,
+                message_domain="voip.example",
+                now=datetime.now(UTC),
+            )
+        finally:
+            await pool.close()
+
+    async with running_daemon(settings):
+        async with asyncio.timeout(WAIT):
+            while not (pids := await listener_pids()):
+                await asyncio.sleep(0.05)
+        # What a PostgreSQL restart or a proxy's idle cut does to the LISTEN connection.
+        await db.execute("SELECT pg_terminate_backend($1)", pids[0])
+        async with asyncio.timeout(WAIT):
+            while (new := await listener_pids()) in ([], pids):
+                await asyncio.sleep(0.05)
+        await another_host_queues("after-reconnect")
+        await smtp_sink.wait_for(1, timeout=10)  # well under the 60 s poll
+    assert new != pids

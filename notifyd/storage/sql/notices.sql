@@ -50,12 +50,11 @@ SET state = 'failed', last_error = $3, smtp_reply = $4, claimed_by = NULL, claim
 WHERE id = $1 AND claim_token = $2
 
 -- name: release_claims
--- On a clean stop, claims not yet sent go back at once instead of waiting for the lease;
--- the attempt they never made is not counted.
+-- On a clean stop, whatever this process still holds goes back at once instead of waiting
+-- for the lease: claims whose send never started, and sends cut off after the grace period.
 UPDATE notices
-SET state = 'queued', due_at = now(), attempts = greatest(attempts - 1, 0),
-    claimed_by = NULL, claim_token = NULL
-WHERE id = ANY($1::uuid[]) AND claim_token = $2
+SET state = 'queued', due_at = now(), claimed_by = NULL, claim_token = NULL
+WHERE claim_token = $1 AND state = 'sending'
 
 -- name: count_sendable
 SELECT state, count(*) AS total FROM notices

@@ -1,0 +1,179 @@
+"""SMTP as operators run it: STARTTLS, implicit TLS, AUTH, reused connections, a relay
+that is down for a while."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import trustme
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from notifyd.samples import sample_event
+from tests.conftest import (
+    BILLING_SECRET,
+    SmtpSink,
+    base_config,
+    load_config,
+    running_daemon,
+    smtp_server,
+)
+
+
+def _certificates(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
+    """A private CA, a server certificate for 127.0.0.1 and the CA's PEM for the client."""
+    ca = trustme.CA()
+    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
+    ca_file = tmp_path / "relay-ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    return server_context, ca_file
+
+
+class Accounts:
+    def __init__(self, username: str, password: str) -> None:
+        self.expected = (username.encode(), password.encode())
+        self.logins: list[str] = []
+
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        if isinstance(data, LoginPassword) and (data.login, data.password) == self.expected:
+            self.logins.append(data.login.decode())
+            return AuthResult(success=True)
+        return AuthResult(success=False, handled=False)
+
+
+async def test_starttls_with_auth_against_a_private_ca(tmp_path: Path, database_url: str) -> None:
+    server_context, ca_file = _certificates(tmp_path)
+    accounts = Accounts("notifyd", "s3cret-relay-pass")
+    async with smtp_server(
+        SmtpSink(),
+        tls_context=server_context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=accounts,
+    ) as sink:
+        config = base_config(
+            tmp_path,
+            database_url,
+            sink.port,
+            smtp={
+                "security": "starttls",
+                "username": "notifyd",
+                "password": "s3cret-relay-pass",
+                "ca_file": str(ca_file),
+            },
+        )
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            event = sample_event("account.created", "acc-1", email="tls@client.example")
+            assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+            await sink.wait_for(1)
+    # The server refuses MAIL before STARTTLS and AUTH, so arriving proves both happened.
+    assert accounts.logins == ["notifyd"]
+
+
+async def test_implicit_tls(tmp_path: Path, database_url: str) -> None:
+    server_context, ca_file = _certificates(tmp_path)
+    async with smtp_server(SmtpSink(), ssl=server_context) as sink:
+        config = base_config(
+            tmp_path, database_url, sink.port, smtp={"security": "tls", "ca_file": str(ca_file)}
+        )
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            event = sample_event("account.created", "acc-1", email="tls@client.example")
+            assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+            messages = await sink.wait_for(1)
+    assert messages[0]["To"] == "tls@client.example"
+
+
+async def test_untrusted_relay_certificate_is_not_used(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    server_context, _ = _certificates(tmp_path)
+    async with smtp_server(SmtpSink(), ssl=server_context) as sink:
+        config = base_config(tmp_path, database_url, sink.port, smtp={"security": "tls"})
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            event = sample_event("account.created", "acc-1", email="tls@client.example")
+            assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+            async with asyncio.timeout(10):
+                while not await db.fetchval("SELECT last_error FROM notices"):
+                    await asyncio.sleep(0.05)
+        assert sink.messages == []
+    row = await db.fetchrow("SELECT state, last_error FROM notices")
+    assert row["state"] in ("queued", "sending")  # kept for retry, never sent in clear
+    assert "certificate" in row["last_error"].lower()
+
+
+async def test_wrong_relay_password_keeps_notices_queued(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    server_context, ca_file = _certificates(tmp_path)
+    accounts = Accounts("notifyd", "right")
+    async with smtp_server(
+        SmtpSink(),
+        tls_context=server_context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=accounts,
+    ) as sink:
+        config = base_config(
+            tmp_path,
+            database_url,
+            sink.port,
+            smtp={
+                "security": "starttls",
+                "username": "notifyd",
+                "password": "wrong",
+                "ca_file": str(ca_file),
+            },
+        )
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            event = sample_event("account.created", "acc-1", email="auth@client.example")
+            assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+            async with asyncio.timeout(10):
+                while not await db.fetchval("SELECT attempts >= 2 FROM notices"):
+                    await asyncio.sleep(0.05)
+    row = await db.fetchrow("SELECT state, last_error FROM notices")
+    assert row["state"] != "failed"
+    assert row["last_error"].startswith("535")
+    assert sink.messages == []
+
+
+async def test_connections_are_reused_across_messages(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    config = base_config(
+        tmp_path, database_url, smtp_sink.port, delivery={"concurrency": 1}, smtp={"pool_size": 1}
+    )
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        for n in range(6):
+            event = sample_event("account.created", f"acc-{n}", email=f"r{n}@client.example")
+            assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+        await smtp_sink.wait_for(6)
+    assert smtp_sink.connections == 1
+
+
+async def test_relay_down_then_up_delivers_after_retries(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    with socket.socket() as probe:  # a port with nothing behind it, for now
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = base_config(tmp_path, database_url, port)
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        event = sample_event("account.created", "acc-1", email="later@client.example")
+        assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+        async with asyncio.timeout(10):
+            while not await db.fetchval("SELECT attempts >= 2 FROM notices"):
+                await asyncio.sleep(0.05)
+        assert "connection" in await db.fetchval("SELECT last_error FROM notices")
+        async with smtp_server(SmtpSink(), port=port) as sink:
+            await sink.wait_for(1)
+            async with asyncio.timeout(10):
+                while await db.fetchval("SELECT state FROM notices") != "sent":
+                    await asyncio.sleep(0.05)
+    assert len(sink.messages) == 1
