@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/notifyd.dev.toml
 
-.PHONY: all run test lint types unit install clean
+.PHONY: all run test lint types unit install clean bench
 
 all: test
 
@@ -20,8 +20,8 @@ run: install
 	$(BIN)/notifyd run --config $(CONFIG)
 
 lint: install
-	$(BIN)/ruff check notifyd tests
-	$(BIN)/ruff format --check notifyd tests
+	$(BIN)/ruff check notifyd tests bench
+	$(BIN)/ruff format --check notifyd tests bench
 
 types: install
 	$(BIN)/mypy
@@ -35,3 +35,7 @@ test: lint types
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+# Benchmarks print figures against raw baselines measured in the same run (not part of test).
+bench: install
+	$(BIN)/python bench/e2e_latency.py
