@@ -90,6 +90,7 @@ class Dispatcher:
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="notifyd-claim"),
             asyncio.create_task(self._listen_loop(), name="notifyd-listen"),
+            asyncio.create_task(self._heartbeat_loop(), name="notifyd-heartbeat"),
         ]
 
     async def stop(self, grace: float) -> None:
@@ -250,6 +251,19 @@ class Dispatcher:
             return
         if released:
             log.info("claims handed back for another host or the next start", count=released)
+
+    async def _heartbeat_loop(self) -> None:
+        """Renews the leases of sends in progress, so the lease can be short (a crashed host's
+        notices come back quickly) without a slow relay making another host resend."""
+        while True:
+            await asyncio.sleep(self.delivery.lease_seconds / 3)
+            if not self._in_flight:
+                continue
+            try:
+                async with self.pool.acquire() as conn:
+                    await notice_store.renew_leases(conn, self.token, self.delivery.lease_seconds)
+            except db.UNAVAILABLE as error:
+                log.warning("could not renew leases", error=type(error).__name__)
 
     # -- wake-ups -------------------------------------------------------------------------------
 

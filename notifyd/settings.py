@@ -117,9 +117,9 @@ class WebhookSettings:
 class DeliverySettings:
     concurrency: int = 8
     batch_size: int = 50
-    lease_seconds: float = 300.0
+    lease_seconds: float = 30.0
     poll_seconds: float = 5.0
-    retry_initial_seconds: float = 60.0
+    retry_initial_seconds: float = 15.0
     retry_max_seconds: float = 3600.0
     retry_lifetime_seconds: float = 5 * 24 * 3600.0
 
@@ -427,14 +427,14 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     s.finish()
 
     s = _Section("delivery", raw.get("delivery"), problems)
-    retry_initial = float(s.get("retry_initial_seconds", (int, float), 60.0, _between(0.01, 86400)))
+    retry_initial = float(s.get("retry_initial_seconds", (int, float), 15.0, _between(0.01, 86400)))
     retry_max = float(s.get("retry_max_seconds", (int, float), 3600.0, _between(0.01, 7 * 86400)))
     if retry_max < retry_initial:
         s.problem("retry_max_seconds", "must be at least retry_initial_seconds")
     delivery = DeliverySettings(
         concurrency=s.get("concurrency", int, 8, _between(1, 1000)),
         batch_size=s.get("batch_size", int, 50, _between(1, 10000)),
-        lease_seconds=float(s.get("lease_seconds", (int, float), 300.0, _between(1, 86400))),
+        lease_seconds=float(s.get("lease_seconds", (int, float), 30.0, _between(0.3, 3600))),
         poll_seconds=float(s.get("poll_seconds", (int, float), 5.0, _between(0.05, 3600))),
         retry_initial_seconds=retry_initial,
         retry_max_seconds=retry_max,
@@ -442,12 +442,6 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
             s.get("retry_lifetime_seconds", (int, float), 5 * 86400.0, _between(1, 60 * 86400))
         ),
     )
-    if delivery.lease_seconds <= smtp.timeout_seconds:
-        s.problem(
-            "lease_seconds",
-            f"must exceed [smtp] timeout_seconds ({smtp.timeout_seconds:g}) so a slow "
-            "send is not claimed by another host",
-        )
     s.finish()
 
     s = _Section("logging", raw.get("logging"), problems)

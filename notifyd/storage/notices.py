@@ -104,6 +104,11 @@ async def release_claims(conn: Conn, token: UUID) -> int:
     return int(status.split()[-1])
 
 
+async def renew_leases(conn: Conn, token: UUID, lease_seconds: float) -> int:
+    status: str = await conn.execute(SQL["renew_leases"], token, lease_seconds)
+    return int(status.split()[-1])
+
+
 async def count_sendable(conn: Conn) -> dict[str, int]:
     rows = await conn.fetch(SQL["count_sendable"])
     counts = {"queued": 0, "sending": 0}

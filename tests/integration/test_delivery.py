@@ -259,3 +259,46 @@ async def test_listener_killed_by_the_database_reconnects_and_wakes_again(
         await another_host_queues("after-reconnect")
         await smtp_sink.wait_for(1, timeout=10)  # well under the 60 s poll
     assert new != pids
+
+
+async def test_a_send_slower_than_the_lease_keeps_its_claim_and_is_sent_once(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    smtp_sink.data_delay = 2.0
+    config = base_config(
+        tmp_path,
+        database_url,
+        smtp_sink.port,
+        delivery={"lease_seconds": 0.6, "poll_seconds": 0.1},
+    )
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        event = sample_event("account.created", "acc-1", email="slow@client.example")
+        assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+        await smtp_sink.wait_for(1)
+        await _state(db, "sent")
+        await asyncio.sleep(1.0)
+    assert smtp_sink.data_commands == 1
+    assert len(smtp_sink.messages) == 1
+
+
+async def test_timeout_after_data_is_retried_and_counted_as_a_possible_duplicate(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    # The server is slower than our timeout at the final ".", then accepts anyway: the one
+    # case where at-least-once delivery may duplicate (SPEC §5).
+    smtp_sink.data_delay = 1.5
+    config = base_config(tmp_path, database_url, smtp_sink.port, smtp={"timeout_seconds": 0.5})
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        event = sample_event("account.created", "acc-1", email="cut@client.example")
+        assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+        async with asyncio.timeout(WAIT):
+            while smtp_sink.data_commands < 1:
+                await asyncio.sleep(0.02)
+        smtp_sink.data_delay = 0
+        row = await _state(db, "sent")
+        async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+            metrics = await response.text()
+    assert row["attempts"] == 2
+    assert "notifyd_possible_duplicates_total 1.0" in metrics
+    assert 'notifyd_smtp_errors_total{kind="timeout"} 1.0' in metrics
+    assert len(smtp_sink.messages) <= 2

@@ -52,8 +52,13 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
 async def test_sigterm_mid_delivery_exits_0_and_sends_each_notice_once_across_restart(
-    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+    tmp_path: Path,
+    database_url: str,
+    smtp_sink: SmtpSink,
+    db: asyncpg.Connection,
+    stop_signal: signal.Signals,
 ) -> None:
     smtp_sink.data_delay = 1.5  # the first SMTP transaction is in flight when SIGTERM comes
     config = base_config(
@@ -67,7 +72,7 @@ async def test_sigterm_mid_delivery_exits_0_and_sends_each_notice_once_across_re
     async with asyncio.timeout(WAIT):
         while smtp_sink.data_commands == 0:
             await asyncio.sleep(0.02)
-    daemon.process.send_signal(signal.SIGTERM)
+    daemon.process.send_signal(stop_signal)
     assert await daemon.wait_exit() == 0
     # The transaction in flight was finished and recorded, the others handed back.
     assert len(smtp_sink.messages) == 1

@@ -56,6 +56,11 @@ UPDATE notices
 SET state = 'queued', due_at = now(), claimed_by = NULL, claim_token = NULL
 WHERE claim_token = $1 AND state = 'sending'
 
+-- name: renew_leases
+-- Heartbeat: a host that is still working on its claims keeps them, however slow the relay.
+UPDATE notices SET due_at = now() + make_interval(secs => $2)
+WHERE claim_token = $1 AND state = 'sending'
+
 -- name: count_sendable
 SELECT state, count(*) AS total FROM notices
 WHERE state IN ('queued', 'sending') GROUP BY state

@@ -1,0 +1,77 @@
+"""Migrations: applied once, in order, even when hosts start together."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from notifyd.storage import schema
+from tests.conftest import PBX_SECRET, Cluster, create_database, write_config
+
+
+@pytest.fixture
+async def empty_database(pg_cluster: Cluster) -> AsyncIterator[str]:
+    name = await create_database(pg_cluster, template=None)
+    yield pg_cluster.dsn(name)
+    conn = await asyncpg.connect(pg_cluster.dsn("postgres"))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
+async def test_hosts_migrating_together_apply_each_migration_once(empty_database: str) -> None:
+    connections = [await asyncpg.connect(empty_database) for _ in range(4)]
+    try:
+        results = await asyncio.gather(*(schema.migrate(conn) for conn in connections))
+        applied = [len(result) for result in results]
+        rows = await connections[0].fetch("SELECT version FROM schema_migrations")
+        version = await schema.current_version(connections[0])
+    finally:
+        for conn in connections:
+            await conn.close()
+    latest = schema.latest_version()
+    assert sorted(applied) == [0, 0, 0, latest]
+    assert [row["version"] for row in rows] == list(range(1, latest + 1))
+    assert version == latest
+
+
+async def test_migrate_command_reports_the_schema_version(
+    tmp_path: Path, empty_database: str
+) -> None:
+    config = write_config(
+        tmp_path / "notifyd.toml",
+        {
+            "daemon": {"state_dir": str(tmp_path / "state")},
+            "database": {"url": empty_database},
+            "sources.pbx": {"secrets": [PBX_SECRET]},
+        },
+    )
+
+    def migrate() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "notifyd", "migrate", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    first = await asyncio.to_thread(migrate)
+    second = await asyncio.to_thread(migrate)
+    assert first.returncode == 0, first.stderr
+    assert f"schema at version {schema.latest_version()}" in first.stdout
+    assert "0001_initial" in first.stdout
+    assert second.returncode == 0
+    assert "applied now: none" in second.stdout
+
+
+def test_migrations_are_numbered_without_gaps() -> None:
+    versions = [migration.version for migration in schema.available()]
+    assert versions == list(range(1, len(versions) + 1))
