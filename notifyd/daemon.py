@@ -86,7 +86,7 @@ class Daemon:
             delivery=s.delivery,
             transport=transport,
             renderer=Renderer(s.smtp.sender),
-            sender=s.smtp.sender,
+            envelope_sender=s.smtp.sender_address,
             owner=s.daemon.instance,
             metrics=metrics,
             clock=self.clock,
@@ -172,19 +172,15 @@ class Daemon:
         assert self.runtime is not None
         assert self.dispatcher is not None
         self.runtime.apply(new)
+        transport = self.dispatcher.transport
         if new.smtp != self.settings.smtp:
-            old = self.dispatcher.reconfigure(
-                new.delivery,
-                transport_for(new.smtp, new.outbox_dir),
-                Renderer(new.smtp.sender),
-                new.smtp.sender,
-            )
+            transport = transport_for(new.smtp, new.outbox_dir)
+        old = self.dispatcher.reconfigure(
+            new.delivery, transport, Renderer(new.smtp.sender), new.smtp.sender_address
+        )
+        if old is not transport:
             # Sends in progress keep their connection; idle ones close now.
             await old.close()
-        else:
-            self.dispatcher.reconfigure(
-                new.delivery, self.dispatcher.transport, self.dispatcher.renderer, new.smtp.sender
-            )
         self.settings = new
         log.info("config reloaded", sources=sorted(new.sources))
         systemd.notify("READY=1", "STATUS=config reloaded")

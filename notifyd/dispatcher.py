@@ -46,7 +46,7 @@ class Dispatcher:
         delivery: DeliverySettings,
         transport: Transport,
         renderer: Renderer,
-        sender: str,
+        envelope_sender: str,
         owner: str,
         metrics: Metrics,
         clock: Clock = utcnow,
@@ -57,7 +57,8 @@ class Dispatcher:
         self.delivery = delivery
         self.transport = transport
         self.renderer = renderer
-        self.sender = sender
+        # MAIL FROM: where bounces go (the address of the configured sender).
+        self.envelope_sender = envelope_sender
         self.owner = owner
         self.metrics = metrics
         self.clock = clock
@@ -70,16 +71,18 @@ class Dispatcher:
         self._tasks: list[asyncio.Task[None]] = []
 
     def reconfigure(
-        self, delivery: DeliverySettings, transport: Transport, renderer: Renderer, sender: str
+        self,
+        delivery: DeliverySettings,
+        transport: Transport,
+        renderer: Renderer,
+        envelope_sender: str,
     ) -> Transport:
         """Take new settings on reload; returns the old transport for the caller to close."""
         old = self.transport
-        self.delivery, self.transport, self.renderer, self.sender = (
-            delivery,
-            transport,
-            renderer,
-            sender,
-        )
+        self.delivery = delivery
+        self.transport = transport
+        self.renderer = renderer
+        self.envelope_sender = envelope_sender
         self.wake()
         return old
 
@@ -185,19 +188,13 @@ class Dispatcher:
             bound.exception("rendering failed")
             await self._record(notice, Outcome(Verdict.FAILED, f"rendering failed: {error}"))
             return
-        outcome = await self.transport.send(message, self.sender_address, notice.recipient)
+        outcome = await self.transport.send(message, self.envelope_sender, notice.recipient)
         if outcome.error_kind:
             self.metrics.smtp_errors.labels(outcome.error_kind).inc()
         if outcome.possibly_sent:
             self.metrics.possible_duplicates.inc()
         await asyncio.shield(self._record(notice, outcome))
         bound.info("delivery", outcome=outcome.verdict.value, reply=outcome.reply[:200])
-
-    @property
-    def sender_address(self) -> str:
-        from email.utils import parseaddr
-
-        return parseaddr(self.sender)[1]
 
     async def _record(self, notice: ClaimedNotice, outcome: Outcome) -> None:
         now = self.clock()

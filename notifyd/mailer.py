@@ -105,6 +105,7 @@ class SmtpRelay:
         self.settings = settings
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(settings.pool_size)
+        self._closed = False
         # One SSL context for every connection: building one per connection costs 5x.
         self._tls = ssl.create_default_context(
             cafile=str(settings.ca_file) if settings.ca_file else None
@@ -139,7 +140,7 @@ class SmtpRelay:
             except BaseException:
                 await _quietly_close(client)
                 raise
-            if keep:
+            if keep and not self._closed:
                 self._idle.put_nowait(client)
             else:
                 await _quietly_close(client)
@@ -183,6 +184,7 @@ class SmtpRelay:
             return outcome, reusable
 
     async def close(self) -> None:
+        self._closed = True
         while not self._idle.empty():
             client = self._idle.get_nowait()
             try:

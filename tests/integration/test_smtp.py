@@ -177,3 +177,25 @@ async def test_relay_down_then_up_delivers_after_retries(
                 while await db.fetchval("SELECT state FROM notices") != "sent":
                     await asyncio.sleep(0.05)
     assert len(sink.messages) == 1
+
+
+async def test_reload_switches_to_a_new_relay_without_a_restart(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    from tests.conftest import write_config
+
+    config = base_config(tmp_path, database_url, smtp_sink.port)
+    settings = load_config(tmp_path, config)
+    async with running_daemon(settings) as daemon, smtp_server(SmtpSink()) as new_relay:
+        first = sample_event("account.created", "acc-1", email="old@client.example")
+        assert (await daemon.post("billing", first, BILLING_SECRET))[0] == 202
+        await smtp_sink.wait_for(1)
+
+        config["smtp"]["port"] = new_relay.port
+        write_config(settings.path, config)
+        assert await daemon.daemon.reload()
+        second = sample_event("account.created", "acc-2", email="new@client.example")
+        assert (await daemon.post("billing", second, BILLING_SECRET))[0] == 202
+        messages = await new_relay.wait_for(1)
+    assert messages[0]["To"] == "new@client.example"
+    assert len(smtp_sink.messages) == 1
