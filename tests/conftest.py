@@ -103,16 +103,20 @@ async def create_database(cluster: Cluster, template: str | None = TEMPLATE_DB) 
     return name
 
 
+async def drop_database(cluster: Cluster, name: str) -> None:
+    conn = await asyncpg.connect(cluster.dsn("postgres"))
+    try:
+        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    finally:
+        await conn.close()
+
+
 @pytest.fixture
 async def database_url(pg_cluster: Cluster) -> AsyncIterator[str]:
     """A fresh, migrated database for one test."""
     name = await create_database(pg_cluster)
     yield pg_cluster.dsn(name)
-    conn = await asyncpg.connect(pg_cluster.dsn("postgres"))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    await drop_database(pg_cluster, name)
 
 
 @pytest.fixture

@@ -12,18 +12,14 @@ import asyncpg
 import pytest
 
 from notifyd.storage import schema
-from tests.conftest import PBX_SECRET, Cluster, create_database, write_config
+from tests.conftest import PBX_SECRET, Cluster, create_database, drop_database, write_config
 
 
 @pytest.fixture
 async def empty_database(pg_cluster: Cluster) -> AsyncIterator[str]:
     name = await create_database(pg_cluster, template=None)
     yield pg_cluster.dsn(name)
-    conn = await asyncpg.connect(pg_cluster.dsn("postgres"))
-    try:
-        await conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    finally:
-        await conn.close()
+    await drop_database(pg_cluster, name)
 
 
 async def test_hosts_migrating_together_apply_each_migration_once(empty_database: str) -> None:

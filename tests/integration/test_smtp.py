@@ -34,6 +34,32 @@ def _certificates(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
     return server_context, ca_file
 
 
+def _auth_relay(tmp_path: Path, password: str) -> tuple[Any, Accounts, Path]:
+    """A relay demanding STARTTLS then AUTH as notifyd/`password`, and its CA file."""
+    server_context, ca_file = _certificates(tmp_path)
+    accounts = Accounts("notifyd", password)
+    relay = smtp_server(
+        SmtpSink(),
+        tls_context=server_context,
+        require_starttls=True,
+        auth_required=True,
+        authenticator=accounts,
+    )
+    return relay, accounts, ca_file
+
+
+def _starttls_config(
+    tmp_path: Path, database_url: str, port: int, ca_file: Path, password: str
+) -> dict[str, dict[str, Any]]:
+    smtp = {
+        "security": "starttls",
+        "username": "notifyd",
+        "password": password,
+        "ca_file": str(ca_file),
+    }
+    return base_config(tmp_path, database_url, port, smtp=smtp)
+
+
 class Accounts:
     def __init__(self, username: str, password: str) -> None:
         self.expected = (username.encode(), password.encode())
@@ -49,26 +75,9 @@ class Accounts:
 
 
 async def test_starttls_with_auth_against_a_private_ca(tmp_path: Path, database_url: str) -> None:
-    server_context, ca_file = _certificates(tmp_path)
-    accounts = Accounts("notifyd", "s3cret-relay-pass")
-    async with smtp_server(
-        SmtpSink(),
-        tls_context=server_context,
-        require_starttls=True,
-        auth_required=True,
-        authenticator=accounts,
-    ) as sink:
-        config = base_config(
-            tmp_path,
-            database_url,
-            sink.port,
-            smtp={
-                "security": "starttls",
-                "username": "notifyd",
-                "password": "s3cret-relay-pass",
-                "ca_file": str(ca_file),
-            },
-        )
+    relay, accounts, ca_file = _auth_relay(tmp_path, "s3cret-relay-pass")
+    async with relay as sink:
+        config = _starttls_config(tmp_path, database_url, sink.port, ca_file, "s3cret-relay-pass")
         async with running_daemon(load_config(tmp_path, config)) as daemon:
             event = sample_event("account.created", "acc-1", email="tls@client.example")
             assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
@@ -111,26 +120,9 @@ async def test_untrusted_relay_certificate_is_not_used(
 async def test_wrong_relay_password_keeps_notices_queued(
     tmp_path: Path, database_url: str, db: asyncpg.Connection
 ) -> None:
-    server_context, ca_file = _certificates(tmp_path)
-    accounts = Accounts("notifyd", "right")
-    async with smtp_server(
-        SmtpSink(),
-        tls_context=server_context,
-        require_starttls=True,
-        auth_required=True,
-        authenticator=accounts,
-    ) as sink:
-        config = base_config(
-            tmp_path,
-            database_url,
-            sink.port,
-            smtp={
-                "security": "starttls",
-                "username": "notifyd",
-                "password": "wrong",
-                "ca_file": str(ca_file),
-            },
-        )
+    relay, _accounts, ca_file = _auth_relay(tmp_path, "right")
+    async with relay as sink:
+        config = _starttls_config(tmp_path, database_url, sink.port, ca_file, "wrong")
         async with running_daemon(load_config(tmp_path, config)) as daemon:
             event = sample_event("account.created", "acc-1", email="auth@client.example")
             assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
