@@ -13,7 +13,9 @@ import structlog
 _EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 # Seven or more digits, optionally with a leading + and the usual separators: a phone number
 # in any format a PBX writes. Shorter runs (ports, counts, status codes) are left alone.
-_PHONE = re.compile(r"(?<![\w-])\+?\d(?:[\d ().-]{5,}\d)(?![\w-])")
+_PHONE = re.compile(r"(?<![\w:-])\+?\d(?:[\d ().-]{5,}\d)(?![\w:-])")
+# Shapes that have enough digits to look like a number but are not one: dates, IPv4.
+_NOT_A_NUMBER = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,3}(?:\.\d{1,3}){3}")
 _SECRET_KEYS = {"password", "secret", "secrets", "token", "authorization", "pin"}
 
 
@@ -24,7 +26,7 @@ def mask_email(text: str) -> str:
 def mask_phone(text: str) -> str:
     def hide(match: re.Match[str]) -> str:
         digits = [c for c in match[0] if c.isdigit()]
-        if len(digits) < 7:
+        if len(digits) < 7 or _NOT_A_NUMBER.fullmatch(match[0]):
             return match[0]
         return (
             ("+" if match[0].startswith("+") else "")
@@ -43,7 +45,10 @@ def _mask_value(value: Any) -> Any:
     if isinstance(value, str):
         return mask(value)
     if isinstance(value, dict):
-        return {k: _mask_value(v) for k, v in value.items()}
+        return {
+            k: "[redacted]" if str(k).lower() in _SECRET_KEYS else _mask_value(v)
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_mask_value(v) for v in value]
     return value

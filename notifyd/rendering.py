@@ -71,9 +71,10 @@ class Renderer:
         # RFC 3834: tells auto-responders (vacation replies) not to answer.
         message["Auto-Submitted"] = "auto-generated"
         message["X-Auto-Response-Suppress"] = "All"
-        message["Content-Language"] = notice.language
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
+        # After the body: set_content() drops every Content-* header set before it.
+        message["Content-Language"] = notice.language
         return message
 
 

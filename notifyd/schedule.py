@@ -31,10 +31,32 @@ def quiet_hours_end(now: datetime, window: QuietHours | None, zone: str) -> date
     end_date = local.date()
     if wall >= window.end:
         end_date += timedelta(days=1)
-    # Built from wall-clock fields and round-tripped through UTC, so an end that falls in a
-    # spring-forward gap moves to the first real instant after it.
-    end_local = datetime.combine(end_date, window.end, tzinfo=tz)
-    return end_local.astimezone(UTC)
+    return _first_instant_at_or_after(datetime.combine(end_date, window.end), tz, now)
+
+
+def _first_instant_at_or_after(wall: datetime, tz: ZoneInfo, now: datetime) -> datetime:
+    """The UTC instant at which local clocks first read `wall`, and not before `now`.
+
+    A wall time repeated when clocks go back has two instants: the first one not before
+    `now` is taken. A wall time skipped when clocks go forward has none: the moment the
+    clocks jump (the first real instant after it) is taken.
+    """
+    earlier = wall.replace(tzinfo=tz, fold=0).astimezone(UTC)
+    later = wall.replace(tzinfo=tz, fold=1).astimezone(UTC)
+    if earlier.astimezone(tz).replace(tzinfo=None) == wall:  # the wall time exists
+        candidates = sorted({earlier, later})
+        return next((c for c in candidates if c >= now), candidates[-1])
+    # In a gap, fold=1 maps to an instant before the jump and fold=0 to one after it; the
+    # jump lies between them, found to the second by bisection.
+    low, high = sorted((earlier, later))
+    offset_after = high.astimezone(tz).utcoffset()
+    while (high - low) > timedelta(seconds=1):
+        middle = low + (high - low) / 2
+        if middle.astimezone(tz).utcoffset() == offset_after:
+            high = middle
+        else:
+            low = middle
+    return high.replace(microsecond=0) if high.microsecond else high
 
 
 def release_time(now: datetime, window: QuietHours | None, zone: str) -> datetime:
@@ -47,7 +69,8 @@ def retry_delay(
 ) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based): exponential, capped,
     with +-20 % jitter so a relay that comes back is not hit by every notice at once."""
-    base = settings.retry_initial_seconds * (2 ** max(attempt - 1, 0))
-    capped = min(base, settings.retry_max_seconds)
+    # The exponent is bounded first: 2**1024 overflows a float long before attempts run out.
+    doublings = min(max(attempt - 1, 0), 64)
+    capped = min(settings.retry_initial_seconds * 2.0**doublings, settings.retry_max_seconds)
     jitter = (rng or random).uniform(0.8, 1.2)
     return float(min(capped * jitter, settings.retry_max_seconds))

@@ -370,12 +370,15 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     s.finish()
 
     s = _Section("smtp", raw.get("smtp"), problems)
+    file_password = s.get("password", str, "")
     smtp = SmtpSettings(
         host=s.get("host", str, ""),
         port=s.get("port", int, 25, _between(1, 65535)),
         security=s.get("security", str, "none", _one_of(*SMTP_SECURITY)),  # type: ignore[arg-type]
         username=s.get("username", str, ""),
-        password=env.get("NOTIFYD_SMTP_PASSWORD") or s.get("password", str, ""),
+        # The file's key is read either way, so a `password = ""` beside the environment
+        # variable is not reported as unknown.
+        password=env.get("NOTIFYD_SMTP_PASSWORD") or file_password,
         sender=s.get("sender", str, "notifyd <notifyd@localhost>", _check_sender),
         timeout_seconds=float(s.get("timeout_seconds", (int, float), 30.0, _between(0.1, 600))),
         pool_size=s.get("pool_size", int, 4, _between(1, 100)),

@@ -46,7 +46,8 @@ def read_headers(headers: Mapping[str, str]) -> SignedHeaders:
         raise SignatureError(f"missing header: {', '.join(missing)}")
     if len(webhook_id) > 256 or not webhook_id.isprintable():
         raise SignatureError("webhook-id must be printable and at most 256 characters")
-    if not raw_timestamp.isdigit():
+    # ASCII and bounded: str.isdigit() also accepts "²" and int() refuses > 4300 digits.
+    if not (raw_timestamp.isascii() and raw_timestamp.isdigit() and len(raw_timestamp) <= 12):
         raise SignatureError("webhook-timestamp must be Unix seconds")
     signatures = []
     for item in raw_signature.split():

@@ -1,0 +1,204 @@
+"""Log masking: addresses and phone numbers hidden, secrets dropped by key, JSON lines out."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import structlog
+
+from notifyd.logs import configure, mask, mask_email, mask_phone, mask_pii
+
+
+@pytest.fixture
+def restore_structlog() -> Iterator[None]:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)
+
+
+# -- mask_email --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("ana.popescu@example.com", "a***@example.com"),
+        ("m@client.example", "m***@client.example"),
+        ("to: Ana <ana+notices@mail.example.ro>", "to: Ana <a***@mail.example.ro>"),
+        ("ana@example.com, ion@example.org", "a***@example.com, i***@example.org"),
+    ],
+)
+def test_mask_email_keeps_the_first_letter_and_the_domain(text: str, masked: str) -> None:
+    assert mask_email(text) == masked
+
+
+def test_mask_email_leaves_text_without_addresses_alone() -> None:
+    assert mask_email("delivery failed: 550 mailbox unavailable") == (
+        "delivery failed: 550 mailbox unavailable"
+    )
+
+
+# -- mask_phone --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("+40721555123", "+********123"),
+        ("call from +40721555123", "call from +********123"),
+        ("+40 721 555 123", "+********123"),
+        ("0721555123", "*******123"),
+        ("0721-555-123", "*******123"),
+        ("1234567", "****567"),
+    ],
+)
+def test_mask_phone_hides_all_but_the_last_three_digits(text: str, masked: str) -> None:
+    assert mask_phone(text) == masked
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "listening on port 8080",
+        "smtp reply 250 ok",
+        "extension 101",
+        "count 123456",
+        "acc-1001",
+        "took 12.5 s",
+    ],
+)
+def test_mask_phone_leaves_short_numbers_such_as_ports_untouched(text: str) -> None:
+    assert mask_phone(text) == text
+
+
+def test_mask_hides_both_addresses_and_numbers() -> None:
+    text = "notice for ana@example.com about +40721555123 on port 587"
+
+    assert mask(text) == "notice for a***@example.com about +********123 on port 587"
+
+
+# -- mask_pii processor ------------------------------------------------------------------------
+
+
+def test_mask_pii_masks_values_and_redacts_secret_keys() -> None:
+    event: dict[str, Any] = {
+        "event": "delivery",
+        "recipient": "ana@example.com",
+        "caller": "+40721555123",
+        "password": "hunter2",
+        "Authorization": "Bearer abc",
+        "secrets": ["whsec_abc"],
+        "token": "t0k3n",
+        "pin": "1234",
+        "port": 587,
+    }
+
+    result = mask_pii(None, "info", event)
+
+    assert result == {
+        "event": "delivery",
+        "recipient": "a***@example.com",
+        "caller": "+********123",
+        "password": "[redacted]",
+        "Authorization": "[redacted]",
+        "secrets": "[redacted]",
+        "token": "[redacted]",
+        "pin": "[redacted]",
+        "port": 587,
+    }
+
+
+def test_mask_pii_masks_inside_lists_and_dicts() -> None:
+    event: dict[str, Any] = {
+        "event": "batch",
+        "recipients": ["ana@example.com", "ion@example.org"],
+        "call": {"from": "+40721555123", "ring_seconds": 25},
+        "pair": ("+40721555123", 3),
+    }
+
+    result = mask_pii(None, "info", event)
+
+    assert result["recipients"] == ["a***@example.com", "i***@example.org"]
+    assert result["call"] == {"from": "+********123", "ring_seconds": 25}
+    assert result["pair"] == ["+********123", 3]
+
+
+def test_mask_pii_leaves_identifiers_and_timestamp_alone() -> None:
+    event: dict[str, Any] = {
+        "event": "x",
+        "timestamp": "2026-11-22T10:00:00.123456Z",
+        "level": "info",
+        "request_id": "1700000000123",
+        "event_id": "4711000000",
+        "notice_id": "8811000000",
+    }
+
+    assert mask_pii(None, "info", dict(event)) == event
+
+
+# -- configure(): the rendered line ------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_logged_line_is_json_with_masked_values() -> None:
+    stream = io.StringIO()
+    configure(level="info", fmt="json", stream=stream)
+
+    structlog.get_logger("test").info(
+        "delivery", recipient="ana@example.com", caller="+40721555123", password="hunter2", port=25
+    )
+
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 1
+    record = json.loads(lines[0])
+    assert record["event"] == "delivery"
+    assert record["level"] == "info"
+    assert record["recipient"] == "a***@example.com"
+    assert record["caller"] == "+********123"
+    assert record["password"] == "[redacted]"
+    assert record["port"] == 25
+    assert record["timestamp"].endswith("Z")
+    assert "hunter2" not in lines[0]
+    assert "ana@example.com" not in lines[0]
+    assert "40721555123" not in lines[0]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_message_text_itself_is_masked() -> None:
+    stream = io.StringIO()
+    configure(stream=stream)
+
+    structlog.get_logger("test").warning("bounce from ana@example.com")
+
+    assert json.loads(stream.getvalue())["event"] == "bounce from a***@example.com"
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_configured_level_filters_lower_levels() -> None:
+    stream = io.StringIO()
+    configure(level="warning", stream=stream)
+    log = structlog.get_logger("test")
+
+    log.info("hidden")
+    log.warning("shown")
+
+    events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
+    assert events == ["shown"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2026-11-22 10:00:00+00:00", "2026-11-22T10:00:00Z", "from 192.168.100.200", "port 5432"],
+)
+def test_dates_addresses_and_ports_are_not_mistaken_for_phone_numbers(text: str) -> None:
+    assert mask(text) == text
+
+
+def test_secrets_nested_in_a_logged_mapping_are_redacted() -> None:
+    event = mask_pii(None, "info", {"event": "x", "smtp": {"password": "hunter2", "port": 25}})
+
+    assert event["smtp"] == {"password": "[redacted]", "port": 25}

@@ -1,0 +1,211 @@
+"""classify(): SMTP failures -> retry or fail; EmlFolder: one .eml per notice, atomically."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+from email.message import EmailMessage
+from pathlib import Path
+
+import aiosmtplib
+import pytest
+
+from notifyd.mailer import EmlFolder, Outcome, Verdict, classify
+
+
+def refused(code: int, message: str) -> aiosmtplib.SMTPRecipientsRefused:
+    return aiosmtplib.SMTPRecipientsRefused(
+        [aiosmtplib.SMTPRecipientRefused(code, message, "ana@example.com")]
+    )
+
+
+# -- classify ----------------------------------------------------------------------------------
+
+
+def test_recipient_refused_with_550_fails() -> None:
+    outcome = classify(refused(550, "5.1.1 mailbox unavailable"))
+
+    assert outcome == Outcome(Verdict.FAILED, "550 5.1.1 mailbox unavailable", "5xx")
+
+
+def test_recipient_refused_with_451_retries() -> None:
+    outcome = classify(refused(451, "4.7.1 greylisted, try again later"))
+
+    assert outcome == Outcome(Verdict.RETRY, "451 4.7.1 greylisted, try again later", "4xx")
+
+
+def test_recipients_refused_without_details_retries() -> None:
+    outcome = classify(aiosmtplib.SMTPRecipientsRefused([]))
+
+    assert outcome.verdict is Verdict.RETRY
+    assert outcome.error_kind == "4xx"
+
+
+def test_data_error_554_fails() -> None:
+    outcome = classify(aiosmtplib.SMTPDataError(554, "5.7.1 message rejected as spam"))
+
+    assert outcome == Outcome(Verdict.FAILED, "554 5.7.1 message rejected as spam", "5xx")
+
+
+def test_response_421_retries() -> None:
+    outcome = classify(aiosmtplib.SMTPResponseException(421, "4.3.2 service shutting down"))
+
+    assert outcome == Outcome(Verdict.RETRY, "421 4.3.2 service shutting down", "4xx")
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict", "kind"),
+    [
+        (400, Verdict.RETRY, "4xx"),
+        (452, Verdict.RETRY, "4xx"),
+        (499, Verdict.RETRY, "4xx"),
+        (500, Verdict.FAILED, "5xx"),
+        (530, Verdict.FAILED, "5xx"),
+        (599, Verdict.FAILED, "5xx"),
+    ],
+)
+def test_reply_code_class_decides_retry_or_fail(code: int, verdict: Verdict, kind: str) -> None:
+    outcome = classify(aiosmtplib.SMTPResponseException(code, "reply"))
+
+    assert outcome == Outcome(verdict, f"{code} reply", kind)
+
+
+def test_sender_refused_553_fails() -> None:
+    error = aiosmtplib.SMTPSenderRefused(553, "5.7.1 sender not allowed", "notices@voip.example")
+
+    assert classify(error).verdict is Verdict.FAILED
+
+
+def test_server_disconnected_retries_as_a_connection_fault() -> None:
+    outcome = classify(aiosmtplib.SMTPServerDisconnected("Unexpected EOF received"))
+
+    assert outcome.verdict is Verdict.RETRY
+    assert outcome.error_kind == "connection"
+    assert outcome.reply == "connection: Unexpected EOF received"
+    assert outcome.possibly_sent is False
+
+
+def test_refused_connection_retries_as_a_connection_fault() -> None:
+    outcome = classify(ConnectionRefusedError(111, "Connection refused"))
+
+    assert outcome.verdict is Verdict.RETRY
+    assert outcome.error_kind == "connection"
+
+
+def test_timeout_retries_as_a_timeout() -> None:
+    outcome = classify(aiosmtplib.SMTPTimeoutError("Timed out waiting for server response"))
+
+    assert outcome == Outcome(
+        Verdict.RETRY, "timeout: Timed out waiting for server response", "timeout"
+    )
+
+
+def test_asyncio_timeout_retries_as_a_timeout() -> None:
+    assert classify(TimeoutError()).error_kind == "timeout"
+
+
+def test_authentication_error_535_retries_as_auth() -> None:
+    outcome = classify(aiosmtplib.SMTPAuthenticationError(535, "5.7.8 bad credentials"))
+
+    # A 5xx, but a wrong password fails every notice: keep them queued for the admin.
+    assert outcome == Outcome(Verdict.RETRY, "535 5.7.8 bad credentials", "auth")
+
+
+def test_unknown_errors_are_raised_not_classified() -> None:
+    with pytest.raises(ValueError, match="a bug, not an SMTP fault"):
+        classify(ValueError("a bug, not an SMTP fault"))
+
+
+# -- EmlFolder ---------------------------------------------------------------------------------
+
+
+def message(message_id: str, subject: str) -> EmailMessage:
+    msg = EmailMessage(policy=email.policy.SMTP)
+    msg["From"] = "Operator <notices@voip.example>"
+    msg["To"] = "ana@example.com"
+    msg["Subject"] = subject
+    msg["Message-ID"] = message_id
+    msg.set_content("Aveți un apel nepreluat.\n")
+    return msg
+
+
+def names(folder: Path) -> list[str]:
+    return sorted(path.name for path in folder.iterdir())
+
+
+NOTICE_ID = "3f1c2a9e-8d4b-4c7a-9e21-5b6f0d8a7c10"
+
+
+async def test_eml_folder_writes_one_file_named_after_the_message_id(tmp_path: Path) -> None:
+    outbox = tmp_path / "outbox"
+    folder = EmlFolder(outbox)
+
+    outcome = await folder.send(
+        message(f"<{NOTICE_ID}@voip.example>", "first"), "notices@voip.example", "ana@example.com"
+    )
+
+    target = outbox / f"{NOTICE_ID}.eml"
+    assert outcome == Outcome(Verdict.SENT, f"250 written to {target}")
+    assert names(outbox) == [f"{NOTICE_ID}.eml"]  # no temporary left over
+    parsed = email.message_from_bytes(target.read_bytes(), policy=email.policy.strict)
+    assert parsed["Subject"] == "first"
+    assert parsed["Message-ID"] == f"<{NOTICE_ID}@voip.example>"
+
+
+async def test_eml_folder_second_send_of_the_same_message_id_overwrites(tmp_path: Path) -> None:
+    folder = EmlFolder(tmp_path)
+    message_id = f"<{NOTICE_ID}@voip.example>"
+
+    await folder.send(message(message_id, "first"), "notices@voip.example", "ana@example.com")
+    await folder.send(message(message_id, "retry"), "notices@voip.example", "ana@example.com")
+
+    assert names(tmp_path) == [f"{NOTICE_ID}.eml"]
+    eml = (tmp_path / f"{NOTICE_ID}.eml").read_bytes()
+    parsed = email.message_from_bytes(eml, policy=email.policy.strict)
+    assert parsed["Subject"] == "retry"
+
+
+async def test_eml_folder_concurrent_sends_leave_only_whole_files(tmp_path: Path) -> None:
+    folder = EmlFolder(tmp_path)
+    ids = [f"{NOTICE_ID[:-1]}{n}" for n in range(5)]
+
+    await asyncio.gather(
+        *(
+            folder.send(message(f"<{i}@voip.example>", i), "notices@voip.example", "a@b.example")
+            for i in ids
+        )
+    )
+
+    assert names(tmp_path) == sorted(f"{i}.eml" for i in ids)
+    for i in ids:
+        parsed = email.message_from_bytes((tmp_path / f"{i}.eml").read_bytes())
+        assert parsed["Subject"] == i
+
+
+async def test_eml_folder_writes_aside_then_renames(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = EmlFolder(tmp_path)
+    replaced: list[tuple[Path, Path]] = []
+    real_replace = os.replace
+
+    def spy(src: str, dst: Path) -> None:
+        replaced.append((Path(src), Path(dst)))
+        assert not Path(dst).exists()  # the final name appears only through the rename
+        real_replace(src, dst)
+
+    monkeypatch.setattr("notifyd.mailer.os.replace", spy)
+
+    await folder.send(
+        message(f"<{NOTICE_ID}@voip.example>", "x"), "notices@voip.example", "ana@example.com"
+    )
+
+    assert len(replaced) == 1
+    source, target = replaced[0]
+    assert source.parent == tmp_path
+    assert source.name.startswith(".")
+    assert source.suffix == ".tmp"
+    assert target == tmp_path / f"{NOTICE_ID}.eml"
+    assert not source.exists()

@@ -1,0 +1,318 @@
+"""Renderer: notice -> multipart email, per language and zone, safe against odd data."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import email.utils
+import re
+from datetime import UTC, datetime
+from email.message import EmailMessage
+from html.parser import HTMLParser
+from typing import Any
+from uuid import UUID
+
+import pytest
+
+from notifyd.rendering import Renderer
+from notifyd.storage.notices import ClaimedNotice
+
+SENDER = "Operator <notices@voip.example>"
+NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
+NOTICE_ID = UUID("3f1c2a9e-8d4b-4c7a-9e21-5b6f0d8a7c10")
+MESSAGE_ID = f"<{NOTICE_ID}@voip.example>"
+
+MISSED_CALL: dict[str, Any] = {
+    "account_id": "acc-1001",
+    "call_id": "1700000000.42",
+    "caller_number": "+40721555123",
+    "caller_name": "Ion Ionescu",
+    "called_number": "+40215550100",
+    "extension": "101",
+    "started_at": "2026-11-22T10:00:00Z",
+    "ring_seconds": 25,
+    "to_voicemail": False,
+}
+WELCOME: dict[str, Any] = {
+    "account_id": "acc-1001",
+    "email": "ana@example.com",
+    "username": "ana.popescu",
+    "name": "Ana Popescu",
+    "language": "ro",
+    "timezone": "Europe/Bucharest",
+}
+
+
+def notice(
+    kind: str,
+    language: str,
+    timezone: str = "Europe/Bucharest",
+    **data: Any,
+) -> ClaimedNotice:
+    base = MISSED_CALL if kind == "call.missed" else WELCOME
+    return ClaimedNotice(
+        id=NOTICE_ID,
+        event_id=UUID("9a0b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"),
+        account_id="acc-1001",
+        kind=kind,
+        category="calls" if kind == "call.missed" else "service",
+        recipient="ana@example.com",
+        language=language,
+        timezone=timezone,
+        attempts=1,
+        created_at=NOW,
+        message_id=MESSAGE_ID,
+        event_type=kind,
+        occurred_at=NOW,
+        data={**base, **data},
+        subscriber_name="Ana Popescu",
+        subscriber_username="ana.popescu",
+    )
+
+
+def render(claimed: ClaimedNotice) -> EmailMessage:
+    return Renderer(SENDER).message(claimed, NOW)
+
+
+def reparse(message: EmailMessage) -> EmailMessage:
+    parsed = email.message_from_bytes(message.as_bytes(), policy=email.policy.strict)
+    assert isinstance(parsed, EmailMessage)
+    return parsed
+
+
+def text_of(message: EmailMessage) -> str:
+    part = reparse(message).get_body(preferencelist=("plain",))
+    assert part is not None
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content
+
+
+def html_of(message: EmailMessage) -> str:
+    part = reparse(message).get_body(preferencelist=("html",))
+    assert part is not None
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content
+
+
+class StrictHTML(HTMLParser):
+    """Records tags; an end tag that does not close the innermost open element is an error."""
+
+    VOID = frozenset({"meta", "br", "img", "hr", "link", "input"})
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.stack: list[str] = []
+        self.errors: list[str] = []
+        self.seen: list[str] = []
+        self.doctype: str | None = None
+        self.text: list[str] = []
+
+    def handle_decl(self, decl: str) -> None:
+        self.doctype = decl
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.seen.append(tag)
+        if tag not in self.VOID:
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        if not self.stack or self.stack[-1] != tag:
+            self.errors.append(f"</{tag}> does not close {self.stack[-1:] or 'anything'}")
+        else:
+            self.stack.pop()
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def parse_html(markup: str) -> StrictHTML:
+    parser = StrictHTML()
+    parser.feed(markup)
+    parser.close()
+    return parser
+
+
+# -- structure and headers ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["call.missed", "account.created"])
+@pytest.mark.parametrize("language", ["ro", "en"])
+def test_message_is_multipart_alternative_with_text_then_html(kind: str, language: str) -> None:
+    message = render(notice(kind, language))
+
+    assert message.get_content_type() == "multipart/alternative"
+    parts = list(message.iter_parts())
+    assert [part.get_content_type() for part in parts] == ["text/plain", "text/html"]
+    assert all(part.get_content_charset() == "utf-8" for part in parts)
+
+
+def test_headers_identify_the_notice_and_the_sender() -> None:
+    message = reparse(render(notice("call.missed", "en")))
+
+    assert message["From"] == SENDER
+    assert message["To"] == "ana@example.com"
+    assert message["Message-ID"] == MESSAGE_ID
+    assert message["Auto-Submitted"] == "auto-generated"
+    assert message["X-Auto-Response-Suppress"] == "All"
+    assert email.utils.parsedate_to_datetime(message["Date"]) == NOW
+
+
+def test_content_language_header_names_the_notice_language() -> None:
+    assert render(notice("call.missed", "ro"))["Content-Language"] == "ro"
+
+
+@pytest.mark.parametrize("kind", ["call.missed", "account.created"])
+@pytest.mark.parametrize("language", ["ro", "en"])
+def test_message_reparses_under_the_strict_policy(kind: str, language: str) -> None:
+    message = render(notice(kind, language))
+
+    parsed = reparse(message)
+
+    assert parsed["Subject"] == message["Subject"]
+    assert parsed.defects == []
+    assert all(part.defects == [] for part in parsed.walk())
+
+
+# -- missed call -------------------------------------------------------------------------------
+
+
+def test_missed_call_subject_names_the_caller_in_romanian() -> None:
+    message = render(notice("call.missed", "ro"))
+
+    assert message["Subject"] == "Apel nepreluat de la Ion Ionescu pe +40215550100"
+
+
+def test_missed_call_subject_names_the_caller_in_english() -> None:
+    message = render(notice("call.missed", "en"))
+
+    assert message["Subject"] == "Missed call from Ion Ionescu on +40215550100"
+
+
+def test_missed_call_subject_falls_back_to_the_number_without_a_name() -> None:
+    message = render(notice("call.missed", "en", caller_name=None))
+
+    assert message["Subject"] == "Missed call from +40721555123 on +40215550100"
+
+
+def test_missed_call_text_lists_the_call_in_romanian_with_diacritics() -> None:
+    text = text_of(render(notice("call.missed", "ro")))
+
+    assert "Aveți un apel nepreluat." in text
+    assert "De la: +40721555123 (Ion Ionescu)" in text
+    assert "Către: +40215550100, interior 101" in text
+    assert "A sunat: 25 secunde" in text
+    # Comma-below ș and ț (U+0219, U+021B), not the cedilla look-alikes.
+    assert "\u021b" in text
+    assert "\u0219" in text
+    assert "\u0163" not in text
+    assert "\u015f" not in text
+
+
+def test_missed_call_shows_the_local_time_in_the_subscriber_zone() -> None:
+    # started_at 10:00 UTC is 12:00 in Bucharest (EET, UTC+2) in November.
+    ro = text_of(render(notice("call.missed", "ro")))
+    en = text_of(render(notice("call.missed", "en")))
+
+    assert "Data și ora: 22 noiembrie 2026, 12:00:00" in ro
+    assert "November 22, 2026" in en
+    assert "12:00:00" in en
+    assert "10:00:00" not in ro + en
+
+
+def test_missed_call_local_time_follows_summer_time() -> None:
+    # 10:00 UTC on 1 July is 13:00 in Bucharest (EEST, UTC+3).
+    text = text_of(render(notice("call.missed", "ro", started_at="2026-07-01T10:00:00Z")))
+
+    assert "Data și ora: 1 iulie 2026, 13:00:00" in text
+
+
+def test_missed_call_local_time_uses_the_notice_zone() -> None:
+    # 10:00 UTC on 22 November is 05:00 in New York (EST, UTC-5).
+    text = text_of(render(notice("call.missed", "en", timezone="America/New_York")))
+
+    assert re.search(r"Date and time: November 22, 2026, 5:00:00\sAM", text)
+    assert "12:00:00" not in text
+
+
+def test_missed_call_html_shows_the_same_local_time() -> None:
+    html = html_of(render(notice("call.missed", "ro")))
+
+    assert "22 noiembrie 2026, 12:00:00" in html
+
+
+def test_html_escapes_a_hostile_caller_name() -> None:
+    message = render(notice("call.missed", "en", caller_name="<script>alert(1)</script>"))
+    html = html_of(message)
+
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "script" not in parse_html(html).seen
+    # The subject is plain text: shown as written, not escaped.
+    assert message["Subject"] == "Missed call from <script>alert(1)</script> on +40215550100"
+
+
+def test_line_breaks_in_data_cannot_add_headers() -> None:
+    message = render(notice("call.missed", "en", caller_name="Ion\r\nBcc: victim@example.com"))
+    parsed = reparse(message)
+
+    assert parsed["Bcc"] is None
+    assert "\n" not in parsed["Subject"]
+    assert "\r" not in parsed["Subject"]
+
+
+def test_non_ascii_caller_name_survives_in_the_subject() -> None:
+    message = render(notice("call.missed", "ro", caller_name="Ștefan Țăranu"))
+
+    assert reparse(message)["Subject"] == "Apel nepreluat de la Ștefan Țăranu pe +40215550100"
+
+
+# -- welcome -----------------------------------------------------------------------------------
+
+
+def test_welcome_names_the_username_in_romanian() -> None:
+    message = render(notice("account.created", "ro"))
+    text = text_of(message)
+
+    assert message["Subject"] == "Bun venit! Contul dvs. a fost creat"
+    assert "Bună ziua, Ana Popescu," in text
+    assert "Nume de utilizator: ana.popescu" in text
+    assert "ana.popescu" in html_of(message)
+
+
+def test_welcome_names_the_username_in_english() -> None:
+    message = render(notice("account.created", "en"))
+    text = text_of(message)
+
+    assert message["Subject"] == "Welcome! Your account has been created"
+    assert "Hello Ana Popescu," in text
+    assert "User name: ana.popescu" in text
+    assert "<strong>ana.popescu</strong>" in html_of(message)
+
+
+@pytest.mark.parametrize("language", ["ro", "en"])
+def test_welcome_contains_no_password(language: str) -> None:
+    message = render(notice("account.created", language, password="hunter2-S3cret"))
+
+    assert "hunter2-S3cret" not in message.as_string()
+    assert "hunter2-S3cret" not in text_of(message)
+    assert "hunter2-S3cret" not in html_of(message)
+
+
+# -- HTML part ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["call.missed", "account.created"])
+@pytest.mark.parametrize("language", ["ro", "en"])
+def test_html_part_is_well_formed(kind: str, language: str) -> None:
+    message = render(notice(kind, language))
+
+    parsed = parse_html(html_of(message))
+
+    assert parsed.errors == []
+    assert parsed.stack == []
+    assert parsed.doctype is not None
+    assert parsed.doctype.lower() == "doctype html"
+    assert parsed.seen[:2] == ["html", "head"]
+    assert f'lang="{language}"' in html_of(message)

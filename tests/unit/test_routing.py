@@ -1,0 +1,229 @@
+"""route(): which notices an event produces, when they are due, and why."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, time
+from typing import Any, ClassVar
+
+from notifyd.events import Category, Event, EventData, parse_event
+from notifyd.routing import NoticePlan, Subscriber, route, subscriber_after
+from notifyd.samples import sample_event
+from notifyd.settings import DefaultsSettings, QuietHours
+
+DEFAULTS = DefaultsSettings(
+    language="ro", timezone="Europe/Bucharest", quiet_hours=QuietHours(time(22, 0), time(8, 0))
+)
+DAYTIME = datetime(2026, 11, 22, 10, 0, tzinfo=UTC)  # 12:00 in Bucharest
+NIGHT = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)  # 01:00 in Bucharest
+NIGHT_ENDS = datetime(2026, 11, 23, 6, 0, tzinfo=UTC)  # 08:00 in Bucharest
+
+ANA = Subscriber(
+    account_id="acc-1001",
+    email="ana@example.com",
+    name="Ana Popescu",
+    username="ana.popescu",
+    language=None,
+    timezone=None,
+)
+
+
+def event(event_type: str, now: datetime = DAYTIME, **overrides: Any) -> Event:
+    raw = sample_event(event_type, account_id="acc-1001", now=now, **overrides)
+    return parse_event(json.dumps(raw).encode())
+
+
+class PasswordChanged(EventData):
+    """A security event, as the catalogue will have: never waits for quiet hours."""
+
+    type_name: ClassVar[str] = "account.password_changed"
+    category: ClassVar[Category | None] = Category.SECURITY
+
+
+class ProfileUpdated(EventData):
+    """An event that only updates the subscriber and sends nothing."""
+
+    type_name: ClassVar[str] = "account.updated"
+    category: ClassVar[Category | None] = None
+
+
+def only_plan(event_: Event, subscriber: Subscriber | None, now: datetime) -> NoticePlan:
+    routing = route(event_, subscriber, DEFAULTS, now)
+    assert routing.skipped is None
+    assert len(routing.notices) == 1
+    return routing.notices[0]
+
+
+# -- nothing to send ---------------------------------------------------------------------------
+
+
+def test_no_subscriber_means_no_notice_and_a_skipped_reason() -> None:
+    routing = route(event("call.missed"), None, DEFAULTS, DAYTIME)
+
+    assert routing.notices == ()
+    assert routing.skipped == "unknown account: no account.created received for it"
+
+
+def test_closed_account_gets_no_missed_call_notice() -> None:
+    closed = Subscriber("acc-1001", "ana@example.com", closed_at=DAYTIME)
+
+    routing = route(event("call.missed"), closed, DEFAULTS, DAYTIME)
+
+    assert routing.notices == ()
+    assert routing.skipped == "account closed: only mandatory notices are sent"
+
+
+def test_event_without_category_only_updates_the_subscriber() -> None:
+    updated = Event("account.updated", DAYTIME, ProfileUpdated(account_id="acc-1001"))
+
+    routing = route(updated, ANA, DEFAULTS, DAYTIME)
+
+    assert routing.notices == ()
+    assert routing.skipped == "event updates the subscriber only"
+
+
+# -- when notices are due ----------------------------------------------------------------------
+
+
+def test_welcome_notice_goes_out_at_once_even_inside_quiet_hours() -> None:
+    plan = only_plan(event("account.created", NIGHT), ANA, NIGHT)
+
+    assert plan.kind == "account.created"
+    assert plan.category is Category.SERVICE
+    assert plan.due_at == NIGHT
+    assert plan.reasons == (
+        "category service (mandatory)",
+        "sent at once: never waits for quiet hours",
+    )
+
+
+def test_missed_call_inside_quiet_hours_is_held_until_they_end() -> None:
+    plan = only_plan(event("call.missed", NIGHT), ANA, NIGHT)
+
+    assert plan.kind == "call.missed"
+    assert plan.category is Category.CALLS
+    assert plan.due_at == NIGHT_ENDS
+    assert plan.reasons == (
+        "category calls",
+        "quiet hours 22:00-08:00 in Europe/Bucharest: held until they end",
+    )
+
+
+def test_missed_call_outside_quiet_hours_goes_now() -> None:
+    plan = only_plan(event("call.missed"), ANA, DAYTIME)
+
+    assert plan.due_at == DAYTIME
+    assert plan.reasons == ("category calls", "outside quiet hours: sent at once")
+
+
+def test_missed_call_goes_now_when_quiet_hours_are_disabled() -> None:
+    no_quiet = DefaultsSettings(quiet_hours=None)
+
+    routing = route(event("call.missed", NIGHT), ANA, no_quiet, NIGHT)
+
+    assert routing.notices[0].due_at == NIGHT
+
+
+def test_security_notice_ignores_quiet_hours() -> None:
+    security = Event("account.password_changed", NIGHT, PasswordChanged(account_id="acc-1001"))
+
+    plan = only_plan(security, ANA, NIGHT)
+
+    assert plan.category is Category.SECURITY
+    assert plan.due_at == NIGHT
+    assert plan.reasons == (
+        "category security (mandatory)",
+        "sent at once: never waits for quiet hours",
+    )
+
+
+def test_mandatory_notice_still_goes_to_a_closed_account() -> None:
+    closed = Subscriber("acc-1001", "ana@example.com", closed_at=DAYTIME)
+    security = Event("account.password_changed", DAYTIME, PasswordChanged(account_id="acc-1001"))
+
+    plan = only_plan(security, closed, DAYTIME)
+
+    assert plan.recipient == "ana@example.com"
+
+
+# -- language, zone and recipient --------------------------------------------------------------
+
+
+def test_defaults_are_used_when_the_subscriber_chose_nothing() -> None:
+    plan = only_plan(event("call.missed"), ANA, DAYTIME)
+
+    assert plan.recipient == "ana@example.com"
+    assert plan.language == "ro"
+    assert plan.timezone == "Europe/Bucharest"
+
+
+def test_subscriber_language_and_timezone_override_the_defaults() -> None:
+    # 12:00 UTC is 14:00 in Bucharest (outside) but 07:00 in New York (inside).
+    now = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
+    subscriber = Subscriber(
+        "acc-1001", "ana@example.com", language="en", timezone="America/New_York"
+    )
+
+    plan = only_plan(event("call.missed", now), subscriber, now)
+
+    assert plan.language == "en"
+    assert plan.timezone == "America/New_York"
+    assert plan.due_at == datetime(2026, 11, 22, 13, 0, tzinfo=UTC)  # 08:00 EST
+    assert plan.reasons[1] == "quiet hours 22:00-08:00 in America/New_York: held until they end"
+
+
+# -- subscriber_after --------------------------------------------------------------------------
+
+
+def test_account_created_builds_the_subscriber() -> None:
+    subscriber = subscriber_after(event("account.created"), None)
+
+    assert subscriber == Subscriber(
+        account_id="acc-1001",
+        email="subscriber@example.com",
+        name="Ana Popescu",
+        username="ana.popescu",
+        language="ro",
+        timezone="Europe/Bucharest",
+    )
+
+
+def test_account_created_again_keeps_choices_it_does_not_repeat() -> None:
+    current = Subscriber(
+        "acc-1001",
+        "old@example.com",
+        name="Ana P.",
+        username="ana",
+        language="en",
+        timezone="Europe/London",
+    )
+    again = event(
+        "account.created", email="new@example.com", name=None, language=None, timezone=None
+    )
+
+    subscriber = subscriber_after(again, current)
+
+    assert subscriber == Subscriber(
+        account_id="acc-1001",
+        email="new@example.com",
+        name="Ana P.",
+        username="ana.popescu",
+        language="en",
+        timezone="Europe/London",
+    )
+
+
+def test_other_events_leave_the_subscriber_unchanged() -> None:
+    assert subscriber_after(event("call.missed"), ANA) is ANA
+    assert subscriber_after(event("call.missed"), None) is None
+
+
+def test_routing_the_welcome_uses_the_subscriber_it_creates() -> None:
+    created = event("account.created", language="en", timezone="Europe/London")
+
+    subscriber = subscriber_after(created, None)
+    plan = only_plan(created, subscriber, DAYTIME)
+
+    assert plan.recipient == "subscriber@example.com"
+    assert plan.language == "en"
+    assert plan.timezone == "Europe/London"

@@ -1,0 +1,433 @@
+"""settings.load(): the TOML contract, every problem named by its key, environment overrides."""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+from datetime import time
+from pathlib import Path
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from notifyd.settings import ConfigError, QuietHours, Settings, load, parse_quiet_hours
+
+SECRET_A = "whsec_" + base64.b64encode(b"settings-secret-a-0123456789abcd").decode()
+SECRET_B = "whsec_" + base64.b64encode(b"settings-secret-b-0123456789abcd").decode()
+SECRET_C = "whsec_" + base64.b64encode(b"settings-secret-c-0123456789abcd").decode()
+
+FULL_CONFIG = f"""
+[daemon]
+state_dir = "state"
+
+[http]
+host = "0.0.0.0"
+port = 9090
+
+[database]
+url = "postgresql://notifyd@db.example/notifyd"
+
+[smtp]
+host = "smtp.example.net"
+port = 587
+security = "starttls"
+username = "notifyd"
+password = "smtp-file-password"
+sender = "Operator <notices@voip.example>"
+
+[sources.pbx]
+secrets = ["{SECRET_A}", "{SECRET_B}"]
+allow_from = ["10.20.0.0/16", "2001:db8::/32", "192.0.2.7"]
+
+[sources.billing]
+secrets = ["{SECRET_C}"]
+
+[defaults]
+language = "en"
+timezone = "America/New_York"
+quiet_hours = "21:30-07:15"
+"""
+
+PBX_SOURCE = f"""
+[sources.pbx]
+secrets = ["{SECRET_A}"]
+"""
+
+
+def write(folder: Path, text: str, name: str = "notifyd.toml") -> Path:
+    path = folder / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def load_text(folder: Path, text: str, environ: dict[str, str] | None = None) -> Settings:
+    return load(write(folder, text), environ or {})
+
+
+def problems_of(folder: Path, text: str, environ: dict[str, str] | None = None) -> ConfigError:
+    with pytest.raises(ConfigError) as caught:
+        load(write(folder, text), environ or {})
+    return caught.value
+
+
+def message_for(error: ConfigError, key: str) -> str:
+    messages = [message for problem_key, message in error.problems if problem_key == key]
+    assert messages, f"no problem reported for {key!r}; got {error.problems}"
+    return messages[0]
+
+
+# -- a valid file ------------------------------------------------------------------------------
+
+
+def test_full_valid_config_loads_every_contract_key(tmp_path: Path) -> None:
+    path = write(tmp_path, FULL_CONFIG)
+
+    settings = load(path, {})
+
+    assert settings.path == path
+    assert settings.daemon.state_dir == (tmp_path / "state").resolve()
+    assert settings.http.host == "0.0.0.0"
+    assert settings.http.port == 9090
+    assert settings.database.url == "postgresql://notifyd@db.example/notifyd"
+    assert settings.smtp.host == "smtp.example.net"
+    assert settings.smtp.port == 587
+    assert settings.smtp.security == "starttls"
+    assert settings.smtp.username == "notifyd"
+    assert settings.smtp.password == "smtp-file-password"
+    assert settings.smtp.sender == "Operator <notices@voip.example>"
+    assert settings.smtp.sender_address == "notices@voip.example"
+    assert sorted(settings.sources) == ["billing", "pbx"]
+    assert settings.sources["pbx"].secrets == (SECRET_A, SECRET_B)
+    assert settings.sources["pbx"].allow_from == (
+        ipaddress.ip_network("10.20.0.0/16"),
+        ipaddress.ip_network("2001:db8::/32"),
+        ipaddress.ip_network("192.0.2.7/32"),
+    )
+    assert settings.sources["billing"].secrets == (SECRET_C,)
+    assert settings.sources["billing"].allow_from is None
+    assert settings.defaults.language == "en"
+    assert settings.defaults.timezone == "America/New_York"
+    assert settings.defaults.quiet_hours == QuietHours(time(21, 30), time(7, 15))
+
+
+def test_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
+    settings = load_text(tmp_path, "")
+
+    assert settings.daemon.state_dir == (tmp_path / "var").resolve()
+    assert settings.http.host == "127.0.0.1"
+    assert settings.http.port == 8080
+    assert settings.database.url == ""
+    assert settings.smtp.host == ""
+    assert settings.smtp.port == 25
+    assert settings.smtp.security == "none"
+    assert settings.sources == {}
+    assert settings.defaults.language == "ro"
+    assert settings.defaults.timezone == "Europe/Bucharest"
+    assert settings.defaults.quiet_hours == QuietHours(time(22, 0), time(8, 0))
+    assert settings.webhooks.timestamp_tolerance_seconds == 300
+
+
+def test_relative_state_dir_resolves_against_the_config_files_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config_dir = tmp_path / "etc"
+    elsewhere = tmp_path / "cwd"
+    config_dir.mkdir()
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+
+    settings = load(write(config_dir, '[daemon]\nstate_dir = "data/notifyd"\n'), {})
+
+    assert settings.daemon.state_dir == (config_dir / "data" / "notifyd").resolve()
+    assert settings.outbox_dir == (config_dir / "data" / "notifyd" / "outbox").resolve()
+
+
+def test_absolute_state_dir_is_kept(tmp_path: Path) -> None:
+    target = (tmp_path / "abs-state").resolve()
+
+    settings = load_text(tmp_path, f'[daemon]\nstate_dir = "{target.as_posix()}"\n')
+
+    assert settings.daemon.state_dir == target
+
+
+def test_empty_quiet_hours_means_none(tmp_path: Path) -> None:
+    settings = load_text(tmp_path, '[defaults]\nquiet_hours = ""\n')
+
+    assert settings.defaults.quiet_hours is None
+
+
+# -- environment overrides ---------------------------------------------------------------------
+
+
+def test_database_url_from_environ_overrides_the_file(tmp_path: Path) -> None:
+    settings = load_text(
+        tmp_path,
+        FULL_CONFIG,
+        {"NOTIFYD_DATABASE_URL": "postgresql://env@db.internal/notifyd"},
+    )
+
+    assert settings.database.url == "postgresql://env@db.internal/notifyd"
+
+
+def test_smtp_password_from_environ_is_used_when_the_file_has_none(tmp_path: Path) -> None:
+    text = '[smtp]\nhost = "smtp.example.net"\nusername = "notifyd"\n'
+
+    settings = load_text(tmp_path, text, {"NOTIFYD_SMTP_PASSWORD": "from-env"})
+
+    assert settings.smtp.password == "from-env"
+
+
+def test_smtp_password_from_environ_overrides_the_file(tmp_path: Path) -> None:
+    settings = load_text(tmp_path, FULL_CONFIG, {"NOTIFYD_SMTP_PASSWORD": "from-env"})
+
+    assert settings.smtp.password == "from-env"
+
+
+def test_empty_environ_values_do_not_override_the_file(tmp_path: Path) -> None:
+    settings = load_text(
+        tmp_path, FULL_CONFIG, {"NOTIFYD_DATABASE_URL": "", "NOTIFYD_SMTP_PASSWORD": ""}
+    )
+
+    assert settings.database.url == "postgresql://notifyd@db.example/notifyd"
+    assert settings.smtp.password == "smtp-file-password"
+
+
+def test_the_given_environ_is_used_instead_of_the_process_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("NOTIFYD_DATABASE_URL", "postgresql://process@db.internal/x")
+
+    settings = load_text(tmp_path, FULL_CONFIG, {})
+
+    assert settings.database.url == "postgresql://notifyd@db.example/notifyd"
+
+
+def test_username_without_any_password_is_a_problem(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[smtp]\nhost = "smtp.example.net"\nusername = "notifyd"\n')
+
+    assert "username is set" in message_for(error, "[smtp] password")
+
+
+# -- every problem names its key ---------------------------------------------------------------
+
+
+def test_port_of_wrong_type_names_the_key(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[smtp]\nport = "25x"\n')
+
+    assert error.problems == [("[smtp] port", "must be an integer, got '25x'")]
+
+
+def test_true_for_an_integer_key_is_rejected(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, "[http]\nport = true\n")
+
+    assert error.problems == [("[http] port", "must be an integer, got True")]
+
+
+def test_port_out_of_range_is_rejected(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, "[smtp]\nport = 70000\n")
+
+    assert message_for(error, "[smtp] port") == "must be between 1 and 65535, got 70000"
+
+
+def test_unknown_key_is_an_error_not_ignored(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, "[smtp]\nprot = 25\n")
+
+    assert error.problems == [("[smtp] prot", "unknown key")]
+
+
+def test_unknown_section_is_an_error(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[smpt]\nhost = "smtp.example.net"\n')
+
+    assert error.problems == [("[smpt]", "unknown section")]
+
+
+def test_bad_smtp_security_value_lists_the_choices(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[smtp]\nsecurity = "ssl"\n')
+
+    message = message_for(error, "[smtp] security")
+    assert message == "must be one of 'none', 'starttls', 'tls', got 'ssl'"
+
+
+def test_sender_without_an_address_is_rejected(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[smtp]\nsender = "Operator"\n')
+
+    assert message_for(error, "[smtp] sender").startswith("must be an address")
+
+
+def test_secret_without_whsec_prefix_names_its_index(tmp_path: Path) -> None:
+    raw = base64.b64encode(b"0123456789abcdef0123").decode()
+    error = problems_of(tmp_path, f'[sources.pbx]\nsecrets = ["{raw}"]\n')
+
+    assert error.problems == [
+        ("[sources.pbx] secrets[0]", "must start with 'whsec_' (Standard Webhooks secret)")
+    ]
+
+
+def test_secret_with_bad_base64_names_its_index(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[sources.pbx]\nsecrets = ["whsec_not*base64!"]\n')
+
+    assert error.problems == [("[sources.pbx] secrets[0]", "is not valid base64 after 'whsec_'")]
+
+
+def test_secret_shorter_than_16_bytes_is_rejected(tmp_path: Path) -> None:
+    short = "whsec_" + base64.b64encode(b"8-bytes!").decode()
+    error = problems_of(tmp_path, f'[sources.pbx]\nsecrets = ["{SECRET_A}", "{short}"]\n')
+
+    assert error.problems == [
+        ("[sources.pbx] secrets[1]", "key is 8 bytes; use at least 16 (24 to 64 recommended)")
+    ]
+
+
+def test_bad_cidr_in_allow_from_names_its_index(tmp_path: Path) -> None:
+    text = PBX_SOURCE + 'allow_from = ["10.0.0.0/33", "192.0.2.0/24", "pbx.example"]\n'
+
+    error = problems_of(tmp_path, text)
+
+    assert [key for key, _ in error.problems] == [
+        "[sources.pbx] allow_from[0]",
+        "[sources.pbx] allow_from[2]",
+    ]
+    assert "'10.0.0.0/33'" in message_for(error, "[sources.pbx] allow_from[0]")
+
+
+def test_missing_secrets_is_required(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[sources.pbx]\nallow_from = ["10.0.0.0/8"]\n')
+
+    assert error.problems == [("[sources.pbx] secrets", "is required")]
+
+
+def test_empty_secrets_list_is_rejected(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, "[sources.pbx]\nsecrets = []\n")
+
+    assert error.problems == [("[sources.pbx] secrets", "must list at least one secret")]
+
+
+def test_source_name_must_be_lowercase(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, f'[sources.PBX]\nsecrets = ["{SECRET_A}"]\n')
+
+    assert [key for key, _ in error.problems] == ["[sources.PBX]"]
+
+
+def test_unknown_timezone_is_rejected(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[defaults]\ntimezone = "Europe/Bucuresti"\n')
+
+    assert message_for(error, "[defaults] timezone").startswith(
+        "unknown time zone 'Europe/Bucuresti'"
+    )
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("22-08", "must look like '22:00-08:00' or be empty"),
+        ("25:00-08:00", "has an impossible time"),
+        ("22:00-08:60", "has an impossible time"),
+        ("08:00-08:00", "start and end are equal"),
+    ],
+)
+def test_bad_quiet_hours_are_rejected(tmp_path: Path, value: str, expected: str) -> None:
+    error = problems_of(tmp_path, f'[defaults]\nquiet_hours = "{value}"\n')
+
+    assert expected in message_for(error, "[defaults] quiet_hours")
+
+
+def test_unsupported_language_is_rejected(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[defaults]\nlanguage = "fr"\n')
+
+    assert message_for(error, "[defaults] language") == "must be one of 'ro', 'en', got 'fr'"
+
+
+def test_ca_file_resolves_against_the_config_files_folder(tmp_path: Path) -> None:
+    (tmp_path / "relay-ca.pem").write_text("not parsed here\n", encoding="utf-8")
+
+    settings = load_text(tmp_path, '[smtp]\nca_file = "relay-ca.pem"\n')
+
+    assert settings.smtp.ca_file == (tmp_path / "relay-ca.pem").resolve()
+
+
+def test_missing_ca_file_is_a_problem(tmp_path: Path) -> None:
+    error = problems_of(tmp_path, '[smtp]\nca_file = "absent.pem"\n')
+
+    expected = f"no such file: {(tmp_path / 'absent.pem').resolve()}"
+    assert error.problems == [("[smtp] ca_file", expected)]
+
+
+def test_several_problems_are_reported_at_once(tmp_path: Path) -> None:
+    text = (
+        '[smtp]\nport = "25x"\nprot = 25\n'
+        '[defaults]\ntimezone = "Mars/Olympus"\n'
+        '[sources.pbx]\nsecrets = ["nope"]\n'
+    )
+
+    error = problems_of(tmp_path, text)
+
+    assert {key for key, _ in error.problems} == {
+        "[smtp] port",
+        "[smtp] prot",
+        "[defaults] timezone",
+        "[sources.pbx] secrets[0]",
+    }
+    assert len(str(error).splitlines()) == 4
+
+
+def test_config_error_message_names_the_file_and_the_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '[smtp]\nport = "25x"\n')
+
+    with pytest.raises(ConfigError) as caught:
+        load(path, {})
+
+    assert caught.value.path == str(path)
+    assert str(caught.value) == f"{path}: [smtp] port: must be an integer, got '25x'"
+
+
+def test_toml_syntax_error_is_a_config_error(tmp_path: Path) -> None:
+    path = write(tmp_path, "[smtp\nport = 25\n")
+
+    with pytest.raises(ConfigError) as caught:
+        load(path, {})
+
+    assert [key for key, _ in caught.value.problems] == ["syntax"]
+    assert str(caught.value).startswith(f"{path}: syntax: ")
+
+
+def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "absent.toml"
+
+    with pytest.raises(ConfigError) as caught:
+        load(path, {})
+
+    assert caught.value.problems == [("file", "does not exist")]
+    assert str(path) in str(caught.value)
+
+
+# -- parse_quiet_hours -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("22:00-08:00", QuietHours(time(22, 0), time(8, 0))),
+        (" 7:05 - 9:30 ", QuietHours(time(7, 5), time(9, 30))),
+        ("13:00-14:00", QuietHours(time(13, 0), time(14, 0))),
+        ("", None),
+        ("   ", None),
+    ],
+)
+def test_parse_quiet_hours_accepts_valid_windows(text: str, expected: QuietHours | None) -> None:
+    assert parse_quiet_hours(text) == expected
+
+
+def test_quiet_hours_print_as_hh_mm_range() -> None:
+    assert str(QuietHours(time(7, 5), time(22, 0))) == "07:05-22:00"
+
+
+minute_times = st.builds(time, st.integers(0, 23), st.integers(0, 59))
+
+
+@given(start=minute_times, end=minute_times)
+def test_parse_quiet_hours_round_trips_its_string_form(start: time, end: time) -> None:
+    assume(start != end)
+    window = QuietHours(start, end)
+
+    assert parse_quiet_hours(str(window)) == window
