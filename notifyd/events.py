@@ -7,15 +7,31 @@ Only validated fields are kept: whatever else a sender puts in `data` is dropped
 
 from __future__ import annotations
 
+import base64
+import binascii
+import ipaddress
 import re
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
+import phonenumbers
 import pydantic
+from babel.numbers import list_currencies
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from notifyd.settings import LANGUAGES, check_timezone
 
@@ -47,12 +63,27 @@ def _single_line(value: str) -> str:
     return value
 
 
+def _multi_line(value: str) -> str:
+    # Transcripts and reasons may have line breaks, never other control characters.
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value):
+        raise ValueError("must be text without control characters")
+    return value
+
+
 def _phone_number(value: str) -> str:
     value = value.strip()
     if value.lower() in _WITHHELD:
         return value.lower()
     if not _DIALLED.match(value) or not any(c.isdigit() for c in value):
         raise ValueError("must be a phone number (E.164 such as +40721555123, or as dialled)")
+    if value.startswith("+"):
+        try:
+            parsed = phonenumbers.parse(value, None)
+        except phonenumbers.NumberParseException:
+            raise ValueError("is not a valid international number (E.164)") from None
+        if not phonenumbers.is_possible_number(parsed):
+            raise ValueError("is not a possible international number (E.164)")
+        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
     return value
 
 
@@ -71,19 +102,110 @@ def _timezone(value: str) -> str:
     return value
 
 
+def _money(value: str) -> str:
+    if not _MONEY.match(value):
+        raise ValueError('must be a decimal string such as "12.50" (not a JSON number)')
+    return str(Decimal(value))
+
+
+def _currency(value: str) -> str:
+    if value not in _CURRENCIES:
+        raise ValueError("must be an ISO 4217 currency code such as RON or EUR")
+    return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("must be an IPv4 or IPv6 address") from None
+
+
+def _ip_network(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError("must be an IP address or CIDR network") from None
+    # A single address is written as the PBX wrote it, without a /32.
+    return str(network.network_address) if "/" not in value else str(network)
+
+
+def _web_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _file_name(value: str) -> str:
+    # Only the last path component, so a name cannot point anywhere else.
+    name = value.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not name or name in (".", ".."):
+        raise ValueError("must be a file name")
+    return name
+
+
+_MONEY = re.compile(r"^-?\d{1,12}(\.\d{1,6})?$")
+_CURRENCIES = frozenset(list_currencies())
+
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line)]
+LongText = Annotated[str, Field(min_length=1, max_length=20000), AfterValidator(_multi_line)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_single_line)]
 PhoneNumber = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_phone_number)]
 EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_email)]
 TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
+Money = Annotated[str, Field(max_length=24), AfterValidator(_money)]
+Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
+IPAddress = Annotated[str, Field(max_length=64), AfterValidator(_ip_address)]
+IPNetworkText = Annotated[str, Field(max_length=64), AfterValidator(_ip_network)]
+WebUrl = Annotated[
+    str, Field(max_length=2048), AfterValidator(_single_line), AfterValidator(_web_url)
+]
+FileName = Annotated[
+    str,
+    Field(min_length=1, max_length=255),
+    AfterValidator(_single_line),
+    AfterValidator(_file_name),
+]
+MimeType = Annotated[str, Field(max_length=100), StringConstraints(pattern=r"^[\w.+-]+/[\w.+-]+$")]
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
 Language = Literal["ro", "en"]
 assert set(LANGUAGES) == {"ro", "en"}
+
+
+class Attachment(BaseModel):
+    """A file carried inline (`data_base64`) or fetched by notifyd from the PBX (`url`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+    filename: FileName
+    content_type: MimeType
+    data_base64: str | None = Field(default=None, repr=False)
+    url: WebUrl | None = None
+
+    @field_validator("data_base64")
+    @classmethod
+    def _base64(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not valid base64") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Attachment:
+        if (self.data_base64 is None) == (self.url is None):
+            raise ValueError("give exactly one of data_base64 or url")
+        return self
 
 
 class EventData(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
     type_name: ClassVar[str]
+    # None: the event changes state and sends nothing by itself.
     category: ClassVar[Category | None]
 
     account_id: Identifier
@@ -100,6 +222,29 @@ class AccountCreated(EventData):
     timezone: TimeZoneName | None = None
 
 
+class AccountUpdated(EventData):
+    type_name = "account.updated"
+    category = None
+
+    email: EmailAddress | None = None
+    name: Text | None = None
+    language: Language | None = None
+    timezone: TimeZoneName | None = None
+
+    @model_validator(mode="after")
+    def _something(self) -> AccountUpdated:
+        if all(v is None for v in (self.email, self.name, self.language, self.timezone)):
+            raise ValueError("give at least one of email, name, language, timezone")
+        return self
+
+
+class AccountClosed(EventData):
+    type_name = "account.closed"
+    category = Category.SERVICE
+
+    closed_at: AwareDatetime
+
+
 class CallMissed(EventData):
     type_name = "call.missed"
     category = Category.CALLS
@@ -114,8 +259,144 @@ class CallMissed(EventData):
     to_voicemail: bool = False
 
 
+class VoicemailReceived(EventData):
+    type_name = "voicemail.received"
+    category = Category.VOICEMAIL
+
+    call_id: Identifier | None = None
+    mailbox: Identifier
+    caller_number: PhoneNumber
+    caller_name: Text | None = None
+    duration_seconds: Annotated[int, Field(ge=0, le=86400)]
+    received_at: AwareDatetime
+    audio: Attachment
+    transcript: LongText | None = None
+
+
+class FaxReceived(EventData):
+    type_name = "fax.received"
+    category = Category.FAX
+
+    remote_number: PhoneNumber
+    pages: Annotated[int, Field(ge=1, le=10000)]
+    received_at: AwareDatetime
+    document: Attachment
+
+
+class FaxSent(EventData):
+    type_name = "fax.sent"
+    category = Category.FAX
+
+    remote_number: PhoneNumber
+    pages: Annotated[int, Field(ge=1, le=10000)]
+    sent_at: AwareDatetime
+
+
+class FaxFailed(EventData):
+    type_name = "fax.failed"
+    category = Category.FAX
+
+    remote_number: PhoneNumber
+    pages: Annotated[int, Field(ge=0, le=10000)]
+    sent_at: AwareDatetime
+    reason: Annotated[str, Field(max_length=500), AfterValidator(_multi_line)] | None = None
+
+
+class PasswordChanged(EventData):
+    type_name = "account.password_changed"
+    category = Category.SECURITY
+
+    changed_at: AwareDatetime
+    source_ip: IPAddress | None = None
+    user_agent: Annotated[str, Field(max_length=500), AfterValidator(_single_line)] | None = None
+
+
+class PasswordResetRequested(EventData):
+    type_name = "account.password_reset_requested"
+    category = Category.SECURITY
+
+    reset_url: WebUrl
+    expires_at: AwareDatetime
+    source_ip: IPAddress | None = None
+
+
+class PinCreated(EventData):
+    type_name = "account.pin_created"
+    category = Category.SECURITY
+
+    created_at: AwareDatetime
+    source_ip: IPAddress | None = None
+
+
+class IpAllowlistChanged(EventData):
+    type_name = "account.ip_allowlist_changed"
+    category = Category.SECURITY
+
+    previous: Annotated[list[IPNetworkText], Field(max_length=1000)]
+    current: Annotated[list[IPNetworkText], Field(max_length=1000)]
+    changed_by: Text | None = None
+    source_ip: IPAddress | None = None
+
+
+class DailyLimitExceeded(EventData):
+    type_name = "usage.daily_limit_exceeded"
+    category = Category.SECURITY
+
+    limit: Money
+    spent: Money
+    currency: Currency
+    date: date
+
+
+class BalanceUpdated(EventData):
+    type_name = "billing.balance_updated"
+    category = Category.LOW_CREDIT  # only when a threshold is crossed downwards
+
+    balance: Money
+    currency: Currency
+
+
+class CreditAdded(EventData):
+    type_name = "billing.credit_added"
+    category = Category.BILLING
+
+    amount: Money
+    currency: Currency
+    new_balance: Money
+    method: Text | None = None
+
+
+class PaymentConfirmed(EventData):
+    type_name = "billing.payment_confirmed"
+    category = Category.BILLING
+
+    payment_id: Identifier
+    amount: Money
+    currency: Currency
+    invoice_number: Identifier | None = None
+    paid_at: AwareDatetime
+
+
 CATALOGUE: dict[str, type[EventData]] = {
-    model.type_name: model for model in (AccountCreated, CallMissed)
+    model.type_name: model
+    for model in (
+        AccountCreated,
+        AccountUpdated,
+        AccountClosed,
+        CallMissed,
+        VoicemailReceived,
+        FaxReceived,
+        FaxSent,
+        FaxFailed,
+        PasswordChanged,
+        PasswordResetRequested,
+        PinCreated,
+        IpAllowlistChanged,
+        DailyLimitExceeded,
+        BalanceUpdated,
+        CreditAdded,
+        PaymentConfirmed,
+    )
 }
 
 

@@ -1,26 +1,76 @@
-"""Notice -> EmailMessage: Jinja2 templates per event type and language, no other I/O.
+"""Notice -> EmailMessage: Jinja2 templates per notice kind and language, no other I/O.
 
-A template `<type>.<lang>.txt` defines `{% set subject %}` and the plain-text body;
-`<type>.<lang>.html` is the HTML part and extends `layout.html`. Header values are set only
-through the `email` package, which refuses line breaks, so event data cannot inject headers.
+Templates are `<kind>.<lang>.txt` and `<kind>.<lang>.html`. The text template defines
+`{% set subject %}` and `{% set line %}` (the notice as one digest line) and its body is
+the plain-text part; the HTML template extends `layout.html`. An admin may override any
+template from a folder named in the config. Header values are set only through the
+`email` package, which refuses line breaks, so event data cannot inject headers.
 """
 
 from __future__ import annotations
 
 import email.policy
 import email.utils
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
 from email.message import EmailMessage
-from typing import Any
+from pathlib import Path
+from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import jinja2
-from babel.dates import format_datetime
+import phonenumbers
+from babel.dates import format_date, format_datetime
+from babel.numbers import format_currency, format_decimal
 
-from notifyd.storage.notices import ClaimedNotice
+LANGUAGES = ("ro", "en")
 
-PACKAGE_TEMPLATES = jinja2.PackageLoader("notifyd", "templates")
+
+class Renderable(Protocol):
+    """What a template needs of a notice (a claimed notice, or a preview's sample)."""
+
+    @property
+    def kind(self) -> str: ...
+    @property
+    def language(self) -> str: ...
+    @property
+    def timezone(self) -> str: ...
+    @property
+    def recipient(self) -> str: ...
+    @property
+    def message_id(self) -> str: ...
+    @property
+    def data(self) -> Mapping[str, Any]: ...
+    @property
+    def context(self) -> Mapping[str, Any]: ...
+    @property
+    def subscriber_name(self) -> str | None: ...
+    @property
+    def subscriber_username(self) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class NoticeView:
+    """A Renderable built by hand: `notifyd preview` and tests."""
+
+    kind: str
+    language: str
+    data: Mapping[str, Any]
+    timezone: str = "Europe/Bucharest"
+    recipient: str = "subscriber@example.com"
+    message_id: str = "<preview@notifyd.invalid>"
+    context: Mapping[str, Any] = field(default_factory=dict)
+    subscriber_name: str | None = "Ana Popescu"
+    subscriber_username: str | None = "ana.popescu"
+
+
+@dataclass(frozen=True)
+class MailAttachment:
+    filename: str
+    content_type: str
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -28,67 +78,177 @@ class RenderedNotice:
     subject: str
     text: str
     html: str
+    line: str
+
+
+class TemplateError(Exception):
+    """A template is missing or broken; the message names the template."""
 
 
 class Renderer:
-    def __init__(self, sender: str) -> None:
+    def __init__(
+        self,
+        sender: str,
+        *,
+        reply_to: str = "",
+        override_folder: Path | None = None,
+    ) -> None:
         self.sender = sender
+        self.reply_to = reply_to
+        loaders: list[jinja2.BaseLoader] = []
+        if override_folder is not None:
+            loaders.append(jinja2.FileSystemLoader(str(override_folder)))
+        loaders.append(jinja2.PackageLoader("notifyd", "templates"))
+        loader = jinja2.ChoiceLoader(loaders)
+        common = {
+            "loader": loader,
+            "undefined": jinja2.StrictUndefined,
+            "trim_blocks": True,
+            "lstrip_blocks": True,
+        }
         self._text = jinja2.Environment(
-            loader=PACKAGE_TEMPLATES,
             autoescape=False,  # noqa: S701  (plain-text part: nothing is HTML here)
-            undefined=jinja2.StrictUndefined,
             keep_trailing_newline=True,
-            trim_blocks=True,
-            lstrip_blocks=True,
+            **common,  # type: ignore[arg-type]
         )
-        self._html = jinja2.Environment(
-            loader=PACKAGE_TEMPLATES,
-            autoescape=True,
-            undefined=jinja2.StrictUndefined,
-            trim_blocks=True,
-            lstrip_blocks=True,
-        )
+        self._html = jinja2.Environment(autoescape=True, **common)  # type: ignore[arg-type]
         for env in (self._text, self._html):
-            env.filters["local_datetime"] = _local_datetime
+            env.filters.update(
+                local_datetime=local_datetime,
+                local_date=local_date,
+                money=money,
+                phone=phone,
+                filesize=filesize,
+                number=number,
+            )
 
-    def render(self, notice: ClaimedNotice) -> RenderedNotice:
-        context = _context(notice)
+    def render(self, notice: Renderable) -> RenderedNotice:
+        context = template_context(notice)
         name = f"{notice.kind}.{notice.language}"
-        module = self._text.get_template(f"{name}.txt").make_module(context)
-        subject = " ".join(str(getattr(module, "subject", "")).split())
-        text = str(module).strip() + "\n"
-        html = self._html.get_template(f"{name}.html").render(context, subject=subject)
-        return RenderedNotice(subject=subject, text=text, html=html)
+        try:
+            module = self._text.get_template(f"{name}.txt").make_module(context)
+            html = self._html.get_template(f"{name}.html").render(
+                context, subject=_one_line(getattr(module, "subject", ""))
+            )
+        except jinja2.TemplateNotFound as error:
+            raise TemplateError(f"no template {error.name}") from error
+        except jinja2.TemplateError as error:
+            raise TemplateError(f"{name}: {error}") from error
+        return RenderedNotice(
+            subject=_one_line(getattr(module, "subject", "")),
+            text=str(module).strip() + "\n",
+            html=html,
+            line=_one_line(getattr(module, "line", "")),
+        )
 
-    def message(self, notice: ClaimedNotice, now: datetime) -> EmailMessage:
+    def message(
+        self,
+        notice: Renderable,
+        now: datetime,
+        attachments: Sequence[MailAttachment] = (),
+    ) -> EmailMessage:
         rendered = self.render(notice)
         message = EmailMessage(policy=email.policy.SMTP)
         message["From"] = self.sender
         message["To"] = notice.recipient
+        if self.reply_to:
+            message["Reply-To"] = self.reply_to
         message["Subject"] = rendered.subject
         message["Date"] = email.utils.format_datetime(now)
         message["Message-ID"] = notice.message_id
         # RFC 3834: tells auto-responders (vacation replies) not to answer.
         message["Auto-Submitted"] = "auto-generated"
         message["X-Auto-Response-Suppress"] = "All"
+        unsubscribe = notice.context.get("unsubscribe_url")
+        if unsubscribe:
+            # RFC 8058 one-click unsubscribe, for marketing and digests.
+            message["List-Unsubscribe"] = f"<{unsubscribe}>"
+            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
         message.set_content(rendered.text)
         message.add_alternative(rendered.html, subtype="html")
+        for attachment in attachments:
+            maintype, _, subtype = attachment.content_type.partition("/")
+            message.add_attachment(
+                attachment.data,
+                maintype=maintype,
+                subtype=subtype or "octet-stream",
+                filename=attachment.filename,
+            )
         # After the body: set_content() drops every Content-* header set before it.
         message["Content-Language"] = notice.language
         return message
 
+    def check(self, samples: Sequence[Renderable]) -> list[str]:
+        """Render every sample; return one problem per template that fails (for start/reload)."""
+        problems = []
+        for sample in samples:
+            try:
+                self.render(sample)
+            except TemplateError as error:
+                problems.append(str(error))
+        return problems
 
-def _local_datetime(value: str | datetime, zone: str, language: str) -> str:
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return format_datetime(moment, format="long", tzinfo=ZoneInfo(zone), locale=language)
+
+def _one_line(value: object) -> str:
+    return " ".join(str(value).split())
 
 
-def _context(notice: ClaimedNotice) -> dict[str, Any]:
+def template_context(notice: Renderable) -> dict[str, Any]:
     return {
-        "notice": notice,
+        "kind": notice.kind,
         "data": notice.data,
+        "extra": notice.context,
         "zone": notice.timezone,
         "lang": notice.language,
         "subscriber_name": notice.subscriber_name,
         "username": notice.subscriber_username,
     }
+
+
+# -- filters: every value a subscriber reads is formatted for their language and zone ------
+
+
+def _moment(value: str | datetime) -> datetime:
+    return datetime.fromisoformat(value) if isinstance(value, str) else value
+
+
+def local_datetime(value: str | datetime, zone: str, language: str) -> str:
+    """'22 noiembrie 2026, 10:15' in the subscriber's zone and language."""
+    moment = _moment(value).astimezone(ZoneInfo(zone))
+    return format_datetime(moment, format="d MMMM y, HH:mm", locale=language)
+
+
+def local_date(value: str | date, language: str) -> str:
+    day = date.fromisoformat(value) if isinstance(value, str) else value
+    return format_date(day, format="long", locale=language)
+
+
+def money(amount: str | Decimal, currency: str, language: str) -> str:
+    """'12,50 RON' (ro) or 'RON 12.50' (en): Babel's currency format for the language."""
+    return format_currency(Decimal(str(amount)), currency, locale=language)
+
+
+def number(value: int | float | Decimal, language: str) -> str:
+    return format_decimal(value, locale=language)
+
+
+def phone(value: str) -> str:
+    """+40721555123 -> '+40 721 555 123'; numbers that are not E.164 stay as dialled."""
+    if not value.startswith("+"):
+        return value
+    try:
+        parsed = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        return value
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def filesize(size: int, language: str) -> str:
+    units = ("B", "KB", "MB", "GB")
+    value = float(size)
+    unit = 0
+    while value >= 1024 and unit < len(units) - 1:
+        value /= 1024
+        unit += 1
+    shown = format_decimal(round(value, 1) if unit else int(value), locale=language)
+    return f"{shown} {units[unit]}"

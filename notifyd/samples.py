@@ -1,17 +1,80 @@
-"""Sample events of the catalogue, for `notifyd simulate`, previews and tests."""
+"""Sample events of the catalogue, for `notifyd simulate`, `notifyd preview` and tests."""
 
 from __future__ import annotations
 
+import base64
+import io
+import wave
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 # Which configured source usually sends each type (SPEC §4, column "from").
-USUAL_SOURCE = {"account.created": "billing", "call.missed": "pbx"}
+USUAL_SOURCE = {
+    "account.created": "billing",
+    "account.updated": "billing",
+    "account.closed": "billing",
+    "call.missed": "pbx",
+    "voicemail.received": "pbx",
+    "fax.received": "pbx",
+    "fax.sent": "pbx",
+    "fax.failed": "pbx",
+    "account.password_changed": "pbx",
+    "account.password_reset_requested": "pbx",
+    "account.pin_created": "pbx",
+    "account.ip_allowlist_changed": "pbx",
+    "usage.daily_limit_exceeded": "pbx",
+    "billing.balance_updated": "billing",
+    "billing.credit_added": "billing",
+    "billing.payment_confirmed": "billing",
+}
+
+
+def sample_wav(seconds: float = 0.25, rate: int = 8000) -> bytes:
+    """A short 8 kHz mono 16-bit WAV, the format Asterisk's voicemail writes."""
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(rate)
+        audio.writeframes(b"\x00\x01" * int(seconds * rate))
+    return buffer.getvalue()
+
+
+def sample_pdf() -> bytes:
+    """A one-page PDF, small but well-formed (with a correct cross-reference table)."""
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    for offset in offsets:
+        out.write(b"%010d 00000 n \n" % offset)
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (len(objects) + 1))
+    out.write(b"startxref\n%d\n%%%%EOF\n" % xref)
+    return out.getvalue()
+
+
+def _inline(filename: str, content_type: str, data: bytes) -> dict[str, str]:
+    return {
+        "filename": filename,
+        "content_type": content_type,
+        "data_base64": base64.b64encode(data).decode(),
+    }
 
 
 def sample_data(
     event_type: str, account_id: str, now: datetime, **overrides: Any
 ) -> dict[str, Any]:
+    earlier = (now - timedelta(seconds=30)).isoformat()
+    call_id = f"1700000000.{int(now.timestamp()) % 100000}"
     samples: dict[str, dict[str, Any]] = {
         "account.created": {
             "email": "subscriber@example.com",
@@ -20,15 +83,77 @@ def sample_data(
             "language": "ro",
             "timezone": "Europe/Bucharest",
         },
+        "account.updated": {"name": "Ana Maria Popescu"},
+        "account.closed": {"closed_at": earlier},
         "call.missed": {
-            "call_id": f"1700000000.{int(now.timestamp()) % 100000}",
+            "call_id": call_id,
             "caller_number": "+40721555123",
             "caller_name": "Ion Ionescu",
             "called_number": "+40215550100",
             "extension": "101",
-            "started_at": (now - timedelta(seconds=30)).isoformat(),
+            "started_at": earlier,
             "ring_seconds": 25,
             "to_voicemail": False,
+        },
+        "voicemail.received": {
+            "call_id": call_id,
+            "mailbox": "101",
+            "caller_number": "+40721555123",
+            "caller_name": "Ion Ionescu",
+            "duration_seconds": 14,
+            "received_at": earlier,
+            "audio": _inline("msg0001.wav", "audio/wav", sample_wav()),
+            "transcript": "Bună ziua, vă rog să mă sunați înapoi.",
+        },
+        "fax.received": {
+            "remote_number": "+40215550199",
+            "pages": 1,
+            "received_at": earlier,
+            "document": _inline("fax-20261122.pdf", "application/pdf", sample_pdf()),
+        },
+        "fax.sent": {"remote_number": "+40215550199", "pages": 3, "sent_at": earlier},
+        "fax.failed": {
+            "remote_number": "+40215550199",
+            "pages": 3,
+            "sent_at": earlier,
+            "reason": "busy",
+        },
+        "account.password_changed": {
+            "changed_at": earlier,
+            "source_ip": "198.51.100.23",
+            "user_agent": "Mozilla/5.0 (X11; Linux x86_64)",
+        },
+        "account.password_reset_requested": {
+            "reset_url": "https://portal.voip.example/reset/3f9c1d2e",
+            "expires_at": (now + timedelta(hours=1)).isoformat(),
+            "source_ip": "198.51.100.23",
+        },
+        "account.pin_created": {"created_at": earlier, "source_ip": "198.51.100.23"},
+        "account.ip_allowlist_changed": {
+            "previous": ["203.0.113.10"],
+            "current": ["203.0.113.10", "198.51.100.0/24"],
+            "changed_by": "admin",
+            "source_ip": "198.51.100.23",
+        },
+        "usage.daily_limit_exceeded": {
+            "limit": "50.00",
+            "spent": "52.35",
+            "currency": "RON",
+            "date": now.date().isoformat(),
+        },
+        "billing.balance_updated": {"balance": "3.20", "currency": "RON"},
+        "billing.credit_added": {
+            "amount": "50.00",
+            "currency": "RON",
+            "new_balance": "53.20",
+            "method": "card",
+        },
+        "billing.payment_confirmed": {
+            "payment_id": "pay_8842",
+            "amount": "119.00",
+            "currency": "RON",
+            "invoice_number": "VOIP-2026-0042",
+            "paid_at": earlier,
         },
     }
     if event_type not in samples:
@@ -45,3 +170,100 @@ def sample_event(
         "timestamp": now.isoformat(),
         "data": sample_data(event_type, account_id, now, **overrides),
     }
+
+
+# Notice kinds: one template pair per kind and language. Most kinds are the event type;
+# some events give a notice of another kind (a balance crossing a threshold, a changed
+# email address).
+NOTICE_KINDS = (
+    "account.created",
+    "account.email_changed",
+    "account.closed",
+    "call.missed",
+    "voicemail.received",
+    "fax.received",
+    "fax.sent",
+    "fax.failed",
+    "account.password_changed",
+    "account.password_reset_requested",
+    "account.pin_created",
+    "account.ip_allowlist_changed",
+    "usage.daily_limit_exceeded",
+    "credit.low",
+    "credit.critical",
+    "billing.credit_added",
+    "billing.payment_confirmed",
+)
+
+_KIND_EVENT = {
+    "account.email_changed": "account.updated",
+    "credit.low": "billing.balance_updated",
+    "credit.critical": "billing.balance_updated",
+}
+
+
+def without_file_bytes(data: dict[str, Any]) -> dict[str, Any]:
+    """Event data as stored and rendered: attachment bytes live elsewhere."""
+    return {
+        key: {k: v for k, v in value.items() if k != "data_base64"}
+        if isinstance(value, dict)
+        else value
+        for key, value in data.items()
+    }
+
+
+def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The `extra` a notice of this kind carries (see docs/templates.md)."""
+    if kind == "account.email_changed":
+        return {
+            "old_email": "ana.old@example.com",
+            "new_email": "ana.new@example.com",
+            "recipient_role": "old",
+        }
+    if kind == "voicemail.received":
+        return {
+            "missed_call": {
+                "started_at": data["received_at"],
+                "called_number": "+40215550100",
+                "extension": "101",
+                "ring_seconds": 20,
+            },
+            "attachment": {"filename": "msg0001.wav", "size_bytes": 4044, "status": "attached"},
+            "portal_url": "https://portal.voip.example/voicemail",
+        }
+    if kind == "fax.received":
+        return {
+            "attachment": {
+                "filename": "fax-20261122.pdf",
+                "size_bytes": 187_000,
+                "status": "attached",
+            },
+            "portal_url": "https://portal.voip.example/fax",
+        }
+    if kind == "account.ip_allowlist_changed":
+        return {"added": ["198.51.100.0/24"], "removed": []}
+    if kind == "credit.low":
+        return {"threshold": "5.00", "days_left": 3}
+    if kind == "credit.critical":
+        return {"threshold": "1.00", "days_left": None}
+    return {}
+
+
+def sample_view(kind: str, language: str, now: datetime | None = None) -> Any:
+    """A notice of `kind` with sample data, ready to render without a database."""
+    from notifyd.rendering import NoticeView
+
+    now = now or datetime.now(UTC)
+    event_type = _KIND_EVENT.get(kind, kind)
+    data = without_file_bytes(sample_data(event_type, "acc-1001", now))
+    if kind == "account.email_changed":
+        data["email"] = "ana.new@example.com"
+    if kind == "credit.critical":
+        data["balance"] = "0.40"
+    return NoticeView(
+        kind=kind,
+        language=language,
+        data=data,
+        context=sample_extra(kind, data),
+        message_id=f"<preview-{kind}@voip.example>",
+    )

@@ -30,6 +30,7 @@ class ClaimedNotice:
     attempts: int
     created_at: datetime
     message_id: str
+    context: dict[str, Any]
     event_type: str
     occurred_at: datetime
     data: dict[str, Any]

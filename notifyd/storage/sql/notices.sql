@@ -29,7 +29,7 @@ FROM due, events AS e
 LEFT JOIN subscribers AS s ON s.account_id = e.account_id
 WHERE n.id = due.id AND e.id = n.event_id
 RETURNING n.id, n.event_id, n.account_id, n.kind, n.category, n.recipient, n.language,
-          n.timezone, n.attempts, n.created_at, n.message_id, e.type AS event_type,
+          n.timezone, n.attempts, n.created_at, n.message_id, n.context, e.type AS event_type,
           e.occurred_at, e.data, s.name AS subscriber_name, s.username AS subscriber_username
 
 -- name: mark_sent
