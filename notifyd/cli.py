@@ -59,6 +59,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
+        from notifyd.daemon import renderer_for
+
+        try:
+            renderer_for(settings)
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            return EXIT_CONFIG
         print(f"{settings.path}: ok ({len(settings.sources)} sources)")
         return 0
     if args.command == "run":
@@ -79,6 +86,9 @@ def _run(settings: Settings) -> int:
         asyncio.run(serve(settings))
     except KeyboardInterrupt:
         pass
+    except ConfigError as error:  # a broken template override, found at start
+        print(error, file=sys.stderr)
+        return EXIT_CONFIG
     except OSError as error:
         print(f"notifyd: cannot start: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE

@@ -19,14 +19,16 @@ from aiohttp import web
 
 from notifyd import settings as settings_module
 from notifyd import systemd
-from notifyd.dispatcher import Clock, Dispatcher, utcnow
+from notifyd.dispatcher import Clock, Dispatcher, Mailing, utcnow
+from notifyd.dkim_signer import DkimError, DkimSigner
 from notifyd.http.app import create_app
 from notifyd.http.runtime import Runtime
 from notifyd.jobs import Jobs
 from notifyd.logs import configure as configure_logging
-from notifyd.mailer import transport_for
+from notifyd.mailer import Transport, transport_for
 from notifyd.metrics import Metrics
-from notifyd.rendering import Renderer
+from notifyd.rendering import LANGUAGES, Renderer
+from notifyd.samples import NOTICE_KINDS, sample_view
 from notifyd.settings import ConfigError, Settings
 from notifyd.storage import db, schema
 
@@ -77,16 +79,13 @@ class Daemon:
             log.info("migrations applied", versions=[m.version for m in applied])
 
         metrics = Metrics()
-        transport = transport_for(s.smtp, s.outbox_dir)
+        mailing = mailing_for(s, transport_for(s.smtp, s.outbox_dir))
         self.stack.push_async_callback(lambda: self._close_transport())
         self.dispatcher = Dispatcher(
             pool=database.pool,
             dsn=database.dsn,
             database=s.database,
-            delivery=s.delivery,
-            transport=transport,
-            renderer=Renderer(s.smtp.sender),
-            envelope_sender=s.smtp.sender_address,
+            mailing=mailing,
             owner=s.daemon.instance,
             metrics=metrics,
             clock=self.clock,
@@ -138,7 +137,7 @@ class Daemon:
 
     async def _close_transport(self) -> None:
         if self.dispatcher is not None:
-            await self.dispatcher.transport.close()
+            await self.dispatcher.mailing.transport.close()
 
     async def _watchdog(self, interval: float) -> None:
         while True:
@@ -151,8 +150,15 @@ class Daemon:
     async def reload(self) -> bool:
         """Re-read the config file; a broken file is logged and the running config stays."""
         systemd.reloading()
+        assert self.runtime is not None
+        assert self.dispatcher is not None
+        current = self.dispatcher.mailing.transport
         try:
             new = settings_module.load(self.settings.path)
+            transport = current
+            if new.smtp != self.settings.smtp:
+                transport = transport_for(new.smtp, new.outbox_dir)
+            mailing = mailing_for(new, transport)
         except ConfigError as error:
             log.error(
                 "reload refused: config invalid, keeping the running one",
@@ -169,15 +175,8 @@ class Daemon:
             if old_value != new_value:
                 log.warning("config section changed; takes effect after a restart", section=section)
         configure_logging(new.logging.level, new.logging.format)
-        assert self.runtime is not None
-        assert self.dispatcher is not None
         self.runtime.apply(new)
-        transport = self.dispatcher.transport
-        if new.smtp != self.settings.smtp:
-            transport = transport_for(new.smtp, new.outbox_dir)
-        old = self.dispatcher.reconfigure(
-            new.delivery, transport, Renderer(new.smtp.sender), new.smtp.sender_address
-        )
+        old = self.dispatcher.reconfigure(mailing)
         if old is not transport:
             # Sends in progress keep their connection; idle ones close now.
             await old.close()
@@ -185,6 +184,40 @@ class Daemon:
         log.info("config reloaded", sources=sorted(new.sources))
         systemd.notify("READY=1", "STATUS=config reloaded")
         return True
+
+
+def mailing_for(settings: Settings, transport: Transport) -> Mailing:
+    """Everything that turns a notice into mail, checked now (templates, DKIM key)."""
+    signer = None
+    if settings.dkim.enabled:
+        try:
+            signer = DkimSigner(settings.dkim)
+        except DkimError as error:
+            raise ConfigError(settings.path, [("[dkim] private_key_file", str(error))]) from None
+    return Mailing(
+        delivery=settings.delivery,
+        attachments=settings.attachments,
+        transport=transport,
+        renderer=renderer_for(settings),
+        envelope_sender=settings.smtp.sender_address,
+        signer=signer,
+    )
+
+
+def renderer_for(settings: Settings) -> Renderer:
+    """The renderer for these settings, every template tried with sample data first: a broken
+    override is a config error at start or reload, never a failure at send time."""
+    renderer = Renderer(
+        settings.smtp.sender,
+        reply_to=settings.smtp.reply_to,
+        override_folder=settings.templates_folder,
+    )
+    problems = renderer.check(
+        [sample_view(kind, language) for kind in NOTICE_KINDS for language in LANGUAGES]
+    )
+    if problems:
+        raise ConfigError(settings.path, [("[templates] folder", p) for p in problems])
+    return renderer
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

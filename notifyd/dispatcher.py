@@ -12,17 +12,22 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
+import aiohttp
 import asyncpg
 import structlog
 
+from notifyd.dkim_signer import DkimSigner
+from notifyd.enclosing import KINDS_WITH_FILES, Enclosure, enclose
 from notifyd.mailer import Outcome, Transport, Verdict
 from notifyd.metrics import Metrics
 from notifyd.rendering import Renderer
 from notifyd.schedule import retry_delay
-from notifyd.settings import DatabaseSettings, DeliverySettings
+from notifyd.settings import AttachmentSettings, DatabaseSettings, DeliverySettings
+from notifyd.storage import attachments as attachment_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimedNotice
@@ -36,6 +41,19 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True)
+class Mailing:
+    """How notices become mail and leave: swapped as a whole when the config is reloaded."""
+
+    delivery: DeliverySettings
+    attachments: AttachmentSettings
+    transport: Transport
+    renderer: Renderer
+    # MAIL FROM: where bounces go (the address of the configured sender).
+    envelope_sender: str
+    signer: DkimSigner | None = None
+
+
 class Dispatcher:
     def __init__(
         self,
@@ -43,10 +61,7 @@ class Dispatcher:
         pool: asyncpg.Pool,
         dsn: str,
         database: DatabaseSettings,
-        delivery: DeliverySettings,
-        transport: Transport,
-        renderer: Renderer,
-        envelope_sender: str,
+        mailing: Mailing,
         owner: str,
         metrics: Metrics,
         clock: Clock = utcnow,
@@ -54,11 +69,7 @@ class Dispatcher:
         self.pool = pool
         self.dsn = dsn
         self.database = database
-        self.delivery = delivery
-        self.transport = transport
-        self.renderer = renderer
-        # MAIL FROM: where bounces go (the address of the configured sender).
-        self.envelope_sender = envelope_sender
+        self.mailing = mailing
         self.owner = owner
         self.metrics = metrics
         self.clock = clock
@@ -69,20 +80,17 @@ class Dispatcher:
         self._in_flight: dict[UUID, asyncio.Task[None]] = {}
         self._listener: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self._http: aiohttp.ClientSession | None = None
 
-    def reconfigure(
-        self,
-        delivery: DeliverySettings,
-        transport: Transport,
-        renderer: Renderer,
-        envelope_sender: str,
-    ) -> Transport:
-        """Take new settings on reload; returns the old transport for the caller to close."""
-        old = self.transport
-        self.delivery = delivery
-        self.transport = transport
-        self.renderer = renderer
-        self.envelope_sender = envelope_sender
+    @property
+    def delivery(self) -> DeliverySettings:
+        return self.mailing.delivery
+
+    def reconfigure(self, mailing: Mailing) -> Transport:
+        """Take new settings on reload; returns the old transport for the caller to close.
+        Sends in progress finish with what they started with."""
+        old = self.mailing.transport
+        self.mailing = mailing
         self.wake()
         return old
 
@@ -90,6 +98,8 @@ class Dispatcher:
         self._wake.set()
 
     async def start(self) -> None:
+        # For attachments given as URLs; redirects are followed by `attachments.fetch` only.
+        self._http = aiohttp.ClientSession(auto_decompress=False)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="notifyd-claim"),
             asyncio.create_task(self._listen_loop(), name="notifyd-listen"),
@@ -116,6 +126,8 @@ class Dispatcher:
                 self.metrics.possible_duplicates.inc(len(pending))
         # Also catches a claim whose query committed while the claim loop was being cancelled.
         await self._release_claims()
+        if self._http is not None:
+            await self._http.close()
         if self._listener is not None:
             with contextlib.suppress(*db.UNAVAILABLE):
                 await asyncio.wait_for(self._listener.close(), timeout=2)
@@ -181,14 +193,30 @@ class Dispatcher:
 
     async def _deliver(self, notice: ClaimedNotice) -> None:
         bound = log.bind(notice_id=str(notice.id), kind=notice.kind, attempt=notice.attempts)
+        assert self._http is not None
+        mailing = self.mailing
         try:
-            message = self.renderer.message(notice, self.clock())
+            enclosure = await enclose(self.pool, notice, mailing.attachments, self._http)
+        except db.UNAVAILABLE as error:
+            enclosure = Enclosure(retry=f"database unavailable: {type(error).__name__}")
+        if enclosure.retry is not None:
+            bound.info("delivery postponed", reason=enclosure.retry)
+            await self._record(notice, Outcome(Verdict.RETRY, enclosure.retry))
+            return
+        view = replace(notice, context={**notice.context, **enclosure.context})
+        try:
+            message = mailing.renderer.message(view, self.clock(), enclosure.files)
+            data = message.as_bytes()
+            if mailing.signer is not None:
+                data = mailing.signer.sign(data)
         except Exception as error:
             # A template bug must not spin forever: the notice fails with the reason.
             bound.exception("rendering failed")
             await self._record(notice, Outcome(Verdict.FAILED, f"rendering failed: {error}"))
             return
-        outcome = await self.transport.send(message, self.envelope_sender, notice.recipient)
+        outcome = await mailing.transport.send(
+            data, mailing.envelope_sender, notice.recipient, notice.message_id
+        )
         if outcome.error_kind:
             self.metrics.smtp_errors.labels(outcome.error_kind).inc()
         if outcome.possibly_sent:
@@ -221,6 +249,11 @@ class Dispatcher:
         while True:
             try:
                 async with self.pool.acquire() as conn:
+                    if verdict is not Verdict.RETRY and notice.kind in KINDS_WITH_FILES:
+                        # The file's bytes now only wait out the retention period.
+                        await attachment_store.schedule_purge(
+                            conn, notice.event_id, self.mailing.attachments.keep_days
+                        )
                     if verdict is Verdict.SENT:
                         await notice_store.mark_sent(conn, notice.id, self.token, outcome.reply)
                     elif verdict is Verdict.RETRY:

@@ -408,6 +408,17 @@ class Envelope(BaseModel):
     data: dict[str, Any]
 
 
+def stored_fields(data: EventData) -> dict[str, Any]:
+    """The validated fields as stored and rendered: attachment bytes are kept elsewhere."""
+    fields = data.model_dump(mode="json")
+    return {
+        key: {k: v for k, v in value.items() if k != "data_base64"}
+        if isinstance(value, dict)
+        else value
+        for key, value in fields.items()
+    }
+
+
 @dataclass(frozen=True)
 class Event:
     type: str

@@ -1,20 +1,43 @@
-"""Ingest: one verified, validated webhook becomes an event row and its notice rows,
-committed in one transaction before the sender is answered."""
+"""Ingest: one verified, validated webhook becomes an event row, its attachments, the
+subscriber's new state and its notice rows, committed in one transaction before the sender
+is answered.
+
+The subscriber's row is locked first, so events of one account are applied one after the
+other (two balance updates at once cannot both notify); the decision itself is the pure
+`routing.route()`, fed with the facts looked up here.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
+from decimal import Decimal
 from uuid import UUID, uuid4
 
 import asyncpg
 
-from notifyd.events import Event
-from notifyd.routing import Routing, route, subscriber_after
-from notifyd.settings import DefaultsSettings
+from notifyd.events import (
+    AccountCreated,
+    AccountUpdated,
+    BalanceUpdated,
+    CallMissed,
+    CreditAdded,
+    Event,
+    VoicemailReceived,
+)
+from notifyd.routing import Facts, Routing, Subscriber, route, subscriber_after
+from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
+from notifyd.storage import attachments as attachment_store
+from notifyd.storage import credit as credit_store
 from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
+from notifyd.storage.attachments import StoredFile
+from notifyd.storage.db import Conn
+from notifyd.thresholds import Crossing, cross, days_left, effective
+
+SPENDING_WINDOW = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -24,15 +47,25 @@ class Receipt:
     routing: Routing | None = None
 
 
+@dataclass(frozen=True)
+class IntakeRules:
+    """The parts of the config that decide what an event queues."""
+
+    defaults: DefaultsSettings
+    calls: CallSettings
+    thresholds: Mapping[str, Thresholds]
+    message_domain: str
+
+
 async def ingest(
     pool: asyncpg.Pool,
     *,
     source: str,
     webhook_id: str,
     event: Event,
-    defaults: DefaultsSettings,
-    message_domain: str,
+    rules: IntakeRules,
     now: datetime,
+    files: Sequence[StoredFile] = (),
 ) -> Receipt:
     event_id = uuid4()
     async with pool.acquire() as conn, conn.transaction():
@@ -40,12 +73,102 @@ async def ingest(
         if earlier is not None:
             return Receipt(event_id=earlier, duplicate=True)
         await event_store.insert_event(conn, event_id, source, webhook_id, event)
-        current = await subscriber_store.get(conn, event.account_id)
-        subscriber = subscriber_after(event, current)
-        if subscriber is not None and subscriber is not current:
-            subscriber = await subscriber_store.upsert(conn, subscriber)
-        routing = route(event, subscriber, defaults, now)
-        await notice_store.insert(conn, event_id, event.account_id, routing.notices, message_domain)
-        if any(plan.due_at <= now for plan in routing.notices):
+        await attachment_store.insert(conn, event_id, list(files))
+
+        current = await subscriber_store.get(conn, event.account_id, lock=True)
+        subscriber = await _apply_to_subscriber(conn, event, current)
+        facts, merged_notice = await _facts(conn, event, current, subscriber, rules, now)
+        routing = route(event, subscriber, facts, rules.defaults, rules.calls, now)
+        queued = await notice_store.insert(
+            conn, event_id, event.account_id, routing.notices, rules.message_domain
+        )
+        if merged_notice is not None and queued:
+            await notice_store.mark_merged(
+                conn, merged_notice, f"told in the voicemail email of event {event_id}"
+            )
+        if queued and any(plan.due_at <= now for plan in routing.notices):
             await notice_store.wake_workers(conn)
+    if not queued and routing.notices:
+        routing = Routing((), skipped="already notified: another leg of the same call")
     return Receipt(event_id=event_id, duplicate=False, routing=routing)
+
+
+async def _apply_to_subscriber(
+    conn: Conn, event: Event, current: Subscriber | None
+) -> Subscriber | None:
+    after = subscriber_after(event, current)
+    if after is None or after == current:
+        return after
+    if isinstance(event.data, AccountCreated):
+        return await subscriber_store.upsert(conn, after)
+    return await subscriber_store.update(conn, after)
+
+
+async def _facts(
+    conn: Conn,
+    event: Event,
+    before: Subscriber | None,
+    after: Subscriber | None,
+    rules: IntakeRules,
+    now: datetime,
+) -> tuple[Facts, UUID | None]:
+    """Look up what routing needs; also returns a missed-call notice to fold into this one."""
+    data = event.data
+    if after is None:
+        return Facts(), None
+    if isinstance(data, AccountUpdated):
+        changed = before is not None and data.email is not None and data.email != before.email
+        return Facts(previous_email=before.email if changed and before else None), None
+    if isinstance(data, CallMissed):
+        exists = await notice_store.has_dedupe_key(
+            conn, data.account_id, f"voicemail:{data.call_id}"
+        )
+        return Facts(voicemail_exists=exists), None
+    if isinstance(data, VoicemailReceived) and data.call_id:
+        found = await notice_store.queued_missed_call(conn, data.account_id, data.call_id)
+        if found is None:
+            return Facts(), None
+        notice_id, call = found
+        keep = ("started_at", "called_number", "extension", "ring_seconds")
+        return Facts(merged_call={key: call.get(key) for key in keep}), notice_id
+    if isinstance(data, BalanceUpdated | CreditAdded):
+        balance = Decimal(data.balance if isinstance(data, BalanceUpdated) else data.new_balance)
+        crossing, left = await _credit(conn, event, after, balance, data.currency, rules, now)
+        # A top-up may re-arm the notices but never sends a low-credit one itself.
+        return (
+            Facts(credit=crossing, credit_days_left=left)
+            if isinstance(data, BalanceUpdated)
+            else Facts()
+        ), None
+    return Facts(), None
+
+
+async def _credit(
+    conn: Conn,
+    event: Event,
+    subscriber: Subscriber,
+    balance: Decimal,
+    currency: str,
+    rules: IntakeRules,
+    now: datetime,
+) -> tuple[Crossing | None, int | None]:
+    admin = rules.thresholds.get(currency)
+    if admin is None:
+        return None, None
+    limits = effective(admin, subscriber.low_credit_threshold)
+    level, as_of = await credit_store.lock(conn, subscriber.account_id, currency)
+    if as_of is not None and event.timestamp < as_of:
+        # An older balance arriving late says nothing about now.
+        return None, None
+    crossing = cross(level, balance, limits)
+    if isinstance(event.data, CreditAdded) and crossing.notify is not None:
+        crossing = Crossing(level, None, None)
+    await credit_store.save(
+        conn, subscriber.account_id, currency, crossing.level, balance, event.timestamp
+    )
+    if crossing.notify is None:
+        return crossing, None
+    history = await credit_store.recent(
+        conn, subscriber.account_id, currency, now - SPENDING_WINDOW
+    )
+    return crossing, days_left(history, balance, now, SPENDING_WINDOW)

@@ -12,7 +12,6 @@ import os
 import ssl
 import tempfile
 from dataclasses import dataclass
-from email.message import EmailMessage
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -42,7 +41,9 @@ class Outcome:
 
 
 class Transport(Protocol):
-    async def send(self, message: EmailMessage, sender: str, recipient: str) -> Outcome: ...
+    async def send(self, data: bytes, sender: str, recipient: str, message_id: str) -> Outcome:
+        """Send one message (already serialised, and signed if DKIM is on)."""
+        ...
 
     async def close(self) -> None: ...
 
@@ -54,9 +55,8 @@ class EmlFolder:
         self.folder = folder
         folder.mkdir(parents=True, exist_ok=True)
 
-    async def send(self, message: EmailMessage, sender: str, recipient: str) -> Outcome:
-        name = message["Message-ID"].strip("<>").split("@", 1)[0] + ".eml"
-        data = message.as_bytes()
+    async def send(self, data: bytes, sender: str, recipient: str, message_id: str) -> Outcome:
+        name = message_id.strip("<>").split("@", 1)[0] + ".eml"
         await asyncio.to_thread(self._write, self.folder / name, data)
         return Outcome(Verdict.SENT, f"250 written to {self.folder / name}")
 
@@ -127,16 +127,16 @@ class SmtpRelay:
             tls_context=self._tls if s.security != "none" else None,
         )
 
-    async def send(self, message: EmailMessage, sender: str, recipient: str) -> Outcome:
+    async def send(self, data: bytes, sender: str, recipient: str, message_id: str) -> Outcome:
         async with self._slots:
             client, reused = self._take()
             try:
-                outcome, keep = await self._send_on(client, message, sender, recipient)
+                outcome, keep = await self._send_on(client, data, sender, recipient)
                 if outcome.error_kind == "connection" and reused:
                     # An idle connection the server closed since: not the message's fault.
                     await _quietly_close(client)
                     client = self._client()
-                    outcome, keep = await self._send_on(client, message, sender, recipient)
+                    outcome, keep = await self._send_on(client, data, sender, recipient)
             except BaseException:
                 await _quietly_close(client)
                 raise
@@ -154,16 +154,14 @@ class SmtpRelay:
         return self._client(), False
 
     async def _send_on(
-        self, client: aiosmtplib.SMTP, message: EmailMessage, sender: str, recipient: str
+        self, client: aiosmtplib.SMTP, data: bytes, sender: str, recipient: str
     ) -> tuple[Outcome, bool]:
         """Returns the outcome and whether the connection can be reused."""
         data_sent = False
         try:
             if not client.is_connected:
                 await client.connect()
-            errors, response = await client.send_message(
-                message, sender=sender, recipients=[recipient]
-            )
+            errors, response = await client.sendmail(sender, [recipient], data)
             data_sent = True
             if recipient in errors:
                 code, text = errors[recipient]

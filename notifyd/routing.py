@@ -1,22 +1,35 @@
-"""Pure routing: (event, subscriber, config, now) -> the notices to queue, with reasons.
+"""Pure routing: (event, subscriber, facts, config, now) -> the notices to queue, with reasons.
 
-The reasons are stored on each notice, so "why did I get this email, and why then?"
-has an answer later. Nothing here does I/O.
+Intake looks up the few facts a decision needs (the previous email address, a queued
+missed call of the same call, the low-credit crossing) and this module decides. The
+reasons are stored on each notice, so "why did I get this email, and why then?" has an
+answer later. Nothing here does I/O.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
+import ipaddress
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Any
 
 from notifyd.events import (
     MANDATORY_CATEGORIES,
+    AccountClosed,
     AccountCreated,
+    AccountUpdated,
+    BalanceUpdated,
+    CallMissed,
     Category,
     Event,
+    IpAllowlistChanged,
+    VoicemailReceived,
 )
-from notifyd.schedule import quiet_hours_end
-from notifyd.settings import DefaultsSettings
+from notifyd.schedule import release_time
+from notifyd.settings import CallSettings, DefaultsSettings
+from notifyd.thresholds import Crossing, Level
 
 
 @dataclass(frozen=True)
@@ -28,6 +41,23 @@ class Subscriber:
     language: str | None = None
     timezone: str | None = None
     closed_at: datetime | None = None
+    voicemail_audio: bool = True
+    low_credit_threshold: Decimal | None = None
+
+
+@dataclass(frozen=True)
+class Facts:
+    """What intake looked up in the database for this event."""
+
+    # account.updated: the address before this update, when the update changed it.
+    previous_email: str | None = None
+    # voicemail.received: the still-queued missed-call notice of the same call, folded in.
+    merged_call: Mapping[str, Any] | None = None
+    # call.missed: a voicemail notice for the same call exists (it already says "missed").
+    voicemail_exists: bool = False
+    # billing.balance_updated: the threshold crossing, if a threshold is configured.
+    credit: Crossing | None = None
+    credit_days_left: int | None = None
 
 
 @dataclass(frozen=True)
@@ -39,6 +69,8 @@ class NoticePlan:
     timezone: str
     due_at: datetime
     reasons: tuple[str, ...]
+    context: Mapping[str, Any] = field(default_factory=dict)
+    dedupe_key: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,12 +81,14 @@ class Routing:
 
 
 # Notices that answer something the subscriber just did, or that cannot wait, go out even in
-# quiet hours. Everything else that is not mandatory waits for the quiet hours to end.
-IMMEDIATE_KINDS = frozenset({"account.created"})
+# quiet hours (as does every security notice). Everything else waits for quiet hours to end.
+IMMEDIATE_KINDS = frozenset(
+    {"account.created", "account.closed", "account.email_changed", "credit.critical"}
+)
 
 
 def subscriber_after(event: Event, current: Subscriber | None) -> Subscriber | None:
-    """The subscriber as this event leaves it (account.created creates or refreshes it)."""
+    """The subscriber as this event leaves it."""
     data = event.data
     if isinstance(data, AccountCreated):
         return Subscriber(
@@ -65,41 +99,135 @@ def subscriber_after(event: Event, current: Subscriber | None) -> Subscriber | N
             language=data.language or (current.language if current else None),
             timezone=data.timezone or (current.timezone if current else None),
         )
+    if current is None:
+        return None
+    if isinstance(data, AccountUpdated):
+        return Subscriber(
+            account_id=current.account_id,
+            email=data.email or current.email,
+            name=data.name if data.name is not None else current.name,
+            username=current.username,
+            language=data.language or current.language,
+            timezone=data.timezone or current.timezone,
+            closed_at=current.closed_at,
+        )
+    if isinstance(data, AccountClosed):
+        return replace(current, closed_at=data.closed_at)
     return current
 
 
+def notice_kind(event: Event, facts: Facts) -> str | None:
+    """The template a notice of this event uses, or None when the event sends nothing."""
+    data = event.data
+    if isinstance(data, AccountUpdated):
+        return "account.email_changed" if facts.previous_email else None
+    if isinstance(data, BalanceUpdated):
+        crossing = facts.credit
+        if crossing is None or crossing.notify is None:
+            return None
+        return "credit.critical" if crossing.notify is Level.CRITICAL else "credit.low"
+    return event.type
+
+
 def route(
-    event: Event, subscriber: Subscriber | None, defaults: DefaultsSettings, now: datetime
+    event: Event,
+    subscriber: Subscriber | None,
+    facts: Facts,
+    defaults: DefaultsSettings,
+    calls: CallSettings,
+    now: datetime,
 ) -> Routing:
-    category = event.data.category
-    if category is None:
-        return Routing((), skipped="event updates the subscriber only")
+    data = event.data
     if subscriber is None:
         return Routing((), skipped="unknown account: no account.created received for it")
+    kind = notice_kind(event, facts)
+    category = Category.SECURITY if kind == "account.email_changed" else data.category
+    if kind is None or category is None:
+        if isinstance(data, BalanceUpdated):
+            return Routing((), skipped="no low-credit threshold crossed")
+        return Routing((), skipped="event updates the subscriber only")
     mandatory = category in MANDATORY_CATEGORIES
     if subscriber.closed_at is not None and not mandatory:
         return Routing((), skipped="account closed: only mandatory notices are sent")
+    if isinstance(data, CallMissed) and facts.voicemail_exists:
+        return Routing((), skipped="the voicemail email of this call already says it was missed")
 
     language = subscriber.language or defaults.language
     zone = subscriber.timezone or defaults.timezone
     reasons = [f"category {category.value}" + (" (mandatory)" if mandatory else "")]
     due_at = now
-    if event.type in IMMEDIATE_KINDS or category is Category.SECURITY:
+    dedupe_key = None
+    context: dict[str, Any] = {}
+
+    if isinstance(data, CallMissed):
+        dedupe_key = f"call:{data.call_id}"
+        reasons.append("one notice per call: later legs of the same call_id add nothing")
+        if data.to_voicemail:
+            due_at = now + timedelta(seconds=calls.voicemail_wait_seconds)
+            reasons.append(
+                f"went to voicemail: waits {calls.voicemail_wait_seconds:g} s for the voicemail"
+                " email, which will say the call was missed"
+            )
+    elif isinstance(data, VoicemailReceived):
+        if data.call_id:
+            dedupe_key = f"voicemail:{data.call_id}"
+        context["missed_call"] = dict(facts.merged_call) if facts.merged_call else None
+        if facts.merged_call:
+            reasons.append("the missed call of the same call is told in this email")
+    elif isinstance(data, IpAllowlistChanged):
+        context.update(_allowlist_diff(data.previous, data.current))
+    elif isinstance(data, BalanceUpdated):
+        assert facts.credit is not None
+        context["threshold"] = str(facts.credit.threshold)
+        context["days_left"] = facts.credit_days_left
+        reasons.append(f"balance crossed below {facts.credit.threshold} {data.currency}")
+
+    if kind in IMMEDIATE_KINDS or category is Category.SECURITY:
         reasons.append("sent at once: never waits for quiet hours")
     else:
-        end = quiet_hours_end(now, defaults.quiet_hours, zone)
-        if end is not None:
-            due_at = end
+        released = release_time(due_at, defaults.quiet_hours, zone)
+        if released > due_at:
             reasons.append(f"quiet hours {defaults.quiet_hours} in {zone}: held until they end")
+            due_at = released
         else:
             reasons.append("outside quiet hours: sent at once")
-    plan = NoticePlan(
-        kind=event.type,
-        category=category,
-        recipient=subscriber.email,
-        language=language,
-        timezone=zone,
-        due_at=due_at,
-        reasons=tuple(reasons),
-    )
-    return Routing((plan,))
+
+    def plan(recipient: str, extra: Mapping[str, Any], why: str | None = None) -> NoticePlan:
+        return NoticePlan(
+            kind=kind,
+            category=category,
+            recipient=recipient,
+            language=language,
+            timezone=zone,
+            due_at=due_at,
+            reasons=tuple(reasons + ([why] if why else [])),
+            context={**context, **extra},
+            dedupe_key=dedupe_key,
+        )
+
+    if kind == "account.email_changed":
+        assert facts.previous_email is not None
+        change = {"old_email": facts.previous_email, "new_email": subscriber.email}
+        return Routing(
+            (
+                plan(
+                    facts.previous_email,
+                    {**change, "recipient_role": "old"},
+                    "sent to the previous address too, in case the change was not the owner's",
+                ),
+                plan(subscriber.email, {**change, "recipient_role": "new"}),
+            )
+        )
+    return Routing((plan(subscriber.email, {}),))
+
+
+def _allowlist_diff(previous: list[str], current: list[str]) -> dict[str, list[str]]:
+    def key(value: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+        return ipaddress.ip_network(value, strict=False)
+
+    before = {key(v): v for v in previous}
+    after = {key(v): v for v in current}
+    return {
+        "added": [after[k] for k in after if k not in before],
+        "removed": [before[k] for k in before if k not in after],
+    }

@@ -202,16 +202,6 @@ _KIND_EVENT = {
 }
 
 
-def without_file_bytes(data: dict[str, Any]) -> dict[str, Any]:
-    """Event data as stored and rendered: attachment bytes live elsewhere."""
-    return {
-        key: {k: v for k, v in value.items() if k != "data_base64"}
-        if isinstance(value, dict)
-        else value
-        for key, value in data.items()
-    }
-
-
 def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """The `extra` a notice of this kind carries (see docs/templates.md)."""
     if kind == "account.email_changed":
@@ -255,7 +245,10 @@ def sample_view(kind: str, language: str, now: datetime | None = None) -> Any:
 
     now = now or datetime.now(UTC)
     event_type = _KIND_EVENT.get(kind, kind)
-    data = without_file_bytes(sample_data(event_type, "acc-1001", now))
+    from notifyd.events import CATALOGUE, stored_fields
+
+    fields = sample_data(event_type, "acc-1001", now)
+    data = stored_fields(CATALOGUE[event_type].model_validate(fields))
     if kind == "account.email_changed":
         data["email"] = "ana.new@example.com"
     if kind == "credit.critical":

@@ -17,6 +17,7 @@ import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import time
+from decimal import Decimal, InvalidOperation
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -86,6 +87,7 @@ class SmtpSettings:
     verify_tls: bool = True
     # CA bundle for a relay whose certificate comes from a private CA; empty: system CAs.
     ca_file: Path | None = None
+    reply_to: str = ""
 
     @property
     def sender_address(self) -> str:
@@ -131,6 +133,43 @@ class LoggingSettings:
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """Low-credit thresholds for one currency (SPEC §5)."""
+
+    low: Decimal
+    critical: Decimal
+    hysteresis: Decimal = Decimal(0)
+
+
+@dataclass(frozen=True)
+class CallSettings:
+    # A missed call marked to_voicemail waits this long for the voicemail of the same call.
+    voicemail_wait_seconds: float = 120.0
+
+
+@dataclass(frozen=True)
+class AttachmentSettings:
+    max_bytes: int = 20 * 1024 * 1024  # accepted per attachment
+    max_email_bytes: int = 10 * 1024 * 1024  # attached to an email; larger ones are linked
+    fetch_allow_hosts: tuple[str, ...] = ()
+    fetch_timeout_seconds: float = 30.0
+    fetch_attempts: int = 5
+    keep_days: int = 30  # bytes kept after delivery, then cleared
+    portal_url: str = ""  # where a subscriber finds what could not be attached
+
+
+@dataclass(frozen=True)
+class DkimSettings:
+    domain: str = ""
+    selector: str = ""
+    private_key_file: Path | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return self.private_key_file is not None
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     daemon: DaemonSettings
@@ -142,6 +181,11 @@ class Settings:
     webhooks: WebhookSettings
     delivery: DeliverySettings
     logging: LoggingSettings
+    thresholds: Mapping[str, Thresholds] = field(default_factory=dict)
+    calls: CallSettings = CallSettings()
+    attachments: AttachmentSettings = AttachmentSettings()
+    templates_folder: Path | None = None
+    dkim: DkimSettings = DkimSettings()
 
     @property
     def outbox_dir(self) -> Path:
@@ -315,6 +359,11 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         "webhooks",
         "delivery",
         "logging",
+        "thresholds",
+        "calls",
+        "attachments",
+        "templates",
+        "dkim",
     }
     for key in sorted(set(raw) - known):
         problems.append((f"[{key}]", "unknown section"))
@@ -384,7 +433,12 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         pool_size=s.get("pool_size", int, 4, _between(1, 100)),
         verify_tls=s.get("verify_tls", bool, True),
         ca_file=_optional_file(s, "ca_file", base_dir),
+        reply_to=s.get("reply_to", str, ""),
     )
+    if smtp.reply_to:
+        message = _check_sender(smtp.reply_to)
+        if message:
+            s.problem("reply_to", message)
     if smtp.username and not smtp.password:
         s.problem("password", "is empty but username is set (or set NOTIFYD_SMTP_PASSWORD)")
     s.finish()
@@ -454,9 +508,70 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     )
     s.finish()
 
+    thresholds = _read_thresholds(raw.get("thresholds", {}), problems)
+
+    s = _Section("calls", raw.get("calls"), problems)
+    calls = CallSettings(
+        voicemail_wait_seconds=float(
+            s.get("voicemail_wait_seconds", (int, float), 120.0, _between(0, 3600))
+        )
+    )
+    s.finish()
+
+    s = _Section("attachments", raw.get("attachments"), problems)
+    hosts = s.get("fetch_allow_hosts", list, [])
+    for index, host in enumerate(hosts):
+        if not isinstance(host, str) or not host.strip():
+            s.problem(f"fetch_allow_hosts[{index}]", "must be a host name, IP address or CIDR")
+    attachments = AttachmentSettings(
+        max_bytes=s.get("max_bytes", int, 20 * 1024 * 1024, _between(1024, 1024**3)),
+        max_email_bytes=s.get("max_email_bytes", int, 10 * 1024 * 1024, _between(0, 1024**3)),
+        fetch_allow_hosts=tuple(str(h).strip().lower() for h in hosts if isinstance(h, str)),
+        fetch_timeout_seconds=float(
+            s.get("fetch_timeout_seconds", (int, float), 30.0, _between(0.1, 600))
+        ),
+        fetch_attempts=s.get("fetch_attempts", int, 5, _between(1, 100)),
+        keep_days=s.get("keep_days", int, 30, _between(0, 3650)),
+        portal_url=s.get(
+            "portal_url",
+            str,
+            "",
+            lambda v: (
+                None
+                if v == "" or v.startswith(("https://", "http://"))
+                else "must be empty or an http(s) URL"
+            ),
+        ),
+    )
+    s.finish()
+
+    s = _Section("templates", raw.get("templates"), problems)
+    templates_folder = None
+    folder = s.get("folder", str, "")
+    if folder:
+        templates_folder = (base_dir / Path(folder).expanduser()).resolve()
+        if not templates_folder.is_dir():
+            s.problem("folder", f"no such folder: {templates_folder}")
+    s.finish()
+
+    s = _Section("dkim", raw.get("dkim"), problems)
+    dkim = DkimSettings(
+        domain=s.get("domain", str, ""),
+        selector=s.get("selector", str, ""),
+        private_key_file=_optional_file(s, "private_key_file", base_dir),
+    )
+    if dkim.enabled and not (dkim.domain and dkim.selector):
+        s.problem("private_key_file", "is set but domain or selector is empty")
+    s.finish()
+
     if problems:
         raise ConfigError(path, problems)
     return Settings(
+        thresholds=thresholds,
+        calls=calls,
+        attachments=attachments,
+        templates_folder=templates_folder,
+        dkim=dkim,
         path=path,
         daemon=daemon,
         http=http,
@@ -468,6 +583,36 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         delivery=delivery,
         logging=logging,
     )
+
+
+def _read_thresholds(raw: object, problems: list[tuple[str, str]]) -> dict[str, Thresholds]:
+    if not isinstance(raw, dict):
+        problems.append(("[thresholds]", "must be a table of [thresholds.<CURRENCY>] tables"))
+        return {}
+    result: dict[str, Thresholds] = {}
+    for currency, table in raw.items():
+        s = _Section(f"thresholds.{currency}", table, problems)
+        if not re.fullmatch(r"[A-Z]{3}", currency):
+            s.problem(None, "the name must be an ISO 4217 currency code such as RON")
+        values: dict[str, Decimal] = {}
+        for key, default in (("low", None), ("critical", None), ("hysteresis", "0")):
+            raw_value = s.get(key, (str, int, float), default)
+            if raw_value is None:
+                s.problem(key, "is required")
+                continue
+            try:
+                values[key] = Decimal(str(raw_value))
+            except InvalidOperation:
+                s.problem(key, f'must be an amount such as "5.00", got {raw_value!r}')
+        s.finish()
+        if len(values) == 3:
+            if values["critical"] >= values["low"]:
+                s.problem("critical", "must be below low")
+            elif values["hysteresis"] < 0:
+                s.problem("hysteresis", "must not be negative")
+            else:
+                result[currency] = Thresholds(**values)
+    return result
 
 
 def _read_source(

@@ -10,6 +10,7 @@ import asyncpg
 from aiohttp import web
 
 from notifyd.http.signatures import Verifier
+from notifyd.intake import IntakeRules
 from notifyd.metrics import Metrics
 from notifyd.settings import Settings
 
@@ -43,6 +44,16 @@ class Runtime:
     @property
     def message_domain(self) -> str:
         return self.settings.smtp.sender_address.rpartition("@")[2] or "notifyd.invalid"
+
+    @property
+    def intake_rules(self) -> IntakeRules:
+        s = self.settings
+        return IntakeRules(
+            defaults=s.defaults,
+            calls=s.calls,
+            thresholds=s.thresholds,
+            message_domain=self.message_domain,
+        )
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 import structlog
@@ -9,6 +10,7 @@ from aiohttp import web
 
 from notifyd.events import InvalidEvent, MalformedBody, parse_event
 from notifyd.http.errors import error_response
+from notifyd.http.files import InvalidAttachment, incoming_files
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.http.signatures import SignatureError, read_headers
 from notifyd.intake import ingest
@@ -105,14 +107,22 @@ async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[w
         )
 
     try:
+        # Decoding, type checks and TIFF->PDF are CPU work: off the event loop.
+        files = await asyncio.to_thread(incoming_files, event, settings.attachments.max_bytes)
+    except InvalidAttachment as error:
+        return error_response(422, "invalid_event", "an attachment is unusable", error.fields), (
+            event.type
+        )
+
+    try:
         receipt = await ingest(
             runtime.pool,
             source=name,
             webhook_id=signed.webhook_id,
             event=event,
-            defaults=settings.defaults,
-            message_domain=runtime.message_domain,
+            rules=runtime.intake_rules,
             now=runtime.clock(),
+            files=files,
         )
     except db.UNAVAILABLE as error:
         log.error("database unavailable: webhook refused", source=name, error=type(error).__name__)

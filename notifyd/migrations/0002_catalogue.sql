@@ -46,8 +46,8 @@ CREATE TABLE credit_states (
     account_id  text NOT NULL,
     currency    text NOT NULL,
     level       text NOT NULL CHECK (level IN ('ok', 'low', 'critical')),
-    balance     numeric NOT NULL,
-    as_of       timestamptz NOT NULL,
+    balance     numeric,
+    as_of       timestamptz,                 -- the event time of the balance applied last
     PRIMARY KEY (account_id, currency)
 );
 

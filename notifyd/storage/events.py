@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from notifyd.events import Event
+from notifyd.events import Event, stored_fields
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 
@@ -32,7 +32,7 @@ async def insert_event(
         event.type,
         event.account_id,
         event.timestamp,
-        event.data.model_dump(mode="json"),
+        stored_fields(event.data),
     )
 
 

@@ -36,6 +36,7 @@ class ClaimedNotice:
     data: dict[str, Any]
     subscriber_name: str | None
     subscriber_username: str | None
+    voicemail_audio: bool | None = None
 
 
 async def insert(
@@ -49,7 +50,7 @@ async def insert(
     if not plans:
         return []
     ids = [uuid4() for _ in plans]
-    await conn.execute(
+    rows = await conn.fetch(
         SQL["insert_notices"],
         ids,
         [event_id] * len(plans),
@@ -65,8 +66,26 @@ async def insert(
         # Stored, not derived at send time: it stays the same across retries and restarts
         # even if the sender domain in the config changes.
         [f"<{notice_id}@{message_domain}>" for notice_id in ids],
+        [json.dumps(dict(p.context), ensure_ascii=False, default=str) for p in plans],
+        [p.dedupe_key for p in plans],
     )
-    return ids
+    return [row["id"] for row in rows]
+
+
+async def queued_missed_call(
+    conn: Conn, account_id: str, call_id: str
+) -> tuple[UUID, dict[str, Any]] | None:
+    row = await conn.fetchrow(SQL["queued_missed_call"], account_id, call_id)
+    return None if row is None else (row["id"], row["data"])
+
+
+async def mark_merged(conn: Conn, notice_id: UUID, note: str) -> None:
+    await conn.execute(SQL["mark_merged"], notice_id, note)
+
+
+async def has_dedupe_key(conn: Conn, account_id: str, key: str) -> bool:
+    found: bool = await conn.fetchval(SQL["has_dedupe_key"], account_id, key)
+    return found
 
 
 async def wake_workers(conn: Conn) -> None:

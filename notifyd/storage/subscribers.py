@@ -12,19 +12,11 @@ SQL = queries.load("subscribers")
 
 
 def _subscriber(row: asyncpg.Record) -> Subscriber:
-    return Subscriber(
-        account_id=row["account_id"],
-        email=row["email"],
-        name=row["name"],
-        username=row["username"],
-        language=row["language"],
-        timezone=row["timezone"],
-        closed_at=row["closed_at"],
-    )
+    return Subscriber(**dict(row))
 
 
-async def get(conn: Conn, account_id: str) -> Subscriber | None:
-    row = await conn.fetchrow(SQL["get_subscriber"], account_id)
+async def get(conn: Conn, account_id: str, *, lock: bool = False) -> Subscriber | None:
+    row = await conn.fetchrow(SQL["lock_subscriber" if lock else "get_subscriber"], account_id)
     return None if row is None else _subscriber(row)
 
 
@@ -37,6 +29,20 @@ async def upsert(conn: Conn, subscriber: Subscriber) -> Subscriber:
         subscriber.username,
         subscriber.language,
         subscriber.timezone,
+    )
+    assert row is not None
+    return _subscriber(row)
+
+
+async def update(conn: Conn, subscriber: Subscriber) -> Subscriber:
+    row = await conn.fetchrow(
+        SQL["update_subscriber"],
+        subscriber.account_id,
+        subscriber.email,
+        subscriber.name,
+        subscriber.language,
+        subscriber.timezone,
+        subscriber.closed_at,
     )
     assert row is not None
     return _subscriber(row)

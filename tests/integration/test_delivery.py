@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 
 from notifyd.events import parse_event
-from notifyd.intake import ingest
+from notifyd.intake import IntakeRules, ingest
 from notifyd.samples import sample_event
-from notifyd.settings import DefaultsSettings
+from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.storage import db as storage_db
 from notifyd.storage import notices as notice_store
 from tests.conftest import (
@@ -109,8 +109,9 @@ async def test_notice_claimed_by_a_host_that_died_is_delivered_after_its_lease(
             source="billing",
             webhook_id="msg-lease",
             event=created,
-            defaults=DefaultsSettings(quiet_hours=None),
-            message_domain="voip.example",
+            rules=IntakeRules(
+                DefaultsSettings(quiet_hours=None), CallSettings(), {}, "voip.example"
+            ),
             now=datetime.now(UTC),
         )
         async with pool.acquire() as conn:
@@ -152,8 +153,7 @@ async def test_notify_from_another_host_wakes_the_worker_before_its_poll(
                 source="billing",
                 webhook_id="msg-notify",
                 event=parse_event(body.encode()),
-                defaults=settings.defaults,
-                message_domain="voip.example",
+                rules=IntakeRules(settings.defaults, settings.calls, {}, "voip.example"),
                 now=datetime.now(UTC),
             )
         finally:
@@ -240,8 +240,7 @@ async def test_listener_killed_by_the_database_reconnects_and_wakes_again(
                 source="billing",
                 webhook_id=f"msg-{account}",
                 event=parse_event(json.dumps(event).encode()),
-                defaults=settings.defaults,
-                message_domain="voip.example",
+                rules=IntakeRules(settings.defaults, settings.calls, {}, "voip.example"),
                 now=datetime.now(UTC),
             )
         finally:

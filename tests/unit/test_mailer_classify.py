@@ -131,6 +131,10 @@ def message(message_id: str, subject: str) -> EmailMessage:
     return msg
 
 
+async def send(folder: EmlFolder, msg: EmailMessage, sender: str, recipient: str) -> Outcome:
+    return await folder.send(msg.as_bytes(), sender, recipient, msg["Message-ID"])
+
+
 def names(folder: Path) -> list[str]:
     return sorted(path.name for path in folder.iterdir())
 
@@ -142,8 +146,11 @@ async def test_eml_folder_writes_one_file_named_after_the_message_id(tmp_path: P
     outbox = tmp_path / "outbox"
     folder = EmlFolder(outbox)
 
-    outcome = await folder.send(
-        message(f"<{NOTICE_ID}@voip.example>", "first"), "notices@voip.example", "ana@example.com"
+    outcome = await send(
+        folder,
+        message(f"<{NOTICE_ID}@voip.example>", "first"),
+        "notices@voip.example",
+        "ana@example.com",
     )
 
     target = outbox / f"{NOTICE_ID}.eml"
@@ -158,8 +165,8 @@ async def test_eml_folder_second_send_of_the_same_message_id_overwrites(tmp_path
     folder = EmlFolder(tmp_path)
     message_id = f"<{NOTICE_ID}@voip.example>"
 
-    await folder.send(message(message_id, "first"), "notices@voip.example", "ana@example.com")
-    await folder.send(message(message_id, "retry"), "notices@voip.example", "ana@example.com")
+    await send(folder, message(message_id, "first"), "notices@voip.example", "ana@example.com")
+    await send(folder, message(message_id, "retry"), "notices@voip.example", "ana@example.com")
 
     assert names(tmp_path) == [f"{NOTICE_ID}.eml"]
     eml = (tmp_path / f"{NOTICE_ID}.eml").read_bytes()
@@ -173,7 +180,7 @@ async def test_eml_folder_concurrent_sends_leave_only_whole_files(tmp_path: Path
 
     await asyncio.gather(
         *(
-            folder.send(message(f"<{i}@voip.example>", i), "notices@voip.example", "a@b.example")
+            send(folder, message(f"<{i}@voip.example>", i), "notices@voip.example", "a@b.example")
             for i in ids
         )
     )
@@ -198,8 +205,11 @@ async def test_eml_folder_writes_aside_then_renames(
 
     monkeypatch.setattr("notifyd.mailer.os.replace", spy)
 
-    await folder.send(
-        message(f"<{NOTICE_ID}@voip.example>", "x"), "notices@voip.example", "ana@example.com"
+    await send(
+        folder,
+        message(f"<{NOTICE_ID}@voip.example>", "x"),
+        "notices@voip.example",
+        "ana@example.com",
     )
 
     assert len(replaced) == 1

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, time
+from dataclasses import replace
+from datetime import UTC, datetime, time, timedelta
+from decimal import Decimal
 from typing import Any, ClassVar
 
+import pytest
+
 from notifyd.events import Category, Event, EventData, parse_event
-from notifyd.routing import NoticePlan, Subscriber, route, subscriber_after
+from notifyd.routing import Facts, NoticePlan, Routing, Subscriber, route, subscriber_after
 from notifyd.samples import sample_event
-from notifyd.settings import DefaultsSettings, QuietHours
+from notifyd.settings import CallSettings, DefaultsSettings, QuietHours
+from notifyd.thresholds import Crossing, Level
 
 DEFAULTS = DefaultsSettings(
     language="ro", timezone="Europe/Bucharest", quiet_hours=QuietHours(time(22, 0), time(8, 0))
@@ -48,7 +53,7 @@ class ProfileUpdated(EventData):
 
 
 def only_plan(event_: Event, subscriber: Subscriber | None, now: datetime) -> NoticePlan:
-    routing = route(event_, subscriber, DEFAULTS, now)
+    routing = route(event_, subscriber, Facts(), DEFAULTS, CallSettings(), now)
     assert routing.skipped is None
     assert len(routing.notices) == 1
     return routing.notices[0]
@@ -58,7 +63,7 @@ def only_plan(event_: Event, subscriber: Subscriber | None, now: datetime) -> No
 
 
 def test_no_subscriber_means_no_notice_and_a_skipped_reason() -> None:
-    routing = route(event("call.missed"), None, DEFAULTS, DAYTIME)
+    routing = route(event("call.missed"), None, Facts(), DEFAULTS, CallSettings(), DAYTIME)
 
     assert routing.notices == ()
     assert routing.skipped == "unknown account: no account.created received for it"
@@ -67,7 +72,7 @@ def test_no_subscriber_means_no_notice_and_a_skipped_reason() -> None:
 def test_closed_account_gets_no_missed_call_notice() -> None:
     closed = Subscriber("acc-1001", "ana@example.com", closed_at=DAYTIME)
 
-    routing = route(event("call.missed"), closed, DEFAULTS, DAYTIME)
+    routing = route(event("call.missed"), closed, Facts(), DEFAULTS, CallSettings(), DAYTIME)
 
     assert routing.notices == ()
     assert routing.skipped == "account closed: only mandatory notices are sent"
@@ -76,7 +81,7 @@ def test_closed_account_gets_no_missed_call_notice() -> None:
 def test_event_without_category_only_updates_the_subscriber() -> None:
     updated = Event("account.updated", DAYTIME, ProfileUpdated(account_id="acc-1001"))
 
-    routing = route(updated, ANA, DEFAULTS, DAYTIME)
+    routing = route(updated, ANA, Facts(), DEFAULTS, CallSettings(), DAYTIME)
 
     assert routing.notices == ()
     assert routing.skipped == "event updates the subscriber only"
@@ -105,6 +110,7 @@ def test_missed_call_inside_quiet_hours_is_held_until_they_end() -> None:
     assert plan.due_at == NIGHT_ENDS
     assert plan.reasons == (
         "category calls",
+        "one notice per call: later legs of the same call_id add nothing",
         "quiet hours 22:00-08:00 in Europe/Bucharest: held until they end",
     )
 
@@ -113,13 +119,17 @@ def test_missed_call_outside_quiet_hours_goes_now() -> None:
     plan = only_plan(event("call.missed"), ANA, DAYTIME)
 
     assert plan.due_at == DAYTIME
-    assert plan.reasons == ("category calls", "outside quiet hours: sent at once")
+    assert plan.reasons == (
+        "category calls",
+        "one notice per call: later legs of the same call_id add nothing",
+        "outside quiet hours: sent at once",
+    )
 
 
 def test_missed_call_goes_now_when_quiet_hours_are_disabled() -> None:
     no_quiet = DefaultsSettings(quiet_hours=None)
 
-    routing = route(event("call.missed", NIGHT), ANA, no_quiet, NIGHT)
+    routing = route(event("call.missed", NIGHT), ANA, Facts(), no_quiet, CallSettings(), NIGHT)
 
     assert routing.notices[0].due_at == NIGHT
 
@@ -169,7 +179,7 @@ def test_subscriber_language_and_timezone_override_the_defaults() -> None:
     assert plan.language == "en"
     assert plan.timezone == "America/New_York"
     assert plan.due_at == datetime(2026, 11, 22, 13, 0, tzinfo=UTC)  # 08:00 EST
-    assert plan.reasons[1] == "quiet hours 22:00-08:00 in America/New_York: held until they end"
+    assert plan.reasons[-1] == "quiet hours 22:00-08:00 in America/New_York: held until they end"
 
 
 # -- subscriber_after --------------------------------------------------------------------------
@@ -227,3 +237,127 @@ def test_routing_the_welcome_uses_the_subscriber_it_creates() -> None:
     assert plan.recipient == "subscriber@example.com"
     assert plan.language == "en"
     assert plan.timezone == "Europe/London"
+
+
+# -- the whole catalogue -----------------------------------------------------------------------
+
+
+def decide(event_: Event, facts: Facts, now: datetime = DAYTIME) -> Routing:
+    return route(event_, ANA, facts, DEFAULTS, CallSettings(voicemail_wait_seconds=90), now)
+
+
+def test_a_changed_email_address_is_told_to_the_old_and_the_new_address() -> None:
+    updated = event("account.updated", email="ana.new@example.com")
+    after = subscriber_after(updated, ANA)
+    assert after is not None
+
+    routing = route(
+        updated,
+        after,
+        Facts(previous_email="ana@example.com"),
+        DEFAULTS,
+        CallSettings(),
+        NIGHT,
+    )
+
+    assert [(n.recipient, n.context["recipient_role"]) for n in routing.notices] == [
+        ("ana@example.com", "old"),
+        ("ana.new@example.com", "new"),
+    ]
+    assert all(n.kind == "account.email_changed" for n in routing.notices)
+    assert all(n.category is Category.SECURITY and n.due_at == NIGHT for n in routing.notices)
+
+
+def test_an_update_without_a_new_address_sends_nothing() -> None:
+    routing = decide(event("account.updated", name="Ana Maria"), Facts())
+
+    assert routing.notices == ()
+    assert routing.skipped == "event updates the subscriber only"
+
+
+def test_legs_of_one_call_share_a_dedupe_key() -> None:
+    first = decide(event("call.missed", call_id="1700.1", extension="101"), Facts())
+    second = decide(event("call.missed", call_id="1700.1", extension="102"), Facts())
+
+    assert first.notices[0].dedupe_key == second.notices[0].dedupe_key == "call:1700.1"
+
+
+def test_a_missed_call_to_voicemail_waits_for_the_voicemail() -> None:
+    plan = decide(event("call.missed", to_voicemail=True), Facts()).notices[0]
+
+    assert plan.due_at == DAYTIME + timedelta(seconds=90)
+
+
+def test_a_missed_call_whose_voicemail_was_already_notified_sends_nothing() -> None:
+    routing = decide(event("call.missed"), Facts(voicemail_exists=True))
+
+    assert routing.notices == ()
+    assert routing.skipped is not None
+
+
+def test_a_voicemail_tells_the_missed_call_it_absorbed() -> None:
+    call = {"started_at": "2026-11-22T09:59:00+00:00", "called_number": "+40215550100"}
+    plan = decide(event("voicemail.received", call_id="1700.1"), Facts(merged_call=call))
+    alone = decide(event("voicemail.received", call_id="1700.2"), Facts()).notices[0]
+
+    assert plan.notices[0].context["missed_call"] == call
+    assert plan.notices[0].dedupe_key == "voicemail:1700.1"
+    assert alone.context["missed_call"] is None
+
+
+def test_credit_crossings_choose_the_kind_and_critical_never_waits() -> None:
+    low = Crossing(Level.LOW, Level.LOW, Decimal("5"))
+    critical = Crossing(Level.CRITICAL, Level.CRITICAL, Decimal("1"))
+    balance = event("billing.balance_updated", NIGHT)
+
+    low_plan = decide(balance, Facts(credit=low, credit_days_left=3), NIGHT).notices[0]
+    critical_plan = decide(balance, Facts(credit=critical), NIGHT).notices[0]
+    nothing = decide(balance, Facts(credit=Crossing(Level.LOW, None, None)), NIGHT)
+
+    assert (low_plan.kind, low_plan.due_at) == ("credit.low", NIGHT_ENDS)
+    assert low_plan.context == {"threshold": "5", "days_left": 3}
+    assert (critical_plan.kind, critical_plan.due_at) == ("credit.critical", NIGHT)
+    assert nothing.notices == ()
+    assert nothing.skipped == "no low-credit threshold crossed"
+
+
+def test_allowlist_changes_are_listed_as_added_and_removed() -> None:
+    changed = event(
+        "account.ip_allowlist_changed",
+        previous=["203.0.113.10", "192.0.2.0/24"],
+        current=["203.0.113.10/32", "198.51.100.0/24"],
+    )
+
+    plan = decide(changed, Facts()).notices[0]
+
+    assert plan.context == {"added": ["198.51.100.0/24"], "removed": ["192.0.2.0/24"]}
+
+
+def test_a_closed_account_gets_its_closing_notice_but_no_billing_notices() -> None:
+    closed = replace(ANA, closed_at=DAYTIME)
+
+    closing = route(event("account.closed"), closed, Facts(), DEFAULTS, CallSettings(), NIGHT)
+    payment = route(
+        event("billing.payment_confirmed"), closed, Facts(), DEFAULTS, CallSettings(), DAYTIME
+    )
+
+    assert closing.notices[0].kind == "account.closed"
+    assert closing.notices[0].due_at == NIGHT
+    assert payment.notices == ()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "account.password_changed",
+        "account.password_reset_requested",
+        "account.pin_created",
+        "account.ip_allowlist_changed",
+        "usage.daily_limit_exceeded",
+    ],
+)
+def test_every_security_event_is_mandatory_and_immediate(kind: str) -> None:
+    plan = decide(event(kind, NIGHT), Facts(), NIGHT).notices[0]
+
+    assert plan.category is Category.SECURITY
+    assert plan.due_at == NIGHT

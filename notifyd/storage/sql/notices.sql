@@ -1,13 +1,31 @@
 -- name: insert_notices
--- All notices of one event in one statement.
+-- All notices of one event in one statement; a notice whose dedupe key the account already
+-- has (another leg of the same call) is not inserted.
 INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language, timezone,
-                     reasons, due_at, message_id)
+                     reasons, due_at, message_id, context, dedupe_key)
 SELECT id, event_id, account_id, kind, category, recipient, language, timezone,
-       reasons::jsonb, due_at, message_id
+       reasons::jsonb, due_at, message_id, context::jsonb, dedupe_key
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[])
+            $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
+            $12::text[], $13::text[])
      AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
-           reasons, due_at, message_id)
+           reasons, due_at, message_id, context, dedupe_key)
+ON CONFLICT (account_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+RETURNING id
+
+-- name: queued_missed_call
+-- The missed-call notice of a call still waiting for its voicemail, locked so that the
+-- worker cannot send it while the voicemail takes it over.
+SELECT n.id, e.data FROM notices AS n JOIN events AS e ON e.id = n.event_id
+WHERE n.account_id = $1 AND n.dedupe_key = 'call:' || $2 AND n.kind = 'call.missed'
+  AND n.state = 'queued'
+FOR UPDATE OF n
+
+-- name: mark_merged
+UPDATE notices SET state = 'merged', last_error = $2 WHERE id = $1
+
+-- name: has_dedupe_key
+SELECT EXISTS (SELECT 1 FROM notices WHERE account_id = $1 AND dedupe_key = $2)
 
 -- name: claim_due
 -- Takes up to $1 due notices for this host; a 'sending' row whose lease ended is due
@@ -30,7 +48,8 @@ LEFT JOIN subscribers AS s ON s.account_id = e.account_id
 WHERE n.id = due.id AND e.id = n.event_id
 RETURNING n.id, n.event_id, n.account_id, n.kind, n.category, n.recipient, n.language,
           n.timezone, n.attempts, n.created_at, n.message_id, n.context, e.type AS event_type,
-          e.occurred_at, e.data, s.name AS subscriber_name, s.username AS subscriber_username
+          e.occurred_at, e.data, s.name AS subscriber_name, s.username AS subscriber_username,
+          s.voicemail_audio
 
 -- name: mark_sent
 -- Only the holder of the claim may record it: a host whose lease ran out is ignored.

@@ -10,8 +10,24 @@ SET email = excluded.email,
     timezone = coalesce(excluded.timezone, subscribers.timezone),
     closed_at = NULL,
     updated_at = now()
-RETURNING account_id, email, name, username, language, timezone, closed_at
+RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
+          low_credit_threshold
+
+-- name: update_subscriber
+-- account.updated and account.closed: the subscriber as the event leaves it.
+UPDATE subscribers
+SET email = $2, name = $3, language = $4, timezone = $5, closed_at = $6, updated_at = now()
+WHERE account_id = $1
+RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
+          low_credit_threshold
+
+-- name: lock_subscriber
+-- Every event of one account is applied in turn: the row lock orders them.
+SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
+       low_credit_threshold
+FROM subscribers WHERE account_id = $1 FOR UPDATE
 
 -- name: get_subscriber
-SELECT account_id, email, name, username, language, timezone, closed_at
+SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
+       low_credit_threshold
 FROM subscribers WHERE account_id = $1

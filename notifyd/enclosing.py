@@ -1,0 +1,119 @@
+"""What a voicemail or fax email carries: its file attached, or a sentence saying why not.
+
+Runs in the worker just before rendering. A file given as a URL is fetched from the PBX
+here (host allowlist, size and time limits); a fetch that fails for a transient reason
+retries with the notice, up to `[attachments] fetch_attempts`, after which the email goes
+out without the file and says it could not be retrieved. Nothing is lost either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import aiohttp
+import asyncpg
+
+from notifyd import attachments
+from notifyd.rendering import MailAttachment
+from notifyd.settings import AttachmentSettings
+from notifyd.storage import attachments as attachment_store
+from notifyd.storage.attachments import StoredFile
+from notifyd.storage.notices import ClaimedNotice
+
+KINDS_WITH_FILES = frozenset({"voicemail.received", "fax.received"})
+
+
+@dataclass(frozen=True)
+class Enclosure:
+    files: list[MailAttachment] = field(default_factory=list)
+    context: dict[str, Any] = field(default_factory=dict)
+    # Set when a transient fetch failure should retry the notice later.
+    retry: str | None = None
+
+
+async def enclose(
+    pool: asyncpg.Pool,
+    notice: ClaimedNotice,
+    settings: AttachmentSettings,
+    session: aiohttp.ClientSession,
+) -> Enclosure:
+    if notice.kind not in KINDS_WITH_FILES:
+        return Enclosure()
+    async with pool.acquire() as conn:
+        stored = await attachment_store.of_event(conn, notice.event_id)
+    files: list[MailAttachment] = []
+    described: dict[str, Any] | None = None
+    for file in stored:
+        file, retry = await _fetched(pool, file, settings, session)
+        if retry is not None:
+            return Enclosure(retry=retry)
+        status = _status(file, notice, settings)
+        if status == "attached" and file.content is not None and file.content_type:
+            files.append(MailAttachment(file.filename, file.content_type, file.content))
+        described = described or {
+            "filename": file.filename,
+            "size_bytes": file.size_bytes,
+            "status": status,
+        }
+    return Enclosure(
+        files=files,
+        context={"attachment": described, "portal_url": settings.portal_url},
+    )
+
+
+def _status(file: StoredFile, notice: ClaimedNotice, settings: AttachmentSettings) -> str:
+    if file.state != "ready" or file.content is None:
+        return "unavailable"
+    if file.role == "audio" and notice.voicemail_audio is False:
+        return "disabled"
+    if len(file.content) > settings.max_email_bytes:
+        return "too_large"
+    return "attached"
+
+
+async def _fetched(
+    pool: asyncpg.Pool,
+    file: StoredFile,
+    settings: AttachmentSettings,
+    session: aiohttp.ClientSession,
+) -> tuple[StoredFile, str | None]:
+    """The file with its bytes, fetching them first if needed; or a reason to retry later."""
+    if file.state != "pending" or file.source_url is None or file.id is None:
+        return file, None
+    try:
+        content = await attachments.fetch(
+            file.source_url,
+            allow_hosts=settings.fetch_allow_hosts,
+            max_bytes=settings.max_bytes,
+            timeout_seconds=settings.fetch_timeout_seconds,
+            session=session,
+        )
+        # Type checks and TIFF->PDF are CPU work: off the event loop.
+        prepared = await asyncio.to_thread(
+            attachments.prepare, file.role, file.filename, file.declared_type, content
+        )
+    except attachments.FetchError as error:
+        final = not error.transient or file.fetch_attempts + 1 >= settings.fetch_attempts
+        async with pool.acquire() as conn:
+            await attachment_store.mark_fetch_failed(conn, file.id, str(error), final)
+        if not final:
+            return file, f"attachment fetch: {error}"
+        return replace(file, state="failed", last_error=str(error)), None
+    except attachments.AttachmentError as error:
+        async with pool.acquire() as conn:
+            await attachment_store.mark_fetch_failed(conn, file.id, str(error), True)
+        return replace(file, state="failed", last_error=str(error)), None
+    async with pool.acquire() as conn:
+        await attachment_store.mark_ready(
+            conn, file.id, prepared.filename, prepared.content_type, prepared.content
+        )
+    ready = replace(
+        file,
+        state="ready",
+        filename=prepared.filename,
+        content_type=prepared.content_type,
+        content=prepared.content,
+    )
+    return ready, None

@@ -1,0 +1,57 @@
+"""Attachments of an incoming event, checked before anything is stored: inline bytes are
+decoded and their real type checked (a 422 names the field otherwise); URLs are kept to be
+fetched from the PBX before the notice is sent."""
+
+from __future__ import annotations
+
+from notifyd import attachments
+from notifyd.events import Attachment, Event, FaxReceived, VoicemailReceived
+from notifyd.storage.attachments import StoredFile
+
+
+class InvalidAttachment(Exception):
+    def __init__(self, fields: dict[str, str]) -> None:
+        super().__init__(", ".join(f"{k}: {v}" for k, v in fields.items()))
+        self.fields = fields
+
+
+def _files_of(event: Event) -> list[tuple[str, str, Attachment]]:
+    """(field, role, attachment) for each file the event carries."""
+    data = event.data
+    if isinstance(data, VoicemailReceived):
+        return [("audio", "audio", data.audio)]
+    if isinstance(data, FaxReceived):
+        return [("document", "document", data.document)]
+    return []
+
+
+def incoming_files(event: Event, max_bytes: int) -> list[StoredFile]:
+    files: list[StoredFile] = []
+    for field, role, attachment in _files_of(event):
+        if attachment.data_base64 is None:
+            files.append(
+                StoredFile(
+                    role=role,
+                    filename=attachment.filename,
+                    declared_type=attachment.content_type,
+                    source_url=attachment.url,
+                )
+            )
+            continue
+        try:
+            content = attachments.decode_inline(attachment.data_base64, max_bytes)
+            prepared = attachments.prepare(
+                role, attachment.filename, attachment.content_type, content
+            )
+        except attachments.AttachmentError as error:
+            raise InvalidAttachment({f"data.{field}": str(error)}) from None
+        files.append(
+            StoredFile(
+                role=role,
+                filename=prepared.filename,
+                declared_type=attachment.content_type,
+                content_type=prepared.content_type,
+                content=prepared.content,
+            )
+        )
+    return files
