@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 
 from notifyd import __version__
-from notifyd.settings import ConfigError, Settings, load
+from notifyd.settings import LANGUAGES, ConfigError, Settings, load
 
 # sysexits.h EX_CONFIG: systemd can be told not to restart on it (RestartPreventExitStatus).
 EXIT_CONFIG = 78
@@ -48,11 +48,26 @@ def _parser() -> argparse.ArgumentParser:
         help="override a data field, e.g. --set email=me@example.com (repeatable)",
     )
     simulate.add_argument("--url", help="daemon base URL (default: from [http] in the config)")
+
+    preview = commands.add_parser(
+        "preview",
+        help="render a notice from sample data, without a database (for template editing)",
+        description="Render a notice of EVENT_TYPE (or notice kind, e.g. credit.critical) "
+        "from sample data and print it: the text part by default, the HTML part with --html.",
+    )
+    preview.add_argument("event_type", metavar="EVENT_TYPE", help="e.g. voicemail.received")
+    preview.add_argument("--lang", choices=LANGUAGES, default="ro")
+    preview.add_argument("--html", action="store_true", help="print the HTML part")
+    preview.add_argument(
+        "--config", "-c", help="use this config's [templates] folder, sender and Reply-To"
+    )
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "preview":
+        return _preview(args)
     try:
         settings = load(args.config)
     except ConfigError as error:
@@ -159,6 +174,39 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_UNAVAILABLE
     print(f"POST {url} -> {response.status} {text}")
     return 0 if response.status < 300 else 1
+
+
+# Event types whose notice has another kind: preview the usual one.
+PREVIEW_KIND = {"account.updated": "account.email_changed", "billing.balance_updated": "credit.low"}
+
+
+def _preview(args: argparse.Namespace) -> int:
+    from notifyd.daemon import renderer_for
+    from notifyd.rendering import Renderer, TemplateError
+    from notifyd.samples import NOTICE_KINDS, sample_view
+
+    kind = PREVIEW_KIND.get(args.event_type, args.event_type)
+    if kind not in NOTICE_KINDS:
+        known = sorted({*NOTICE_KINDS, *PREVIEW_KIND})
+        print(f"unknown event type or kind {kind!r}; known: {', '.join(known)}", file=sys.stderr)
+        return 2
+    renderer = Renderer("notifyd <notifyd@localhost>")
+    if args.config:
+        try:
+            renderer = renderer_for(load(args.config))
+        except ConfigError as error:
+            print(error, file=sys.stderr)
+            return EXIT_CONFIG
+    try:
+        rendered = renderer.render(sample_view(kind, args.lang))
+    except TemplateError as error:
+        print(f"template error: {error}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.html:
+        print(rendered.html)
+    else:
+        print(f"Subject: {rendered.subject}\nDigest line: {rendered.line}\n\n{rendered.text}")
+    return 0
 
 
 def _value(text: str) -> object:

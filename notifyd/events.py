@@ -63,6 +63,16 @@ def _single_line(value: str) -> str:
     return value
 
 
+def _display_line(value: str) -> str:
+    # Names come from callers (caller ID name is whatever the caller's switch sends): a line
+    # break there is an injection attempt or noise, never a reason to lose the notice. Control
+    # characters become spaces; the email package then encodes the rest safely.
+    cleaned = " ".join(_CONTROL.sub(" ", value).split())
+    if not cleaned:
+        raise ValueError("must contain printable text")
+    return cleaned
+
+
 def _multi_line(value: str) -> str:
     # Transcripts and reasons may have line breaks, never other control characters.
     if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value):
@@ -149,6 +159,7 @@ _MONEY = re.compile(r"^-?\d{1,12}(\.\d{1,6})?$")
 _CURRENCIES = frozenset(list_currencies())
 
 Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_single_line)]
+DisplayText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_display_line)]
 LongText = Annotated[str, Field(min_length=1, max_length=20000), AfterValidator(_multi_line)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_single_line)]
 PhoneNumber = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_phone_number)]
@@ -217,7 +228,7 @@ class AccountCreated(EventData):
 
     email: EmailAddress
     username: Text
-    name: Text | None = None
+    name: DisplayText | None = None
     language: Language | None = None
     timezone: TimeZoneName | None = None
 
@@ -227,7 +238,7 @@ class AccountUpdated(EventData):
     category = None
 
     email: EmailAddress | None = None
-    name: Text | None = None
+    name: DisplayText | None = None
     language: Language | None = None
     timezone: TimeZoneName | None = None
 
@@ -251,7 +262,7 @@ class CallMissed(EventData):
 
     call_id: Identifier
     caller_number: PhoneNumber
-    caller_name: Text | None = None
+    caller_name: DisplayText | None = None
     called_number: PhoneNumber
     extension: Annotated[str, Field(max_length=32), AfterValidator(_single_line)] | None = None
     started_at: AwareDatetime
@@ -266,7 +277,7 @@ class VoicemailReceived(EventData):
     call_id: Identifier | None = None
     mailbox: Identifier
     caller_number: PhoneNumber
-    caller_name: Text | None = None
+    caller_name: DisplayText | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=86400)]
     received_at: AwareDatetime
     audio: Attachment
@@ -308,7 +319,7 @@ class PasswordChanged(EventData):
 
     changed_at: AwareDatetime
     source_ip: IPAddress | None = None
-    user_agent: Annotated[str, Field(max_length=500), AfterValidator(_single_line)] | None = None
+    user_agent: Annotated[str, Field(max_length=500), AfterValidator(_display_line)] | None = None
 
 
 class PasswordResetRequested(EventData):
@@ -334,7 +345,7 @@ class IpAllowlistChanged(EventData):
 
     previous: Annotated[list[IPNetworkText], Field(max_length=1000)]
     current: Annotated[list[IPNetworkText], Field(max_length=1000)]
-    changed_by: Text | None = None
+    changed_by: DisplayText | None = None
     source_ip: IPAddress | None = None
 
 
@@ -363,7 +374,7 @@ class CreditAdded(EventData):
     amount: Money
     currency: Currency
     new_balance: Money
-    method: Text | None = None
+    method: DisplayText | None = None
 
 
 class PaymentConfirmed(EventData):

@@ -220,12 +220,16 @@ def local_datetime(value: str | datetime, zone: str, language: str) -> str:
 
 def local_date(value: str | date, language: str) -> str:
     day = date.fromisoformat(value) if isinstance(value, str) else value
-    return format_date(day, format="long", locale=language)
+    return format_date(day, format="d MMMM y", locale=language)
 
 
 def money(amount: str | Decimal, currency: str, language: str) -> str:
-    """'12,50 RON' (ro) or 'RON 12.50' (en): Babel's currency format for the language."""
-    return format_currency(Decimal(str(amount)), currency, locale=language)
+    """'12,50 RON' (ro) or 'RON 12.50' (en): Babel's currency format for the language, with
+    a space after a code in English (Babel writes 'RON12.50')."""
+    value = Decimal(str(amount))
+    if language == "en":
+        return format_currency(value, currency, format="¤\u00a0#,##0.00", locale=language)
+    return format_currency(value, currency, locale=language)
 
 
 def number(value: int | float | Decimal, language: str) -> str:

@@ -230,14 +230,27 @@ def test_withheld_words_and_dialled_numbers_are_accepted(number: str, stored: st
 
 
 @pytest.mark.parametrize(
-    "name", ["Ion\r\nBcc: victim@example.com", "Ion\nIonescu", "Ion\rIonescu", "Ion\x00"]
+    ("name", "cleaned"),
+    [
+        ("Ion\r\nBcc: victim@example.com", "Ion Bcc: victim@example.com"),
+        ("Ion\nIonescu", "Ion Ionescu"),
+        ("Ion\rIonescu", "Ion Ionescu"),
+        ("Ion\x00", "Ion"),
+    ],
 )
-def test_line_breaks_in_caller_name_are_rejected(name: str) -> None:
-    fields = data_errors("call.missed", caller_name=name)
+def test_line_breaks_in_a_caller_name_become_spaces(name: str, cleaned: str) -> None:
+    # The caller chooses the caller ID name: rejecting it would let a caller suppress the
+    # notice, so control characters are neutralised instead.
+    event = parse_event(body(sample("call.missed", caller_name=name)))
 
-    assert fields == {
-        "data.caller_name": "must be a single line of text without control characters"
-    }
+    assert isinstance(event.data, CallMissed)
+    assert event.data.caller_name == cleaned
+
+
+def test_a_caller_name_of_only_control_characters_is_refused() -> None:
+    fields = data_errors("call.missed", caller_name="\x00\x07")
+
+    assert fields == {"data.caller_name": "must contain printable text"}
 
 
 def test_line_breaks_in_username_are_rejected() -> None:

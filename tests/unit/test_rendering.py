@@ -181,28 +181,28 @@ def test_message_reparses_under_the_strict_policy(kind: str, language: str) -> N
 def test_missed_call_subject_names_the_caller_in_romanian() -> None:
     message = render(notice("call.missed", "ro"))
 
-    assert message["Subject"] == "Apel nepreluat de la Ion Ionescu pe +40215550100"
+    assert message["Subject"] == "Apel nepreluat de la Ion Ionescu pe +40 21 555 0100"
 
 
 def test_missed_call_subject_names_the_caller_in_english() -> None:
     message = render(notice("call.missed", "en"))
 
-    assert message["Subject"] == "Missed call from Ion Ionescu on +40215550100"
+    assert message["Subject"] == "Missed call from Ion Ionescu on +40 21 555 0100"
 
 
 def test_missed_call_subject_falls_back_to_the_number_without_a_name() -> None:
     message = render(notice("call.missed", "en", caller_name=None))
 
-    assert message["Subject"] == "Missed call from +40721555123 on +40215550100"
+    assert message["Subject"] == "Missed call from +40 721 555 123 on +40 21 555 0100"
 
 
 def test_missed_call_text_lists_the_call_in_romanian_with_diacritics() -> None:
     text = text_of(render(notice("call.missed", "ro")))
 
     assert "Aveți un apel nepreluat." in text
-    assert "De la: +40721555123 (Ion Ionescu)" in text
-    assert "Către: +40215550100, interior 101" in text
-    assert "A sunat: 25 secunde" in text
+    assert "De la: +40 721 555 123 (Ion Ionescu)" in text
+    assert "Către: +40 21 555 0100, interior 101" in text
+    assert "A sunat: 25 de secunde" in text
     # Comma-below ș and ț (U+0219, U+021B), not the cedilla look-alikes.
     assert "\u021b" in text
     assert "\u0219" in text
@@ -250,7 +250,7 @@ def test_html_escapes_a_hostile_caller_name() -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     assert "script" not in parse_html(html).seen
     # The subject is plain text: shown as written, not escaped.
-    assert message["Subject"] == "Missed call from <script>alert(1)</script> on +40215550100"
+    assert message["Subject"] == "Missed call from <script>alert(1)</script> on +40 21 555 0100"
 
 
 def test_line_breaks_in_data_cannot_add_headers() -> None:
@@ -265,7 +265,7 @@ def test_line_breaks_in_data_cannot_add_headers() -> None:
 def test_non_ascii_caller_name_survives_in_the_subject() -> None:
     message = render(notice("call.missed", "ro", caller_name="Ștefan Țăranu"))
 
-    assert reparse(message)["Subject"] == "Apel nepreluat de la Ștefan Țăranu pe +40215550100"
+    assert reparse(message)["Subject"] == "Apel nepreluat de la Ștefan Țăranu pe +40 21 555 0100"
 
 
 # -- welcome -----------------------------------------------------------------------------------
