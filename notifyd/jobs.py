@@ -10,7 +10,10 @@ import asyncpg
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from notifyd.intake import SPENDING_WINDOW
 from notifyd.settings import Settings
+from notifyd.storage import attachments as attachment_store
+from notifyd.storage import credit as credit_store
 from notifyd.storage import db
 from notifyd.storage import events as event_store
 from notifyd.storage.db import Conn
@@ -19,6 +22,7 @@ log = structlog.get_logger(__name__)
 
 # Advisory lock keys, one per job that must not run on two hosts at once.
 PURGE_RECEIPTS_LOCK = 0x6E6F746901
+PURGE_FILES_LOCK = 0x6E6F746902
 
 
 async def run_exclusive(
@@ -54,6 +58,13 @@ class Jobs:
             id="purge_receipts",
             next_run_time=datetime.now(UTC) + timedelta(seconds=30),
         )
+        self.scheduler.add_job(
+            self.purge_files,
+            "interval",
+            hours=1,
+            id="purge_files",
+            next_run_time=datetime.now(UTC) + timedelta(seconds=40),
+        )
         self.scheduler.start()
 
     def stop(self) -> None:
@@ -69,5 +80,20 @@ class Jobs:
 
         try:
             await run_exclusive(self.pool, PURGE_RECEIPTS_LOCK, purge)
+        except db.UNAVAILABLE as error:
+            log.warning("purge skipped: database unavailable", error=type(error).__name__)
+
+    async def purge_files(self) -> None:
+        """Clears attachment bytes past their retention and balance history past its use."""
+
+        async def purge(conn: Conn) -> None:
+            files = await attachment_store.purge_due(conn)
+            history = await credit_store.purge_history(
+                conn, datetime.now(UTC) - 2 * SPENDING_WINDOW
+            )
+            log.info("purged expired data", attachments=files, balance_history=history)
+
+        try:
+            await run_exclusive(self.pool, PURGE_FILES_LOCK, purge)
         except db.UNAVAILABLE as error:
             log.warning("purge skipped: database unavailable", error=type(error).__name__)
