@@ -85,7 +85,7 @@ async def _fetched(
     try:
         content = await attachments.fetch(
             file.source_url,
-            allow_hosts=settings.fetch_allow_hosts,
+            allow_hosts=settings.fetch_allow_hosts + file.fetch_hosts,
             max_bytes=settings.max_bytes,
             timeout_seconds=settings.fetch_timeout_seconds,
             session=session,

@@ -25,7 +25,11 @@ def _files_of(event: Event) -> list[tuple[str, str, Attachment]]:
     return []
 
 
-def incoming_files(event: Event, max_bytes: int) -> list[StoredFile]:
+def incoming_files(
+    event: Event, max_bytes: int, fetch_hosts: tuple[str, ...] = ()
+) -> list[StoredFile]:
+    """`fetch_hosts`: where a URL attachment of this event may be fetched from, besides the
+    configured allowlist (the sender itself and its source's networks)."""
     files: list[StoredFile] = []
     for field, role, attachment in _files_of(event):
         if attachment.data_base64 is None:
@@ -35,6 +39,7 @@ def incoming_files(event: Event, max_bytes: int) -> list[StoredFile]:
                     filename=attachment.filename,
                     declared_type=attachment.content_type,
                     source_url=attachment.url,
+                    fetch_hosts=fetch_hosts,
                 )
             )
             continue

@@ -108,7 +108,13 @@ async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[w
 
     try:
         # Decoding, type checks and TIFF->PDF are CPU work: off the event loop.
-        files = await asyncio.to_thread(incoming_files, event, settings.attachments.max_bytes)
+        # "Fetched from the PBX": the PBX that posted this, or one of its source's networks.
+        hosts = tuple(str(n) for n in source.allow_from or ()) + (
+            (request.remote,) if request.remote else ()
+        )
+        files = await asyncio.to_thread(
+            incoming_files, event, settings.attachments.max_bytes, hosts
+        )
     except InvalidAttachment as error:
         return error_response(422, "invalid_event", "an attachment is unusable", error.fields), (
             event.type

@@ -31,6 +31,9 @@ CREATE TABLE attachments (
     size_bytes     bigint,
     content        bytea,
     source_url     text,                     -- fetched from the PBX when not inline
+    -- Besides [attachments] fetch_allow_hosts, where this URL may be fetched from: the
+    -- address that posted the webhook and its source's allow_from networks.
+    fetch_hosts    text[] NOT NULL DEFAULT '{}',
     state          text NOT NULL CHECK (state IN ('pending', 'ready', 'failed', 'purged')),
     fetch_attempts integer NOT NULL DEFAULT 0,
     last_error     text,

@@ -25,6 +25,7 @@ class StoredFile:
     state: str = "ready"
     fetch_attempts: int = 0
     last_error: str | None = None
+    fetch_hosts: tuple[str, ...] = ()
 
     @property
     def size_bytes(self) -> int | None:
@@ -45,6 +46,7 @@ async def insert(conn: Conn, event_id: UUID, files: list[StoredFile]) -> None:
             file.content,
             file.source_url,
             "ready" if file.content is not None else "pending",
+            list(file.fetch_hosts),
         )
 
 
@@ -62,6 +64,7 @@ async def of_event(conn: Conn, event_id: UUID) -> list[StoredFile]:
             state=row["state"],
             fetch_attempts=row["fetch_attempts"],
             last_error=row["last_error"],
+            fetch_hosts=tuple(row["fetch_hosts"]),
         )
         for row in rows
     ]

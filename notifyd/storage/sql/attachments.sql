@@ -1,11 +1,11 @@
 -- name: insert_attachment
 INSERT INTO attachments (id, event_id, role, filename, declared_type, content_type, size_bytes,
-                         content, source_url, state)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                         content, source_url, state, fetch_hosts)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
 
 -- name: of_event
 SELECT id, role, filename, declared_type, content_type, size_bytes, content, source_url, state,
-       fetch_attempts, last_error
+       fetch_attempts, last_error, fetch_hosts
 FROM attachments WHERE event_id = $1 ORDER BY created_at, id
 
 -- name: mark_ready
