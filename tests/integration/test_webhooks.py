@@ -62,11 +62,11 @@ async def test_account_created_then_call_missed_reach_the_smtp_server(
     assert welcome.get_body(("html",)) is not None
 
     assert call["To"] == "maria@client.example"
-    assert "+40215550100" in call["Subject"]
+    assert "+40 21 555 0100" in call["Subject"]
     call_text = call.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    assert "+40721555123" in call_text
+    assert "+40 721 555 123" in call_text
     assert "Ion Popescu" in call_text
-    assert "+40215550100" in call_text
+    assert "+40 21 555 0100" in call_text
     # 08:15 UTC is 10:15 in Bucharest (EET, UTC+2, in November).
     assert "10:15" in call_text
     assert call["Message-ID"] != welcome["Message-ID"]
