@@ -112,9 +112,10 @@ class Dispatcher:
         self._wake.set()
         for task in self._tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        # Bounded: a loop that ignored its cancellation must not hold the stop forever.
+        _done, stuck = await asyncio.wait(self._tasks, timeout=5)
+        if stuck:
+            log.error("worker tasks did not stop", tasks=[t.get_name() for t in stuck])
         if self._in_flight:
             log.info("waiting for sends in progress", count=len(self._in_flight), grace=grace)
             _done, pending = await asyncio.wait(list(self._in_flight.values()), timeout=grace)
@@ -186,7 +187,8 @@ class Dispatcher:
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+            async with asyncio.timeout(seconds):
+                await self._wake.wait()
         self._wake.clear()
 
     # -- one notice -------------------------------------------------------------------------
@@ -285,7 +287,7 @@ class Dispatcher:
     async def _heartbeat_loop(self) -> None:
         """Renews the leases of sends in progress, so the lease can be short (a crashed host's
         notices come back quickly) without a slow relay making another host resend."""
-        while True:
+        while not self._stopping.is_set():
             await asyncio.sleep(self.delivery.lease_seconds / 3)
             if not self._in_flight:
                 continue
@@ -312,12 +314,16 @@ class Dispatcher:
                 await conn.add_listener(notice_store.CHANNEL, lambda *_args: self._wake.set())
                 delay = 0.5
                 self._wake.set()  # anything queued while we were not listening
-                while not lost.is_set():
+                while not lost.is_set() and not self._stopping.is_set():
                     # A LISTEN connection can die without a word: probe it now and then.
+                    # (asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the
+                    # cancellation that stop() sends when it lands as the query completes.)
                     with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(lost.wait(), timeout=self.delivery.poll_seconds)
+                        async with asyncio.timeout(self.delivery.poll_seconds):
+                            await lost.wait()
                     if not lost.is_set():
-                        await asyncio.wait_for(conn.execute("SELECT 1"), timeout=5)
+                        async with asyncio.timeout(5):
+                            await conn.execute("SELECT 1")
             except (*db.UNAVAILABLE, asyncpg.PostgresError) as error:
                 log.warning("notice listener lost, reconnecting", error=type(error).__name__)
             finally:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import uuid
 import wave
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,7 +75,8 @@ def sample_data(
     event_type: str, account_id: str, now: datetime, **overrides: Any
 ) -> dict[str, Any]:
     earlier = (now - timedelta(seconds=30)).isoformat()
-    call_id = f"1700000000.{int(now.timestamp()) % 100000}"
+    # Unique per sample: two samples in the same second must not be taken for one call.
+    call_id = f"{int(now.timestamp())}.{uuid.uuid4().hex[:6]}"
     samples: dict[str, dict[str, Any]] = {
         "account.created": {
             "email": "subscriber@example.com",

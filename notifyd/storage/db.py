@@ -122,7 +122,11 @@ async def open_database(
         try:
             yield Database(pool=pool, dsn=dsn, embedded=embedded)
         finally:
-            await asyncio.wait_for(pool.close(), timeout=10)
+            try:
+                await asyncio.wait_for(pool.close(), timeout=10)
+            except TimeoutError:
+                log.warning("database pool did not close in 10 s; terminating its connections")
+                pool.terminate()
     finally:
         if embedded is not None:
             await embedded.stop()

@@ -1,0 +1,199 @@
+"""One call, one email (SPEC §5), end to end: legs of one call, a missed call that went to
+voicemail and its voicemail, and the window a missed call waits for it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from notifyd.samples import sample_event
+from notifyd.settings import Settings
+from tests.conftest import (
+    PBX_SECRET,
+    WAIT,
+    base_config,
+    load_config,
+    running_daemon,
+)
+from tests.integration.catalogue_support import (
+    FAST_DELIVERY,
+    NO_QUIET_HOURS,
+    RawSink,
+    check_mail,
+    mail_number,
+    post_ok,
+    raw_smtp_server,
+)
+
+ACCOUNT = "acc-calls"
+WINDOW = 1.0  # [calls] voicemail_wait_seconds
+STARTED = "2026-11-20T08:15:00+00:00"  # 10:15 in Bucharest
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[RawSink]:
+    async with raw_smtp_server() as server:
+        yield server
+
+
+def settings_for(tmp_path: Path, database_url: str, sink: RawSink) -> Settings:
+    return load_config(
+        tmp_path,
+        base_config(
+            tmp_path,
+            database_url,
+            sink.port,
+            delivery=FAST_DELIVERY,
+            defaults=NO_QUIET_HOURS,
+            calls={"voicemail_wait_seconds": WINDOW},
+        ),
+    )
+
+
+async def kinds_and_states(db: asyncpg.Connection) -> list[tuple[str, str]]:
+    rows = await db.fetch("SELECT kind, state FROM notices ORDER BY created_at")
+    return [(row["kind"], row["state"]) for row in rows]
+
+
+async def test_three_legs_of_one_call_give_one_email(
+    tmp_path: Path, database_url: str, sink: RawSink, db: asyncpg.Connection
+) -> None:
+    settings = settings_for(tmp_path, database_url, sink)
+    legs = [
+        sample_event(
+            "call.missed",
+            ACCOUNT,
+            call_id="1763800000.77",
+            extension=extension,
+            called_number=number,
+            started_at=STARTED,
+        )
+        for extension, number in (
+            ("101", "+40215550101"),
+            ("102", "+40215550102"),
+            ("103", "+40215550103"),
+        )
+    ]
+    async with running_daemon(settings) as daemon:
+        await post_ok(daemon, sample_event("account.created", ACCOUNT))
+        await mail_number(sink, 1)
+        # A ring group: the legs arrive together, each with its own webhook id.
+        answers = await asyncio.gather(
+            *(
+                daemon.post("pbx", leg, PBX_SECRET, webhook_id=f"msg_leg_{number}")
+                for number, leg in enumerate(legs)
+            )
+        )
+        missed = await mail_number(sink, 2)
+        await asyncio.sleep(0.8)  # other legs' emails would come within this (poll 0.2 s)
+    assert [status for status, _ in answers] == [202, 202, 202]
+    assert len({body["event_id"] for _, body in answers}) == 3
+    assert len(sink.messages) == 2
+    assert "nepreluat" in missed.subject
+    assert await db.fetchval("SELECT count(*) FROM events WHERE type = 'call.missed'") == 3
+    assert await kinds_and_states(db) == [("account.created", "sent"), ("call.missed", "sent")]
+
+
+async def test_missed_call_then_its_voicemail_give_one_email_the_voicemail(
+    tmp_path: Path, database_url: str, sink: RawSink, db: asyncpg.Connection
+) -> None:
+    settings = settings_for(tmp_path, database_url, sink)
+    loop = asyncio.get_running_loop()
+    async with running_daemon(settings) as daemon:
+        await post_ok(daemon, sample_event("account.created", ACCOUNT, language="ro"))
+        await mail_number(sink, 1)
+        posted = loop.time()
+        await post_ok(
+            daemon,
+            sample_event(
+                "call.missed",
+                ACCOUNT,
+                call_id="1763800000.88",
+                to_voicemail=True,
+                called_number="+40215550100",
+                extension="101",
+                started_at=STARTED,
+                ring_seconds=20,
+            ),
+        )
+        await post_ok(
+            daemon,
+            sample_event(
+                "voicemail.received", ACCOUNT, call_id="1763800000.88", caller_name="Ion Ionescu"
+            ),
+        )
+        mail = await mail_number(sink, 2)
+        # Past the window: the missed-call notice, folded in, must not go out by itself.
+        await asyncio.sleep(max(posted + WINDOW + 0.5 - loop.time(), 0))
+    assert len(sink.messages) == 2
+    assert "Apel nepreluat și mesaj vocal de la Ion Ionescu" in mail.subject
+    assert "nepreluat" in mail.text
+    assert "Apel nepreluat: 20 noiembrie 2026, 10:15" in mail.text
+    assert "interior 101" in mail.text
+    assert "nepreluat" in mail.html_text
+    files = [(part.get_content_type(), part.get_filename() or "") for part in mail.attachments]
+    assert len(files) == 1
+    assert files[0][0] == "audio/wav"
+    assert files[0][1].endswith(".wav")
+    assert await kinds_and_states(db) == [
+        ("account.created", "sent"),
+        ("call.missed", "merged"),
+        ("voicemail.received", "sent"),
+    ]
+
+
+async def test_missed_call_to_voicemail_without_voicemail_goes_after_the_window(
+    tmp_path: Path, database_url: str, sink: RawSink, db: asyncpg.Connection
+) -> None:
+    settings = settings_for(tmp_path, database_url, sink)
+    loop = asyncio.get_running_loop()
+    async with running_daemon(settings) as daemon:
+        await post_ok(daemon, sample_event("account.created", ACCOUNT))
+        await mail_number(sink, 1)
+        posted = loop.time()
+        await post_ok(
+            daemon,
+            sample_event("call.missed", ACCOUNT, call_id="1763800000.99", to_voicemail=True),
+        )
+        await asyncio.sleep(max(posted + WINDOW * 0.7 - loop.time(), 0))
+        early = len(sink.messages)
+        await sink.wait_for(2, timeout=WINDOW + WAIT / 3)
+        arrived = loop.time() - posted
+        mail = check_mail(sink.raws[1])
+    assert early == 1, "the missed call went out before its voicemail window ended"
+    assert arrived >= WINDOW * 0.95
+    assert arrived < WINDOW + 3
+    assert "Apel nepreluat" in mail.subject
+    assert await kinds_and_states(db) == [("account.created", "sent"), ("call.missed", "sent")]
+
+
+async def test_voicemail_first_then_its_missed_call_give_one_email(
+    tmp_path: Path, database_url: str, sink: RawSink, db: asyncpg.Connection
+) -> None:
+    settings = settings_for(tmp_path, database_url, sink)
+    async with running_daemon(settings) as daemon:
+        await post_ok(daemon, sample_event("account.created", ACCOUNT))
+        await mail_number(sink, 1)
+        await post_ok(daemon, sample_event("voicemail.received", ACCOUNT, call_id="1763800000.111"))
+        voicemail = await mail_number(sink, 2)
+        for to_voicemail in (True, False):
+            await post_ok(
+                daemon,
+                sample_event(
+                    "call.missed",
+                    ACCOUNT,
+                    call_id="1763800000.111",
+                    to_voicemail=to_voicemail,
+                ),
+            )
+        await asyncio.sleep(0.8)
+    assert len(sink.messages) == 2
+    assert "Mesaj vocal nou" in voicemail.subject
+    assert await kinds_and_states(db) == [
+        ("account.created", "sent"),
+        ("voicemail.received", "sent"),
+    ]
