@@ -8,15 +8,22 @@ CONFIG ?= config/notifyd.dev.toml
 
 all: test
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+
+# The daemon needs only the runtime and the embedded PostgreSQL; tests add the dev tools.
+$(BIN)/.installed-run: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[embedded]'
 	touch $@
+
+$(BIN)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[embedded,dev]'
+	touch $@ $(BIN)/.installed-run
 
 install: $(BIN)/.installed
 
-run: install
+run: $(BIN)/.installed-run
 	$(BIN)/notifyd run --config $(CONFIG)
 
 lint: install
