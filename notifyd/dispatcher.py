@@ -203,7 +203,9 @@ class Dispatcher:
             enclosure = Enclosure(retry=f"database unavailable: {type(error).__name__}")
         if enclosure.retry is not None:
             bound.info("delivery postponed", reason=enclosure.retry)
-            await self._record(notice, Outcome(Verdict.RETRY, enclosure.retry))
+            await self._record(
+                notice, Outcome(Verdict.RETRY, enclosure.retry), enclosure.retry_after
+            )
             return
         view = replace(notice, context={**notice.context, **enclosure.context})
         try:
@@ -226,7 +228,9 @@ class Dispatcher:
         await asyncio.shield(self._record(notice, outcome))
         bound.info("delivery", outcome=outcome.verdict.value, reply=outcome.reply[:200])
 
-    async def _record(self, notice: ClaimedNotice, outcome: Outcome) -> None:
+    async def _record(
+        self, notice: ClaimedNotice, outcome: Outcome, retry_after: float | None = None
+    ) -> None:
         now = self.clock()
         verdict = outcome.verdict
         due_at = now
@@ -238,7 +242,8 @@ class Dispatcher:
                     Verdict.FAILED, f"gave up after {age / 3600:.1f} h: {outcome.reply}"
                 )
             else:
-                due_at = now + timedelta(seconds=retry_delay(notice.attempts, self.delivery))
+                delay = retry_after or retry_delay(notice.attempts, self.delivery)
+                due_at = now + timedelta(seconds=delay)
         self.metrics.deliveries.labels(verdict.value).inc()
         if verdict is Verdict.SENT:
             self.metrics.delivery_latency.observe(

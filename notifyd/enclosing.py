@@ -29,8 +29,9 @@ KINDS_WITH_FILES = frozenset({"voicemail.received", "fax.received"})
 class Enclosure:
     files: list[MailAttachment] = field(default_factory=list)
     context: dict[str, Any] = field(default_factory=dict)
-    # Set when a transient fetch failure should retry the notice later.
+    # Set when a transient fetch failure should retry the notice later, and after how long.
     retry: str | None = None
+    retry_after: float | None = None
 
 
 async def enclose(
@@ -48,7 +49,8 @@ async def enclose(
     for file in stored:
         file, retry = await _fetched(pool, file, settings, session)
         if retry is not None:
-            return Enclosure(retry=retry)
+            delay = settings.fetch_retry_seconds * 2.0 ** min(file.fetch_attempts, 16)
+            return Enclosure(retry=retry, retry_after=delay)
         status = _status(file, notice, settings)
         if status == "attached" and file.content is not None and file.content_type:
             files.append(MailAttachment(file.filename, file.content_type, file.content))

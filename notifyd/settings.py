@@ -154,6 +154,9 @@ class AttachmentSettings:
     fetch_allow_hosts: tuple[str, ...] = ()
     fetch_timeout_seconds: float = 30.0
     fetch_attempts: int = 5
+    # First wait before fetching again, doubling (5, 10, 20, 40 s): a voicemail should not
+    # wait minutes for a PBX file server that hiccuped.
+    fetch_retry_seconds: float = 5.0
     keep_days: int = 30  # bytes kept after delivery, then cleared
     portal_url: str = ""  # where a subscriber finds what could not be attached
 
@@ -531,6 +534,9 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
             s.get("fetch_timeout_seconds", (int, float), 30.0, _between(0.1, 600))
         ),
         fetch_attempts=s.get("fetch_attempts", int, 5, _between(1, 100)),
+        fetch_retry_seconds=float(
+            s.get("fetch_retry_seconds", (int, float), 5.0, _between(0.05, 3600))
+        ),
         keep_days=s.get("keep_days", int, 30, _between(0, 3650)),
         portal_url=s.get(
             "portal_url",

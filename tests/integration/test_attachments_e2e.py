@@ -108,6 +108,7 @@ def settings_for(tmp_path: Path, database_url: str, sink: RawSink, **attachments
             attachments={
                 "fetch_allow_hosts": ["127.0.0.1"],
                 "fetch_attempts": 3,
+                "fetch_retry_seconds": 0.2,
                 "fetch_timeout_seconds": 3,
                 **attachments,
             },

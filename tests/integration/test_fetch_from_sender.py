@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -89,3 +90,50 @@ async def test_a_url_elsewhere_is_not_fetched_and_the_email_says_so(
     text = messages[1].get_body(("plain",)).get_content()  # type: ignore[union-attr]
     assert "nu a putut fi" in text or "nu a putut" in text  # Romanian: could not be retrieved
     assert await db.fetchval("SELECT state FROM attachments") == "failed"
+
+
+async def test_fetch_retries_follow_their_own_short_schedule(
+    tmp_path: Path,
+    database_url: str,
+    smtp_sink: SmtpSink,
+    db: asyncpg.Connection,
+) -> None:
+    # A PBX file server that answers 503 twice, then serves the file.
+    answers = [503, 503, 200]
+    times: list[float] = []
+
+    async def flaky(request: web.Request) -> web.Response:
+        times.append(asyncio.get_running_loop().time())
+        status = answers.pop(0)
+        if status != 200:
+            return web.Response(status=status)
+        return web.Response(body=sample_wav(), content_type="audio/wav")
+
+    app = web.Application()
+    app.router.add_get("/vm/{name}", flaky)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    # The notice back-off is an hour: only the fetch schedule (0.3 s, doubling) can be at work.
+    config = base_config(
+        tmp_path,
+        database_url,
+        smtp_sink.port,
+        delivery={"retry_initial_seconds": 3600, "retry_max_seconds": 3600},
+        attachments={"fetch_retry_seconds": 0.3},
+    )
+    try:
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
+            await daemon.post("pbx", voicemail_by_url(f"{base}/vm/9"), PBX_SECRET)
+            messages = await smtp_sink.wait_for(2)
+    finally:
+        await runner.cleanup()
+    gaps = [later - earlier for earlier, later in itertools.pairwise(times)]
+    assert len(times) == 3
+    assert 0.25 <= gaps[0] < 2.0
+    assert 0.5 <= gaps[1] < 3.0
+    assert len(list(messages[1].iter_attachments())) == 1
+    assert await db.fetchval("SELECT fetch_attempts FROM attachments") == 2
