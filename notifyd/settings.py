@@ -173,6 +173,12 @@ class DkimSettings:
 
 
 @dataclass(frozen=True)
+class AdminSettings:
+    # Token name -> SHA-256 digest of the bearer token; only digests are ever stored.
+    tokens: Mapping[str, bytes] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
 class Settings:
     path: Path
     daemon: DaemonSettings
@@ -189,6 +195,7 @@ class Settings:
     attachments: AttachmentSettings = AttachmentSettings()
     templates_folder: Path | None = None
     dkim: DkimSettings = DkimSettings()
+    admin: AdminSettings = AdminSettings()
 
     @property
     def outbox_dir(self) -> Path:
@@ -367,6 +374,7 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         "attachments",
         "templates",
         "dkim",
+        "admin",
     }
     for key in sorted(set(raw) - known):
         problems.append((f"[{key}]", "unknown section"))
@@ -570,9 +578,12 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         s.problem("private_key_file", "is set but domain or selector is empty")
     s.finish()
 
+    admin = _read_admin(raw.get("admin", {}), problems)
+
     if problems:
         raise ConfigError(path, problems)
     return Settings(
+        admin=admin,
         thresholds=thresholds,
         calls=calls,
         attachments=attachments,
@@ -589,6 +600,25 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         delivery=delivery,
         logging=logging,
     )
+
+
+def _read_admin(raw: object, problems: list[tuple[str, str]]) -> AdminSettings:
+    s = _Section("admin", raw, problems)
+    tokens = s.get("tokens", dict, {})
+    s.finish()
+    digests: dict[str, bytes] = {}
+    for name, value in tokens.items():
+        key = f"[admin.tokens] {name}"
+        match = re.fullmatch(r"sha256:([0-9a-fA-F]{64})", value) if isinstance(value, str) else None
+        if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+            problems.append((key, "token names are letters, digits, '.', '-' and '_'"))
+        elif match is None:
+            problems.append(
+                (key, 'must be "sha256:<64 hex digits>", the SHA-256 of the token, never the token')
+            )
+        else:
+            digests[name] = bytes.fromhex(match[1])
+    return AdminSettings(tokens=digests)
 
 
 def _read_thresholds(raw: object, problems: list[tuple[str, str]]) -> dict[str, Thresholds]:

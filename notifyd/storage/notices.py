@@ -143,3 +143,25 @@ async def next_due(conn: Conn) -> datetime | None:
 
 async def of_event(conn: Conn, event_id: UUID) -> list[dict[str, Any]]:
     return [dict(row) for row in await conn.fetch(SQL["notices_of_event"], event_id)]
+
+
+async def of_account(conn: Conn, account_id: str, limit: int) -> list[dict[str, Any]]:
+    """JSON-ready rows, newest first."""
+    rows = await conn.fetch(SQL["notices_of_account"], account_id, limit)
+    return [
+        {
+            key: (value.isoformat() if isinstance(value, datetime) else value)
+            if not isinstance(value, UUID)
+            else str(value)
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
+
+
+async def retry_failed(conn: Conn, notice_id: UUID) -> str | None:
+    """The notice's state after the attempt: 'queued' if it was failed; None if unknown."""
+    state: str | None = await conn.fetchval(SQL["retry_failed"], notice_id)
+    if state is not None:
+        await wake_workers(conn)
+    return state

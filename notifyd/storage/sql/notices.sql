@@ -92,3 +92,21 @@ SELECT min(due_at) FROM notices WHERE state IN ('queued', 'sending')
 SELECT id, kind, category, recipient, state, attempts, last_error, smtp_reply, message_id,
        due_at, sent_at
 FROM notices WHERE event_id = $1 ORDER BY created_at
+
+-- name: notices_of_account
+-- "Why did I (not) get this email?": the recent notices with their state and reasons.
+SELECT id, event_id, kind, category, recipient, state, attempts, reasons, due_at, sent_at,
+       created_at, last_error, smtp_reply
+FROM notices WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2
+
+-- name: retry_failed
+-- An admin's retry: a failed notice is queued again now; any other state is reported.
+WITH target AS (SELECT id, state FROM notices WHERE id = $1 FOR UPDATE),
+retried AS (
+    UPDATE notices AS n
+    SET state = 'queued', due_at = now(), last_error = NULL
+    FROM target
+    WHERE n.id = target.id AND target.state = 'failed'
+    RETURNING n.state
+)
+SELECT coalesce((SELECT state FROM retried), (SELECT state FROM target))

@@ -1,0 +1,198 @@
+"""/v1/admin/...: authenticated management of subscribers and their notices.
+
+Every call needs `Authorization: Bearer <token>`; the config holds only SHA-256 digests
+(`[admin.tokens] name = "sha256:..."`), compared in constant time, and every call is
+logged with the token's name. A token removed from the config stops working at the next
+reload.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+from uuid import UUID
+
+import pydantic
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict
+
+from notifyd.events import DisplayText, EmailAddress, Language, Text, TimeZoneName
+from notifyd.http.errors import error_response
+from notifyd.http.runtime import RUNTIME
+from notifyd.routing import Subscriber
+from notifyd.storage import db
+from notifyd.storage import notices as notice_store
+from notifyd.storage import subscribers as subscriber_store
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TOKEN_NAME = web.RequestKey("admin_token", str)
+
+
+def token_name(authorization: str, tokens: dict[str, bytes]) -> str | None:
+    """The name of the configured token this header carries, or None."""
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    digest = hashlib.sha256(token.strip().encode()).digest()
+    found = None
+    # Every digest is compared, so the time taken says nothing about which one matched.
+    for name, expected in tokens.items():
+        if hmac.compare_digest(digest, expected):
+            found = name
+    return found
+
+
+@web.middleware
+async def require_token(request: web.Request, handler: Handler) -> web.StreamResponse:
+    runtime = request.config_dict[RUNTIME]
+    name = token_name(request.headers.get("Authorization", ""), dict(runtime.settings.admin.tokens))
+    if name is None:
+        log.warning("admin call refused", method=request.method, path=request.path)
+        return error_response(
+            401,
+            "unauthorized",
+            "a valid admin bearer token is required",
+            headers={"WWW-Authenticate": 'Bearer realm="notifyd-admin"'},
+        )
+    request[TOKEN_NAME] = name
+    log.info("admin call", token=name, method=request.method, path=request.path)
+    try:
+        return await handler(request)
+    except db.UNAVAILABLE as error:
+        return error_response(
+            503,
+            "unavailable",
+            f"the database cannot answer now ({type(error).__name__})",
+            headers={"Retry-After": "5"},
+        )
+
+
+class SubscriberBody(BaseModel):
+    """PUT /v1/admin/subscribers/{account_id}: the subscriber as it should be."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailAddress
+    username: Text | None = None
+    name: DisplayText | None = None
+    language: Language | None = None
+    timezone: TimeZoneName | None = None
+
+
+def _subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "account_id": subscriber.account_id,
+        "email": subscriber.email,
+        "username": subscriber.username,
+        "name": subscriber.name,
+        "language": subscriber.language,
+        "timezone": subscriber.timezone,
+        "closed_at": subscriber.closed_at.isoformat() if subscriber.closed_at else None,
+        "voicemail_audio": subscriber.voicemail_audio,
+        "low_credit_threshold": (
+            str(subscriber.low_credit_threshold)
+            if subscriber.low_credit_threshold is not None
+            else None
+        ),
+    }
+
+
+async def _json_body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
+    raw = await request.read()
+    try:
+        return model.model_validate_json(raw)
+    except pydantic.ValidationError as error:
+        if any(item["type"] == "json_invalid" for item in error.errors()):
+            return error_response(400, "malformed_json", "the body is not valid JSON")
+        fields = {
+            ".".join(str(p) for p in item["loc"]) or "body": item["msg"].removeprefix(
+                "Value error, "
+            )
+            for item in error.errors(include_url=False)
+        }
+        return error_response(422, "invalid_request", "the request body is invalid", fields)
+
+
+async def get_subscriber(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+    if subscriber is None:
+        return error_response(404, "not_found", f"no subscriber {account_id!r}")
+    return web.json_response(_subscriber_json(subscriber))
+
+
+async def put_subscriber(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    body = await _json_body(request, SubscriberBody)
+    if isinstance(body, web.Response):
+        return body
+    assert isinstance(body, SubscriberBody)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        current = await subscriber_store.get(conn, account_id, lock=True)
+        wanted = Subscriber(
+            account_id=account_id,
+            email=body.email,
+            username=body.username,
+            name=body.name,
+            language=body.language,
+            timezone=body.timezone,
+        )
+        saved = await subscriber_store.upsert(conn, wanted)
+    log.info(
+        "subscriber saved",
+        token=request[TOKEN_NAME],
+        account_id=account_id,
+        created=current is None,
+    )
+    return web.json_response(_subscriber_json(saved), status=201 if current is None else 200)
+
+
+async def list_notices(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
+    except ValueError:
+        return error_response(422, "invalid_request", "limit must be a number", {"limit": "int"})
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+        rows = await notice_store.of_account(conn, account_id, limit)
+    if subscriber is None and not rows:
+        return error_response(404, "not_found", f"no subscriber {account_id!r}")
+    return web.json_response({"account_id": account_id, "notices": rows})
+
+
+async def retry_notice(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    try:
+        notice_id = UUID(request.match_info["notice_id"])
+    except ValueError:
+        return error_response(404, "not_found", "no such notice")
+    async with runtime.pool.acquire() as conn:
+        state = await notice_store.retry_failed(conn, notice_id)
+    if state is None:
+        return error_response(404, "not_found", "no such notice")
+    if state != "queued":
+        return error_response(
+            409, "conflict", f"only a failed notice can be retried; this one is {state}"
+        )
+    runtime.on_queued()
+    log.info("notice retried", token=request[TOKEN_NAME], notice_id=str(notice_id))
+    return web.json_response({"notice_id": str(notice_id), "state": "queued"}, status=202)
+
+
+def create_admin_app() -> web.Application:
+    admin = web.Application(middlewares=[require_token])
+    admin.router.add_get("/subscribers/{account_id}", get_subscriber)
+    admin.router.add_put("/subscribers/{account_id}", put_subscriber)
+    admin.router.add_get("/subscribers/{account_id}/notices", list_notices)
+    admin.router.add_post("/notices/{notice_id}/retry", retry_notice)
+    return admin

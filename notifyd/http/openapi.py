@@ -1,0 +1,248 @@
+"""GET /openapi.json: the OpenAPI 3.1 contract of the webhook and admin endpoints.
+
+Request schemas come from the same pydantic models that validate the requests, and a test
+compares the paths here with the routes the application really serves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from notifyd import __version__
+from notifyd.events import CATALOGUE, Envelope
+from notifyd.http.admin import SubscriberBody
+
+ERROR = {"$ref": "#/components/schemas/Error"}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": ERROR}}}
+
+
+def _json(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+SUBSCRIBER = {
+    "type": "object",
+    "required": ["account_id", "email"],
+    "properties": {
+        "account_id": {"type": "string"},
+        "email": {"type": "string", "format": "email"},
+        "username": {"type": ["string", "null"]},
+        "name": {"type": ["string", "null"]},
+        "language": {"type": ["string", "null"], "enum": ["ro", "en", None]},
+        "timezone": {"type": ["string", "null"]},
+        "closed_at": {"type": ["string", "null"], "format": "date-time"},
+        "voicemail_audio": {"type": "boolean"},
+        "low_credit_threshold": {"type": ["string", "null"]},
+    },
+}
+NOTICE = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "event_id": {"type": "string", "format": "uuid"},
+        "kind": {"type": "string"},
+        "category": {"type": "string"},
+        "recipient": {"type": "string"},
+        "state": {"type": "string", "enum": ["queued", "sending", "sent", "failed", "merged"]},
+        "attempts": {"type": "integer"},
+        "reasons": {"type": "array", "items": {"type": "string"}},
+        "due_at": {"type": "string", "format": "date-time"},
+        "sent_at": {"type": ["string", "null"], "format": "date-time"},
+        "created_at": {"type": "string", "format": "date-time"},
+        "last_error": {"type": ["string", "null"]},
+        "smtp_reply": {"type": ["string", "null"]},
+    },
+}
+ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
+ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
+
+
+def document() -> dict[str, Any]:
+    envelope = Envelope.model_json_schema()
+    envelope["properties"]["type"]["enum"] = sorted(CATALOGUE)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "notifyd",
+            "version": __version__,
+            "description": "Signed webhooks in (Standard Webhooks), email notices out; the "
+            "admin API manages subscribers and their notices.",
+        },
+        "paths": {
+            "/v1/webhooks/{source}": {
+                "post": {
+                    "summary": "Receive a signed event from a configured source",
+                    "description": "Standard Webhooks signature headers (webhook-id, "
+                    "webhook-timestamp, webhook-signature). 202 only once the event is "
+                    "committed; a repeated webhook-id answers duplicate: true.",
+                    "parameters": [
+                        {
+                            "name": "source",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        },
+                        *[
+                            {
+                                "name": header,
+                                "in": "header",
+                                "required": True,
+                                "schema": {"type": "string"},
+                            }
+                            for header in ("webhook-id", "webhook-timestamp", "webhook-signature")
+                        ],
+                    ],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": envelope}},
+                    },
+                    "responses": {
+                        "202": _json("Stored", {"$ref": "#/components/schemas/Receipt"}),
+                        "200": _json("Already stored", {"$ref": "#/components/schemas/Receipt"}),
+                        "400": _error("Not JSON"),
+                        "401": _error("Bad or missing signature, stale timestamp"),
+                        "403": _error("Sender outside the source's allow_from"),
+                        "404": _error("Unknown source"),
+                        "413": _error("Body over the limit"),
+                        "415": _error("Not JSON content"),
+                        "422": _error("Unknown type or invalid data; `fields` names each error"),
+                        "503": _error("The database cannot take it now; retry"),
+                    },
+                }
+            },
+            "/healthz": {"get": {"summary": "Alive", "responses": {"200": {"description": "ok"}}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Ready: database reachable and schema current",
+                    "responses": {"200": {"description": "ready"}, "503": _error("not ready")},
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "summary": "Prometheus metrics",
+                    "responses": {"200": {"description": "text", "content": {"text/plain": {}}}},
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "summary": "This document",
+                    "responses": {"200": {"description": "OpenAPI 3.1"}},
+                }
+            },
+            "/v1/admin/subscribers/{account_id}": {
+                "parameters": [ACCOUNT_ID],
+                "get": {
+                    "summary": "A subscriber",
+                    "security": ADMIN,
+                    "responses": {
+                        "200": _json("The subscriber", SUBSCRIBER),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such subscriber"),
+                    },
+                },
+                "put": {
+                    "summary": "Create or update a subscriber",
+                    "security": ADMIN,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": SubscriberBody.model_json_schema()}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("Updated", SUBSCRIBER),
+                        "201": _json("Created", SUBSCRIBER),
+                        "400": _error("Not JSON"),
+                        "401": _error("No valid admin token"),
+                        "422": _error("Invalid fields"),
+                    },
+                },
+            },
+            "/v1/admin/subscribers/{account_id}/notices": {
+                "parameters": [ACCOUNT_ID],
+                "get": {
+                    "summary": "Recent notices of a subscriber, with state and reasons",
+                    "security": ADMIN,
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "Newest first",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "account_id": {"type": "string"},
+                                    "notices": {"type": "array", "items": NOTICE},
+                                },
+                            },
+                        ),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such subscriber"),
+                        "422": _error("Bad limit"),
+                    },
+                },
+            },
+            "/v1/admin/notices/{notice_id}/retry": {
+                "post": {
+                    "summary": "Queue a failed notice again",
+                    "security": ADMIN,
+                    "parameters": [
+                        {
+                            "name": "notice_id",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string", "format": "uuid"},
+                        }
+                    ],
+                    "responses": {
+                        "202": {"description": "Queued"},
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such notice"),
+                        "409": _error("The notice is not failed"),
+                    },
+                }
+            },
+        },
+        "components": {
+            "securitySchemes": {
+                "adminToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": 'A token whose SHA-256 is in [admin.tokens] as "sha256:<hex>".',
+                }
+            },
+            "schemas": {
+                "Error": {
+                    "type": "object",
+                    "required": ["error", "detail"],
+                    "properties": {
+                        "error": {"type": "string"},
+                        "detail": {"type": "string"},
+                        "fields": {"type": "object", "additionalProperties": {"type": "string"}},
+                    },
+                },
+                "Receipt": {
+                    "type": "object",
+                    "required": ["event_id", "duplicate"],
+                    "properties": {
+                        "event_id": {"type": "string", "format": "uuid"},
+                        "duplicate": {"type": "boolean"},
+                    },
+                },
+            },
+        },
+    }
+
+
+async def serve(request: web.Request) -> web.Response:
+    return web.json_response(document())

@@ -1,0 +1,203 @@
+"""The admin API: bearer tokens from the config (stored as digests), subscribers, notices,
+and an OpenAPI document that matches the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+from aiohttp import web
+
+from notifyd.http.app import create_app
+from notifyd.http.openapi import document
+from notifyd.samples import sample_event
+from tests.conftest import (
+    BILLING_SECRET,
+    Running,
+    SmtpSink,
+    base_config,
+    load_config,
+    running_daemon,
+    write_config,
+)
+
+OPS_TOKEN = "ops-token-7c1f0e9d2b"
+AUDIT_TOKEN = "audit-token-55aa12"
+
+
+def digest(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def admin_config(tmp_path: Path, database_url: str, smtp_port: int | None) -> dict[str, Any]:
+    config = base_config(tmp_path, database_url, smtp_port)
+    config["admin.tokens"] = {"ops": digest(OPS_TOKEN), "audit": digest(AUDIT_TOKEN)}
+    return config
+
+
+async def call(
+    daemon: Running,
+    method: str,
+    path: str,
+    token: str | None = OPS_TOKEN,
+    json: object | None = None,
+    data: bytes | None = None,
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with daemon.session.request(
+        method, f"{daemon.base_url}{path}", json=json, data=data, headers=headers
+    ) as response:
+        return response.status, await response.json()
+
+
+ADMIN_ROUTES = [
+    ("GET", "/v1/admin/subscribers/acc-1"),
+    ("PUT", "/v1/admin/subscribers/acc-1"),
+    ("GET", "/v1/admin/subscribers/acc-1/notices"),
+    ("POST", "/v1/admin/notices/00000000-0000-0000-0000-000000000000/retry"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), ADMIN_ROUTES)
+async def test_every_admin_route_refuses_a_missing_or_wrong_token(
+    tmp_path: Path, database_url: str, method: str, path: str
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        missing = await call(daemon, method, path, token=None, json={"email": "a@b.example"})
+        wrong = await call(daemon, method, path, token="guess", json={"email": "a@b.example"})
+        digest_itself = await call(
+            daemon, method, path, token=digest(OPS_TOKEN), json={"email": "a@b.example"}
+        )
+    for status, body in (missing, wrong, digest_itself):
+        assert status == 401
+        assert body["error"] == "unauthorized"
+
+
+async def test_a_revoked_token_stops_working_at_reload(tmp_path: Path, database_url: str) -> None:
+    config = admin_config(tmp_path, database_url, None)
+    settings = load_config(tmp_path, config)
+    async with running_daemon(settings) as daemon:
+        before = await call(daemon, "GET", "/v1/admin/subscribers/acc-1", token=AUDIT_TOKEN)
+        del config["admin.tokens"]["audit"]
+        write_config(settings.path, config)
+        assert await daemon.daemon.reload()
+        after = await call(daemon, "GET", "/v1/admin/subscribers/acc-1", token=AUDIT_TOKEN)
+        other = await call(daemon, "GET", "/v1/admin/subscribers/acc-1", token=OPS_TOKEN)
+    assert before[0] == 404  # authorised; no such subscriber yet
+    assert after[0] == 401
+    assert other[0] == 404
+
+
+async def test_create_read_and_update_a_subscriber(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        created = await call(
+            daemon,
+            "PUT",
+            "/v1/admin/subscribers/acc-9",
+            json={"email": "Maria@Client.example", "name": "Maria", "language": "en"},
+        )
+        updated = await call(
+            daemon,
+            "PUT",
+            "/v1/admin/subscribers/acc-9",
+            json={"email": "maria@client.example", "timezone": "Europe/London"},
+        )
+        read = await call(daemon, "GET", "/v1/admin/subscribers/acc-9")
+    assert created[0] == 201
+    assert created[1]["email"] == "Maria@client.example"  # the domain is normalised
+    assert updated[0] == 200
+    assert read == (200, updated[1])
+    assert read[1]["language"] == "en"  # kept: not given in the update
+    assert read[1]["timezone"] == "Europe/London"
+    assert await db.fetchval("SELECT count(*) FROM subscribers") == 1
+
+
+async def test_invalid_subscriber_fields_are_named(tmp_path: Path, database_url: str) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        invalid = await call(
+            daemon,
+            "PUT",
+            "/v1/admin/subscribers/acc-9",
+            json={"email": "not-an-address", "language": "fr", "colour": "blue"},
+        )
+        malformed = await call(daemon, "PUT", "/v1/admin/subscribers/acc-9", data=b"{nope")
+    assert invalid[0] == 422
+    assert set(invalid[1]["fields"]) == {"email", "language", "colour"}
+    assert malformed[0] == 400
+
+
+async def test_notices_list_says_why_and_a_failed_notice_can_be_retried(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    smtp_sink.rcpt_replies.append("550 5.1.1 mailbox unavailable")
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
+        async with asyncio.timeout(10):
+            while await db.fetchval("SELECT state FROM notices") != "failed":
+                await asyncio.sleep(0.05)
+        listed = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/notices")
+        notice_id = listed[1]["notices"][0]["id"]
+        retried = await call(daemon, "POST", f"/v1/admin/notices/{notice_id}/retry")
+        await smtp_sink.wait_for(1)
+        again = await call(daemon, "POST", f"/v1/admin/notices/{notice_id}/retry")
+        unknown = await call(
+            daemon, "POST", "/v1/admin/notices/11111111-1111-1111-1111-111111111111/retry"
+        )
+    notice = listed[1]["notices"][0]
+    assert listed[0] == 200
+    assert notice["kind"] == "account.created"
+    assert notice["state"] == "failed"
+    assert notice["last_error"].startswith("550")
+    assert "category service (mandatory)" in notice["reasons"]
+    assert retried[0] == 202
+    assert again[0] == 409
+    assert unknown[0] == 404
+
+
+def test_openapi_document_lists_exactly_the_served_routes(tmp_path: Path) -> None:
+    # The app's router is inspected without serving: every route is documented and vice versa.
+    settings = load_config(tmp_path, admin_config(tmp_path, "postgresql://unused/db", None))
+    from notifyd.http.runtime import Runtime
+    from notifyd.metrics import Metrics
+
+    app = create_app(Runtime(settings=settings, pool=None, metrics=Metrics()))  # type: ignore[arg-type]
+    served: set[tuple[str, str]] = set()
+    for resource in app.router.resources():
+        if isinstance(resource, web.PrefixedSubAppResource):
+            for inner in resource._app.router.resources():
+                for route in inner:
+                    # A sub-app's resources already carry its prefix.
+                    served.add((route.method.lower(), inner.canonical))
+        else:
+            for route in resource:
+                served.add((route.method.lower(), resource.canonical))
+    served = {(m, p) for m, p in served if m != "head"}
+    documented = {
+        (method, path)
+        for path, item in document()["paths"].items()
+        for method in item
+        if method in ("get", "put", "post", "patch", "delete")
+    }
+    assert documented == served
+
+
+async def test_openapi_is_served_without_a_token(tmp_path: Path, database_url: str) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with (
+        running_daemon(settings) as daemon,
+        daemon.session.get(f"{daemon.base_url}/openapi.json") as response,
+    ):
+        body = await response.json()
+    assert response.status == 200
+    assert body["openapi"] == "3.1.0"
+    assert "/v1/admin/subscribers/{account_id}" in body["paths"]
