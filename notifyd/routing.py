@@ -27,6 +27,7 @@ from notifyd.events import (
     IpAllowlistChanged,
     VoicemailReceived,
 )
+from notifyd.preferences import Preferences, address_for, mode_for, quiet_hours_for
 from notifyd.schedule import release_time
 from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.thresholds import Crossing, Level
@@ -43,6 +44,7 @@ class Subscriber:
     closed_at: datetime | None = None
     voicemail_audio: bool = True
     low_credit_threshold: Decimal | None = None
+    preferences: Preferences = field(default_factory=Preferences)
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,9 @@ def route(
     mandatory = category in MANDATORY_CATEGORIES
     if subscriber.closed_at is not None and not mandatory:
         return Routing((), skipped="account closed: only mandatory notices are sent")
+    mode = mode_for(category, subscriber.preferences, defaults)
+    if mode == "off":
+        return Routing((), skipped=f"the subscriber turned {category.value} notices off")
     if isinstance(data, CallMissed) and facts.voicemail_exists:
         return Routing((), skipped="the voicemail email of this call already says it was missed")
 
@@ -185,9 +190,10 @@ def route(
     if kind in IMMEDIATE_KINDS or category is Category.SECURITY:
         reasons.append("sent at once: never waits for quiet hours")
     else:
-        released = release_time(due_at, defaults.quiet_hours, zone)
+        quiet = quiet_hours_for(subscriber.preferences, defaults)
+        released = release_time(due_at, quiet, zone)
         if released > due_at:
-            reasons.append(f"quiet hours {defaults.quiet_hours} in {zone}: held until they end")
+            reasons.append(f"quiet hours {quiet} in {zone}: held until they end")
             due_at = released
         else:
             reasons.append("outside quiet hours: sent at once")
@@ -218,7 +224,9 @@ def route(
                 plan(subscriber.email, {**change, "recipient_role": "new"}),
             )
         )
-    return Routing((plan(subscriber.email, {}),))
+    recipient = address_for(category, subscriber.preferences, subscriber.email)
+    why = None if recipient == subscriber.email else f"{category.value} notices go to this address"
+    return Routing((plan(recipient, {}, why),))
 
 
 def _allowlist_diff(previous: list[str], current: list[str]) -> dict[str, list[str]]:

@@ -26,6 +26,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 LANGUAGES = ("ro", "en")
 SMTP_SECURITY = ("none", "starttls", "tls")
 LOG_LEVELS = ("debug", "info", "warning", "error")
+# Categories whose default mode the admin may set (security and service are mandatory).
+DEFAULT_MODE_CATEGORIES = ("calls", "voicemail", "fax", "billing", "low_credit", "marketing")
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -106,6 +108,8 @@ class DefaultsSettings:
     language: str = "ro"
     timezone: str = "Europe/Bucharest"
     quiet_hours: QuietHours | None = QuietHours(time(22, 0), time(8, 0))
+    # Category -> mode for subscribers who did not choose ("immediate" when absent).
+    modes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -473,8 +477,23 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     except ValueError as error:
         s.problem("quiet_hours", str(error))
         quiet_hours = DefaultsSettings().quiet_hours
+    modes: dict[str, str] = {}
+    for category, mode in s.get("modes", dict, {}).items():
+        if category not in DEFAULT_MODE_CATEGORIES:
+            s.problem(
+                f"modes.{category}",
+                "not a category that can be configured (security and service are mandatory)"
+                if category in ("security", "service")
+                else f"unknown category; known: {', '.join(DEFAULT_MODE_CATEGORIES)}",
+            )
+        elif mode not in ("immediate", "off"):
+            s.problem(f"modes.{category}", "must be 'immediate' or 'off'")
+        else:
+            modes[category] = mode
     s.finish()
-    defaults = DefaultsSettings(language=language, timezone=timezone, quiet_hours=quiet_hours)
+    defaults = DefaultsSettings(
+        language=language, timezone=timezone, quiet_hours=quiet_hours, modes=modes
+    )
 
     s = _Section("webhooks", raw.get("webhooks"), problems)
     webhooks = WebhookSettings(

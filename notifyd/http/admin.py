@@ -11,18 +11,31 @@ from __future__ import annotations
 import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
+from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
 import pydantic
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
-from notifyd.events import DisplayText, EmailAddress, Language, Text, TimeZoneName
+from notifyd import preferences as preferences_module
+from notifyd.events import (
+    Category,
+    DisplayText,
+    EmailAddress,
+    Language,
+    Money,
+    Text,
+    TimeZoneName,
+)
 from notifyd.http.errors import error_response
 from notifyd.http.runtime import RUNTIME
+from notifyd.preferences import AVAILABLE_MODES, CONFIGURABLE, Preferences
 from notifyd.routing import Subscriber
+from notifyd.settings import DefaultsSettings, parse_quiet_hours
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
@@ -82,6 +95,113 @@ class SubscriberBody(BaseModel):
     name: DisplayText | None = None
     language: Language | None = None
     timezone: TimeZoneName | None = None
+
+
+class PreferencesPatch(BaseModel):
+    """PATCH .../preferences: only the fields given change; null returns one to the default."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    modes: dict[str, str | None] | None = None
+    quiet_hours: str | None = None
+    addresses: dict[str, EmailAddress | None] | None = None
+    voicemail_audio: bool | None = None
+    low_credit_threshold: Money | None = None
+    language: Language | None = None
+    timezone: TimeZoneName | None = None
+
+    @field_validator("modes")
+    @classmethod
+    def _modes(cls, value: dict[str, str | None] | None) -> dict[str, str | None] | None:
+        for category, mode in (value or {}).items():
+            if category in ("security", "service"):
+                raise ValueError(f"{category} notices are mandatory and cannot be changed")
+            if category not in CONFIGURABLE:
+                raise ValueError(f"unknown category {category!r}; known: {', '.join(CONFIGURABLE)}")
+            if mode is not None and mode not in AVAILABLE_MODES:
+                raise ValueError(
+                    f"{category}: mode must be one of {', '.join(AVAILABLE_MODES)} (hourly and "
+                    "daily digests come with the digest sender)"
+                )
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _quiet_hours(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_quiet_hours(value)  # ValueError names what is wrong
+        return value
+
+    @field_validator("addresses")
+    @classmethod
+    def _addresses(cls, value: dict[str, str | None] | None) -> dict[str, str | None] | None:
+        for category in value or {}:
+            if category not in {c.value for c in Category}:
+                raise ValueError(f"unknown category {category!r}")
+        return value
+
+    def apply(self, subscriber: Subscriber) -> Subscriber:
+        given = self.model_fields_set
+        current = subscriber.preferences
+        modes = dict(current.modes)
+        for category, mode in (self.modes or {}).items():
+            if mode is None:
+                modes.pop(category, None)
+            else:
+                modes[category] = mode
+        addresses = dict(current.addresses)
+        for category, address in (self.addresses or {}).items():
+            if address is None:
+                addresses.pop(category, None)
+            else:
+                addresses[category] = address
+        preferences = Preferences(
+            modes=modes,
+            quiet_hours=self.quiet_hours if "quiet_hours" in given else current.quiet_hours,
+            addresses=addresses,
+        )
+        return replace(
+            subscriber,
+            preferences=preferences,
+            voicemail_audio=(
+                self.voicemail_audio
+                if self.voicemail_audio is not None
+                else subscriber.voicemail_audio
+            ),
+            low_credit_threshold=(
+                Decimal(self.low_credit_threshold)
+                if self.low_credit_threshold is not None
+                else None
+                if "low_credit_threshold" in given
+                else subscriber.low_credit_threshold
+            ),
+            language=self.language if "language" in given else subscriber.language,
+            timezone=self.timezone if "timezone" in given else subscriber.timezone,
+        )
+
+
+def _preferences_json(subscriber: Subscriber, defaults: DefaultsSettings) -> dict[str, Any]:
+    return {
+        "account_id": subscriber.account_id,
+        "explicit": subscriber.preferences.to_json(),
+        "effective": {
+            **preferences_module.effective(subscriber.preferences, defaults),
+            "language": subscriber.language or defaults.language,
+            "timezone": subscriber.timezone or defaults.timezone,
+            "addresses": {
+                category.value: preferences_module.address_for(
+                    category, subscriber.preferences, subscriber.email
+                )
+                for category in Category
+            },
+            "voicemail_audio": subscriber.voicemail_audio,
+            "low_credit_threshold": (
+                str(subscriber.low_credit_threshold)
+                if subscriber.low_credit_threshold is not None
+                else None
+            ),
+        },
+    }
 
 
 def _subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
@@ -155,6 +275,37 @@ async def put_subscriber(request: web.Request) -> web.Response:
     return web.json_response(_subscriber_json(saved), status=201 if current is None else 200)
 
 
+async def get_preferences(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+    if subscriber is None:
+        return error_response(404, "not_found", f"no subscriber {account_id!r}")
+    return web.json_response(_preferences_json(subscriber, runtime.settings.defaults))
+
+
+async def patch_preferences(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    body = await _json_body(request, PreferencesPatch)
+    if isinstance(body, web.Response):
+        return body
+    assert isinstance(body, PreferencesPatch)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        subscriber = await subscriber_store.get(conn, account_id, lock=True)
+        if subscriber is None:
+            return error_response(404, "not_found", f"no subscriber {account_id!r}")
+        saved = await subscriber_store.save_preferences(conn, body.apply(subscriber))
+    log.info(
+        "preferences changed",
+        token=request[TOKEN_NAME],
+        account_id=account_id,
+        fields=sorted(body.model_fields_set),
+    )
+    return web.json_response(_preferences_json(saved, runtime.settings.defaults))
+
+
 async def list_notices(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
@@ -193,6 +344,8 @@ def create_admin_app() -> web.Application:
     admin = web.Application(middlewares=[require_token])
     admin.router.add_get("/subscribers/{account_id}", get_subscriber)
     admin.router.add_put("/subscribers/{account_id}", put_subscriber)
+    admin.router.add_get("/subscribers/{account_id}/preferences", get_preferences)
+    admin.router.add_patch("/subscribers/{account_id}/preferences", patch_preferences)
     admin.router.add_get("/subscribers/{account_id}/notices", list_notices)
     admin.router.add_post("/notices/{notice_id}/retry", retry_notice)
     return admin

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from notifyd import __version__
 from notifyd.events import CATALOGUE, Envelope
-from notifyd.http.admin import SubscriberBody
+from notifyd.http.admin import PreferencesPatch, SubscriberBody
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -56,6 +56,14 @@ NOTICE = {
         "created_at": {"type": "string", "format": "date-time"},
         "last_error": {"type": ["string", "null"]},
         "smtp_reply": {"type": ["string", "null"]},
+    },
+}
+PREFERENCES = {
+    "type": "object",
+    "properties": {
+        "account_id": {"type": "string"},
+        "explicit": {"type": "object", "description": "Only what the subscriber chose"},
+        "effective": {"type": "object", "description": "What applies now, defaults included"},
     },
 }
 ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -160,6 +168,35 @@ def document() -> dict[str, Any]:
                         "400": _error("Not JSON"),
                         "401": _error("No valid admin token"),
                         "422": _error("Invalid fields"),
+                    },
+                },
+            },
+            "/v1/admin/subscribers/{account_id}/preferences": {
+                "parameters": [ACCOUNT_ID],
+                "get": {
+                    "summary": "A subscriber's explicit choices and what applies now",
+                    "security": ADMIN,
+                    "responses": {
+                        "200": _json("Explicit and effective preferences", PREFERENCES),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such subscriber"),
+                    },
+                },
+                "patch": {
+                    "summary": "Change some preferences; null returns a field to the default",
+                    "security": ADMIN,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": PreferencesPatch.model_json_schema()}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("Explicit and effective preferences", PREFERENCES),
+                        "400": _error("Not JSON"),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such subscriber"),
+                        "422": _error("Invalid fields (mandatory categories cannot change)"),
                     },
                 },
             },

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from notifyd.preferences import Preferences
 from notifyd.routing import Subscriber
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
@@ -12,7 +13,9 @@ SQL = queries.load("subscribers")
 
 
 def _subscriber(row: asyncpg.Record) -> Subscriber:
-    return Subscriber(**dict(row))
+    fields = dict(row)
+    fields["preferences"] = Preferences.from_json(fields.get("preferences"))
+    return Subscriber(**fields)
 
 
 async def get(conn: Conn, account_id: str, *, lock: bool = False) -> Subscriber | None:
@@ -43,6 +46,20 @@ async def update(conn: Conn, subscriber: Subscriber) -> Subscriber:
         subscriber.language,
         subscriber.timezone,
         subscriber.closed_at,
+    )
+    assert row is not None
+    return _subscriber(row)
+
+
+async def save_preferences(conn: Conn, subscriber: Subscriber) -> Subscriber:
+    row = await conn.fetchrow(
+        SQL["save_preferences"],
+        subscriber.account_id,
+        subscriber.preferences.to_json(),
+        subscriber.voicemail_audio,
+        subscriber.low_credit_threshold,
+        subscriber.language,
+        subscriber.timezone,
     )
     assert row is not None
     return _subscriber(row)

@@ -11,7 +11,7 @@ SET email = excluded.email,
     closed_at = NULL,
     updated_at = now()
 RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-          low_credit_threshold
+          low_credit_threshold, preferences
 
 -- name: update_subscriber
 -- account.updated and account.closed: the subscriber as the event leaves it.
@@ -19,15 +19,24 @@ UPDATE subscribers
 SET email = $2, name = $3, language = $4, timezone = $5, closed_at = $6, updated_at = now()
 WHERE account_id = $1
 RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-          low_credit_threshold
+          low_credit_threshold, preferences
 
 -- name: lock_subscriber
 -- Every event of one account is applied in turn: the row lock orders them.
 SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-       low_credit_threshold
+       low_credit_threshold, preferences
 FROM subscribers WHERE account_id = $1 FOR UPDATE
 
 -- name: get_subscriber
 SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-       low_credit_threshold
+       low_credit_threshold, preferences
 FROM subscribers WHERE account_id = $1
+
+-- name: save_preferences
+-- The admin API's preference update, all fields at once (the caller merged the patch).
+UPDATE subscribers
+SET preferences = $2, voicemail_audio = $3, low_credit_threshold = $4, language = $5,
+    timezone = $6, updated_at = now()
+WHERE account_id = $1
+RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
+          low_credit_threshold, preferences

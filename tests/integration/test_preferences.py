@@ -1,0 +1,188 @@
+"""Preferences decide whether, when and to whom notices go; defaults follow the config."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import asyncpg
+
+from notifyd.samples import sample_event
+from tests.conftest import (
+    BILLING_SECRET,
+    PBX_SECRET,
+    SmtpSink,
+    load_config,
+    running_daemon,
+    write_config,
+)
+from tests.integration.test_admin import admin_config, call
+
+
+def quiet_now() -> str:
+    """Quiet hours around the current time in Bucharest: 'now' is always inside them."""
+    local = datetime.now(UTC).astimezone(ZoneInfo("Europe/Bucharest"))
+    start, end = local - timedelta(hours=2), local + timedelta(hours=2)
+    return f"{start:%H:%M}-{end:%H:%M}"
+
+
+async def created(daemon: Any, account: str = "acc-1", **data: Any) -> None:
+    event = sample_event("account.created", account, **data)
+    assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+
+
+async def test_subscribers_without_choices_follow_the_current_config_defaults(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    config = admin_config(tmp_path, database_url, None)
+    settings = load_config(tmp_path, config)
+    async with running_daemon(settings) as daemon:
+        await created(daemon)
+        before = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/preferences")
+        config["defaults"]["quiet_hours"] = "21:00-07:00"
+        config["defaults.modes"] = {"billing": "off"}
+        write_config(settings.path, config)
+        assert await daemon.daemon.reload()
+        after = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/preferences")
+        payment = sample_event("billing.payment_confirmed", "acc-1")
+        await daemon.post("billing", payment, BILLING_SECRET)
+    assert before[1]["effective"]["quiet_hours"] == ""
+    assert before[1]["explicit"] == {}
+    assert after[1]["effective"]["quiet_hours"] == "21:00-07:00"  # not a copy from creation
+    assert after[1]["effective"]["modes"]["billing"] == "off"
+    kinds = await db.fetch("SELECT kind FROM notices ORDER BY created_at")
+    assert [row["kind"] for row in kinds] == ["account.created"]  # the payment was off
+
+
+async def test_a_category_turned_off_sends_nothing_but_security_cannot_be(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        await created(daemon)
+        off = await call(
+            daemon,
+            "PATCH",
+            "/v1/admin/subscribers/acc-1/preferences",
+            json={"modes": {"calls": "off"}},
+        )
+        refused = await call(
+            daemon,
+            "PATCH",
+            "/v1/admin/subscribers/acc-1/preferences",
+            json={"modes": {"security": "off"}},
+        )
+        await daemon.post("pbx", sample_event("call.missed", "acc-1"), PBX_SECRET)
+        await daemon.post("pbx", sample_event("account.pin_created", "acc-1"), PBX_SECRET)
+        messages = await smtp_sink.wait_for(2)
+        await asyncio.sleep(0.5)
+    assert off[0] == 200
+    assert off[1]["explicit"] == {"modes": {"calls": "off"}}
+    assert refused[0] == 422
+    assert "mandatory" in refused[1]["fields"]["modes"]
+    assert len(smtp_sink.messages) == 2  # welcome and the PIN notice, no missed call
+    assert "PIN" in str(messages[1]["Subject"])
+
+
+async def test_faxes_can_go_to_another_address(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        await created(daemon, email="ana@client.example")
+        patched = await call(
+            daemon,
+            "PATCH",
+            "/v1/admin/subscribers/acc-1/preferences",
+            json={"addresses": {"fax": "office@client.example"}},
+        )
+        await daemon.post("pbx", sample_event("fax.sent", "acc-1"), PBX_SECRET)
+        await daemon.post("pbx", sample_event("call.missed", "acc-1"), PBX_SECRET)
+        await smtp_sink.wait_for(3)
+    recipients = [rcpts for _, rcpts in smtp_sink.envelopes]
+    assert patched[1]["effective"]["addresses"]["fax"] == "office@client.example"
+    assert recipients == [
+        ["ana@client.example"],
+        ["office@client.example"],
+        ["ana@client.example"],
+    ]
+
+
+async def test_a_subscribers_own_quiet_hours_win_over_the_default(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    config = admin_config(tmp_path, database_url, smtp_sink.port)
+    config["defaults"]["quiet_hours"] = quiet_now()
+    settings = load_config(tmp_path, config)
+    async with running_daemon(settings) as daemon:
+        await created(daemon, "acc-quiet")
+        await created(daemon, "acc-awake")
+        await call(
+            daemon,
+            "PATCH",
+            "/v1/admin/subscribers/acc-awake/preferences",
+            json={"quiet_hours": ""},
+        )
+        for account in ("acc-quiet", "acc-awake"):
+            await daemon.post("pbx", sample_event("call.missed", account), PBX_SECRET)
+        await smtp_sink.wait_for(3)
+        await asyncio.sleep(0.5)
+    rows = await db.fetch(
+        "SELECT account_id, state, due_at > now() + interval '30 minutes' AS held"
+        " FROM notices WHERE kind = 'call.missed'"
+    )
+    states = {row["account_id"]: row["state"] for row in rows}
+    assert states == {"acc-quiet": "queued", "acc-awake": "sent"}
+    assert [row["held"] for row in rows if row["account_id"] == "acc-quiet"] == [True]
+
+
+async def test_voicemail_audio_can_be_turned_off(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        await created(daemon)
+        await call(
+            daemon,
+            "PATCH",
+            "/v1/admin/subscribers/acc-1/preferences",
+            json={"voicemail_audio": False},
+        )
+        await daemon.post("pbx", sample_event("voicemail.received", "acc-1"), PBX_SECRET)
+        messages = await smtp_sink.wait_for(2)
+    assert list(messages[1].iter_attachments()) == []
+
+
+async def test_invalid_preferences_are_named_field_by_field(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        await created(daemon)
+        invalid = await call(
+            daemon,
+            "PATCH",
+            "/v1/admin/subscribers/acc-1/preferences",
+            json={
+                "modes": {"calls": "sometimes"},
+                "quiet_hours": "late",
+                "addresses": {"fax": "nope"},
+                "language": "fr",
+                "low_credit_threshold": 12.5,
+            },
+        )
+        missing = await call(
+            daemon, "PATCH", "/v1/admin/subscribers/ghost/preferences", json={"language": "en"}
+        )
+    assert invalid[0] == 422
+    assert set(invalid[1]["fields"]) == {
+        "modes",
+        "quiet_hours",
+        "addresses.fax",
+        "language",
+        "low_credit_threshold",
+    }
+    assert missing[0] == 404

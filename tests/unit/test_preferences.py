@@ -1,0 +1,66 @@
+"""Preference rules: explicit choices win, everything else follows the current defaults."""
+
+from __future__ import annotations
+
+from datetime import time
+
+from notifyd.events import Category
+from notifyd.preferences import (
+    Preferences,
+    address_for,
+    effective,
+    mode_for,
+    quiet_hours_for,
+)
+from notifyd.settings import DefaultsSettings, QuietHours
+
+DEFAULTS = DefaultsSettings(quiet_hours=QuietHours(time(22), time(8)), modes={"billing": "off"})
+
+
+def test_mandatory_categories_are_always_immediate() -> None:
+    chosen = Preferences(modes={"security": "off", "service": "off"})
+
+    assert mode_for(Category.SECURITY, chosen, DEFAULTS) == "immediate"
+    assert mode_for(Category.SERVICE, chosen, DEFAULTS) == "immediate"
+
+
+def test_an_explicit_mode_wins_and_an_absent_one_follows_the_default() -> None:
+    chosen = Preferences(modes={"calls": "off", "billing": "immediate"})
+
+    assert mode_for(Category.CALLS, chosen, DEFAULTS) == "off"
+    assert mode_for(Category.BILLING, chosen, DEFAULTS) == "immediate"
+    assert mode_for(Category.BILLING, Preferences(), DEFAULTS) == "off"
+    assert mode_for(Category.FAX, Preferences(), DEFAULTS) == "immediate"
+
+
+def test_quiet_hours_absent_none_or_own() -> None:
+    assert quiet_hours_for(Preferences(), DEFAULTS) == QuietHours(time(22), time(8))
+    assert quiet_hours_for(Preferences(quiet_hours=""), DEFAULTS) is None
+    own = quiet_hours_for(Preferences(quiet_hours="23:30-06:15"), DEFAULTS)
+    assert own == QuietHours(time(23, 30), time(6, 15))
+
+
+def test_a_category_address_overrides_the_main_one() -> None:
+    chosen = Preferences(addresses={"fax": "office@client.example"})
+
+    assert address_for(Category.FAX, chosen, "ana@client.example") == "office@client.example"
+    assert address_for(Category.CALLS, chosen, "ana@client.example") == "ana@client.example"
+
+
+def test_stored_json_round_trips_and_keeps_only_explicit_choices() -> None:
+    chosen = Preferences(modes={"calls": "off"}, quiet_hours="", addresses={})
+
+    assert chosen.to_json() == {"modes": {"calls": "off"}, "quiet_hours": ""}
+    assert Preferences.from_json(chosen.to_json()) == chosen
+    assert Preferences.from_json(None) == Preferences()
+    assert Preferences().to_json() == {}
+
+
+def test_effective_view_lists_every_category() -> None:
+    view = effective(Preferences(modes={"calls": "off"}), DEFAULTS)
+
+    assert view["modes"]["calls"] == "off"
+    assert view["modes"]["billing"] == "off"
+    assert view["modes"]["security"] == "immediate"
+    assert set(view["modes"]) == {c.value for c in Category}
+    assert view["quiet_hours"] == "22:00-08:00"
