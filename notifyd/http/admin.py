@@ -19,13 +19,15 @@ from uuid import UUID
 import pydantic
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
 
 from notifyd import preferences as preferences_module
+from notifyd.consent import lifts_suppression, suppresses
 from notifyd.events import (
     Category,
     DisplayText,
     EmailAddress,
+    Identifier,
     Language,
     Money,
     Text,
@@ -36,9 +38,11 @@ from notifyd.http.runtime import RUNTIME
 from notifyd.preferences import AVAILABLE_MODES, CONFIGURABLE, Preferences
 from notifyd.routing import Subscriber
 from notifyd.settings import DefaultsSettings, parse_quiet_hours
+from notifyd.storage import consent as consent_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
+from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
 
@@ -306,6 +310,85 @@ async def patch_preferences(request: web.Request) -> web.Response:
     return web.json_response(_preferences_json(saved, runtime.settings.defaults))
 
 
+class ConsentBody(BaseModel):
+    """POST .../consent: one grant or withdrawal, as the subscriber gave it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    # Strict: consent is a yes or no, never "yes" or 1 read as true.
+    marketing: StrictBool
+    source: Identifier
+    wording_version: Identifier
+
+
+async def _consent_state(conn: Conn, subscriber: Subscriber) -> dict[str, Any]:
+    address = preferences_module.address_for(
+        Category.MARKETING, subscriber.preferences, subscriber.email
+    )
+    consented = await consent_store.has_consent(conn, subscriber.account_id)
+    suppressed = await consent_store.is_suppressed(conn, address)
+    return {
+        "consent": consented,
+        "suppressed": suppressed,
+        "sendable": consented and not suppressed,
+    }
+
+
+async def get_consent(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+        if subscriber is None:
+            return error_response(404, "not_found", f"no subscriber {account_id!r}")
+        state = await _consent_state(conn, subscriber)
+        history = await consent_store.history(conn, account_id)
+    return web.json_response({"account_id": account_id, "marketing": state, "history": history})
+
+
+async def post_consent(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    body = await _json_body(request, ConsentBody)
+    if isinstance(body, web.Response):
+        return body
+    assert isinstance(body, ConsentBody)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        subscriber = await subscriber_store.get(conn, account_id, lock=True)
+        if subscriber is None:
+            return error_response(404, "not_found", f"no subscriber {account_id!r}")
+        event = await consent_store.record(
+            conn,
+            account_id,
+            granted=body.marketing,
+            source=body.source,
+            wording_version=body.wording_version,
+            recorded_by=request[TOKEN_NAME],
+        )
+        addresses = {
+            subscriber.email,
+            preferences_module.address_for(
+                Category.MARKETING, subscriber.preferences, subscriber.email
+            ),
+        }
+        for address in addresses:
+            if suppresses(body.marketing):
+                await consent_store.suppress(conn, address, f"withdrawn via {body.source}")
+            elif lifts_suppression(body.marketing, body.source):
+                await consent_store.lift(conn, address)
+        state = await _consent_state(conn, subscriber)
+    log.info(
+        "consent recorded",
+        token=request[TOKEN_NAME],
+        account_id=account_id,
+        granted=body.marketing,
+        source=body.source,
+    )
+    return web.json_response(
+        {"account_id": account_id, "event": event, "marketing": state}, status=201
+    )
+
+
 async def list_notices(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
@@ -346,6 +429,8 @@ def create_admin_app() -> web.Application:
     admin.router.add_put("/subscribers/{account_id}", put_subscriber)
     admin.router.add_get("/subscribers/{account_id}/preferences", get_preferences)
     admin.router.add_patch("/subscribers/{account_id}/preferences", patch_preferences)
+    admin.router.add_get("/subscribers/{account_id}/consent", get_consent)
+    admin.router.add_post("/subscribers/{account_id}/consent", post_consent)
     admin.router.add_get("/subscribers/{account_id}/notices", list_notices)
     admin.router.add_post("/notices/{notice_id}/retry", retry_notice)
     return admin

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from notifyd import __version__
 from notifyd.events import CATALOGUE, Envelope
-from notifyd.http.admin import PreferencesPatch, SubscriberBody
+from notifyd.http.admin import ConsentBody, PreferencesPatch, SubscriberBody
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -64,6 +64,22 @@ PREFERENCES = {
         "account_id": {"type": "string"},
         "explicit": {"type": "object", "description": "Only what the subscriber chose"},
         "effective": {"type": "object", "description": "What applies now, defaults included"},
+    },
+}
+CONSENT = {
+    "type": "object",
+    "properties": {
+        "account_id": {"type": "string"},
+        "marketing": {
+            "type": "object",
+            "properties": {
+                "consent": {"type": "boolean"},
+                "suppressed": {"type": "boolean"},
+                "sendable": {"type": "boolean"},
+            },
+        },
+        "history": {"type": "array", "items": {"type": "object"}},
+        "event": {"type": "object"},
     },
 }
 ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -197,6 +213,37 @@ def document() -> dict[str, Any]:
                         "401": _error("No valid admin token"),
                         "404": _error("No such subscriber"),
                         "422": _error("Invalid fields (mandatory categories cannot change)"),
+                    },
+                },
+            },
+            "/v1/admin/subscribers/{account_id}/consent": {
+                "parameters": [ACCOUNT_ID],
+                "get": {
+                    "summary": "Marketing consent now, and its whole history",
+                    "security": ADMIN,
+                    "responses": {
+                        "200": _json("Consent state and history", CONSENT),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such subscriber"),
+                    },
+                },
+                "post": {
+                    "summary": "Record a grant or withdrawal of marketing consent",
+                    "description": "A withdrawal puts the address on the suppression list; "
+                    "only a grant with source 'subscriber' takes it off.",
+                    "security": ADMIN,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": ConsentBody.model_json_schema()}
+                        },
+                    },
+                    "responses": {
+                        "201": _json("Recorded", CONSENT),
+                        "400": _error("Not JSON"),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such subscriber"),
+                        "422": _error("Invalid fields"),
                     },
                 },
             },

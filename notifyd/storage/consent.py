@@ -1,0 +1,59 @@
+"""Consent history and the suppression list (tables `consent_events`, `suppressions`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from notifyd.storage import queries
+from notifyd.storage.db import Conn
+
+SQL = queries.load("consent")
+MARKETING = "marketing"
+
+
+def _json(row: Any) -> dict[str, Any]:
+    record = dict(row)
+    record["at"] = record["at"].isoformat()
+    return record
+
+
+async def record(
+    conn: Conn,
+    account_id: str,
+    *,
+    granted: bool,
+    source: str,
+    wording_version: str,
+    recorded_by: str | None,
+) -> dict[str, Any]:
+    row = await conn.fetchrow(
+        SQL["record_consent"], account_id, MARKETING, granted, source, wording_version, recorded_by
+    )
+    return _json(row)
+
+
+async def history(conn: Conn, account_id: str) -> list[dict[str, Any]]:
+    return [_json(row) for row in await conn.fetch(SQL["consent_history"], account_id)]
+
+
+async def has_consent(conn: Conn, account_id: str) -> bool:
+    granted: bool | None = await conn.fetchval(SQL["current_consent"], account_id, MARKETING)
+    return bool(granted)
+
+
+async def suppress(conn: Conn, address: str, reason: str) -> None:
+    await conn.execute(SQL["suppress"], address, MARKETING, reason)
+
+
+async def lift(conn: Conn, address: str) -> None:
+    await conn.execute(SQL["lift_suppression"], address, MARKETING)
+
+
+async def is_suppressed(conn: Conn, address: str) -> bool:
+    found: bool = await conn.fetchval(SQL["is_suppressed"], address, MARKETING)
+    return found
+
+
+async def may_receive_marketing(conn: Conn, account_id: str, address: str) -> bool:
+    """Consent recorded and the address not on the suppression list."""
+    return await has_consent(conn, account_id) and not await is_suppressed(conn, address)
