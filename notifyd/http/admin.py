@@ -34,6 +34,7 @@ from notifyd.events import (
     TimeZoneName,
 )
 from notifyd.http.errors import error_response
+from notifyd.http.imports import import_subscribers
 from notifyd.http.runtime import RUNTIME
 from notifyd.preferences import AVAILABLE_MODES, CONFIGURABLE, Preferences
 from notifyd.routing import Subscriber
@@ -425,6 +426,8 @@ async def retry_notice(request: web.Request) -> web.Response:
 
 def create_admin_app() -> web.Application:
     admin = web.Application(middlewares=[require_token])
+    # Registered before /subscribers/{account_id}, so "import" is never taken for an id.
+    admin.router.add_post("/subscribers/import", import_subscribers)
     admin.router.add_get("/subscribers/{account_id}", get_subscriber)
     admin.router.add_put("/subscribers/{account_id}", put_subscriber)
     admin.router.add_get("/subscribers/{account_id}/preferences", get_preferences)

@@ -82,6 +82,20 @@ CONSENT = {
         "event": {"type": "object"},
     },
 }
+IMPORT_RESULT = {
+    "type": "object",
+    "properties": {
+        "imported": {"type": "integer"},
+        "failed": {"type": "integer"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"line": {"type": "integer"}, "fields": {"type": "object"}},
+            },
+        },
+    },
+}
 ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
 ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 
@@ -186,6 +200,29 @@ def document() -> dict[str, Any]:
                         "422": _error("Invalid fields"),
                     },
                 },
+            },
+            "/v1/admin/subscribers/import": {
+                "post": {
+                    "summary": "Create or update subscribers from CSV or JSON lines",
+                    "description": "Streamed and written in batches; idempotent. Columns/keys: "
+                    "account_id, email, username?, name?, language?, timezone?, marketing?, "
+                    "wording_version?. Consent from a file is recorded with source 'import' "
+                    "and never lifts a suppression.",
+                    "security": ADMIN,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "text/csv": {"schema": {"type": "string"}},
+                            "application/x-ndjson": {"schema": {"type": "string"}},
+                        },
+                    },
+                    "responses": {
+                        "200": _json("All rows imported", IMPORT_RESULT),
+                        "207": _json("Some rows refused; the others imported", IMPORT_RESULT),
+                        "401": _error("No valid admin token"),
+                        "415": _error("Neither CSV nor JSON lines"),
+                    },
+                }
             },
             "/v1/admin/subscribers/{account_id}/preferences": {
                 "parameters": [ACCOUNT_ID],

@@ -1,0 +1,93 @@
+"""Bulk import: streamed, idempotent, per-row errors, valid rows kept, suppression kept."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from tests.conftest import Running, load_config, running_daemon
+from tests.integration.test_admin import OPS_TOKEN, admin_config, call
+
+CSV = """account_id,email,name,language,marketing
+acc-1,ana@client.example,Ana Popescu,ro,true
+acc-2,not-an-address,Ion,ro,
+acc-3,"maria@client.example","Ionescu, Maria",en,false
+acc-4,dan@client.example,Dan,fr,
+"""
+
+
+async def post_import(daemon: Running, body: bytes, content_type: str) -> tuple[int, Any]:
+    async with daemon.session.post(
+        f"{daemon.base_url}/v1/admin/subscribers/import",
+        data=body,
+        headers={"Authorization": f"Bearer {OPS_TOKEN}", "Content-Type": content_type},
+    ) as response:
+        return response.status, await response.json()
+
+
+async def test_csv_import_keeps_valid_rows_and_names_the_bad_ones(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        first = await post_import(daemon, CSV.encode(), "text/csv")
+        again = await post_import(daemon, CSV.encode(), "text/csv")
+        maria = await call(daemon, "GET", "/v1/admin/subscribers/acc-3")
+    assert first[0] == 207
+    assert (first[1]["imported"], first[1]["failed"]) == (2, 2)
+    assert [(e["line"], set(e["fields"])) for e in first[1]["errors"]] == [
+        (3, {"email"}),
+        (5, {"language"}),
+    ]
+    assert again[1]["imported"] == 2  # the same file twice: the same result
+    assert await db.fetchval("SELECT count(*) FROM subscribers") == 2
+    assert maria[1]["name"] == "Ionescu, Maria"
+    # Consent recorded once (not again on the re-import), as an import.
+    rows = await db.fetch("SELECT account_id, granted, source FROM consent_events ORDER BY id")
+    assert [(r["account_id"], r["granted"], r["source"]) for r in rows] == [
+        ("acc-1", True, "import"),
+    ]
+    assert await db.fetchval("SELECT count(*) FROM suppressions") == 1  # maria said false
+
+
+async def test_an_import_never_puts_an_unsubscribed_address_back_on_marketing(
+    tmp_path: Path, database_url: str
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        await post_import(daemon, CSV.encode(), "text/csv")
+        await call(
+            daemon,
+            "POST",
+            "/v1/admin/subscribers/acc-1/consent",
+            json={"marketing": False, "source": "unsubscribe-link", "wording_version": "v1"},
+        )
+        _, result = await post_import(daemon, CSV.encode(), "text/csv")
+        state = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/consent")
+    assert result["imported"] == 2
+    assert state[1]["marketing"]["consent"] is True  # the file says true, recorded...
+    assert state[1]["marketing"]["sendable"] is False  # ...but the address stays suppressed
+
+
+async def test_json_lines_import_and_unsupported_formats(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    lines = [
+        json.dumps({"account_id": f"acc-{n}", "email": f"user{n}@client.example"})
+        for n in range(1200)  # more than one batch
+    ]
+    lines.insert(5, "{not json")
+    lines.insert(9, json.dumps(["a", "list"]))
+    body = ("\n".join(lines) + "\n").encode()
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        status, result = await post_import(daemon, body, "application/x-ndjson")
+        refused = await post_import(daemon, b"<xml/>", "application/xml")
+    assert status == 207
+    assert (result["imported"], result["failed"]) == (1200, 2)
+    assert [e["line"] for e in result["errors"]] == [6, 10]
+    assert await db.fetchval("SELECT count(*) FROM subscribers") == 1200
+    assert refused[0] == 415
