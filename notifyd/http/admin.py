@@ -13,7 +13,7 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import pydantic
@@ -48,6 +48,7 @@ from notifyd.storage.db import Conn
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+M = TypeVar("M", bound=BaseModel)
 TOKEN_NAME = web.RequestKey("admin_token", str)
 
 
@@ -227,7 +228,12 @@ def _subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
     }
 
 
-async def _json_body(request: web.Request, model: type[BaseModel]) -> BaseModel | web.Response:
+def _no_subscriber(account_id: str) -> web.Response:
+    return error_response(404, "not_found", f"no subscriber {account_id!r}")
+
+
+async def _json_body(request: web.Request, model: type[M]) -> M | web.Response:
+    """The body validated by `model`, or the 400/422 answer that says what is wrong."""
     raw = await request.read()
     try:
         return model.model_validate_json(raw)
@@ -249,7 +255,7 @@ async def get_subscriber(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
     if subscriber is None:
-        return error_response(404, "not_found", f"no subscriber {account_id!r}")
+        return _no_subscriber(account_id)
     return web.json_response(_subscriber_json(subscriber))
 
 
@@ -259,7 +265,6 @@ async def put_subscriber(request: web.Request) -> web.Response:
     body = await _json_body(request, SubscriberBody)
     if isinstance(body, web.Response):
         return body
-    assert isinstance(body, SubscriberBody)
     async with runtime.pool.acquire() as conn, conn.transaction():
         current = await subscriber_store.get(conn, account_id, lock=True)
         wanted = Subscriber(
@@ -286,7 +291,7 @@ async def get_preferences(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
     if subscriber is None:
-        return error_response(404, "not_found", f"no subscriber {account_id!r}")
+        return _no_subscriber(account_id)
     return web.json_response(_preferences_json(subscriber, runtime.settings.defaults))
 
 
@@ -296,11 +301,10 @@ async def patch_preferences(request: web.Request) -> web.Response:
     body = await _json_body(request, PreferencesPatch)
     if isinstance(body, web.Response):
         return body
-    assert isinstance(body, PreferencesPatch)
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
         if subscriber is None:
-            return error_response(404, "not_found", f"no subscriber {account_id!r}")
+            return _no_subscriber(account_id)
         saved = await subscriber_store.save_preferences(conn, body.apply(subscriber))
     log.info(
         "preferences changed",
@@ -341,7 +345,7 @@ async def get_consent(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
         if subscriber is None:
-            return error_response(404, "not_found", f"no subscriber {account_id!r}")
+            return _no_subscriber(account_id)
         state = await _consent_state(conn, subscriber)
         history = await consent_store.history(conn, account_id)
     return web.json_response({"account_id": account_id, "marketing": state, "history": history})
@@ -353,11 +357,10 @@ async def post_consent(request: web.Request) -> web.Response:
     body = await _json_body(request, ConsentBody)
     if isinstance(body, web.Response):
         return body
-    assert isinstance(body, ConsentBody)
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
         if subscriber is None:
-            return error_response(404, "not_found", f"no subscriber {account_id!r}")
+            return _no_subscriber(account_id)
         event = await consent_store.record(
             conn,
             account_id,
@@ -401,7 +404,7 @@ async def list_notices(request: web.Request) -> web.Response:
         subscriber = await subscriber_store.get(conn, account_id)
         rows = await notice_store.of_account(conn, account_id, limit)
     if subscriber is None and not rows:
-        return error_response(404, "not_found", f"no subscriber {account_id!r}")
+        return _no_subscriber(account_id)
     return web.json_response({"account_id": account_id, "notices": rows})
 
 
