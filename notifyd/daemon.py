@@ -19,6 +19,7 @@ from aiohttp import web
 
 from notifyd import settings as settings_module
 from notifyd import systemd
+from notifyd.broadcasting import Broadcaster
 from notifyd.dispatcher import Clock, Dispatcher, Mailing, utcnow
 from notifyd.dkim_signer import DkimError, DkimSigner
 from notifyd.http.app import create_app
@@ -100,12 +101,22 @@ class Daemon:
         jobs.start()
         self.stack.callback(jobs.stop)
 
+        broadcaster = Broadcaster(
+            database.pool,
+            lambda: self.settings,
+            lambda: self.runtime.message_domain if self.runtime else "notifyd.invalid",
+            dispatcher.wake,
+        )
+        await broadcaster.start()
+        self.stack.push_async_callback(broadcaster.stop)
+
         self.runtime = Runtime(
             settings=s,
             pool=database.pool,
             metrics=metrics,
             clock=self.clock,
             on_queued=dispatcher.wake,
+            on_broadcast=broadcaster.wake,
         )
         runner = web.AppRunner(
             create_app(self.runtime),

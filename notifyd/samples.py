@@ -195,7 +195,35 @@ NOTICE_KINDS = (
     "credit.critical",
     "billing.credit_added",
     "billing.payment_confirmed",
+    "notice.policy_changed",
+    "notice.service",
 )
+
+# Broadcasts are not webhooks: their content is what the admin wrote, per language.
+SAMPLE_BROADCASTS = {
+    "notice.policy_changed": {
+        "subject": {
+            "ro": "Modificarea politicii de confidențialitate",
+            "en": "Changes to our privacy policy",
+        },
+        "body": {
+            "ro": "Am actualizat politica de confidențialitate.\n\nModificările intră în "
+            "vigoare la 1 decembrie 2026.",
+            "en": "We have updated our privacy policy.\n\nThe changes take effect on "
+            "1 December 2026.",
+        },
+    },
+    "notice.service": {
+        "subject": {
+            "ro": "Lucrări de mentenanță în noaptea de 28 noiembrie",
+            "en": "Maintenance on the night of 28 November",
+        },
+        "body": {
+            "ro": "Între 02:00 și 04:00 apelurile pot fi întrerupte scurt.",
+            "en": "Between 02:00 and 04:00 calls may be briefly interrupted.",
+        },
+    },
+}
 
 _KIND_EVENT = {
     "account.email_changed": "account.updated",
@@ -249,8 +277,11 @@ def sample_view(kind: str, language: str, now: datetime | None = None) -> Any:
     event_type = _KIND_EVENT.get(kind, kind)
     from notifyd.events import CATALOGUE, stored_fields
 
-    fields = sample_data(event_type, "acc-1001", now)
-    data = stored_fields(CATALOGUE[event_type].model_validate(fields))
+    if kind in SAMPLE_BROADCASTS:
+        data: dict[str, Any] = SAMPLE_BROADCASTS[kind]
+    else:
+        fields = sample_data(event_type, "acc-1001", now)
+        data = stored_fields(CATALOGUE[event_type].model_validate(fields))
     if kind == "account.email_changed":
         data["email"] = "ana.new@example.com"
     if kind == "credit.critical":

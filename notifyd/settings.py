@@ -177,6 +177,11 @@ class DkimSettings:
 
 
 @dataclass(frozen=True)
+class BroadcastSettings:
+    batch_size: int = 5000  # notices queued per transaction of the fan-out
+
+
+@dataclass(frozen=True)
 class AdminSettings:
     # Token name -> SHA-256 digest of the bearer token; only digests are ever stored.
     tokens: Mapping[str, bytes] = field(default_factory=dict, repr=False)
@@ -200,6 +205,7 @@ class Settings:
     templates_folder: Path | None = None
     dkim: DkimSettings = DkimSettings()
     admin: AdminSettings = AdminSettings()
+    broadcasts: BroadcastSettings = BroadcastSettings()
 
     @property
     def outbox_dir(self) -> Path:
@@ -379,6 +385,7 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         "templates",
         "dkim",
         "admin",
+        "broadcasts",
     }
     for key in sorted(set(raw) - known):
         problems.append((f"[{key}]", "unknown section"))
@@ -598,11 +605,17 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     s.finish()
 
     admin = _read_admin(raw.get("admin", {}), problems)
+    s = _Section("broadcasts", raw.get("broadcasts"), problems)
+    broadcasts = BroadcastSettings(
+        batch_size=s.get("batch_size", int, 5000, _between(1, 100_000)),
+    )
+    s.finish()
 
     if problems:
         raise ConfigError(path, problems)
     return Settings(
         admin=admin,
+        broadcasts=broadcasts,
         thresholds=thresholds,
         calls=calls,
         attachments=attachments,

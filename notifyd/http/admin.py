@@ -13,13 +13,13 @@ import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
 
 import pydantic
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StrictBool, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from notifyd import preferences as preferences_module
 from notifyd.consent import lifts_suppression, suppresses
@@ -38,7 +38,8 @@ from notifyd.http.imports import import_subscribers
 from notifyd.http.runtime import RUNTIME
 from notifyd.preferences import AVAILABLE_MODES, CONFIGURABLE, Preferences
 from notifyd.routing import Subscriber
-from notifyd.settings import DefaultsSettings, parse_quiet_hours
+from notifyd.settings import LANGUAGES, DefaultsSettings, parse_quiet_hours
+from notifyd.storage import broadcasts as broadcast_store
 from notifyd.storage import consent as consent_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
@@ -49,6 +50,7 @@ log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 M = TypeVar("M", bound=BaseModel)
+BroadcastText = Annotated[str, Field(min_length=1, max_length=20000)]
 TOKEN_NAME = web.RequestKey("admin_token", str)
 
 
@@ -393,6 +395,85 @@ async def post_consent(request: web.Request) -> web.Response:
     )
 
 
+class BroadcastBody(BaseModel):
+    """POST /v1/admin/broadcasts: a mandatory notice to every open account."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: Literal["notice.policy_changed", "notice.service"]
+    subject: dict[Language, DisplayText]
+    body: dict[Language, BroadcastText]
+    starts_at: AwareDatetime | None = None
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _every_language(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = [language for language in LANGUAGES if language not in value]
+        if missing:
+            raise ValueError(f"give the text in every language; missing: {', '.join(missing)}")
+        return value
+
+
+def _broadcast_id(request: web.Request) -> UUID | None:
+    try:
+        return UUID(request.match_info["broadcast_id"])
+    except ValueError:
+        return None
+
+
+async def create_broadcast(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    body = await _json_body(request, BroadcastBody)
+    if isinstance(body, web.Response):
+        return body
+    starts_at = body.starts_at or runtime.clock()
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        broadcast_id = await broadcast_store.create(
+            conn,
+            body.kind,
+            {"subject": body.subject, "body": body.body},
+            starts_at,
+            request[TOKEN_NAME],
+        )
+        created = await broadcast_store.get(conn, broadcast_id)
+    runtime.on_broadcast()
+    log.info("broadcast created", token=request[TOKEN_NAME], broadcast_id=str(broadcast_id))
+    return web.json_response(created, status=202)
+
+
+async def get_broadcast(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    broadcast_id = _broadcast_id(request)
+    found = None
+    if broadcast_id is not None:
+        async with runtime.pool.acquire() as conn:
+            found = await broadcast_store.get(conn, broadcast_id)
+    if found is None:
+        return error_response(404, "not_found", "no such broadcast")
+    return web.json_response(found)
+
+
+async def cancel_broadcast(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    broadcast_id = _broadcast_id(request)
+    if broadcast_id is None:
+        return error_response(404, "not_found", "no such broadcast")
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        cancelled, withdrawn = await broadcast_store.cancel(conn, broadcast_id)
+        found = await broadcast_store.get(conn, broadcast_id)
+    if found is None:
+        return error_response(404, "not_found", "no such broadcast")
+    if not cancelled:
+        return error_response(409, "conflict", f"the broadcast is already {found['state']}")
+    log.info(
+        "broadcast cancelled",
+        token=request[TOKEN_NAME],
+        broadcast_id=str(broadcast_id),
+        notices_withdrawn=withdrawn,
+    )
+    return web.json_response({**found, "notices_withdrawn": withdrawn})
+
+
 async def list_notices(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
@@ -439,4 +520,7 @@ def create_admin_app() -> web.Application:
     admin.router.add_post("/subscribers/{account_id}/consent", post_consent)
     admin.router.add_get("/subscribers/{account_id}/notices", list_notices)
     admin.router.add_post("/notices/{notice_id}/retry", retry_notice)
+    admin.router.add_post("/broadcasts", create_broadcast)
+    admin.router.add_get("/broadcasts/{broadcast_id}", get_broadcast)
+    admin.router.add_delete("/broadcasts/{broadcast_id}", cancel_broadcast)
     return admin

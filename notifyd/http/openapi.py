@@ -12,7 +12,7 @@ from aiohttp import web
 
 from notifyd import __version__
 from notifyd.events import CATALOGUE, Envelope
-from notifyd.http.admin import ConsentBody, PreferencesPatch, SubscriberBody
+from notifyd.http.admin import BroadcastBody, ConsentBody, PreferencesPatch, SubscriberBody
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -94,6 +94,22 @@ IMPORT_RESULT = {
                 "properties": {"line": {"type": "integer"}, "fields": {"type": "object"}},
             },
         },
+    },
+}
+BROADCAST = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "kind": {"type": "string", "enum": ["notice.policy_changed", "notice.service"]},
+        "state": {"type": "string", "enum": ["scheduled", "running", "done", "cancelled"]},
+        "starts_at": {"type": "string", "format": "date-time"},
+        "queued": {"type": "integer"},
+        "sent": {"type": "integer"},
+        "created_by": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "finished_at": {"type": ["string", "null"], "format": "date-time"},
+        "subject": {"type": "object"},
+        "notices_withdrawn": {"type": "integer"},
     },
 }
 ACCOUNT_ID = {"name": "account_id", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -310,6 +326,55 @@ def document() -> dict[str, Any]:
                         "401": _error("No valid admin token"),
                         "404": _error("No such subscriber"),
                         "422": _error("Bad limit"),
+                    },
+                },
+            },
+            "/v1/admin/broadcasts": {
+                "post": {
+                    "summary": "Send a mandatory notice to every open account",
+                    "description": "Fanned out in batches in the background; resumes after a "
+                    "restart; progress via GET, cancel via DELETE.",
+                    "security": ADMIN,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": BroadcastBody.model_json_schema()}
+                        },
+                    },
+                    "responses": {
+                        "202": _json("Accepted; fan-out started or scheduled", BROADCAST),
+                        "400": _error("Not JSON"),
+                        "401": _error("No valid admin token"),
+                        "422": _error("Invalid fields"),
+                    },
+                }
+            },
+            "/v1/admin/broadcasts/{broadcast_id}": {
+                "parameters": [
+                    {
+                        "name": "broadcast_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "get": {
+                    "summary": "A broadcast's progress",
+                    "security": ADMIN,
+                    "responses": {
+                        "200": _json("Progress", BROADCAST),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such broadcast"),
+                    },
+                },
+                "delete": {
+                    "summary": "Cancel a broadcast; notices not yet sent are withdrawn",
+                    "security": ADMIN,
+                    "responses": {
+                        "200": _json("Cancelled", BROADCAST),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such broadcast"),
+                        "409": _error("Already done or cancelled"),
                     },
                 },
             },

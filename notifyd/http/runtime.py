@@ -28,6 +28,8 @@ class Runtime:
     # Called after a commit that queued a notice due now: wakes this host's worker without
     # waiting for the NOTIFY round trip.
     on_queued: Callable[[], None] = lambda: None
+    # Called when a broadcast is created: starts its fan-out without waiting for a poll.
+    on_broadcast: Callable[[], None] = lambda: None
     verifiers: dict[str, Verifier] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
