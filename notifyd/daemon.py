@@ -25,6 +25,7 @@ from notifyd.dkim_signer import DkimError, DkimSigner
 from notifyd.http.app import create_app
 from notifyd.http.runtime import Runtime
 from notifyd.jobs import Jobs
+from notifyd.links import Links, link_secret
 from notifyd.logs import configure as configure_logging
 from notifyd.mailer import Transport, transport_for
 from notifyd.metrics import Metrics
@@ -49,6 +50,7 @@ class Daemon:
         self.runtime: Runtime | None = None
         self.dispatcher: Dispatcher | None = None
         self.database: db.Database | None = None
+        self.links: Links | None = None
 
     async def __aenter__(self) -> Daemon:
         try:
@@ -80,7 +82,11 @@ class Daemon:
             log.info("migrations applied", versions=[m.version for m in applied])
 
         metrics = Metrics()
-        mailing = mailing_for(s, transport_for(s.smtp, s.outbox_dir))
+        self.links = Links(
+            link_secret(s.daemon.link_secret, s.daemon.state_dir),
+            s.http.public_url or f"http://{s.http.host}:{s.http.port}",
+        )
+        mailing = mailing_for(s, transport_for(s.smtp, s.outbox_dir), self.links)
         self.stack.push_async_callback(lambda: self._close_transport())
         self.dispatcher = Dispatcher(
             pool=database.pool,
@@ -117,6 +123,7 @@ class Daemon:
             clock=self.clock,
             on_queued=dispatcher.wake,
             on_broadcast=broadcaster.wake,
+            links=self.links,
         )
         runner = web.AppRunner(
             create_app(self.runtime),
@@ -129,6 +136,8 @@ class Daemon:
         site = web.TCPSite(runner, s.http.host, s.http.port, reuse_address=True)
         await site.start()
         self.port = _bound_port(runner, s.http.port)
+        if not s.http.public_url:
+            self.links.base_url = f"http://{s.http.host}:{self.port}"
 
         watchdog = systemd.watchdog_interval()
         if watchdog:
@@ -169,7 +178,7 @@ class Daemon:
             transport = current
             if new.smtp != self.settings.smtp:
                 transport = transport_for(new.smtp, new.outbox_dir)
-            mailing = mailing_for(new, transport)
+            mailing = mailing_for(new, transport, self.links)
         except ConfigError as error:
             log.error(
                 "reload refused: config invalid, keeping the running one",
@@ -197,7 +206,7 @@ class Daemon:
         return True
 
 
-def mailing_for(settings: Settings, transport: Transport) -> Mailing:
+def mailing_for(settings: Settings, transport: Transport, links: Links | None = None) -> Mailing:
     """Everything that turns a notice into mail, checked now (templates, DKIM key)."""
     signer = None
     if settings.dkim.enabled:
@@ -212,6 +221,7 @@ def mailing_for(settings: Settings, transport: Transport) -> Mailing:
         renderer=renderer_for(settings),
         envelope_sender=settings.smtp.sender_address,
         signer=signer,
+        links=links,
     )
 
 

@@ -22,6 +22,7 @@ import structlog
 
 from notifyd.dkim_signer import DkimSigner
 from notifyd.enclosing import KINDS_WITH_FILES, Enclosure, enclose
+from notifyd.links import Links
 from notifyd.mailer import Outcome, Transport, Verdict
 from notifyd.metrics import Metrics
 from notifyd.rendering import Renderer
@@ -52,6 +53,7 @@ class Mailing:
     # MAIL FROM: where bounces go (the address of the configured sender).
     envelope_sender: str
     signer: DkimSigner | None = None
+    links: Links | None = None
 
 
 class Dispatcher:
@@ -207,7 +209,13 @@ class Dispatcher:
                 notice, Outcome(Verdict.RETRY, enclosure.retry), enclosure.retry_after
             )
             return
-        view = replace(notice, context={**notice.context, **enclosure.context})
+        context = {**notice.context, **enclosure.context}
+        if notice.category == "marketing" and mailing.links is not None:
+            # RFC 8058 one-click unsubscribe, signed for this account and address.
+            context["unsubscribe_url"] = mailing.links.unsubscribe_url(
+                notice.account_id, notice.recipient
+            )
+        view = replace(notice, context=context)
         try:
             message = mailing.renderer.message(view, self.clock(), enclosure.files)
             data = message.as_bytes()

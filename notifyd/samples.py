@@ -197,6 +197,7 @@ NOTICE_KINDS = (
     "billing.payment_confirmed",
     "notice.policy_changed",
     "notice.service",
+    "marketing.offer",
 )
 
 # Broadcasts are not webhooks: their content is what the admin wrote, per language.
@@ -211,6 +212,16 @@ SAMPLE_BROADCASTS = {
             "vigoare la 1 decembrie 2026.",
             "en": "We have updated our privacy policy.\n\nThe changes take effect on "
             "1 December 2026.",
+        },
+    },
+    "marketing.offer": {
+        "subject": {
+            "ro": "Ofertă: minute nelimitate în rețea, 25 RON pe lună",
+            "en": "Offer: unlimited on-net minutes, RON 25 a month",
+        },
+        "body": {
+            "ro": "Din decembrie, abonamentul Nelimitat Rețea costă 25 RON pe lună.",
+            "en": "From December, the Unlimited On-net plan costs RON 25 a month.",
         },
     },
     "notice.service": {
@@ -262,6 +273,8 @@ def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
         }
     if kind == "account.ip_allowlist_changed":
         return {"added": ["198.51.100.0/24"], "removed": []}
+    if kind == "marketing.offer":
+        return {"unsubscribe_url": "https://notices.voip.example/v1/unsubscribe/sample-token"}
     if kind == "credit.low":
         return {"threshold": "5.00", "days_left": 3}
     if kind == "credit.critical":

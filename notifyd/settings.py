@@ -58,12 +58,16 @@ class DaemonSettings:
     shutdown_grace_seconds: float = 10.0
     # Names this process in claims and logs; defaults to host name and pid.
     instance: str = ""
+    # Signs the links in emails (unsubscribe); empty: one kept in state_dir/link-secret.
+    link_secret: str = field(default="", repr=False)
 
 
 @dataclass(frozen=True)
 class HttpSettings:
     host: str = "127.0.0.1"
     port: int = 8080
+    # Where subscribers reach this daemon (links in emails); empty: http://host:port.
+    public_url: str = ""
 
 
 @dataclass(frozen=True)
@@ -396,6 +400,7 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     state_dir = s.get("state_dir", str, "var", lambda v: None if v.strip() else "must not be empty")
     grace = s.get("shutdown_grace_seconds", (int, float), 10.0, _between(0, 600))
     instance = s.get("instance", str, "")
+    secret = env.get("NOTIFYD_LINK_SECRET") or s.get("link_secret", str, "")
     s.finish()
     daemon = DaemonSettings(
         # Relative paths are relative to the config file, so the daemon behaves the same
@@ -403,12 +408,23 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         state_dir=(base_dir / Path(state_dir).expanduser()).resolve(),
         shutdown_grace_seconds=float(grace),
         instance=instance or f"{socket.gethostname()}:{os.getpid()}",
+        link_secret=secret,
     )
 
     s = _Section("http", raw.get("http"), problems)
     http = HttpSettings(
         host=s.get("host", str, "127.0.0.1", lambda v: None if v else "must not be empty"),
         port=s.get("port", int, 8080, _between(0, 65535)),
+        public_url=s.get(
+            "public_url",
+            str,
+            "",
+            lambda v: (
+                None
+                if v == "" or v.startswith(("https://", "http://"))
+                else "must be empty or an http(s) URL"
+            ),
+        ),
     )
     s.finish()
 

@@ -396,11 +396,12 @@ async def post_consent(request: web.Request) -> web.Response:
 
 
 class BroadcastBody(BaseModel):
-    """POST /v1/admin/broadcasts: a mandatory notice to every open account."""
+    """POST /v1/admin/broadcasts: a mandatory notice to every open account, or an offer to
+    the subscribers who consented and did not unsubscribe."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    kind: Literal["notice.policy_changed", "notice.service"]
+    kind: Literal["notice.policy_changed", "notice.service", "marketing.offer"]
     subject: dict[Language, DisplayText]
     body: dict[Language, BroadcastText]
     starts_at: AwareDatetime | None = None

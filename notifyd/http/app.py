@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
-from notifyd.http import health, openapi, webhooks
+from notifyd.http import health, openapi, pages, webhooks
 from notifyd.http.admin import create_admin_app
 from notifyd.http.errors import error_response
 from notifyd.http.runtime import RUNTIME, Runtime
@@ -45,5 +45,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/openapi.json", openapi.serve)
+    app.router.add_get("/v1/unsubscribe/{token}", pages.unsubscribe_form)
+    app.router.add_post("/v1/unsubscribe/{token}", pages.unsubscribe)
     app.add_subapp("/v1/admin/", create_admin_app())
     return app

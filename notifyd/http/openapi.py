@@ -100,7 +100,10 @@ BROADCAST = {
     "type": "object",
     "properties": {
         "id": {"type": "string", "format": "uuid"},
-        "kind": {"type": "string", "enum": ["notice.policy_changed", "notice.service"]},
+        "kind": {
+            "type": "string",
+            "enum": ["notice.policy_changed", "notice.service", "marketing.offer"],
+        },
         "state": {"type": "string", "enum": ["scheduled", "running", "done", "cancelled"]},
         "starts_at": {"type": "string", "format": "date-time"},
         "queued": {"type": "integer"},
@@ -326,6 +329,28 @@ def document() -> dict[str, Any]:
                         "401": _error("No valid admin token"),
                         "404": _error("No such subscriber"),
                         "422": _error("Bad limit"),
+                    },
+                },
+            },
+            "/v1/unsubscribe/{token}": {
+                "parameters": [
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "get": {
+                    "summary": "The unsubscribe page of a signed link (changes nothing)",
+                    "responses": {
+                        "200": {
+                            "description": "A page with a button",
+                            "content": {"text/html": {}},
+                        },
+                        "404": {"description": "Not a valid link", "content": {"text/html": {}}},
+                    },
+                },
+                "post": {
+                    "summary": "Unsubscribe at once (RFC 8058 one-click, or the page's button)",
+                    "responses": {
+                        "200": {"description": "Unsubscribed", "content": {"text/html": {}}},
+                        "404": {"description": "Not a valid link", "content": {"text/html": {}}},
                     },
                 },
             },

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from notifyd.http.signatures import Verifier
 from notifyd.intake import IntakeRules
+from notifyd.links import Links
 from notifyd.metrics import Metrics
 from notifyd.settings import Settings
 
@@ -31,6 +32,7 @@ class Runtime:
     # Called when a broadcast is created: starts its fan-out without waiting for a poll.
     on_broadcast: Callable[[], None] = lambda: None
     verifiers: dict[str, Verifier] = field(default_factory=dict)
+    links: Links | None = None
 
     def __post_init__(self) -> None:
         self.apply(self.settings)

@@ -3,7 +3,8 @@
 -- million subscribers are neither one huge transaction nor lost by a restart.
 CREATE TABLE broadcasts (
     id           uuid PRIMARY KEY,
-    kind         text NOT NULL CHECK (kind IN ('notice.policy_changed', 'notice.service')),
+    kind         text NOT NULL
+                 CHECK (kind IN ('notice.policy_changed', 'notice.service', 'marketing.offer')),
     event_id     uuid NOT NULL REFERENCES events (id) ON DELETE CASCADE,
     state        text NOT NULL DEFAULT 'scheduled'
                  CHECK (state IN ('scheduled', 'running', 'done', 'cancelled')),

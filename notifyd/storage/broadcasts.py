@@ -57,7 +57,12 @@ async def fan_out_batch(
     timezone: str,
     message_domain: str,
 ) -> Batch:
-    reasons = json.dumps(["category service (mandatory)", "broadcast to every open account"])
+    marketing = broadcast.kind == "marketing.offer"
+    reasons = json.dumps(
+        ["category marketing", "offer to subscribers with consent, not unsubscribed"]
+        if marketing
+        else ["category service (mandatory)", "broadcast to every open account"]
+    )
     row = await conn.fetchrow(
         SQL["fan_out_batch"],
         broadcast.id,
@@ -69,6 +74,8 @@ async def fan_out_batch(
         timezone,
         reasons,
         message_domain,
+        marketing,
+        "marketing" if marketing else "service",
     )
     assert row is not None
     return Batch(state=row["state"], queued=int(row["queued"]), added=int(row["added"]))

@@ -17,24 +17,38 @@ FOR UPDATE SKIP LOCKED
 -- name: fan_out_batch
 -- Queues the next batch of open accounts after the cursor and moves the cursor, in the
 -- caller's transaction. The dedupe key makes a replayed batch add nothing.
-WITH target AS (
-    SELECT gen_random_uuid() AS notice_id, account_id, email, language, timezone
+WITH candidates AS (
+    SELECT account_id, email, language, timezone, preferences
     FROM subscribers
     WHERE account_id > $2::text AND closed_at IS NULL
     ORDER BY account_id
     LIMIT $3
+), target AS (
+    -- Marketing ($10): only with consent on file, to an address not on the suppression list.
+    SELECT gen_random_uuid() AS notice_id, c.account_id, c.language, c.timezone,
+           coalesce(c.preferences -> 'addresses' ->> $11::text, c.email) AS email
+    FROM candidates AS c
+    WHERE NOT $10::bool OR (
+        coalesce((SELECT ce.granted FROM consent_events AS ce
+                  WHERE ce.account_id = c.account_id AND ce.purpose = 'marketing'
+                  ORDER BY ce.at DESC, ce.id DESC LIMIT 1), false)
+        AND NOT EXISTS (SELECT 1 FROM suppressions AS sp
+                        WHERE sp.list = 'marketing'
+                          AND sp.address = lower(coalesce(c.preferences -> 'addresses'
+                                                          ->> $11::text, c.email)))
+    )
 ), queued AS (
     INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
                          timezone, reasons, due_at, message_id, dedupe_key)
-    SELECT t.notice_id, $4, t.account_id, $5, 'service', t.email,
+    SELECT t.notice_id, $4, t.account_id, $5, $11::text, t.email,
            coalesce(t.language, $6), coalesce(t.timezone, $7), $8::jsonb, now(),
            '<' || t.notice_id || '@' || $9::text || '>', 'broadcast:' || $1::uuid::text
     FROM target AS t
     ON CONFLICT (account_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING 1
 ), counts AS (
-    SELECT (SELECT count(*) FROM target) AS seen, (SELECT count(*) FROM queued) AS added,
-           (SELECT max(account_id) FROM target) AS last
+    SELECT (SELECT count(*) FROM candidates) AS seen, (SELECT count(*) FROM queued) AS added,
+           (SELECT max(account_id) FROM candidates) AS last
 )
 UPDATE broadcasts AS b
 SET cursor = coalesce(c.last, b.cursor),
