@@ -53,7 +53,3 @@ async def is_suppressed(conn: Conn, address: str) -> bool:
     found: bool = await conn.fetchval(SQL["is_suppressed"], address, MARKETING)
     return found
 
-
-async def may_receive_marketing(conn: Conn, account_id: str, address: str) -> bool:
-    """Consent recorded and the address not on the suppression list."""
-    return await has_consent(conn, account_id) and not await is_suppressed(conn, address)
