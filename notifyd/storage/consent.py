@@ -52,4 +52,3 @@ async def lift(conn: Conn, address: str) -> None:
 async def is_suppressed(conn: Conn, address: str) -> bool:
     found: bool = await conn.fetchval(SQL["is_suppressed"], address, MARKETING)
     return found
-
