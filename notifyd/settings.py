@@ -348,6 +348,12 @@ def _optional_file(section: _Section, key: str, base_dir: Path) -> Path | None:
     return path
 
 
+def _optional_web_url(value: str) -> str | None:
+    if value == "" or value.startswith(("https://", "http://")):
+        return None
+    return "must be empty or an http(s) URL"
+
+
 def _check_sender(value: str) -> str | None:
     address = parseaddr(value)[1]
     if "@" not in address or any(c in value for c in "\r\n"):
@@ -419,11 +425,7 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
             "public_url",
             str,
             "",
-            lambda v: (
-                None
-                if v == "" or v.startswith(("https://", "http://"))
-                else "must be empty or an http(s) URL"
-            ),
+            _optional_web_url,
         ),
     )
     s.finish()
@@ -592,11 +594,7 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
             "portal_url",
             str,
             "",
-            lambda v: (
-                None
-                if v == "" or v.startswith(("https://", "http://"))
-                else "must be empty or an http(s) URL"
-            ),
+            _optional_web_url,
         ),
     )
     s.finish()
