@@ -103,14 +103,19 @@ class Daemon:
             lambda: dispatcher.stop(self.settings.daemon.shutdown_grace_seconds)
         )
 
-        jobs = Jobs(database.pool, lambda: self.settings)
+        jobs = Jobs(
+            database.pool,
+            lambda: self.settings,
+            on_queued=dispatcher.wake,
+            clock=self.clock,
+        )
         jobs.start()
         self.stack.callback(jobs.stop)
 
         broadcaster = Broadcaster(
             database.pool,
             lambda: self.settings,
-            lambda: self.runtime.message_domain if self.runtime else "notifyd.invalid",
+            lambda: self.settings.message_domain,
             dispatcher.wake,
         )
         await broadcaster.start()

@@ -14,18 +14,21 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from uuid import UUID, uuid4
 
 import aiohttp
 import asyncpg
 import structlog
 
+from notifyd import digests
+from notifyd.digests import DIGEST_KIND
 from notifyd.dkim_signer import DkimSigner
 from notifyd.enclosing import KINDS_WITH_FILES, Enclosure, enclose
 from notifyd.links import Links
 from notifyd.mailer import Outcome, Transport, Verdict
 from notifyd.metrics import Metrics
-from notifyd.rendering import Renderer
+from notifyd.rendering import NoticeView, Renderer
 from notifyd.schedule import retry_delay
 from notifyd.settings import AttachmentSettings, DatabaseSettings, DeliverySettings
 from notifyd.storage import attachments as attachment_store
@@ -210,13 +213,24 @@ class Dispatcher:
             )
             return
         context = {**notice.context, **enclosure.context}
+        items: list[digests.DigestItem] = []
+        if notice.kind == DIGEST_KIND:
+            try:
+                async with self.pool.acquire() as conn:
+                    items = await notice_store.digest_items(conn, notice.id)
+            except db.UNAVAILABLE as error:
+                reason = f"database unavailable: {type(error).__name__}"
+                await self._record(notice, Outcome(Verdict.RETRY, reason))
+                return
         if notice.category == "marketing" and mailing.links is not None:
             # RFC 8058 one-click unsubscribe, signed for this account and address.
             context["unsubscribe_url"] = mailing.links.unsubscribe_url(
                 notice.account_id, notice.recipient
             )
-        view = replace(notice, context=context)
         try:
+            if notice.kind == DIGEST_KIND:
+                context.update(self._digest_context(notice, items, mailing.renderer))
+            view = replace(notice, context=context)
             message = mailing.renderer.message(view, self.clock(), enclosure.files)
             data = message.as_bytes()
             if mailing.signer is not None:
@@ -235,6 +249,28 @@ class Dispatcher:
             self.metrics.possible_duplicates.inc()
         await asyncio.shield(self._record(notice, outcome))
         bound.info("delivery", outcome=outcome.verdict.value, reply=outcome.reply[:200])
+
+    @staticmethod
+    def _digest_context(
+        notice: ClaimedNotice, items: list[digests.DigestItem], renderer: Renderer
+    ) -> dict[str, Any]:
+        """The lines and totals of a digest, from the notices it gathered."""
+        lines = [
+            renderer.line(
+                NoticeView(
+                    kind=item.kind,
+                    language=notice.language,
+                    data=item.data,
+                    timezone=notice.timezone,
+                    recipient=notice.recipient,
+                    context=item.context,
+                    subscriber_name=notice.subscriber_name,
+                    subscriber_username=notice.subscriber_username,
+                )
+            )
+            for item in digests.in_order(items)
+        ]
+        return {"items": lines, "totals": digests.totals(items)}
 
     async def _record(
         self, notice: ClaimedNotice, outcome: Outcome, retry_after: float | None = None
@@ -264,7 +300,11 @@ class Dispatcher:
         while True:
             try:
                 async with self.pool.acquire() as conn:
-                    if verdict is not Verdict.RETRY and notice.kind in KINDS_WITH_FILES:
+                    if (
+                        verdict is not Verdict.RETRY
+                        and notice.kind in KINDS_WITH_FILES
+                        and notice.event_id is not None
+                    ):
                         # The file's bytes now only wait out the retention period.
                         await attachment_store.schedule_purge(
                             conn, notice.event_id, self.mailing.attachments.keep_days

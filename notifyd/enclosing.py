@@ -40,7 +40,7 @@ async def enclose(
     settings: AttachmentSettings,
     session: aiohttp.ClientSession,
 ) -> Enclosure:
-    if notice.kind not in KINDS_WITH_FILES:
+    if notice.kind not in KINDS_WITH_FILES or notice.event_id is None:
         return Enclosure()
     async with pool.acquire() as conn:
         stored = await attachment_store.of_event(conn, notice.event_id)

@@ -77,14 +77,14 @@ async def ingest(
 
         current = await subscriber_store.get(conn, event.account_id, lock=True)
         subscriber = await _apply_to_subscriber(conn, event, current)
-        facts, merged_notice = await _facts(conn, event, current, subscriber, rules, now)
+        facts, merged_notices = await _facts(conn, event, current, subscriber, rules, now)
         routing = route(event, subscriber, facts, rules.defaults, rules.calls, now)
         queued = await notice_store.insert(
             conn, event_id, event.account_id, routing.notices, rules.message_domain
         )
-        if merged_notice is not None and queued:
+        if merged_notices and queued:
             await notice_store.mark_merged(
-                conn, merged_notice, f"told in the voicemail email of event {event_id}"
+                conn, merged_notices, f"told in the voicemail email of event {event_id}"
             )
         if queued and any(plan.due_at <= now for plan in routing.notices):
             await notice_store.wake_workers(conn)
@@ -111,26 +111,26 @@ async def _facts(
     after: Subscriber | None,
     rules: IntakeRules,
     now: datetime,
-) -> tuple[Facts, UUID | None]:
-    """Look up what routing needs; also returns a missed-call notice to fold into this one."""
+) -> tuple[Facts, list[UUID]]:
+    """Look up what routing needs; also returns missed-call notices to fold into this one."""
     data = event.data
     if after is None:
-        return Facts(), None
+        return Facts(), []
     if isinstance(data, AccountUpdated):
         changed = before is not None and data.email is not None and data.email != before.email
-        return Facts(previous_email=before.email if changed and before else None), None
+        return Facts(previous_email=before.email if changed and before else None), []
     if isinstance(data, CallMissed):
         exists = await notice_store.has_dedupe_key(
             conn, data.account_id, f"voicemail:{data.call_id}"
         )
-        return Facts(voicemail_exists=exists), None
+        return Facts(voicemail_exists=exists), []
     if isinstance(data, VoicemailReceived) and data.call_id:
         found = await notice_store.queued_missed_call(conn, data.account_id, data.call_id)
         if found is None:
-            return Facts(), None
-        notice_id, call = found
+            return Facts(), []
+        notice_ids, call = found
         keep = ("started_at", "called_number", "extension", "ring_seconds")
-        return Facts(merged_call={key: call.get(key) for key in keep}), notice_id
+        return Facts(merged_call={key: call.get(key) for key in keep}), notice_ids
     if isinstance(data, BalanceUpdated | CreditAdded):
         balance = Decimal(data.balance if isinstance(data, BalanceUpdated) else data.new_balance)
         crossing, left = await _credit(conn, event, after, balance, data.currency, rules, now)
@@ -139,8 +139,8 @@ async def _facts(
             Facts(credit=crossing, credit_days_left=left)
             if isinstance(data, BalanceUpdated)
             else Facts()
-        ), None
-    return Facts(), None
+        ), []
+    return Facts(), []
 
 
 async def _credit(

@@ -16,6 +16,7 @@ from notifyd.storage import attachments as attachment_store
 from notifyd.storage import credit as credit_store
 from notifyd.storage import db
 from notifyd.storage import events as event_store
+from notifyd.storage import notices as notice_store
 from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
@@ -23,6 +24,9 @@ log = structlog.get_logger(__name__)
 # Advisory lock keys, one per job that must not run on two hosts at once.
 PURGE_RECEIPTS_LOCK = 0x6E6F746901
 PURGE_FILES_LOCK = 0x6E6F746902
+DIGESTS_LOCK = 0x6E6F746903
+# Digest periods gathered per transaction: whole periods, so a batch never splits one.
+DIGEST_GROUPS_PER_BATCH = 1000
 
 
 async def run_exclusive(
@@ -39,10 +43,48 @@ async def run_exclusive(
     return True
 
 
+async def flush_digests(
+    pool: asyncpg.Pool, now: datetime, message_domain: str, on_queued: Callable[[], None]
+) -> tuple[int, int] | None:
+    """Queue every digest due at `now` (batch after batch), once across hosts: (digests,
+    notices told), or None when another host is doing it."""
+    total = [0, 0]
+
+    async def flush(conn: Conn) -> None:
+        while True:
+            async with conn.transaction():
+                digests, items = await notice_store.flush_digests(
+                    conn, now, DIGEST_GROUPS_PER_BATCH, message_domain
+                )
+                if digests:
+                    await notice_store.wake_workers(conn)
+            total[0] += digests
+            total[1] += items
+            if digests:
+                on_queued()
+            if digests < DIGEST_GROUPS_PER_BATCH:
+                return
+
+    if not await run_exclusive(pool, DIGESTS_LOCK, flush):
+        return None
+    if total[0]:
+        log.info("digests queued", digests=total[0], notices=total[1])
+    return total[0], total[1]
+
+
 class Jobs:
-    def __init__(self, pool: asyncpg.Pool, settings: Callable[[], Settings]) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        settings: Callable[[], Settings],
+        *,
+        on_queued: Callable[[], None] = lambda: None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.pool = pool
         self.settings = settings
+        self.on_queued = on_queued
+        self.clock = clock
         self.scheduler = AsyncIOScheduler(
             # Late runs are not skipped (APScheduler's default grace is 1 s): a job missed
             # while the daemon was down or busy runs once when it can, not never.
@@ -65,11 +107,29 @@ class Jobs:
             id="purge_files",
             next_run_time=datetime.now(UTC) + timedelta(seconds=40),
         )
+        # Digests go out at whole hours and at subscribers' daily times; checking every 20 s
+        # sends them within seconds of their time, and the first run (at start) sends any
+        # that fell due while the daemon was down.
+        self.scheduler.add_job(
+            self.digests,
+            "interval",
+            seconds=20,
+            id="digests",
+            next_run_time=datetime.now(UTC),
+        )
         self.scheduler.start()
 
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
+
+    async def digests(self) -> None:
+        try:
+            await flush_digests(
+                self.pool, self.clock(), self.settings().message_domain, self.on_queued
+            )
+        except db.UNAVAILABLE as error:
+            log.warning("digests postponed: database unavailable", error=type(error).__name__)
 
     async def purge_receipts(self) -> None:
         days = self.settings().webhooks.idempotency_days

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import time
 from typing import Any
 
 from notifyd.events import MANDATORY_CATEGORIES, Category
-from notifyd.settings import DefaultsSettings, QuietHours, parse_quiet_hours
+from notifyd.settings import (
+    DefaultsSettings,
+    QuietHours,
+    parse_quiet_hours,
+    parse_time_of_day,
+)
 
-MODES = ("immediate", "hourly", "daily", "off")
-# Modes the delivery engine can honour today; digests come with the digest sender.
-AVAILABLE_MODES = ("immediate", "off")
 CONFIGURABLE = tuple(c.value for c in Category if c not in MANDATORY_CATEGORIES)
 
 
@@ -28,8 +31,12 @@ class Preferences:
     modes: Mapping[str, str] = field(default_factory=dict)
     # Absent: the default quiet hours; "" : none; "22:00-07:00": these.
     quiet_hours: str | None = None
-    # Category -> address, for notices that should go elsewhere (faxes to the office).
-    addresses: Mapping[str, str] = field(default_factory=dict)
+    # Category -> the addresses its notices go to instead (faxes to the office).
+    addresses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Further addresses that get every notice of a category without its own addresses.
+    extra_emails: tuple[str, ...] = ()
+    # Local "HH:MM" of the daily digest; absent: the default.
+    digest_time: str | None = None
 
     @classmethod
     def from_json(cls, stored: Mapping[str, Any] | None) -> Preferences:
@@ -37,7 +44,13 @@ class Preferences:
         return cls(
             modes=dict(stored.get("modes", {})),
             quiet_hours=stored.get("quiet_hours"),
-            addresses=dict(stored.get("addresses", {})),
+            # One address was stored as a string before several were allowed.
+            addresses={
+                category: (value,) if isinstance(value, str) else tuple(value)
+                for category, value in stored.get("addresses", {}).items()
+            },
+            extra_emails=tuple(stored.get("extra_emails", ())),
+            digest_time=stored.get("digest_time"),
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -47,7 +60,11 @@ class Preferences:
         if self.quiet_hours is not None:
             data["quiet_hours"] = self.quiet_hours
         if self.addresses:
-            data["addresses"] = dict(self.addresses)
+            data["addresses"] = {k: list(v) for k, v in self.addresses.items()}
+        if self.extra_emails:
+            data["extra_emails"] = list(self.extra_emails)
+        if self.digest_time is not None:
+            data["digest_time"] = self.digest_time
         return data
 
 
@@ -63,8 +80,23 @@ def quiet_hours_for(preferences: Preferences, defaults: DefaultsSettings) -> Qui
     return parse_quiet_hours(preferences.quiet_hours)
 
 
-def address_for(category: Category, preferences: Preferences, email: str) -> str:
-    return preferences.addresses.get(category.value) or email
+def digest_time_for(preferences: Preferences, defaults: DefaultsSettings) -> time:
+    if preferences.digest_time is None:
+        return defaults.digest_time
+    return parse_time_of_day(preferences.digest_time)
+
+
+def addresses_for(category: Category, preferences: Preferences, email: str) -> tuple[str, ...]:
+    """Where a category's notices go: its own addresses if set, else the account's address
+    and its extra ones; each address once (compared without regard to case)."""
+    chosen = preferences.addresses.get(category.value) or (email, *preferences.extra_emails)
+    seen: set[str] = set()
+    unique = []
+    for address in chosen:
+        if address.lower() not in seen:
+            seen.add(address.lower())
+            unique.append(address)
+    return tuple(unique)
 
 
 def effective(preferences: Preferences, defaults: DefaultsSettings) -> dict[str, Any]:
@@ -77,4 +109,5 @@ def effective(preferences: Preferences, defaults: DefaultsSettings) -> dict[str,
         }
         | {category.value: "immediate" for category in MANDATORY_CATEGORIES},
         "quiet_hours": str(quiet) if quiet else "",
+        "digest_time": digest_time_for(preferences, defaults).strftime("%H:%M"),
     }

@@ -128,7 +128,10 @@ class Renderer:
         try:
             module = self._text.get_template(f"{name}.txt").make_module(context)
             html = self._html.get_template(f"{name}.html").render(
-                context, subject=_one_line(getattr(module, "subject", ""))
+                context,
+                subject=_one_line(getattr(module, "subject", "")),
+                # A digest's counted summary, worded once in the text template.
+                summary=_one_line(getattr(module, "summary", "")),
             )
         except jinja2.TemplateNotFound as error:
             raise TemplateError(f"no template {error.name}") from error
@@ -177,6 +180,10 @@ class Renderer:
         # After the body: set_content() drops every Content-* header set before it.
         message["Content-Language"] = notice.language
         return message
+
+    def line(self, notice: Renderable) -> str:
+        """The notice as one line of a digest."""
+        return self.render(notice).line
 
     def check(self, samples: Sequence[Renderable]) -> list[str]:
         """Render every sample; return one problem per template that fails (for start/reload)."""

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from notifyd.events import (
     MANDATORY_CATEGORIES,
@@ -27,8 +28,14 @@ from notifyd.events import (
     IpAllowlistChanged,
     VoicemailReceived,
 )
-from notifyd.preferences import Preferences, address_for, mode_for, quiet_hours_for
-from notifyd.schedule import release_time
+from notifyd.preferences import (
+    Preferences,
+    addresses_for,
+    digest_time_for,
+    mode_for,
+    quiet_hours_for,
+)
+from notifyd.schedule import digest_due, release_time
 from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.thresholds import Crossing, Level
 
@@ -73,6 +80,8 @@ class NoticePlan:
     reasons: tuple[str, ...]
     context: Mapping[str, Any] = field(default_factory=dict)
     dedupe_key: str | None = None
+    # "hourly" | "daily": held for the digest that goes out at `due_at`.
+    digest: str | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +93,8 @@ class Routing:
 
 # Notices that answer something the subscriber just did, or that cannot wait, go out even in
 # quiet hours (as does every security notice). Everything else waits for quiet hours to end.
+DIGEST_MODES = ("hourly", "daily")
+
 IMMEDIATE_KINDS = frozenset(
     {"account.created", "account.closed", "account.email_changed", "credit.critical"}
 )
@@ -187,8 +198,22 @@ def route(
         context["days_left"] = facts.credit_days_left
         reasons.append(f"balance crossed below {facts.credit.threshold} {data.currency}")
 
+    digest = None
     if kind in IMMEDIATE_KINDS or category is Category.SECURITY:
         reasons.append("sent at once: never waits for quiet hours")
+        if mode in DIGEST_MODES:
+            reasons.append(f"not put in the {mode} digest: this notice cannot wait")
+    elif mode in DIGEST_MODES:
+        quiet = quiet_hours_for(subscriber.preferences, defaults)
+        digest = mode
+        due_at = digest_due(
+            mode, due_at, zone, digest_time_for(subscriber.preferences, defaults), quiet
+        )
+        local = due_at.astimezone(ZoneInfo(zone))
+        reasons.append(
+            f"{category.value} notices go in the {mode} digest: held for the one sent at "
+            f"{local:%Y-%m-%d %H:%M} {zone}" + (f" (after quiet hours {quiet})" if quiet else "")
+        )
     else:
         quiet = quiet_hours_for(subscriber.preferences, defaults)
         released = release_time(due_at, quiet, zone)
@@ -209,6 +234,7 @@ def route(
             reasons=tuple(reasons + ([why] if why else [])),
             context={**context, **extra},
             dedupe_key=dedupe_key,
+            digest=digest,
         )
 
     if kind == "account.email_changed":
@@ -224,9 +250,23 @@ def route(
                 plan(subscriber.email, {**change, "recipient_role": "new"}),
             )
         )
-    recipient = address_for(category, subscriber.preferences, subscriber.email)
-    why = None if recipient == subscriber.email else f"{category.value} notices go to this address"
-    return Routing((plan(recipient, {}, why),))
+    recipients = addresses_for(category, subscriber.preferences, subscriber.email)
+    return Routing(
+        tuple(
+            plan(
+                recipient,
+                {},
+                None if recipient == subscriber.email else _why_address(category, subscriber),
+            )
+            for recipient in recipients
+        )
+    )
+
+
+def _why_address(category: Category, subscriber: Subscriber) -> str:
+    if category.value in subscriber.preferences.addresses:
+        return f"{category.value} notices go to this address"
+    return "also sent to this address of the account"
 
 
 def _allowlist_diff(previous: list[str], current: list[str]) -> dict[str, list[str]]:

@@ -198,6 +198,7 @@ NOTICE_KINDS = (
     "notice.policy_changed",
     "notice.service",
     "marketing.offer",
+    "digest",
 )
 
 # Broadcasts are not webhooks: their content is what the admin wrote, per language.
@@ -279,6 +280,22 @@ def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
         return {"threshold": "5.00", "days_left": 3}
     if kind == "credit.critical":
         return {"threshold": "1.00", "days_left": None}
+    if kind == "digest":
+        return {
+            "period": "hourly",
+            "category": "calls",
+            "items": [
+                "22 noiembrie 2026, 10:05 – apel nepreluat de la +40 721 555 123",
+                "22 noiembrie 2026, 10:20 – apel nepreluat de la +40 721 555 123",
+                "22 noiembrie 2026, 10:41 – apel nepreluat de la +40 745 000 111",
+            ],
+            "totals": {
+                "count": 3,
+                "kinds": [{"kind": "call.missed", "count": 3}],
+                "callers": [{"number": "+40721555123", "count": 2}],
+            },
+            "unsubscribe_url": "https://notices.voip.example/v1/unsubscribe/sample-token",
+        }
     return {}
 
 
@@ -292,6 +309,8 @@ def sample_view(kind: str, language: str, now: datetime | None = None) -> Any:
 
     if kind in SAMPLE_BROADCASTS:
         data: dict[str, Any] = SAMPLE_BROADCASTS[kind]
+    elif kind == "digest":
+        data = {}  # a digest tells its notices through `extra`
     else:
         fields = sample_data(event_type, "acc-1001", now)
         data = stored_fields(CATALOGUE[event_type].model_validate(fields))

@@ -64,6 +64,38 @@ def release_time(now: datetime, window: QuietHours | None, zone: str) -> datetim
     return quiet_hours_end(now, window, zone) or now
 
 
+def digest_due(
+    mode: str,
+    now: datetime,
+    zone: str,
+    digest_time: time,
+    quiet: QuietHours | None,
+) -> datetime:
+    """When the digest that takes a notice arriving at `now` goes out (UTC).
+
+    Hourly: at the next full hour of the subscriber's clock. Daily: at the next
+    `digest_time` of their clock (today's if it is still ahead). A digest falling in quiet
+    hours goes when they end, so the notices of a night make one morning digest, not one
+    per hour.
+    """
+    tz = ZoneInfo(zone)
+    local = now.astimezone(tz)
+    if mode == "hourly":
+        # Whole-hour steps from the start of this local hour stay on local hour boundaries
+        # across DST changes (offsets change by whole hours, or half hours in a few zones
+        # whose hours start at :30 UTC anyway).
+        start = local.replace(minute=0, second=0, microsecond=0).astimezone(UTC)
+        due = start + timedelta(hours=1)
+    elif mode == "daily":
+        today = datetime.combine(local.date(), digest_time)
+        due = _first_instant_at_or_after(today, tz, now)
+        if due <= now:
+            due = _first_instant_at_or_after(today + timedelta(days=1), tz, now)
+    else:
+        raise ValueError(f"not a digest mode: {mode!r}")
+    return release_time(due, quiet, zone)
+
+
 def retry_delay(
     attempt: int, settings: DeliverySettings, rng: random.Random | None = None
 ) -> float:

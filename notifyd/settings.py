@@ -28,6 +28,8 @@ SMTP_SECURITY = ("none", "starttls", "tls")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Categories whose default mode the admin may set (security and service are mandatory).
 DEFAULT_MODE_CATEGORIES = ("calls", "voicemail", "fax", "billing", "low_credit", "marketing")
+# How a category's notices reach the subscriber: one email each, gathered in a digest, none.
+MODES = ("immediate", "hourly", "daily", "off")
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -114,6 +116,8 @@ class DefaultsSettings:
     quiet_hours: QuietHours | None = QuietHours(time(22, 0), time(8, 0))
     # Category -> mode for subscribers who did not choose ("immediate" when absent).
     modes: Mapping[str, str] = field(default_factory=dict)
+    # Local time at which daily digests go out.
+    digest_time: time = time(8, 0)
 
 
 @dataclass(frozen=True)
@@ -212,6 +216,11 @@ class Settings:
     broadcasts: BroadcastSettings = BroadcastSettings()
 
     @property
+    def message_domain(self) -> str:
+        """The right-hand side of the Message-IDs notifyd writes: the sender's domain."""
+        return self.smtp.sender_address.rpartition("@")[2] or "notifyd.invalid"
+
+    @property
     def outbox_dir(self) -> Path:
         return self.daemon.state_dir / "outbox"
 
@@ -305,6 +314,17 @@ def check_timezone(value: str) -> str | None:
     except (ZoneInfoNotFoundError, ValueError):
         return f"unknown time zone {value!r} (use an IANA name such as 'Europe/Bucharest')"
     return None
+
+
+def parse_time_of_day(value: str) -> time:
+    """'08:00' -> time(8, 0). Raises ValueError naming what is wrong."""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
+    if not match:
+        raise ValueError(f"must be a local time like '08:00', got {value!r}")
+    try:
+        return time(int(match.group(1)), int(match.group(2)))
+    except ValueError:
+        raise ValueError(f"is not a time of day: {value!r}") from None
 
 
 def parse_quiet_hours(value: str) -> QuietHours | None:
@@ -511,13 +531,23 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
                 if category in ("security", "service")
                 else f"unknown category; known: {', '.join(DEFAULT_MODE_CATEGORIES)}",
             )
-        elif mode not in ("immediate", "off"):
-            s.problem(f"modes.{category}", "must be 'immediate' or 'off'")
+        elif mode not in MODES:
+            s.problem(f"modes.{category}", f"must be one of {', '.join(map(repr, MODES))}")
         else:
             modes[category] = mode
+    digest_text = s.get("digest_time", str, "08:00")
+    try:
+        digest_time = parse_time_of_day(digest_text)
+    except ValueError as error:
+        s.problem("digest_time", str(error))
+        digest_time = DefaultsSettings().digest_time
     s.finish()
     defaults = DefaultsSettings(
-        language=language, timezone=timezone, quiet_hours=quiet_hours, modes=modes
+        language=language,
+        timezone=timezone,
+        quiet_hours=quiet_hours,
+        modes=modes,
+        digest_time=digest_time,
     )
 
     s = _Section("webhooks", raw.get("webhooks"), problems)

@@ -36,9 +36,15 @@ from notifyd.events import (
 from notifyd.http.errors import error_response
 from notifyd.http.imports import import_subscribers
 from notifyd.http.runtime import RUNTIME
-from notifyd.preferences import AVAILABLE_MODES, CONFIGURABLE, Preferences
+from notifyd.preferences import CONFIGURABLE, Preferences
 from notifyd.routing import Subscriber
-from notifyd.settings import LANGUAGES, DefaultsSettings, parse_quiet_hours
+from notifyd.settings import (
+    LANGUAGES,
+    MODES,
+    DefaultsSettings,
+    parse_quiet_hours,
+    parse_time_of_day,
+)
 from notifyd.storage import broadcasts as broadcast_store
 from notifyd.storage import consent as consent_store
 from notifyd.storage import db
@@ -105,6 +111,16 @@ class SubscriberBody(BaseModel):
     timezone: TimeZoneName | None = None
 
 
+def _one_or_several(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+# One address, or a list of them (faxes to the office and to the scanner).
+Addresses = Annotated[
+    list[EmailAddress], pydantic.BeforeValidator(_one_or_several), Field(min_length=1)
+]
+
+
 class PreferencesPatch(BaseModel):
     """PATCH .../preferences: only the fields given change; null returns one to the default."""
 
@@ -112,7 +128,11 @@ class PreferencesPatch(BaseModel):
 
     modes: dict[str, str | None] | None = None
     quiet_hours: str | None = None
-    addresses: dict[str, EmailAddress | None] | None = None
+    # Per category: one address, several, or null to follow the account's addresses again.
+    addresses: dict[str, Addresses | None] | None = None
+    # Further addresses of the account (besides its own) that get every notice.
+    extra_emails: list[EmailAddress] | None = None
+    digest_time: str | None = None
     voicemail_audio: bool | None = None
     low_credit_threshold: Money | None = None
     language: Language | None = None
@@ -126,11 +146,15 @@ class PreferencesPatch(BaseModel):
                 raise ValueError(f"{category} notices are mandatory and cannot be changed")
             if category not in CONFIGURABLE:
                 raise ValueError(f"unknown category {category!r}; known: {', '.join(CONFIGURABLE)}")
-            if mode is not None and mode not in AVAILABLE_MODES:
-                raise ValueError(
-                    f"{category}: mode must be one of {', '.join(AVAILABLE_MODES)} (hourly and "
-                    "daily digests come with the digest sender)"
-                )
+            if mode is not None and mode not in MODES:
+                raise ValueError(f"{category}: mode must be one of {', '.join(MODES)}")
+        return value
+
+    @field_validator("digest_time")
+    @classmethod
+    def _digest_time(cls, value: str | None) -> str | None:
+        if value is not None:
+            return parse_time_of_day(value).strftime("%H:%M")
         return value
 
     @field_validator("quiet_hours")
@@ -142,7 +166,9 @@ class PreferencesPatch(BaseModel):
 
     @field_validator("addresses")
     @classmethod
-    def _addresses(cls, value: dict[str, str | None] | None) -> dict[str, str | None] | None:
+    def _addresses(
+        cls, value: dict[str, list[str] | None] | None
+    ) -> dict[str, list[str] | None] | None:
         for category in value or {}:
             if category not in {c.value for c in Category}:
                 raise ValueError(f"unknown category {category!r}")
@@ -162,11 +188,15 @@ class PreferencesPatch(BaseModel):
             if address is None:
                 addresses.pop(category, None)
             else:
-                addresses[category] = address
+                addresses[category] = tuple(address)
         preferences = Preferences(
             modes=modes,
             quiet_hours=self.quiet_hours if "quiet_hours" in given else current.quiet_hours,
             addresses=addresses,
+            extra_emails=(
+                tuple(self.extra_emails or ()) if "extra_emails" in given else current.extra_emails
+            ),
+            digest_time=self.digest_time if "digest_time" in given else current.digest_time,
         )
         return replace(
             subscriber,
@@ -197,8 +227,10 @@ def _preferences_json(subscriber: Subscriber, defaults: DefaultsSettings) -> dic
             "language": subscriber.language or defaults.language,
             "timezone": subscriber.timezone or defaults.timezone,
             "addresses": {
-                category.value: preferences_module.address_for(
-                    category, subscriber.preferences, subscriber.email
+                category.value: list(
+                    preferences_module.addresses_for(
+                        category, subscriber.preferences, subscriber.email
+                    )
                 )
                 for category in Category
             },
@@ -329,15 +361,16 @@ class ConsentBody(BaseModel):
 
 
 async def _consent_state(conn: Conn, subscriber: Subscriber) -> dict[str, Any]:
-    address = preferences_module.address_for(
+    addresses = preferences_module.addresses_for(
         Category.MARKETING, subscriber.preferences, subscriber.email
     )
     consented = await consent_store.has_consent(conn, subscriber.account_id)
-    suppressed = await consent_store.is_suppressed(conn, address)
+    suppressed = [a for a in addresses if await consent_store.is_suppressed(conn, a)]
     return {
         "consent": consented,
-        "suppressed": suppressed,
-        "sendable": consented and not suppressed,
+        # Some marketing address of the account unsubscribed (it stays off the list).
+        "suppressed": bool(suppressed),
+        "sendable": consented and len(suppressed) < len(addresses),
     }
 
 
@@ -373,7 +406,7 @@ async def post_consent(request: web.Request) -> web.Response:
         )
         addresses = {
             subscriber.email,
-            preferences_module.address_for(
+            *preferences_module.addresses_for(
                 Category.MARKETING, subscriber.preferences, subscriber.email
             ),
         }

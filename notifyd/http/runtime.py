@@ -47,7 +47,7 @@ class Runtime:
 
     @property
     def message_domain(self) -> str:
-        return self.settings.smtp.sender_address.rpartition("@")[2] or "notifyd.invalid"
+        return self.settings.message_domain
 
     @property
     def intake_rules(self) -> IntakeRules:

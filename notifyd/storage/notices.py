@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+from notifyd.digests import DigestItem
 from notifyd.routing import NoticePlan
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
@@ -20,7 +21,7 @@ CHANNEL = "notifyd_notices"
 @dataclass(frozen=True)
 class ClaimedNotice:
     id: UUID
-    event_id: UUID
+    event_id: UUID | None  # None for a digest
     account_id: str
     kind: str
     category: str
@@ -68,19 +69,21 @@ async def insert(
         [f"<{notice_id}@{message_domain}>" for notice_id in ids],
         [json.dumps(dict(p.context), ensure_ascii=False, default=str) for p in plans],
         [p.dedupe_key for p in plans],
+        [p.digest for p in plans],
     )
     return [row["id"] for row in rows]
 
 
 async def queued_missed_call(
     conn: Conn, account_id: str, call_id: str
-) -> tuple[UUID, dict[str, Any]] | None:
-    row = await conn.fetchrow(SQL["queued_missed_call"], account_id, call_id)
-    return None if row is None else (row["id"], row["data"])
+) -> tuple[list[UUID], dict[str, Any]] | None:
+    """The unsent missed-call notices of a call (one per address) and the call's data."""
+    rows = await conn.fetch(SQL["queued_missed_call"], account_id, call_id)
+    return None if not rows else ([row["id"] for row in rows], rows[0]["data"])
 
 
-async def mark_merged(conn: Conn, notice_id: UUID, note: str) -> None:
-    await conn.execute(SQL["mark_merged"], notice_id, note)
+async def mark_merged(conn: Conn, notice_ids: Sequence[UUID], note: str) -> None:
+    await conn.execute(SQL["mark_merged"], list(notice_ids), note)
 
 
 async def has_dedupe_key(conn: Conn, account_id: str, key: str) -> bool:
@@ -165,3 +168,25 @@ async def retry_failed(conn: Conn, notice_id: UUID) -> str | None:
     if state is not None:
         await wake_workers(conn)
     return state
+
+
+async def flush_digests(
+    conn: Conn, now: datetime, groups: int, message_domain: str
+) -> tuple[int, int]:
+    """Turn up to `groups` due digest periods into digest notices: (digests, notices told)."""
+    row = await conn.fetchrow(SQL["flush_digests"], now, groups, message_domain)
+    assert row is not None
+    return int(row["digests"]), int(row["items"])
+
+
+async def digest_items(conn: Conn, digest_id: UUID) -> list[DigestItem]:
+    rows = await conn.fetch(SQL["digest_items"], digest_id)
+    return [
+        DigestItem(
+            kind=row["kind"],
+            occurred_at=row["occurred_at"],
+            data=row["data"],
+            context=row["context"],
+        )
+        for row in rows
+    ]

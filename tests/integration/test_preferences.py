@@ -103,7 +103,7 @@ async def test_faxes_can_go_to_another_address(
         await daemon.post("pbx", sample_event("call.missed", "acc-1"), PBX_SECRET)
         await smtp_sink.wait_for(3)
     recipients = [rcpts for _, rcpts in smtp_sink.envelopes]
-    assert patched[1]["effective"]["addresses"]["fax"] == "office@client.example"
+    assert patched[1]["effective"]["addresses"]["fax"] == ["office@client.example"]
     assert recipients == [
         ["ana@client.example"],
         ["office@client.example"],
@@ -169,7 +169,9 @@ async def test_invalid_preferences_are_named_field_by_field(
             json={
                 "modes": {"calls": "sometimes"},
                 "quiet_hours": "late",
-                "addresses": {"fax": "nope"},
+                "addresses": {"fax": "nope", "calls": ["ok@client.example", "nope"]},
+                "extra_emails": ["fine@client.example", "bad"],
+                "digest_time": "25:00",
                 "language": "fr",
                 "low_credit_threshold": 12.5,
             },
@@ -181,7 +183,11 @@ async def test_invalid_preferences_are_named_field_by_field(
     assert set(invalid[1]["fields"]) == {
         "modes",
         "quiet_hours",
-        "addresses.fax",
+        # One address or a list: the position of the bad one is named.
+        "addresses.fax.0",
+        "addresses.calls.1",
+        "extra_emails.1",
+        "digest_time",
         "language",
         "low_credit_threshold",
     }

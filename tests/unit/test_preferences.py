@@ -7,7 +7,7 @@ from datetime import time
 from notifyd.events import Category
 from notifyd.preferences import (
     Preferences,
-    address_for,
+    addresses_for,
     effective,
     mode_for,
     quiet_hours_for,
@@ -41,10 +41,37 @@ def test_quiet_hours_absent_none_or_own() -> None:
 
 
 def test_a_category_address_overrides_the_main_one() -> None:
-    chosen = Preferences(addresses={"fax": "office@client.example"})
+    chosen = Preferences(addresses={"fax": ("office@client.example",)})
 
-    assert address_for(Category.FAX, chosen, "ana@client.example") == "office@client.example"
-    assert address_for(Category.CALLS, chosen, "ana@client.example") == "ana@client.example"
+    assert addresses_for(Category.FAX, chosen, "ana@client.example") == ("office@client.example",)
+    assert addresses_for(Category.CALLS, chosen, "ana@client.example") == ("ana@client.example",)
+
+
+def test_extra_addresses_get_every_category_without_its_own_addresses() -> None:
+    chosen = Preferences(
+        addresses={"fax": ("office@client.example", "scan@client.example")},
+        extra_emails=("ANA@client.example", "boss@client.example"),
+    )
+
+    # The account's own address first; the same address in another case only once.
+    assert addresses_for(Category.CALLS, chosen, "ana@client.example") == (
+        "ana@client.example",
+        "boss@client.example",
+    )
+    assert addresses_for(Category.FAX, chosen, "ana@client.example") == (
+        "office@client.example",
+        "scan@client.example",
+    )
+
+
+def test_an_address_stored_as_one_string_reads_as_one_address() -> None:
+    stored = {"addresses": {"fax": "office@client.example"}, "extra_emails": ["b@x.example"]}
+
+    chosen = Preferences.from_json(stored)
+
+    assert chosen.addresses == {"fax": ("office@client.example",)}
+    assert chosen.extra_emails == ("b@x.example",)
+    assert chosen.to_json()["addresses"] == {"fax": ["office@client.example"]}
 
 
 def test_stored_json_round_trips_and_keeps_only_explicit_choices() -> None:

@@ -44,7 +44,7 @@ WITH candidates AS (
            coalesce(t.language, $6), coalesce(t.timezone, $7), $8::jsonb, now(),
            '<' || t.notice_id || '@' || $9::text || '>', 'broadcast:' || $1::uuid::text
     FROM target AS t
-    ON CONFLICT (account_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+    ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING 1
 ), counts AS (
     SELECT (SELECT count(*) FROM candidates) AS seen, (SELECT count(*) FROM queued) AS added,

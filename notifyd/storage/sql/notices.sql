@@ -1,28 +1,31 @@
 -- name: insert_notices
 -- All notices of one event in one statement; a notice whose dedupe key the account already
 -- has (another leg of the same call) is not inserted.
+-- A notice for a digest is 'held' until its digest goes out at due_at.
 INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language, timezone,
-                     reasons, due_at, message_id, context, dedupe_key)
+                     reasons, due_at, message_id, context, dedupe_key, digest, state)
 SELECT id, event_id, account_id, kind, category, recipient, language, timezone,
-       reasons::jsonb, due_at, message_id, context::jsonb, dedupe_key
+       reasons::jsonb, due_at, message_id, context::jsonb, dedupe_key, digest,
+       CASE WHEN digest IS NULL THEN 'queued' ELSE 'held' END
 FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
             $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
-            $12::text[], $13::text[])
+            $12::text[], $13::text[], $14::text[])
      AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
-           reasons, due_at, message_id, context, dedupe_key)
-ON CONFLICT (account_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
+           reasons, due_at, message_id, context, dedupe_key, digest)
+ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
 RETURNING id
 
 -- name: queued_missed_call
--- The missed-call notice of a call still waiting for its voicemail, locked so that the
--- worker cannot send it while the voicemail takes it over.
+-- The missed-call notices of a call still waiting for its voicemail (one per address, or
+-- held for a digest), locked so that no worker or digest takes them while the voicemail
+-- takes them over.
 SELECT n.id, e.data FROM notices AS n JOIN events AS e ON e.id = n.event_id
 WHERE n.account_id = $1 AND n.dedupe_key = 'call:' || $2 AND n.kind = 'call.missed'
-  AND n.state = 'queued'
+  AND n.state IN ('queued', 'held')
 FOR UPDATE OF n
 
 -- name: mark_merged
-UPDATE notices SET state = 'merged', last_error = $2 WHERE id = $1
+UPDATE notices SET state = 'merged', last_error = $2 WHERE id = ANY($1::uuid[])
 
 -- name: has_dedupe_key
 SELECT EXISTS (SELECT 1 FROM notices WHERE account_id = $1 AND dedupe_key = $2)
@@ -30,26 +33,32 @@ SELECT EXISTS (SELECT 1 FROM notices WHERE account_id = $1 AND dedupe_key = $2)
 -- name: claim_due
 -- Takes up to $1 due notices for this host; a 'sending' row whose lease ended is due
 -- again, which is how a crashed host's claims come back. The new lease is due_at.
+-- A digest has no event of its own: its items are read when it is sent.
 WITH due AS (
     SELECT id FROM notices
     WHERE state IN ('queued', 'sending') AND due_at <= now()
     ORDER BY due_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE notices AS n
+    SET state = 'sending',
+        claimed_by = $2,
+        claim_token = $3,
+        due_at = now() + make_interval(secs => $4),
+        attempts = n.attempts + 1
+    FROM due
+    WHERE n.id = due.id
+    RETURNING n.*
 )
-UPDATE notices AS n
-SET state = 'sending',
-    claimed_by = $2,
-    claim_token = $3,
-    due_at = now() + make_interval(secs => $4),
-    attempts = n.attempts + 1
-FROM due, events AS e
-LEFT JOIN subscribers AS s ON s.account_id = e.account_id
-WHERE n.id = due.id AND e.id = n.event_id
-RETURNING n.id, n.event_id, n.account_id, n.kind, n.category, n.recipient, n.language,
-          n.timezone, n.attempts, n.created_at, n.message_id, n.context, e.type AS event_type,
-          e.occurred_at, e.data, s.name AS subscriber_name, s.username AS subscriber_username,
-          s.voicemail_audio
+SELECT c.id, c.event_id, c.account_id, c.kind, c.category, c.recipient, c.language,
+       c.timezone, c.attempts, c.created_at, c.message_id, c.context,
+       coalesce(e.type, c.kind) AS event_type, coalesce(e.occurred_at, c.created_at) AS occurred_at,
+       coalesce(e.data, '{}'::jsonb) AS data, s.name AS subscriber_name,
+       s.username AS subscriber_username, s.voicemail_audio
+FROM claimed AS c
+LEFT JOIN events AS e ON e.id = c.event_id
+LEFT JOIN subscribers AS s ON s.account_id = c.account_id
 
 -- name: mark_sent
 -- Only the holder of the claim may record it: a host whose lease ran out is ignored.
@@ -110,3 +119,53 @@ retried AS (
     RETURNING n.state
 )
 SELECT coalesce((SELECT state FROM retried), (SELECT state FROM target))
+
+-- name: flush_digests
+-- Gathers the held notices whose digest is due ($1) into one digest notice per account,
+-- address, category and period, in one statement. Whole groups are taken (never part of
+-- one), and the job runs under an advisory lock, so each period gives one digest.
+WITH due_groups AS (
+    SELECT DISTINCT account_id, category, recipient, digest, due_at
+    FROM notices
+    WHERE state = 'held' AND due_at <= $1
+    LIMIT $2
+), held AS (
+    SELECT n.id, n.account_id, n.category, n.recipient, n.digest, n.due_at, n.language,
+           n.timezone, n.created_at
+    FROM notices AS n
+    JOIN due_groups AS g USING (account_id, category, recipient, digest, due_at)
+    WHERE n.state = 'held'
+    FOR UPDATE OF n
+), groups AS (
+    SELECT gen_random_uuid() AS digest_id, account_id, category, recipient, digest, due_at,
+           (array_agg(language ORDER BY created_at DESC))[1] AS language,
+           (array_agg(timezone ORDER BY created_at DESC))[1] AS timezone,
+           count(*) AS items
+    FROM held
+    GROUP BY account_id, category, recipient, digest, due_at
+), digests AS (
+    INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
+                         timezone, reasons, due_at, message_id, context)
+    SELECT digest_id, NULL, account_id, 'digest', category, recipient, language, timezone,
+           jsonb_build_array(format('%s digest of %s %s notices, period ending %s',
+                                    digest, items, category, due_at)),
+           now(), '<' || digest_id || '@' || $3::text || '>',
+           jsonb_build_object('period', digest, 'category', category, 'period_end', due_at)
+    FROM groups
+    RETURNING id
+), gathered AS (
+    UPDATE notices AS n
+    SET state = 'digested', digest_id = g.digest_id
+    FROM held AS h
+    JOIN groups AS g USING (account_id, category, recipient, digest, due_at)
+    WHERE n.id = h.id
+    RETURNING 1
+)
+SELECT (SELECT count(*) FROM digests) AS digests, (SELECT count(*) FROM gathered) AS items
+
+-- name: digest_items
+-- What a digest tells, in the order the events happened.
+SELECT n.kind, n.context, e.occurred_at, e.data
+FROM notices AS n JOIN events AS e ON e.id = n.event_id
+WHERE n.digest_id = $1
+ORDER BY e.occurred_at, n.created_at
