@@ -222,11 +222,17 @@ class Dispatcher:
                 reason = f"database unavailable: {type(error).__name__}"
                 await self._record(notice, Outcome(Verdict.RETRY, reason))
                 return
-        if notice.category == "marketing" and mailing.links is not None:
-            # RFC 8058 one-click unsubscribe, signed for this account and address.
-            context["unsubscribe_url"] = mailing.links.unsubscribe_url(
-                notice.account_id, notice.recipient
-            )
+        if mailing.links is not None:
+            # SPEC §5: every email links to the subscriber's preference page.
+            context["preferences_url"] = mailing.links.preferences_url(notice.account_id)
+            if notice.category == "marketing" or notice.kind == DIGEST_KIND:
+                # RFC 8058 one-click unsubscribe, signed for this account and address:
+                # from offers, or from this category's digests.
+                context["unsubscribe_url"] = mailing.links.unsubscribe_url(
+                    notice.account_id,
+                    notice.recipient,
+                    "marketing" if notice.category == "marketing" else notice.category,
+                )
         try:
             if notice.kind == DIGEST_KIND:
                 context.update(self._digest_context(notice, items, mailing.renderer))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
 from itsdangerous import BadSignature, URLSafeSerializer
@@ -23,19 +24,45 @@ def link_secret(configured: str, state_dir: Path) -> str:
     return path.read_text().strip()
 
 
+MARKETING = "marketing"
+
+
+@dataclass(frozen=True)
+class Unsubscribe:
+    account_id: str
+    address: str
+    # "marketing" (offers), or the category whose digests the subscriber wants no more.
+    topic: str = MARKETING
+
+
 class Links:
     def __init__(self, secret: str, base_url: str) -> None:
         self.base_url = base_url.rstrip("/")
         self._unsubscribe = URLSafeSerializer(secret, salt="notifyd.unsubscribe")
+        self._preferences = URLSafeSerializer(secret, salt="notifyd.preferences")
 
-    def unsubscribe_url(self, account_id: str, address: str) -> str:
-        token = self._unsubscribe.dumps([account_id, address])
-        return f"{self.base_url}/v1/unsubscribe/{token}"
+    def unsubscribe_url(self, account_id: str, address: str, topic: str = MARKETING) -> str:
+        # Marketing links stay two items long, as links already sent in emails are.
+        items = [account_id, address] + ([] if topic == MARKETING else [topic])
+        return f"{self.base_url}/v1/unsubscribe/{self._unsubscribe.dumps(items)}"
 
-    def read_unsubscribe(self, token: str) -> tuple[str, str] | None:
-        """(account_id, address) from a token this daemon signed, or None."""
+    def read_unsubscribe(self, token: str) -> Unsubscribe | None:
+        """What a token this daemon signed unsubscribes from, or None."""
         try:
-            account_id, address = self._unsubscribe.loads(token)
-        except (BadSignature, ValueError, TypeError):
+            items = self._unsubscribe.loads(token)
+        except BadSignature:
             return None
-        return str(account_id), str(address)
+        if not isinstance(items, list) or len(items) not in (2, 3):
+            return None
+        return Unsubscribe(*(str(item) for item in items))
+
+    def preferences_url(self, account_id: str) -> str:
+        return f"{self.base_url}/v1/preferences/{self._preferences.dumps(account_id)}"
+
+    def read_preferences(self, token: str) -> str | None:
+        """The account a preference-page token was signed for, or None."""
+        try:
+            account_id = self._preferences.loads(token)
+        except BadSignature:
+            return None
+        return account_id if isinstance(account_id, str) else None

@@ -322,6 +322,9 @@ def sample_view(kind: str, language: str, now: datetime | None = None) -> Any:
         kind=kind,
         language=language,
         data=data,
-        context=sample_extra(kind, data),
+        context={
+            **sample_extra(kind, data),
+            "preferences_url": "https://notices.voip.example/v1/preferences/sample-token",
+        },
         message_id=f"<preview-{kind}@voip.example>",
     )

@@ -22,7 +22,6 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from notifyd import preferences as preferences_module
-from notifyd.consent import lifts_suppression, suppresses
 from notifyd.events import (
     Category,
     DisplayText,
@@ -396,25 +395,20 @@ async def post_consent(request: web.Request) -> web.Response:
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
         if subscriber is None:
             return _no_subscriber(account_id)
-        event = await consent_store.record(
+        event = await consent_store.decide(
             conn,
             account_id,
+            [
+                subscriber.email,
+                *preferences_module.addresses_for(
+                    Category.MARKETING, subscriber.preferences, subscriber.email
+                ),
+            ],
             granted=body.marketing,
             source=body.source,
             wording_version=body.wording_version,
             recorded_by=request[TOKEN_NAME],
         )
-        addresses = {
-            subscriber.email,
-            *preferences_module.addresses_for(
-                Category.MARKETING, subscriber.preferences, subscriber.email
-            ),
-        }
-        for address in addresses:
-            if suppresses(body.marketing):
-                await consent_store.suppress(conn, address, f"withdrawn via {body.source}")
-            elif lifts_suppression(body.marketing, body.source):
-                await consent_store.lift(conn, address)
         state = await _consent_state(conn, subscriber)
     log.info(
         "consent recorded",

@@ -47,5 +47,7 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/v1/unsubscribe/{token}", pages.unsubscribe_form)
     app.router.add_post("/v1/unsubscribe/{token}", pages.unsubscribe)
+    app.router.add_get("/v1/preferences/{token}", pages.preferences_form)
+    app.router.add_post("/v1/preferences/{token}", pages.save_preferences)
     app.add_subapp("/v1/admin/", create_admin_app())
     return app

@@ -13,6 +13,8 @@ from aiohttp import web
 from notifyd import __version__
 from notifyd.events import CATALOGUE, Envelope
 from notifyd.http.admin import BroadcastBody, ConsentBody, PreferencesPatch, SubscriberBody
+from notifyd.preferences import CONFIGURABLE
+from notifyd.settings import LANGUAGES, MODES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -351,6 +353,54 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": {"description": "Unsubscribed", "content": {"text/html": {}}},
                         "404": {"description": "Not a valid link", "content": {"text/html": {}}},
+                    },
+                },
+            },
+            "/v1/preferences/{token}": {
+                "parameters": [
+                    {"name": "token", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "get": {
+                    "summary": "The subscriber's preference page, from the link in every email",
+                    "responses": {
+                        "200": {"description": "A form", "content": {"text/html": {}}},
+                        "404": {"description": "Not a valid link", "content": {"text/html": {}}},
+                    },
+                },
+                "post": {
+                    "summary": "Save the preference form; unchanged values keep following the "
+                    "defaults",
+                    "requestBody": {
+                        "content": {
+                            "application/x-www-form-urlencoded": {
+                                "schema": {
+                                    "type": "object",
+                                    "properties": {
+                                        **{
+                                            f"mode.{category}": {
+                                                "type": "string",
+                                                "enum": list(MODES),
+                                            }
+                                            for category in CONFIGURABLE
+                                            if category != "marketing"
+                                        },
+                                        "quiet_hours": {"type": "string"},
+                                        "digest_time": {"type": "string"},
+                                        "language": {"type": "string", "enum": list(LANGUAGES)},
+                                        "offers": {"type": "string", "enum": ["yes"]},
+                                    },
+                                }
+                            }
+                        }
+                    },
+                    "responses": {
+                        "200": {"description": "Saved", "content": {"text/html": {}}},
+                        "404": {"description": "Not a valid link", "content": {"text/html": {}}},
+                        "413": {"description": "Not the form", "content": {"text/plain": {}}},
+                        "422": {
+                            "description": "A value is wrong; nothing saved",
+                            "content": {"text/html": {}},
+                        },
                     },
                 },
             },

@@ -1,87 +1,358 @@
-"""Subscriber pages reached from a signed link in an email: unsubscribe (RFC 8058).
+"""Subscriber pages reached from a signed link in an email: unsubscribe (RFC 8058) and the
+preference page.
 
-GET shows a page with a button and changes nothing (mail scanners follow links); POST
-unsubscribes: that is what a mail client's one-click unsubscribe sends
+Unsubscribe: GET shows a page with a button and changes nothing (mail scanners follow
+links); POST unsubscribes: that is what a mail client's one-click unsubscribe sends
 ("List-Unsubscribe=One-Click"), and what the button sends. Takes effect at once.
+
+Preferences: GET shows the subscriber's effective choices in a form; POST saves what the
+subscriber changed. A value submitted unchanged stays "follow the default", so a
+subscriber who only turns off faxes keeps following the admin's other defaults.
 """
 
 from __future__ import annotations
 
 import html
+from dataclasses import replace
+from typing import Any
 
 import structlog
 from aiohttp import web
 
-from notifyd.http.runtime import RUNTIME
+from notifyd import preferences as preferences_module
+from notifyd.events import Category
+from notifyd.http.runtime import RUNTIME, Runtime
+from notifyd.links import MARKETING
+from notifyd.preferences import CONFIGURABLE, Preferences
+from notifyd.routing import Subscriber
+from notifyd.settings import LANGUAGES, MODES, parse_quiet_hours, parse_time_of_day
 from notifyd.storage import consent as consent_store
+from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
 
-TEXT = {
+# The wording a subscriber agrees to on the preference page, recorded with their consent.
+OFFERS_WORDING = "preferences-page-1"
+# The preference form is a few hundred bytes; anything much larger is not from it.
+FORM_LIMIT = 16 * 1024
+
+CATEGORY_NAMES = {
+    "ro": {
+        "calls": "Apeluri nepreluate",
+        "voicemail": "Mesaje vocale",
+        "fax": "Faxuri",
+        "billing": "Plăți și alimentări ale contului",
+        "low_credit": "Credit scăzut",
+        "marketing": "Oferte și modificări de tarife",
+    },
+    "en": {
+        "calls": "Missed calls",
+        "voicemail": "Voicemail",
+        "fax": "Faxes",
+        "billing": "Payments and top-ups",
+        "low_credit": "Low credit",
+        "marketing": "Offers and tariff changes",
+    },
+}
+
+MODE_NAMES = {
+    "ro": {
+        "immediate": "Imediat",
+        "hourly": "Rezumat orar",
+        "daily": "Rezumat zilnic",
+        "off": "Dezactivat",
+    },
+    "en": {
+        "immediate": "At once",
+        "hourly": "Hourly digest",
+        "daily": "Daily digest",
+        "off": "Off",
+    },
+}
+
+TEXT: dict[str, dict[str, str]] = {
     "ro": {
         "title": "Dezabonare",
         "ask": "Nu mai doresc să primesc aceste mesaje (oferte și modificări de tarife).",
+        "ask_digest": "Nu mai doresc să primesc aceste rezumate ({category}).",
         "button": "Dezabonare",
         "done": "V-ați dezabonat. Nu veți mai primi oferte la această adresă.",
+        "done_digest": "V-ați dezabonat. Nu veți mai primi notificări: {category}.",
         "invalid": "Linkul nu este valid.",
+        "preferences": "Preferințe de notificare",
+        "mandatory": "Notificările de securitate și anunțurile de serviciu se trimit întotdeauna.",
+        "quiet_hours": "Interval de liniște (de exemplu 22:00-08:00; gol: fără)",
+        "digest_time": "Ora rezumatului zilnic",
+        "language": "Limba mesajelor",
+        "offers": "Doresc să primesc oferte și modificări de tarife",
+        "save": "Salvează",
+        "saved": "Preferințele au fost salvate.",
+        "fix": "Preferințele nu au fost salvate:",
     },
     "en": {
         "title": "Unsubscribe",
         "ask": "I no longer want to receive these messages (offers and tariff changes).",
+        "ask_digest": "I no longer want to receive these digests ({category}).",
         "button": "Unsubscribe",
         "done": "You are unsubscribed. This address will receive no more offers.",
+        "done_digest": "You are unsubscribed. You will receive no more notices: {category}.",
         "invalid": "This link is not valid.",
+        "preferences": "Notification preferences",
+        "mandatory": "Security notices and service announcements are always sent.",
+        "quiet_hours": "Quiet hours (for example 22:00-08:00; empty: none)",
+        "digest_time": "Time of the daily digest",
+        "language": "Language of the emails",
+        "offers": "I want to receive offers and tariff changes",
+        "save": "Save",
+        "saved": "Your preferences are saved.",
+        "fix": "Your preferences were not saved:",
     },
 }
 
 
-def _page(language: str, body: str, status: int = 200) -> web.Response:
-    words = TEXT.get(language, TEXT["ro"])
+def _page(language: str, title: str, body: str, status: int = 200) -> web.Response:
     document = (
         f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8">'
-        f"<title>{words['title']}</title></head>"
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title></head>"
         f'<body style="font-family:Arial,sans-serif;max-width:40em;margin:2em auto;">'
-        f"<h1>{words['title']}</h1>{body}</body></html>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
     )
-    return web.Response(text=document, content_type="text/html", status=status)
+    # The token in the address is the credential: keep the page out of caches and referrers.
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    return web.Response(text=document, content_type="text/html", status=status, headers=headers)
 
 
-def _language(request: web.Request) -> str:
-    return "en" if request.query.get("lang") == "en" else "ro"
+def _language(request: web.Request, fallback: str = "ro") -> str:
+    asked = request.query.get("lang")
+    return asked if asked in LANGUAGES else fallback
+
+
+def _invalid(language: str) -> web.Response:
+    words = TEXT[language]
+    return _page(language, words["title"], f"<p>{words['invalid']}</p>", status=404)
+
+
+# -- unsubscribe ------------------------------------------------------------------------------
+
+
+def _topic_name(topic: str, language: str) -> str:
+    return CATEGORY_NAMES[language].get(topic, topic)
 
 
 async def unsubscribe_form(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     language = _language(request)
     words = TEXT[language]
-    if runtime.links is None or runtime.links.read_unsubscribe(request.match_info["token"]) is None:
-        return _page(language, f"<p>{words['invalid']}</p>", status=404)
+    found = runtime.links.read_unsubscribe(request.match_info["token"]) if runtime.links else None
+    if found is None:
+        return _invalid(language)
+    ask = (
+        words["ask"]
+        if found.topic == MARKETING
+        else words["ask_digest"].format(category=_topic_name(found.topic, language))
+    )
     action = html.escape(request.path)
     form = (
-        f"<p>{words['ask']}</p>"
+        f"<p>{html.escape(ask)}</p>"
         f'<form method="post" action="{action}">'
         '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
         f'<button type="submit">{words["button"]}</button></form>'
     )
-    return _page(language, form)
+    return _page(language, words["title"], form)
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     language = _language(request)
+    words = TEXT[language]
     found = runtime.links.read_unsubscribe(request.match_info["token"]) if runtime.links else None
     if found is None:
-        return _page(language, f"<p>{TEXT[language]['invalid']}</p>", status=404)
-    account_id, address = found
+        return _invalid(language)
     async with runtime.pool.acquire() as conn, conn.transaction():
-        await consent_store.record(
-            conn,
-            account_id,
-            granted=False,
-            source="unsubscribe-link",
-            wording_version="list-unsubscribe",
-            recorded_by=None,
+        if found.topic == MARKETING:
+            await consent_store.decide(
+                conn,
+                found.account_id,
+                [found.address],
+                granted=False,
+                source="unsubscribe-link",
+                wording_version="list-unsubscribe",
+                recorded_by=None,
+            )
+            done = words["done"]
+        else:
+            # From a digest: that category's notices stop (the preference page turns them
+            # back on).
+            subscriber = await subscriber_store.get(conn, found.account_id, lock=True)
+            if subscriber is not None and found.topic in CONFIGURABLE:
+                modes = {**subscriber.preferences.modes, found.topic: "off"}
+                await subscriber_store.save_preferences(
+                    conn,
+                    replace(subscriber, preferences=replace(subscriber.preferences, modes=modes)),
+                )
+            done = words["done_digest"].format(category=_topic_name(found.topic, language))
+    log.info("unsubscribed by link", account_id=found.account_id, topic=found.topic)
+    return _page(language, words["title"], f"<p>{html.escape(done)}</p>")
+
+
+# -- preferences ------------------------------------------------------------------------------
+
+
+async def _subscriber_of(request: web.Request) -> tuple[Runtime, str | None]:
+    runtime = request.app[RUNTIME]
+    if runtime.links is None:
+        return runtime, None
+    return runtime, runtime.links.read_preferences(request.match_info["token"])
+
+
+def _form(
+    request: web.Request,
+    subscriber: Subscriber,
+    runtime: Runtime,
+    offers: bool,
+    language: str,
+    note: str = "",
+) -> str:
+    words = TEXT[language]
+    view = preferences_module.effective(subscriber.preferences, runtime.settings.defaults)
+    rows = []
+    for category in CONFIGURABLE:
+        if category == Category.MARKETING.value:
+            continue  # offers are a consent, asked below
+        options = "".join(
+            f'<option value="{mode}"{" selected" if view["modes"][category] == mode else ""}>'
+            f"{MODE_NAMES[language][mode]}</option>"
+            for mode in MODES
         )
-        await consent_store.suppress(conn, address, "unsubscribed by link")
-    log.info("unsubscribed by link", account_id=account_id)
-    return _page(language, f"<p>{TEXT[language]['done']}</p>")
+        rows.append(
+            f'<p><label>{CATEGORY_NAMES[language][category]}: <select name="mode.{category}">'
+            f"{options}</select></label></p>"
+        )
+    current_language = subscriber.language or runtime.settings.defaults.language
+    languages = "".join(
+        f'<option value="{code}"{" selected" if code == current_language else ""}>{code}</option>'
+        for code in LANGUAGES
+    )
+    action = html.escape(request.path)
+    return (
+        note
+        + f'<form method="post" action="{action}">'
+        + "".join(rows)
+        + f"<p>{words['mandatory']}</p>"
+        + f'<p><label>{words["quiet_hours"]}: <input name="quiet_hours" '
+        f'value="{html.escape(view["quiet_hours"])}"></label></p>'
+        + f'<p><label>{words["digest_time"]}: <input name="digest_time" '
+        f'value="{html.escape(view["digest_time"])}"></label></p>'
+        + f'<p><label>{words["language"]}: <select name="language">{languages}</select>'
+        "</label></p>" + f'<p><label><input type="checkbox" name="offers" value="yes"'
+        f"{' checked' if offers else ''}> {words['offers']}</label></p>"
+        + f'<p><button type="submit">{words["save"]}</button></p></form>'
+    )
+
+
+async def preferences_form(request: web.Request) -> web.Response:
+    runtime, account_id = await _subscriber_of(request)
+    if account_id is None:
+        return _invalid(_language(request))
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+        if subscriber is None:
+            return _invalid(_language(request))
+        offers = await consent_store.has_consent(conn, account_id)
+    language = _language(request, subscriber.language or runtime.settings.defaults.language)
+    return _page(
+        language,
+        TEXT[language]["preferences"],
+        _form(request, subscriber, runtime, offers, language),
+    )
+
+
+def _changes(form: Any, subscriber: Subscriber, runtime: Runtime) -> tuple[Subscriber, list[str]]:
+    """The subscriber with what the form changed; the problems, if any (nothing is saved)."""
+    defaults = runtime.settings.defaults
+    current = subscriber.preferences
+    view = preferences_module.effective(current, defaults)
+    problems: list[str] = []
+    modes = dict(current.modes)
+    for category in CONFIGURABLE:
+        chosen = form.get(f"mode.{category}")
+        if chosen is None or chosen == view["modes"][category]:
+            continue
+        if chosen not in MODES:
+            problems.append(f"{category}: {chosen!r}")
+            continue
+        modes[category] = chosen
+    quiet = current.quiet_hours
+    asked = form.get("quiet_hours")
+    if asked is not None and asked.strip() != view["quiet_hours"]:
+        try:
+            parsed = parse_quiet_hours(asked)
+            quiet = str(parsed) if parsed else ""
+        except ValueError as error:
+            problems.append(f"quiet hours {error}")
+    digest_time = current.digest_time
+    asked = form.get("digest_time")
+    if asked is not None and asked.strip() != view["digest_time"]:
+        try:
+            digest_time = parse_time_of_day(asked).strftime("%H:%M")
+        except ValueError as error:
+            problems.append(f"digest time {error}")
+    language = subscriber.language
+    asked = form.get("language")
+    if asked is not None and asked != (subscriber.language or defaults.language):
+        if asked in LANGUAGES:
+            language = asked
+        else:
+            problems.append(f"language {asked!r}")
+    preferences: Preferences = replace(
+        current, modes=modes, quiet_hours=quiet, digest_time=digest_time
+    )
+    return replace(subscriber, preferences=preferences, language=language), problems
+
+
+async def save_preferences(request: web.Request) -> web.Response:
+    runtime, account_id = await _subscriber_of(request)
+    if account_id is None:
+        return _invalid(_language(request))
+    if request.content_length is None or request.content_length > FORM_LIMIT:
+        return web.Response(status=413, text="the form is too large")
+    form = await request.post()
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        subscriber = await subscriber_store.get(conn, account_id, lock=True)
+        if subscriber is None:
+            return _invalid(_language(request))
+        changed, problems = _changes(form, subscriber, runtime)
+        offers = await consent_store.has_consent(conn, account_id)
+        language = _language(request, changed.language or runtime.settings.defaults.language)
+        words = TEXT[language]
+        if problems:
+            note = (
+                f"<p><strong>{words['fix']}</strong></p><ul>"
+                + "".join(f"<li>{html.escape(p)}</li>" for p in problems)
+                + "</ul>"
+            )
+            body = _form(request, subscriber, runtime, offers, language, note)
+            return _page(language, words["preferences"], body, status=422)
+        saved = await subscriber_store.save_preferences(conn, changed)
+        wants_offers = form.get("offers") == "yes"
+        if wants_offers != offers:
+            # The subscriber's own choice: the one source that may lift a suppression.
+            await consent_store.decide(
+                conn,
+                account_id,
+                [
+                    saved.email,
+                    *preferences_module.addresses_for(
+                        Category.MARKETING, saved.preferences, saved.email
+                    ),
+                ],
+                granted=wants_offers,
+                source="subscriber",
+                wording_version=OFFERS_WORDING,
+                recorded_by=None,
+            )
+    log.info("preferences changed by the subscriber", account_id=account_id)
+    note = f"<p><strong>{words['saved']}</strong></p>"
+    body = _form(request, saved, runtime, wants_offers, language, note)
+    return _page(language, words["preferences"], body)
