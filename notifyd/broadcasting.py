@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import asyncpg
 import structlog
@@ -30,7 +31,9 @@ class Broadcaster:
         message_domain: Callable[[], str],
         on_queued: Callable[[], None],
         poll_seconds: float = 2.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        self.clock = clock
         self.pool = pool
         self.settings = settings
         self.message_domain = message_domain
@@ -61,9 +64,9 @@ class Broadcaster:
                 conn,
                 broadcast,
                 size=settings.broadcasts.batch_size,
-                language=settings.defaults.language,
-                timezone=settings.defaults.timezone,
+                defaults=settings.defaults,
                 message_domain=self.message_domain(),
+                now=self.clock(),
             )
             if batch.added:
                 await notice_store.wake_workers(conn)

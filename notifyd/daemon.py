@@ -117,6 +117,7 @@ class Daemon:
             lambda: self.settings,
             lambda: self.settings.message_domain,
             dispatcher.wake,
+            clock=self.clock,
         )
         await broadcaster.start()
         self.stack.push_async_callback(broadcaster.stop)

@@ -198,30 +198,8 @@ def route(
         context["days_left"] = facts.credit_days_left
         reasons.append(f"balance crossed below {facts.credit.threshold} {data.currency}")
 
-    digest = None
-    if kind in IMMEDIATE_KINDS or category is Category.SECURITY:
-        reasons.append("sent at once: never waits for quiet hours")
-        if mode in DIGEST_MODES:
-            reasons.append(f"not put in the {mode} digest: this notice cannot wait")
-    elif mode in DIGEST_MODES:
-        quiet = quiet_hours_for(subscriber.preferences, defaults)
-        digest = mode
-        due_at = digest_due(
-            mode, due_at, zone, digest_time_for(subscriber.preferences, defaults), quiet
-        )
-        local = due_at.astimezone(ZoneInfo(zone))
-        reasons.append(
-            f"{category.value} notices go in the {mode} digest: held for the one sent at "
-            f"{local:%Y-%m-%d %H:%M} {zone}" + (f" (after quiet hours {quiet})" if quiet else "")
-        )
-    else:
-        quiet = quiet_hours_for(subscriber.preferences, defaults)
-        released = release_time(due_at, quiet, zone)
-        if released > due_at:
-            reasons.append(f"quiet hours {quiet} in {zone}: held until they end")
-            due_at = released
-        else:
-            reasons.append("outside quiet hours: sent at once")
+    due_at, digest, timing = _timing(kind, category, mode, subscriber, defaults, zone, due_at)
+    reasons.extend(timing)
 
     def plan(recipient: str, extra: Mapping[str, Any], why: str | None = None) -> NoticePlan:
         return NoticePlan(
@@ -261,6 +239,78 @@ def route(
             for recipient in recipients
         )
     )
+
+
+def route_broadcast(
+    kind: str,
+    category: Category,
+    subscriber: Subscriber,
+    defaults: DefaultsSettings,
+    now: datetime,
+    *,
+    dedupe_key: str,
+    reasons: tuple[str, ...],
+    suppressed: frozenset[str] = frozenset(),
+) -> tuple[NoticePlan, ...]:
+    """The notices of a broadcast for one open account: to the category's addresses (less
+    the suppressed ones), after the subscriber's quiet hours, in their digest if they chose
+    one. Mandatory broadcasts ignore the mode; consent is checked by the caller's query."""
+    mode = mode_for(category, subscriber.preferences, defaults)
+    if mode == "off":
+        return ()
+    zone = subscriber.timezone or defaults.timezone
+    due_at, digest, timing = _timing(kind, category, mode, subscriber, defaults, zone, now)
+    return tuple(
+        NoticePlan(
+            kind=kind,
+            category=category,
+            recipient=recipient,
+            language=subscriber.language or defaults.language,
+            timezone=zone,
+            due_at=due_at,
+            reasons=(*reasons, *timing),
+            dedupe_key=dedupe_key,
+            digest=digest,
+        )
+        for recipient in addresses_for(category, subscriber.preferences, subscriber.email)
+        if recipient.lower() not in suppressed
+    )
+
+
+def _timing(
+    kind: str,
+    category: Category,
+    mode: str,
+    subscriber: Subscriber,
+    defaults: DefaultsSettings,
+    zone: str,
+    due_at: datetime,
+) -> tuple[datetime, str | None, list[str]]:
+    """When a notice goes (quiet hours, digest) and why: (due_at, digest mode, reasons)."""
+    if kind in IMMEDIATE_KINDS or category is Category.SECURITY:
+        reasons = ["sent at once: never waits for quiet hours"]
+        if mode in DIGEST_MODES:
+            reasons.append(f"not put in the {mode} digest: this notice cannot wait")
+        return due_at, None, reasons
+    quiet = quiet_hours_for(subscriber.preferences, defaults)
+    if mode in DIGEST_MODES:
+        due_at = digest_due(
+            mode, due_at, zone, digest_time_for(subscriber.preferences, defaults), quiet
+        )
+        local = due_at.astimezone(ZoneInfo(zone))
+        return (
+            due_at,
+            mode,
+            [
+                f"{category.value} notices go in the {mode} digest: held for the one sent at "
+                f"{local:%Y-%m-%d %H:%M} {zone}"
+                + (f" (after quiet hours {quiet})" if quiet else "")
+            ],
+        )
+    released = release_time(due_at, quiet, zone)
+    if released > due_at:
+        return released, None, [f"quiet hours {quiet} in {zone}: held until they end"]
+    return due_at, None, ["outside quiet hours: sent at once"]
 
 
 def _why_address(category: Category, subscriber: Subscriber) -> str:

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
+import asyncpg
+
+from notifyd.events import Category
+from notifyd.preferences import Preferences
+from notifyd.routing import NoticePlan, Subscriber, route_broadcast
+from notifyd.settings import DefaultsSettings
+from notifyd.storage import notices as notice_store
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 
@@ -53,32 +60,84 @@ async def fan_out_batch(
     broadcast: Runnable,
     *,
     size: int,
-    language: str,
-    timezone: str,
+    defaults: DefaultsSettings,
     message_domain: str,
+    now: datetime,
 ) -> Batch:
+    """Queue the next `size` accounts' notices and move the cursor, in the caller's
+    transaction. The dedupe key makes a replayed batch add nothing."""
     marketing = broadcast.kind == "marketing.offer"
-    reasons = json.dumps(
-        ["category marketing", "offer to subscribers with consent, not unsubscribed"]
+    category = Category.MARKETING if marketing else Category.SERVICE
+    reasons = (
+        ("category marketing", "offer to subscribers with consent, not unsubscribed")
         if marketing
-        else ["category service (mandatory)", "broadcast to every open account"]
+        else ("category service (mandatory)", "broadcast to every open account")
     )
-    row = await conn.fetchrow(
-        SQL["fan_out_batch"],
+    rows = await conn.fetch(SQL["fan_out_candidates"], broadcast.cursor, size, marketing)
+    # Most accounts share their language, zone and (empty) preferences: route each such
+    # group once and only put in each account's own address (a per-row route of a million
+    # accounts would hold the event loop, and the webhooks, for too long).
+    groups: dict[tuple[str | None, str | None, str], list[asyncpg.Record]] = {}
+    for row in rows:
+        groups.setdefault((row["language"], row["timezone"], row["preferences"]), []).append(row)
+    suppressed: frozenset[str] = frozenset()
+    if marketing:
+        addresses = {row["email"].lower() for row in rows}
+        for _language, _zone, stored in groups:
+            chosen = Preferences.from_json(json.loads(stored))
+            addresses.update(a.lower() for a in chosen.addresses.get(category.value, ()))
+            addresses.update(a.lower() for a in chosen.extra_emails)
+        found = await conn.fetch(SQL["suppressed_among"], list(addresses))
+        suppressed = frozenset(row["address"] for row in found)
+    planned: list[tuple[str, NoticePlan]] = []
+    for (language, zone, stored), members in groups.items():
+        preferences = Preferences.from_json(json.loads(stored))
+        subscribers = [
+            Subscriber(
+                account_id=row["account_id"],
+                email=row["email"],
+                language=language,
+                timezone=zone,
+                preferences=preferences,
+            )
+            for row in members
+        ]
+
+        def route(subscriber: Subscriber, suppressed: frozenset[str]) -> tuple[NoticePlan, ...]:
+            return route_broadcast(
+                broadcast.kind,
+                category,
+                subscriber,
+                defaults,
+                now,
+                dedupe_key=f"broadcast:{broadcast.id}",
+                reasons=reasons,
+                suppressed=suppressed,
+            )
+
+        if preferences.addresses or preferences.extra_emails:
+            for subscriber in subscribers:
+                planned.extend((subscriber.account_id, p) for p in route(subscriber, suppressed))
+            continue
+        # The same route for the whole group, each to the account's own address.
+        shared = route(subscribers[0], frozenset())
+        for subscriber in subscribers:
+            if shared and subscriber.email.lower() not in suppressed:
+                planned.append(
+                    (subscriber.account_id, replace(shared[0], recipient=subscriber.email))
+                )
+    added = await notice_store.insert_for_accounts(
+        conn, broadcast.event_id, planned, message_domain
+    )
+    advanced = await conn.fetchrow(
+        SQL["advance"],
         broadcast.id,
-        broadcast.cursor,
-        size,
-        broadcast.event_id,
-        broadcast.kind,
-        language,
-        timezone,
-        reasons,
-        message_domain,
-        marketing,
-        "marketing" if marketing else "service",
+        rows[-1]["account_id"] if rows else None,
+        len(added),
+        len(rows) < size,
     )
-    assert row is not None
-    return Batch(state=row["state"], queued=int(row["queued"]), added=int(row["added"]))
+    assert advanced is not None
+    return Batch(state=advanced["state"], queued=int(advanced["queued"]), added=len(added))
 
 
 async def get(conn: Conn, broadcast_id: UUID) -> dict[str, Any] | None:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -48,30 +49,59 @@ async def insert(
     message_domain: str,
 ) -> list[UUID]:
     """Queue the notices of one event; the caller's transaction makes them durable."""
-    if not plans:
+    return await insert_for_accounts(
+        conn, event_id, [(account_id, plan) for plan in plans], message_domain
+    )
+
+
+async def insert_for_accounts(
+    conn: Conn,
+    event_id: UUID,
+    planned: Sequence[tuple[str, NoticePlan]],
+    message_domain: str,
+) -> list[UUID]:
+    """Queue notices of one event for several accounts (a broadcast batch) in one statement."""
+    if not planned:
         return []
+    plans = [plan for _, plan in planned]
     ids = [uuid4() for _ in plans]
     rows = await conn.fetch(
         SQL["insert_notices"],
         ids,
         [event_id] * len(plans),
-        [account_id] * len(plans),
+        [account_id for account_id, _ in planned],
         [p.kind for p in plans],
         [p.category.value for p in plans],
         [p.recipient for p in plans],
         [p.language for p in plans],
         [p.timezone for p in plans],
         # jsonb[] would flatten the nested lists: reasons travel as JSON text.
-        [json.dumps(list(p.reasons), ensure_ascii=False) for p in plans],
+        [_json_text(p.reasons) for p in plans],
         [p.due_at for p in plans],
         # Stored, not derived at send time: it stays the same across retries and restarts
         # even if the sender domain in the config changes.
         [f"<{notice_id}@{message_domain}>" for notice_id in ids],
-        [json.dumps(dict(p.context), ensure_ascii=False, default=str) for p in plans],
+        [_json_text(p.context) for p in plans],
         [p.dedupe_key for p in plans],
         [p.digest for p in plans],
     )
     return [row["id"] for row in rows]
+
+
+@functools.lru_cache(maxsize=256)
+def _shared_json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def _json_text(value: Sequence[str] | Mapping[str, Any]) -> str:
+    """JSON of reasons or context; a broadcast's plans share theirs, encoded once."""
+    if isinstance(value, tuple):
+        return _shared_json(value)
+    if not value:
+        return "{}"
+    return json.dumps(
+        dict(value) if isinstance(value, Mapping) else list(value), ensure_ascii=False, default=str
+    )
 
 
 async def queued_missed_call(

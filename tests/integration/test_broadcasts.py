@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 
@@ -163,3 +164,42 @@ async def test_100000_subscribers_fan_out_in_batches_resume_after_a_stop_and_get
         f"({total / elapsed:,.0f}/s overall); webhooks meanwhile: {len(latencies)}, "
         f"p50 {statistics.median(latencies) * 1000:.1f} ms, p99 {p99 and f'{p99:.1f}'} ms"
     )
+
+
+async def test_a_broadcast_waits_for_each_subscribers_quiet_hours_and_reaches_every_address(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    zone = "America/New_York"
+    local = datetime.now(UTC).astimezone(ZoneInfo(zone))
+    # Quiet hours around the subscriber's "now", ending two hours from now local time.
+    start = (local - timedelta(hours=1)).strftime("%H:00")
+    end = (local + timedelta(hours=2)).strftime("%H:00")
+    await db.execute(
+        """INSERT INTO subscribers (account_id, email, timezone, preferences) VALUES
+           ('acc-night', 'night@client.example', $1, $2),
+           ('acc-two', 'two@client.example', NULL, $3),
+           ('acc-off', 'off@client.example', NULL, '{"modes": {"marketing": "off"}}')""",
+        zone,
+        {"quiet_hours": f"{start}-{end}"},
+        {"extra_emails": ["office@client.example"]},
+    )
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        status, _ = await call(daemon, "POST", "/v1/admin/broadcasts", json=broadcast())
+        await smtp_sink.wait_for(3)
+        await asyncio.sleep(0.5)
+        rows = await db.fetch(
+            "SELECT account_id, recipient, state, due_at, reasons FROM notices"
+            " WHERE kind = 'notice.service' ORDER BY account_id, recipient"
+        )
+    assert status == 202
+    assert sorted(str(m["To"]) for m in smtp_sink.messages) == [
+        "off@client.example",  # service notices are mandatory: "off" is for marketing only
+        "office@client.example",
+        "two@client.example",
+    ]
+    night = rows[0]
+    assert night["account_id"] == "acc-night"
+    assert night["state"] == "queued"
+    assert night["due_at"].astimezone(ZoneInfo(zone)).strftime("%H:%M") == end
+    assert any("quiet hours" in reason for reason in night["reasons"])

@@ -213,7 +213,10 @@ def test_text_part_shows_no_raw_timestamps_and_ends_with_the_footer(
     text = part_text(reparsed(view(kind, language)), "plain")
 
     assert not RAW_DATE.search(text)
-    assert text.rstrip().endswith(FOOTER[language])
+    # The footer, then the link to the preference page (SPEC §5: in every email).
+    *_, footer, preferences = text.rstrip().splitlines()
+    assert footer == FOOTER[language]
+    assert preferences.endswith(" " + view(kind, language).context["preferences_url"])
     assert "None" not in text
 
 
@@ -518,7 +521,9 @@ def test_too_large_attachment_without_a_portal_address_names_the_portal(
     portal = {"ro": "portalul de client", "en": "customer portal"}[language]
     assert portal in rendered.text
     assert portal in rendered.html
-    assert parse_html(rendered.html).links == []
+    # No portal link; only the preference page's.
+    preferences = notice.context["preferences_url"]
+    assert parse_html(rendered.html).links == [(preferences, preferences)]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -626,7 +631,8 @@ def test_password_reset_gives_a_direct_link_its_expiry_and_says_to_ignore_it(
     rendered = render(notice)
 
     assert url in rendered.text.splitlines()
-    assert parse_html(rendered.html).links == [(url, url)]
+    preferences = notice.context["preferences_url"]
+    assert parse_html(rendered.html).links == [(url, url), (preferences, preferences)]
     # expires_at is 11:05 UTC: 13:05 in Bucharest.
     expiry = {"ro": "22 noiembrie 2026, 13:05", "en": "22 November 2026, 13:05"}[language]
     assert expiry in rendered.text

@@ -14,50 +14,32 @@ ORDER BY starts_at
 LIMIT 1
 FOR UPDATE SKIP LOCKED
 
--- name: fan_out_batch
--- Queues the next batch of open accounts after the cursor and moves the cursor, in the
--- caller's transaction. The dedupe key makes a replayed batch add nothing.
-WITH candidates AS (
-    SELECT account_id, email, language, timezone, preferences
-    FROM subscribers
-    WHERE account_id > $2::text AND closed_at IS NULL
-    ORDER BY account_id
-    LIMIT $3
-), target AS (
-    -- Marketing ($10): only with consent on file, to an address not on the suppression list.
-    SELECT gen_random_uuid() AS notice_id, c.account_id, c.language, c.timezone,
-           coalesce(c.preferences -> 'addresses' ->> $11::text, c.email) AS email
-    FROM candidates AS c
-    WHERE NOT $10::bool OR (
-        coalesce((SELECT ce.granted FROM consent_events AS ce
-                  WHERE ce.account_id = c.account_id AND ce.purpose = 'marketing'
-                  ORDER BY ce.at DESC, ce.id DESC LIMIT 1), false)
-        AND NOT EXISTS (SELECT 1 FROM suppressions AS sp
-                        WHERE sp.list = 'marketing'
-                          AND sp.address = lower(coalesce(c.preferences -> 'addresses'
-                                                          ->> $11::text, c.email)))
-    )
-), queued AS (
-    INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
-                         timezone, reasons, due_at, message_id, dedupe_key)
-    SELECT t.notice_id, $4, t.account_id, $5, $11::text, t.email,
-           coalesce(t.language, $6), coalesce(t.timezone, $7), $8::jsonb, now(),
-           '<' || t.notice_id || '@' || $9::text || '>', 'broadcast:' || $1::uuid::text
-    FROM target AS t
-    ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING 1
-), counts AS (
-    SELECT (SELECT count(*) FROM candidates) AS seen, (SELECT count(*) FROM queued) AS added,
-           (SELECT max(account_id) FROM candidates) AS last
-)
+-- name: fan_out_candidates
+-- The next batch of open accounts after the cursor. For an offer ($3) only those whose
+-- latest consent is a grant; routing picks the addresses and the time.
+-- Preferences as text: equal text, equal route (decoded once per distinct value).
+SELECT s.account_id, s.email, s.language, s.timezone, s.preferences::text AS preferences
+FROM subscribers AS s
+WHERE s.account_id > $1::text AND s.closed_at IS NULL
+  AND (NOT $3::bool OR coalesce((SELECT ce.granted FROM consent_events AS ce
+                                 WHERE ce.account_id = s.account_id
+                                   AND ce.purpose = 'marketing'
+                                 ORDER BY ce.at DESC, ce.id DESC LIMIT 1), false))
+ORDER BY s.account_id
+LIMIT $2
+
+-- name: suppressed_among
+SELECT address FROM suppressions WHERE list = 'marketing' AND address = ANY($1::text[])
+
+-- name: advance
+-- Moves the cursor past the batch just queued; a short batch was the last one.
 UPDATE broadcasts AS b
-SET cursor = coalesce(c.last, b.cursor),
-    queued = b.queued + c.added,
-    state = CASE WHEN c.seen < $3 THEN 'done' ELSE 'running' END,
-    finished_at = CASE WHEN c.seen < $3 THEN now() END
-FROM counts AS c
-WHERE b.id = $1::uuid
-RETURNING b.state, b.queued, c.added
+SET cursor = coalesce($2, b.cursor),
+    queued = b.queued + $3,
+    state = CASE WHEN $4::bool THEN 'done' ELSE 'running' END,
+    finished_at = CASE WHEN $4::bool THEN now() END
+WHERE b.id = $1
+RETURNING b.state, b.queued
 
 -- name: get_broadcast
 SELECT b.id, b.kind, b.state, b.starts_at, b.queued, b.created_by, b.created_at,
