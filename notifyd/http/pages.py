@@ -140,13 +140,21 @@ def _topic_name(topic: str, language: str) -> str:
     return CATEGORY_NAMES[language].get(topic, topic)
 
 
+async def _their_language(request: web.Request, runtime: Runtime, account_id: str) -> str:
+    """?lang= if given, else the subscriber's language, else the default."""
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+    chosen = subscriber.language if subscriber else None
+    return _language(request, chosen or runtime.settings.defaults.language)
+
+
 async def unsubscribe_form(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    language = _language(request)
-    words = TEXT[language]
     found = runtime.links.read_unsubscribe(request.match_info["token"]) if runtime.links else None
     if found is None:
-        return _invalid(language)
+        return _invalid(_language(request))
+    language = await _their_language(request, runtime, found.account_id)
+    words = TEXT[language]
     ask = (
         words["ask"]
         if found.topic == MARKETING
@@ -164,11 +172,11 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
 
 async def unsubscribe(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    language = _language(request)
-    words = TEXT[language]
     found = runtime.links.read_unsubscribe(request.match_info["token"]) if runtime.links else None
     if found is None:
-        return _invalid(language)
+        return _invalid(_language(request))
+    language = await _their_language(request, runtime, found.account_id)
+    words = TEXT[language]
     async with runtime.pool.acquire() as conn, conn.transaction():
         if found.topic == MARKETING:
             await consent_store.decide(

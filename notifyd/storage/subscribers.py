@@ -52,6 +52,11 @@ async def update(conn: Conn, subscriber: Subscriber) -> Subscriber:
 
 
 async def save_preferences(conn: Conn, subscriber: Subscriber) -> Subscriber:
+    """Store the choices; notices held for a digest of a category now turned off are
+    withdrawn (an unsubscribe stops what was already waiting)."""
+    off = [category for category, mode in subscriber.preferences.modes.items() if mode == "off"]
+    if off:
+        await conn.execute(SQL["withdraw_held"], subscriber.account_id, off)
     row = await conn.fetchrow(
         SQL["save_preferences"],
         subscriber.account_id,

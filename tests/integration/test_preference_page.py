@@ -173,3 +173,22 @@ async def test_a_digest_carries_one_click_unsubscribe_from_its_category(
     assert after[1]["effective"]["modes"]["calls"] == "off"
     # The call after the unsubscribe queued nothing.
     assert [r["kind"] for r in states].count("call.missed") == 2
+
+
+async def test_the_unsubscribe_page_speaks_the_subscribers_language(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        event = sample_event("account.created", "acc-en", language="en")
+        await daemon.post("billing", event, BILLING_SECRET)
+        await smtp_sink.wait_for(1)
+        links = daemon.daemon.links
+        assert links is not None
+        link = links.unsubscribe_url("acc-en", "subscriber@example.com")
+        async with daemon.session.get(link) as page:
+            english = await page.text()
+        async with daemon.session.get(link + "?lang=ro") as page:
+            asked = await page.text()
+    assert "I no longer want to receive these messages" in english
+    assert "Nu mai doresc" in asked

@@ -40,3 +40,9 @@ SET preferences = $2, voicemail_audio = $3, low_credit_threshold = $4, language 
 WHERE account_id = $1
 RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
           low_credit_threshold, preferences
+
+-- name: withdraw_held
+-- A category turned off: what waits for its digest or follow-up is not sent either.
+UPDATE notices
+SET state = 'cancelled', last_error = 'the subscriber turned ' || category || ' notices off'
+WHERE account_id = $1 AND state = 'held' AND category = ANY($2::text[])
