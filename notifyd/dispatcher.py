@@ -202,6 +202,13 @@ class Dispatcher:
         bound = log.bind(notice_id=str(notice.id), kind=notice.kind, attempt=notice.attempts)
         assert self._http is not None
         mailing = self.mailing
+        age = (self.clock() - notice.lifetime_from).total_seconds()
+        if age >= self.delivery.lifetime(notice.category):
+            # Waited too long (an outage, a paused relay): worth a dead letter, not an email.
+            reason = f"expired: {age / 3600:.1f} h old, past the {notice.category} lifetime"
+            bound.warning("notice expired before it could be sent")
+            await self._record(notice, Outcome(Verdict.FAILED, reason), from_smtp=False)
+            return
         try:
             enclosure = await enclose(self.pool, notice, mailing.attachments, self._http)
         except db.UNAVAILABLE as error:
@@ -209,7 +216,10 @@ class Dispatcher:
         if enclosure.retry is not None:
             bound.info("delivery postponed", reason=enclosure.retry)
             await self._record(
-                notice, Outcome(Verdict.RETRY, enclosure.retry), enclosure.retry_after
+                notice,
+                Outcome(Verdict.RETRY, enclosure.retry),
+                enclosure.retry_after,
+                from_smtp=False,
             )
             return
         context = {**notice.context, **enclosure.context}
@@ -220,7 +230,7 @@ class Dispatcher:
                     items = await notice_store.digest_items(conn, notice.id)
             except db.UNAVAILABLE as error:
                 reason = f"database unavailable: {type(error).__name__}"
-                await self._record(notice, Outcome(Verdict.RETRY, reason))
+                await self._record(notice, Outcome(Verdict.RETRY, reason), from_smtp=False)
                 return
         if mailing.links is not None:
             # SPEC §5: every email links to the subscriber's preference page.
@@ -244,7 +254,9 @@ class Dispatcher:
         except Exception as error:
             # A template bug must not spin forever: the notice fails with the reason.
             bound.exception("rendering failed")
-            await self._record(notice, Outcome(Verdict.FAILED, f"rendering failed: {error}"))
+            await self._record(
+                notice, Outcome(Verdict.FAILED, f"rendering failed: {error}"), from_smtp=False
+            )
             return
         outcome = await mailing.transport.send(
             data, mailing.envelope_sender, notice.recipient, notice.message_id
@@ -279,17 +291,27 @@ class Dispatcher:
         return {"items": lines, "totals": digests.totals(items)}
 
     async def _record(
-        self, notice: ClaimedNotice, outcome: Outcome, retry_after: float | None = None
+        self,
+        notice: ClaimedNotice,
+        outcome: Outcome,
+        retry_after: float | None = None,
+        *,
+        from_smtp: bool = True,
     ) -> None:
+        """Store the outcome. `from_smtp=False`: the reason is ours (an expiry, a fetch, a
+        template), and the last SMTP reply on file stays for the dead-letter view."""
         now = self.clock()
         verdict = outcome.verdict
+        error = outcome.reply
+        reply = outcome.reply if from_smtp else None
         due_at = now
         if verdict is Verdict.RETRY:
-            age = (now - notice.created_at).total_seconds()
-            if age >= self.delivery.retry_lifetime_seconds:
+            age = (now - notice.lifetime_from).total_seconds()
+            if age >= self.delivery.lifetime(notice.category):
                 verdict = Verdict.FAILED
-                outcome = Outcome(
-                    Verdict.FAILED, f"gave up after {age / 3600:.1f} h: {outcome.reply}"
+                error = (
+                    f"expired: gave up after {age / 3600:.1f} h "
+                    f"({notice.category} lifetime): {outcome.reply}"
                 )
             else:
                 delay = retry_after or retry_delay(notice.attempts, self.delivery)
@@ -319,12 +341,10 @@ class Dispatcher:
                         await notice_store.mark_sent(conn, notice.id, self.token, outcome.reply)
                     elif verdict is Verdict.RETRY:
                         await notice_store.mark_retry(
-                            conn, notice.id, self.token, due_at, outcome.reply
+                            conn, notice.id, self.token, due_at, error, reply
                         )
                     else:
-                        await notice_store.mark_failed(
-                            conn, notice.id, self.token, outcome.reply, outcome.reply
-                        )
+                        await notice_store.mark_failed(conn, notice.id, self.token, error, reply)
                 return
             except db.UNAVAILABLE:
                 if asyncio.get_running_loop().time() + delay > deadline:

@@ -10,7 +10,7 @@ other (two balance updates at once cannot both notify); the decision itself is t
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from uuid import UUID, uuid4
@@ -18,6 +18,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from notifyd.events import (
+    MANDATORY_CATEGORIES,
     AccountCreated,
     AccountUpdated,
     BalanceUpdated,
@@ -55,6 +56,7 @@ class IntakeRules:
     calls: CallSettings
     thresholds: Mapping[str, Thresholds]
     message_domain: str
+    hourly_cap: int = 0
 
 
 async def ingest(
@@ -78,7 +80,14 @@ async def ingest(
         current = await subscriber_store.get(conn, event.account_id, lock=True)
         subscriber = await _apply_to_subscriber(conn, event, current)
         facts, merged_notices = await _facts(conn, event, current, subscriber, rules, now)
-        routing = route(event, subscriber, facts, rules.defaults, rules.calls, now)
+        if subscriber is not None and _may_storm(event, rules):
+            category = event.data.category
+            assert category is not None
+            recent = await notice_store.recent_emails(conn, event.account_id, category.value, now)
+            facts = replace(facts, recent=recent)
+        routing = route(
+            event, subscriber, facts, rules.defaults, rules.calls, now, hourly_cap=rules.hourly_cap
+        )
         queued = await notice_store.insert(
             conn, event_id, event.account_id, routing.notices, rules.message_domain
         )
@@ -91,6 +100,15 @@ async def ingest(
     if not queued and routing.notices:
         routing = Routing((), skipped="already notified: another leg of the same call")
     return Receipt(event_id=event_id, duplicate=False, routing=routing)
+
+
+def _may_storm(event: Event, rules: IntakeRules) -> bool:
+    """Whether routing needs the address's recent emails (bursts of calls, hourly caps)."""
+    category = event.data.category
+    if category is None or category in MANDATORY_CATEGORIES:
+        return False
+    burst = isinstance(event.data, CallMissed) and rules.calls.burst_window_seconds > 0
+    return burst or rules.hourly_cap > 0
 
 
 async def _apply_to_subscriber(

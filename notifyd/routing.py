@@ -67,6 +67,19 @@ class Facts:
     # billing.balance_updated: the threshold crossing, if a threshold is configured.
     credit: Crossing | None = None
     credit_days_left: int | None = None
+    # Emails of this event's category per address lately (bursts and the hourly cap).
+    recent: Mapping[str, RecentEmails] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RecentEmails:
+    """An address's emails of one category: individual notices and digests, not held ones."""
+
+    last_hour: int = 0
+    # When the latest one went or goes out (a queued one may be due later: quiet hours).
+    last_at: datetime | None = None
+    # When the follow-up of a burst already being gathered goes out.
+    burst_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +107,8 @@ class Routing:
 # Notices that answer something the subscriber just did, or that cannot wait, go out even in
 # quiet hours (as does every security notice). Everything else waits for quiet hours to end.
 DIGEST_MODES = ("hourly", "daily")
+# A held notice waiting to be gathered into the follow-up email of a burst.
+BURST = "burst"
 
 IMMEDIATE_KINDS = frozenset(
     {"account.created", "account.closed", "account.email_changed", "credit.critical"}
@@ -149,6 +164,8 @@ def route(
     defaults: DefaultsSettings,
     calls: CallSettings,
     now: datetime,
+    *,
+    hourly_cap: int = 0,
 ) -> Routing:
     data = event.data
     if subscriber is None:
@@ -201,18 +218,35 @@ def route(
     due_at, digest, timing = _timing(kind, category, mode, subscriber, defaults, zone, due_at)
     reasons.extend(timing)
 
+    # Storms: only what can wait, and only one email at a time per address.
+    can_gather = digest is None and not mandatory and kind not in IMMEDIATE_KINDS
+
     def plan(recipient: str, extra: Mapping[str, Any], why: str | None = None) -> NoticePlan:
+        when, gathered, more = due_at, digest, [why] if why else []
+        if can_gather:
+            when, gathered, more = _gathered(
+                kind,
+                category,
+                subscriber,
+                facts.recent.get(recipient.lower()),
+                defaults,
+                calls,
+                hourly_cap,
+                zone,
+                due_at,
+                more,
+            )
         return NoticePlan(
             kind=kind,
             category=category,
             recipient=recipient,
             language=language,
             timezone=zone,
-            due_at=due_at,
-            reasons=tuple(reasons + ([why] if why else [])),
+            due_at=when,
+            reasons=tuple(reasons + more),
             context={**context, **extra},
             dedupe_key=dedupe_key,
-            digest=digest,
+            digest=gathered,
         )
 
     if kind == "account.email_changed":
@@ -275,6 +309,57 @@ def route_broadcast(
         for recipient in addresses_for(category, subscriber.preferences, subscriber.email)
         if recipient.lower() not in suppressed
     )
+
+
+def _gathered(
+    kind: str,
+    category: Category,
+    subscriber: Subscriber,
+    recent: RecentEmails | None,
+    defaults: DefaultsSettings,
+    calls: CallSettings,
+    hourly_cap: int,
+    zone: str,
+    due_at: datetime,
+    reasons: list[str],
+) -> tuple[datetime, str | None, list[str]]:
+    """A storm does not become a storm of emails: past the hourly cap a notice waits for the
+    hourly digest; a missed call soon after the last missed-call email waits for one
+    follow-up email at the end of the burst window. (due_at, digest, reasons)."""
+    if recent is None:
+        return due_at, None, reasons
+    if hourly_cap and recent.last_hour >= hourly_cap:
+        quiet = quiet_hours_for(subscriber.preferences, defaults)
+        return (
+            digest_due("hourly", due_at, zone, defaults.digest_time, quiet),
+            "hourly",
+            [
+                *reasons,
+                f"hourly cap of {hourly_cap} {category.value} emails reached: waits for the "
+                "hourly digest",
+            ],
+        )
+    window = timedelta(seconds=calls.burst_window_seconds)
+    if kind != "call.missed" or not window:
+        return due_at, None, reasons
+    held: datetime | None = None
+    if recent.burst_at and due_at < recent.burst_at:
+        held = recent.burst_at  # joins the follow-up already being gathered
+    elif recent.last_at and due_at < recent.last_at + window:
+        quiet = quiet_hours_for(subscriber.preferences, defaults)
+        held = release_time(recent.last_at + window, quiet, zone)
+    if held is not None:
+        local = held.astimezone(ZoneInfo(zone))
+        return (
+            held,
+            BURST,
+            [
+                *reasons,
+                "a burst of missed calls: gathered into one follow-up email at "
+                f"{local:%H:%M} {zone}",
+            ],
+        )
+    return due_at, None, reasons
 
 
 def _timing(

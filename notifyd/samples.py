@@ -294,6 +294,7 @@ def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
                 "kinds": [{"kind": "call.missed", "count": 3}],
                 "callers": [{"number": "+40721555123", "count": 2}],
             },
+            "waiting": 4,
             "unsubscribe_url": "https://notices.voip.example/v1/unsubscribe/sample-token",
         }
     return {}

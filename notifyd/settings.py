@@ -127,15 +127,48 @@ class WebhookSettings:
     max_body_bytes: int = 25 * 1024 * 1024
 
 
+HOUR = 3600.0
+# A missed call a day later is noise; a security notice is not.
+DEFAULT_LIFETIMES = {
+    "calls": 24 * HOUR,
+    "voicemail": 5 * 24 * HOUR,
+    "fax": 5 * 24 * HOUR,
+    "billing": 5 * 24 * HOUR,
+    "low_credit": 2 * 24 * HOUR,
+    "marketing": 2 * 24 * HOUR,
+    "service": 5 * 24 * HOUR,
+    "security": 5 * 24 * HOUR,
+}
+
+
 @dataclass(frozen=True)
 class DeliverySettings:
     concurrency: int = 8
     batch_size: int = 50
     lease_seconds: float = 30.0
     poll_seconds: float = 5.0
-    retry_initial_seconds: float = 15.0
-    retry_max_seconds: float = 3600.0
+    # Postfix's defaults: first retry after 5 minutes, doubling to at most ~67 minutes apart,
+    # give up after 5 days.
+    retry_initial_seconds: float = 300.0
+    retry_max_seconds: float = 4000.0
     retry_lifetime_seconds: float = 5 * 24 * 3600.0
+    # Per category, how long a notice is still worth sending; past it the notice goes to the
+    # dead letters (state failed, reason "expired"). Unlisted: retry_lifetime_seconds.
+    lifetimes: Mapping[str, float] = field(default_factory=lambda: dict(DEFAULT_LIFETIMES))
+    # Emails per subscriber, category and hour; the surplus waits for the next digest.
+    hourly_cap: int = 20
+    # Hard bounces (5xx to RCPT/DATA) after which an address is marked undeliverable.
+    bounce_limit: int = 3
+    # Consecutive 5xx answers, for different addresses, that mean the relay refuses
+    # everything (a wrong password): delivery pauses instead of failing every notice.
+    breaker_threshold: int = 5
+    breaker_cooldown_seconds: float = 60.0
+    # Messages per second per recipient domain (0: no limit); per-domain overrides.
+    domain_rate: float = 0.0
+    domain_rates: Mapping[str, float] = field(default_factory=dict)
+
+    def lifetime(self, category: str) -> float:
+        return self.lifetimes.get(category, self.retry_lifetime_seconds)
 
 
 @dataclass(frozen=True)
@@ -157,6 +190,9 @@ class Thresholds:
 class CallSettings:
     # A missed call marked to_voicemail waits this long for the voicemail of the same call.
     voicemail_wait_seconds: float = 120.0
+    # Missed calls within this long of the last missed-call email are gathered into one
+    # follow-up email at the end of the window (0: every call its own email).
+    burst_window_seconds: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -569,10 +605,32 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     s.finish()
 
     s = _Section("delivery", raw.get("delivery"), problems)
-    retry_initial = float(s.get("retry_initial_seconds", (int, float), 15.0, _between(0.01, 86400)))
-    retry_max = float(s.get("retry_max_seconds", (int, float), 3600.0, _between(0.01, 7 * 86400)))
+    retry_initial = float(
+        s.get("retry_initial_seconds", (int, float), 300.0, _between(0.01, 86400))
+    )
+    retry_max = float(s.get("retry_max_seconds", (int, float), 4000.0, _between(0.01, 7 * 86400)))
     if retry_max < retry_initial:
         s.problem("retry_max_seconds", "must be at least retry_initial_seconds")
+    lifetimes = dict(DEFAULT_LIFETIMES)
+    for category, seconds in s.get("lifetimes", dict, {}).items():
+        if category not in DEFAULT_LIFETIMES:
+            s.problem(
+                f"lifetimes.{category}", f"unknown category; known: {', '.join(DEFAULT_LIFETIMES)}"
+            )
+        elif (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, int | float)
+            or not (60 <= seconds <= 60 * 86400)
+        ):
+            s.problem(f"lifetimes.{category}", "must be seconds between 60 and 5184000")
+        else:
+            lifetimes[category] = float(seconds)
+    domain_rates: dict[str, float] = {}
+    for domain, rate in s.get("domain_rates", dict, {}).items():
+        if isinstance(rate, bool) or not isinstance(rate, int | float) or rate <= 0:
+            s.problem(f"domain_rates.{domain}", "must be messages per second above 0")
+        else:
+            domain_rates[domain.lower()] = float(rate)
     delivery = DeliverySettings(
         concurrency=s.get("concurrency", int, 8, _between(1, 1000)),
         batch_size=s.get("batch_size", int, 50, _between(1, 10000)),
@@ -583,6 +641,15 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
         retry_lifetime_seconds=float(
             s.get("retry_lifetime_seconds", (int, float), 5 * 86400.0, _between(1, 60 * 86400))
         ),
+        lifetimes=lifetimes,
+        hourly_cap=s.get("hourly_cap", int, 20, _between(0, 100000)),
+        bounce_limit=s.get("bounce_limit", int, 3, _between(1, 1000)),
+        breaker_threshold=s.get("breaker_threshold", int, 5, _between(0, 10000)),
+        breaker_cooldown_seconds=float(
+            s.get("breaker_cooldown_seconds", (int, float), 60.0, _between(0.01, 86400))
+        ),
+        domain_rate=float(s.get("domain_rate", (int, float), 0.0, _between(0, 100000))),
+        domain_rates=domain_rates,
     )
     s.finish()
 
@@ -599,7 +666,10 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     calls = CallSettings(
         voicemail_wait_seconds=float(
             s.get("voicemail_wait_seconds", (int, float), 120.0, _between(0, 3600))
-        )
+        ),
+        burst_window_seconds=float(
+            s.get("burst_window_seconds", (int, float), 300.0, _between(0, 86400))
+        ),
     )
     s.finish()
 

@@ -241,6 +241,8 @@ def base_config(
         "sources.pbx": {"secrets": [PBX_SECRET]},
         "sources.billing": {"secrets": [BILLING_SECRET]},
         "defaults": {"language": "ro", "timezone": "Europe/Bucharest", "quiet_hours": ""},
+        # Each missed call its own email, unless a test is about bursts.
+        "calls": {"burst_window_seconds": 0},
         "delivery": {
             "poll_seconds": 0.5,
             "lease_seconds": 30,

@@ -12,6 +12,7 @@ import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal, TypeVar
 from uuid import UUID
@@ -517,6 +518,34 @@ async def list_notices(request: web.Request) -> web.Response:
     return web.json_response({"account_id": account_id, "notices": rows})
 
 
+async def dead_letters(request: web.Request) -> web.Response:
+    """Failed notices, newest first, with the last SMTP reply: retry them from here."""
+    runtime = request.config_dict[RUNTIME]
+    problems: dict[str, str] = {}
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
+    except ValueError:
+        problems["limit"] = "must be a whole number"
+        limit = 50
+    category = request.query.get("category")
+    if category is not None and category not in {c.value for c in Category}:
+        problems["category"] = f"unknown category; known: {', '.join(c.value for c in Category)}"
+    before = None
+    if "before" in request.query:
+        try:
+            before = datetime.fromisoformat(request.query["before"])
+        except ValueError:
+            problems["before"] = "must be an RFC 3339 time"
+        else:
+            if before.tzinfo is None:
+                problems["before"] = "must carry a time zone offset"
+    if problems:
+        return error_response(422, "invalid_request", "invalid query", problems)
+    async with runtime.pool.acquire() as conn:
+        rows = await notice_store.dead_letters(conn, limit, category, before)
+    return web.json_response({"dead_letters": rows})
+
+
 async def retry_notice(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     try:
@@ -547,6 +576,7 @@ def create_admin_app() -> web.Application:
     admin.router.add_get("/subscribers/{account_id}/consent", get_consent)
     admin.router.add_post("/subscribers/{account_id}/consent", post_consent)
     admin.router.add_get("/subscribers/{account_id}/notices", list_notices)
+    admin.router.add_get("/dead-letters", dead_letters)
     admin.router.add_post("/notices/{notice_id}/retry", retry_notice)
     admin.router.add_post("/broadcasts", create_broadcast)
     admin.router.add_get("/broadcasts/{broadcast_id}", get_broadcast)

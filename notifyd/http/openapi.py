@@ -46,11 +46,27 @@ NOTICE = {
     "type": "object",
     "properties": {
         "id": {"type": "string", "format": "uuid"},
-        "event_id": {"type": "string", "format": "uuid"},
+        "event_id": {
+            "type": ["string", "null"],
+            "format": "uuid",
+            "description": "null for a digest",
+        },
         "kind": {"type": "string"},
         "category": {"type": "string"},
         "recipient": {"type": "string"},
-        "state": {"type": "string", "enum": ["queued", "sending", "sent", "failed", "merged"]},
+        "state": {
+            "type": "string",
+            "enum": [
+                "queued",
+                "sending",
+                "sent",
+                "failed",
+                "merged",
+                "cancelled",
+                "held",
+                "digested",
+            ],
+        },
         "attempts": {"type": "integer"},
         "reasons": {"type": "array", "items": {"type": "string"}},
         "due_at": {"type": "string", "format": "date-time"},
@@ -58,6 +74,21 @@ NOTICE = {
         "created_at": {"type": "string", "format": "date-time"},
         "last_error": {"type": ["string", "null"]},
         "smtp_reply": {"type": ["string", "null"]},
+    },
+}
+DEAD_LETTER = {
+    "type": "object",
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "account_id": {"type": "string"},
+        "kind": {"type": "string"},
+        "category": {"type": "string"},
+        "recipient": {"type": "string"},
+        "attempts": {"type": "integer"},
+        "last_error": {"type": ["string", "null"]},
+        "smtp_reply": {"type": ["string", "null"]},
+        "created_at": {"type": "string", "format": "date-time"},
+        "failed_at": {"type": ["string", "null"], "format": "date-time"},
     },
 }
 PREFERENCES = {
@@ -452,6 +483,39 @@ def document() -> dict[str, Any]:
                         "409": _error("Already done or cancelled"),
                     },
                 },
+            },
+            "/v1/admin/dead-letters": {
+                "get": {
+                    "summary": "Failed notices, newest first, with the last SMTP reply",
+                    "security": ADMIN,
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        },
+                        {"name": "category", "in": "query", "schema": {"type": "string"}},
+                        {
+                            "name": "before",
+                            "in": "query",
+                            "description": "Only those failed before this time (next page)",
+                            "schema": {"type": "string", "format": "date-time"},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "Newest first",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "dead_letters": {"type": "array", "items": DEAD_LETTER}
+                                },
+                            },
+                        ),
+                        "401": _error("No valid admin token"),
+                        "422": _error("Bad limit, category or time"),
+                    },
+                }
             },
             "/v1/admin/notices/{notice_id}/retry": {
                 "post": {

@@ -57,6 +57,7 @@ class Runtime:
             calls=s.calls,
             thresholds=s.thresholds,
             message_domain=self.message_domain,
+            hourly_cap=s.delivery.hourly_cap,
         )
 
 

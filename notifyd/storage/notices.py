@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from notifyd.digests import DigestItem
-from notifyd.routing import NoticePlan
+from notifyd.routing import NoticePlan, RecentEmails
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 
@@ -31,6 +31,8 @@ class ClaimedNotice:
     timezone: str
     attempts: int
     created_at: datetime
+    # Lifetimes count from here: creation, or an admin's retry.
+    lifetime_from: datetime
     message_id: str
     context: dict[str, Any]
     event_type: str
@@ -139,9 +141,14 @@ async def mark_sent(conn: Conn, notice_id: UUID, token: UUID, reply: str) -> boo
 
 
 async def mark_retry(
-    conn: Conn, notice_id: UUID, token: UUID, due_at: datetime, error: str
+    conn: Conn,
+    notice_id: UUID,
+    token: UUID,
+    due_at: datetime,
+    error: str,
+    reply: str | None = None,
 ) -> bool:
-    status: str = await conn.execute(SQL["mark_retry"], notice_id, token, due_at, error)
+    status: str = await conn.execute(SQL["mark_retry"], notice_id, token, due_at, error, reply)
     return status.endswith(" 1")
 
 
@@ -220,3 +227,32 @@ async def digest_items(conn: Conn, digest_id: UUID) -> list[DigestItem]:
         )
         for row in rows
     ]
+
+
+async def dead_letters(
+    conn: Conn, limit: int, category: str | None, before: datetime | None
+) -> list[dict[str, Any]]:
+    rows = await conn.fetch(SQL["dead_letters"], limit, category, before)
+    return [
+        {
+            key: value.isoformat()
+            if isinstance(value, datetime)
+            else str(value)
+            if isinstance(value, UUID)
+            else value
+            for key, value in row.items()
+        }
+        for row in rows
+    ]
+
+
+async def recent_emails(
+    conn: Conn, account_id: str, category: str, now: datetime
+) -> dict[str, RecentEmails]:
+    rows = await conn.fetch(SQL["recent_emails"], account_id, category, now)
+    return {
+        row["recipient"]: RecentEmails(
+            last_hour=int(row["last_hour"]), last_at=row["last_at"], burst_at=row["burst_at"]
+        )
+        for row in rows
+    }

@@ -60,6 +60,7 @@ def notice(
         timezone=timezone,
         attempts=1,
         created_at=NOW,
+        lifetime_from=NOW,
         message_id=MESSAGE_ID,
         context={},
         event_type=kind,

@@ -56,7 +56,7 @@ WITH cancelled AS (
     RETURNING event_id
 ), withdrawn AS (
     UPDATE notices SET state = 'cancelled', last_error = 'broadcast cancelled'
-    WHERE event_id = (SELECT event_id FROM cancelled) AND state = 'queued'
+    WHERE event_id = (SELECT event_id FROM cancelled) AND state IN ('queued', 'held')
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM cancelled) AS cancelled, (SELECT count(*) FROM withdrawn) AS notices

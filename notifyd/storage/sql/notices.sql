@@ -52,7 +52,8 @@ WITH due AS (
     RETURNING n.*
 )
 SELECT c.id, c.event_id, c.account_id, c.kind, c.category, c.recipient, c.language,
-       c.timezone, c.attempts, c.created_at, c.message_id, c.context,
+       c.timezone, c.attempts, c.created_at,
+       coalesce(c.retried_at, c.created_at) AS lifetime_from, c.message_id, c.context,
        coalesce(e.type, c.kind) AS event_type, coalesce(e.occurred_at, c.created_at) AS occurred_at,
        coalesce(e.data, '{}'::jsonb) AS data, s.name AS subscriber_name,
        s.username AS subscriber_username, s.voicemail_audio
@@ -68,13 +69,16 @@ SET state = 'sent', sent_at = now(), smtp_reply = $3, last_error = NULL,
 WHERE id = $1 AND claim_token = $2
 
 -- name: mark_retry
+-- $5: the SMTP reply of this attempt; null keeps the last one on file.
 UPDATE notices
-SET state = 'queued', due_at = $3, last_error = $4, claimed_by = NULL, claim_token = NULL
+SET state = 'queued', due_at = $3, last_error = $4, smtp_reply = coalesce($5, smtp_reply),
+    claimed_by = NULL, claim_token = NULL
 WHERE id = $1 AND claim_token = $2
 
 -- name: mark_failed
 UPDATE notices
-SET state = 'failed', last_error = $3, smtp_reply = $4, claimed_by = NULL, claim_token = NULL
+SET state = 'failed', last_error = $3, smtp_reply = coalesce($4, smtp_reply),
+    claimed_by = NULL, claim_token = NULL, failed_at = now()
 WHERE id = $1 AND claim_token = $2
 
 -- name: release_claims
@@ -113,7 +117,9 @@ FROM notices WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2
 WITH target AS (SELECT id, state FROM notices WHERE id = $1 FOR UPDATE),
 retried AS (
     UPDATE notices AS n
-    SET state = 'queued', due_at = now(), last_error = NULL
+    -- A retried notice gets a fresh lifetime: the admin decided it is still worth sending.
+    SET state = 'queued', due_at = now(), last_error = NULL, failed_at = NULL,
+        retried_at = now()
     FROM target
     WHERE n.id = target.id AND target.state = 'failed'
     RETURNING n.state
@@ -137,6 +143,7 @@ WITH due_groups AS (
     WHERE n.state = 'held'
     FOR UPDATE OF n
 ), groups AS (
+    -- A burst's follow-up and a digest are gathered the same way; `digest` says which.
     SELECT gen_random_uuid() AS digest_id, account_id, category, recipient, digest, due_at,
            (array_agg(language ORDER BY created_at DESC))[1] AS language,
            (array_agg(timezone ORDER BY created_at DESC))[1] AS timezone,
@@ -150,7 +157,14 @@ WITH due_groups AS (
            jsonb_build_array(format('%s digest of %s %s notices, period ending %s',
                                     digest, items, category, due_at)),
            now(), '<' || digest_id || '@' || $3::text || '>',
-           jsonb_build_object('period', digest, 'category', category, 'period_end', due_at)
+           jsonb_build_object(
+               'period', digest, 'category', category, 'period_end', due_at,
+               -- Held past the hourly cap for a later digest: the email says how many.
+               'waiting', (SELECT count(*) FROM notices AS w
+                           WHERE w.account_id = groups.account_id
+                             AND w.category = groups.category
+                             AND w.recipient = groups.recipient
+                             AND w.state = 'held' AND w.due_at > $1))
     FROM groups
     RETURNING id
 ), gathered AS (
@@ -169,3 +183,33 @@ SELECT n.kind, n.context, e.occurred_at, e.data
 FROM notices AS n JOIN events AS e ON e.id = n.event_id
 WHERE n.digest_id = $1
 ORDER BY e.occurred_at, n.created_at
+
+-- name: dead_letters
+-- Failed notices, newest first, with the last SMTP reply; $2 (optional) one category,
+-- $3 (optional) only those failed before it (the next page).
+SELECT id, account_id, kind, category, recipient, attempts, last_error, smtp_reply,
+       created_at, failed_at
+FROM notices
+WHERE state = 'failed' AND ($2::text IS NULL OR category = $2)
+  AND ($3::timestamptz IS NULL OR failed_at < $3)
+ORDER BY failed_at DESC NULLS LAST, id
+LIMIT $1
+
+-- name: recent_emails
+-- Per address, an account's emails of one category lately: how many were created in the
+-- last hour, when the latest goes out ($3 is now), and when the follow-up of a burst
+-- already gathering goes. Held notices are not emails (yet); merged, cancelled and failed
+-- ones never were.
+SELECT lower(recipient) AS recipient,
+       count(*) FILTER (WHERE email AND created_at > $3::timestamptz - interval '1 hour')
+           AS last_hour,
+       max(CASE state WHEN 'sent' THEN sent_at WHEN 'queued' THEN due_at ELSE $3 END)
+           FILTER (WHERE email) AS last_at,
+       max(due_at) FILTER (WHERE state = 'held' AND digest = 'burst') AS burst_at
+FROM (
+    SELECT recipient, state, created_at, sent_at, due_at, digest,
+           state IN ('queued', 'sending', 'sent') AND digest IS NULL AS email
+    FROM notices
+    WHERE account_id = $1 AND category = $2 AND created_at > $3::timestamptz - interval '1 day'
+) AS recent
+GROUP BY lower(recipient)
