@@ -228,6 +228,7 @@ def mailing_for(settings: Settings, transport: Transport, links: Links | None = 
         envelope_sender=settings.smtp.sender_address,
         signer=signer,
         links=links,
+        message_domain=settings.message_domain,
     )
 
 

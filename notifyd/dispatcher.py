@@ -22,18 +22,24 @@ import asyncpg
 import structlog
 
 from notifyd import digests
+from notifyd.breaker import Breaker
 from notifyd.digests import DIGEST_KIND
 from notifyd.dkim_signer import DkimSigner
 from notifyd.enclosing import KINDS_WITH_FILES, Enclosure, enclose
+from notifyd.events import MANDATORY_CATEGORIES
 from notifyd.links import Links
 from notifyd.mailer import Outcome, Transport, Verdict
 from notifyd.metrics import Metrics
+from notifyd.pacing import Pacer
+from notifyd.preferences import all_addresses
 from notifyd.rendering import NoticeView, Renderer
 from notifyd.schedule import retry_delay
 from notifyd.settings import AttachmentSettings, DatabaseSettings, DeliverySettings
+from notifyd.storage import addresses as address_store
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
+from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage.notices import ClaimedNotice
 
 log = structlog.get_logger(__name__)
@@ -57,6 +63,8 @@ class Mailing:
     envelope_sender: str
     signer: DkimSigner | None = None
     links: Links | None = None
+    # Right-hand side of the Message-IDs of notices created here (reroutes).
+    message_domain: str = "notifyd.invalid"
 
 
 class Dispatcher:
@@ -86,6 +94,10 @@ class Dispatcher:
         self._listener: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._http: aiohttp.ClientSession | None = None
+        self.breaker = Breaker(
+            mailing.delivery.breaker_threshold, mailing.delivery.breaker_cooldown_seconds
+        )
+        self.pacer = Pacer(mailing.delivery.domain_rate, mailing.delivery.domain_rates)
 
     @property
     def delivery(self) -> DeliverySettings:
@@ -96,6 +108,13 @@ class Dispatcher:
         Sends in progress finish with what they started with."""
         old = self.mailing.transport
         self.mailing = mailing
+        self.breaker.threshold = mailing.delivery.breaker_threshold
+        self.breaker.cooldown = mailing.delivery.breaker_cooldown_seconds
+        if self.breaker.is_open and old is not mailing.transport:
+            # New relay settings (the fixed password): try again now rather than later.
+            self.breaker.open_until = 0.0
+        self.pacer.rate = mailing.delivery.domain_rate
+        self.pacer.rates = mailing.delivery.domain_rates
         self.wake()
         return old
 
@@ -161,6 +180,14 @@ class Dispatcher:
             # Every slot busy: back-pressure stays in the queue, not in memory.
             await self._sleep(self.delivery.poll_seconds)
             return 0
+        loop_now = asyncio.get_running_loop().time()
+        allowed = self.breaker.allowance(loop_now)
+        if allowed is not None and (allowed == 0 or self._in_flight):
+            # The relay refuses everything: paused; after the cooldown one notice at a time.
+            await self._sleep(max(self.breaker.wait(loop_now), 0.05))
+            return 0
+        if allowed is not None:
+            free = min(free, allowed)
         async with self.pool.acquire() as conn:
             claimed = await notice_store.claim_due(
                 conn,
@@ -258,6 +285,9 @@ class Dispatcher:
                 notice, Outcome(Verdict.FAILED, f"rendering failed: {error}"), from_smtp=False
             )
             return
+        pause = self.pacer.reserve(notice.recipient, asyncio.get_running_loop().time())
+        if pause:
+            await asyncio.sleep(pause)  # the destination domain's rate
         outcome = await mailing.transport.send(
             data, mailing.envelope_sender, notice.recipient, notice.message_id
         )
@@ -265,8 +295,37 @@ class Dispatcher:
             self.metrics.smtp_errors.labels(outcome.error_kind).inc()
         if outcome.possibly_sent:
             self.metrics.possible_duplicates.inc()
-        await asyncio.shield(self._record(notice, outcome))
+        outcome, retry_after, restore = self._judge(notice, outcome)
+        await asyncio.shield(self._record(notice, outcome, retry_after, restore=restore))
         bound.info("delivery", outcome=outcome.verdict.value, reply=outcome.reply[:200])
+
+    def _judge(
+        self, notice: ClaimedNotice, outcome: Outcome
+    ) -> tuple[Outcome, float | None, list[UUID]]:
+        """The outcome through the circuit breaker: while the relay refuses everything a 5xx
+        is the relay's, not the notice's, so the notice waits (and so do the notices the
+        same streak already failed: returned to be queued again)."""
+        now = asyncio.get_running_loop().time()
+        restore: list[UUID] = []
+        was_open = self.breaker.is_open
+        if outcome.verdict is Verdict.SENT:
+            self.breaker.succeeded()
+        elif outcome.error_kind == "auth":
+            self.breaker.login_refused(now)
+        elif outcome.verdict is Verdict.FAILED and outcome.error_kind == "5xx":
+            restore = self.breaker.refused(notice.id, notice.recipient, now) or []
+        self.metrics.delivery_paused.set(1 if self.breaker.is_open else 0)
+        if self.breaker.is_open and not was_open:
+            self.metrics.breaker_trips.inc()
+            log.error(
+                "the relay refuses everything: delivery paused, notices kept",
+                reply=outcome.reply[:200],
+                pause_seconds=round(self.breaker.wait(now), 1),
+            )
+        if self.breaker.is_open and outcome.verdict is not Verdict.SENT:
+            held = Outcome(Verdict.RETRY, outcome.reply, outcome.error_kind)
+            return held, max(self.breaker.wait(now), 1.0), restore
+        return outcome, None, restore
 
     @staticmethod
     def _digest_context(
@@ -297,6 +356,7 @@ class Dispatcher:
         retry_after: float | None = None,
         *,
         from_smtp: bool = True,
+        restore: list[UUID] | None = None,
     ) -> None:
         """Store the outcome. `from_smtp=False`: the reason is ours (an expiry, a fetch, a
         template), and the last SMTP reply on file stays for the dead-letter view."""
@@ -345,6 +405,11 @@ class Dispatcher:
                         )
                     else:
                         await notice_store.mark_failed(conn, notice.id, self.token, error, reply)
+                        if outcome.bounce:
+                            await self._bounced(conn, notice, outcome.reply)
+                    if restore:
+                        again = await notice_store.restore_refused(conn, restore, due_at)
+                        await address_store.forgive_bounces(conn, again, self.delivery.bounce_limit)
                 return
             except db.UNAVAILABLE:
                 if asyncio.get_running_loop().time() + delay > deadline:
@@ -352,6 +417,41 @@ class Dispatcher:
                     return
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 5.0)
+
+    async def _bounced(self, conn: db.Conn, notice: ClaimedNotice, reply: str) -> None:
+        """A hard bounce: counted against the address (undeliverable at the limit); a
+        mandatory notice goes to the account's other addresses."""
+        bounces, undeliverable = await address_store.record_bounce(
+            conn, notice.recipient, reply, self.delivery.bounce_limit
+        )
+        if undeliverable:
+            log.warning("address marked undeliverable", notice_id=str(notice.id), bounces=bounces)
+        if notice.category not in {c.value for c in MANDATORY_CATEGORIES}:
+            return
+        subscriber = await subscriber_store.get(conn, notice.account_id)
+        if subscriber is None:
+            return
+        others = [
+            a
+            for a in all_addresses(subscriber.preferences, subscriber.email)
+            if a.lower() != notice.recipient.lower()
+        ]
+        refused = await address_store.undeliverable_among(conn, others)
+        rerouted = await notice_store.reroute(
+            conn,
+            notice.id,
+            [a for a in others if a.lower() not in refused],
+            "rerouted: another address of the account refused this notice (hard bounce)",
+            self.mailing.message_domain,
+        )
+        if rerouted:
+            log.info("mandatory notice rerouted", notice_id=str(notice.id), copies=len(rerouted))
+            await notice_store.wake_workers(conn)
+        else:
+            log.error(
+                "mandatory notice undeliverable: no other address; see the dead letters",
+                notice_id=str(notice.id),
+            )
 
     async def _release_claims(self) -> None:
         try:

@@ -27,8 +27,10 @@ from notifyd.events import (
     Event,
     VoicemailReceived,
 )
+from notifyd.preferences import all_addresses
 from notifyd.routing import Facts, Routing, Subscriber, route, subscriber_after
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
+from notifyd.storage import addresses as address_store
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import credit as credit_store
 from notifyd.storage import events as event_store
@@ -80,6 +82,12 @@ async def ingest(
         current = await subscriber_store.get(conn, event.account_id, lock=True)
         subscriber = await _apply_to_subscriber(conn, event, current)
         facts, merged_notices = await _facts(conn, event, current, subscriber, rules, now)
+        if subscriber is not None and event.data.category is not None:
+            undeliverable = await address_store.undeliverable_among(
+                conn, all_addresses(subscriber.preferences, subscriber.email)
+            )
+            if undeliverable:
+                facts = replace(facts, undeliverable=undeliverable)
         if subscriber is not None and _may_storm(event, rules):
             category = event.data.category
             assert category is not None

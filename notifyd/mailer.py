@@ -38,6 +38,8 @@ class Outcome:
     error_kind: str | None = None
     # The connection broke after the final "." of DATA: the server may have accepted it.
     possibly_sent: bool = False
+    # A 5xx answer to RCPT: this address is refused (a hard bounce), not the message.
+    bounce: bool = False
 
 
 class Transport(Protocol):
@@ -78,7 +80,7 @@ def classify(error: Exception) -> Outcome:
         refusals = error.recipients
         code = refusals[0].code if refusals else 451
         reply = refusals[0].message if refusals else str(error)
-        return _by_code(code, reply)
+        return _by_code(code, reply, rcpt=True)
     if isinstance(error, aiosmtplib.SMTPAuthenticationError):
         # A wrong password fails every notice alike: keep them queued, the admin must act.
         return Outcome(Verdict.RETRY, f"{error.code} {error.message}", "auth")
@@ -91,10 +93,10 @@ def classify(error: Exception) -> Outcome:
     raise error
 
 
-def _by_code(code: int, message: str) -> Outcome:
+def _by_code(code: int, message: str, *, rcpt: bool = False) -> Outcome:
     reply = f"{code} {message}".strip()
     if 500 <= code < 600:
-        return Outcome(Verdict.FAILED, reply, "5xx")
+        return Outcome(Verdict.FAILED, reply, "5xx", bounce=rcpt)
     return Outcome(Verdict.RETRY, reply, "4xx")
 
 
@@ -165,7 +167,7 @@ class SmtpRelay:
             data_sent = True
             if recipient in errors:
                 code, text = errors[recipient]
-                return _by_code(code, text), True
+                return _by_code(code, text, rcpt=True), True
             return Outcome(Verdict.SENT, response), True
         except Exception as error:  # classified below; anything unknown is re-raised
             outcome = classify(error)

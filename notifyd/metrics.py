@@ -44,5 +44,16 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.delivery_paused = Gauge(
+            "notifyd_delivery_paused",
+            "1 while the circuit breaker holds delivery (the relay refuses everything).",
+            registry=self.registry,
+        )
+        self.breaker_trips = Counter(
+            "notifyd_breaker_trips",
+            "Times the relay refused everything and delivery was paused.",
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -99,6 +99,17 @@ def addresses_for(category: Category, preferences: Preferences, email: str) -> t
     return tuple(unique)
 
 
+def all_addresses(preferences: Preferences, email: str) -> tuple[str, ...]:
+    """Every address of the account: its own, the extra ones and the per-category ones."""
+    everything = [email, *preferences.extra_emails]
+    for chosen in preferences.addresses.values():
+        everything.extend(chosen)
+    unique: dict[str, str] = {}
+    for address in everything:
+        unique.setdefault(address.lower(), address)
+    return tuple(unique.values())
+
+
 def effective(preferences: Preferences, defaults: DefaultsSettings) -> dict[str, Any]:
     """What applies now, explicit or default, for the API to show."""
     quiet = quiet_hours_for(preferences, defaults)

@@ -31,6 +31,7 @@ from notifyd.events import (
 from notifyd.preferences import (
     Preferences,
     addresses_for,
+    all_addresses,
     digest_time_for,
     mode_for,
     quiet_hours_for,
@@ -69,6 +70,8 @@ class Facts:
     credit_days_left: int | None = None
     # Emails of this event's category per address lately (bursts and the hourly cap).
     recent: Mapping[str, RecentEmails] = field(default_factory=dict)
+    # The account's addresses marked undeliverable after hard bounces (lower case).
+    undeliverable: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -262,7 +265,9 @@ def route(
                 plan(subscriber.email, {**change, "recipient_role": "new"}),
             )
         )
-    recipients = addresses_for(category, subscriber.preferences, subscriber.email)
+    recipients, why_not = _deliverable(category, subscriber, facts.undeliverable, mandatory)
+    if not recipients:
+        return Routing((), skipped=why_not)
     return Routing(
         tuple(
             plan(
@@ -273,6 +278,26 @@ def route(
             for recipient in recipients
         )
     )
+
+
+def _deliverable(
+    category: Category, subscriber: Subscriber, undeliverable: frozenset[str], mandatory: bool
+) -> tuple[tuple[str, ...], str | None]:
+    """The category's addresses without the undeliverable ones. A mandatory notice with none
+    left goes to the account's other addresses; with none at all, to its own (it will fail
+    and show in the dead letters: the admin is told, the subscriber not forgotten)."""
+    chosen = addresses_for(category, subscriber.preferences, subscriber.email)
+    usable = tuple(a for a in chosen if a.lower() not in undeliverable)
+    if usable:
+        return usable, None
+    if not mandatory:
+        return (), "the address is undeliverable (hard bounces): nothing is sent to it"
+    others = tuple(
+        a
+        for a in all_addresses(subscriber.preferences, subscriber.email)
+        if a.lower() not in undeliverable
+    )
+    return others or chosen, None
 
 
 def route_broadcast(

@@ -45,6 +45,7 @@ from notifyd.settings import (
     parse_quiet_hours,
     parse_time_of_day,
 )
+from notifyd.storage import addresses as address_store
 from notifyd.storage import broadcasts as broadcast_store
 from notifyd.storage import consent as consent_store
 from notifyd.storage import db
@@ -546,6 +547,30 @@ async def dead_letters(request: web.Request) -> web.Response:
     return web.json_response({"dead_letters": rows})
 
 
+async def list_undeliverable(request: web.Request) -> web.Response:
+    """Addresses marked undeliverable after [delivery] bounce_limit hard bounces."""
+    runtime = request.config_dict[RUNTIME]
+    try:
+        limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
+    except ValueError:
+        return error_response(422, "invalid_request", "invalid query", {"limit": "int"})
+    async with runtime.pool.acquire() as conn:
+        rows = await address_store.list_undeliverable(conn, limit)
+    return web.json_response({"undeliverable": rows})
+
+
+async def clear_undeliverable(request: web.Request) -> web.Response:
+    """The mailbox works again (the subscriber says so): forget its bounces."""
+    runtime = request.config_dict[RUNTIME]
+    address = request.match_info["address"]
+    async with runtime.pool.acquire() as conn:
+        cleared = await address_store.clear(conn, address)
+    if not cleared:
+        return error_response(404, "not_found", "no bounce record for this address")
+    log.info("undeliverable address cleared", token=request[TOKEN_NAME])
+    return web.Response(status=204)
+
+
 async def retry_notice(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     try:
@@ -577,6 +602,8 @@ def create_admin_app() -> web.Application:
     admin.router.add_post("/subscribers/{account_id}/consent", post_consent)
     admin.router.add_get("/subscribers/{account_id}/notices", list_notices)
     admin.router.add_get("/dead-letters", dead_letters)
+    admin.router.add_get("/undeliverable", list_undeliverable)
+    admin.router.add_delete("/undeliverable/{address}", clear_undeliverable)
     admin.router.add_post("/notices/{notice_id}/retry", retry_notice)
     admin.router.add_post("/broadcasts", create_broadcast)
     admin.router.add_get("/broadcasts/{broadcast_id}", get_broadcast)

@@ -517,6 +517,69 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/admin/undeliverable": {
+                "get": {
+                    "summary": "Addresses marked undeliverable after repeated hard bounces",
+                    "security": ADMIN,
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 1000},
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "Newest first",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "undeliverable": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "address": {"type": "string"},
+                                                "hard_bounces": {"type": "integer"},
+                                                "last_reply": {"type": ["string", "null"]},
+                                                "last_bounce_at": {
+                                                    "type": ["string", "null"],
+                                                    "format": "date-time",
+                                                },
+                                                "undeliverable_at": {
+                                                    "type": "string",
+                                                    "format": "date-time",
+                                                },
+                                            },
+                                        },
+                                    }
+                                },
+                            },
+                        ),
+                        "401": _error("No valid admin token"),
+                        "422": _error("Bad limit"),
+                    },
+                }
+            },
+            "/v1/admin/undeliverable/{address}": {
+                "delete": {
+                    "summary": "Forget an address's bounces (the mailbox works again)",
+                    "security": ADMIN,
+                    "parameters": [
+                        {
+                            "name": "address",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                        }
+                    ],
+                    "responses": {
+                        "204": {"description": "Forgotten"},
+                        "401": _error("No valid admin token"),
+                        "404": _error("No bounce record for this address"),
+                    },
+                }
+            },
             "/v1/admin/notices/{notice_id}/retry": {
                 "post": {
                     "summary": "Queue a failed notice again",

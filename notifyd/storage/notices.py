@@ -136,8 +136,8 @@ async def claim_due(
 
 
 async def mark_sent(conn: Conn, notice_id: UUID, token: UUID, reply: str) -> bool:
-    status: str = await conn.execute(SQL["mark_sent"], notice_id, token, reply)
-    return status.endswith(" 1")
+    recorded: int = await conn.fetchval(SQL["mark_sent"], notice_id, token, reply)
+    return recorded == 1
 
 
 async def mark_retry(
@@ -256,3 +256,20 @@ async def recent_emails(
         )
         for row in rows
     }
+
+
+async def restore_refused(conn: Conn, notice_ids: Sequence[UUID], due_at: datetime) -> list[str]:
+    """Queue again notices failed by a relay that refused everything; their addresses."""
+    rows = await conn.fetch(SQL["restore_refused"], list(notice_ids), due_at)
+    return [row["recipient"] for row in rows]
+
+
+async def reroute(
+    conn: Conn, notice_id: UUID, addresses: Sequence[str], why: str, message_domain: str
+) -> list[str]:
+    """Copies of a notice to other addresses of the account that have none yet."""
+    if not addresses:
+        return []
+    ids = [uuid4() for _ in addresses]
+    rows = await conn.fetch(SQL["reroute"], notice_id, list(addresses), ids, why, message_domain)
+    return [row["recipient"] for row in rows]

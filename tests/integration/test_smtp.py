@@ -123,16 +123,21 @@ async def test_wrong_relay_password_keeps_notices_queued(
     relay, _accounts, ca_file = _auth_relay(tmp_path, "right")
     async with relay as sink:
         config = _starttls_config(tmp_path, database_url, sink.port, ca_file, "wrong")
+        # The refused login opens the circuit breaker; a short pause lets it try again.
+        config["delivery"]["breaker_cooldown_seconds"] = 0.3
         async with running_daemon(load_config(tmp_path, config)) as daemon:
             event = sample_event("account.created", "acc-1", email="auth@client.example")
             assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
             async with asyncio.timeout(10):
                 while not await db.fetchval("SELECT attempts >= 2 FROM notices"):
                     await asyncio.sleep(0.05)
+            async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+                metrics = await response.text()
     row = await db.fetchrow("SELECT state, last_error FROM notices")
     assert row["state"] != "failed"
     assert row["last_error"].startswith("535")
     assert sink.messages == []
+    assert "notifyd_delivery_paused 1.0" in metrics
 
 
 async def test_connections_are_reused_across_messages(

@@ -27,7 +27,8 @@ def refused(code: int, message: str) -> aiosmtplib.SMTPRecipientsRefused:
 def test_recipient_refused_with_550_fails() -> None:
     outcome = classify(refused(550, "5.1.1 mailbox unavailable"))
 
-    assert outcome == Outcome(Verdict.FAILED, "550 5.1.1 mailbox unavailable", "5xx")
+    # A refusal of the recipient: a hard bounce, counted against the address.
+    assert outcome == Outcome(Verdict.FAILED, "550 5.1.1 mailbox unavailable", "5xx", bounce=True)
 
 
 def test_recipient_refused_with_451_retries() -> None:

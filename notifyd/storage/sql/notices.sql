@@ -62,11 +62,18 @@ LEFT JOIN events AS e ON e.id = c.event_id
 LEFT JOIN subscribers AS s ON s.account_id = c.account_id
 
 -- name: mark_sent
--- Only the holder of the claim may record it: a host whose lease ran out is ignored.
-UPDATE notices
-SET state = 'sent', sent_at = now(), smtp_reply = $3, last_error = NULL,
-    claimed_by = NULL, claim_token = NULL
-WHERE id = $1 AND claim_token = $2
+-- Only the holder of the claim may record it: a host whose lease ran out is ignored. An
+-- address that accepts mail again loses its bounce record.
+WITH sent AS (
+    UPDATE notices
+    SET state = 'sent', sent_at = now(), smtp_reply = $3, last_error = NULL,
+        claimed_by = NULL, claim_token = NULL
+    WHERE id = $1 AND claim_token = $2
+    RETURNING recipient
+), healed AS (
+    DELETE FROM address_health WHERE address = (SELECT lower(recipient) FROM sent)
+)
+SELECT count(*) FROM sent
 
 -- name: mark_retry
 -- $5: the SMTP reply of this attempt; null keeps the last one on file.
@@ -213,3 +220,27 @@ FROM (
     WHERE account_id = $1 AND category = $2 AND created_at > $3::timestamptz - interval '1 day'
 ) AS recent
 GROUP BY lower(recipient)
+
+-- name: restore_refused
+-- The circuit breaker opened: notices it had let fail were the relay's refusal, not theirs.
+UPDATE notices
+SET state = 'queued', due_at = $2, failed_at = NULL,
+    last_error = 'held while the relay refused everything: ' || coalesce(last_error, '')
+WHERE id = ANY($1::uuid[]) AND state = 'failed'
+RETURNING lower(recipient) AS recipient
+
+-- name: reroute
+-- A mandatory notice refused by its address goes to the account's other addresses ($2)
+-- that do not have it yet; the copies keep the event, kind and context.
+INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language, timezone,
+                     reasons, due_at, message_id, context, dedupe_key)
+SELECT t.id, n.event_id, n.account_id, n.kind, n.category, t.recipient, n.language,
+       n.timezone, n.reasons || jsonb_build_array($4::text), now(),
+       '<' || t.id || '@' || $5::text || '>', n.context, n.dedupe_key
+FROM notices AS n,
+     unnest($2::text[], $3::uuid[]) AS t (recipient, id)
+WHERE n.id = $1
+  AND NOT EXISTS (SELECT 1 FROM notices AS o
+                  WHERE o.event_id = n.event_id AND o.kind = n.kind
+                    AND lower(o.recipient) = lower(t.recipient))
+RETURNING recipient

@@ -1,0 +1,29 @@
+-- name: record_bounce
+-- One more hard bounce for the address; at the limit ($3) it becomes undeliverable.
+INSERT INTO address_health AS h (address, hard_bounces, last_reply, last_bounce_at,
+                                  undeliverable_at)
+VALUES (lower($1), 1, $2, now(), CASE WHEN 1 >= $3 THEN now() END)
+ON CONFLICT (address) DO UPDATE
+SET hard_bounces = h.hard_bounces + 1, last_reply = $2, last_bounce_at = now(),
+    undeliverable_at = coalesce(h.undeliverable_at,
+                                CASE WHEN h.hard_bounces + 1 >= $3 THEN now() END)
+RETURNING hard_bounces, undeliverable_at IS NOT NULL AS undeliverable
+
+-- name: forgive_bounces
+-- The breaker decided the relay, not these addresses, refused: take the bounces back.
+UPDATE address_health
+SET hard_bounces = greatest(hard_bounces - 1, 0),
+    undeliverable_at = CASE WHEN hard_bounces - 1 >= $2 THEN undeliverable_at END
+WHERE address = ANY($1::text[])
+
+-- name: undeliverable_among
+SELECT address FROM address_health
+WHERE address = ANY($1::text[]) AND undeliverable_at IS NOT NULL
+
+-- name: list_undeliverable
+SELECT address, hard_bounces, last_reply, last_bounce_at, undeliverable_at
+FROM address_health WHERE undeliverable_at IS NOT NULL
+ORDER BY undeliverable_at DESC LIMIT $1
+
+-- name: clear
+DELETE FROM address_health WHERE address = lower($1)
