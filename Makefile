@@ -46,3 +46,4 @@ clean:
 # Benchmarks print figures against raw baselines measured in the same run (not part of test).
 bench: install
 	$(BIN)/python bench/e2e_latency.py
+	$(BIN)/python bench/delivery.py

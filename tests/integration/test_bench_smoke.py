@@ -25,3 +25,17 @@ def test_e2e_latency_benchmark_runs_and_prints_its_table() -> None:
     assert "notifyd 202->250" in result.stdout
     assert "raw aiosmtplib send" in result.stdout
     assert "ratio notifyd/baseline" in result.stdout
+
+
+def test_delivery_benchmark_runs_and_prints_its_table() -> None:
+    result = subprocess.run(
+        [sys.executable, str(BENCH / "delivery.py"), "--notices", "100", "--runs", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "plain" in result.stdout
+    assert "with 200 KB audio on 1/10" in result.stdout
+    assert "aiosmtplib" in result.stdout

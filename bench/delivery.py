@@ -1,0 +1,186 @@
+"""Sustained delivery: N queued notices delivered by one notifyd process to an SMTP sink
+(its own process), against aiosmtplib sending the same rendered messages over the same
+number of reused connections, in the same run. Also with a 200 KB voicemail attachment on
+a tenth of them.
+
+    .venv/bin/python bench/delivery.py [--notices 20000] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiosmtplib
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # bench/ is not a package: run as a script
+    Sink,
+    cell,
+    machine,
+    notifyd_config,
+    start_daemon,
+    stop_daemon,
+    throwaway_postgres,
+)
+
+from notifyd.events import CATALOGUE, stored_fields
+from notifyd.rendering import MailAttachment, Renderer
+from notifyd.samples import SAMPLE_BROADCASTS, sample_data, sample_view, sample_wav
+from notifyd.storage import schema
+
+CONNECTIONS = 4  # [smtp] pool_size's default: notifyd and the baseline use as many
+AUDIO = sample_wav(seconds=12.5)  # 8 kHz 16-bit mono: ~200 KB
+
+
+async def queue_notices(dsn: str, count: int, with_audio: bool) -> None:
+    """Queue `count` due notices straight into a fresh database, as a broadcast would."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await schema.migrate(conn)
+        service, voicemail = uuid.uuid4(), uuid.uuid4()
+        await conn.execute(
+            "INSERT INTO events (id, source, webhook_id, type, account_id, occurred_at, data)"
+            " VALUES ($1, 'admin', 'bench', 'notice.service', '*', now(), $2::jsonb)",
+            service,
+            json.dumps(SAMPLE_BROADCASTS["notice.service"]),
+        )
+        audio_every = 10 if with_audio else 0
+        if with_audio:
+            fields = sample_data("voicemail.received", "*", datetime.now(UTC))
+            data = stored_fields(CATALOGUE["voicemail.received"].model_validate(fields))
+            await conn.execute(
+                "INSERT INTO events (id, source, webhook_id, type, account_id, occurred_at,"
+                " data) VALUES ($1, 'pbx', 'bench-vm', 'voicemail.received', '*', now(),"
+                " $2::jsonb)",
+                voicemail,
+                json.dumps(data),
+            )
+            await conn.execute(
+                "INSERT INTO attachments (id, event_id, role, filename, declared_type,"
+                " content_type, size_bytes, content, state)"
+                " VALUES ($1, $2, 'audio', 'msg0001.wav', 'audio/wav', 'audio/wav', $3, $4,"
+                " 'ready')",
+                uuid.uuid4(),
+                voicemail,
+                len(AUDIO),
+                AUDIO,
+            )
+        await conn.execute(
+            """INSERT INTO subscribers (account_id, email, name)
+               SELECT 'acc-' || g, 'user' || g || '@client.example', 'Ana Popescu'
+               FROM generate_series(1, $1) AS g""",
+            count,
+        )
+        await conn.execute(
+            """INSERT INTO notices (id, event_id, account_id, kind, category, recipient,
+                                    language, timezone, message_id)
+               SELECT t.id, CASE WHEN $2 > 0 AND t.g % $2 = 0 THEN $4::uuid ELSE $3::uuid END,
+                      'acc-' || t.g,
+                      CASE WHEN $2 > 0 AND t.g % $2 = 0 THEN 'voicemail.received'
+                           ELSE 'notice.service' END,
+                      CASE WHEN $2 > 0 AND t.g % $2 = 0 THEN 'voicemail' ELSE 'service' END,
+                      'user' || t.g || '@client.example', 'ro', 'Europe/Bucharest',
+                      '<' || t.id || '@voip.example>'
+               FROM (SELECT g, gen_random_uuid() AS id FROM generate_series(1, $1) AS g) AS t""",
+            count,
+            audio_every,
+            service,
+            voicemail,
+        )
+    finally:
+        await conn.close()
+
+
+async def notifyd_rate(root: Path, dsn: str, sink: Sink, count: int, name: str) -> float:
+    already = sink.count
+    config = notifyd_config(root, name, dsn, sink.port)
+    process, _port = await start_daemon(config)
+    # From "ready": the start (imports, template checks, migrations) is not delivery.
+    started = time.time()
+    try:
+        async with asyncio.timeout(600):
+            finished = await sink.wait_for(already + count)
+    finally:
+        await stop_daemon(process)
+    return count / (finished - started)
+
+
+def rendered(with_audio: bool) -> tuple[bytes, bytes]:
+    renderer = Renderer("Bench <bench@voip.example>")
+    plain = renderer.message(sample_view("notice.service", "ro"), datetime.now(UTC)).as_bytes()
+    audio = renderer.message(
+        sample_view("voicemail.received", "ro"),
+        datetime.now(UTC),
+        [MailAttachment("msg0001.wav", "audio/wav", AUDIO)] if with_audio else [],
+    ).as_bytes()
+    return plain, audio
+
+
+async def baseline_rate(sink: Sink, count: int, with_audio: bool) -> float:
+    plain, audio = rendered(with_audio)
+    already = sink.count
+
+    async def sender(numbers: range) -> None:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port, start_tls=False)
+        await client.connect()
+        try:
+            for n in numbers:
+                data = audio if with_audio and n % 10 == 0 else plain
+                await client.sendmail("bench@voip.example", [f"user{n}@client.example"], data)
+        finally:
+            await client.quit()
+
+    started = time.time()
+    await asyncio.gather(
+        *(sender(range(1 + i, count + 1, CONNECTIONS)) for i in range(CONNECTIONS))
+    )
+    async with asyncio.timeout(600):
+        finished = await sink.wait_for(already + count)
+    return count / (finished - started)
+
+
+async def main(count: int, runs: int) -> None:
+    async with throwaway_postgres() as pg:
+        sink = await Sink.start(report_every=50)
+        results: dict[str, list[float]] = {}
+        try:
+            for with_audio in (False, True):
+                label = "with 200 KB audio on 1/10" if with_audio else "plain"
+                for run in range(runs):
+                    dsn = await pg.fresh_database()
+                    await queue_notices(dsn, count, with_audio)
+                    name = f"delivery-{label[:5]}-{run}"
+                    results.setdefault(f"notifyd {label}", []).append(
+                        await notifyd_rate(pg.root, dsn, sink, count, name)
+                    )
+                    results.setdefault(f"baseline {label}", []).append(
+                        await baseline_rate(sink, count, with_audio)
+                    )
+        finally:
+            await sink.stop()
+    print(
+        f"delivery of {count:,} queued notices over {CONNECTIONS} SMTP connections, "
+        f"{runs} runs: messages/s, median [min-max]"
+    )
+    for label in ("plain", "with 200 KB audio on 1/10"):
+        ours, raw = results[f"notifyd {label}"], results[f"baseline {label}"]
+        ratio = sorted(ours)[len(ours) // 2] / sorted(raw)[len(raw) // 2]
+        print(f"  {label:28} notifyd {cell(ours):>24}   aiosmtplib {cell(raw):>24}   {ratio:.2f}x")
+    print(f"machine: {machine()}")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--notices", type=int, default=20000)
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    asyncio.run(main(args.notices, args.runs))
