@@ -116,12 +116,12 @@ async def notifyd_rate(root: Path, dsn: str, sink: Sink, count: int, name: str) 
 
 def rendered(with_audio: bool) -> tuple[bytes, bytes]:
     renderer = Renderer("Bench <bench@voip.example>")
-    plain = renderer.message(sample_view("notice.service", "ro"), datetime.now(UTC)).as_bytes()
-    audio = renderer.message(
+    plain = renderer.mail(sample_view("notice.service", "ro"), datetime.now(UTC))
+    audio = renderer.mail(
         sample_view("voicemail.received", "ro"),
         datetime.now(UTC),
         [MailAttachment("msg0001.wav", "audio/wav", AUDIO)] if with_audio else [],
-    ).as_bytes()
+    )
     return plain, audio
 
 

@@ -274,8 +274,7 @@ class Dispatcher:
             if notice.kind == DIGEST_KIND:
                 context.update(self._digest_context(notice, items, mailing.renderer))
             view = replace(notice, context=context)
-            message = mailing.renderer.message(view, self.clock(), enclosure.files)
-            data = message.as_bytes()
+            data = mailing.renderer.mail(view, self.clock(), enclosure.files)
             if mailing.signer is not None:
                 data = mailing.signer.sign(data)
         except Exception as error:

@@ -25,6 +25,8 @@ import phonenumbers
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 
+from notifyd import mime
+
 LANGUAGES = ("ro", "en")
 
 
@@ -144,42 +146,53 @@ class Renderer:
             line=_one_line(getattr(module, "line", "")),
         )
 
+    def mail(
+        self,
+        notice: Renderable,
+        now: datetime,
+        attachments: Sequence[MailAttachment] = (),
+    ) -> bytes:
+        """The message as sent: bytes with CRLF line ends (see `mime`)."""
+        rendered = self.render(notice)
+        headers = [
+            mime.address_header("From", self.sender),
+            mime.header("To", notice.recipient),
+        ]
+        if self.reply_to:
+            headers.append(mime.address_header("Reply-To", self.reply_to))
+        headers += [
+            mime.header("Subject", rendered.subject),
+            mime.header("Date", email.utils.format_datetime(now)),
+            mime.header("Message-ID", notice.message_id),
+            # RFC 3834: tells auto-responders (vacation replies) not to answer.
+            mime.header("Auto-Submitted", "auto-generated"),
+            mime.header("X-Auto-Response-Suppress", "All"),
+            mime.header("Content-Language", notice.language),
+        ]
+        unsubscribe = notice.context.get("unsubscribe_url")
+        if unsubscribe:
+            # RFC 8058 one-click unsubscribe, for marketing and digests.
+            headers.append(mime.header("List-Unsubscribe", f"<{unsubscribe}>"))
+            headers.append(mime.header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
+        return mime.compose(
+            headers,
+            rendered.text,
+            rendered.html,
+            [(a.filename, a.content_type, a.data) for a in attachments],
+        )
+
     def message(
         self,
         notice: Renderable,
         now: datetime,
         attachments: Sequence[MailAttachment] = (),
     ) -> EmailMessage:
-        rendered = self.render(notice)
-        message = EmailMessage(policy=email.policy.SMTP)
-        message["From"] = self.sender
-        message["To"] = notice.recipient
-        if self.reply_to:
-            message["Reply-To"] = self.reply_to
-        message["Subject"] = rendered.subject
-        message["Date"] = email.utils.format_datetime(now)
-        message["Message-ID"] = notice.message_id
-        # RFC 3834: tells auto-responders (vacation replies) not to answer.
-        message["Auto-Submitted"] = "auto-generated"
-        message["X-Auto-Response-Suppress"] = "All"
-        unsubscribe = notice.context.get("unsubscribe_url")
-        if unsubscribe:
-            # RFC 8058 one-click unsubscribe, for marketing and digests.
-            message["List-Unsubscribe"] = f"<{unsubscribe}>"
-            message["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-        message.set_content(rendered.text)
-        message.add_alternative(rendered.html, subtype="html")
-        for attachment in attachments:
-            maintype, _, subtype = attachment.content_type.partition("/")
-            message.add_attachment(
-                attachment.data,
-                maintype=maintype,
-                subtype=subtype or "octet-stream",
-                filename=attachment.filename,
-            )
-        # After the body: set_content() drops every Content-* header set before it.
-        message["Content-Language"] = notice.language
-        return message
+        """The same message parsed back by the `email` package (previews and tests)."""
+        parsed = email.message_from_bytes(
+            self.mail(notice, now, attachments), policy=email.policy.default
+        )
+        assert isinstance(parsed, EmailMessage)
+        return parsed
 
     def line(self, notice: Renderable) -> str:
         """The notice as one line of a digest."""

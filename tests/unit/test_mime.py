@@ -1,0 +1,93 @@
+"""The hand-written MIME composer: whatever it writes, the `email` package must read back
+exactly (headers, both parts, attachments), and no value can add a header."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import EmailMessage
+
+import pytest
+
+from notifyd import mime
+
+
+def parse(data: bytes) -> EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    return message
+
+
+def compose(**overrides: object) -> EmailMessage:
+    subject = str(overrides.get("subject", "Apel nepreluat de la Ștefan Țăran"))
+    headers = [
+        mime.address_header("From", "Operator VoIP Ăî <notificari@voip.example>"),
+        mime.header("To", "ana@client.example"),
+        mime.header("Subject", subject),
+        mime.header("Message-ID", "<abc@voip.example>"),
+    ]
+    text = str(overrides.get("text", "Bună ziua,\n\nAveți un apel nepreluat.\n" + "x" * 300))
+    html = "<p>Bună ziua,</p>\n<p>" + "ț" * 200 + "</p>"
+    attachments = overrides.get("attachments", ())
+    return parse(mime.compose(headers, text, html, attachments))  # type: ignore[arg-type]
+
+
+def test_headers_and_both_parts_read_back_exactly() -> None:
+    message = compose()
+
+    assert message["Subject"] == "Apel nepreluat de la Ștefan Țăran"
+    assert message["From"].addresses[0].display_name == "Operator VoIP Ăî"
+    assert message["From"].addresses[0].addr_spec == "notificari@voip.example"
+    assert message["To"] == "ana@client.example"
+    assert message["MIME-Version"] == "1.0"
+    assert message.get_content_type() == "multipart/alternative"
+    text = message.get_body(("plain",))
+    html = message.get_body(("html",))
+    assert text is not None
+    assert html is not None
+    lines = text.get_content().splitlines()
+    assert lines == ["Bună ziua,", "", "Aveți un apel nepreluat.", "x" * 300]
+    assert "ț" * 200 in html.get_content()
+    assert message.defects == []
+
+
+def test_a_long_non_ascii_subject_is_folded_and_reads_back_whole() -> None:
+    subject = "Rezumat zilnic: " + "apeluri nepreluate de la Ștefan, " * 10
+
+    message = compose(subject=subject)
+
+    assert message["Subject"].strip() == subject.strip()
+
+
+@pytest.mark.parametrize(
+    "filename", ["msg0001.wav", 'fax "urgent".pdf', "faxul-nr-1-ăîșț.pdf", "a\\b.pdf"]
+)
+def test_attachments_keep_their_bytes_and_names(filename: str) -> None:
+    data = bytes(range(256)) * 900  # ~230 KB of every byte value
+
+    message = compose(attachments=[(filename, "audio/wav", data)])
+
+    assert message.get_content_type() == "multipart/mixed"
+    [attachment] = list(message.iter_attachments())
+    assert attachment.get_filename() == filename
+    assert attachment.get_content_type() == "audio/wav"
+    assert attachment.get_content() == data
+
+
+def test_lines_stay_within_the_smtp_limit() -> None:
+    data = mime.compose(
+        [mime.header("Subject", "ș" * 400)], "y" * 5000, "<p>" + "z" * 5000 + "</p>"
+    )
+
+    assert max(len(line) for line in data.split(b"\r\n")) <= 78
+    assert b"\n" not in data.replace(b"\r\n", b"")  # CRLF only
+
+
+@pytest.mark.parametrize(
+    "value", ["Maria\r\nBcc: victim@example.com", "Ion\nTo: x@example.com", "a\rb"]
+)
+def test_a_line_break_in_a_header_value_is_refused(value: str) -> None:
+    with pytest.raises(mime.HeaderInjection):
+        mime.header("Subject", value)
+    with pytest.raises(mime.HeaderInjection):
+        mime.address_header("Reply-To", f"{value} <a@example.com>")
