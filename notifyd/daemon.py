@@ -206,6 +206,7 @@ class Daemon:
         if old is not transport:
             # Sends in progress keep their connection; idle ones close now.
             await old.close()
+            await self.dispatcher.release_held()
         self.settings = new
         log.info("config reloaded", sources=sorted(new.sources))
         systemd.notify("READY=1", "STATUS=config reloaded")

@@ -42,6 +42,10 @@ from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage.notices import ClaimedNotice
 
+# Notices are claimed for a paced domain only while its next slot is this close; the
+# others stay in the queue instead of waiting in delivery slots other domains could use.
+PACING_HORIZON = 0.1
+
 log = structlog.get_logger(__name__)
 
 Clock = Callable[[], datetime]
@@ -98,6 +102,8 @@ class Dispatcher:
             mailing.delivery.breaker_threshold, mailing.delivery.breaker_cooldown_seconds
         )
         self.pacer = Pacer(mailing.delivery.domain_rate, mailing.delivery.domain_rates)
+        # Notices the open breaker put back with a due time at the end of its pause.
+        self._held: set[UUID] = set()
 
     @property
     def delivery(self) -> DeliverySettings:
@@ -111,12 +117,23 @@ class Dispatcher:
         self.breaker.threshold = mailing.delivery.breaker_threshold
         self.breaker.cooldown = mailing.delivery.breaker_cooldown_seconds
         if self.breaker.is_open and old is not mailing.transport:
-            # New relay settings (the fixed password): try again now rather than later.
+            # New relay settings (the fixed password): try again now rather than later;
+            # `release_held` makes the held notices due.
             self.breaker.open_until = 0.0
         self.pacer.rate = mailing.delivery.domain_rate
         self.pacer.rates = mailing.delivery.domain_rates
         self.wake()
         return old
+
+    async def release_held(self) -> int:
+        """Make the notices held by the open breaker due now (the relay settings changed)."""
+        if not self._held:
+            return 0
+        held, self._held = list(self._held), set()
+        async with self.pool.acquire() as conn:
+            count = await notice_store.release_held(conn, held)
+        self.wake()
+        return count
 
     def wake(self) -> None:
         self._wake.set()
@@ -195,6 +212,7 @@ class Dispatcher:
                 self.owner,
                 self.token,
                 self.delivery.lease_seconds,
+                self.pacer.throttled(loop_now, PACING_HORIZON),
             )
         for notice in claimed:
             task = asyncio.create_task(self._deliver(notice), name=f"notice-{notice.id}")
@@ -215,7 +233,9 @@ class Dispatcher:
             return wait
         if due is not None:
             wait = min(wait, max((due - self.clock()).total_seconds(), 0.01))
-        return wait
+        # What is due may be a paced domain's: then the wait is the pace, not a busy loop.
+        paced = self.pacer.release_in(asyncio.get_running_loop().time(), PACING_HORIZON)
+        return max(wait, min(paced, self.delivery.poll_seconds))
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
@@ -309,6 +329,8 @@ class Dispatcher:
         was_open = self.breaker.is_open
         if outcome.verdict is Verdict.SENT:
             self.breaker.succeeded()
+            if was_open:
+                self._held.clear()
         elif outcome.error_kind == "auth":
             self.breaker.login_refused(now)
         elif outcome.verdict is Verdict.FAILED and outcome.error_kind == "5xx":
@@ -322,6 +344,8 @@ class Dispatcher:
                 pause_seconds=round(self.breaker.wait(now), 1),
             )
         if self.breaker.is_open and outcome.verdict is not Verdict.SENT:
+            self._held.add(notice.id)
+            self._held.update(restore)
             held = Outcome(Verdict.RETRY, outcome.reply, outcome.error_kind)
             return held, max(self.breaker.wait(now), 1.0), restore
         return outcome, None, restore

@@ -30,3 +30,14 @@ class Pacer:
             # Forget domains whose slot has passed, so the map stays small.
             self._next = {d: t for d, t in self._next.items() if t > now}
         return slot - now
+
+    def throttled(self, now: float, horizon: float) -> list[str]:
+        """Domains booked more than `horizon` seconds ahead: not worth claiming for now.
+        Claiming them anyway would park notices in delivery slots that other domains
+        could use."""
+        return sorted(domain for domain, slot in self._next.items() if slot > now + horizon)
+
+    def release_in(self, now: float, horizon: float) -> float:
+        """Seconds until the first throttled domain is within `horizon` again (0: none)."""
+        ahead = [slot - horizon - now for slot in self._next.values() if slot > now + horizon]
+        return min(ahead, default=0.0)

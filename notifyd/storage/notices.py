@@ -129,9 +129,16 @@ async def wake_workers(conn: Conn) -> None:
 
 
 async def claim_due(
-    conn: Conn, limit: int, owner: str, token: UUID, lease_seconds: float
+    conn: Conn,
+    limit: int,
+    owner: str,
+    token: UUID,
+    lease_seconds: float,
+    skip_domains: Sequence[str] = (),
 ) -> list[ClaimedNotice]:
-    rows = await conn.fetch(SQL["claim_due"], limit, owner, token, lease_seconds)
+    rows = await conn.fetch(
+        SQL["claim_due"], limit, owner, token, lease_seconds, list(skip_domains)
+    )
     return [ClaimedNotice(**dict(row)) for row in rows]
 
 
@@ -262,6 +269,12 @@ async def restore_refused(conn: Conn, notice_ids: Sequence[UUID], due_at: dateti
     """Queue again notices failed by a relay that refused everything; their addresses."""
     rows = await conn.fetch(SQL["restore_refused"], list(notice_ids), due_at)
     return [row["recipient"] for row in rows]
+
+
+async def release_held(conn: Conn, notice_ids: Sequence[UUID]) -> int:
+    """Held notices due now; how many."""
+    status = await conn.execute(SQL["release_held"], list(notice_ids))
+    return int(status.split()[-1])
 
 
 async def reroute(

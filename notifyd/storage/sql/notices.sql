@@ -34,9 +34,12 @@ SELECT EXISTS (SELECT 1 FROM notices WHERE account_id = $1 AND dedupe_key = $2)
 -- Takes up to $1 due notices for this host; a 'sending' row whose lease ended is due
 -- again, which is how a crashed host's claims come back. The new lease is due_at.
 -- A digest has no event of its own: its items are read when it is sent.
+-- $5: destination domains paced beyond the near future; their notices stay queued.
 WITH due AS (
     SELECT id FROM notices
     WHERE state IN ('queued', 'sending') AND due_at <= now()
+      AND (cardinality($5::text[]) = 0
+           OR lower(split_part(recipient, '@', 2)) <> ALL($5::text[]))
     ORDER BY due_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -228,6 +231,11 @@ SET state = 'queued', due_at = $2, failed_at = NULL,
     last_error = 'held while the relay refused everything: ' || coalesce(last_error, '')
 WHERE id = ANY($1::uuid[]) AND state = 'failed'
 RETURNING lower(recipient) AS recipient
+
+-- name: release_held
+-- The relay settings were fixed: notices held by the circuit breaker need not wait out its pause.
+UPDATE notices SET due_at = now()
+WHERE id = ANY($1::uuid[]) AND state = 'queued' AND due_at > now()
 
 -- name: reroute
 -- A mandatory notice refused by its address goes to the account's other addresses ($2)
