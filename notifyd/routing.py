@@ -310,10 +310,12 @@ def route_broadcast(
     dedupe_key: str,
     reasons: tuple[str, ...],
     suppressed: frozenset[str] = frozenset(),
+    undeliverable: frozenset[str] = frozenset(),
 ) -> tuple[NoticePlan, ...]:
     """The notices of a broadcast for one open account: to the category's addresses (less
-    the suppressed ones), after the subscriber's quiet hours, in their digest if they chose
-    one. Mandatory broadcasts ignore the mode; consent is checked by the caller's query."""
+    the suppressed and the undeliverable ones), after the subscriber's quiet hours, in their
+    digest if they chose one. Mandatory broadcasts ignore the mode; consent is checked by the
+    caller's query."""
     mode = mode_for(category, subscriber.preferences, defaults)
     if mode == "off":
         return ()
@@ -331,7 +333,9 @@ def route_broadcast(
             dedupe_key=dedupe_key,
             digest=digest,
         )
-        for recipient in addresses_for(category, subscriber.preferences, subscriber.email)
+        for recipient in _deliverable(
+            category, subscriber, undeliverable, category in MANDATORY_CATEGORIES
+        )[0]
         if recipient.lower() not in suppressed
     )
 

@@ -14,6 +14,7 @@ from notifyd.events import Category
 from notifyd.preferences import Preferences
 from notifyd.routing import NoticePlan, Subscriber, route_broadcast
 from notifyd.settings import DefaultsSettings
+from notifyd.storage import addresses as address_store
 from notifyd.storage import notices as notice_store
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
@@ -80,15 +81,17 @@ async def fan_out_batch(
     groups: dict[tuple[str | None, str | None, str], list[asyncpg.Record]] = {}
     for row in rows:
         groups.setdefault((row["language"], row["timezone"], row["preferences"]), []).append(row)
+    addresses = {row["email"].lower() for row in rows}
+    for _language, _zone, stored in groups:
+        chosen = Preferences.from_json(json.loads(stored))
+        addresses.update(a.lower() for a in chosen.addresses.get(category.value, ()))
+        addresses.update(a.lower() for a in chosen.extra_emails)
     suppressed: frozenset[str] = frozenset()
     if marketing:
-        addresses = {row["email"].lower() for row in rows}
-        for _language, _zone, stored in groups:
-            chosen = Preferences.from_json(json.loads(stored))
-            addresses.update(a.lower() for a in chosen.addresses.get(category.value, ()))
-            addresses.update(a.lower() for a in chosen.extra_emails)
         found = await conn.fetch(SQL["suppressed_among"], list(addresses))
         suppressed = frozenset(row["address"] for row in found)
+    # Hard-bounced addresses: a mandatory notice goes to the account's other addresses.
+    undeliverable = await address_store.undeliverable_among(conn, addresses)
     planned: list[tuple[str, NoticePlan]] = []
     for (language, zone, stored), members in groups.items():
         preferences = Preferences.from_json(json.loads(stored))
@@ -113,6 +116,7 @@ async def fan_out_batch(
                 dedupe_key=f"broadcast:{broadcast.id}",
                 reasons=reasons,
                 suppressed=suppressed,
+                undeliverable=undeliverable,
             )
 
         if preferences.addresses or preferences.extra_emails:
@@ -122,7 +126,9 @@ async def fan_out_batch(
         # The same route for the whole group, each to the account's own address.
         shared = route(subscribers[0], frozenset())
         for subscriber in subscribers:
-            if shared and subscriber.email.lower() not in suppressed:
+            if subscriber.email.lower() in undeliverable:
+                planned.extend((subscriber.account_id, p) for p in route(subscriber, suppressed))
+            elif shared and subscriber.email.lower() not in suppressed:
                 planned.append(
                     (subscriber.account_id, replace(shared[0], recipient=subscriber.email))
                 )

@@ -203,3 +203,36 @@ async def test_a_broadcast_waits_for_each_subscribers_quiet_hours_and_reaches_ev
     assert night["state"] == "queued"
     assert night["due_at"].astimezone(ZoneInfo(zone)).strftime("%H:%M") == end
     assert any("quiet hours" in reason for reason in night["reasons"])
+
+
+async def test_a_broadcast_avoids_undeliverable_addresses_but_never_drops_a_mandatory_one(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    await db.execute(
+        """INSERT INTO subscribers (account_id, email, preferences) VALUES
+           ('acc-a', 'gone@client.example', $1),
+           ('acc-b', 'bounced@client.example', '{}'),
+           ('acc-c', 'fine@client.example', '{}')""",
+        {"extra_emails": ["office@client.example"]},
+    )
+    await db.execute(
+        """INSERT INTO address_health (address, hard_bounces, undeliverable_at)
+           VALUES ('gone@client.example', 3, now()), ('bounced@client.example', 3, now())"""
+    )
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        status, _ = await call(daemon, "POST", "/v1/admin/broadcasts", json=broadcast())
+        async with asyncio.timeout(WAIT):
+            while await db.fetchval(
+                "SELECT count(*) FROM notices WHERE state IN ('queued', 'sending')"
+            ) or not await db.fetchval("SELECT count(*) FROM notices"):
+                await asyncio.sleep(0.1)
+        rows = await db.fetch("SELECT account_id, recipient FROM notices ORDER BY account_id")
+    assert status == 202
+    assert [(r["account_id"], r["recipient"]) for r in rows] == [
+        # Its other address instead of the one that bounced.
+        ("acc-a", "office@client.example"),
+        # No other address: still queued to it, so a failure shows in the dead letters.
+        ("acc-b", "bounced@client.example"),
+        ("acc-c", "fine@client.example"),
+    ]
