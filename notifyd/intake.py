@@ -73,10 +73,9 @@ async def ingest(
 ) -> Receipt:
     event_id = uuid4()
     async with pool.acquire() as conn, conn.transaction():
-        earlier = await event_store.remember_webhook(conn, source, webhook_id, event_id)
+        earlier = await event_store.store_event(conn, event_id, source, webhook_id, event)
         if earlier is not None:
             return Receipt(event_id=earlier, duplicate=True)
-        await event_store.insert_event(conn, event_id, source, webhook_id, event)
         await attachment_store.insert(conn, event_id, list(files))
 
         current = await subscriber_store.get(conn, event.account_id, lock=True)

@@ -39,7 +39,13 @@ async def run_exclusive(
         try:
             await job(conn)
         finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            try:
+                await conn.execute("SELECT pg_advisory_unlock($1)", key)
+            except BaseException:
+                # The pool does not reset sessions: a connection still holding the lock
+                # must not go back to it (closing it releases the lock).
+                conn.terminate()
+                raise
     return True
 
 

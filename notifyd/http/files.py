@@ -25,6 +25,11 @@ def _files_of(event: Event) -> list[tuple[str, str, Attachment]]:
     return []
 
 
+def has_inline_files(event: Event) -> bool:
+    """Whether the event carries bytes to decode (work for a thread, not the event loop)."""
+    return any(attachment.data_base64 is not None for _, _, attachment in _files_of(event))
+
+
 def incoming_files(
     event: Event, max_bytes: int, fetch_hosts: tuple[str, ...] = ()
 ) -> list[StoredFile]:

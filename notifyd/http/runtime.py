@@ -33,6 +33,9 @@ class Runtime:
     on_broadcast: Callable[[], None] = lambda: None
     verifiers: dict[str, Verifier] = field(default_factory=dict)
     links: Links | None = None
+    # Derived from the settings once per (re)load, not once per webhook.
+    message_domain: str = ""
+    intake_rules: IntakeRules = field(init=False)
 
     def __post_init__(self) -> None:
         self.apply(self.settings)
@@ -43,22 +46,15 @@ class Runtime:
             name: Verifier(source.secrets, settings.webhooks.timestamp_tolerance_seconds)
             for name, source in settings.sources.items()
         }
-        self.settings = settings
-
-    @property
-    def message_domain(self) -> str:
-        return self.settings.message_domain
-
-    @property
-    def intake_rules(self) -> IntakeRules:
-        s = self.settings
-        return IntakeRules(
-            defaults=s.defaults,
-            calls=s.calls,
-            thresholds=s.thresholds,
+        self.message_domain = settings.message_domain
+        self.intake_rules = IntakeRules(
+            defaults=settings.defaults,
+            calls=settings.calls,
+            thresholds=settings.thresholds,
             message_domain=self.message_domain,
-            hourly_cap=s.delivery.hourly_cap,
+            hourly_cap=settings.delivery.hourly_cap,
         )
+        self.settings = settings
 
 
 RUNTIME = web.AppKey("runtime", Runtime)

@@ -10,7 +10,7 @@ from aiohttp import web
 
 from notifyd.events import InvalidEvent, MalformedBody, parse_event
 from notifyd.http.errors import error_response
-from notifyd.http.files import InvalidAttachment, incoming_files
+from notifyd.http.files import InvalidAttachment, has_inline_files, incoming_files
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.http.signatures import SignatureError, read_headers
 from notifyd.intake import ingest
@@ -112,9 +112,13 @@ async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[w
         hosts = tuple(str(n) for n in source.allow_from or ()) + (
             (request.remote,) if request.remote else ()
         )
-        files = await asyncio.to_thread(
-            incoming_files, event, settings.attachments.max_bytes, hosts
-        )
+        if has_inline_files(event):
+            files = await asyncio.to_thread(
+                incoming_files, event, settings.attachments.max_bytes, hosts
+            )
+        else:
+            # Most events carry no bytes: a thread hop per webhook would cost more than this.
+            files = incoming_files(event, settings.attachments.max_bytes, hosts)
     except InvalidAttachment as error:
         return error_response(422, "invalid_event", "an attachment is unusable", error.fields), (
             event.type

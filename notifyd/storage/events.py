@@ -11,21 +11,13 @@ from notifyd.storage.db import Conn
 SQL = queries.load("events")
 
 
-async def remember_webhook(conn: Conn, source: str, webhook_id: str, event_id: UUID) -> UUID | None:
-    """Record the webhook id; return the earlier event's id if it was already stored."""
-    inserted = await conn.fetchval(SQL["insert_receipt"], source, webhook_id, event_id)
-    if inserted is not None:
-        return None
-    # Inserted by a transaction that committed before ours looked: it is the original.
-    earlier: UUID = await conn.fetchval(SQL["find_receipt"], source, webhook_id)
-    return earlier
-
-
-async def insert_event(
+async def store_event(
     conn: Conn, event_id: UUID, source: str, webhook_id: str, event: Event
-) -> None:
-    await conn.execute(
-        SQL["insert_event"],
+) -> UUID | None:
+    """Record the webhook id and store the event; if the id was already stored, store
+    nothing and return the earlier event's id."""
+    stored = await conn.fetchval(
+        SQL["store_event"],
         event_id,
         source,
         webhook_id,
@@ -34,6 +26,11 @@ async def insert_event(
         event.timestamp,
         stored_fields(event.data),
     )
+    if stored:
+        return None
+    # Inserted by a transaction that committed before ours looked: it is the original.
+    earlier: UUID = await conn.fetchval(SQL["find_receipt"], source, webhook_id)
+    return earlier
 
 
 async def purge_receipts(conn: Conn, older_than_days: int) -> int:
