@@ -3,7 +3,7 @@
 number of reused connections, in the same run. Also with a 200 KB voicemail attachment on
 a tenth of them.
 
-    .venv/bin/python bench/delivery.py [--notices 20000] [--runs 3]
+    .venv/bin/python bench/delivery.py [--notices 20000] [--audio-notices 20000] [--runs 3]
 """
 
 from __future__ import annotations
@@ -23,12 +23,14 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # bench/ is not a package: run as a script
+    Postgres,
+    Row,
     Sink,
-    cell,
     machine,
     notifyd_config,
     start_daemon,
     stop_daemon,
+    table,
     throwaway_postgres,
 )
 
@@ -37,6 +39,7 @@ from notifyd.rendering import MailAttachment, Renderer
 from notifyd.samples import SAMPLE_BROADCASTS, sample_data, sample_view, sample_wav
 from notifyd.storage import schema
 
+LABELS = {False: "plain", True: "200 KB audio on 1/10"}
 CONNECTIONS = 4  # [smtp] pool_size's default: notifyd and the baseline use as many
 AUDIO = sample_wav(seconds=12.5)  # 8 kHz 16-bit mono: ~200 KB
 
@@ -148,39 +151,48 @@ async def baseline_rate(sink: Sink, count: int, with_audio: bool) -> float:
     return count / (finished - started)
 
 
-async def main(count: int, runs: int) -> None:
+async def measure(pg: Postgres, count: int, audio_count: int, runs: int) -> list[Row]:
+    results: dict[str, list[float]] = {}
+    sink = await Sink.start(report_every=50)
+    try:
+        for with_audio, size in ((False, count), (True, audio_count)):
+            label = LABELS[with_audio]
+            for run in range(runs):
+                dsn = await pg.fresh_database()
+                await queue_notices(dsn, size, with_audio)
+                name = f"delivery-{label[:5]}-{run}"
+                results.setdefault(f"notifyd {label}", []).append(
+                    await notifyd_rate(pg.root, dsn, sink, size, name)
+                )
+                results.setdefault(f"baseline {label}", []).append(
+                    await baseline_rate(sink, size, with_audio)
+                )
+    finally:
+        await sink.stop()
+    return [
+        Row(
+            f"delivery of {size:,} queued notices, {label}",
+            "msg/s",
+            results[f"notifyd {label}"],
+            results[f"baseline {label}"],
+            f"aiosmtplib, {CONNECTIONS} connections",
+        )
+        for with_audio, size in ((False, count), (True, audio_count))
+        for label in (LABELS[with_audio],)
+    ]
+
+
+async def main(count: int, audio_count: int, runs: int) -> None:
     async with throwaway_postgres() as pg:
-        sink = await Sink.start(report_every=50)
-        results: dict[str, list[float]] = {}
-        try:
-            for with_audio in (False, True):
-                label = "with 200 KB audio on 1/10" if with_audio else "plain"
-                for run in range(runs):
-                    dsn = await pg.fresh_database()
-                    await queue_notices(dsn, count, with_audio)
-                    name = f"delivery-{label[:5]}-{run}"
-                    results.setdefault(f"notifyd {label}", []).append(
-                        await notifyd_rate(pg.root, dsn, sink, count, name)
-                    )
-                    results.setdefault(f"baseline {label}", []).append(
-                        await baseline_rate(sink, count, with_audio)
-                    )
-        finally:
-            await sink.stop()
-    print(
-        f"delivery of {count:,} queued notices over {CONNECTIONS} SMTP connections, "
-        f"{runs} runs: messages/s, median [min-max]"
-    )
-    for label in ("plain", "with 200 KB audio on 1/10"):
-        ours, raw = results[f"notifyd {label}"], results[f"baseline {label}"]
-        ratio = sorted(ours)[len(ours) // 2] / sorted(raw)[len(raw) // 2]
-        print(f"  {label:28} notifyd {cell(ours):>24}   aiosmtplib {cell(raw):>24}   {ratio:.2f}x")
-    print(f"machine: {machine()}")
+        rows = await measure(pg, count, audio_count, runs)
+    print(f"delivery over {CONNECTIONS} SMTP connections, {runs} runs; {machine()}")
+    print(table(rows))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--notices", type=int, default=20000)
+    parser.add_argument("--audio-notices", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.notices, args.runs))
+    asyncio.run(main(args.notices, args.audio_notices, args.runs))

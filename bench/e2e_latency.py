@@ -1,222 +1,150 @@
-"""Webhook 202 -> SMTP 250 latency of notifyd, against a raw SMTP transaction, same run.
+"""End to end: at a steady rate (half the measured ingest maximum by default), the time from
+notifyd's 202 to the SMTP sink's 250 for immediate notices (a missed call, one per
+subscriber), p50/p99. The load generator (open loop) and the sink are their own processes
+and write the times they saw; both clocks are this machine's wall clock.
 
-Starts a throwaway (durable) PostgreSQL and an aiosmtpd sink on loopback, runs notifyd as
-a separate process, posts signed `account.created` webhooks one at a time and measures,
-for each, the time from the daemon's 202 to the sink accepting the message. The baseline
-is aiosmtplib sending an equivalent prebuilt message to the same sink over one reused
-connection: the floor any SMTP-backed daemon pays.
+Baseline, same run, same sink: aiosmtplib sending a prebuilt message of the same size over
+one reused connection, one at a time: the SMTP transaction any daemon pays.
 
-    .venv/bin/python bench/e2e_latency.py [--events 300] [--runs 3]
+    .venv/bin/python bench/e2e_latency.py [--rate 200] [--seconds 10] [--runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
-import json
-import os
-import shutil
-import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime
-from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 
-import aiohttp
 import aiosmtplib
-from aiosmtpd.smtp import SMTP, Envelope, Session
-from standardwebhooks import Webhook
 
-from notifyd.storage.embedded import EmbeddedPostgres
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SECRET = "whsec_" + base64.b64encode(b"bench-secret-0123456789abcdefghij").decode()
+from harness import (  # bench/ is not a package: run as a script
+    HERE,
+    SOURCES,
+    Postgres,
+    Row,
+    Sink,
+    add_subscribers,
+    machine,
+    notifyd_config,
+    percentile,
+    run_json,
+    signed_requests,
+    start_daemon,
+    stop_daemon,
+    table,
+    throwaway_postgres,
+    write_requests,
+)
 
+from notifyd.rendering import Renderer
+from notifyd.samples import sample_view
 
-class Sink:
-    def __init__(self) -> None:
-        self.arrivals: dict[str, float] = {}
-        self.waiters: dict[str, asyncio.Future[float]] = {}
-
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        now = time.perf_counter()
-        for rcpt in envelope.rcpt_tos:
-            self.arrivals[rcpt] = now
-            waiter = self.waiters.pop(rcpt, None)
-            if waiter is not None and not waiter.done():
-                waiter.set_result(now)
-        return "250 OK"
-
-    def expect(self, rcpt: str) -> asyncio.Future[float]:
-        future: asyncio.Future[float] = asyncio.get_running_loop().create_future()
-        self.waiters[rcpt] = future
-        return future
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+CLIENTS = 32
 
 
-async def notifyd_run(base: str, sink: Sink, events: int) -> list[float]:
-    latencies = []
-    signer = Webhook(SECRET)
-    async with aiohttp.ClientSession() as session:
-        for n in range(events):
-            rcpt = f"bench{n}-{uuid.uuid4().hex[:6]}@client.example"
-            body = json.dumps(
-                {
-                    "type": "account.created",
-                    "timestamp": datetime.now(UTC).isoformat(),
-                    "data": {"account_id": f"acc-{n}", "email": rcpt, "username": f"user{n}"},
-                }
+def read_times(path: Path) -> dict[str, float]:
+    times: dict[str, float] = {}
+    for line in path.read_text(encoding="utf-8").splitlines():
+        key, at = line.split()
+        times.setdefault(key, float(at))
+    return times
+
+
+async def notifyd_latencies(
+    pg: Postgres, folder: Path, rate: float, seconds: float, run: int
+) -> list[float]:
+    count = max(int(rate * seconds), 20)
+    arrivals = folder / f"arrivals-{run}.txt"
+    sink = await Sink.start(report_every=20, arrivals=arrivals)
+    try:
+        dsn = await pg.fresh_database()
+        await add_subscribers(dsn, count)
+        config = notifyd_config(folder, f"e2e-{run}", dsn, sink.port, SOURCES)
+        requests = signed_requests(count, count, seed=run, kinds=("call.missed",))
+        recipient = {
+            r["headers"]["webhook-id"]: f"user{n % count + 1}@client.example"
+            for n, r in enumerate(requests)
+        }
+        path = write_requests(folder / f"e2e-{run}.jsonl", requests)
+        answers = folder / f"answers-{run}.txt"
+        process, port = await start_daemon(config)
+        try:
+            result = await run_json(
+                str(HERE / "loadgen.py"),
+                *("--base", f"http://127.0.0.1:{port}", "--requests", str(path)),
+                *("--clients", str(CLIENTS), "--rate", str(rate), "--answers", str(answers)),
             )
-            now = datetime.now(UTC)
-            msg_id = f"msg_{uuid.uuid4().hex}"
-            headers = {
-                "content-type": "application/json",
-                "webhook-id": msg_id,
-                "webhook-timestamp": str(int(now.timestamp())),
-                "webhook-signature": signer.sign(msg_id, now, body),
-            }
-            arrived = sink.expect(rcpt)
-            async with session.post(f"{base}/v1/webhooks/billing", data=body, headers=headers) as r:
-                answered = time.perf_counter()
-                assert r.status == 202, await r.text()
-            accepted = await asyncio.wait_for(arrived, timeout=30)
-            latencies.append(accepted - answered)
-    return latencies
-
-
-async def baseline_run(port: int, sink: Sink, events: int) -> list[float]:
-    latencies = []
-    client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False)
-    await client.connect()
-    try:
-        for n in range(events):
-            rcpt = f"base{n}-{uuid.uuid4().hex[:6]}@client.example"
-            message = EmailMessage()
-            message["From"] = "bench@voip.example"
-            message["To"] = rcpt
-            message["Subject"] = "Bun venit! Contul dvs. a fost creat"
-            message.set_content("Contul dvs. a fost creat.\n" * 20)
-            message.add_alternative("<p>Contul dvs. a fost creat.</p>" * 20, subtype="html")
-            started = time.perf_counter()
-            await client.send_message(message)
-            latencies.append(time.perf_counter() - started)
+            assert set(result["statuses"]) == {"202"}, result["statuses"]
+            answered = read_times(answers)
+            async with asyncio.timeout(120):
+                await sink.wait_for(count)  # the warm-up requests too
+        finally:
+            await stop_daemon(process)
     finally:
-        await client.quit()
+        await sink.stop()
+    arrived = read_times(arrivals)
+    return [arrived[recipient[i]] - at for i, at in answered.items() if recipient[i] in arrived]
+
+
+async def baseline_latencies(count: int) -> list[float]:
+    sink = await Sink.start()
+    renderer = Renderer("Bench <bench@voip.example>")
+    message = renderer.mail(sample_view("call.missed", "ro"), datetime.now(UTC))
+    latencies = []
+    try:
+        client = aiosmtplib.SMTP(hostname="127.0.0.1", port=sink.port, start_tls=False)
+        await client.connect()
+        try:
+            for n in range(count):
+                started = time.perf_counter()
+                await client.sendmail("bench@voip.example", [f"base{n}@client.example"], message)
+                latencies.append(time.perf_counter() - started)
+        finally:
+            await client.quit()
+    finally:
+        await sink.stop()
     return latencies
 
 
-async def start_daemon(config: Path) -> tuple[asyncio.subprocess.Process, int]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "notifyd",
-        "run",
-        "--config",
-        str(config),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    assert process.stdout is not None
-    async with asyncio.timeout(60):
-        async for raw in process.stdout:
-            line: dict[str, Any] = json.loads(raw) if raw.startswith(b"{") else {}
-            if line.get("event") == "ready":
-                port = int(line["listen"].rsplit(":", 1)[1])
-                break
-        else:
-            raise RuntimeError("daemon exited before ready")
-
-    async def drain() -> None:
-        assert process.stdout is not None
-        async for _ in process.stdout:
-            pass
-
-    asyncio.create_task(drain())  # noqa: RUF006  (lives as long as the process)
-    return process, port
-
-
-async def main(events: int, runs: int) -> None:
-    root = Path(tempfile.mkdtemp(prefix="ntfy-bench-"))
-    root.chmod(0o755)
-    pg = EmbeddedPostgres(root / "pgdata", durable=True)
-    await pg.start()
-    sink = Sink()
-    server = await asyncio.get_running_loop().create_server(
-        lambda: SMTP(sink, hostname="sink.bench"), "127.0.0.1", 0
-    )
-    smtp_port = server.sockets[0].getsockname()[1]
-    results: dict[str, list[list[float]]] = {"notifyd": [], "baseline": []}
-    try:
+async def measure(pg: Postgres, rate: float, seconds: float, runs: int) -> list[Row]:
+    ours: list[list[float]] = []
+    raw: list[list[float]] = []
+    with tempfile.TemporaryDirectory(prefix="ntfy-e2e-") as folder:
         for run in range(runs):
-            database = f"bench_{run}_{uuid.uuid4().hex[:6]}"
-            import asyncpg
-
-            conn = await asyncpg.connect(pg.dsn("postgres"))
-            await conn.execute(f"CREATE DATABASE {database}")
-            await conn.close()
-            config = root / f"bench-{run}.toml"
-            config.write_text(
-                f"""
-[daemon]
-state_dir = "{root / "state"}"
-[http]
-host = "127.0.0.1"
-port = 0
-[database]
-url = "{pg.dsn(database)}"
-[smtp]
-host = "127.0.0.1"
-port = {smtp_port}
-sender = "Bench <bench@voip.example>"
-[sources.billing]
-secrets = ["{SECRET}"]
-[defaults]
-quiet_hours = ""
-[logging]
-level = "info"
-"""
+            ours.append(await notifyd_latencies(pg, Path(folder), rate, seconds, run))
+            raw.append(await baseline_latencies(min(len(ours[-1]), 1000)))
+    rows = []
+    for q, label in ((0.5, "p50"), (0.99, "p99")):
+        rows.append(
+            Row(
+                f"end to end at {rate:,.0f} webhooks/s, {label}",
+                "ms",
+                [percentile(r, q) * 1000 for r in ours],
+                [percentile(r, q) * 1000 for r in raw],
+                "one aiosmtplib send",
+                digits=1,
             )
-            process, http_port = await start_daemon(config)
-            try:
-                results["notifyd"].append(
-                    await notifyd_run(f"http://127.0.0.1:{http_port}", sink, events)
-                )
-            finally:
-                process.terminate()
-                await process.wait()
-            results["baseline"].append(await baseline_run(smtp_port, sink, events))
-    finally:
-        server.close()
-        await pg.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        )
+    return rows
 
-    print(f"webhook 202 -> SMTP 250, {events} sequential events, {runs} runs (median [min-max])")
-    print(f"{'':24}{'p50 ms':>24}{'p99 ms':>24}")
-    rows = {}
-    for name, label in (("notifyd", "notifyd 202->250"), ("baseline", "raw aiosmtplib send")):
-        p50s = [percentile(r, 0.5) * 1000 for r in results[name]]
-        p99s = [percentile(r, 0.99) * 1000 for r in results[name]]
-        rows[name] = (statistics.median(p50s), statistics.median(p99s))
-        cells = [f"{statistics.median(v):.2f} [{min(v):.2f}-{max(v):.2f}]" for v in (p50s, p99s)]
-        print(f"{label:24}{cells[0]:>24}{cells[1]:>24}")
-    print(
-        f"ratio notifyd/baseline: p50 {rows['notifyd'][0] / rows['baseline'][0]:.1f}x, "
-        f"p99 {rows['notifyd'][1] / rows['baseline'][1]:.1f}x"
-    )
-    print(f"machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+
+async def main(rate: float, seconds: float, runs: int) -> None:
+    async with throwaway_postgres() as pg:
+        rows = await measure(pg, rate, seconds, runs)
+    print(f"webhook 202 -> SMTP 250 at {rate:,.0f}/s for {seconds:.0f} s, {runs} runs; {machine()}")
+    print(table(rows))
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--events", type=int, default=300)
+    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--seconds", type=float, default=10)
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.runs))
+    asyncio.run(main(args.rate, args.seconds, args.runs))

@@ -4,8 +4,10 @@ notifyd process, and a table of medians [min-max] with the ratio to the raw base
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
+import random
 import shutil
 import statistics
 import sys
@@ -14,11 +16,15 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+from standardwebhooks import Webhook
 
+from notifyd.samples import USUAL_SOURCE, sample_event
+from notifyd.storage import schema
 from notifyd.storage.embedded import EmbeddedPostgres
 
 HERE = Path(__file__).resolve().parent
@@ -83,13 +89,14 @@ class Sink:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, report_every: int = 100) -> Sink:
+    async def start(
+        cls, report_every: int = 100, arrivals: Path | None = None, delay: float = 0.0
+    ) -> Sink:
+        options = ["--report-every", str(report_every), "--delay", str(delay)]
+        if arrivals is not None:
+            options += ["--arrivals", str(arrivals)]
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(HERE / "sink.py"),
-            "--report-every",
-            str(report_every),
-            stdout=asyncio.subprocess.PIPE,
+            sys.executable, str(HERE / "sink.py"), *options, stdout=asyncio.subprocess.PIPE
         )
         assert process.stdout is not None
         line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
@@ -175,3 +182,163 @@ async def start_daemon(config: Path) -> tuple[asyncio.subprocess.Process, int]:
 async def stop_daemon(process: asyncio.subprocess.Process) -> None:
     process.terminate()
     await process.wait()
+
+
+@dataclass
+class Row:
+    """One line of the table: notifyd's figures and the raw baseline's, from the same runs."""
+
+    what: str
+    unit: str
+    ours: list[float]
+    baseline: list[float]
+    baseline_name: str = ""
+    digits: int = 0
+
+    def ratio(self) -> str:
+        if not self.ours or not self.baseline or not statistics.median(self.baseline):
+            return "-"
+        return f"{statistics.median(self.ours) / statistics.median(self.baseline):.2f}x"
+
+
+def table(rows: Sequence[Row]) -> str:
+    """A Markdown table of medians [min-max]: pasted as it is into docs/performance.md."""
+    lines = [
+        "| benchmark | unit | notifyd | baseline | raw baseline | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        base = cell(row.baseline, row.digits) if row.baseline else "-"
+        lines.append(
+            f"| {row.what} | {row.unit} | {cell(row.ours, row.digits) if row.ours else '-'} "
+            f"| {row.baseline_name or '-'} | {base} | {row.ratio()} |"
+        )
+    return "\n".join(lines)
+
+
+async def run_json(*args: str, limit_seconds: float = 300) -> dict[str, Any]:
+    """Runs a helper script of bench/ as its own process; its last stdout line, as JSON."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE
+    )
+    async with asyncio.timeout(limit_seconds):
+        out, _ = await process.communicate()
+    if process.returncode:
+        raise RuntimeError(f"{args[0]} exited with {process.returncode}")
+    result: dict[str, Any] = json.loads(out.splitlines()[-1])
+    return result
+
+
+async def start_listening(*args: str) -> tuple[asyncio.subprocess.Process, int]:
+    """A helper server of bench/ in its own process; returns it and the port it printed."""
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, *args, stdout=asyncio.subprocess.PIPE
+    )
+    assert process.stdout is not None
+    line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+    if not line.startswith(b"port "):
+        raise RuntimeError(f"{args[0]} did not start: {line!r}")
+    return process, int(line.split()[1])
+
+
+async def stop_process(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        process.terminate()
+        await process.wait()
+
+
+def rss_mib(pid: int) -> float:
+    with open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+# -- signed webhooks ---------------------------------------------------------------------------
+
+PBX_SECRET = "whsec_" + base64.b64encode(b"bench-pbx-secret-0123456789abcdef").decode()
+BILLING_SECRET = "whsec_" + base64.b64encode(b"bench-billing-secret-0123456789ab").decode()
+SOURCES = f"""
+[sources.pbx]
+secrets = ["{PBX_SECRET}"]
+[sources.billing]
+secrets = ["{BILLING_SECRET}"]
+"""
+
+# What a switch and a billing system post on an ordinary day: mostly missed calls and
+# balance updates; security and payment events now and then.
+MIX = (
+    ("call.missed", 40),
+    ("billing.balance_updated", 20),
+    ("fax.sent", 8),
+    ("billing.payment_confirmed", 8),
+    ("billing.credit_added", 6),
+    ("account.updated", 6),
+    ("account.password_changed", 4),
+    ("usage.daily_limit_exceeded", 4),
+    ("account.ip_allowlist_changed", 4),
+)
+
+
+def _context(rng: random.Random) -> dict[str, Any]:
+    """The fields a PBX adds that notifyd does not use: they make real bodies 0.4-2 KB."""
+    return {
+        "trunk": f"trunk-{rng.randint(1, 40):02d}.sip.voip.example",
+        "sip_call_id": uuid.UUID(int=rng.getrandbits(128)).hex * rng.randint(1, 3),
+        "user_agent": "Asterisk PBX 20.5.2 " + "x" * rng.randint(0, 900),
+        "route": [f"hop-{n}.voip.example" for n in range(rng.randint(4, 12))],
+    }
+
+
+def signed_requests(
+    count: int, accounts: int, seed: int = 0, kinds: Sequence[str] = ()
+) -> list[dict[str, Any]]:
+    """`count` signed, valid webhooks of the mix (or of `kinds`), each with its own id."""
+    rng = random.Random(seed)
+    names = list(kinds) or [kind for kind, _ in MIX]
+    weights = [1] * len(names) if kinds else [weight for _, weight in MIX]
+    signers = {"pbx": Webhook(PBX_SECRET), "billing": Webhook(BILLING_SECRET)}
+    now = datetime.now(UTC)
+    requests = []
+    for n in range(count):
+        kind = rng.choices(names, weights)[0]
+        account = f"acc-{rng.randint(1, accounts)}" if not kinds else f"acc-{n % accounts + 1}"
+        event = sample_event(kind, account)
+        event["data"]["pbx"] = _context(rng)
+        body = json.dumps(event)
+        source = USUAL_SOURCE[kind]
+        webhook_id = f"msg_{uuid.uuid4().hex}"
+        requests.append(
+            {
+                "path": f"/v1/webhooks/{source}",
+                "headers": {
+                    "Content-Type": "application/json",
+                    "webhook-id": webhook_id,
+                    "webhook-timestamp": str(int(now.timestamp())),
+                    "webhook-signature": signers[source].sign(webhook_id, now, body),
+                },
+                "body": body,
+            }
+        )
+    return requests
+
+
+def write_requests(path: Path, requests: Sequence[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in requests), encoding="utf-8")
+    return path
+
+
+async def add_subscribers(dsn: str, count: int) -> None:
+    """A migrated database with `count` subscribers acc-1... (user<n>@client.example)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await schema.migrate(conn)
+        await conn.execute(
+            """INSERT INTO subscribers (account_id, email, name)
+               SELECT 'acc-' || g, 'user' || g || '@client.example', 'Ana Popescu'
+               FROM generate_series(1, $1) AS g""",
+            count,
+        )
+    finally:
+        await conn.close()
