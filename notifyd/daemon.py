@@ -131,6 +131,8 @@ class Daemon:
             on_broadcast=broadcaster.wake,
             links=self.links,
         )
+        # Registered before the HTTP server: closed after it has answered its last webhook.
+        self.stack.push_async_callback(self.runtime.commits.close)
         runner = web.AppRunner(
             create_app(self.runtime),
             handle_signals=False,

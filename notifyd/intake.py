@@ -71,39 +71,62 @@ async def ingest(
     now: datetime,
     files: Sequence[StoredFile] = (),
 ) -> Receipt:
-    event_id = uuid4()
+    """One webhook in a transaction of its own (the daemon shares commits: `ingest_in`)."""
     async with pool.acquire() as conn, conn.transaction():
-        earlier = await event_store.store_event(conn, event_id, source, webhook_id, event)
-        if earlier is not None:
-            return Receipt(event_id=earlier, duplicate=True)
-        await attachment_store.insert(conn, event_id, list(files))
+        return await ingest_in(
+            conn,
+            source=source,
+            webhook_id=webhook_id,
+            event=event,
+            rules=rules,
+            now=now,
+            files=files,
+        )
 
-        current = await subscriber_store.get(conn, event.account_id, lock=True)
-        subscriber = await _apply_to_subscriber(conn, event, current)
-        facts, merged_notices = await _facts(conn, event, current, subscriber, rules, now)
-        if subscriber is not None and event.data.category is not None:
-            undeliverable = await address_store.undeliverable_among(
-                conn, all_addresses(subscriber.preferences, subscriber.email)
-            )
-            if undeliverable:
-                facts = replace(facts, undeliverable=undeliverable)
-        if subscriber is not None and _may_storm(event, rules):
-            category = event.data.category
-            assert category is not None
-            recent = await notice_store.recent_emails(conn, event.account_id, category.value, now)
-            facts = replace(facts, recent=recent)
-        routing = route(
-            event, subscriber, facts, rules.defaults, rules.calls, now, hourly_cap=rules.hourly_cap
+
+async def ingest_in(
+    conn: Conn,
+    *,
+    source: str,
+    webhook_id: str,
+    event: Event,
+    rules: IntakeRules,
+    now: datetime,
+    files: Sequence[StoredFile] = (),
+) -> Receipt:
+    """The statements of one webhook, in the caller's transaction."""
+    event_id = uuid4()
+    earlier = await event_store.store_event(conn, event_id, source, webhook_id, event)
+    if earlier is not None:
+        return Receipt(event_id=earlier, duplicate=True)
+    await attachment_store.insert(conn, event_id, list(files))
+
+    current = await subscriber_store.get(conn, event.account_id, lock=True)
+    subscriber = await _apply_to_subscriber(conn, event, current)
+    facts, merged_notices = await _facts(conn, event, current, subscriber, rules, now)
+    if subscriber is not None and event.data.category is not None:
+        undeliverable = await address_store.undeliverable_among(
+            conn, all_addresses(subscriber.preferences, subscriber.email)
         )
-        queued = await notice_store.insert(
-            conn, event_id, event.account_id, routing.notices, rules.message_domain
+        if undeliverable:
+            facts = replace(facts, undeliverable=undeliverable)
+    if subscriber is not None and _may_storm(event, rules):
+        category = event.data.category
+        assert category is not None
+        recent = await notice_store.recent_emails(conn, event.account_id, category.value, now)
+        facts = replace(facts, recent=recent)
+    routing = route(
+        event, subscriber, facts, rules.defaults, rules.calls, now, hourly_cap=rules.hourly_cap
+    )
+    queued = await notice_store.insert(
+        conn, event_id, event.account_id, routing.notices, rules.message_domain
+    )
+    if merged_notices and queued:
+        await notice_store.mark_merged(
+            conn, merged_notices, f"told in the voicemail email of event {event_id}"
         )
-        if merged_notices and queued:
-            await notice_store.mark_merged(
-                conn, merged_notices, f"told in the voicemail email of event {event_id}"
-            )
-        if queued and any(plan.due_at <= now for plan in routing.notices):
-            await notice_store.wake_workers(conn)
+    if queued and any(plan.due_at <= now for plan in routing.notices):
+        await notice_store.wake_workers(conn)
     if not queued and routing.notices:
         routing = Routing((), skipped="already notified: another leg of the same call")
     return Receipt(event_id=event_id, duplicate=False, routing=routing)

@@ -26,6 +26,12 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.ingest_batch = Histogram(
+            "notifyd_ingest_batch_size",
+            "Webhooks committed together by one shared COMMIT (group commit).",
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+            registry=self.registry,
+        )
         self.delivery_latency = Histogram(
             "notifyd_delivery_latency_seconds",
             "From the notice being queued (or due) to the SMTP server accepting it.",

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
+from notifyd.group_commit import GroupCommit
 from notifyd.http.signatures import Verifier
 from notifyd.intake import IntakeRules
 from notifyd.links import Links
@@ -37,8 +38,14 @@ class Runtime:
     message_domain: str = ""
     intake_rules: IntakeRules = field(init=False)
 
+    commits: GroupCommit = field(init=False)
+
     def __post_init__(self) -> None:
         self.apply(self.settings)
+        # Lanes hold a connection each while they commit: leave some of the pool to delivery
+        # and the admin API.
+        lanes = min(4, max(1, self.settings.database.pool_max // 2))
+        self.commits = GroupCommit(self.pool, lanes, self.metrics.ingest_batch.observe)
 
     def apply(self, settings: Settings) -> None:
         """Switch to reloaded settings; requests already running finish with the old ones."""

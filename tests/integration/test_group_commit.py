@@ -1,0 +1,130 @@
+"""Group commit (issue 6): concurrent webhook transactions share one COMMIT, each answered
+only after it; a failing job costs the others nothing. On a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from notifyd.group_commit import GroupCommit
+from notifyd.samples import sample_event
+from notifyd.storage.db import Conn
+from tests.conftest import PBX_SECRET, base_config, load_config, running_daemon
+
+
+@pytest.fixture
+async def pool(database_url: str, db: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
+    await db.execute("CREATE TABLE IF NOT EXISTS gc_rows (n integer PRIMARY KEY)")
+    async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as created:
+        yield created
+
+
+def inserting(n: int):  # type: ignore[no-untyped-def]
+    async def job(conn: Conn) -> int:
+        await conn.execute("INSERT INTO gc_rows (n) VALUES ($1)", n)
+        return n
+
+    return job
+
+
+async def test_concurrent_jobs_share_a_commit_and_return_only_once_committed(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    batches: list[int] = []
+    commits = GroupCommit(pool, lanes=1, on_batch=batches.append)
+    seen_committed: list[bool] = []
+
+    async def submit(n: int) -> int:
+        result = await commits.run("acc-1", inserting(n))
+        # Answered: the row must already be visible to everyone else.
+        seen_committed.append(await pool.fetchval("SELECT n FROM gc_rows WHERE n = $1", n) == n)
+        return result
+
+    try:
+        results = await asyncio.gather(*(submit(n) for n in range(40)))
+    finally:
+        await commits.close()
+    assert results == list(range(40))
+    assert all(seen_committed)
+    assert sum(batches) == 40
+    assert max(batches) > 1, batches  # shared commits, not one per job
+    assert len(batches) < 40
+
+
+async def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    batches: list[int] = []
+    commits = GroupCommit(pool, lanes=1, on_batch=batches.append)
+
+    async def broken(conn: Conn) -> int:
+        await conn.execute("INSERT INTO gc_rows (n) VALUES (1000)")
+        return int(await conn.fetchval("SELECT 1 / 0"))
+
+    async def python_error(conn: Conn) -> int:
+        await conn.execute("INSERT INTO gc_rows (n) VALUES (2000)")
+        raise ValueError("a bug in one job")
+
+    jobs = [inserting(n) for n in range(10)]
+    jobs[3], jobs[7] = broken, python_error
+    try:
+        results = await asyncio.gather(
+            *(commits.run("acc-1", job) for job in jobs), return_exceptions=True
+        )
+    finally:
+        await commits.close()
+    assert isinstance(results[3], asyncpg.DivisionByZeroError)
+    assert isinstance(results[7], ValueError)
+    assert [r for i, r in enumerate(results) if i not in (3, 7)] == [0, 1, 2, 4, 5, 6, 8, 9]
+    stored = [row["n"] for row in await db.fetch("SELECT n FROM gc_rows ORDER BY n")]
+    # The failed jobs' own writes were rolled back; everyone else's committed once.
+    assert stored == [0, 1, 2, 4, 5, 6, 8, 9]
+
+
+async def test_jobs_of_one_account_stay_in_one_lane_in_order(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    commits = GroupCommit(pool, lanes=4)
+    order: list[int] = []
+
+    def recording(n: int):  # type: ignore[no-untyped-def]
+        async def job(conn: Conn) -> int:
+            order.append(n)
+            await conn.execute("INSERT INTO gc_rows (n) VALUES ($1)", n)
+            return n
+
+        return job
+
+    try:
+        await asyncio.gather(*(commits.run("acc-7", recording(n)) for n in range(30)))
+    finally:
+        await commits.close()
+    assert order == list(range(30))
+
+
+async def test_webhooks_posted_together_are_committed_together(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    await db.executemany(
+        "INSERT INTO subscribers (account_id, email) VALUES ($1, $2)",
+        [(f"acc-{n}", f"user{n}@client.example") for n in range(64)],
+    )
+    settings = load_config(tmp_path, base_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        answers = await asyncio.gather(
+            *(
+                daemon.post("pbx", sample_event("fax.sent", f"acc-{n}"), PBX_SECRET)
+                for n in range(64)
+            )
+        )
+        async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+            metrics = await response.text()
+    assert [status for status, _ in answers] == [202] * 64
+    assert await db.fetchval("SELECT count(*) FROM events WHERE type = 'fax.sent'") == 64
+    batches = float(re.search(r"^notifyd_ingest_batch_size_count (\S+)$", metrics, re.M)[1])  # type: ignore[index]
+    assert 0 < batches < 64  # fewer commits than webhooks
