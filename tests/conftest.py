@@ -15,14 +15,14 @@ import sys
 import tempfile
 import uuid
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from ssl import SSLContext
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
@@ -35,6 +35,8 @@ from notifyd.daemon import Daemon
 from notifyd.settings import Settings
 from notifyd.storage import schema
 from notifyd.storage.embedded import EmbeddedPostgres
+
+T = TypeVar("T")
 
 PBX_SECRET = "whsec_" + base64.b64encode(b"pbx-test-secret-0123456789abcdef").decode()
 BILLING_SECRET = "whsec_" + base64.b64encode(b"billing-test-secret-0123456789ab").decode()
@@ -211,6 +213,19 @@ async def smtp_sink() -> AsyncIterator[SmtpSink]:
 
 
 # -- config, signing, daemon -------------------------------------------------------------------
+
+
+async def eventually(check: Callable[[], Awaitable[T]], what: str, timeout: float = WAIT) -> T:
+    """Poll `check` until it returns something true; fail with `what` after `timeout`."""
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                result = await check()
+                if result:
+                    return result
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"timed out waiting for {what}: {await check()}") from None
 
 
 def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:

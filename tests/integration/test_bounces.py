@@ -7,10 +7,10 @@ the admin, clears the count."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import asyncpg
 import pytest
@@ -21,16 +21,14 @@ from notifyd.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     PBX_SECRET,
-    WAIT,
     Running,
     SmtpSink,
+    eventually,
     load_config,
     running_daemon,
     smtp_server,
 )
 from tests.integration.test_admin import OPS_TOKEN, admin_config, call
-
-T = TypeVar("T")
 
 USER_UNKNOWN = "550 5.1.1 <mailbox>: Recipient address rejected: User unknown"
 CONTENT_REJECTED = "554 5.6.0 Message content rejected"
@@ -69,19 +67,6 @@ class BouncingSink(SmtpSink):
 async def sink() -> AsyncIterator[BouncingSink]:
     async with smtp_server(BouncingSink()) as served:
         yield served
-
-
-async def eventually(check: Callable[[], Awaitable[T]], what: str, timeout: float = WAIT) -> T:
-    """Poll `check` until it returns something true; fail with `what` after `timeout`."""
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = await check()
-                if result:
-                    return result
-                await asyncio.sleep(0.05)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
 
 
 def bounce_config(tmp_path: Path, database_url: str, port: int) -> dict[str, Any]:
