@@ -107,6 +107,9 @@ class Renderer:
             "undefined": jinja2.StrictUndefined,
             "trim_blocks": True,
             "lstrip_blocks": True,
+            # Templates change only with a reload, which builds a new Renderer: without this
+            # every message stat()s its template files.
+            "auto_reload": False,
         }
         self._text = jinja2.Environment(
             autoescape=False,  # noqa: S701  (plain-text part: nothing is HTML here)

@@ -3,8 +3,10 @@ exactly (headers, both parts, attachments), and no value can add a header."""
 
 from __future__ import annotations
 
+import base64
 import email
 import email.policy
+import re
 from email.message import EmailMessage
 
 import pytest
@@ -91,3 +93,24 @@ def test_a_line_break_in_a_header_value_is_refused(value: str) -> None:
         mime.header("Subject", value)
     with pytest.raises(mime.HeaderInjection):
         mime.address_header("Reply-To", f"{value} <a@example.com>")
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Apel nerespins de la Ștefan Mureșan",
+        "ș" * 400,
+        "a" * 30 + "€" * 50 + "🙂" * 20,
+        "x" * 70 + "ț",
+    ],
+)
+def test_non_ascii_headers_are_words_of_whole_characters_within_78_columns(value: str) -> None:
+    raw = mime.header("Subject", value)
+    lines = raw.rstrip(b"\r\n").split(b"\r\n")
+    assert all(len(line) <= 78 for line in lines), [len(line) for line in lines]
+    assert all(line.startswith(b" ") for line in lines[1:])
+    parsed = email.message_from_bytes(raw + b"\r\n", policy=email.policy.default)
+    assert str(parsed["Subject"]) == value
+    # Each word decodes on its own: no character is split across two.
+    for word in re.findall(rb"=\?utf-8\?b\?([^?]*)\?=", raw):
+        base64.b64decode(word).decode("utf-8")
