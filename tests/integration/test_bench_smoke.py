@@ -40,6 +40,8 @@ def test_every_benchmark_runs_and_prints_its_row_with_a_baseline() -> None:
     table = result.stdout[result.stdout.index("| benchmark |") :]
     for row in EXPECTED_ROWS:
         assert row in table, f"{row!r} missing from:\n{table}"
+    # End to end at two rates (half the ingest maximum, and one delivery keeps up with).
+    assert table.count("| end to end at ") == 4
     # Every figure is a number: nothing failed silently into a dash.
     for line in table.splitlines()[2:]:
         cells = [cell.strip() for cell in line.strip("|").split("|")]
