@@ -1,7 +1,8 @@
 """End to end: at a steady rate (`make bench`: half the measured ingest maximum, and a
 rate delivery keeps up with), the time from notifyd's 202 to the SMTP sink's 250 for
-immediate notices (a missed call, one per subscriber), p50/p99. The load generator (open loop) and the sink are their own processes
-and write the times they saw; both clocks are this machine's wall clock.
+immediate notices (a missed call, one per subscriber), p50/p99. The load generator (open
+loop) and the sink are their own processes and write the times they saw; both clocks are
+this machine's wall clock.
 
 Baseline, same run, same sink: aiosmtplib sending a prebuilt message of the same size over
 one reused connection, one at a time: the SMTP transaction any daemon pays.
