@@ -430,6 +430,11 @@ class Dispatcher:
                         await notice_store.mark_failed(conn, notice.id, self.token, error, reply)
                         if outcome.bounce:
                             await self._bounced(conn, notice, outcome.reply)
+                        if notice.id in self._held and notice.id not in (restore or ()):
+                            # The breaker opened while this failure was being written: the
+                            # opener's restore may have run before it was; this one is
+                            # committed now, so put it back here (idempotent).
+                            restore = [*(restore or ()), notice.id]
                     if restore:
                         again = await notice_store.restore_refused(conn, restore, due_at)
                         await address_store.forgive_bounces(conn, again, self.delivery.bounce_limit)
