@@ -55,7 +55,7 @@ async def webhooks(port: int, path: Path) -> dict[str, Any]:
     return await run_json(
         str(HERE / "loadgen.py"),
         *("--base", f"http://127.0.0.1:{port}", "--requests", str(path)),
-        *("--clients", "8", "--rate", str(WEBHOOKS_PER_SECOND), "--warmup", "0"),
+        *("--clients", "8", "--rate", str(WEBHOOKS_PER_SECOND), "--warmup", "25"),
         limit_seconds=1800,
     )
 
