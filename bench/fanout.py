@@ -90,7 +90,14 @@ async def one_run(pg: Postgres, folder: Path, count: int, run: int) -> tuple[flo
         at_rest = write_requests(
             folder / "rest.jsonl", signed_requests(WEBHOOKS_PER_SECOND * 5, 1000, seed=1)
         )
-        rest = await webhooks(port, at_rest)
+        # Twice: the first warms a fresh daemon (its pool opens connections on demand).
+        await webhooks(port, at_rest)
+        rest = await webhooks(
+            port,
+            write_requests(
+                folder / "rest2.jsonl", signed_requests(WEBHOOKS_PER_SECOND * 5, 1000, seed=3)
+            ),
+        )
         headers = {"Authorization": f"Bearer {TOKEN}"}
         body = {"kind": "notice.service", **SAMPLE_BROADCASTS["notice.service"]}
         during_file = write_requests(

@@ -90,6 +90,36 @@ async def insert_for_accounts(
     return [row["id"] for row in rows]
 
 
+async def insert_shared(
+    conn: Conn,
+    event_id: UUID,
+    account_ids: Sequence[str],
+    recipients: Sequence[str],
+    plan: NoticePlan,
+    message_domain: str,
+) -> int:
+    """Queue `plan` for each account (to the matching recipient); how many were new."""
+    if not account_ids:
+        return 0
+    added: int = await conn.fetchval(
+        SQL["insert_shared"],
+        event_id,
+        list(account_ids),
+        list(recipients),
+        plan.kind,
+        plan.category.value,
+        plan.language,
+        plan.timezone,
+        _json_text(plan.reasons),
+        plan.due_at,
+        message_domain,
+        _json_text(plan.context),
+        plan.dedupe_key,
+        plan.digest,
+    )
+    return added
+
+
 @functools.lru_cache(maxsize=256)
 def _shared_json(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
