@@ -35,9 +35,7 @@ class Runtime:
     verifiers: dict[str, Verifier] = field(default_factory=dict)
     links: Links | None = None
     # Derived from the settings once per (re)load, not once per webhook.
-    message_domain: str = ""
     intake_rules: IntakeRules = field(init=False)
-
     commits: GroupCommit = field(init=False)
 
     def __post_init__(self) -> None:
@@ -53,12 +51,11 @@ class Runtime:
             name: Verifier(source.secrets, settings.webhooks.timestamp_tolerance_seconds)
             for name, source in settings.sources.items()
         }
-        self.message_domain = settings.message_domain
         self.intake_rules = IntakeRules(
             defaults=settings.defaults,
             calls=settings.calls,
             thresholds=settings.thresholds,
-            message_domain=self.message_domain,
+            message_domain=settings.message_domain,
             hourly_cap=settings.delivery.hourly_cap,
         )
         self.settings = settings

@@ -84,9 +84,10 @@ async def fan_out_batch(
     groups: dict[tuple[str | None, str | None, str], list[asyncpg.Record]] = {}
     for row in rows:
         groups.setdefault((row["language"], row["timezone"], row["preferences"]), []).append(row)
+    # Each distinct preferences text decoded once, for the lookups and for routing.
+    decoded = {stored: Preferences.from_json(json.loads(stored)) for _, _, stored in groups}
     addresses = {row["email"].lower() for row in rows}
-    for _language, _zone, stored in groups:
-        chosen = Preferences.from_json(json.loads(stored))
+    for chosen in decoded.values():
         addresses.update(a.lower() for a in chosen.addresses.get(category.value, ()))
         addresses.update(a.lower() for a in chosen.extra_emails)
     suppressed: frozenset[str] = frozenset()
@@ -116,7 +117,7 @@ async def fan_out_batch(
         )
 
     for (language, zone, stored), members in groups.items():
-        preferences = Preferences.from_json(json.loads(stored))
+        preferences = decoded[stored]
 
         if preferences.addresses or preferences.extra_emails:
             for n, row in enumerate(members, 1):
