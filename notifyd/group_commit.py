@@ -100,18 +100,9 @@ class GroupCommit:
                 error=type(error).__name__,
             )
             for job, future in batch:
-                await self._alone(job, future)
+                await self._commit([(job, future)])  # alone: its error is its own
             return
         for (_job, future), result in zip(batch, results, strict=True):
-            _settle(future, result=result)
-
-    async def _alone(self, job: Job, future: asyncio.Future[Any]) -> None:
-        try:
-            async with self.pool.acquire() as conn, conn.transaction():
-                result = await job(conn)
-        except Exception as error:
-            _settle(future, error=error)
-        else:
             _settle(future, result=result)
 
 
