@@ -2,13 +2,14 @@
 
 A 2xx to a webhook means its event is committed, so every webhook waits for a commit; a
 commit of its own costs a BEGIN, a COMMIT, a WAL flush and a pool round trip each. Here
-each job (one webhook's statements) is put in a lane; a lane runs whatever jobs are
-waiting, one after the other, in one transaction, commits once, and only then answers each
-of them. No delay is added to gather a batch: while one batch commits the next one fills.
+each item (one webhook) is put in a lane; a lane hands whatever items are waiting to the
+batch function in one transaction (which can store them all with one statement per step),
+commits once, and only then answers each of them. No delay is added to gather a batch:
+while one batch commits the next one fills.
 
 Jobs are put in lanes by account, so two lanes never lock the same subscriber row: batches
-cannot deadlock on each other. When a job fails, the batch is rolled back and each of its
-jobs runs again alone, so one bad event costs the others nothing but time.
+cannot deadlock on each other. When a batch fails, it is rolled back and each of its
+items runs again alone, so one bad event costs the others nothing but time.
 """
 
 from __future__ import annotations
@@ -16,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import zlib
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
@@ -26,32 +27,35 @@ from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
 
-T = TypeVar("T")
-Job = Callable[[Conn], Awaitable[Any]]
+Item = TypeVar("Item")
+Result = TypeVar("Result")
 
 MAX_BATCH = 64
 
 
-class GroupCommit:
+class GroupCommit(Generic[Item, Result]):
     def __init__(
         self,
         pool: asyncpg.Pool,
         lanes: int,
+        run_batch: Callable[[Conn, Sequence[Item]], Awaitable[Sequence[Result]]],
         on_batch: Callable[[int], None] = lambda _size: None,
     ) -> None:
         self.pool = pool
+        self.run_batch = run_batch
         self.on_batch = on_batch
-        self._queues: list[asyncio.Queue[tuple[Job, asyncio.Future[Any]]]] = [
+        self._queues: list[asyncio.Queue[tuple[Item, asyncio.Future[Result]]]] = [
             asyncio.Queue() for _ in range(max(lanes, 1))
         ]
         self._tasks: list[asyncio.Task[None] | None] = [None] * len(self._queues)
 
-    async def run(self, key: str, job: Callable[[Conn], Awaitable[T]]) -> T:
-        """Run `job` in a transaction shared with the jobs waiting beside it; returns once
-        that transaction committed (or raises what the job raised, run alone)."""
+    async def run(self, key: str, item: Item) -> Result:
+        """Run `item` in a transaction shared with the items waiting beside it (those of one
+        key in order); returns once that transaction committed (or raises what the batch
+        function raised for this item alone)."""
         lane = zlib.crc32(key.encode()) % len(self._queues)
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._queues[lane].put_nowait((job, future))
+        future: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self._queues[lane].put_nowait((item, future))
         task = self._tasks[lane]
         if task is None or task.done():
             self._tasks[lane] = asyncio.create_task(self._lane(lane), name=f"commit-lane-{lane}")
@@ -65,7 +69,7 @@ class GroupCommit:
                     await task
         for queue in self._queues:
             while not queue.empty():
-                _job, future = queue.get_nowait()
+                _item, future = queue.get_nowait()
                 if not future.done():
                     future.set_exception(asyncpg.InterfaceError("notifyd is stopping"))
 
@@ -78,31 +82,29 @@ class GroupCommit:
             try:
                 await self._commit(batch)
             except asyncio.CancelledError:
-                for _job, future in batch:
+                for _item, future in batch:
                     if not future.done():
                         future.set_exception(asyncpg.InterfaceError("notifyd is stopping"))
                 raise
 
-    async def _commit(self, batch: list[tuple[Job, asyncio.Future[Any]]]) -> None:
+    async def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
         self.on_batch(len(batch))
-        results: list[Any] = []
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                for job, _future in batch:
-                    results.append(await job(conn))
+                results = await self.run_batch(conn, [item for item, _future in batch])
         except Exception as error:
             if len(batch) == 1:
                 _settle(batch[0][1], error=error)
                 return
             log.warning(
-                "a shared commit failed; its jobs run again one by one",
-                jobs=len(batch),
+                "a shared commit failed; its items run again one by one",
+                items=len(batch),
                 error=type(error).__name__,
             )
-            for job, future in batch:
-                await self._commit([(job, future)])  # alone: its error is its own
+            for item, future in batch:
+                await self._commit([(item, future)])  # alone: its error is its own
             return
-        for (_job, future), result in zip(batch, results, strict=True):
+        for (_item, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
 
 

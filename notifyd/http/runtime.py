@@ -11,7 +11,7 @@ from aiohttp import web
 
 from notifyd.group_commit import GroupCommit
 from notifyd.http.signatures import Verifier
-from notifyd.intake import IntakeRules
+from notifyd.intake import Incoming, IntakeRules, Receipt, ingest_batch
 from notifyd.links import Links
 from notifyd.metrics import Metrics
 from notifyd.settings import Settings
@@ -36,14 +36,16 @@ class Runtime:
     links: Links | None = None
     # Derived from the settings once per (re)load, not once per webhook.
     intake_rules: IntakeRules = field(init=False)
-    commits: GroupCommit = field(init=False)
+    commits: GroupCommit[Incoming, Receipt] = field(init=False)
 
     def __post_init__(self) -> None:
         self.apply(self.settings)
         # Lanes hold a connection each while they commit: leave some of the pool to delivery
         # and the admin API.
         lanes = min(4, max(1, self.settings.database.pool_max // 2))
-        self.commits = GroupCommit(self.pool, lanes, self.metrics.ingest_batch.observe)
+        self.commits = GroupCommit(
+            self.pool, lanes, ingest_batch, self.metrics.ingest_batch.observe
+        )
 
     def apply(self, settings: Settings) -> None:
         """Switch to reloaded settings; requests already running finish with the old ones."""

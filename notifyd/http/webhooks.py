@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import ipaddress
 
 import structlog
@@ -14,7 +13,7 @@ from notifyd.http.errors import error_response
 from notifyd.http.files import InvalidAttachment, has_inline_files, incoming_files
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.http.signatures import SignatureError, read_headers
-from notifyd.intake import ingest_in
+from notifyd.intake import Incoming
 from notifyd.settings import IPNetwork
 from notifyd.storage import db
 
@@ -128,15 +127,7 @@ async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[w
     try:
         receipt = await runtime.commits.run(
             event.account_id,
-            functools.partial(
-                ingest_in,
-                source=name,
-                webhook_id=signed.webhook_id,
-                event=event,
-                rules=runtime.intake_rules,
-                now=runtime.clock(),
-                files=files,
-            ),
+            Incoming(name, signed.webhook_id, event, runtime.intake_rules, runtime.clock(), files),
         )
     except db.UNAVAILABLE as error:
         log.error("database unavailable: webhook refused", source=name, error=type(error).__name__)

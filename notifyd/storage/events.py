@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Sequence
 from uuid import UUID
 
 from notifyd.events import Event, stored_fields
@@ -11,24 +13,24 @@ from notifyd.storage.db import Conn
 SQL = queries.load("events")
 
 
-async def store_event(
-    conn: Conn, event_id: UUID, source: str, webhook_id: str, event: Event
-) -> UUID | None:
-    """Record the webhook id and store the event; if the id was already stored, store
-    nothing and return the earlier event's id."""
-    stored = await conn.fetchval(
-        SQL["store_event"],
-        event_id,
-        source,
-        webhook_id,
-        event.type,
-        event.account_id,
-        event.timestamp,
-        stored_fields(event.data),
+async def store_events(conn: Conn, events: Sequence[tuple[UUID, str, str, Event]]) -> set[UUID]:
+    """Record each (event id, source, webhook id, event) and store the event, in one round
+    trip; the ids of those stored. A webhook id already known stores nothing."""
+    rows = await conn.fetch(
+        SQL["store_events"],
+        [event_id for event_id, _, _, _ in events],
+        [source for _, source, _, _ in events],
+        [webhook_id for _, _, webhook_id, _ in events],
+        [event.type for _, _, _, event in events],
+        [event.account_id for _, _, _, event in events],
+        [event.timestamp for _, _, _, event in events],
+        [json.dumps(stored_fields(event.data)) for _, _, _, event in events],
     )
-    if stored:
-        return None
-    # Inserted by a transaction that committed before ours looked: it is the original.
+    return {row["id"] for row in rows}
+
+
+async def find_receipt(conn: Conn, source: str, webhook_id: str) -> UUID:
+    """The event stored for a webhook id already known."""
     earlier: UUID = await conn.fetchval(SQL["find_receipt"], source, webhook_id)
     return earlier
 

@@ -43,19 +43,6 @@ class ClaimedNotice:
     voicemail_audio: bool | None = None
 
 
-async def insert(
-    conn: Conn,
-    event_id: UUID,
-    account_id: str,
-    plans: Sequence[NoticePlan],
-    message_domain: str,
-) -> list[UUID]:
-    """Queue the notices of one event; the caller's transaction makes them durable."""
-    return await insert_for_accounts(
-        conn, event_id, [(account_id, plan) for plan in plans], message_domain
-    )
-
-
 async def insert_for_accounts(
     conn: Conn,
     event_id: UUID,
@@ -63,15 +50,28 @@ async def insert_for_accounts(
     message_domain: str,
 ) -> list[UUID]:
     """Queue notices of one event for several accounts (a broadcast batch) in one statement."""
+    ids = await insert_planned(
+        conn, [(event_id, account_id, plan) for account_id, plan in planned], message_domain
+    )
+    return [notice_id for notice_id in ids if notice_id is not None]
+
+
+async def insert_planned(
+    conn: Conn,
+    planned: Sequence[tuple[UUID, str, NoticePlan]],
+    message_domain: str,
+) -> list[UUID | None]:
+    """Queue (event id, account, plan) rows of any number of events in one statement; per
+    row its notice's id, or None where the account already had its dedupe key."""
     if not planned:
         return []
-    plans = [plan for _, plan in planned]
+    plans = [plan for _, _, plan in planned]
     ids = [uuid4() for _ in plans]
     rows = await conn.fetch(
         SQL["insert_notices"],
         ids,
-        [event_id] * len(plans),
-        [account_id for account_id, _ in planned],
+        [event_id for event_id, _, _ in planned],
+        [account_id for _, account_id, _ in planned],
         [p.kind for p in plans],
         [p.category.value for p in plans],
         [p.recipient for p in plans],
@@ -87,7 +87,8 @@ async def insert_for_accounts(
         [p.dedupe_key for p in plans],
         [p.digest for p in plans],
     )
-    return [row["id"] for row in rows]
+    inserted = {row["id"] for row in rows}
+    return [notice_id if notice_id in inserted else None for notice_id in ids]
 
 
 async def insert_shared(
@@ -148,9 +149,14 @@ async def mark_merged(conn: Conn, notice_ids: Sequence[UUID], note: str) -> None
     await conn.execute(SQL["mark_merged"], list(notice_ids), note)
 
 
-async def has_dedupe_key(conn: Conn, account_id: str, key: str) -> bool:
-    found: bool = await conn.fetchval(SQL["has_dedupe_key"], account_id, key)
-    return found
+async def dedupe_keys_present(conn: Conn, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+    """Which (account, dedupe key) pairs already have a notice."""
+    if not keys:
+        return set()
+    rows = await conn.fetch(
+        SQL["dedupe_keys_present"], [account for account, _ in keys], [key for _, key in keys]
+    )
+    return {(row["account_id"], row["dedupe_key"]) for row in rows}
 
 
 async def wake_workers(conn: Conn) -> None:
@@ -284,15 +290,23 @@ async def dead_letters(
 
 
 async def recent_emails(
-    conn: Conn, account_id: str, category: str, now: datetime
-) -> dict[str, RecentEmails]:
-    rows = await conn.fetch(SQL["recent_emails"], account_id, category, now)
-    return {
-        row["recipient"]: RecentEmails(
+    conn: Conn, wanted: Sequence[tuple[str, str]], now: datetime
+) -> dict[tuple[str, str], dict[str, RecentEmails]]:
+    """Per (account, category) pair: its emails lately, per address (lower case)."""
+    if not wanted:
+        return {}
+    rows = await conn.fetch(
+        SQL["recent_emails"],
+        [account for account, _ in wanted],
+        [category for _, category in wanted],
+        now,
+    )
+    found: dict[tuple[str, str], dict[str, RecentEmails]] = {}
+    for row in rows:
+        found.setdefault((row["account_id"], row["category"]), {})[row["recipient"]] = RecentEmails(
             last_hour=int(row["last_hour"]), last_at=row["last_at"], burst_at=row["burst_at"]
         )
-        for row in rows
-    }
+    return found
 
 
 async def restore_refused(conn: Conn, notice_ids: Sequence[UUID], due_at: datetime) -> list[str]:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from notifyd.preferences import Preferences
@@ -21,6 +23,12 @@ def _subscriber(row: asyncpg.Record) -> Subscriber:
 async def get(conn: Conn, account_id: str, *, lock: bool = False) -> Subscriber | None:
     row = await conn.fetchrow(SQL["lock_subscriber" if lock else "get_subscriber"], account_id)
     return None if row is None else _subscriber(row)
+
+
+async def lock_many(conn: Conn, account_ids: Sequence[str]) -> dict[str, Subscriber]:
+    """The subscribers among these accounts, locked for this transaction."""
+    rows = await conn.fetch(SQL["lock_subscribers"], sorted(set(account_ids)))
+    return {row["account_id"]: _subscriber(row) for row in rows}
 
 
 async def upsert(conn: Conn, subscriber: Subscriber) -> Subscriber:

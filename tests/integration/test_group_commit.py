@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -16,12 +16,18 @@ from notifyd.samples import sample_event
 from notifyd.storage.db import Conn
 from tests.conftest import PBX_SECRET, base_config, load_config, running_daemon
 
+Job = Callable[[Conn], Awaitable[int]]
+
 
 @pytest.fixture
 async def pool(database_url: str, db: asyncpg.Connection) -> AsyncIterator[asyncpg.Pool]:
     await db.execute("CREATE TABLE IF NOT EXISTS gc_rows (n integer PRIMARY KEY)")
     async with asyncpg.create_pool(database_url, min_size=1, max_size=4) as created:
         yield created
+
+
+async def one_after_another(conn: Conn, jobs: Sequence[Job]) -> list[int]:
+    return [await job(conn) for job in jobs]
 
 
 def inserting(n: int):  # type: ignore[no-untyped-def]
@@ -36,7 +42,7 @@ async def test_concurrent_jobs_share_a_commit_and_return_only_once_committed(
     pool: asyncpg.Pool, db: asyncpg.Connection
 ) -> None:
     batches: list[int] = []
-    commits = GroupCommit(pool, lanes=1, on_batch=batches.append)
+    commits = GroupCommit(pool, 1, one_after_another, on_batch=batches.append)
     seen_committed: list[bool] = []
 
     async def submit(n: int) -> int:
@@ -60,7 +66,7 @@ async def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(
     pool: asyncpg.Pool, db: asyncpg.Connection
 ) -> None:
     batches: list[int] = []
-    commits = GroupCommit(pool, lanes=1, on_batch=batches.append)
+    commits = GroupCommit(pool, 1, one_after_another, on_batch=batches.append)
 
     async def broken(conn: Conn) -> int:
         await conn.execute("INSERT INTO gc_rows (n) VALUES (1000)")
@@ -89,7 +95,7 @@ async def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(
 async def test_jobs_of_one_account_stay_in_one_lane_in_order(
     pool: asyncpg.Pool, db: asyncpg.Connection
 ) -> None:
-    commits = GroupCommit(pool, lanes=4)
+    commits = GroupCommit(pool, 4, one_after_another)
     order: list[int] = []
 
     def recording(n: int):  # type: ignore[no-untyped-def]

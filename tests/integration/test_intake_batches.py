@@ -1,0 +1,166 @@
+"""Set-based intake (issue 6): the webhooks that share a commit are stored with one
+statement per step for all of them, and still route exactly as they would one after the
+other — bursts, legs of one call, thresholds, a subscriber created in the same batch, a
+replayed webhook id. On a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from notifyd.events import parse_event
+from notifyd.intake import Incoming, IntakeRules, Receipt, ingest, ingest_batch
+from notifyd.samples import sample_event
+from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
+from notifyd.storage import db as storage_db
+from tests.conftest import base_config, load_config
+
+NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # 12:00 in Bucharest: no quiet hours
+RULES = IntakeRules(
+    DefaultsSettings(quiet_hours=None),
+    CallSettings(voicemail_wait_seconds=120, burst_window_seconds=300),
+    {"RON": Thresholds(low=Decimal("5.00"), critical=Decimal("1.00"))},
+    "voip.example",
+)
+
+
+def webhooks() -> list[tuple[str, str, dict[str, Any]]]:
+    """(source, webhook id, body): several events of one account among others."""
+    call = {"call_id": "1700000000.1"}
+    return [
+        ("pbx", "w-0", sample_event("call.missed", "acc-1", NOW, **call)),
+        # Another call of the same account a minute later: gathered into a follow-up.
+        ("pbx", "w-1", sample_event("call.missed", "acc-1", NOW, call_id="1700000000.2")),
+        # Another leg of the first call (a ring group): no second email.
+        ("pbx", "w-2", sample_event("call.missed", "acc-1", NOW, **call)),
+        ("billing", "w-3", sample_event("billing.balance_updated", "acc-2", NOW, balance="3.00")),
+        # Still low: the crossing above already told.
+        ("billing", "w-4", sample_event("billing.balance_updated", "acc-2", NOW, balance="2.50")),
+        ("billing", "w-5", sample_event("account.created", "acc-4", NOW, email="new@c.example")),
+        # The account created just before, in the same batch.
+        ("pbx", "w-6", sample_event("fax.sent", "acc-4", NOW)),
+        # A retry of the first webhook racing the original.
+        ("pbx", "w-0", sample_event("call.missed", "acc-1", NOW, **call)),
+        ("pbx", "w-8", sample_event("fax.sent", "acc-3", NOW)),
+        # An account notifyd does not know.
+        ("pbx", "w-9", sample_event("fax.sent", "acc-404", NOW)),
+    ]
+
+
+def incoming() -> list[Incoming]:
+    return [
+        Incoming(source, webhook_id, parse_event(json.dumps(body).encode()), RULES, NOW)
+        for source, webhook_id, body in webhooks()
+    ]
+
+
+@pytest.fixture
+async def pool(tmp_path: Path, database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    settings = load_config(tmp_path, base_config(tmp_path, database_url, None))
+    created = await storage_db.create_pool(database_url, settings.database)
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
+async def reset(db: asyncpg.Connection) -> None:
+    await db.execute(
+        "TRUNCATE notices, events, webhook_receipts, credit_states, balance_history CASCADE"
+    )
+    await db.execute("DELETE FROM subscribers")
+    await db.executemany(
+        "INSERT INTO subscribers (account_id, email) VALUES ($1, $2)",
+        [(f"acc-{n}", f"user{n}@client.example") for n in (1, 2, 3)],
+    )
+
+
+def outcome(receipts: list[Receipt], event_ids: dict[Any, int]) -> list[tuple[Any, ...]]:
+    """Per webhook: duplicate or not (and of which), what was queued or why not."""
+    described = []
+    for n, receipt in enumerate(receipts):
+        event_ids.setdefault(receipt.event_id, n)
+        routing = receipt.routing
+        described.append(
+            (
+                receipt.duplicate,
+                event_ids[receipt.event_id],
+                tuple(sorted((p.kind, p.recipient, p.digest) for p in routing.notices))
+                if routing
+                else (),
+                routing.skipped if routing else None,
+            )
+        )
+    return described
+
+
+async def stored(db: asyncpg.Connection, event_ids: dict[Any, int]) -> list[tuple[Any, ...]]:
+    rows = await db.fetch(
+        "SELECT event_id, account_id, kind, recipient, state, digest, due_at FROM notices"
+    )
+    notices = sorted(
+        (
+            event_ids[r["event_id"]],
+            r["account_id"],
+            r["kind"],
+            r["recipient"],
+            r["state"],
+            r["digest"],
+            r["due_at"] - NOW,
+        )
+        for r in rows
+    )
+    credit = [
+        tuple(r) for r in await db.fetch("SELECT account_id, level, balance FROM credit_states")
+    ]
+    return [*notices, *credit]
+
+
+async def test_a_shared_batch_routes_as_the_same_webhooks_one_after_the_other(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    await reset(db)
+    async with pool.acquire() as conn, conn.transaction():
+        together = await ingest_batch(conn, incoming())
+    together_ids: dict[Any, int] = {}
+    batch_outcome = outcome(together, together_ids)
+    batch_rows = await stored(db, together_ids)
+
+    await reset(db)
+    alone = [
+        await ingest(
+            pool,
+            source=one.source,
+            webhook_id=one.webhook_id,
+            event=one.event,
+            rules=one.rules,
+            now=one.now,
+        )
+        for one in incoming()
+    ]
+    alone_ids: dict[Any, int] = {}
+    assert batch_outcome == outcome(alone, alone_ids)
+    assert batch_rows == await stored(db, alone_ids)
+
+    # And what one after the other means, spelled out:
+    first, follow_up, leg, low, still_low, created, fax_new, replay, fax, unknown = batch_outcome
+    assert first[2] == (("call.missed", "user1@client.example", None),)
+    assert follow_up[2] == (("call.missed", "user1@client.example", "burst"),)
+    assert leg[2] == ()
+    assert "another leg" in (leg[3] or "")
+    assert low[2] == (("credit.low", "user2@client.example", None),)
+    assert still_low[2] == ()
+    assert created[2] == (("account.created", "new@c.example", None),)
+    assert fax_new[2] == (("fax.sent", "new@c.example", None),)
+    assert replay[:2] == (True, 0)
+    assert fax[2] == (("fax.sent", "user3@client.example", None),)
+    assert unknown[2] == ()
+    assert unknown[3]
+    assert ("acc-2", "low", Decimal("2.50")) in batch_rows
