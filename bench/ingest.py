@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
+
+import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -58,6 +61,17 @@ async def post(port: int, requests: Path, clients: int, rate: float = 0.0) -> di
     return result
 
 
+async def commits(port: int) -> tuple[float, float]:
+    """(webhooks committed, shared commits) so far, from the daemon's metrics."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    found = dict(re.findall(r"^notifyd_ingest_batch_size_(sum|count) (\S+)$", text, re.M))
+    return float(found.get("sum", 0)), float(found.get("count", 0))
+
+
 async def one_run(pg: Postgres, sink: Sink, count: int, run: int, folder: Path) -> dict[str, Any]:
     """{target: {clients: loadgen result}} for notifyd and both baselines."""
     results: dict[str, dict[int, dict[str, Any]]] = {}
@@ -70,7 +84,11 @@ async def one_run(pg: Postgres, sink: Sink, count: int, run: int, folder: Path) 
         for clients in CLIENTS:
             requests = signed_requests(count, ACCOUNTS, seed=run * 1000 + clients)
             path = write_requests(folder / f"ingest-{run}-{clients}.jsonl", requests)
-            results.setdefault("notifyd", {})[clients] = await post(port, path, clients)
+            before = await commits(port)
+            result = await post(port, path, clients)
+            after = await commits(port)
+            result["per_commit"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
+            results.setdefault("notifyd", {})[clients] = result
     finally:
         await stop_daemon(process)
     for mode in ("parse", "insert"):
@@ -112,6 +130,16 @@ async def measure(pg: Postgres, sink: Sink, count: int, runs: int) -> list[Row]:
                 ours,
                 figures("insert", clients, "rps"),
                 "(b) aiohttp + INSERT/commit",
+            )
+        )
+        rows.append(
+            Row(
+                f"ingest, {clients} clients, webhooks per commit",
+                "mean",
+                figures("notifyd", clients, "per_commit"),
+                [1.0] * len(runs_results),
+                "(b) one per commit",
+                digits=1,
             )
         )
         for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
