@@ -29,14 +29,14 @@ from notifyd.events import (
     VoicemailReceived,
 )
 from notifyd.preferences import all_addresses
-from notifyd.routing import Facts, NoticePlan, Routing, Subscriber, route, subscriber_after
+from notifyd.routing import Facts, Routing, Subscriber, route, subscriber_after
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
-from notifyd.storage import addresses as address_store
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import credit as credit_store
 from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
+from notifyd.storage import waves as wave_store
 from notifyd.storage.attachments import StoredFile
 from notifyd.storage.db import Conn
 from notifyd.thresholds import Crossing, Level, cross, days_left, effective
@@ -100,11 +100,8 @@ async def ingest_batch(conn: Conn, batch: Sequence[Incoming]) -> list[Receipt]:
     and the events of one account still apply one after the other, in the order they came.
     """
     receipts: dict[int, Receipt] = {}
-    wake = False
     for wave in _waves(batch):
-        wake = await _ingest_wave(conn, wave, receipts) or wake
-    if wake:
-        await notice_store.wake_workers(conn)
+        await _ingest_wave(conn, wave, receipts)
     return [receipts[n] for n in range(len(batch))]
 
 
@@ -137,16 +134,19 @@ class _Step:
 
 async def _ingest_wave(
     conn: Conn, wave: Sequence[tuple[int, Incoming]], receipts: dict[int, Receipt]
-) -> bool:
-    """Store, route and queue one wave; whether a notice is due now."""
+) -> None:
+    """Store, route and queue one wave: three round trips, whatever its size, but for rare
+    cases (a replayed webhook id, attachments, account changes, a voicemail folding in its
+    missed call, a low balance's spending rate)."""
     steps = [_Step(n, incoming, uuid4()) for n, incoming in wave]
-    stored = await event_store.store_events(
+    locked = await wave_store.store_and_lock(
         conn,
         [(s.event_id, s.incoming.source, s.incoming.webhook_id, s.incoming.event) for s in steps],
+        [_account(s) for s in steps],
     )
     fresh: list[_Step] = []
     for step in steps:
-        if step.event_id in stored:
+        if step.event_id in locked.stored:
             fresh.append(step)
         else:
             earlier = await event_store.find_receipt(
@@ -154,16 +154,13 @@ async def _ingest_wave(
             )
             receipts[step.n] = Receipt(event_id=earlier, duplicate=True)
     if not fresh:
-        return False
+        return
     for step in fresh:
         if step.incoming.files:
             await attachment_store.insert(conn, step.event_id, list(step.incoming.files))
-
-    current = await subscriber_store.lock_many(conn, [s.incoming.event.account_id for s in fresh])
-    for step in fresh:
-        step.before = current.get(step.incoming.event.account_id)
+        step.before = locked.subscribers.get(_account(step))
         step.after = await _apply_to_subscriber(conn, step.incoming.event, step.before)
-    await _facts(conn, [s for s in fresh if s.after is not None])
+    levels = await _facts(conn, [s for s in fresh if s.after is not None])
 
     routed = [
         (
@@ -180,39 +177,28 @@ async def _ingest_wave(
         )
         for step in fresh
     ]
-    queued = await _queue(conn, routed)
-    wake = False
+    planned = [(step, plan) for step, routing in routed for plan in routing.notices]
+    ids = await wave_store.queue(
+        conn,
+        [
+            (step.event_id, _account(step), plan, step.incoming.rules.message_domain)
+            for step, plan in planned
+        ],
+        [plan.due_at <= step.incoming.now for step, plan in planned],
+        levels,
+    )
+    queued: dict[int, list[UUID]] = {step.n: [] for step in fresh}
+    for (step, _plan), notice_id in zip(planned, ids, strict=True):
+        if notice_id is not None:
+            queued[step.n].append(notice_id)
     for step, routing in routed:
-        ids = queued[step.n]
-        if step.merged and ids:
+        if step.merged and queued[step.n]:
             await notice_store.mark_merged(
                 conn, step.merged, f"told in the voicemail email of event {step.event_id}"
             )
-        if ids and any(plan.due_at <= step.incoming.now for plan in routing.notices):
-            wake = True
-        if not ids and routing.notices:
+        if not queued[step.n] and routing.notices:
             routing = Routing((), skipped="already notified: another leg of the same call")
         receipts[step.n] = Receipt(event_id=step.event_id, duplicate=False, routing=routing)
-    return wake
-
-
-async def _queue(conn: Conn, routed: Sequence[tuple[_Step, Routing]]) -> dict[int, list[UUID]]:
-    """Insert every notice of the wave; per step, the ids of those that were new."""
-    queued: dict[int, list[UUID]] = {step.n: [] for step, _ in routed}
-    by_domain: dict[str, list[tuple[_Step, NoticePlan]]] = {}
-    for step, routing in routed:
-        for plan in routing.notices:
-            by_domain.setdefault(step.incoming.rules.message_domain, []).append((step, plan))
-    for domain, planned in by_domain.items():
-        ids = await notice_store.insert_planned(
-            conn,
-            [(step.event_id, step.incoming.event.account_id, plan) for step, plan in planned],
-            domain,
-        )
-        for (step, _plan), notice_id in zip(planned, ids, strict=True):
-            if notice_id is not None:
-                queued[step.n].append(notice_id)
-    return queued
 
 
 def _may_storm(event: Event, rules: IntakeRules) -> bool:
@@ -235,11 +221,15 @@ async def _apply_to_subscriber(
     return await subscriber_store.update(conn, after)
 
 
-async def _facts(conn: Conn, steps: Sequence[_Step]) -> None:
-    """Look up what routing needs for each step of a wave (of subscribers that exist), a
-    statement per kind of fact for the whole wave."""
+async def _facts(
+    conn: Conn, steps: Sequence[_Step]
+) -> list[tuple[str, str, Level, Decimal, datetime]]:
+    """Look up what routing needs for each step of a wave (of subscribers that exist), in
+    one statement for the whole wave but for rare cases (a voicemail folding in its missed
+    call, a low balance's spending rate); returns the credit states to save."""
+    if not steps:
+        return []
     calls: list[_Step] = []
-    credits: list[_Step] = []
     for step in steps:
         before = step.before
         data = step.incoming.event.data
@@ -249,44 +239,44 @@ async def _facts(conn: Conn, steps: Sequence[_Step]) -> None:
         elif isinstance(data, CallMissed):
             calls.append(step)
         elif isinstance(data, VoicemailReceived) and data.call_id:
-            found = await notice_store.queued_missed_call(conn, data.account_id, data.call_id)
-            if found is not None:
-                step.merged, call = found
+            missed = await notice_store.queued_missed_call(conn, data.account_id, data.call_id)
+            if missed is not None:
+                step.merged, call = missed
                 keep = ("started_at", "called_number", "extension", "ring_seconds")
                 step.facts = Facts(merged_call={key: call.get(key) for key in keep})
-        elif isinstance(data, BalanceUpdated | CreditAdded):
-            credits.append(step)
-
-    if calls:
-        keys = [(s.incoming.event.account_id, f"voicemail:{_call_id(s)}") for s in calls]
-        present = await notice_store.dedupe_keys_present(conn, keys)
-        for step, key in zip(calls, keys, strict=True):
-            step.facts = Facts(voicemail_exists=key in present)
-    await _credit(conn, credits)
-
-    addressed = [s for s in steps if s.incoming.event.data.category is not None]
-    addresses = {
-        s.n: {a.lower() for a in all_addresses(s.after.preferences, s.after.email)}
-        for s in addressed
-        if s.after is not None
+    balances = [
+        (step, *_balance(step))
+        for step in steps
+        if isinstance(step.incoming.event.data, BalanceUpdated | CreditAdded)
+        and _balance(step)[1] in step.incoming.rules.thresholds
+    ]
+    addressed = {
+        step.n: {a.lower() for a in all_addresses(step.after.preferences, step.after.email)}
+        for step in steps
+        if step.after is not None and step.incoming.event.data.category is not None
     }
-    undeliverable = await address_store.undeliverable_among(
-        conn, set[str]().union(*addresses.values())
-    )
-    if undeliverable:
-        for step in addressed:
-            among = undeliverable & addresses[step.n]
-            if among:
-                step.facts = replace(step.facts, undeliverable=among)
-
     storms = [s for s in steps if _may_storm(s.incoming.event, s.incoming.rules)]
-    if not storms:
-        return
-    wanted = [(_account(s), _category(s)) for s in storms]
-    # One "now" for the wave: its events arrived within the same few milliseconds.
-    recent = await notice_store.recent_emails(conn, wanted, storms[0].incoming.now)
-    for step, key in zip(storms, wanted, strict=True):
-        step.facts = replace(step.facts, recent=recent.get(key, {}))
+    dedupe_keys = [(_account(s), f"voicemail:{_call_id(s)}") for s in calls]
+    found = await wave_store.facts(
+        conn,
+        addresses=sorted(set[str]().union(*addressed.values())),
+        recent=[(_account(s), _category(s)) for s in storms],
+        # One "now" for the wave: its events arrived within the same few milliseconds.
+        now=steps[0].incoming.now,
+        dedupe_keys=dedupe_keys,
+        credit=[(_account(step), currency) for step, _, currency in balances],
+    )
+
+    for step, key in zip(calls, dedupe_keys, strict=True):
+        step.facts = Facts(voicemail_exists=key in found.notified)
+    for step in steps:
+        among = found.undeliverable & addressed.get(step.n, set())
+        if among:
+            step.facts = replace(step.facts, undeliverable=frozenset(among))
+    for step in storms:
+        emails = found.recent.get((_account(step), _category(step)), {})
+        step.facts = replace(step.facts, recent=emails)
+    return await _credit(conn, balances, found.credit)
 
 
 def _call_id(step: _Step) -> str:
@@ -301,25 +291,18 @@ def _category(step: _Step) -> str:
     return category.value
 
 
-async def _credit(conn: Conn, steps: Sequence[_Step]) -> None:
-    """Threshold crossings of the wave's balances against the stored levels, which are
-    updated; the "days left" estimate only for a balance that notifies."""
-    configured = [
-        (step, *_balance(step))
-        for step in steps
-        if _balance(step)[1] in step.incoming.rules.thresholds
-    ]
-    if not configured:
-        return
-    levels = await credit_store.lock_many(
-        conn, [(_account(step), currency) for step, _, currency in configured]
-    )
+async def _credit(
+    conn: Conn,
+    balances: Sequence[tuple[_Step, Decimal, str]],
+    stored: dict[tuple[str, str], tuple[Level, datetime | None]],
+) -> list[tuple[str, str, Level, Decimal, datetime]]:
+    """Threshold crossings of the wave's balances against the stored levels; the new
+    states to save. The "days left" estimate only for a balance that notifies."""
     saved: list[tuple[str, str, Level, Decimal, datetime]] = []
-    notifying: list[tuple[_Step, Crossing, Decimal, str]] = []
-    for step, balance, currency in configured:
+    for step, balance, currency in balances:
         event, subscriber = step.incoming.event, step.after
         assert subscriber is not None
-        level, as_of = levels[(_account(step), currency)]
+        level, as_of = stored[(_account(step), currency)]
         if as_of is not None and event.timestamp < as_of:
             continue  # an older balance arriving late says nothing about now
         limits = effective(
@@ -334,15 +317,16 @@ async def _credit(conn: Conn, steps: Sequence[_Step]) -> None:
         if top_up:
             continue
         if crossing.notify is None:
-            step.facts = Facts(credit=crossing)
-        else:
-            notifying.append((step, crossing, balance, currency))
-    await credit_store.save_many(conn, saved)
-    for step, crossing, balance, currency in notifying:
+            step.facts = replace(step.facts, credit=crossing)
+            continue
         now = step.incoming.now
-        history = await credit_store.recent(conn, _account(step), currency, now - SPENDING_WINDOW)
+        since = now - SPENDING_WINDOW
+        history = await credit_store.recent(conn, _account(step), currency, since)
+        if event.timestamp >= since:  # this balance is saved with the wave's notices
+            history = sorted([*history, (event.timestamp, balance)], key=lambda h: h[0])
         left = days_left(history, balance, now, SPENDING_WINDOW)
-        step.facts = Facts(credit=crossing, credit_days_left=left)
+        step.facts = replace(step.facts, credit=crossing, credit_days_left=left)
+    return saved
 
 
 def _account(step: _Step) -> str:

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from notifyd.digests import DigestItem
-from notifyd.routing import NoticePlan, RecentEmails
+from notifyd.routing import NoticePlan
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 
@@ -65,13 +65,24 @@ async def insert_planned(
     row its notice's id, or None where the account already had its dedupe key."""
     if not planned:
         return []
-    plans = [plan for _, _, plan in planned]
-    ids = [uuid4() for _ in plans]
-    rows = await conn.fetch(
-        SQL["insert_notices"],
-        ids,
-        [event_id for event_id, _, _ in planned],
-        [account_id for _, account_id, _ in planned],
+    ids, columns = notice_columns(
+        [(event_id, account_id, plan, message_domain) for event_id, account_id, plan in planned]
+    )
+    rows = await conn.fetch(SQL["insert_notices"], ids, *columns)
+    inserted = {row["id"] for row in rows}
+    return [notice_id if notice_id in inserted else None for notice_id in ids]
+
+
+def notice_columns(
+    planned: Sequence[tuple[UUID, str, NoticePlan, str]],
+) -> tuple[list[UUID], list[list[Any]]]:
+    """New notice ids for (event id, account, plan, message domain) rows, and the columns
+    after the id that `insert_notices` (and waves.sql's `queue`) take as arrays."""
+    ids = [uuid4() for _ in planned]
+    plans = [plan for _, _, plan, _ in planned]
+    return ids, [
+        [event_id for event_id, _, _, _ in planned],
+        [account_id for _, account_id, _, _ in planned],
         [p.kind for p in plans],
         [p.category.value for p in plans],
         [p.recipient for p in plans],
@@ -82,13 +93,14 @@ async def insert_planned(
         [p.due_at for p in plans],
         # Stored, not derived at send time: it stays the same across retries and restarts
         # even if the sender domain in the config changes.
-        [f"<{notice_id}@{message_domain}>" for notice_id in ids],
+        [
+            f"<{notice_id}@{domain}>"
+            for notice_id, (_, _, _, domain) in zip(ids, planned, strict=True)
+        ],
         [_json_text(p.context) for p in plans],
         [p.dedupe_key for p in plans],
         [p.digest for p in plans],
-    )
-    inserted = {row["id"] for row in rows}
-    return [notice_id if notice_id in inserted else None for notice_id in ids]
+    ]
 
 
 async def insert_shared(
@@ -147,16 +159,6 @@ async def queued_missed_call(
 
 async def mark_merged(conn: Conn, notice_ids: Sequence[UUID], note: str) -> None:
     await conn.execute(SQL["mark_merged"], list(notice_ids), note)
-
-
-async def dedupe_keys_present(conn: Conn, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-    """Which (account, dedupe key) pairs already have a notice."""
-    if not keys:
-        return set()
-    rows = await conn.fetch(
-        SQL["dedupe_keys_present"], [account for account, _ in keys], [key for _, key in keys]
-    )
-    return {(row["account_id"], row["dedupe_key"]) for row in rows}
 
 
 async def wake_workers(conn: Conn) -> None:
@@ -287,26 +289,6 @@ async def dead_letters(
         }
         for row in rows
     ]
-
-
-async def recent_emails(
-    conn: Conn, wanted: Sequence[tuple[str, str]], now: datetime
-) -> dict[tuple[str, str], dict[str, RecentEmails]]:
-    """Per (account, category) pair: its emails lately, per address (lower case)."""
-    if not wanted:
-        return {}
-    rows = await conn.fetch(
-        SQL["recent_emails"],
-        [account for account, _ in wanted],
-        [category for _, category in wanted],
-        now,
-    )
-    found: dict[tuple[str, str], dict[str, RecentEmails]] = {}
-    for row in rows:
-        found.setdefault((row["account_id"], row["category"]), {})[row["recipient"]] = RecentEmails(
-            last_hour=int(row["last_hour"]), last_at=row["last_at"], burst_at=row["burst_at"]
-        )
-    return found
 
 
 async def restore_refused(conn: Conn, notice_ids: Sequence[UUID], due_at: datetime) -> list[str]:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping
+from typing import Any
 
 import asyncpg
 
@@ -14,7 +15,8 @@ from notifyd.storage.db import Conn
 SQL = queries.load("subscribers")
 
 
-def _subscriber(row: asyncpg.Record) -> Subscriber:
+def subscriber_of(row: asyncpg.Record | Mapping[str, Any]) -> Subscriber:
+    """The subscriber of a row of its columns."""
     fields = dict(row)
     fields["preferences"] = Preferences.from_json(fields.get("preferences"))
     return Subscriber(**fields)
@@ -22,13 +24,7 @@ def _subscriber(row: asyncpg.Record) -> Subscriber:
 
 async def get(conn: Conn, account_id: str, *, lock: bool = False) -> Subscriber | None:
     row = await conn.fetchrow(SQL["lock_subscriber" if lock else "get_subscriber"], account_id)
-    return None if row is None else _subscriber(row)
-
-
-async def lock_many(conn: Conn, account_ids: Sequence[str]) -> dict[str, Subscriber]:
-    """The subscribers among these accounts, locked for this transaction."""
-    rows = await conn.fetch(SQL["lock_subscribers"], sorted(set(account_ids)))
-    return {row["account_id"]: _subscriber(row) for row in rows}
+    return None if row is None else subscriber_of(row)
 
 
 async def upsert(conn: Conn, subscriber: Subscriber) -> Subscriber:
@@ -42,7 +38,7 @@ async def upsert(conn: Conn, subscriber: Subscriber) -> Subscriber:
         subscriber.timezone,
     )
     assert row is not None
-    return _subscriber(row)
+    return subscriber_of(row)
 
 
 async def update(conn: Conn, subscriber: Subscriber) -> Subscriber:
@@ -56,7 +52,7 @@ async def update(conn: Conn, subscriber: Subscriber) -> Subscriber:
         subscriber.closed_at,
     )
     assert row is not None
-    return _subscriber(row)
+    return subscriber_of(row)
 
 
 async def save_preferences(conn: Conn, subscriber: Subscriber) -> Subscriber:
@@ -75,4 +71,4 @@ async def save_preferences(conn: Conn, subscriber: Subscriber) -> Subscriber:
         subscriber.timezone,
     )
     assert row is not None
-    return _subscriber(row)
+    return subscriber_of(row)

@@ -5,6 +5,7 @@ replayed webhook id. On a real PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -20,6 +21,7 @@ from notifyd.intake import Incoming, IntakeRules, Receipt, ingest, ingest_batch
 from notifyd.samples import sample_event
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
 from notifyd.storage import db as storage_db
+from notifyd.storage.notices import CHANNEL
 from tests.conftest import base_config, load_config
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # 12:00 in Bucharest: no quiet hours
@@ -164,3 +166,31 @@ async def test_a_shared_batch_routes_as_the_same_webhooks_one_after_the_other(
     assert unknown[2] == ()
     assert unknown[3]
     assert ("acc-2", "low", Decimal("2.50")) in batch_rows
+
+
+async def test_a_batch_with_a_notice_due_now_wakes_the_workers_once_committed(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    await reset(db)
+    woken: asyncio.Queue[str] = asyncio.Queue()
+    await db.add_listener(CHANNEL, lambda *args: woken.put_nowait(args[1]))
+    quiet = IntakeRules(DefaultsSettings(), CallSettings(), {}, "voip.example")
+    night = datetime(2026, 11, 24, 1, 0, tzinfo=UTC)  # 03:00 in Bucharest: quiet hours
+
+    def fax(n: int, now: datetime) -> Incoming:
+        body = sample_event("fax.sent", "acc-3", now)
+        return Incoming("pbx", f"w-{n}", parse_event(json.dumps(body).encode()), quiet, now)
+
+    async with pool.acquire() as conn, conn.transaction():
+        held = await ingest_batch(conn, [fax(1, night)])
+    assert held[0].routing is not None
+    assert held[0].routing.notices[0].due_at > night  # waits for the morning
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(woken.get(), 0.5)
+
+    async with pool.acquire() as conn, conn.transaction():
+        await ingest_batch(conn, [fax(2, NOW), fax(3, NOW)])
+        with pytest.raises(TimeoutError):  # not before the commit
+            await asyncio.wait_for(woken.get(), 0.3)
+    await asyncio.wait_for(woken.get(), 10)
+    assert woken.empty()  # one wake-up for the batch

@@ -44,13 +44,6 @@ FOR UPDATE OF n
 -- name: mark_merged
 UPDATE notices SET state = 'merged', last_error = $2 WHERE id = ANY($1::uuid[])
 
--- name: dedupe_keys_present
--- Which of these (account, dedupe key) pairs already have a notice.
-SELECT k.account_id, k.dedupe_key
-FROM unnest($1::text[], $2::text[]) AS k (account_id, dedupe_key)
-WHERE EXISTS (SELECT 1 FROM notices AS n
-              WHERE n.account_id = k.account_id AND n.dedupe_key = k.dedupe_key)
-
 -- name: claim_due
 -- Takes up to $1 due notices for this host; a 'sending' row whose lease ended is due
 -- again, which is how a crashed host's claims come back. The new lease is due_at.
@@ -225,26 +218,6 @@ WHERE state = 'failed' AND ($2::text IS NULL OR category = $2)
   AND ($3::timestamptz IS NULL OR failed_at < $3)
 ORDER BY failed_at DESC NULLS LAST, id
 LIMIT $1
-
--- name: recent_emails
--- Per (account, category) pair and address, the emails of that category lately: how many
--- were created in the last hour, when the latest goes out ($3 is now), and when the
--- follow-up of a burst already gathering goes. Held notices are not emails (yet); merged,
--- cancelled and failed ones never were.
-SELECT account_id, category, lower(recipient) AS recipient,
-       count(*) FILTER (WHERE email AND created_at > $3::timestamptz - interval '1 hour')
-           AS last_hour,
-       max(CASE state WHEN 'sent' THEN sent_at WHEN 'queued' THEN due_at ELSE $3 END)
-           FILTER (WHERE email) AS last_at,
-       max(due_at) FILTER (WHERE state = 'held' AND digest = 'burst') AS burst_at
-FROM (
-    SELECT n.account_id, n.category, n.recipient, n.state, n.created_at, n.sent_at, n.due_at,
-           n.digest, n.state IN ('queued', 'sending', 'sent') AND n.digest IS NULL AS email
-    FROM unnest($1::text[], $2::text[]) AS k (account_id, category)
-    JOIN notices AS n ON n.account_id = k.account_id AND n.category = k.category
-    WHERE n.created_at > $3::timestamptz - interval '1 day'
-) AS recent
-GROUP BY account_id, category, lower(recipient)
 
 -- name: restore_refused
 -- The circuit breaker opened: notices it had let fail were the relay's refusal, not theirs.

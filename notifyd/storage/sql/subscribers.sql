@@ -27,12 +27,6 @@ SELECT account_id, email, name, username, language, timezone, closed_at, voicema
        low_credit_threshold, preferences
 FROM subscribers WHERE account_id = $1 FOR UPDATE
 
--- name: lock_subscribers
--- A wave of events of several accounts: locked in one order, so waves cannot deadlock.
-SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-       low_credit_threshold, preferences
-FROM subscribers WHERE account_id = ANY($1::text[]) ORDER BY account_id FOR UPDATE
-
 -- name: get_subscriber
 SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
        low_credit_threshold, preferences

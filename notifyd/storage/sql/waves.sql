@@ -1,0 +1,111 @@
+-- The statements of a wave of webhooks (intake.py): each is one round trip for all the
+-- events of the wave, whatever their number. Under load a round trip costs about a
+-- millisecond of waiting for the event loop, far more than the rows it carries, so the
+-- reads and writes of several tables share a statement here.
+
+-- name: store_and_lock
+-- The wave's webhook ids and events stored, and its accounts' subscribers locked (in one
+-- order, so that waves cannot deadlock) and read. An id already known stores nothing (a
+-- repeat within the wave included). Every row carries the ids of the events stored; there is
+-- a row per subscriber found, or one row of NULLs when none is.
+WITH incoming AS (
+    SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[],
+                         $6::timestamptz[], $7::text[])
+        AS t (id, source, webhook_id, type, account_id, occurred_at, data)
+), receipt AS (
+    INSERT INTO webhook_receipts (source, webhook_id, event_id)
+    SELECT source, webhook_id, id FROM incoming
+    ON CONFLICT (source, webhook_id) DO NOTHING
+    RETURNING event_id
+), stored AS (
+    INSERT INTO events (id, source, webhook_id, type, account_id, occurred_at, data)
+    SELECT i.id, i.source, i.webhook_id, i.type, i.account_id, i.occurred_at, i.data::jsonb
+    FROM incoming AS i JOIN receipt AS r ON r.event_id = i.id
+    RETURNING id
+), locked AS (
+    SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
+           low_credit_threshold, preferences
+    FROM subscribers WHERE account_id = ANY($8::text[]) ORDER BY account_id FOR UPDATE
+)
+SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored) AS stored, l.*
+FROM (SELECT 1) AS one LEFT JOIN locked AS l ON true
+
+-- name: facts
+-- What routing needs for the whole wave, a row per fact:
+--   undeliverable  key: an address of $1 marked undeliverable after hard bounces;
+--   notified       (account, key): an (account, dedupe key) pair of $5/$6 already notified;
+--   credit         (account, key = currency): the stored level and as_of, locked; the state
+--                  is created at 'ok' on the first balance, and the no-op update of an
+--                  existing row is what locks it in the same round trip;
+--   recent         (account, key = category, recipient): that address's emails of the
+--                  category lately: how many in the last hour, when the latest goes out ($4
+--                  is now), when the follow-up of a burst already gathering goes. Held
+--                  notices are not emails (yet); merged, cancelled and failed ones never were.
+WITH credit AS (
+    INSERT INTO credit_states AS s (account_id, currency, level, balance, as_of)
+    SELECT account_id, currency, 'ok', NULL, NULL
+    FROM unnest($7::text[], $8::text[]) AS t (account_id, currency)
+    ORDER BY account_id, currency
+    ON CONFLICT (account_id, currency) DO UPDATE SET level = s.level
+    RETURNING account_id, currency, level, as_of
+)
+SELECT 'undeliverable' AS fact, NULL::text AS account_id, address AS key,
+       NULL::text AS recipient, NULL::text AS level, NULL::bigint AS last_hour,
+       NULL::timestamptz AS last_at, NULL::timestamptz AS burst_at
+FROM address_health WHERE address = ANY($1::text[]) AND undeliverable_at IS NOT NULL
+UNION ALL
+SELECT 'notified', k.account_id, k.dedupe_key, NULL, NULL, NULL, NULL, NULL
+FROM unnest($5::text[], $6::text[]) AS k (account_id, dedupe_key)
+WHERE EXISTS (SELECT 1 FROM notices AS n
+              WHERE n.account_id = k.account_id AND n.dedupe_key = k.dedupe_key)
+UNION ALL
+SELECT 'credit', account_id, currency, NULL, level, NULL, as_of, NULL FROM credit
+UNION ALL
+SELECT 'recent', account_id, category, lower(recipient), NULL,
+       count(*) FILTER (WHERE email AND created_at > $4::timestamptz - interval '1 hour'),
+       max(CASE state WHEN 'sent' THEN sent_at WHEN 'queued' THEN due_at ELSE $4 END)
+           FILTER (WHERE email),
+       max(due_at) FILTER (WHERE state = 'held' AND digest = 'burst')
+FROM (
+    SELECT n.account_id, n.category, n.recipient, n.state, n.created_at, n.sent_at, n.due_at,
+           n.digest, n.state IN ('queued', 'sending', 'sent') AND n.digest IS NULL AS email
+    FROM unnest($2::text[], $3::text[]) AS k (account_id, category)
+    JOIN notices AS n ON n.account_id = k.account_id AND n.category = k.category
+    WHERE n.created_at > $4::timestamptz - interval '1 day'
+) AS recent
+GROUP BY account_id, category, lower(recipient)
+
+-- name: queue
+-- The wave's writes: its notices (as notices.sql's insert_notices: a notice whose dedupe
+-- key the account already has is not inserted, one for a digest is 'held'), its credit
+-- levels with each balance into the spending history, and a wake-up for the delivery
+-- workers (sent at commit) when a new notice among $15 is due now. Returns the ids of the
+-- notices inserted (and a NULL for the wake-up).
+WITH added AS (
+    INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
+                         timezone, reasons, due_at, message_id, context, dedupe_key, digest,
+                         state)
+    SELECT id, event_id, account_id, kind, category, recipient, language, timezone,
+           reasons::jsonb, due_at, message_id, context::jsonb, dedupe_key, digest,
+           CASE WHEN digest IS NULL THEN 'queued' ELSE 'held' END
+    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
+                $12::text[], $13::text[], $14::text[])
+         AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
+               reasons, due_at, message_id, context, dedupe_key, digest)
+    ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
+    RETURNING id
+), levels AS (
+    SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::numeric[],
+                         $20::timestamptz[]) AS t (account_id, currency, level, balance, as_of)
+), saved AS (
+    UPDATE credit_states AS s SET level = l.level, balance = l.balance, as_of = l.as_of
+    FROM levels AS l WHERE s.account_id = l.account_id AND s.currency = l.currency
+), history AS (
+    INSERT INTO balance_history (account_id, currency, balance, at)
+    SELECT account_id, currency, balance, as_of FROM levels
+)
+SELECT id FROM added
+UNION ALL
+SELECT NULL FROM (SELECT pg_notify($21, '') FROM added WHERE id = ANY($15::uuid[]) LIMIT 1)
+    AS woke

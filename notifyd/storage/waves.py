@@ -1,0 +1,134 @@
+"""A wave of webhooks in three round trips (`sql/waves.sql`): store and lock, look up the
+facts, queue. A wave has each account at most once, so its rows never depend on each
+other; `intake` applies the waves of a shared commit one after the other."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from uuid import UUID
+
+from notifyd.events import Event, stored_fields
+from notifyd.routing import NoticePlan, RecentEmails, Subscriber
+from notifyd.storage import queries
+from notifyd.storage.db import Conn
+from notifyd.storage.notices import CHANNEL, notice_columns
+from notifyd.storage.subscribers import subscriber_of
+from notifyd.thresholds import Level
+
+SQL = queries.load("waves")
+
+
+@dataclass(frozen=True)
+class Locked:
+    # The events stored: those whose webhook id was new.
+    stored: frozenset[UUID]
+    subscribers: dict[str, Subscriber]
+
+
+@dataclass(frozen=True)
+class WaveFacts:
+    undeliverable: frozenset[str]
+    # (account, dedupe key) pairs that already have a notice.
+    notified: frozenset[tuple[str, str]]
+    # (account, currency) -> the stored level and the time of the balance it came from.
+    credit: dict[tuple[str, str], tuple[Level, datetime | None]]
+    # (account, category) -> per address (lower case), its emails of that category lately.
+    recent: dict[tuple[str, str], dict[str, RecentEmails]]
+
+
+async def store_and_lock(
+    conn: Conn, events: Sequence[tuple[UUID, str, str, Event]], accounts: Sequence[str]
+) -> Locked:
+    """Store each (event id, source, webhook id, event) whose webhook id is new, and lock
+    the subscribers of `accounts` for this transaction."""
+    rows = await conn.fetch(
+        SQL["store_and_lock"],
+        [event_id for event_id, _, _, _ in events],
+        [source for _, source, _, _ in events],
+        [webhook_id for _, _, webhook_id, _ in events],
+        [event.type for _, _, _, event in events],
+        [event.account_id for _, _, _, event in events],
+        [event.timestamp for _, _, _, event in events],
+        [json.dumps(stored_fields(event.data)) for _, _, _, event in events],
+        sorted(set(accounts)),
+    )
+    subscribers = {}
+    for row in rows:
+        if row["account_id"] is not None:
+            fields = dict(row)
+            del fields["stored"]
+            subscribers[row["account_id"]] = subscriber_of(fields)
+    return Locked(frozenset(rows[0]["stored"]), subscribers)
+
+
+async def facts(
+    conn: Conn,
+    *,
+    addresses: Sequence[str],
+    recent: Sequence[tuple[str, str]],
+    now: datetime,
+    dedupe_keys: Sequence[tuple[str, str]],
+    credit: Sequence[tuple[str, str]],
+) -> WaveFacts:
+    """Which of `addresses` (lower case) are undeliverable, the recent emails of each
+    (account, category), which (account, dedupe key) pairs are already notified, and the
+    credit state of each (account, currency), locked."""
+    rows = await conn.fetch(
+        SQL["facts"],
+        sorted(set(addresses)),
+        [account for account, _ in recent],
+        [category for _, category in recent],
+        now,
+        [account for account, _ in dedupe_keys],
+        [key for _, key in dedupe_keys],
+        [account for account, _ in credit],
+        [currency for _, currency in credit],
+    )
+    undeliverable: set[str] = set()
+    notified: set[tuple[str, str]] = set()
+    levels: dict[tuple[str, str], tuple[Level, datetime | None]] = {}
+    emails: dict[tuple[str, str], dict[str, RecentEmails]] = {}
+    for row in rows:
+        fact, account, key = row["fact"], row["account_id"], row["key"]
+        if fact == "undeliverable":
+            undeliverable.add(key)
+        elif fact == "notified":
+            notified.add((account, key))
+        elif fact == "credit":
+            levels[(account, key)] = (Level(row["level"]), row["last_at"])
+        else:
+            emails.setdefault((account, key), {})[row["recipient"]] = RecentEmails(
+                last_hour=int(row["last_hour"]), last_at=row["last_at"], burst_at=row["burst_at"]
+            )
+    return WaveFacts(frozenset(undeliverable), frozenset(notified), levels, emails)
+
+
+async def queue(
+    conn: Conn,
+    planned: Sequence[tuple[UUID, str, NoticePlan, str]],
+    due_now: Sequence[bool],
+    levels: Sequence[tuple[str, str, Level, Decimal, datetime]],
+) -> list[UUID | None]:
+    """Insert each (event id, account, plan, message domain) and save each (account,
+    currency, level, balance, as of); wake the delivery workers at commit if a new notice
+    is `due_now`. Per planned row, its notice's id, or None where the account already had
+    its dedupe key (another leg of the same call)."""
+    ids, columns = notice_columns(planned)
+    rows = await conn.fetch(
+        SQL["queue"],
+        ids,
+        *columns,
+        [notice_id for notice_id, now in zip(ids, due_now, strict=True) if now],
+        [account for account, _, _, _, _ in levels],
+        [currency for _, currency, _, _, _ in levels],
+        [level.value for _, _, level, _, _ in levels],
+        [balance for _, _, _, balance, _ in levels],
+        [as_of for _, _, _, _, as_of in levels],
+        CHANNEL,
+    )
+    inserted = {row["id"] for row in rows}
+    return [notice_id if notice_id in inserted else None for notice_id in ids]
