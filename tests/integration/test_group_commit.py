@@ -134,3 +134,20 @@ async def test_webhooks_posted_together_are_committed_together(
     assert await db.fetchval("SELECT count(*) FROM events WHERE type = 'fax.sent'") == 64
     batches = float(re.search(r"^notifyd_ingest_batch_size_count (\S+)$", metrics, re.M)[1])  # type: ignore[index]
     assert 0 < batches < 64  # fewer commits than webhooks
+
+
+async def test_batches_are_planned_for_the_table_sizes_of_now(pool: asyncpg.Pool) -> None:
+    """A batch's statements get custom plans: a generic plan cached while `notices` was
+    small would keep scanning it whole as a fan-out grows it. Only inside the batch."""
+    commits = GroupCommit(pool, 1, one_after_another)
+
+    async def plan_mode(conn: Conn) -> int:
+        return 1 if await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan" else 0
+
+    try:
+        assert await commits.run("acc-1", plan_mode) == 1
+    finally:
+        await commits.close()
+    async with pool.acquire() as conn:
+        assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+        assert not conn.is_in_transaction()
