@@ -2,12 +2,14 @@
 
 Every send ends in an `Outcome`: sent (with the server's reply), retry (4xx, timeouts,
 connection faults) or failed (5xx). Connections are pooled and reused: a new connection
-per message costs several times the throughput.
+per message costs several times the throughput. aiosmtplib sets each connection up (TLS,
+EHLO, AUTH); where the relay offers PIPELINING the transactions are `pipelined`'s.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import ssl
 import tempfile
@@ -19,6 +21,7 @@ from typing import Protocol
 import aiosmtplib
 import structlog
 
+from notifyd.pipelined import Lost, PipelinedSession, Refused
 from notifyd.settings import SmtpSettings
 
 log = structlog.get_logger(__name__)
@@ -100,12 +103,16 @@ def _by_code(code: int, message: str, *, rcpt: bool = False) -> Outcome:
     return Outcome(Verdict.RETRY, reply, "4xx")
 
 
+# A pooled connection: aiosmtplib's, or a pipelining relay's once set up.
+Connection = aiosmtplib.SMTP | PipelinedSession
+
+
 class SmtpRelay:
     """A bounded pool of reusable SMTP connections to one relay."""
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._idle: asyncio.LifoQueue[Connection] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._closed = False
         # One SSL context for every connection: building one per connection costs 5x.
@@ -131,71 +138,118 @@ class SmtpRelay:
 
     async def send(self, data: bytes, sender: str, recipient: str, message_id: str) -> Outcome:
         async with self._slots:
-            client, reused = self._take()
+            connection, reused = self._take()
             try:
-                outcome, keep = await self._send_on(client, data, sender, recipient)
-                if outcome.error_kind == "connection" and reused:
+                outcome, kept = await self._send_on(connection, data, sender, recipient)
+                if outcome.error_kind == "connection" and reused and not outcome.possibly_sent:
                     # An idle connection the server closed since: not the message's fault.
-                    await _quietly_close(client)
-                    client = self._client()
-                    outcome, keep = await self._send_on(client, data, sender, recipient)
+                    connection = self._client()
+                    outcome, kept = await self._send_on(connection, data, sender, recipient)
             except BaseException:
-                await _quietly_close(client)
+                _quietly_close(connection)
                 raise
-            if keep and not self._closed:
-                self._idle.put_nowait(client)
-            else:
-                await _quietly_close(client)
+            if kept is not None and not self._closed:
+                self._idle.put_nowait(kept)
+            elif kept is not None:
+                _quietly_close(kept)
             return outcome
 
-    def _take(self) -> tuple[aiosmtplib.SMTP, bool]:
+    def _take(self) -> tuple[Connection, bool]:
         while not self._idle.empty():
-            client = self._idle.get_nowait()
-            if client.is_connected:
-                return client, True
+            connection = self._idle.get_nowait()
+            if connection.is_connected:
+                return connection, True
         return self._client(), False
 
     async def _send_on(
-        self, client: aiosmtplib.SMTP, data: bytes, sender: str, recipient: str
-    ) -> tuple[Outcome, bool]:
-        """Returns the outcome and whether the connection can be reused."""
-        data_sent = False
-        try:
-            if not client.is_connected:
-                await client.connect()
-            errors, response = await client.sendmail(sender, [recipient], data)
-            data_sent = True
-            if recipient in errors:
-                code, text = errors[recipient]
-                return _by_code(code, text, rcpt=True), True
-            return Outcome(Verdict.SENT, response), True
-        except Exception as error:  # classified below; anything unknown is re-raised
-            outcome = classify(error)
-            reusable = client.is_connected and isinstance(error, aiosmtplib.SMTPResponseException)
-            if reusable:
-                try:
-                    await client.rset()
-                except (aiosmtplib.SMTPException, OSError):
-                    reusable = False
-            if outcome.error_kind == "timeout" and not data_sent:
-                # We cannot tell whether the final "." was read: at-least-once says retry,
-                # and the possible duplicate is counted.
-                outcome = Outcome(outcome.verdict, outcome.reply, "timeout", possibly_sent=True)
-            return outcome, reusable
+        self, connection: Connection, data: bytes, sender: str, recipient: str
+    ) -> tuple[Outcome, Connection | None]:
+        """The outcome, and the connection to keep for the next message (None: closed)."""
+        if isinstance(connection, aiosmtplib.SMTP) and not connection.is_connected:
+            try:
+                await connection.connect()
+                if connection.is_ehlo_or_helo_needed:
+                    # Now rather than in the first sendmail: the extensions decide the sender.
+                    with contextlib.suppress(aiosmtplib.SMTPHeloError):  # HELO, then
+                        await connection.ehlo()
+            except Exception as error:  # classified below; anything unknown is re-raised
+                _quietly_close(connection)
+                return classify(error), None
+            if connection.supports_extension("pipelining") and connection.transport:
+                size = connection.supports_extension("size")
+                connection = PipelinedSession(
+                    connection.transport, self.settings.timeout_seconds, size=size
+                )
+        if isinstance(connection, PipelinedSession):
+            return await _send_pipelined(connection, data, sender, recipient)
+        return await _send_with_aiosmtplib(connection, data, sender, recipient)
 
     async def close(self) -> None:
         self._closed = True
         while not self._idle.empty():
-            client = self._idle.get_nowait()
+            connection = self._idle.get_nowait()
             try:
-                await asyncio.wait_for(client.quit(), timeout=2)
-            except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                client.close()
+                await asyncio.wait_for(connection.quit(), timeout=2)
+            except (aiosmtplib.SMTPException, Lost, OSError, TimeoutError):
+                connection.close()
 
 
-async def _quietly_close(client: aiosmtplib.SMTP) -> None:
-    if client.is_connected:
-        client.close()
+async def _send_with_aiosmtplib(
+    client: aiosmtplib.SMTP, data: bytes, sender: str, recipient: str
+) -> tuple[Outcome, Connection | None]:
+    data_sent = False
+    try:
+        errors, response = await client.sendmail(sender, [recipient], data)
+        data_sent = True
+        if recipient in errors:
+            code, text = errors[recipient]
+            return _by_code(code, text, rcpt=True), client
+        return Outcome(Verdict.SENT, response), client
+    except Exception as error:  # classified below; anything unknown is re-raised
+        outcome = classify(error)
+        # A refusal leaves the connection usable (sendmail already sent RSET for it).
+        reusable = client.is_connected and isinstance(
+            error, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused
+        )
+        if reusable:
+            try:
+                await client.rset()
+            except (aiosmtplib.SMTPException, OSError):
+                reusable = False
+        if outcome.error_kind == "timeout" and not data_sent:
+            # We cannot tell whether the final "." was read: at-least-once says retry,
+            # and the possible duplicate is counted.
+            outcome = Outcome(outcome.verdict, outcome.reply, "timeout", possibly_sent=True)
+        if not reusable:
+            _quietly_close(client)
+        return outcome, client if reusable else None
+
+
+async def _send_pipelined(
+    session: PipelinedSession, data: bytes, sender: str, recipient: str
+) -> tuple[Outcome, Connection | None]:
+    try:
+        reply = await session.send(sender, recipient, data)
+        return Outcome(Verdict.SENT, reply.text), session
+    except Refused as refusal:
+        outcome = _by_code(refusal.reply.code, refusal.reply.text, rcpt=refusal.step == "rcpt")
+        try:
+            await session.reset()
+        except Lost:
+            session.close()
+            return outcome, None
+        return outcome, session
+    except Lost as lost:
+        session.close()
+        kind = "timeout" if lost.timeout else "connection"
+        # After the final ".", the server may have taken the message: retry (at least
+        # once), and count the possible duplicate.
+        return Outcome(Verdict.RETRY, f"{kind}: {lost}", kind, possibly_sent=lost.after_data), None
+
+
+def _quietly_close(connection: Connection) -> None:
+    if connection.is_connected:
+        connection.close()
 
 
 def transport_for(settings: SmtpSettings, outbox: Path) -> Transport:

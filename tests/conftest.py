@@ -143,10 +143,41 @@ class SmtpSink:
     rcpt_replies: deque[str] = field(default_factory=deque)
     data_replies: deque[str] = field(default_factory=deque)
     data_delay: float = 0.0
+    # Offer PIPELINING (RFC 2920) in the EHLO reply, as Postfix does.
+    pipelining: bool = False
+    # MAIL commands whose RCPT and DATA had already arrived with them: pipelined.
+    pipelined_mails: int = 0
     rcpt_commands: int = 0
     data_commands: int = 0
     connections: int = 0
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            return [responses[0], "250-PIPELINING", *responses[1:]]
+        return responses
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if b"RCPT TO:" in bytes(server._reader._buffer):  # type: ignore[attr-defined]
+            self.pipelined_mails += 1
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_RCPT(
         self,

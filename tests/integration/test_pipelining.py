@@ -1,0 +1,130 @@
+"""SMTP PIPELINING (RFC 2920, issue 6): with a relay that offers it, MAIL, RCPT and DATA go
+in one write and every outcome is the same as without it. Against a real aiosmtpd."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from notifyd.mailer import SmtpRelay, Verdict
+from notifyd.pipelined import wire_message
+from notifyd.settings import SmtpSettings
+from tests.conftest import SmtpSink, smtp_server
+
+SENDER = "notifyd@voip.example"
+
+
+def message(n: int) -> bytes:
+    return (
+        f"From: notifyd <{SENDER}>\r\nTo: user{n}@client.example\r\n"
+        f"Subject: Notice {n}\r\nMessage-ID: <n{n}@voip.example>\r\n\r\n"
+        ".a line that starts with a dot\r\nand the end.\r\n"
+    ).encode()
+
+
+@pytest.fixture(params=[True, False], ids=["pipelining", "without"])
+async def sink(request: pytest.FixtureRequest) -> AsyncIterator[SmtpSink]:
+    async with smtp_server(SmtpSink(pipelining=request.param)) as served:
+        yield served
+
+
+def relay_for(sink: SmtpSink, timeout: float = 10.0) -> SmtpRelay:
+    return SmtpRelay(
+        SmtpSettings(host="127.0.0.1", port=sink.port, timeout_seconds=timeout, pool_size=1)
+    )
+
+
+async def send(relay: SmtpRelay, n: int) -> tuple[Verdict, str, bool, bool]:
+    outcome = await relay.send(message(n), SENDER, f"user{n}@client.example", f"<n{n}@v>")
+    return outcome.verdict, outcome.error_kind or "", outcome.bounce, outcome.possibly_sent
+
+
+async def test_messages_arrive_whole_over_one_reused_connection(sink: SmtpSink) -> None:
+    relay = relay_for(sink)
+    try:
+        outcomes = [await send(relay, n) for n in range(5)]
+    finally:
+        await relay.close()
+    assert outcomes == [(Verdict.SENT, "", False, False)] * 5
+    received = await sink.wait_for(5)
+    assert [m["Subject"] for m in received] == [f"Notice {n}" for n in range(5)]
+    body = received[0].get_content()
+    assert body.splitlines()[0] == ".a line that starts with a dot"  # the doubled dot undone
+    assert sink.envelopes[0] == (SENDER, ["user0@client.example"])
+    assert sink.connections == 1
+    assert sink.pipelined_mails == (5 if sink.pipelining else 0)
+
+
+async def test_refusals_mean_the_same_and_the_connection_goes_on(sink: SmtpSink) -> None:
+    sink.rcpt_replies.extend(["550 5.1.1 no such user", "451 4.3.0 try later"])
+    sink.data_replies.extend(["554 5.7.1 rejected as spam"])
+    relay = relay_for(sink)
+    try:
+        outcomes = [await send(relay, n) for n in range(4)]
+    finally:
+        await relay.close()
+    assert outcomes == [
+        (Verdict.FAILED, "5xx", True, False),  # a refused address: a hard bounce
+        (Verdict.RETRY, "4xx", False, False),
+        (Verdict.FAILED, "5xx", False, False),  # a refused message is not the address's
+        (Verdict.SENT, "", False, False),
+    ]
+    assert [m["Subject"] for m in await sink.wait_for(1)] == ["Notice 3"]
+    assert sink.connections == 1  # reset after each refusal, never reconnected
+
+
+async def test_no_answer_to_the_final_dot_is_a_retry_that_may_be_a_duplicate(
+    sink: SmtpSink,
+) -> None:
+    sink.data_delay = 3.0
+    relay = relay_for(sink, timeout=0.5)
+    try:
+        verdict, kind, _bounce, possibly_sent = await send(relay, 1)
+    finally:
+        await relay.close()
+    assert (verdict, kind, possibly_sent) == (Verdict.RETRY, "timeout", True)
+
+
+async def test_a_relay_that_went_away_is_reconnected_for_the_next_message(
+    sink: SmtpSink,
+) -> None:
+    relay = relay_for(sink)
+    try:
+        assert (await send(relay, 1))[0] is Verdict.SENT
+        async with smtp_server(SmtpSink(pipelining=sink.pipelining)) as second:
+            # The first relay's connection is idle in the pool; point the relay at a new one.
+            relay.settings = SmtpSettings(host="127.0.0.1", port=second.port, pool_size=1)
+            idle = relay._idle.get_nowait()
+            idle.close()
+            relay._idle.put_nowait(idle)
+            assert (await send(relay, 2))[0] is Verdict.SENT
+            assert [m["Subject"] for m in await second.wait_for(1)] == ["Notice 2"]
+    finally:
+        await relay.close()
+
+
+def test_the_wire_form_ends_lines_with_crlf_and_doubles_leading_dots() -> None:
+    assert wire_message(b"a\n.b\r\n..c\rd") == b"a\r\n..b\r\n...c\r\nd\r\n.\r\n"
+    assert wire_message(b"x\r\n") == b"x\r\n.\r\n"
+
+
+def test_pipelining_on_uvloop_the_daemons_event_loop() -> None:
+    """`notifyd run` uses uvloop when installed: its transports are not asyncio's classes."""
+    uvloop = pytest.importorskip("uvloop")
+
+    async def two_messages() -> tuple[list[Verdict], int]:
+        async with smtp_server(SmtpSink(pipelining=True)) as served:
+            relay = relay_for(served)
+            try:
+                verdicts = [(await send(relay, n))[0] for n in range(2)]
+            finally:
+                await relay.close()
+            await served.wait_for(2)
+            return verdicts, served.pipelined_mails
+
+    loop = uvloop.new_event_loop()
+    try:
+        assert loop.run_until_complete(two_messages()) == ([Verdict.SENT] * 2, 2)
+    finally:
+        loop.close()
