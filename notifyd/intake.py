@@ -245,10 +245,11 @@ async def _facts(
                 keep = ("started_at", "called_number", "extension", "ring_seconds")
                 step.facts = Facts(merged_call={key: call.get(key) for key in keep})
     balances = [
-        (step, *_balance(step))
+        (step, balance, currency)
         for step in steps
         if isinstance(step.incoming.event.data, BalanceUpdated | CreditAdded)
-        and _balance(step)[1] in step.incoming.rules.thresholds
+        for balance, currency in (_balance(step),)
+        if currency in step.incoming.rules.thresholds
     ]
     addressed = {
         step.n: {a.lower() for a in all_addresses(step.after.preferences, step.after.email)}
@@ -259,7 +260,7 @@ async def _facts(
     dedupe_keys = [(_account(s), f"voicemail:{_call_id(s)}") for s in calls]
     found = await wave_store.facts(
         conn,
-        addresses=sorted(set[str]().union(*addressed.values())),
+        addresses=set[str]().union(*addressed.values()),
         recent=[(_account(s), _category(s)) for s in storms],
         # One "now" for the wave: its events arrived within the same few milliseconds.
         now=steps[0].incoming.now,

@@ -49,28 +49,15 @@ async def insert_for_accounts(
     planned: Sequence[tuple[str, NoticePlan]],
     message_domain: str,
 ) -> list[UUID]:
-    """Queue notices of one event for several accounts (a broadcast batch) in one statement."""
-    ids = await insert_planned(
-        conn, [(event_id, account_id, plan) for account_id, plan in planned], message_domain
-    )
-    return [notice_id for notice_id in ids if notice_id is not None]
-
-
-async def insert_planned(
-    conn: Conn,
-    planned: Sequence[tuple[UUID, str, NoticePlan]],
-    message_domain: str,
-) -> list[UUID | None]:
-    """Queue (event id, account, plan) rows of any number of events in one statement; per
-    row its notice's id, or None where the account already had its dedupe key."""
+    """Queue notices of one event for several accounts (a broadcast batch) in one statement;
+    the ids of those inserted (not those whose dedupe key the account already had)."""
     if not planned:
         return []
     ids, columns = notice_columns(
-        [(event_id, account_id, plan, message_domain) for event_id, account_id, plan in planned]
+        [(event_id, account_id, plan, message_domain) for account_id, plan in planned]
     )
     rows = await conn.fetch(SQL["insert_notices"], ids, *columns)
-    inserted = {row["id"] for row in rows}
-    return [notice_id if notice_id in inserted else None for notice_id in ids]
+    return [row["id"] for row in rows]
 
 
 def notice_columns(

@@ -5,7 +5,7 @@ other; `intake` applies the waves of a shared commit one after the other."""
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -68,7 +68,7 @@ async def store_and_lock(
 async def facts(
     conn: Conn,
     *,
-    addresses: Sequence[str],
+    addresses: Iterable[str],
     recent: Sequence[tuple[str, str]],
     now: datetime,
     dedupe_keys: Sequence[tuple[str, str]],
