@@ -207,10 +207,7 @@ async def _send_with_aiosmtplib(
         return Outcome(Verdict.SENT, response), client
     except Exception as error:  # classified below; anything unknown is re-raised
         outcome = classify(error)
-        # A refusal leaves the connection usable (sendmail already sent RSET for it).
-        reusable = client.is_connected and isinstance(
-            error, aiosmtplib.SMTPResponseException | aiosmtplib.SMTPRecipientsRefused
-        )
+        reusable = client.is_connected and isinstance(error, aiosmtplib.SMTPResponseException)
         if reusable:
             try:
                 await client.rset()
