@@ -117,6 +117,8 @@ class Renderer:
             **common,  # type: ignore[arg-type]
         )
         self._html = jinja2.Environment(autoescape=True, **common)  # type: ignore[arg-type]
+        # (text, html) by "<kind>.<lang>": Jinja's own cache takes a lock and a loader call.
+        self._templates: dict[str, tuple[jinja2.Template, jinja2.Template]] = {}
         for env in (self._text, self._html):
             env.filters.update(
                 local_datetime=local_datetime,
@@ -131,8 +133,14 @@ class Renderer:
         context = template_context(notice)
         name = f"{notice.kind}.{notice.language}"
         try:
-            module = self._text.get_template(f"{name}.txt").make_module(context)
-            html = self._html.get_template(f"{name}.html").render(
+            templates = self._templates.get(name)
+            if templates is None:
+                templates = self._templates[name] = (
+                    self._text.get_template(f"{name}.txt"),
+                    self._html.get_template(f"{name}.html"),
+                )
+            module = templates[0].make_module(context)
+            html = templates[1].render(
                 context,
                 subject=_one_line(getattr(module, "subject", "")),
                 # A digest's counted summary, worded once in the text template.
