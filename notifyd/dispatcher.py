@@ -104,6 +104,19 @@ class Dispatcher:
         self.pacer = Pacer(mailing.delivery.domain_rate, mailing.delivery.domain_rates)
         # Notices the open breaker put back with a due time at the end of its pause.
         self._held: set[UUID] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        # Notices sent whose outcome is being recorded: never cancelled.
+        self._recording: set[UUID] = set()
+
+    def _running_loop(self) -> asyncio.AbstractEventLoop:
+        # Kept: on 3.11 asyncio.get_running_loop() is a getpid() system call, and a notice
+        # asked for it several times.
+        if self._loop is None:
+            self._loop = asyncio.get_running_loop()
+        return self._loop
+
+    def _monotonic(self) -> float:
+        return self._running_loop().time()
 
     @property
     def delivery(self) -> DeliverySettings:
@@ -160,7 +173,8 @@ class Dispatcher:
         if self._in_flight:
             log.info("waiting for sends in progress", count=len(self._in_flight), grace=grace)
             _done, pending = await asyncio.wait(list(self._in_flight.values()), timeout=grace)
-            for task in pending:
+            recording = {self._in_flight[i] for i in self._recording if i in self._in_flight}
+            for task in pending - recording:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=5)
@@ -193,11 +207,13 @@ class Dispatcher:
 
     async def _claim(self) -> int:
         free = self.delivery.concurrency - len(self._in_flight)
-        if free <= 0:
-            # Every slot busy: back-pressure stays in the queue, not in memory.
+        if free <= 0 or (self._in_flight and free < self.delivery.concurrency // 4):
+            # Every slot busy: back-pressure stays in the queue, not in memory. Or a few
+            # free: wait for a quarter, so that a backlog is claimed in batches rather than
+            # a round trip for each slot freed; those in flight keep the relay busy.
             await self._sleep(self.delivery.poll_seconds)
             return 0
-        loop_now = asyncio.get_running_loop().time()
+        loop_now = self._monotonic()
         allowed = self.breaker.allowance(loop_now)
         if allowed is not None and (allowed == 0 or self._in_flight):
             # The relay refuses everything: paused; after the cooldown one notice at a time.
@@ -215,7 +231,9 @@ class Dispatcher:
                 self.pacer.throttled(loop_now, PACING_HORIZON),
             )
         for notice in claimed:
-            task = asyncio.create_task(self._deliver(notice), name=f"notice-{notice.id}")
+            task = self._running_loop().create_task(
+                self._deliver(notice), name=f"notice-{notice.id}"
+            )
             self._in_flight[notice.id] = task
             task.add_done_callback(functools.partial(self._finished, notice.id))
         return len(claimed)
@@ -234,7 +252,7 @@ class Dispatcher:
         if due is not None:
             wait = min(wait, max((due - self.clock()).total_seconds(), 0.01))
         # What is due may be a paced domain's: then the wait is the pace, not a busy loop.
-        paced = self.pacer.release_in(asyncio.get_running_loop().time(), PACING_HORIZON)
+        paced = self.pacer.release_in(self._monotonic(), PACING_HORIZON)
         return max(wait, min(paced, self.delivery.poll_seconds))
 
     async def _sleep(self, seconds: float) -> None:
@@ -304,18 +322,26 @@ class Dispatcher:
                 notice, Outcome(Verdict.FAILED, f"rendering failed: {error}"), from_smtp=False
             )
             return
-        pause = self.pacer.reserve(notice.recipient, asyncio.get_running_loop().time())
+        pause = self.pacer.reserve(notice.recipient, self._monotonic())
         if pause:
             await asyncio.sleep(pause)  # the destination domain's rate
-        outcome = await mailing.transport.send(
+        # Recorded inside the block: the connection's next message is not let through
+        # until this outcome is committed (at most one duplicate a connection on a crash).
+        async with mailing.transport.sending(
             data, mailing.envelope_sender, notice.recipient, notice.message_id
-        )
-        if outcome.error_kind:
-            self.metrics.smtp_errors.labels(outcome.error_kind).inc()
-        if outcome.possibly_sent:
-            self.metrics.possible_duplicates.inc()
-        outcome, retry_after, restore = self._judge(notice, outcome)
-        await asyncio.shield(self._record(notice, outcome, retry_after, restore=restore))
+        ) as sent:
+            if sent.error_kind:
+                self.metrics.smtp_errors.labels(sent.error_kind).inc()
+            if sent.possibly_sent:
+                self.metrics.possible_duplicates.inc()
+            outcome, retry_after, restore = self._judge(notice, sent)
+            # The send happened: from here `stop` lets the task finish (no shield: its extra
+            # task costs loop turns, and this wait is on the connection's path).
+            self._recording.add(notice.id)
+            try:
+                await self._record(notice, outcome, retry_after, restore=restore)
+            finally:
+                self._recording.discard(notice.id)
         bound.info("delivery", outcome=outcome.verdict.value, reply=outcome.reply[:200])
 
     def _judge(
@@ -324,7 +350,7 @@ class Dispatcher:
         """The outcome through the circuit breaker: while the relay refuses everything a 5xx
         is the relay's, not the notice's, so the notice waits (and so do the notices the
         same streak already failed: returned to be queued again)."""
-        now = asyncio.get_running_loop().time()
+        now = self._monotonic()
         restore: list[UUID] = []
         was_open = self.breaker.is_open
         if outcome.verdict is Verdict.SENT:
@@ -406,7 +432,7 @@ class Dispatcher:
             )
         # The send already happened: keep trying to record it while the lease holds, so a
         # short database outage does not turn into a duplicate.
-        deadline = asyncio.get_running_loop().time() + self.delivery.lease_seconds / 2
+        deadline = self._monotonic() + self.delivery.lease_seconds / 2
         delay = 0.1
         while True:
             try:
@@ -440,7 +466,7 @@ class Dispatcher:
                         await address_store.forgive_bounces(conn, again, self.delivery.bounce_limit)
                 return
             except db.UNAVAILABLE:
-                if asyncio.get_running_loop().time() + delay > deadline:
+                if self._monotonic() + delay > deadline:
                     log.error("could not record a delivery outcome", notice_id=str(notice.id))
                     return
                 await asyncio.sleep(delay)

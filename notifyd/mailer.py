@@ -13,6 +13,8 @@ import contextlib
 import os
 import ssl
 import tempfile
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -50,6 +52,14 @@ class Transport(Protocol):
         """Send one message (already serialised, and signed if DKIM is on)."""
         ...
 
+    def sending(
+        self, data: bytes, sender: str, recipient: str, message_id: str
+    ) -> AbstractAsyncContextManager[Outcome]:
+        """`send`, for a caller that records the outcome inside the block: the connection
+        does not let the server accept its next message until the block is left. So a
+        crash duplicates at most one message a connection (the one not yet recorded)."""
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -64,6 +74,12 @@ class EmlFolder:
         name = message_id.strip("<>").split("@", 1)[0] + ".eml"
         await asyncio.to_thread(self._write, self.folder / name, data)
         return Outcome(Verdict.SENT, f"250 written to {self.folder / name}")
+
+    @contextlib.asynccontextmanager
+    async def sending(
+        self, data: bytes, sender: str, recipient: str, message_id: str
+    ) -> AsyncIterator[Outcome]:
+        yield await self.send(data, sender, recipient, message_id)
 
     @staticmethod
     def _write(path: Path, data: bytes) -> None:
@@ -107,12 +123,25 @@ def _by_code(code: int, message: str, *, rcpt: bool = False) -> Outcome:
 Connection = aiosmtplib.SMTP | PipelinedSession
 
 
+@dataclass(frozen=True)
+class Turn:
+    """One message's use of a pipelined connection: `hand_over` gives the connection to the
+    next message once this one is written; `settled` is done once the outcome is recorded."""
+
+    hand_over: Callable[[PipelinedSession], None]
+    settled: asyncio.Future[None]
+
+
 class SmtpRelay:
     """A bounded pool of reusable SMTP connections to one relay."""
 
     def __init__(self, settings: SmtpSettings) -> None:
         self.settings = settings
-        self._idle: asyncio.LifoQueue[Connection] = asyncio.LifoQueue()
+        # With each idle connection, aiosmtplib's, the settling of its last message (see
+        # `sending`); a pipelined session keeps track of its own.
+        self._idle: asyncio.LifoQueue[tuple[Connection, asyncio.Future[None] | None]] = (
+            asyncio.LifoQueue()
+        )
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._closed = False
         # One SSL context for every connection: building one per connection costs 5x.
@@ -137,32 +166,74 @@ class SmtpRelay:
         )
 
     async def send(self, data: bytes, sender: str, recipient: str, message_id: str) -> Outcome:
-        async with self._slots:
-            connection, reused = self._take()
-            try:
-                outcome, kept = await self._send_on(connection, data, sender, recipient)
-                if outcome.error_kind == "connection" and reused and not outcome.possibly_sent:
-                    # An idle connection the server closed since: not the message's fault.
-                    connection = self._client()
-                    outcome, kept = await self._send_on(connection, data, sender, recipient)
-            except BaseException:
-                _quietly_close(connection)
-                raise
-            if kept is not None and not self._closed:
-                self._idle.put_nowait(kept)
-            elif kept is not None:
-                _quietly_close(kept)
+        async with self.sending(data, sender, recipient, message_id) as outcome:
             return outcome
 
-    def _take(self) -> tuple[Connection, bool]:
+    @contextlib.asynccontextmanager
+    async def sending(
+        self, data: bytes, sender: str, recipient: str, message_id: str
+    ) -> AsyncIterator[Outcome]:
+        settled = asyncio.get_running_loop().create_future()
+        try:
+            yield await self._send(data, sender, recipient, settled)
+        finally:
+            settled.set_result(None)
+
+    async def _send(
+        self, data: bytes, sender: str, recipient: str, settled: asyncio.Future[None]
+    ) -> Outcome:
+        await self._slots.acquire()
+        handed_over = False
+
+        def hand_over(session: PipelinedSession) -> None:
+            # The whole message is written and RFC 2920 lets the next transaction follow
+            # its final dot: the connection, and its slot, go to the next message now,
+            # while this one waits for its reply. One round trip a message, not two.
+            nonlocal handed_over
+            if not handed_over and not self._closed:
+                handed_over = True
+                self._idle.put_nowait((session, None))
+                self._slots.release()
+
+        turn = Turn(hand_over, settled)
+        connection, reused, previous = self._take()
+        try:
+            if previous is not None and not previous.done():
+                await previous  # aiosmtplib's: one message at a time, each recorded first
+            outcome, kept = await self._send_on(connection, data, sender, recipient, turn)
+            if outcome.error_kind == "connection" and reused and not outcome.possibly_sent:
+                # An idle connection the server closed since: not the message's fault.
+                connection = self._client()
+                outcome, kept = await self._send_on(connection, data, sender, recipient, turn)
+        except BaseException:
+            if not handed_over:  # else the next message has it
+                _quietly_close(connection)
+            raise
+        finally:
+            if not handed_over:
+                self._slots.release()
+        if handed_over:
+            return outcome
+        if kept is not None and not self._closed:
+            self._idle.put_nowait((kept, None if isinstance(kept, PipelinedSession) else settled))
+        elif kept is not None:
+            _quietly_close(kept)
+        return outcome
+
+    def _take(self) -> tuple[Connection, bool, asyncio.Future[None] | None]:
         while not self._idle.empty():
-            connection = self._idle.get_nowait()
+            connection, settling = self._idle.get_nowait()
             if connection.is_connected:
-                return connection, True
-        return self._client(), False
+                return connection, True, settling
+        return self._client(), False, None
 
     async def _send_on(
-        self, connection: Connection, data: bytes, sender: str, recipient: str
+        self,
+        connection: Connection,
+        data: bytes,
+        sender: str,
+        recipient: str,
+        turn: Turn,
     ) -> tuple[Outcome, Connection | None]:
         """The outcome, and the connection to keep for the next message (None: closed)."""
         if isinstance(connection, aiosmtplib.SMTP) and not connection.is_connected:
@@ -181,13 +252,13 @@ class SmtpRelay:
                     connection.transport, self.settings.timeout_seconds, size=size
                 )
         if isinstance(connection, PipelinedSession):
-            return await _send_pipelined(connection, data, sender, recipient)
+            return await _send_pipelined(connection, data, sender, recipient, turn)
         return await _send_with_aiosmtplib(connection, data, sender, recipient)
 
     async def close(self) -> None:
         self._closed = True
         while not self._idle.empty():
-            connection = self._idle.get_nowait()
+            connection, _settling = self._idle.get_nowait()
             try:
                 await asyncio.wait_for(connection.quit(), timeout=2)
             except (aiosmtplib.SMTPException, Lost, OSError, TimeoutError):
@@ -223,13 +294,22 @@ async def _send_with_aiosmtplib(
 
 
 async def _send_pipelined(
-    session: PipelinedSession, data: bytes, sender: str, recipient: str
+    session: PipelinedSession,
+    data: bytes,
+    sender: str,
+    recipient: str,
+    turn: Turn,
 ) -> tuple[Outcome, Connection | None]:
     try:
-        reply = await session.send(sender, recipient, data)
+        reply = await session.send(
+            sender, recipient, data, written=lambda: turn.hand_over(session), settled=turn.settled
+        )
         return Outcome(Verdict.SENT, reply.text), session
     except Refused as refusal:
         outcome = _by_code(refusal.reply.code, refusal.reply.text, rcpt=refusal.step == "rcpt")
+        if refusal.ended:
+            # The server ended the transaction; the next one may already be under way.
+            return outcome, session
         try:
             await session.reset()
         except Lost:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -32,12 +32,14 @@ class Reply:
 
 
 class Refused(Exception):
-    """The server answered a step of the transaction with an error reply."""
+    """The server answered a step of the transaction with an error reply; `ended`: the
+    reply to the final dot, after which the server has ended the transaction itself."""
 
-    def __init__(self, step: str, reply: Reply) -> None:
+    def __init__(self, step: str, reply: Reply, *, ended: bool = False) -> None:
         super().__init__(f"{step}: {reply}")
         self.step = step  # "mail" | "rcpt" | "data"
         self.reply = reply
+        self.ended = ended
 
 
 class Lost(Exception):
@@ -52,21 +54,40 @@ class Lost(Exception):
 
 def wire_message(data: bytes) -> bytes:
     """The message as DATA sends it: CRLF line ends, leading dots doubled, the final dot."""
-    data = _BARE_LINE_END.sub(b"\r\n", data)
+    # `mime.compose` already writes CRLF and rarely a leading dot: counting is much cheaper
+    # than substituting over a 200 KB attachment.
+    crlf = data.count(b"\r\n")
+    if data.count(b"\r") != crlf or data.count(b"\n") != crlf:
+        data = _BARE_LINE_END.sub(b"\r\n", data)
     if not data.endswith(b"\r\n"):
         data += b"\r\n"
-    return _LEADING_DOT.sub(b"..", data) + b".\r\n"
+    if data.startswith(b".") or b"\n." in data:
+        data = _LEADING_DOT.sub(b"..", data)
+    return data + b".\r\n"
 
 
 class PipelinedSession(asyncio.Protocol):
+    """Replies are numbered in the order of the commands written: the reply to the n-th
+    command is the n-th reply (RFC 2920 §3.1). So the next message's commands can be
+    written while the previous message still waits for the reply to its final dot, and
+    each waits only for its own replies."""
+
     def __init__(self, transport: asyncio.BaseTransport, timeout: float, *, size: bool) -> None:
         self.timeout = timeout
         self._size = size  # the server takes MAIL's SIZE= (RFC 1870)
         self._transport = transport
         self._buffer = bytearray()
         self._lines: list[str] = []
-        self._replies: deque[Reply] = deque()
-        self._arrived = asyncio.Event()
+        self._commands = 0  # written so far
+        self._received = 0  # replies so far
+        self._replies: dict[int, Reply] = {}  # arrived, by number, until taken
+        # Bare futures and timer handles on the loop, not asyncio.Event and asyncio.timeout:
+        # on 3.11 each of those asks for the running loop, a getpid() system call, several
+        # times a reply.
+        self._loop = asyncio.get_running_loop()
+        self._waiters: dict[int, asyncio.Future[None]] = {}
+        # Done once the last message written has its outcome recorded.
+        self._unsettled: asyncio.Future[None] | None = None
         self._lost: str | None = None
         transport.set_protocol(self)
 
@@ -80,9 +101,10 @@ class PipelinedSession(asyncio.Protocol):
             self._lines.append(line[4:])
             if len(line) < 4 or line[3] != "-":  # the last line of a reply
                 code = int(line[:3]) if line[:3].isdigit() else 0
-                self._replies.append(Reply(code, "\n".join(self._lines)))
+                number, self._received = self._received, self._received + 1
+                self._replies[number] = Reply(code, "\n".join(self._lines))
                 self._lines = []
-                self._arrived.set()
+                _wake(self._waiters.get(number))
 
     def eof_received(self) -> bool:
         self._lose("the server closed the connection")
@@ -94,7 +116,8 @@ class PipelinedSession(asyncio.Protocol):
     def _lose(self, reason: str) -> None:
         if self._lost is None:
             self._lost = reason
-        self._arrived.set()
+        for waiter in self._waiters.values():
+            _wake(waiter)
 
     # -- the transaction ----------------------------------------------------------------------
 
@@ -102,44 +125,60 @@ class PipelinedSession(asyncio.Protocol):
     def is_connected(self) -> bool:
         return self._lost is None and not self._transport.is_closing()
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> Reply:
+    async def send(
+        self,
+        sender: str,
+        recipient: str,
+        data: bytes,
+        *,
+        written: Callable[[], None] | None = None,
+        settled: asyncio.Future[None] | None = None,
+    ) -> Reply:
         """One message to one recipient; the server's reply to the final dot. Raises
-        `Refused` (the connection stays usable after `reset`) or `Lost`."""
+        `Refused` (the connection stays usable, after `reset` unless `ended`) or `Lost`.
+        `written` is called once the whole message is written: from then on the next
+        message's commands may follow on this connection. The next message's final dot
+        waits for `settled` (this one's outcome recorded), so that however many messages
+        overlap, a crash leaves at most one accepted and not recorded."""
         if any(c in address for address in (sender, recipient) for c in "<>\r\n"):
             raise ValueError(f"not an address for an SMTP envelope: {sender!r} -> {recipient!r}")
         message = wire_message(data)
         options = f" SIZE={len(message) - 3}" if self._size else ""
         # ASCII: an address that needs SMTPUTF8 fails here, before anything is sent.
-        self._write(
-            f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii")
+        first = self._write(
+            f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"),
+            commands=3,
         )
-        mail, rcpt, start = (await self._reply(), await self._reply(), await self._reply())
+        mail, rcpt, start = [await self._reply(first + n) for n in range(3)]
         if start.code == 354 and not (_ok(mail) and _ok(rcpt)):
             # A server that let DATA in without a sender or recipient: end it empty.
-            self._write(b".\r\n")
-            await self._reply()
+            await self._reply(self._write(b".\r\n"))
         if not _ok(mail):
             raise Refused("mail", mail)
         if not _ok(rcpt):
             raise Refused("rcpt", rcpt)
         if start.code != 354:
             raise Refused("data", start)
-        self._write(message)
-        final = await self._reply(after_data=True)
+        previous = self._unsettled
+        if previous is not None and not previous.done():
+            await previous
+        self._unsettled = settled
+        number = self._write(message)
+        if written is not None:
+            written()
+        final = await self._reply(number, after_data=True)
         if not _ok(final):
-            raise Refused("data", final)
+            raise Refused("data", final, ended=True)
         return final
 
     async def reset(self) -> None:
-        self._write(b"RSET\r\n")
-        reply = await self._reply()
+        reply = await self._reply(self._write(b"RSET\r\n"))
         if not _ok(reply):
             raise Lost(f"RSET refused: {reply}", after_data=False, timeout=False)
 
     async def quit(self) -> None:
         try:
-            self._write(b"QUIT\r\n")
-            await self._reply()
+            await self._reply(self._write(b"QUIT\r\n"))
         finally:
             self.close()
 
@@ -147,26 +186,43 @@ class PipelinedSession(asyncio.Protocol):
         self._lose("closed")
         self._transport.close()
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, *, commands: int = 1) -> int:
+        """Write `commands` commands (or a message); the number of the first one's reply."""
         if not self.is_connected:
             raise Lost(self._lost or "closed", after_data=False, timeout=False)
         # uvloop's transports write like asyncio's but do not subclass WriteTransport.
         cast(asyncio.WriteTransport, self._transport).write(data)
+        first, self._commands = self._commands, self._commands + commands
+        return first
 
-    async def _reply(self, *, after_data: bool = False) -> Reply:
-        try:
-            async with asyncio.timeout(self.timeout):
-                while not self._replies:
-                    if self._lost is not None:
-                        raise Lost(self._lost, after_data=after_data, timeout=False)
-                    self._arrived.clear()
-                    await self._arrived.wait()
-        except TimeoutError:
-            self.close()
-            raise Lost(
-                f"no reply within {self.timeout:g} s", after_data=after_data, timeout=True
-            ) from None
-        return self._replies.popleft()
+    async def _reply(self, number: int, *, after_data: bool = False) -> Reply:
+        """The reply to command `number`, within the timeout of starting to wait for it."""
+        while number not in self._replies:
+            if self._lost is not None:
+                raise Lost(self._lost, after_data=after_data, timeout=False)
+            self._waiters[number] = waiter = self._loop.create_future()
+            timer = self._loop.call_later(self.timeout, _expire, waiter)
+            try:
+                await waiter
+            except TimeoutError:
+                self.close()
+                raise Lost(
+                    f"no reply within {self.timeout:g} s", after_data=after_data, timeout=True
+                ) from None
+            finally:
+                timer.cancel()
+                del self._waiters[number]
+        return self._replies.pop(number)
+
+
+def _wake(waiter: asyncio.Future[None] | None) -> None:
+    if waiter is not None and not waiter.done():
+        waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
 
 
 def _ok(reply: Reply) -> bool:

@@ -147,6 +147,9 @@ class SmtpSink:
     pipelining: bool = False
     # MAIL commands whose RCPT and DATA had already arrived with them: pipelined.
     pipelined_mails: int = 0
+    # Messages whose successor's MAIL had arrived before their own 250: the next transaction
+    # written behind the final dot (RFC 2920 §3.1).
+    overlapped: int = 0
     rcpt_commands: int = 0
     data_commands: int = 0
     connections: int = 0
@@ -199,6 +202,8 @@ class SmtpSink:
         self.data_commands += 1
         if self.data_delay:
             await asyncio.sleep(self.data_delay)
+        if b"MAIL FROM:" in bytes(server._reader._buffer):  # type: ignore[attr-defined]
+            self.overlapped += 1
         if self.data_replies:
             reply = self.data_replies.popleft()
             if not reply.startswith("250"):

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from notifyd.samples import SAMPLE_BROADCASTS
@@ -34,6 +35,9 @@ class LoggingSink:
     accepted: list[tuple[int, str]] = field(default_factory=list)
     quit_connections: set[int] = field(default_factory=set)
     connections: int = 0
+    # As Postfix does: then each connection has the next message written behind the one
+    # waiting for its 250 (`pipelined`), and the bound must still hold.
+    pipelining: bool = False
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         await asyncio.sleep(0.002)  # a relay that takes a moment: the kills land mid-send
@@ -45,6 +49,17 @@ class LoggingSink:
                 break
         self.accepted.append((getattr(session, "number", -1), message_id))
         return "250 2.0.0 Ok: queued"
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        return [responses[0], "250-PIPELINING", *responses[1:]] if self.pipelining else responses
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.quit_connections.add(getattr(session, "number", -1))
@@ -90,10 +105,11 @@ async def broadcast(daemon: DaemonProcess) -> None:
         assert response.status == 202, await response.text()
 
 
+@pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])
 async def test_three_sigkills_lose_nothing_and_duplicate_only_cut_off_transactions(
-    tmp_path: Path, database_url: str, db: asyncpg.Connection
+    tmp_path: Path, database_url: str, db: asyncpg.Connection, pipelining: bool
 ) -> None:
-    sink = LoggingSink()
+    sink = LoggingSink(pipelining=pipelining)
     server = await serve(sink)
     await db.execute(
         """INSERT INTO subscribers (account_id, email)

@@ -3,9 +3,11 @@ in one write and every outcome is the same as without it. Against a real aiosmtp
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from notifyd.mailer import SmtpRelay, Verdict
 from notifyd.pipelined import wire_message
@@ -30,6 +32,8 @@ async def sink(request: pytest.FixtureRequest) -> AsyncIterator[SmtpSink]:
 
 
 def relay_for(sink: SmtpSink, timeout: float = 10.0) -> SmtpRelay:
+    # One connection: messages sent at once queue for it, as notifyd's 32 sends in
+    # flight queue for its 4.
     return SmtpRelay(
         SmtpSettings(host="127.0.0.1", port=sink.port, timeout_seconds=timeout, pool_size=1)
     )
@@ -97,9 +101,9 @@ async def test_a_relay_that_went_away_is_reconnected_for_the_next_message(
         async with smtp_server(SmtpSink(pipelining=sink.pipelining)) as second:
             # The first relay's connection is idle in the pool; point the relay at a new one.
             relay.settings = SmtpSettings(host="127.0.0.1", port=second.port, pool_size=1)
-            idle = relay._idle.get_nowait()
+            idle, settling = relay._idle.get_nowait()
             idle.close()
-            relay._idle.put_nowait(idle)
+            relay._idle.put_nowait((idle, settling))
             assert (await send(relay, 2))[0] is Verdict.SENT
             assert [m["Subject"] for m in await second.wait_for(1)] == ["Notice 2"]
     finally:
@@ -109,6 +113,77 @@ async def test_a_relay_that_went_away_is_reconnected_for_the_next_message(
 def test_the_wire_form_ends_lines_with_crlf_and_doubles_leading_dots() -> None:
     assert wire_message(b"a\n.b\r\n..c\rd") == b"a\r\n..b\r\n...c\r\nd\r\n.\r\n"
     assert wire_message(b"x\r\n") == b"x\r\n.\r\n"
+    # Already CRLF (what `mime.compose` writes): only the dots change.
+    assert wire_message(b".a\r\nb\r\n.\r\nc") == b"..a\r\nb\r\n..\r\nc\r\n.\r\n"
+    assert wire_message(b"a\r\n\r\nb\r\n") == b"a\r\n\r\nb\r\n.\r\n"
+
+
+async def test_the_next_message_follows_the_final_dot_without_waiting_for_its_reply(
+    sink: SmtpSink,
+) -> None:
+    sink.data_delay = 0.05  # the relay takes a moment over each message
+    sink.data_replies.extend(["250 ok", "554 5.7.1 rejected as spam"])
+    relay = relay_for(sink)
+    try:
+        outcomes = await asyncio.gather(*(send(relay, n) for n in range(6)))
+    finally:
+        await relay.close()
+    assert outcomes[1] == (Verdict.FAILED, "5xx", False, False)
+    assert outcomes[:1] + outcomes[2:] == [(Verdict.SENT, "", False, False)] * 5
+    received = await sink.wait_for(5)
+    assert sorted(m["Subject"] for m in received) == [f"Notice {n}" for n in (0, 2, 3, 4, 5)]
+    assert sink.connections == 1
+    # Pipelined, each message but the last had the next one's MAIL behind it, refused or
+    # not; aiosmtplib's path waits for each reply before the next command.
+    assert sink.overlapped == (5 if sink.pipelining else 0)
+
+
+async def test_the_next_message_is_not_accepted_until_the_last_outcome_is_recorded(
+    sink: SmtpSink,
+) -> None:
+    """`sending`: the dispatcher records inside the block. Until it leaves, the connection's
+    next message may be written but not accepted, so a crash duplicates one at most."""
+    relay = relay_for(sink)
+    try:
+        async with relay.sending(message(1), SENDER, "user1@client.example", "<n1@v>") as first:
+            assert first.verdict is Verdict.SENT
+            second = asyncio.create_task(send(relay, 2))
+            await asyncio.sleep(0.3)  # ample for a loopback round trip or four
+            assert [m["Subject"] for m in sink.messages] == ["Notice 1"]
+            assert not second.done()
+        assert await asyncio.wait_for(second, 10) == (Verdict.SENT, "", False, False)
+    finally:
+        await relay.close()
+    assert [m["Subject"] for m in await sink.wait_for(2)] == ["Notice 1", "Notice 2"]
+    assert sink.connections == 1
+
+
+class DroppingSink(SmtpSink):
+    """Hangs up instead of answering the first message's final dot."""
+
+    dropped: bool = False
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not self.dropped:
+            self.dropped = True
+            server.transport.close()
+            return "250 never read"
+        return await super().handle_DATA(server, session, envelope)
+
+
+async def test_a_message_queued_behind_a_lost_one_goes_on_a_new_connection() -> None:
+    async with smtp_server(DroppingSink(pipelining=True)) as sink:
+        relay = relay_for(sink)
+        try:
+            first, second = await asyncio.gather(send(relay, 1), send(relay, 2))
+        finally:
+            await relay.close()
+        # The first may have been taken: a retry, counted as a possible duplicate. The
+        # second had not been sent whole: sent again on a new connection, no duplicate.
+        assert first == (Verdict.RETRY, "connection", False, True)
+        assert second == (Verdict.SENT, "", False, False)
+        assert [m["Subject"] for m in await sink.wait_for(1)] == ["Notice 2"]
+        assert sink.connections == 2
 
 
 def test_pipelining_on_uvloop_the_daemons_event_loop() -> None:

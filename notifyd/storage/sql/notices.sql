@@ -86,6 +86,7 @@ WITH sent AS (
     SET state = 'sent', sent_at = now(), smtp_reply = $3, last_error = NULL,
         claimed_by = NULL, claim_token = NULL
     WHERE id = $1 AND claim_token = $2
+      AND set_config('synchronous_commit', 'off', true) = 'off'
     RETURNING recipient
 ), healed AS (
     DELETE FROM address_health WHERE address = (SELECT lower(recipient) FROM sent)
