@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -71,3 +72,17 @@ async def test_migrate_command_reports_the_schema_version(
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [migration.version for migration in schema.available()]
     assert versions == list(range(1, len(versions) + 1))
+
+
+async def test_a_broadcasts_progress_reads_only_its_sent_notices(db: asyncpg.Connection) -> None:
+    """The admin API's progress of a broadcast, polled while a million notices are queued:
+    the state is looked up in the index, not in each row (migration 0008)."""
+    from notifyd.storage.broadcasts import SQL
+
+    async with db.transaction():
+        await db.execute("SET LOCAL enable_seqscan = off")
+        plan = "\n".join(
+            row[0] for row in await db.fetch("EXPLAIN " + SQL["get_broadcast"], uuid.uuid4())
+        )
+    assert "notices_event_state" in plan
+    assert "(state = 'sent'::text)" in plan.split("notices_event_state", 1)[1].split("->")[0]
