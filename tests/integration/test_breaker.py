@@ -87,7 +87,10 @@ async def test_a_relay_refusing_everything_pauses_delivery_and_loses_nothing(
                 tried = await db.fetchval("SELECT bool_and(attempts >= 1) FROM notices")
                 return bool(tried) and (await states(db)) == {"queued": SUBSCRIBERS}
 
-            await eventually(held, "every notice tried once and back in the queue")
+            # The cooldown doubles with each refused try (1, 2, 4 s...): how many tries it
+            # takes depends on how many sends were in flight when it opened, so the waits
+            # allow for a few doublings rather than the 15 s of one step.
+            await eventually(held, "every notice tried once and back in the queue", timeout=45)
             paused = await metric(daemon, "notifyd_delivery_paused")
             trips = await metric(daemon, "notifyd_breaker_trips_total")
             # Stays paused through the cooldown: nothing fails meanwhile.
@@ -105,7 +108,7 @@ async def test_a_relay_refusing_everything_pauses_delivery_and_loses_nothing(
         async def all_sent() -> bool:
             return (await states(db)) == {"sent": SUBSCRIBERS}
 
-        await eventually(all_sent, "every notice sent once the relay accepts again")
+        await eventually(all_sent, "every notice sent once the relay accepts again", timeout=45)
         await asyncio.sleep(0.5)  # time for a duplicate, if there were one
         paused_after = await metric(daemon, "notifyd_delivery_paused")
 

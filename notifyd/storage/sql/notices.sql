@@ -80,7 +80,10 @@ LEFT JOIN subscribers AS s ON s.account_id = c.account_id
 
 -- name: mark_sent
 -- Only the holder of the claim may record it: a host whose lease ran out is ignored. An
--- address that accepts mail again loses its bounce record.
+-- address that accepts mail again loses its bounce record. The connection's next message
+-- waits for this commit, so it does not wait for the WAL flush (synchronous_commit off for
+-- this transaction only): a daemon crash loses nothing; a database crash may lose the last
+-- few hundred ms of these records, and those notices are sent again: duplicates, not loss.
 WITH sent AS (
     UPDATE notices
     SET state = 'sent', sent_at = now(), smtp_reply = $3, last_error = NULL,
