@@ -161,9 +161,15 @@ class PipelinedSession(asyncio.Protocol):
             raise Refused("data", start)
         previous = self._unsettled
         if previous is not None and not previous.done():
+            # All but the final dot now: the server reads the message while the previous
+            # outcome is recorded, and only the dot waits.
+            self._write(message[:-3], commands=0)
             await previous
-        self._unsettled = settled
-        number = self._write(message)
+            self._unsettled = settled
+            number = self._write(message[-3:])
+        else:
+            self._unsettled = settled
+            number = self._write(message)
         if written is not None:
             written()
         final = await self._reply(number, after_data=True)
