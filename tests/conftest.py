@@ -133,8 +133,28 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
 # -- SMTP --------------------------------------------------------------------------------------
 
 
+class OffersPipelining:
+    """An aiosmtpd handler's EHLO hook: PIPELINING (RFC 2920) in the reply when `pipelining`
+    is set, as Postfix offers it (aiosmtpd itself does not)."""
+
+    pipelining: bool
+
+    async def handle_EHLO(
+        self,
+        server: SMTP,
+        session: Session,
+        envelope: Envelope,
+        hostname: str,
+        responses: list[str],
+    ) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            return [responses[0], "250-PIPELINING", *responses[1:]]
+        return responses
+
+
 @dataclass
-class SmtpSink:
+class SmtpSink(OffersPipelining):
     """A real SMTP server; replies can be scripted per RCPT or DATA command."""
 
     port: int = 0
@@ -154,19 +174,6 @@ class SmtpSink:
     data_commands: int = 0
     connections: int = 0
     arrived: asyncio.Condition = field(default_factory=asyncio.Condition)
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname
-        if self.pipelining:
-            return [responses[0], "250-PIPELINING", *responses[1:]]
-        return responses
 
     async def handle_MAIL(
         self,

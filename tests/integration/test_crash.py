@@ -19,7 +19,7 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from notifyd.samples import SAMPLE_BROADCASTS
-from tests.conftest import DaemonProcess, spawn_daemon, write_config
+from tests.conftest import DaemonProcess, OffersPipelining, spawn_daemon, write_config
 from tests.integration.test_admin import OPS_TOKEN, admin_config
 
 NOTICES = 2000
@@ -27,7 +27,7 @@ KILL_AFTER = (300, 900, 1500)  # messages accepted by the server before each SIG
 
 
 @dataclass
-class LoggingSink:
+class LoggingSink(OffersPipelining):
     """An SMTP server that logs, per connection, every message it accepted."""
 
     port: int = 0
@@ -49,17 +49,6 @@ class LoggingSink:
                 break
         self.accepted.append((getattr(session, "number", -1), message_id))
         return "250 2.0.0 Ok: queued"
-
-    async def handle_EHLO(
-        self,
-        server: SMTP,
-        session: Session,
-        envelope: Envelope,
-        hostname: str,
-        responses: list[str],
-    ) -> list[str]:
-        session.host_name = hostname
-        return [responses[0], "250-PIPELINING", *responses[1:]] if self.pipelining else responses
 
     async def handle_QUIT(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         self.quit_connections.add(getattr(session, "number", -1))
