@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -23,9 +24,6 @@ from notifyd.storage.db import Conn
 SQL = queries.load("broadcasts")
 # Subscribers routed between two turns of the event loop.
 CHUNK = 200
-# Notices of one shared plan inserted by one statement: PostgreSQL works while the loop is
-# free, and each statement is a round trip the fan-out waits for.
-SHARED_CHUNK = 1000
 
 
 @dataclass(frozen=True)
@@ -80,32 +78,20 @@ async def fan_out_batch(
         if marketing
         else ("category service (mandatory)", "broadcast to every open account")
     )
-    rows = await conn.fetch(SQL["fan_out_candidates"], broadcast.cursor, size, marketing)
-    # Most accounts share their language, zone and (empty) preferences: route each such
-    # group once and only put in each account's own address (a per-row route of a million
-    # accounts would hold the event loop, and the webhooks, for too long).
-    groups: dict[tuple[str | None, str | None, str], list[asyncpg.Record]] = {}
-    for row in rows:
-        groups.setdefault((row["language"], row["timezone"], row["preferences"]), []).append(row)
-    # Each distinct preferences text decoded once, for the lookups and for routing.
-    decoded = {stored: Preferences.from_json(json.loads(stored)) for _, _, stored in groups}
-    addresses = {row["email"].lower() for row in rows}
-    for chosen in decoded.values():
-        addresses.update(a.lower() for a in chosen.addresses.get(category.value, ()))
-        addresses.update(a.lower() for a in chosen.extra_emails)
-    suppressed: frozenset[str] = frozenset()
-    if marketing:
-        found = await conn.fetch(SQL["suppressed_among"], list(addresses))
-        suppressed = frozenset(row["address"] for row in found)
-    # Hard-bounced addresses: a mandatory notice goes to the account's other addresses.
-    undeliverable = await address_store.undeliverable_among(conn, addresses)
-    planned: list[tuple[str, NoticePlan]] = []  # routed one by one
-    added = 0
+    found = await conn.fetch(SQL["fan_out_groups"], broadcast.cursor, size, marketing)
+    last, spanned = found[0]["last"], found[0]["spanned"]
+    groups = [group for group in found if group["preferences"] is not None]
+    if not groups:  # nothing left, or only closed (or, for an offer, unwilling) accounts
+        return await _advance(conn, broadcast, last, 0, done=spanned < size)
+    # Each distinct preferences text decoded once, for the routes and the lookups.
+    decoded = {
+        g["preferences"]: Preferences.from_json(json.loads(g["preferences"])) for g in groups
+    }
 
     def route(
         subscriber: Subscriber,
-        suppressed: frozenset[str],
-        undeliverable: frozenset[str] = undeliverable,
+        suppressed: frozenset[str] = frozenset(),
+        undeliverable: frozenset[str] = frozenset(),
     ) -> tuple[NoticePlan, ...]:
         return route_broadcast(
             broadcast.kind,
@@ -119,62 +105,78 @@ async def fan_out_batch(
             undeliverable=undeliverable,
         )
 
-    for (language, zone, stored), members in groups.items():
-        preferences = decoded[stored]
-
+    # Most accounts share their language, zone and preferences: each such group is routed
+    # once (as if nothing were suppressed or undeliverable: PostgreSQL checks those per row)
+    # and queued by PostgreSQL, each notice to the account's own address. Only the accounts
+    # routing must see one by one come back: every row through the event loop and back held
+    # the webhooks, and the fan-out waited for both trips.
+    alike: list[tuple[asyncpg.Record, NoticePlan | None]] = []
+    for group in groups:
+        preferences = decoded[group["preferences"]]
         if preferences.addresses or preferences.extra_emails:
-            for n, row in enumerate(members, 1):
-                planned.extend(
-                    (row["account_id"], p)
-                    for p in route(_subscriber(row, language, zone, preferences), suppressed)
-                )
-                if n % CHUNK == 0:
-                    await asyncio.sleep(0)
-            continue
-        # The same route for the whole group, each to the account's own address: one plan,
-        # and only the accounts and addresses travel (no per-row objects to build).
-        # (Routed as if nothing were suppressed or undeliverable: those are checked per row.)
-        shared = route(
-            _subscriber(members[0], language, zone, preferences), frozenset(), frozenset()
-        )
-        accounts: list[str] = []
-        recipients: list[str] = []
-        for row in members:
-            email = row["email"]
-            if email.lower() in undeliverable:
-                planned.extend(
-                    (row["account_id"], p)
-                    for p in route(_subscriber(row, language, zone, preferences), suppressed)
-                )
-            elif shared and email.lower() not in suppressed:
-                accounts.append(row["account_id"])
-                recipients.append(email)
-        for start in range(0, len(accounts), SHARED_CHUNK):
-            # Chunks in the same transaction, the event loop free between them: 5,000 rows
-            # at once held it for tens of milliseconds, which webhooks paid in p99.
-            added += await notice_store.insert_shared(
-                conn,
-                broadcast.event_id,
-                accounts[start : start + SHARED_CHUNK],
-                recipients[start : start + SHARED_CHUNK],
-                shared[0],
-                message_domain,
+            continue  # its own addresses: routed one by one
+        shared = route(_subscriber(group, group["language"], group["timezone"], preferences))
+        alike.append((group, shared[0] if shared else None))
+    rows = await conn.fetch(
+        SQL["fan_out_batch"],
+        broadcast.cursor,
+        last,
+        marketing,
+        broadcast.event_id,
+        message_domain,
+        *_group_columns(alike),
+    )
+    added: int = rows[0]["added"]
+    alone = [row for row in rows if row["account_id"] is not None]
+    planned: list[tuple[str, NoticePlan]] = []
+    if alone:
+        addresses = {row["email"].lower() for row in alone}
+        for row in alone:
+            stored = row["preferences"]
+            if stored not in decoded:  # changed since the groups were read
+                decoded[stored] = Preferences.from_json(json.loads(stored))
+            chosen = decoded[stored]
+            addresses.update(a.lower() for a in chosen.addresses.get(category.value, ()))
+            addresses.update(a.lower() for a in chosen.extra_emails)
+        suppressed: frozenset[str] = frozenset()
+        if marketing:
+            found = await conn.fetch(SQL["suppressed_among"], list(addresses))
+            suppressed = frozenset(row["address"] for row in found)
+        # Hard-bounced addresses: a mandatory notice goes to the account's other addresses.
+        undeliverable = await address_store.undeliverable_among(conn, addresses)
+        for n, row in enumerate(alone, 1):
+            chosen = decoded[row["preferences"]]
+            subscriber = _subscriber(row, row["language"], row["timezone"], chosen)
+            planned.extend(
+                (row["account_id"], p) for p in route(subscriber, suppressed, undeliverable)
             )
+            if n % CHUNK == 0:
+                await asyncio.sleep(0)
     for start in range(0, len(planned), CHUNK):
         added += len(
             await notice_store.insert_for_accounts(
                 conn, broadcast.event_id, planned[start : start + CHUNK], message_domain
             )
         )
-    advanced = await conn.fetchrow(
-        SQL["advance"],
-        broadcast.id,
-        rows[-1]["account_id"] if rows else None,
-        added,
-        len(rows) < size,
-    )
+    return await _advance(conn, broadcast, last, added, done=spanned < size)
+
+
+async def _advance(
+    conn: Conn, broadcast: Runnable, last: str | None, added: int, *, done: bool
+) -> Batch:
+    advanced = await conn.fetchrow(SQL["advance"], broadcast.id, last, added, done)
     assert advanced is not None
     return Batch(state=advanced["state"], queued=int(advanced["queued"]), added=added)
+
+
+def _group_columns(alike: Sequence[tuple[asyncpg.Record, NoticePlan | None]]) -> list[list[Any]]:
+    """The groups routed alike and their plans, as the arrays `fan_out_batch` takes."""
+    return [
+        [group["language"] for group, _ in alike],
+        [group["timezone"] for group, _ in alike],
+        [group["preferences"] for group, _ in alike],
+        *notice_store.plan_columns([plan for _, plan in alike]),
+    ]
 
 
 def _subscriber(

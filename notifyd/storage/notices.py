@@ -90,34 +90,21 @@ def notice_columns(
     ]
 
 
-async def insert_shared(
-    conn: Conn,
-    event_id: UUID,
-    account_ids: Sequence[str],
-    recipients: Sequence[str],
-    plan: NoticePlan,
-    message_domain: str,
-) -> int:
-    """Queue `plan` for each account (to the matching recipient); how many were new."""
-    if not account_ids:
-        return 0
-    added: int = await conn.fetchval(
-        SQL["insert_shared"],
-        event_id,
-        list(account_ids),
-        list(recipients),
-        plan.kind,
-        plan.category.value,
-        plan.language,
-        plan.timezone,
-        _json_text(plan.reasons),
-        plan.due_at,
-        message_domain,
-        _json_text(plan.context),
-        plan.dedupe_key,
-        plan.digest,
-    )
-    return added
+def plan_columns(plans: Sequence[NoticePlan | None]) -> list[list[Any]]:
+    """Kind, category, language, zone, reasons, due time, context, dedupe key and digest of
+    each plan (all None for no plan), as the arrays a fan-out's shared plans travel in
+    (broadcasts.sql `fan_out_batch`); each account's own address and ids are added there."""
+    return [
+        [p and p.kind for p in plans],
+        [p and p.category.value for p in plans],
+        [p and p.language for p in plans],
+        [p and p.timezone for p in plans],
+        [p and _json_text(p.reasons) for p in plans],
+        [p and p.due_at for p in plans],
+        [p and _json_text(p.context) for p in plans],
+        [p and p.dedupe_key for p in plans],
+        [p and p.digest for p in plans],
+    ]
 
 
 @functools.lru_cache(maxsize=256)

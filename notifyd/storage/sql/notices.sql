@@ -15,23 +15,6 @@ FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text
 ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
 RETURNING id
 
--- name: insert_shared
--- One plan for many accounts (a broadcast's batch routed alike): only the accounts and
--- their addresses vary; ids are made here. Returns how many were new.
-WITH added AS (
-    INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
-                         timezone, reasons, due_at, message_id, context, dedupe_key, digest,
-                         state)
-    SELECT t.id, $1, t.account_id, $4, $5, t.recipient, $6, $7, $8::text::jsonb, $9,
-           '<' || t.id || '@' || $10::text || '>', $11::text::jsonb, $12, $13,
-           CASE WHEN $13::text IS NULL THEN 'queued' ELSE 'held' END
-    FROM (SELECT gen_random_uuid() AS id, u.account_id, u.recipient
-          FROM unnest($2::text[], $3::text[]) AS u (account_id, recipient)) AS t
-    ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING 1
-)
-SELECT count(*) FROM added
-
 -- name: queued_missed_call
 -- The missed-call notices of a call still waiting for its voicemail (one per address, or
 -- held for a digest), locked so that no worker or digest takes them while the voicemail
