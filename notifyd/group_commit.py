@@ -5,7 +5,8 @@ commit of its own costs a BEGIN, a COMMIT, a WAL flush and a pool round trip eac
 each item (one webhook) is put in a lane; a lane hands whatever items are waiting to the
 batch function in one transaction (which can store them all with one statement per step),
 commits once, and only then answers each of them. No delay is added to gather a batch:
-while one batch commits the next one fills.
+while one batch commits the next one fills. A busy lane's COMMIT also begins the next
+batch's transaction, in the same round trip.
 
 Jobs are put in lanes by account, so two lanes never lock the same subscriber row: batches
 cannot deadlock on each other. When a batch fails, it is rolled back and each of its
@@ -22,6 +23,7 @@ from typing import Any, Generic, TypeVar
 
 import asyncpg
 import structlog
+from asyncpg.pool import PoolConnectionProxy
 
 from notifyd.storage.db import Conn
 
@@ -83,43 +85,66 @@ class GroupCommit(Generic[Item, Result]):
 
     async def _lane(self, lane: int) -> None:
         queue = self._queues[lane]
-        while True:
-            batch = [await queue.get()]
-            while len(batch) < MAX_BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
-            try:
-                await self._commit(batch)
-            except asyncio.CancelledError:
-                for _item, future in batch:
-                    if not future.done():
-                        future.set_exception(asyncpg.InterfaceError("notifyd is stopping"))
-                raise
+        # Between two batches of a busy lane: a connection already in the next transaction.
+        ready: PoolConnectionProxy | None = None
+        try:
+            while True:
+                batch = [await queue.get()]
+                while len(batch) < MAX_BATCH and not queue.empty():
+                    batch.append(queue.get_nowait())
+                try:
+                    ready = await self._commit(batch, ready, idle=queue.empty)
+                except asyncio.CancelledError:
+                    for _item, future in batch:
+                        if not future.done():
+                            future.set_exception(asyncpg.InterfaceError("notifyd is stopping"))
+                    raise
+        finally:
+            if ready is not None:
+                await _roll_back(ready)
+                await self.pool.release(ready)
 
-    async def _commit(self, batch: list[tuple[Item, asyncio.Future[Result]]]) -> None:
+    async def _commit(
+        self,
+        batch: list[tuple[Item, asyncio.Future[Result]]],
+        conn: PoolConnectionProxy | None,
+        idle: Callable[[], bool] = lambda: True,
+    ) -> PoolConnectionProxy | None:
+        """Run and commit `batch` (on `conn`, already in a transaction, if given). Returns
+        the connection in the next batch's transaction when items are already waiting
+        (`idle()` false: the COMMIT and the next BEGIN share a round trip), else None, so
+        that an idle lane holds no transaction open."""
         self.on_batch(len(batch))
         try:
-            async with self.pool.acquire() as conn:
+            if conn is None:
+                conn = await self.pool.acquire()
                 await conn.execute(BEGIN)
-                try:
-                    results = await self.run_batch(conn, [item for item, _future in batch])
-                    await conn.execute("COMMIT")
-                except BaseException:
-                    await _roll_back(conn)
-                    raise
+            try:
+                results = await self.run_batch(conn, [item for item, _future in batch])
+                keep = not idle()
+                await conn.execute(f"COMMIT; {BEGIN}" if keep else "COMMIT")
+            except BaseException:
+                await _roll_back(conn)
+                await self.pool.release(conn)
+                raise
         except Exception as error:
             if len(batch) == 1:
                 _settle(batch[0][1], error=error)
-                return
+                return None
             log.warning(
                 "a shared commit failed; its items run again one by one",
                 items=len(batch),
                 error=type(error).__name__,
             )
             for item, future in batch:
-                await self._commit([(item, future)])  # alone: its error is its own
-            return
+                await self._commit([(item, future)], None)  # alone: its error is its own
+            return None
         for (_item, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
+        if keep:
+            return conn
+        await self.pool.release(conn)
+        return None
 
 
 async def _roll_back(conn: Conn) -> None:

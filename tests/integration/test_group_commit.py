@@ -151,3 +151,39 @@ async def test_batches_are_planned_for_the_table_sizes_of_now(pool: asyncpg.Pool
     async with pool.acquire() as conn:
         assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
         assert not conn.is_in_transaction()
+
+
+async def test_a_busy_lanes_commit_begins_the_next_batch_and_an_idle_lane_holds_nothing(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """With items waiting, COMMIT and the next BEGIN share a round trip; once the lane has
+    nothing to do its connection goes back to the pool outside any transaction."""
+    await db.execute("CREATE TABLE gc_rows (n integer PRIMARY KEY)")
+    sent: list[str] = []
+
+    async def logging_queries(conn: asyncpg.Connection) -> None:
+        conn.add_query_logger(lambda record: sent.append(record.query))
+
+    async with asyncpg.create_pool(
+        database_url, min_size=1, max_size=2, init=logging_queries
+    ) as pool:
+        batches: list[int] = []
+        commits = GroupCommit(pool, 1, one_after_another, on_batch=batches.append)
+        try:
+            # More than one batch's worth at once: the second batch waits for the first.
+            results = await asyncio.gather(
+                *(commits.run("acc-1", inserting(n)) for n in range(100))
+            )
+            idle = await db.fetch(
+                "SELECT state FROM pg_stat_activity"
+                " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+            )
+        finally:
+            await commits.close()
+    assert results == list(range(100))
+    assert len(batches) == 2, batches
+    begins = [q for q in sent if q.startswith("BEGIN")]
+    folded = [q for q in sent if q.startswith("COMMIT; BEGIN")]
+    assert (len(begins), len(folded), sent.count("COMMIT")) == (1, 1, 1)
+    assert [row["state"] for row in idle] == ["idle"]
+    assert await db.fetchval("SELECT count(*) FROM gc_rows") == 100
