@@ -187,3 +187,36 @@ async def test_a_busy_lanes_commit_begins_the_next_batch_and_an_idle_lane_holds_
     assert (len(begins), len(folded), sent.count("COMMIT")) == (1, 1, 1)
     assert [row["state"] for row in idle] == ["idle"]
     assert await db.fetchval("SELECT count(*) FROM gc_rows") == 100
+
+
+async def test_a_commit_that_fails_while_beginning_the_next_batch_loses_nothing(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    """A constraint checked at COMMIT fails the shared round trip that also begins the next
+    batch: the batch's items run again alone, the offending one fails alone, and the batch
+    waiting behind it commits as usual."""
+    await db.execute("CREATE TABLE gc_deferred (n integer UNIQUE DEFERRABLE INITIALLY DEFERRED)")
+
+    def deferred(n: int):  # type: ignore[no-untyped-def]
+        async def job(conn: Conn) -> int:
+            await conn.execute("INSERT INTO gc_deferred (n) VALUES ($1)", n)
+            return n
+
+        return job
+
+    batches: list[int] = []
+    commits = GroupCommit(pool, 1, one_after_another, on_batch=batches.append)
+    jobs = [deferred(n) for n in range(100)]
+    jobs[5] = deferred(4)  # a duplicate of job 4, found only at COMMIT
+    try:
+        results = await asyncio.gather(
+            *(commits.run("acc-1", job) for job in jobs), return_exceptions=True
+        )
+    finally:
+        await commits.close()
+    assert isinstance(results[5], asyncpg.UniqueViolationError)
+    assert [r for i, r in enumerate(results) if i != 5] == [n for n in range(100) if n != 5]
+    stored = [row["n"] for row in await db.fetch("SELECT n FROM gc_deferred ORDER BY n")]
+    assert stored == [n for n in range(100) if n != 5]
+    # The first batch of 64, its 64 items again alone, then the 36 that waited behind it.
+    assert batches[0] == 64 and batches[-1] == 36 and len(batches) == 66, batches
