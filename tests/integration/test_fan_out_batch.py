@@ -59,23 +59,27 @@ async def accounts(db: asyncpg.Connection) -> None:
     )
 
 
+async def one_batch(db: asyncpg.Connection, size: int) -> broadcast_store.Batch:
+    async with db.transaction():
+        runnable = await broadcast_store.next_runnable(db)
+        assert runnable is not None
+        return await broadcast_store.fan_out_batch(
+            db,
+            runnable,
+            size=size,
+            defaults=DefaultsSettings(),
+            message_domain="voip.example",
+            now=NOW,
+        )
+
+
 async def fan_out(db: asyncpg.Connection, kind: str, size: int) -> tuple[list[int], int]:
     """Run the broadcast's batches to the end: (notices added per batch, queued in all)."""
     async with db.transaction():
         await broadcast_store.create(db, kind, {"subject": "s"}, NOW, None)
     added: list[int] = []
     while True:
-        async with db.transaction():
-            runnable = await broadcast_store.next_runnable(db)
-            assert runnable is not None
-            batch = await broadcast_store.fan_out_batch(
-                db,
-                runnable,
-                size=size,
-                defaults=DefaultsSettings(),
-                message_domain="voip.example",
-                now=NOW,
-            )
+        batch = await one_batch(db, size)
         added.append(batch.added)
         if batch.state == "done":
             return added, batch.queued
@@ -140,18 +144,7 @@ async def test_a_replayed_batch_adds_nothing(db: asyncpg.Connection) -> None:
     await fan_out(db, "notice.service", 4)
     # The batches once more from the start, as if the cursor had not been saved.
     await db.execute("UPDATE broadcasts SET cursor = '', state = 'running', queued = 0")
-    async with db.transaction():
-        runnable = await broadcast_store.next_runnable(db)
-        assert runnable is not None
-        batch = await broadcast_store.fan_out_batch(
-            db,
-            runnable,
-            size=5000,
-            defaults=DefaultsSettings(),
-            message_domain="voip.example",
-            now=NOW,
-        )
-    assert batch.added == 0
+    assert (await one_batch(db, 5000)).added == 0
     assert await db.fetchval("SELECT count(*) FROM notices") == 10
 
 
