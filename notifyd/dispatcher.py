@@ -201,24 +201,26 @@ class Dispatcher:
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, self.delivery.poll_seconds)
                 continue
-            if claimed:
+            if claimed is None or claimed:
                 continue
             await self._sleep(await self._idle_wait())
 
-    async def _claim(self) -> int:
+    async def _claim(self) -> int | None:
+        """Claim what is due into the free slots: how many, or None when it waited instead
+        (slots or the relay busy), which says nothing about what is due: no idle wait."""
         free = self.delivery.concurrency - len(self._in_flight)
         if free <= 0 or (self._in_flight and free < self.delivery.concurrency // 4):
             # Every slot busy: back-pressure stays in the queue, not in memory. Or a few
             # free: wait for a quarter, so that a backlog is claimed in batches rather than
             # a round trip for each slot freed; those in flight keep the relay busy.
             await self._sleep(self.delivery.poll_seconds)
-            return 0
+            return None
         loop_now = self._monotonic()
         allowed = self.breaker.allowance(loop_now)
         if allowed is not None and (allowed == 0 or self._in_flight):
             # The relay refuses everything: paused; after the cooldown one notice at a time.
             await self._sleep(max(self.breaker.wait(loop_now), 0.05))
-            return 0
+            return None
         if allowed is not None:
             free = min(free, allowed)
         async with self.pool.acquire() as conn:

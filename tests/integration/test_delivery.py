@@ -301,3 +301,36 @@ async def test_timeout_after_data_is_retried_and_counted_as_a_possible_duplicate
     assert "notifyd_possible_duplicates_total 1.0" in metrics
     assert 'notifyd_smtp_errors_total{kind="timeout"} 1.0' in metrics
     assert len(smtp_sink.messages) <= 2
+
+
+async def test_a_backlog_waits_for_free_slots_without_asking_when_the_next_notice_is_due(
+    tmp_path: Path,
+    database_url: str,
+    smtp_sink: SmtpSink,
+    db: asyncpg.Connection,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With every slot busy the worker waits for slots; "when is the next notice due" is a
+    question for an idle worker. It used to be asked after each wait for slots: once every
+    four messages (bench/delivery.py: 5,371 times for 20,000, now 6-10)."""
+    from tests.integration.test_admin import admin_config, call
+    from tests.integration.test_broadcasts import add_subscribers, broadcast
+
+    asked: list[int] = []
+    next_due = notice_store.next_due
+
+    async def counted(conn: storage_db.Conn) -> datetime | None:
+        asked.append(1)
+        return await next_due(conn)
+
+    monkeypatch.setattr(notice_store, "next_due", counted)
+    await add_subscribers(db, 200)
+    config = admin_config(tmp_path, database_url, smtp_sink.port)
+    config["delivery"]["concurrency"] = 4
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        status, _ = await call(daemon, "POST", "/v1/admin/broadcasts", json=broadcast())
+        await smtp_sink.wait_for(200)
+        during = len(asked)
+    assert status == 202
+    # Before the broadcast (idle) and as the last slots empty; not per message.
+    assert during <= 15, during
