@@ -68,9 +68,13 @@ class Broadcaster:
                 message_domain=self.message_domain(),
                 now=self.clock(),
             )
-            if batch.added:
-                await notice_store.wake_workers(conn)
         if batch.added:
+            # Other hosts' workers are woken after the commit, not by it: a NOTIFY takes a
+            # lock that every notifying commit waits for, and this batch's commit flushes
+            # megabytes of WAL; webhooks queueing a notice due now waited behind it (their
+            # COMMIT in Lock:object, sampled from pg_stat_activity during bench/fanout.py).
+            async with self.pool.acquire() as conn:
+                await notice_store.wake_workers(conn)
             self.on_queued()
         if batch.state == "done":
             log.info("broadcast queued", broadcast_id=str(broadcast.id), notices=batch.queued)
