@@ -140,9 +140,10 @@ class Renderer:
                     self._html.get_template(f"{name}.html"),
                 )
             module = templates[0].make_module(context)
+            subject = _one_line(getattr(module, "subject", ""))
             html = templates[1].render(
                 context,
-                subject=_one_line(getattr(module, "subject", "")),
+                subject=subject,
                 # A digest's counted summary, worded once in the text template.
                 summary=_one_line(getattr(module, "summary", "")),
             )
@@ -151,7 +152,7 @@ class Renderer:
         except jinja2.TemplateError as error:
             raise TemplateError(f"{name}: {error}") from error
         return RenderedNotice(
-            subject=_one_line(getattr(module, "subject", "")),
+            subject=subject,
             text=str(module).strip() + "\n",
             html=html,
             line=_one_line(getattr(module, "line", "")),
