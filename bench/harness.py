@@ -16,7 +16,7 @@ import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -306,8 +306,16 @@ def signed_requests(
     for n in range(count):
         kind = rng.choices(names, weights)[0]
         account = f"acc-{rng.randint(1, accounts)}" if not kinds else f"acc-{n % accounts + 1}"
-        event = sample_event(kind, account)
-        event["data"]["pbx"] = _context(rng)
+        # Each call from its own number, to the account's own number, at its own minute:
+        # a real day's bodies repeat little of what a template formats.
+        event = sample_event(kind, account, now - timedelta(seconds=rng.randint(0, 600)))
+        data = event["data"]
+        for field in ("caller_number", "remote_number"):
+            if field in data:
+                data[field] = f"+4072{rng.randint(0, 9_999_999):07d}"
+        if "called_number" in data:
+            data["called_number"] = f"+4021{int(account.removeprefix('acc-')):07d}"
+        data["pbx"] = _context(rng)
         body = json.dumps(event)
         source = USUAL_SOURCE[kind]
         webhook_id = f"msg_{uuid.uuid4().hex}"
