@@ -107,6 +107,7 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Notices sent whose outcome is being recorded: never cancelled.
         self._recording: set[UUID] = set()
+        self._awaiting_slots = False
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         # Kept: on 3.11 asyncio.get_running_loop() is a getpid() system call, and a notice
@@ -201,32 +202,36 @@ class Dispatcher:
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, self.delivery.poll_seconds)
                 continue
-            if claimed is None or claimed:
+            if claimed is None or claimed is True:
                 continue
+            # Fewer than asked for: nothing else is due now, so no second claim to find
+            # that out (a round trip between a notice's commit and its claim, under load).
             await self._sleep(await self._idle_wait())
 
-    async def _claim(self) -> int | None:
-        """Claim what is due into the free slots: how many, or None when it waited instead
-        (slots or the relay busy), which says nothing about what is due: no idle wait."""
+    async def _claim(self) -> bool | None:
+        """Claim what is due into the free slots: True when it took as many as it asked for
+        (more may be due), False when fewer, or None when it waited instead (slots or the
+        relay busy), which says nothing about what is due: no idle wait."""
         free = self.delivery.concurrency - len(self._in_flight)
         if free <= 0 or (self._in_flight and free < self.delivery.concurrency // 4):
             # Every slot busy: back-pressure stays in the queue, not in memory. Or a few
             # free: wait for a quarter, so that a backlog is claimed in batches rather than
             # a round trip for each slot freed; those in flight keep the relay busy.
-            await self._sleep(self.delivery.poll_seconds)
+            await self._wait_for_slots(self.delivery.poll_seconds)
             return None
         loop_now = self._monotonic()
         allowed = self.breaker.allowance(loop_now)
         if allowed is not None and (allowed == 0 or self._in_flight):
             # The relay refuses everything: paused; after the cooldown one notice at a time.
-            await self._sleep(max(self.breaker.wait(loop_now), 0.05))
+            await self._wait_for_slots(max(self.breaker.wait(loop_now), 0.05))
             return None
         if allowed is not None:
             free = min(free, allowed)
+        asked = min(free, self.delivery.batch_size)
         async with self.pool.acquire() as conn:
             claimed = await notice_store.claim_due(
                 conn,
-                min(free, self.delivery.batch_size),
+                asked,
                 self.owner,
                 self.token,
                 self.delivery.lease_seconds,
@@ -238,11 +243,15 @@ class Dispatcher:
             )
             self._in_flight[notice.id] = task
             task.add_done_callback(functools.partial(self._finished, notice.id))
-        return len(claimed)
+        return len(claimed) == asked
 
     def _finished(self, notice_id: UUID, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(notice_id, None)
-        self._wake.set()  # a slot is free
+        if self._awaiting_slots:
+            # Only a worker waiting for slots needs to hear of one: an idle worker is woken
+            # by what is queued, and waking it for every send that ends would turn each one
+            # into a claim and a "next due" query.
+            self._wake.set()
 
     async def _idle_wait(self) -> float:
         wait = self.delivery.poll_seconds
@@ -256,6 +265,14 @@ class Dispatcher:
         # What is due may be a paced domain's: then the wait is the pace, not a busy loop.
         paced = self.pacer.release_in(self._monotonic(), PACING_HORIZON)
         return max(wait, min(paced, self.delivery.poll_seconds))
+
+    async def _wait_for_slots(self, seconds: float) -> None:
+        """Sleep until a send ends (or something is queued, or `seconds` pass)."""
+        self._awaiting_slots = True
+        try:
+            await self._sleep(seconds)
+        finally:
+            self._awaiting_slots = False
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -334,3 +334,38 @@ async def test_a_backlog_waits_for_free_slots_without_asking_when_the_next_notic
     assert status == 202
     # Before the broadcast (idle) and as the last slots empty; not per message.
     assert during <= 15, during
+
+
+async def test_an_idle_worker_claims_once_per_notice_queued(
+    tmp_path: Path,
+    database_url: str,
+    smtp_sink: SmtpSink,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A claim that finds fewer notices than it asked for has found all that is due: the
+    worker sleeps until woken instead of claiming again, and a send that ends wakes it only
+    when it was waiting for a free slot. Each used to cost a claim (and the first also a
+    "next due" query) on the path of the next notice."""
+    claims: list[int] = []
+    claim_due = notice_store.claim_due
+
+    async def counted(*args: object, **kwargs: object) -> list[notice_store.ClaimedNotice]:
+        claimed = await claim_due(*args, **kwargs)  # type: ignore[arg-type]
+        claims.append(len(claimed))
+        return claimed
+
+    monkeypatch.setattr(notice_store, "claim_due", counted)
+    config = base_config(tmp_path, database_url, smtp_sink.port)
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        await asyncio.sleep(0.3)  # the start's own claim
+        before = len(claims)
+        for n in range(1, 6):
+            event = sample_event("account.created", f"acc-{n}", email=f"u{n}@client.example")
+            assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+            await smtp_sink.wait_for(n)
+            await asyncio.sleep(0.1)  # the send's record, and any claim it would start
+        during = claims[before:]
+    assert sum(during) == 5
+    # Two a notice: one for this host's own wake-up after the commit, one for the NOTIFY
+    # (for the other hosts) arriving after it; a poll may add one. It was 18 for these five.
+    assert len(during) <= 11, during
