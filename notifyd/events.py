@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifyd.phones import parse_international
 from notifyd.settings import LANGUAGES, check_timezone
 
 
@@ -91,10 +92,9 @@ def _phone_number(value: str) -> str:
     if not _DIALLED.match(value) or not any(c.isdigit() for c in value):
         raise ValueError("must be a phone number (E.164 such as +40721555123, or as dialled)")
     if value.startswith("+"):
-        try:
-            parsed = phonenumbers.parse(value, None)
-        except phonenumbers.NumberParseException:
-            raise ValueError("is not a valid international number (E.164)") from None
+        parsed = parse_international(value)
+        if parsed is None:
+            raise ValueError("is not a valid international number (E.164)")
         if not phonenumbers.is_possible_number(parsed):
             raise ValueError("is not a possible international number (E.164)")
         return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)

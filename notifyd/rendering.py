@@ -27,6 +27,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 
 from notifyd import mime
+from notifyd.phones import parse_international
 
 LANGUAGES = ("ro", "en")
 
@@ -282,11 +283,8 @@ def number(value: int | float | Decimal, language: str) -> str:
 @_FORMATTED
 def phone(value: str) -> str:
     """+40721555123 -> '+40 721 555 123'; numbers that are not E.164 stay as dialled."""
-    if not value.startswith("+"):
-        return value
-    try:
-        parsed = phonenumbers.parse(value, None)
-    except phonenumbers.NumberParseException:
+    parsed = parse_international(value) if value.startswith("+") else None
+    if parsed is None:
         return value
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
 

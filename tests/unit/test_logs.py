@@ -9,6 +9,8 @@ from typing import Any
 
 import pytest
 import structlog
+from hypothesis import given
+from hypothesis import strategies as st
 
 from notifyd.logs import configure, mask, mask_email, mask_phone, mask_pii
 
@@ -202,3 +204,11 @@ def test_secrets_nested_in_a_logged_mapping_are_redacted() -> None:
     event = mask_pii(None, "info", {"event": "x", "smtp": {"password": "hunter2", "port": 25}})
 
     assert event["smtp"] == {"password": "[redacted]", "port": 25}
+
+
+@given(
+    st.text(alphabet=st.sampled_from("ab.@+-() 0123456789x_:"), max_size=60) | st.text(max_size=60)
+)
+def test_the_quick_checks_mask_exactly_what_the_full_masking_does(text: str) -> None:
+    # `mask` skips a pass when the text has no "@" or fewer than seven digits.
+    assert mask(text) == mask_phone(mask_email(text))

@@ -346,3 +346,31 @@ def test_a_missed_call_parses_each_phone_number_once(monkeypatch: pytest.MonkeyP
     assert sorted(parsed) == sorted([caller, called])
     assert message["Subject"] == "Apel nepreluat de la +40 722 000 901 pe +40 21 555 0901"
     assert again["Subject"] == "Missed call from +40 722 000 901 on +40 21 555 0901"
+
+
+def test_a_number_validated_at_intake_is_not_parsed_again_for_its_notice(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import json
+
+    import phonenumbers
+
+    from notifyd.events import parse_event
+    from notifyd.samples import sample_event
+
+    parsed: list[str] = []
+    real_parse = phonenumbers.parse
+
+    def counting_parse(number: str, region: str | None = None) -> Any:
+        parsed.append(number)
+        return real_parse(number, region)
+
+    monkeypatch.setattr(phonenumbers, "parse", counting_parse)
+    caller, called = "+40722000902", "+40215550902"  # seen by no other test
+    body = sample_event("call.missed", "acc-1001", caller_number=caller, called_number=called)
+    event = parse_event(json.dumps(body).encode())
+    data = {**event.data.model_dump(), "caller_name": None}
+    message = render(notice("call.missed", "en", **data))
+
+    assert sorted(parsed) == sorted([caller, called])
+    assert message["Subject"] == "Missed call from +40 722 000 902 on +40 21 555 0902"
