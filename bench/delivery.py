@@ -37,10 +37,12 @@ from harness import (  # bench/ is not a package: run as a script
 from notifyd.events import CATALOGUE, stored_fields
 from notifyd.rendering import MailAttachment, Renderer
 from notifyd.samples import SAMPLE_BROADCASTS, sample_data, sample_view, sample_wav
+from notifyd.settings import SmtpSettings
 from notifyd.storage import schema
 
 LABELS = {False: "plain", True: "200 KB audio on 1/10"}
-CONNECTIONS = 4  # [smtp] pool_size's default: notifyd and the baseline use as many
+# notifyd and the baseline use as many connections: by default `[smtp] pool_size`'s.
+CONNECTIONS = SmtpSettings.pool_size
 AUDIO = sample_wav(seconds=12.5)  # 8 kHz 16-bit mono: ~200 KB
 
 
@@ -103,9 +105,11 @@ async def queue_notices(dsn: str, count: int, with_audio: bool) -> None:
         await conn.close()
 
 
-async def notifyd_rate(root: Path, dsn: str, sink: Sink, count: int, name: str) -> float:
+async def notifyd_rate(
+    root: Path, dsn: str, sink: Sink, count: int, name: str, connections: int
+) -> float:
     already = sink.count
-    config = notifyd_config(root, name, dsn, sink.port)
+    config = notifyd_config(root, name, dsn, sink.port, connections=connections)
     process, _port = await start_daemon(config)
     # From "ready": the start (imports, template checks, migrations) is not delivery.
     started = time.time()
@@ -128,7 +132,7 @@ def rendered(with_audio: bool) -> tuple[bytes, bytes]:
     return plain, audio
 
 
-async def baseline_rate(sink: Sink, count: int, with_audio: bool) -> float:
+async def baseline_rate(sink: Sink, count: int, with_audio: bool, connections: int) -> float:
     plain, audio = rendered(with_audio)
     already = sink.count
 
@@ -144,14 +148,16 @@ async def baseline_rate(sink: Sink, count: int, with_audio: bool) -> float:
 
     started = time.time()
     await asyncio.gather(
-        *(sender(range(1 + i, count + 1, CONNECTIONS)) for i in range(CONNECTIONS))
+        *(sender(range(1 + i, count + 1, connections)) for i in range(connections))
     )
     async with asyncio.timeout(600):
         finished = await sink.wait_for(already + count)
     return count / (finished - started)
 
 
-async def measure(pg: Postgres, count: int, audio_count: int, runs: int) -> list[Row]:
+async def measure(
+    pg: Postgres, count: int, audio_count: int, runs: int, connections: int = CONNECTIONS
+) -> list[Row]:
     results: dict[str, list[float]] = {}
     sink = await Sink.start(report_every=50)
     try:
@@ -162,10 +168,10 @@ async def measure(pg: Postgres, count: int, audio_count: int, runs: int) -> list
                 await queue_notices(dsn, size, with_audio)
                 name = f"delivery-{label[:5]}-{run}"
                 results.setdefault(f"notifyd {label}", []).append(
-                    await notifyd_rate(pg.root, dsn, sink, size, name)
+                    await notifyd_rate(pg.root, dsn, sink, size, name, connections)
                 )
                 results.setdefault(f"baseline {label}", []).append(
-                    await baseline_rate(sink, size, with_audio)
+                    await baseline_rate(sink, size, with_audio, connections)
                 )
     finally:
         await sink.stop()
@@ -175,17 +181,17 @@ async def measure(pg: Postgres, count: int, audio_count: int, runs: int) -> list
             "msg/s",
             results[f"notifyd {label}"],
             results[f"baseline {label}"],
-            f"aiosmtplib, {CONNECTIONS} connections",
+            f"aiosmtplib, {connections} connections",
         )
         for with_audio, size in ((False, count), (True, audio_count))
         for label in (LABELS[with_audio],)
     ]
 
 
-async def main(count: int, audio_count: int, runs: int) -> None:
+async def main(count: int, audio_count: int, runs: int, connections: int) -> None:
     async with throwaway_postgres() as pg:
-        rows = await measure(pg, count, audio_count, runs)
-    print(f"delivery over {CONNECTIONS} SMTP connections, {runs} runs; {machine()}")
+        rows = await measure(pg, count, audio_count, runs, connections)
+    print(f"delivery over {connections} SMTP connections, {runs} runs; {machine()}")
     print(table(rows))
 
 
@@ -194,5 +200,6 @@ if __name__ == "__main__":
     parser.add_argument("--notices", type=int, default=20000)
     parser.add_argument("--audio-notices", type=int, default=20000)
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--connections", type=int, default=CONNECTIONS)
     args = parser.parse_args()
-    asyncio.run(main(args.notices, args.audio_notices, args.runs))
+    asyncio.run(main(args.notices, args.audio_notices, args.runs, args.connections))

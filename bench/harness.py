@@ -125,8 +125,12 @@ class Sink:
         self._reader.cancel()
 
 
-def notifyd_config(root: Path, name: str, dsn: str, smtp_port: int, extra: str = "") -> Path:
+def notifyd_config(
+    root: Path, name: str, dsn: str, smtp_port: int, extra: str = "", *, connections: int = 0
+) -> Path:
+    """`connections`: `[smtp] pool_size`, when not the default."""
     path = root / f"{name}.toml"
+    pool = f"pool_size = {connections}" if connections else ""
     path.write_text(
         f"""
 [daemon]
@@ -140,6 +144,7 @@ url = "{dsn}"
 host = "127.0.0.1"
 port = {smtp_port}
 sender = "Bench <bench@voip.example>"
+{pool}
 [defaults]
 quiet_hours = ""
 [logging]

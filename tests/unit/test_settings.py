@@ -126,6 +126,16 @@ def test_empty_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert settings.defaults.timezone == "Europe/Bucharest"
     assert settings.defaults.quiet_hours == QuietHours(time(22, 0), time(8, 0))
     assert settings.webhooks.timestamp_tolerance_seconds == 300
+    assert settings.smtp.pool_size == 32
+    assert settings.delivery.concurrency == 64
+
+
+def test_notices_in_flight_follow_the_smtp_connections_unless_set(tmp_path: Path) -> None:
+    # Two a connection: one waiting for its reply and record, one written behind it. More
+    # only wait for a connection (and slowed delivery: bench/delivery.py --connections 4).
+    assert load_text(tmp_path, "[smtp]\npool_size = 4\n").delivery.concurrency == 8
+    explicit = load_text(tmp_path, "[smtp]\npool_size = 4\n[delivery]\nconcurrency = 3\n")
+    assert explicit.delivery.concurrency == 3
 
 
 def test_relative_state_dir_resolves_against_the_config_files_folder(
