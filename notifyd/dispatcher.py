@@ -34,6 +34,7 @@ from notifyd.pacing import Pacer
 from notifyd.preferences import all_addresses
 from notifyd.rendering import NoticeView, Renderer
 from notifyd.schedule import retry_delay
+from notifyd.sent_records import SentRecords
 from notifyd.settings import AttachmentSettings, DatabaseSettings, DeliverySettings
 from notifyd.storage import addresses as address_store
 from notifyd.storage import attachments as attachment_store
@@ -107,6 +108,7 @@ class Dispatcher:
         self._loop: asyncio.AbstractEventLoop | None = None
         # Notices sent whose outcome is being recorded: never cancelled.
         self._recording: set[UUID] = set()
+        self._sent = SentRecords(pool, self.token)
         self._awaiting_slots = False
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
@@ -453,14 +455,18 @@ class Dispatcher:
         # short database outage does not turn into a duplicate.
         deadline = self._monotonic() + self.delivery.lease_seconds / 2
         delay = 0.1
+        purge = (
+            verdict is not Verdict.RETRY
+            and notice.kind in KINDS_WITH_FILES
+            and notice.event_id is not None
+        )
         while True:
             try:
+                if verdict is Verdict.SENT and not purge and not restore:
+                    await self._sent.record(notice.id, outcome.reply)
+                    return
                 async with self.pool.acquire() as conn:
-                    if (
-                        verdict is not Verdict.RETRY
-                        and notice.kind in KINDS_WITH_FILES
-                        and notice.event_id is not None
-                    ):
+                    if purge and notice.event_id is not None:
                         # The file's bytes now only wait out the retention period.
                         await attachment_store.schedule_purge(
                             conn, notice.event_id, self.mailing.attachments.keep_days

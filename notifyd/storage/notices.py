@@ -159,6 +159,14 @@ async def mark_sent(conn: Conn, notice_id: UUID, token: UUID, reply: str) -> boo
     return recorded == 1
 
 
+async def mark_sent_many(conn: Conn, sent: Sequence[tuple[UUID, str]], token: UUID) -> set[UUID]:
+    """`mark_sent` for several notices (id, reply); returns the ones recorded."""
+    rows = await conn.fetch(
+        SQL["mark_sent_many"], [i for i, _ in sent], [reply for _, reply in sent], token
+    )
+    return {row["id"] for row in rows}
+
+
 async def mark_retry(
     conn: Conn,
     notice_id: UUID,

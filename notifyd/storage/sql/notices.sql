@@ -79,6 +79,22 @@ WITH sent AS (
 )
 SELECT count(*) FROM sent
 
+-- name: mark_sent_many
+-- mark_sent for the sends of one event-loop turn: one statement, one write to the socket.
+-- $1, $2: the notices and their replies, in step.
+WITH sent AS (
+    UPDATE notices AS n
+    SET state = 'sent', sent_at = now(), smtp_reply = r.reply, last_error = NULL,
+        claimed_by = NULL, claim_token = NULL
+    FROM unnest($1::uuid[], $2::text[]) AS r (id, reply)
+    WHERE n.id = r.id AND n.claim_token = $3
+      AND set_config('synchronous_commit', 'off', true) = 'off'
+    RETURNING n.id, n.recipient
+), healed AS (
+    DELETE FROM address_health WHERE address IN (SELECT lower(recipient) FROM sent)
+)
+SELECT id FROM sent
+
 -- name: mark_retry
 -- $5: the SMTP reply of this attempt; null keeps the last one on file.
 UPDATE notices
