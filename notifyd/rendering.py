@@ -12,7 +12,7 @@ from __future__ import annotations
 import email.policy
 import email.utils
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -89,6 +89,17 @@ class TemplateError(Exception):
     """A template is missing or broken; the message names the template."""
 
 
+class _Environment(jinja2.Environment):
+    """Jinja's environment, with each template's globals a plain dict. Jinja chains them
+    to the environment's (a ChainMap, so that later changes to those show through), and
+    each render then walks the chain twice, to copy it into the context and to list its
+    keys: a sixth of a message's rendering. This renderer never changes its globals after
+    it is built (a reload builds a new one), so a snapshot is the same."""
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 class Renderer:
     def __init__(
         self,
@@ -113,12 +124,12 @@ class Renderer:
             # every message stat()s its template files.
             "auto_reload": False,
         }
-        self._text = jinja2.Environment(
-            autoescape=False,  # noqa: S701  (plain-text part: nothing is HTML here)
+        self._text = _Environment(
+            autoescape=False,  # plain-text part: nothing is HTML here
             keep_trailing_newline=True,
             **common,  # type: ignore[arg-type]
         )
-        self._html = jinja2.Environment(autoescape=True, **common)  # type: ignore[arg-type]
+        self._html = _Environment(autoescape=True, **common)  # type: ignore[arg-type]
         # (text, html) by "<kind>.<lang>": Jinja's own cache takes a lock and a loader call.
         self._templates: dict[str, tuple[jinja2.Template, jinja2.Template]] = {}
         for env in (self._text, self._html):
@@ -176,7 +187,7 @@ class Renderer:
             headers.append(mime.address_header("Reply-To", self.reply_to))
         headers += [
             mime.header("Subject", rendered.subject),
-            mime.header("Date", email.utils.format_datetime(now)),
+            mime.header("Date", _date_header(now.replace(microsecond=0), now.tzinfo)),
             mime.header("Message-ID", notice.message_id),
             # RFC 3834: tells auto-responders (vacation replies) not to answer.
             mime.header("Auto-Submitted", "auto-generated"),
@@ -221,6 +232,13 @@ class Renderer:
             except TemplateError as error:
                 problems.append(str(error))
         return problems
+
+
+@functools.lru_cache(maxsize=8)
+def _date_header(moment: datetime, _zone: object) -> str:
+    # To the second, as the header is: the messages of one second share it. The zone is in
+    # the key because equal moments in two zones are equal datetimes.
+    return email.utils.format_datetime(moment)
 
 
 def _one_line(value: object) -> str:

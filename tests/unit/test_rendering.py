@@ -374,3 +374,50 @@ def test_a_number_validated_at_intake_is_not_parsed_again_for_its_notice(
 
     assert sorted(parsed) == sorted([caller, called])
     assert message["Subject"] == "Missed call from +40 722 000 902 on +40 21 555 0902"
+
+
+def test_rendering_does_not_walk_chained_globals(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Jinja's default template globals are a ChainMap over the environment's, walked twice
+    # per template rendered (a sixth of a message's rendering): this renderer's are a dict.
+    import collections
+
+    renderer = Renderer(SENDER)
+    renderer.mail(notice("call.missed", "ro"), NOW)  # templates loaded
+    walks: list[int] = []
+    real_iter = collections.ChainMap.__iter__
+
+    def counting_iter(self: collections.ChainMap[Any, Any]) -> Any:
+        walks.append(1)
+        return real_iter(self)
+
+    monkeypatch.setattr(collections.ChainMap, "__iter__", counting_iter)
+    message = email.message_from_bytes(renderer.mail(notice("call.missed", "ro"), NOW))
+
+    assert walks == []
+    assert message["Subject"] == "Apel nepreluat de la Ion Ionescu pe +40 21 555 0100"
+
+
+def test_templates_keep_jinjas_own_globals(tmp_path: Any) -> None:
+    # range, namespace and dict come from Jinja's environment globals.
+    (tmp_path / "call.missed.en.txt").write_text(
+        "{% set subject %}{% for n in range(2) %}{{ n }}{% endfor %}{% endset %}"
+        "{% set ns = namespace(x=dict(a=1)) %}{{ ns.x.a }}\n"
+    )
+    renderer = Renderer(SENDER, override_folder=tmp_path)
+
+    rendered = renderer.render(notice("call.missed", "en"))
+
+    assert rendered.subject == "01"
+    assert rendered.text == "1\n"
+
+
+def test_messages_of_one_second_share_their_date_header() -> None:
+    renderer = Renderer(SENDER)
+    first = NOW.replace(microsecond=100_000)
+    dates = [
+        email.message_from_bytes(renderer.mail(notice("call.missed", "en"), moment))["Date"]
+        for moment in (first, first.replace(microsecond=900_000), first.replace(second=1))
+    ]
+
+    assert dates[0] == dates[1] == email.utils.format_datetime(NOW)
+    assert dates[2] == email.utils.format_datetime(NOW.replace(second=1))
