@@ -45,21 +45,25 @@ _LINE = 78
 
 def encoded_words(value: str, first_line_used: int) -> bytes:
     """RFC 2047 base64 words for `value`, folded onto continuation lines; a character is
-    never split across two words (RFC 2047 section 5)."""
-    words: list[bytes] = []
+    never split across two words (RFC 2047 section 5). Cut in the UTF-8 bytes, backing off
+    from continuation bytes: a walk over the characters was a fifth of a message's
+    rendering for a Romanian subject."""
+    data = value.encode("utf-8")
     room = max(((_LINE - first_line_used - _WORD_FRAME) // 4) * 3, 3)
-    chunk: list[bytes] = []
-    size = 0
-    for char in value:
-        data = char.encode("utf-8")
-        if size + len(data) > room and chunk:
-            words.append(_word(b"".join(chunk)))
-            chunk, size = [], 0
-            room = ((_LINE - 1 - _WORD_FRAME) // 4) * 3  # a continuation line starts with " "
-        chunk.append(data)
-        size += len(data)
-    if chunk:
-        words.append(_word(b"".join(chunk)))
+    words: list[bytes] = []
+    start = 0
+    while start < len(data):
+        end = start + room
+        if end < len(data):
+            while end > start and data[end] & 0xC0 == 0x80:
+                end -= 1
+            if end == start:  # one character longer than the room: a word of its own
+                end = start + 1
+                while end < len(data) and data[end] & 0xC0 == 0x80:
+                    end += 1
+        words.append(_word(data[start:end]))
+        start = end
+        room = ((_LINE - 1 - _WORD_FRAME) // 4) * 3  # a continuation line starts with " "
     return b"\r\n ".join(words)
 
 

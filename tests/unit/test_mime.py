@@ -10,6 +10,8 @@ import re
 from email.message import EmailMessage
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from notifyd import mime
 
@@ -114,3 +116,31 @@ def test_non_ascii_headers_are_words_of_whole_characters_within_78_columns(value
     # Each word decodes on its own: no character is split across two.
     for word in re.findall(rb"=\?utf-8\?b\?([^?]*)\?=", raw):
         base64.b64decode(word).decode("utf-8")
+
+
+def _words_a_character_at_a_time(value: str, first_line_used: int) -> bytes:
+    """The composer's first way of cutting words, kept as the reference."""
+    words: list[bytes] = []
+    room = max(((78 - first_line_used - 12) // 4) * 3, 3)
+    chunk: list[bytes] = []
+    size = 0
+    for char in value:
+        data = char.encode("utf-8")
+        if size + len(data) > room and chunk:
+            words.append(b"=?utf-8?b?" + base64.b64encode(b"".join(chunk)) + b"?=")
+            chunk, size = [], 0
+            room = ((78 - 1 - 12) // 4) * 3
+        chunk.append(data)
+        size += len(data)
+    if chunk:
+        words.append(b"=?utf-8?b?" + base64.b64encode(b"".join(chunk)) + b"?=")
+    return b"\r\n ".join(words)
+
+
+@given(st.text(min_size=1, max_size=300), st.integers(min_value=2, max_value=80))
+def test_words_are_cut_where_a_character_at_a_time_would_cut_them(
+    value: str, first_line_used: int
+) -> None:
+    assert mime.encoded_words(value, first_line_used) == _words_a_character_at_a_time(
+        value, first_line_used
+    )
