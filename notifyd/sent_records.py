@@ -35,18 +35,16 @@ class SentRecords:
             self._loop = asyncio.get_running_loop()
         done: asyncio.Future[bool] = self._loop.create_future()
         if not self._pending:
-            self._loop.call_soon(self._flush)
+            # The task's first step runs in the loop's next turn, after every send of this
+            # one has added its record.
+            task = self._loop.create_task(self._write())
+            self._batches.add(task)
+            task.add_done_callback(self._batches.discard)
         self._pending.append((notice_id, reply, done))
         return await done
 
-    def _flush(self) -> None:
+    async def _write(self) -> None:
         batch, self._pending = self._pending, []
-        assert self._loop is not None
-        task = self._loop.create_task(self._write(batch))
-        self._batches.add(task)
-        task.add_done_callback(self._batches.discard)
-
-    async def _write(self, batch: list[tuple[UUID, str, asyncio.Future[bool]]]) -> None:
         try:
             async with self.pool.acquire() as conn:
                 recorded = await notice_store.mark_sent_many(
