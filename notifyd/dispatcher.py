@@ -490,7 +490,9 @@ class Dispatcher:
                         again = await notice_store.restore_refused(conn, restore, due_at)
                         await address_store.forgive_bounces(conn, again, self.delivery.bounce_limit)
                 return
-            except db.UNAVAILABLE:
+            except (*db.UNAVAILABLE, asyncpg.TransactionRollbackError):
+                # A deadlock or serialization failure is PostgreSQL asking for another try;
+                # giving up would leave a sent notice to be sent again when its lease ends.
                 if self._monotonic() + delay > deadline:
                     log.error("could not record a delivery outcome", notice_id=str(notice.id))
                     return

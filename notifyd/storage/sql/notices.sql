@@ -117,8 +117,14 @@ WHERE claim_token = $1 AND state = 'sending'
 
 -- name: renew_leases
 -- Heartbeat: a host that is still working on its claims keeps them, however slow the relay.
+-- Rows locked meanwhile are skipped: they are being recorded, and a statement that waits
+-- for the rows of a batch of records (mark_sent_many) while holding others that batch
+-- needs is a deadlock; PostgreSQL then aborts one of them.
 UPDATE notices SET due_at = now() + make_interval(secs => $2)
-WHERE claim_token = $1 AND state = 'sending'
+WHERE id IN (
+    SELECT id FROM notices WHERE claim_token = $1 AND state = 'sending'
+    FOR UPDATE SKIP LOCKED
+)
 
 -- name: count_sendable
 SELECT state, count(*) AS total FROM notices
