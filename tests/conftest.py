@@ -130,6 +130,19 @@ async def db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     await conn.close()
 
 
+@pytest.fixture
+async def daemon_pool(tmp_path: Path, database_url: str) -> AsyncIterator[asyncpg.Pool]:
+    """A pool to the test's database made as the daemon makes its own."""
+    from notifyd.storage import db as storage_db
+
+    settings = load_config(tmp_path, base_config(tmp_path, database_url, None))
+    created = await storage_db.create_pool(database_url, settings.database)
+    try:
+        yield created
+    finally:
+        await created.close()
+
+
 # -- SMTP --------------------------------------------------------------------------------------
 
 

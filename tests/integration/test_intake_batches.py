@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -20,9 +18,7 @@ from notifyd.events import parse_event
 from notifyd.intake import Incoming, IntakeRules, Receipt, ingest, ingest_batch
 from notifyd.samples import sample_event
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
-from notifyd.storage import db as storage_db
 from notifyd.storage.notices import CHANNEL
-from tests.conftest import base_config, load_config
 
 NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # 12:00 in Bucharest: no quiet hours
 RULES = IntakeRules(
@@ -64,13 +60,8 @@ def incoming() -> list[Incoming]:
 
 
 @pytest.fixture
-async def pool(tmp_path: Path, database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    settings = load_config(tmp_path, base_config(tmp_path, database_url, None))
-    created = await storage_db.create_pool(database_url, settings.database)
-    try:
-        yield created
-    finally:
-        await created.close()
+def pool(daemon_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return daemon_pool
 
 
 async def reset(db: asyncpg.Connection) -> None:

@@ -6,9 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from pathlib import Path
 from uuid import UUID
 
 import asyncpg
@@ -21,19 +20,13 @@ from notifyd.sent_records import SentRecords
 from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.storage import db as storage_db
 from notifyd.storage import notices as notice_store
-from tests.conftest import base_config, load_config
 
 TOKEN = uuid.uuid4()
 
 
 @pytest.fixture
-async def pool(tmp_path: Path, database_url: str) -> AsyncIterator[asyncpg.Pool]:
-    settings = load_config(tmp_path, base_config(tmp_path, database_url, None))
-    created = await storage_db.create_pool(database_url, settings.database)
-    try:
-        yield created
-    finally:
-        await created.close()
+def pool(daemon_pool: asyncpg.Pool) -> asyncpg.Pool:
+    return daemon_pool
 
 
 async def claimed_notices(pool: asyncpg.Pool, count: int, token: UUID) -> list[UUID]:

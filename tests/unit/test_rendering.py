@@ -322,19 +322,25 @@ def test_html_part_is_well_formed(kind: str, language: str) -> None:
 # -- cost: a message formats each distinct value once ---------------------------------------
 
 
-def test_a_missed_call_parses_each_phone_number_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    # The subject, the digest line, the text and the HTML part each show both numbers:
-    # without the cache that is eight parses a message, a tenth of delivery's CPU.
+@pytest.fixture
+def parsed(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The numbers `phonenumbers.parse` is asked to parse from here on."""
     import phonenumbers
 
-    parsed: list[str] = []
+    asked: list[str] = []
     real_parse = phonenumbers.parse
 
     def counting_parse(number: str, region: str | None = None) -> Any:
-        parsed.append(number)
+        asked.append(number)
         return real_parse(number, region)
 
     monkeypatch.setattr(phonenumbers, "parse", counting_parse)
+    return asked
+
+
+def test_a_missed_call_parses_each_phone_number_once(parsed: list[str]) -> None:
+    # The subject, the digest line, the text and the HTML part each show both numbers:
+    # without the cache that is eight parses a message, a tenth of delivery's CPU.
     caller, called = "+40722000901", "+40215550901"  # seen by no other test
     message = render(
         notice("call.missed", "ro", caller_name=None, caller_number=caller, called_number=called)
@@ -349,23 +355,13 @@ def test_a_missed_call_parses_each_phone_number_once(monkeypatch: pytest.MonkeyP
 
 
 def test_a_number_validated_at_intake_is_not_parsed_again_for_its_notice(
-    monkeypatch: pytest.MonkeyPatch,
+    parsed: list[str],
 ) -> None:
     import json
-
-    import phonenumbers
 
     from notifyd.events import parse_event
     from notifyd.samples import sample_event
 
-    parsed: list[str] = []
-    real_parse = phonenumbers.parse
-
-    def counting_parse(number: str, region: str | None = None) -> Any:
-        parsed.append(number)
-        return real_parse(number, region)
-
-    monkeypatch.setattr(phonenumbers, "parse", counting_parse)
     caller, called = "+40722000902", "+40215550902"  # seen by no other test
     body = sample_event("call.missed", "acc-1001", caller_number=caller, called_number=called)
     event = parse_event(json.dumps(body).encode())
