@@ -204,7 +204,7 @@ class Dispatcher:
                 await self._sleep(backoff)
                 backoff = min(backoff * 2, self.delivery.poll_seconds)
                 continue
-            if claimed is None or claimed is True:
+            if claimed is None or claimed:
                 continue
             # Fewer than asked for: nothing else is due now, so no second claim to find
             # that out (a round trip between a notice's commit and its claim, under load).
@@ -455,25 +455,24 @@ class Dispatcher:
         # short database outage does not turn into a duplicate.
         deadline = self._monotonic() + self.delivery.lease_seconds / 2
         delay = 0.1
-        purge = (
-            verdict is not Verdict.RETRY
-            and notice.kind in KINDS_WITH_FILES
-            and notice.event_id is not None
-        )
         while True:
             try:
-                if verdict is Verdict.SENT and not purge and not restore:
-                    await self._sent.record(notice.id, outcome.reply)
-                    return
-                async with self.pool.acquire() as conn:
-                    if purge and notice.event_id is not None:
-                        # The file's bytes now only wait out the retention period.
+                if (
+                    verdict is not Verdict.RETRY
+                    and notice.kind in KINDS_WITH_FILES
+                    and notice.event_id is not None
+                ):
+                    # The file's bytes now only wait out the retention period.
+                    async with self.pool.acquire() as conn:
                         await attachment_store.schedule_purge(
                             conn, notice.event_id, self.mailing.attachments.keep_days
                         )
-                    if verdict is Verdict.SENT:
-                        await notice_store.mark_sent(conn, notice.id, self.token, outcome.reply)
-                    elif verdict is Verdict.RETRY:
+                if verdict is Verdict.SENT:
+                    # In one statement with the other sends that end in this loop turn.
+                    await self._sent.record(notice.id, outcome.reply)
+                    return
+                async with self.pool.acquire() as conn:
+                    if verdict is Verdict.RETRY:
                         await notice_store.mark_retry(
                             conn, notice.id, self.token, due_at, error, reply
                         )

@@ -154,13 +154,9 @@ async def claim_due(
     return [ClaimedNotice(**dict(row)) for row in rows]
 
 
-async def mark_sent(conn: Conn, notice_id: UUID, token: UUID, reply: str) -> bool:
-    recorded: int = await conn.fetchval(SQL["mark_sent"], notice_id, token, reply)
-    return recorded == 1
-
-
 async def mark_sent_many(conn: Conn, sent: Sequence[tuple[UUID, str]], token: UUID) -> set[UUID]:
-    """`mark_sent` for several notices (id, reply); returns the ones recorded."""
+    """Mark these notices (id, reply) sent where this host holds their claim; returns the
+    ones recorded."""
     rows = await conn.fetch(
         SQL["mark_sent_many"], [i for i, _ in sent], [reply for _, reply in sent], token
     )

@@ -61,27 +61,14 @@ FROM claimed AS c
 LEFT JOIN events AS e ON e.id = c.event_id
 LEFT JOIN subscribers AS s ON s.account_id = c.account_id
 
--- name: mark_sent
--- Only the holder of the claim may record it: a host whose lease ran out is ignored. An
--- address that accepts mail again loses its bounce record. The connection's next message
--- waits for this commit, so it does not wait for the WAL flush (synchronous_commit off for
--- this transaction only): a daemon crash loses nothing; a database crash may lose the last
--- few hundred ms of these records, and those notices are sent again: duplicates, not loss.
-WITH sent AS (
-    UPDATE notices
-    SET state = 'sent', sent_at = now(), smtp_reply = $3, last_error = NULL,
-        claimed_by = NULL, claim_token = NULL
-    WHERE id = $1 AND claim_token = $2
-      AND set_config('synchronous_commit', 'off', true) = 'off'
-    RETURNING recipient
-), healed AS (
-    DELETE FROM address_health WHERE address = (SELECT lower(recipient) FROM sent)
-)
-SELECT count(*) FROM sent
-
 -- name: mark_sent_many
--- mark_sent for the sends of one event-loop turn: one statement, one write to the socket.
--- $1, $2: the notices and their replies, in step.
+-- The sends of one event-loop turn, in one statement (one write to the socket); $1, $2:
+-- the notices and their replies, in step. Only the holder of the claim may record it: a
+-- host whose lease ran out is ignored. An address that accepts mail again loses its
+-- bounce record. The connection's next message waits for this commit, so it does not
+-- wait for the WAL flush (synchronous_commit off for this transaction only): a daemon
+-- crash loses nothing; a database crash may lose the last few hundred ms of these
+-- records, and those notices are sent again: duplicates, not loss.
 WITH sent AS (
     UPDATE notices AS n
     SET state = 'sent', sent_at = now(), smtp_reply = r.reply, last_error = NULL,
