@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 import uuid
@@ -23,6 +24,7 @@ import asyncpg
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # bench/ is not a package: run as a script
+    CpuWatch,
     Postgres,
     Row,
     Sink,
@@ -113,12 +115,14 @@ async def notifyd_rate(
     process, _port = await start_daemon(config)
     # From "ready": the start (imports, template checks, migrations) is not delivery.
     started = time.time()
+    cpu = CpuWatch(lambda: [process.pid])
     try:
         async with asyncio.timeout(600):
             finished = await sink.wait_for(already + count)
+        used = cpu.seconds()
     finally:
         await stop_daemon(process)
-    return count / (finished - started)
+    return count / (finished - started), used / max(count, 1) * 1e6
 
 
 def rendered(with_audio: bool) -> tuple[bytes, bytes]:
@@ -147,12 +151,13 @@ async def baseline_rate(sink: Sink, count: int, with_audio: bool, connections: i
             await client.quit()
 
     started = time.time()
+    cpu = CpuWatch(lambda: [os.getpid()])  # the client runs here, in this process
     await asyncio.gather(
         *(sender(range(1 + i, count + 1, connections)) for i in range(connections))
     )
     async with asyncio.timeout(600):
         finished = await sink.wait_for(already + count)
-    return count / (finished - started)
+    return count / (finished - started), cpu.seconds() / max(count, 1) * 1e6
 
 
 async def measure(
@@ -167,24 +172,27 @@ async def measure(
                 dsn = await pg.fresh_database()
                 await queue_notices(dsn, size, with_audio)
                 name = f"delivery-{label[:5]}-{run}"
-                results.setdefault(f"notifyd {label}", []).append(
-                    await notifyd_rate(pg.root, dsn, sink, size, name, connections)
-                )
-                results.setdefault(f"baseline {label}", []).append(
-                    await baseline_rate(sink, size, with_audio, connections)
-                )
+                for who, (rate, cpu) in (
+                    ("notifyd", await notifyd_rate(pg.root, dsn, sink, size, name, connections)),
+                    ("baseline", await baseline_rate(sink, size, with_audio, connections)),
+                ):
+                    results.setdefault(f"{who} {label}", []).append(rate)
+                    results.setdefault(f"{who} {label} cpu", []).append(cpu)
     finally:
         await sink.stop()
+    # Also what a message costs in CPU (notifyd's process, the client's): a figure the rest
+    # of a shared machine moves less than it moves a rate.
     return [
         Row(
-            f"delivery of {size:,} queued notices, {label}",
-            "msg/s",
-            results[f"notifyd {label}"],
-            results[f"baseline {label}"],
+            f"delivery of {size:,} queued notices, {label}{what}",
+            unit,
+            results[f"notifyd {label}{key}"],
+            results[f"baseline {label}{key}"],
             f"aiosmtplib, {connections} connections",
         )
         for with_audio, size in ((False, count), (True, audio_count))
         for label in (LABELS[with_audio],)
+        for what, unit, key in (("", "msg/s", ""), (", CPU per message", "us", " cpu"))
     ]
 
 

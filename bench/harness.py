@@ -13,7 +13,7 @@ import statistics
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -252,6 +252,49 @@ async def stop_process(process: asyncio.subprocess.Process) -> None:
     if process.returncode is None:
         process.terminate()
         await process.wait()
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used so far (Linux /proc); 0 once it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def postgres_pids(pg: Postgres) -> list[int]:
+    """The postmaster and its children (one backend per connection, the WAL writer...)."""
+    try:
+        postmaster = int((pg.server.pgdata / "postmaster.pid").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return []
+    pids = [postmaster]
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", encoding="ascii") as stat:
+                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            if parent == postmaster:
+                pids.append(int(entry))
+    return pids
+
+
+class CpuWatch:
+    """The CPU some processes use from now on: a measure of cost that, unlike a rate, does
+    not move with what the rest of a shared machine is doing. `pids` is asked again at the
+    end, so a process started in between (a new pooled connection's backend) counts; one
+    that ended in between takes its share with it."""
+
+    def __init__(self, pids: Callable[[], Sequence[int]]) -> None:
+        self.pids = pids
+        self.start = {pid: cpu_seconds(pid) for pid in pids()}
+
+    def seconds(self) -> float:
+        return sum(max(cpu_seconds(pid) - self.start.get(pid, 0.0), 0.0) for pid in self.pids())
 
 
 def rss_mib(pid: int) -> float:

@@ -15,6 +15,7 @@ import re
 import statistics
 import sys
 import tempfile
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # bench/ is not a package: run as a script
     HERE,
     SOURCES,
+    CpuWatch,
     Postgres,
     Row,
     Sink,
     add_subscribers,
     machine,
     notifyd_config,
+    postgres_pids,
     run_json,
     signed_requests,
     start_daemon,
@@ -72,6 +75,18 @@ async def commits(port: int) -> tuple[float, float]:
     return float(found.get("sum", 0)), float(found.get("count", 0))
 
 
+async def costed(
+    pg: Postgres, pid: int, posting: Awaitable[dict[str, Any]], count: int
+) -> dict[str, Any]:
+    """The load generator's result, plus the CPU per request of the server (`pid`) and of
+    PostgreSQL while it ran, in microseconds."""
+    server, database = CpuWatch(lambda: [pid]), CpuWatch(lambda: postgres_pids(pg))
+    result = await posting
+    result["cpu_us"] = server.seconds() / count * 1e6
+    result["pg_us"] = database.seconds() / count * 1e6
+    return result
+
+
 async def one_run(pg: Postgres, sink: Sink, count: int, run: int, folder: Path) -> dict[str, Any]:
     """{target: {clients: loadgen result}} for notifyd and both baselines."""
     results: dict[str, dict[int, dict[str, Any]]] = {}
@@ -85,7 +100,7 @@ async def one_run(pg: Postgres, sink: Sink, count: int, run: int, folder: Path) 
             requests = signed_requests(count, ACCOUNTS, seed=run * 1000 + clients)
             path = write_requests(folder / f"ingest-{run}-{clients}.jsonl", requests)
             before = await commits(port)
-            result = await post(port, path, clients)
+            result = await costed(pg, process.pid, post(port, path, clients), count)
             after = await commits(port)
             result["per_commit"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
             results.setdefault("notifyd", {})[clients] = result
@@ -96,7 +111,9 @@ async def one_run(pg: Postgres, sink: Sink, count: int, run: int, folder: Path) 
         try:
             for clients in CLIENTS:
                 path = folder / f"ingest-{run}-{clients}.jsonl"
-                results.setdefault(mode, {})[clients] = await post(port, path, clients)
+                results.setdefault(mode, {})[clients] = await costed(
+                    pg, server.pid, post(port, path, clients), count
+                )
         finally:
             await stop_process(server)
     return results
@@ -142,6 +159,8 @@ async def measure(pg: Postgres, sink: Sink, count: int, runs: int) -> list[Row]:
                 digits=1,
             )
         )
+        if clients == CLIENTS[0]:  # about the same at any client count: shown once
+            rows += cost_rows(clients, figures)
         for key, label in (("p50_ms", "p50"), ("p99_ms", "p99")):
             rows.append(
                 Row(
@@ -154,6 +173,26 @@ async def measure(pg: Postgres, sink: Sink, count: int, runs: int) -> list[Row]:
                 )
             )
     return rows
+
+
+def cost_rows(clients: int, figures: Callable[[str, int, str], list[float]]) -> list[Row]:
+    """What a request costs in CPU, a figure the rest of a shared machine moves less than
+    it moves a rate: notifyd's process against each baseline server's, and PostgreSQL's."""
+    b = "(b) aiohttp + INSERT/commit"
+    return [
+        Row(
+            f"ingest, {clients} clients, {what} CPU per request",
+            "us",
+            figures("notifyd", clients, key),
+            figures(mode, clients, key),
+            name,
+        )
+        for what, key, mode, name in (
+            ("server", "cpu_us", "parse", "(a) aiohttp, parse only"),
+            ("server", "cpu_us", "insert", b),
+            ("PostgreSQL", "pg_us", "insert", b),
+        )
+    ]
 
 
 def max_rate(rows: list[Row]) -> float:
