@@ -110,6 +110,7 @@ class Dispatcher:
         self._recording: set[UUID] = set()
         self._sent = SentRecords(pool, self.token)
         self._awaiting_slots = False
+        self._later: datetime | None = None  # the last claim's: when the next is due
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         # Kept: on 3.11 asyncio.get_running_loop() is a getpid() system call, and a notice
@@ -208,7 +209,7 @@ class Dispatcher:
                 continue
             # Fewer than asked for: nothing else is due now, so no second claim to find
             # that out (a round trip between a notice's commit and its claim, under load).
-            await self._sleep(await self._idle_wait())
+            await self._sleep(self._idle_wait())
 
     async def _claim(self) -> bool | None:
         """Claim what is due into the free slots: True when it took as many as it asked for
@@ -231,7 +232,7 @@ class Dispatcher:
             free = min(free, allowed)
         asked = min(free, self.delivery.batch_size)
         async with self.pool.acquire() as conn:
-            claimed = await notice_store.claim_due(
+            claim = await notice_store.claim_due(
                 conn,
                 asked,
                 self.owner,
@@ -239,13 +240,14 @@ class Dispatcher:
                 self.delivery.lease_seconds,
                 self.pacer.throttled(loop_now, PACING_HORIZON),
             )
-        for notice in claimed:
+        self._later = claim.later
+        for notice in claim.notices:
             task = self._running_loop().create_task(
                 self._deliver(notice), name=f"notice-{notice.id}"
             )
             self._in_flight[notice.id] = task
             task.add_done_callback(functools.partial(self._finished, notice.id))
-        return len(claimed) == asked
+        return len(claim.notices) == asked
 
     def _finished(self, notice_id: UUID, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(notice_id, None)
@@ -255,15 +257,13 @@ class Dispatcher:
             # into a claim and a "next due" query.
             self._wake.set()
 
-    async def _idle_wait(self) -> float:
+    def _idle_wait(self) -> float:
+        """How long an idle worker sleeps unless woken: until the earliest notice the last
+        claim left is due, at most `poll_seconds` (which also bounds how late a notice whose
+        wake-up was lost is seen)."""
         wait = self.delivery.poll_seconds
-        try:
-            async with self.pool.acquire() as conn:
-                due = await notice_store.next_due(conn)
-        except db.UNAVAILABLE:
-            return wait
-        if due is not None:
-            wait = min(wait, max((due - self.clock()).total_seconds(), 0.01))
+        if self._later is not None:
+            wait = min(wait, max((self._later - self.clock()).total_seconds(), 0.01))
         # What is due may be a paced domain's: then the wait is the pace, not a busy loop.
         paced = self.pacer.release_in(self._monotonic(), PACING_HORIZON)
         return max(wait, min(paced, self.delivery.poll_seconds))

@@ -140,6 +140,14 @@ async def wake_workers(conn: Conn) -> None:
     await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
 
 
+@dataclass(frozen=True)
+class Claim:
+    notices: list[ClaimedNotice]
+    # When the earliest notice left unclaimed is due (a lease's end for one being sent);
+    # None when there is none.
+    later: datetime | None
+
+
 async def claim_due(
     conn: Conn,
     limit: int,
@@ -147,11 +155,17 @@ async def claim_due(
     token: UUID,
     lease_seconds: float,
     skip_domains: Sequence[str] = (),
-) -> list[ClaimedNotice]:
+) -> Claim:
     rows = await conn.fetch(
         SQL["claim_due"], limit, owner, token, lease_seconds, list(skip_domains)
     )
-    return [ClaimedNotice(**dict(row)) for row in rows]
+    notices = []
+    for row in rows:
+        if row["id"] is not None:
+            fields = dict(row)
+            del fields["later"]
+            notices.append(ClaimedNotice(**fields))
+    return Claim(notices, rows[0]["later"])
 
 
 async def mark_sent_many(conn: Conn, sent: Sequence[tuple[UUID, str]], token: UUID) -> set[UUID]:
@@ -197,11 +211,6 @@ async def count_sendable(conn: Conn) -> dict[str, int]:
     counts = {"queued": 0, "sending": 0}
     counts.update({row["state"]: int(row["total"]) for row in rows})
     return counts
-
-
-async def next_due(conn: Conn) -> datetime | None:
-    value: datetime | None = await conn.fetchval(SQL["next_due"])
-    return value
 
 
 async def of_event(conn: Conn, event_id: UUID) -> list[dict[str, Any]]:

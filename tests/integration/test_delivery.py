@@ -115,10 +115,10 @@ async def test_notice_claimed_by_a_host_that_died_is_delivered_after_its_lease(
             now=datetime.now(UTC),
         )
         async with pool.acquire() as conn:
-            claimed = await notice_store.claim_due(conn, 10, "dead-host:1", uuid.uuid4(), 2.0)
+            claim = await notice_store.claim_due(conn, 10, "dead-host:1", uuid.uuid4(), 2.0)
     finally:
         await pool.close()
-    assert len(claimed) == 1
+    assert len(claim.notices) == 1
     claimed_at = time.monotonic()
 
     settings = load_config(tmp_path, base_config(tmp_path, database_url, smtp_sink.port))
@@ -303,37 +303,37 @@ async def test_timeout_after_data_is_retried_and_counted_as_a_possible_duplicate
     assert len(smtp_sink.messages) <= 2
 
 
-async def test_a_backlog_waits_for_free_slots_without_asking_when_the_next_notice_is_due(
-    tmp_path: Path,
-    database_url: str,
-    smtp_sink: SmtpSink,
-    db: asyncpg.Connection,
-    monkeypatch: pytest.MonkeyPatch,
+async def test_an_idle_worker_sleeps_until_the_next_notice_its_claim_saw_is_due(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
 ) -> None:
-    """With every slot busy the worker waits for slots; "when is the next notice due" is a
-    question for an idle worker. It used to be asked after each wait for slots: once every
-    four messages (bench/delivery.py: 5,371 times for 20,000, now 6-10)."""
-    from tests.integration.test_admin import admin_config, call
-    from tests.integration.test_broadcasts import add_subscribers, broadcast
-
-    asked: list[int] = []
-    next_due = notice_store.next_due
-
-    async def counted(conn: storage_db.Conn) -> datetime | None:
-        asked.append(1)
-        return await next_due(conn)
-
-    monkeypatch.setattr(notice_store, "next_due", counted)
-    await add_subscribers(db, 200)
-    config = admin_config(tmp_path, database_url, smtp_sink.port)
-    config["delivery"]["concurrency"] = 4
-    async with running_daemon(load_config(tmp_path, config)) as daemon:
-        status, _ = await call(daemon, "POST", "/v1/admin/broadcasts", json=broadcast())
-        await smtp_sink.wait_for(200)
-        during = len(asked)
-    assert status == 202
-    # Before the broadcast (idle) and as the last slots empty; not per message.
-    assert during <= 15, during
+    """The claim also answers "when is the next notice due" (it used to be a query of its
+    own after every claim that found less than it asked for): a worker that found nothing
+    due sleeps until then, not for the whole poll interval, and with nothing to wake it."""
+    config = base_config(tmp_path, database_url, smtp_sink.port)
+    config["delivery"]["poll_seconds"] = 60.0
+    settings = load_config(tmp_path, config)
+    pool = await storage_db.create_pool(database_url, settings.database)
+    try:
+        event = sample_event("account.created", "acc-1", email="later@client.example")
+        await ingest(
+            pool,
+            source="billing",
+            webhook_id="msg-later",
+            event=parse_event(json.dumps(event).encode()),
+            rules=IntakeRules(
+                DefaultsSettings(quiet_hours=None), CallSettings(), {}, "voip.example"
+            ),
+            now=datetime.now(UTC),
+        )
+    finally:
+        await pool.close()
+    await db.execute("UPDATE notices SET due_at = now() + interval '1.5 seconds'")
+    due_from = time.monotonic()
+    async with running_daemon(settings):
+        await smtp_sink.wait_for(1)
+        waited = time.monotonic() - due_from
+    assert 1.4 <= waited < 10, waited
+    assert len(smtp_sink.messages) == 1
 
 
 async def test_an_idle_worker_claims_once_per_notice_queued(
@@ -349,10 +349,10 @@ async def test_an_idle_worker_claims_once_per_notice_queued(
     claims: list[int] = []
     claim_due = notice_store.claim_due
 
-    async def counted(*args: object, **kwargs: object) -> list[notice_store.ClaimedNotice]:
-        claimed = await claim_due(*args, **kwargs)  # type: ignore[arg-type]
-        claims.append(len(claimed))
-        return claimed
+    async def counted(*args: object, **kwargs: object) -> notice_store.Claim:
+        claim = await claim_due(*args, **kwargs)  # type: ignore[arg-type]
+        claims.append(len(claim.notices))
+        return claim
 
     monkeypatch.setattr(notice_store, "claim_due", counted)
     config = base_config(tmp_path, database_url, smtp_sink.port)

@@ -42,7 +42,7 @@ async def claimed_notices(pool: asyncpg.Pool, count: int, token: UUID) -> list[U
             now=datetime.now(UTC),
         )
     async with pool.acquire() as conn:
-        claimed = await notice_store.claim_due(conn, count, "host:1", token, 30.0)
+        claimed = (await notice_store.claim_due(conn, count, "host:1", token, 30.0)).notices
     assert len(claimed) == count
     return [c.id for c in claimed]
 

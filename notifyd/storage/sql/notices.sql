@@ -32,6 +32,9 @@ UPDATE notices SET state = 'merged', last_error = $2 WHERE id = ANY($1::uuid[])
 -- again, which is how a crashed host's claims come back. The new lease is due_at.
 -- A digest has no event of its own: its items are read when it is sent.
 -- $5: destination domains paced beyond the near future; their notices stay queued.
+-- Every row also carries `later`, when the earliest notice left unclaimed is due (so that
+-- an idle worker knows how long it may sleep without a second round trip to ask); when
+-- nothing is claimed there is one row, of NULLs but `later`.
 WITH due AS (
     SELECT id FROM notices
     WHERE state IN ('queued', 'sending') AND due_at <= now()
@@ -56,10 +59,14 @@ SELECT c.id, c.event_id, c.account_id, c.kind, c.category, c.recipient, c.langua
        coalesce(c.retried_at, c.created_at) AS lifetime_from, c.message_id, c.context,
        coalesce(e.type, c.kind) AS event_type, coalesce(e.occurred_at, c.created_at) AS occurred_at,
        coalesce(e.data, '{}'::jsonb) AS data, s.name AS subscriber_name,
-       s.username AS subscriber_username, s.voicemail_audio
-FROM claimed AS c
-LEFT JOIN events AS e ON e.id = c.event_id
-LEFT JOIN subscribers AS s ON s.account_id = c.account_id
+       s.username AS subscriber_username, s.voicemail_audio,
+       -- The statement's snapshot still shows the claimed rows as due: they are left out.
+       (SELECT min(due_at) FROM notices
+        WHERE state IN ('queued', 'sending') AND id NOT IN (SELECT id FROM due)) AS later
+FROM (SELECT 1) AS one
+LEFT JOIN (claimed AS c
+           LEFT JOIN events AS e ON e.id = c.event_id
+           LEFT JOIN subscribers AS s ON s.account_id = c.account_id) ON true
 
 -- name: mark_sent_many
 -- The sends of one event-loop turn, in one statement (one write to the socket); $1, $2:
@@ -116,10 +123,6 @@ WHERE id IN (
 -- name: count_sendable
 SELECT state, count(*) AS total FROM notices
 WHERE state IN ('queued', 'sending') GROUP BY state
-
--- name: next_due
--- When the earliest queued notice becomes due, so the worker can sleep until then.
-SELECT min(due_at) FROM notices WHERE state IN ('queued', 'sending')
 
 -- name: notices_of_event
 SELECT id, kind, category, recipient, state, attempts, last_error, smtp_reply, message_id,
