@@ -51,17 +51,22 @@ def machine() -> str:
 class Postgres:
     server: EmbeddedPostgres
     root: Path
+    last: str = ""  # the database the last run used
 
     async def fresh_database(self) -> str:
-        """A new empty database; returns its DSN. The server is checkpointed first, so that
-        a benchmark does not pay for the writes of the one before it."""
+        """A new empty database; returns its DSN. The last run's database is dropped and
+        the server checkpointed first, so that a benchmark does not pay for the writes of
+        the one before it (the checkpoint's, or autovacuum's on the tables it filled)."""
         name = f"bench_{uuid.uuid4().hex[:10]}"
         conn = await asyncpg.connect(self.server.dsn("postgres"))
         try:
+            if self.last:
+                await conn.execute(f"DROP DATABASE IF EXISTS {self.last} WITH (FORCE)")
             await conn.execute("CHECKPOINT")
             await conn.execute(f"CREATE DATABASE {name}")
         finally:
             await conn.close()
+        self.last = name
         return self.server.dsn(name)
 
 
