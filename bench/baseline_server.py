@@ -22,6 +22,7 @@ from aiohttp import web
 
 TABLE = """CREATE TABLE IF NOT EXISTS baseline_events (
     id bigserial PRIMARY KEY, webhook_id text NOT NULL, body jsonb NOT NULL)"""
+INSERT = "INSERT INTO baseline_events (webhook_id, body) VALUES ($1, $2::jsonb)"
 
 
 async def serve(mode: str, dsn: str | None) -> None:
@@ -41,7 +42,7 @@ async def serve(mode: str, dsn: str | None) -> None:
         event = json.loads(body)
         assert pool is not None
         await pool.execute(
-            "INSERT INTO baseline_events (webhook_id, body) VALUES ($1, $2::jsonb)",
+            INSERT,
             request.headers.get("webhook-id", ""),
             body.decode(),
         )

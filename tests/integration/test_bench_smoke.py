@@ -20,6 +20,8 @@ EXPECTED_ROWS = (
     "(b) aiohttp + INSERT/commit",
     "| ingest, 32 clients, server CPU per request | us |",
     "| ingest, 32 clients, PostgreSQL CPU per request | us |",
+    "| intake alone, PostgreSQL CPU per webhook | us |",
+    "| intake alone, store_and_lock, time per webhook | us |",
     "| delivery of 40 queued notices, plain | msg/s |",
     "| delivery of 40 queued notices, plain, CPU per message | us |",
     "| delivery of 20 queued notices, 200 KB audio on 1/10 | msg/s |",

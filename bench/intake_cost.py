@@ -1,0 +1,140 @@
+"""What the intake costs PostgreSQL, alone: the same webhooks as bench/ingest.py, applied by
+`intake.ingest_batch` in shared transactions of BATCH (about what 32 clients make), one
+connection, nothing else running; against baseline (b)'s one INSERT and COMMIT per webhook
+on the same server. Figures are CPU per webhook (the backend's, read from /proc, and this
+process's: routing, asyncpg) and each statement's time, so they hardly move with the
+machine's load, unlike a rate.
+
+    .venv/bin/python bench/intake_cost.py [--webhooks 4200] [--batch 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from baseline_server import INSERT, TABLE
+from harness import (  # bench/ is not a package: run as a script
+    CpuWatch,
+    Postgres,
+    Row,
+    add_subscribers,
+    machine,
+    signed_requests,
+    table,
+    throwaway_postgres,
+)
+
+from notifyd.events import parse_event
+from notifyd.group_commit import BEGIN
+from notifyd.intake import Incoming, IntakeRules, ingest_batch
+from notifyd.settings import CallSettings, DatabaseSettings, DefaultsSettings
+from notifyd.storage import db, queries
+
+ACCOUNTS = 2000
+BASELINE = "(b) one INSERT and COMMIT each"
+BATCH = 7  # webhooks a shared commit takes at 32 clients (bench/ingest.py)
+# Each statement by its name in storage/sql/, for the table.
+NAMES = {
+    text: name
+    for family in (p.stem for p in Path(queries.__file__).with_name("sql").glob("*.sql"))
+    for name, text in queries.load(family).items()
+}
+
+
+def _incoming(requests: list[dict[str, Any]]) -> list[Incoming]:
+    rules = IntakeRules(DefaultsSettings(quiet_hours=None), CallSettings(), {}, "voip.example")
+    return [
+        Incoming(
+            r["path"].rsplit("/", 1)[1],
+            r["headers"]["webhook-id"],
+            parse_event(r["body"].encode()),
+            rules,
+            datetime.now(UTC),
+        )
+        for r in requests
+    ]
+
+
+async def _ours(dsn: str, items: list[Incoming], batch: int) -> dict[str, float]:
+    """Per webhook, in microseconds: backend CPU, client CPU, and each statement's time."""
+    pool = await db.create_pool(dsn, DatabaseSettings())
+    spent: Counter[str] = Counter()
+    try:
+        async with pool.acquire() as conn:
+            backend = await conn.fetchval("SELECT pg_backend_pid()")
+
+            def logged(query: asyncpg.connection.LoggedQuery) -> None:
+                name = NAMES.get(query.query.strip(), query.query.split(";")[0].split()[0])
+                spent[name] += query.elapsed
+
+            warm, measured = items[: len(items) // 5], items[len(items) // 5 :]
+            for part, timed in ((warm, False), (measured, True)):
+                if timed:
+                    conn.add_query_logger(logged)
+                    server, client = CpuWatch(lambda: [backend]), time.process_time()
+                for start in range(0, len(part), batch):
+                    await conn.execute(BEGIN)
+                    await ingest_batch(conn, part[start : start + batch])
+                    await conn.execute("COMMIT")
+            conn.remove_query_logger(logged)
+            result = {"server": server.seconds(), "client": time.process_time() - client}
+    finally:
+        await pool.close()
+    result.update(spent)
+    return {key: value / len(measured) * 1e6 for key, value in result.items()}
+
+
+async def _baseline(dsn: str, requests: list[dict[str, Any]]) -> dict[str, float]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(TABLE)
+        backend = await conn.fetchval("SELECT pg_backend_pid()")
+        server, client = CpuWatch(lambda: [backend]), time.process_time()
+        for r in requests:
+            await conn.execute(INSERT, r["headers"]["webhook-id"], r["body"])
+        used = {"server": server.seconds(), "client": time.process_time() - client}
+    finally:
+        await conn.close()
+    return {key: value / len(requests) * 1e6 for key, value in used.items()}
+
+
+async def measure(pg: Postgres, count: int, batch: int) -> list[Row]:
+    dsn = await pg.fresh_database()
+    await add_subscribers(dsn, ACCOUNTS)
+    requests = signed_requests(count, ACCOUNTS, seed=7)
+    ours = await _ours(dsn, _incoming(requests), batch)
+    base = await _baseline(dsn, requests[len(requests) // 5 :])
+    rows = [
+        Row(f"intake alone, {what} CPU per webhook", "us", [ours[key]], [base[key]], BASELINE)
+        for what, key in (("PostgreSQL", "server"), ("client", "client"))
+    ]
+    statements = sorted((k for k in ours if k not in ("server", "client")), key=ours.__getitem__)
+    for name in reversed(statements):
+        rows.append(Row(f"intake alone, {name}, time per webhook", "us", [ours[name]], [], ""))
+    return rows
+
+
+async def main(count: int, batch: int) -> None:
+    async with throwaway_postgres() as pg:
+        rows = await measure(pg, count, batch)
+    print(f"intake of {count:,} webhooks in transactions of {batch}, one connection; {machine()}")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--webhooks", type=int, default=4200)
+    parser.add_argument("--batch", type=int, default=BATCH)
+    args = parser.parse_args()
+    asyncio.run(main(args.webhooks, args.batch))
