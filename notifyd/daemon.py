@@ -129,6 +129,8 @@ class Daemon:
             clock=self.clock,
             on_queued=dispatcher.wake,
             on_broadcast=broadcaster.wake,
+            claim_terms=dispatcher.claim_terms,
+            on_claimed=dispatcher.adopt,
             links=self.links,
         )
         # Registered before the HTTP server: closed after it has answered its last webhook.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -242,12 +242,35 @@ class Dispatcher:
             )
         self._later = claim.later
         for notice in claim.notices:
-            task = self._running_loop().create_task(
-                self._deliver(notice), name=f"notice-{notice.id}"
-            )
-            self._in_flight[notice.id] = task
-            task.add_done_callback(functools.partial(self._finished, notice.id))
+            self._start(notice)
         return len(claim.notices) == asked
+
+    def claim_terms(self) -> notice_store.ClaimTerms | None:
+        """What a commit that queues notices due now may claim for this worker as it queues
+        them: as many as its free slots, none while the relay refuses everything (the
+        breaker's pause and trial stay with the claim loop) or delivery is stopping."""
+        free = self.delivery.concurrency - len(self._in_flight)
+        if free <= 0 or self.breaker.is_open or self._stopping.is_set():
+            return None
+        skip = self.pacer.throttled(self._monotonic(), PACING_HORIZON)
+        return notice_store.ClaimTerms(
+            self.owner, self.token, self.delivery.lease_seconds, free, frozenset(skip)
+        )
+
+    def adopt(self, notices: Sequence[notice_store.ClaimedNotice]) -> None:
+        """Send notices claimed for this worker by a commit (`claim_terms`). Two commits
+        may each have been offered the same free slots: in flight can pass `concurrency`
+        by what they queued, for as long as those take."""
+        if self._stopping.is_set():  # their claims go back with the others'
+            return
+        for notice in notices:
+            if notice.id not in self._in_flight:
+                self._start(notice)
+
+    def _start(self, notice: notice_store.ClaimedNotice) -> None:
+        task = self._running_loop().create_task(self._deliver(notice), name=f"notice-{notice.id}")
+        self._in_flight[notice.id] = task
+        task.add_done_callback(functools.partial(self._finished, notice.id))
 
     def _finished(self, notice_id: UUID, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(notice_id, None)

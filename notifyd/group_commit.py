@@ -50,10 +50,14 @@ class GroupCommit(Generic[Item, Result]):
         lanes: int,
         run_batch: Callable[[Conn, Sequence[Item]], Awaitable[Sequence[Result]]],
         on_batch: Callable[[int], None] = lambda _size: None,
+        committed: Callable[[Sequence[Result]], None] = lambda _results: None,
     ) -> None:
         self.pool = pool
         self.run_batch = run_batch
         self.on_batch = on_batch
+        # Told of each batch's results once its COMMIT succeeded (and only then), whether
+        # or not each caller is still waiting for its own.
+        self.committed = committed
         self._queues: list[asyncio.Queue[tuple[Item, asyncio.Future[Result]]]] = [
             asyncio.Queue() for _ in range(max(lanes, 1))
         ]
@@ -139,6 +143,10 @@ class GroupCommit(Generic[Item, Result]):
             for item, future in batch:
                 await self._commit([(item, future)], None)  # alone: its error is its own
             return None
+        try:
+            self.committed(results)
+        except Exception:  # the commit stands, and its callers must still hear of it
+            log.exception("after a shared commit, its results could not be handed on")
         for (_item, future), result in zip(batch, results, strict=True):
             _settle(future, result=result)
         if keep:

@@ -39,6 +39,7 @@ from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage import waves as wave_store
 from notifyd.storage.attachments import StoredFile
 from notifyd.storage.db import Conn
+from notifyd.storage.notices import ClaimedNotice, ClaimTerms
 from notifyd.thresholds import Crossing, Level, cross, days_left, effective
 
 SPENDING_WINDOW = timedelta(days=7)
@@ -49,6 +50,8 @@ class Receipt:
     event_id: UUID
     duplicate: bool
     routing: Routing | None = None
+    # The notices this host claimed as they were queued: to be sent once committed.
+    claimed: tuple[ClaimedNotice, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -92,16 +95,20 @@ async def ingest(
         return receipt
 
 
-async def ingest_batch(conn: Conn, batch: Sequence[Incoming]) -> list[Receipt]:
+async def ingest_batch(
+    conn: Conn, batch: Sequence[Incoming], terms: ClaimTerms | None = None
+) -> list[Receipt]:
     """The statements of several webhooks, in the caller's transaction, a receipt each.
 
     They are applied in waves in which no account appears twice: each wave's reads and
     writes are one statement for all of its events (a round trip costs more than the rows),
     and the events of one account still apply one after the other, in the order they came.
+    Notices due now are claimed under `terms` as they are queued, as many as its slots
+    (the rest wait for a worker's claim, as without terms).
     """
     receipts: dict[int, Receipt] = {}
     for wave in _waves(batch):
-        await _ingest_wave(conn, wave, receipts)
+        terms = await _ingest_wave(conn, wave, receipts, terms)
     return [receipts[n] for n in range(len(batch))]
 
 
@@ -133,11 +140,14 @@ class _Step:
 
 
 async def _ingest_wave(
-    conn: Conn, wave: Sequence[tuple[int, Incoming]], receipts: dict[int, Receipt]
-) -> None:
+    conn: Conn,
+    wave: Sequence[tuple[int, Incoming]],
+    receipts: dict[int, Receipt],
+    terms: ClaimTerms | None,
+) -> ClaimTerms | None:
     """Store, route and queue one wave: three round trips, whatever its size, but for rare
     cases (a replayed webhook id, attachments, account changes, a voicemail folding in its
-    missed call, a low balance's spending rate)."""
+    missed call, a low balance's spending rate). Returns the terms with the slots it left."""
     steps = [_Step(n, incoming, uuid4()) for n, incoming in wave]
     locked = await wave_store.store_and_lock(
         conn,
@@ -154,7 +164,7 @@ async def _ingest_wave(
             )
             receipts[step.n] = Receipt(event_id=earlier, duplicate=True)
     if not fresh:
-        return
+        return terms
     for step in fresh:
         if step.incoming.files:
             await attachment_store.insert(conn, step.event_id, list(step.incoming.files))
@@ -178,19 +188,31 @@ async def _ingest_wave(
         for step in fresh
     ]
     planned = [(step, plan) for step, routing in routed for plan in routing.notices]
-    ids = await wave_store.queue(
+    due_now = [plan.due_at <= step.incoming.now for step, plan in planned]
+    # Claimed here, to be sent as soon as this commits: emails due now, while slots last.
+    claim: list[bool] = []
+    slots = terms.slots if terms is not None else 0
+    for (_step, plan), now in zip(planned, due_now, strict=True):
+        take = slots > 0 and now and plan.digest is None
+        take = take and terms is not None and terms.takes(plan.recipient)
+        claim.append(take)
+        slots -= take
+    result = await wave_store.queue(
         conn,
         [
             (step.event_id, _account(step), plan, step.incoming.rules.message_domain)
             for step, plan in planned
         ],
-        [plan.due_at <= step.incoming.now for step, plan in planned],
+        due_now,
         levels,
+        claim,
+        terms,
     )
     queued: dict[int, list[UUID]] = {step.n: [] for step in fresh}
-    for (step, _plan), notice_id in zip(planned, ids, strict=True):
+    for (step, _plan), notice_id in zip(planned, result.ids, strict=True):
         if notice_id is not None:
             queued[step.n].append(notice_id)
+    claimed: dict[UUID, ClaimedNotice] = {notice.id: notice for notice in result.claimed}
     for step, routing in routed:
         if step.merged and queued[step.n]:
             await notice_store.mark_merged(
@@ -198,7 +220,15 @@ async def _ingest_wave(
             )
         if not queued[step.n] and routing.notices:
             routing = Routing((), skipped="already notified: another leg of the same call")
-        receipts[step.n] = Receipt(event_id=step.event_id, duplicate=False, routing=routing)
+        receipts[step.n] = Receipt(
+            event_id=step.event_id,
+            duplicate=False,
+            routing=routing,
+            claimed=tuple(claimed[i] for i in queued[step.n] if i in claimed),
+        )
+    if terms is None:
+        return None
+    return replace(terms, slots=terms.slots - len(result.claimed))
 
 
 def _may_storm(event: Event, rules: IntakeRules) -> bool:

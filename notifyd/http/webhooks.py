@@ -144,8 +144,8 @@ async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[w
             {"event_id": str(receipt.event_id), "duplicate": True}, status=200
         ), event.type
     routing = receipt.routing
-    if routing is not None and routing.notices:
-        runtime.on_queued()
+    if routing is not None and len(routing.notices) > len(receipt.claimed):
+        runtime.on_queued()  # not for those this host claimed as it queued them
     log.info(
         "event stored",
         source=name,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
+
+import asyncpg
 
 from notifyd.digests import DigestItem
 from notifyd.routing import NoticePlan
@@ -41,6 +43,9 @@ class ClaimedNotice:
     subscriber_name: str | None
     subscriber_username: str | None
     voicemail_audio: bool | None = None
+
+
+CLAIMED_COLUMNS = tuple(f.name for f in fields(ClaimedNotice))
 
 
 async def insert_for_accounts(
@@ -141,6 +146,27 @@ async def wake_workers(conn: Conn) -> None:
 
 
 @dataclass(frozen=True)
+class ClaimTerms:
+    """A worker's claim on notices as a commit queues them (waves.sql `queue`): this
+    host's `owner` and `token`, the lease, and at most `slots` notices, none for a domain
+    in `skip_domains` (paced too far ahead)."""
+
+    owner: str
+    token: UUID
+    lease_seconds: float
+    slots: int
+    skip_domains: frozenset[str] = frozenset()
+
+    def takes(self, recipient: str) -> bool:
+        return recipient.rpartition("@")[2].lower() not in self.skip_domains
+
+
+def claimed_notice(row: asyncpg.Record) -> ClaimedNotice:
+    """A row with claim_due's columns (and any others, ignored)."""
+    return ClaimedNotice(**{name: row[name] for name in CLAIMED_COLUMNS})
+
+
+@dataclass(frozen=True)
 class Claim:
     notices: list[ClaimedNotice]
     # When the earliest notice left unclaimed is due (a lease's end for one being sent);
@@ -159,13 +185,7 @@ async def claim_due(
     rows = await conn.fetch(
         SQL["claim_due"], limit, owner, token, lease_seconds, list(skip_domains)
     )
-    notices = []
-    for row in rows:
-        if row["id"] is not None:
-            fields = dict(row)
-            del fields["later"]
-            notices.append(ClaimedNotice(**fields))
-    return Claim(notices, rows[0]["later"])
+    return Claim([claimed_notice(row) for row in rows if row["id"] is not None], rows[0]["later"])
 
 
 async def mark_sent_many(conn: Conn, sent: Sequence[tuple[UUID, str]], token: UUID) -> set[UUID]:

@@ -15,7 +15,13 @@ from notifyd.events import Event, stored_fields
 from notifyd.routing import NoticePlan, RecentEmails, Subscriber
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
-from notifyd.storage.notices import CHANNEL, notice_columns
+from notifyd.storage.notices import (
+    CHANNEL,
+    ClaimedNotice,
+    ClaimTerms,
+    claimed_notice,
+    notice_columns,
+)
 from notifyd.storage.subscribers import subscriber_of
 from notifyd.thresholds import Level
 
@@ -107,28 +113,49 @@ async def facts(
     return WaveFacts(frozenset(undeliverable), frozenset(notified), levels, emails)
 
 
+@dataclass(frozen=True)
+class Queued:
+    # Per planned row, its notice's id, or None where the account already had its dedupe
+    # key (another leg of the same call).
+    ids: list[UUID | None]
+    # Those this host claimed as it queued them, ready to be sent.
+    claimed: list[ClaimedNotice]
+
+
 async def queue(
     conn: Conn,
     planned: Sequence[tuple[UUID, str, NoticePlan, str]],
     due_now: Sequence[bool],
     levels: Sequence[tuple[str, str, Level, Decimal, datetime]],
-) -> list[UUID | None]:
+    claim: Sequence[bool] = (),
+    terms: ClaimTerms | None = None,
+) -> Queued:
     """Insert each (event id, account, plan, message domain) and save each (account,
-    currency, level, balance, as of); wake the delivery workers at commit if a new notice
-    is `due_now`. Per planned row, its notice's id, or None where the account already had
-    its dedupe key (another leg of the same call)."""
+    currency, level, balance, as of). A new notice `due_now` is claimed under `terms` where
+    `claim` says so, else the delivery workers are woken for it at commit."""
     ids, columns = notice_columns(planned)
+    takes = list(claim) if terms is not None else [False] * len(ids)
+    claimed = [notice_id for notice_id, take in zip(ids, takes, strict=True) if take]
+    # Only the notices left to the workers need to wake them.
+    waking = [n for n, now, take in zip(ids, due_now, takes, strict=True) if now and not take]
     rows = await conn.fetch(
         SQL["queue"],
         ids,
         *columns,
-        [notice_id for notice_id, now in zip(ids, due_now, strict=True) if now],
+        waking,
         [account for account, _, _, _, _ in levels],
         [currency for _, currency, _, _, _ in levels],
         [level.value for _, _, level, _, _ in levels],
         [balance for _, _, _, balance, _ in levels],
         [as_of for _, _, _, _, as_of in levels],
+        claimed,
+        terms.owner if terms else None,
+        terms.token if terms else None,
+        terms.lease_seconds if terms else 0.0,
         CHANNEL,
     )
     inserted = {row["id"] for row in rows}
-    return [notice_id if notice_id in inserted else None for notice_id in ids]
+    return Queued(
+        [notice_id if notice_id in inserted else None for notice_id in ids],
+        [claimed_notice(row) for row in rows if row["claimed"]],
+    )

@@ -35,6 +35,12 @@ from tests.conftest import (
 )
 
 
+async def _all_sent(db: asyncpg.Connection, count: int) -> None:
+    async with asyncio.timeout(WAIT):
+        while await db.fetchval("SELECT count(*) FROM notices WHERE state = 'sent'") < count:
+            await asyncio.sleep(0.05)
+
+
 async def _state(db: asyncpg.Connection, until: str, timeout: float = WAIT) -> asyncpg.Record:
     """Wait for the only notice to reach state `until`."""
     async with asyncio.timeout(timeout):
@@ -336,16 +342,17 @@ async def test_an_idle_worker_sleeps_until_the_next_notice_its_claim_saw_is_due(
     assert len(smtp_sink.messages) == 1
 
 
-async def test_an_idle_worker_claims_once_per_notice_queued(
+async def test_notices_a_commit_queues_due_now_are_sent_without_a_claim_of_their_own(
     tmp_path: Path,
     database_url: str,
     smtp_sink: SmtpSink,
+    db: asyncpg.Connection,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """A claim that finds fewer notices than it asked for has found all that is due: the
-    worker sleeps until woken instead of claiming again, and a send that ends wakes it only
-    when it was waiting for a free slot. Each used to cost a claim (and the first also a
-    "next due" query) on the path of the next notice."""
+    """The commit that queues a notice due now claims it for this host's worker, which
+    sends it straight away: no wake-up and claim round trip between the webhook's commit
+    and its email, no second write of the row. Before, each cost one claim at least (and,
+    before that, a "next due" query and more claims: 18 for these five)."""
     claims: list[int] = []
     claim_due = notice_store.claim_due
 
@@ -363,9 +370,10 @@ async def test_an_idle_worker_claims_once_per_notice_queued(
             event = sample_event("account.created", f"acc-{n}", email=f"u{n}@client.example")
             assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
             await smtp_sink.wait_for(n)
-            await asyncio.sleep(0.1)  # the send's record, and any claim it would start
+        await _all_sent(db, 5)
         during = claims[before:]
-    assert sum(during) == 5
-    # Two a notice: one for this host's own wake-up after the commit, one for the NOTIFY
-    # (for the other hosts) arriving after it; a poll may add one. It was 18 for these five.
-    assert len(during) <= 11, during
+    assert sum(during) == 0, during  # none was left for a claim to find
+    # Only the worker's polls (every 0.5 s here): nothing woke it for these notices.
+    assert len(during) <= 4, during
+    rows = await db.fetch("SELECT attempts, claimed_by, state FROM notices")
+    assert [(r["attempts"], r["claimed_by"], r["state"]) for r in rows] == [(1, None, "sent")] * 5

@@ -66,7 +66,10 @@ async def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(
     pool: asyncpg.Pool, db: asyncpg.Connection
 ) -> None:
     batches: list[int] = []
-    commits = GroupCommit(pool, 1, one_after_another, on_batch=batches.append)
+    committed: list[int] = []
+    commits = GroupCommit(
+        pool, 1, one_after_another, on_batch=batches.append, committed=committed.extend
+    )
 
     async def broken(conn: Conn) -> int:
         await conn.execute("INSERT INTO gc_rows (n) VALUES (1000)")
@@ -90,6 +93,8 @@ async def test_a_failing_job_fails_alone_and_the_rest_of_its_batch_commits(
     stored = [row["n"] for row in await db.fetch("SELECT n FROM gc_rows ORDER BY n")]
     # The failed jobs' own writes were rolled back; everyone else's committed once.
     assert stored == [0, 1, 2, 4, 5, 6, 8, 9]
+    # Results are told once committed, and only those: none of a batch rolled back.
+    assert sorted(committed) == stored
 
 
 async def test_jobs_of_one_account_stay_in_one_lane_in_order(
@@ -220,3 +225,20 @@ async def test_a_commit_that_fails_while_beginning_the_next_batch_loses_nothing(
     assert stored == [n for n in range(100) if n != 5]
     # The first batch of 64, its 64 items again alone, then the 36 that waited behind it.
     assert batches == [64] + [1] * 64 + [36], batches
+
+
+async def test_a_failing_after_commit_hook_still_answers_every_job(
+    pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    def broken(_results: Sequence[int]) -> None:
+        raise RuntimeError("a bug in what is told of a commit")
+
+    commits = GroupCommit(pool, 1, one_after_another, committed=broken)
+    try:
+        results = await asyncio.wait_for(
+            asyncio.gather(*(commits.run("acc-1", inserting(n)) for n in range(5))), 10
+        )
+    finally:
+        await commits.close()
+    assert results == list(range(5))
+    assert await db.fetchval("SELECT count(*) FROM gc_rows") == 5

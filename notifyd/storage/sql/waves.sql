@@ -79,22 +79,29 @@ GROUP BY account_id, category, lower(recipient)
 -- The wave's writes: its notices (as notices.sql's insert_notices: a notice whose dedupe
 -- key the account already has is not inserted, one for a digest is 'held'), its credit
 -- levels with each balance into the spending history, and a wake-up for the delivery
--- workers (sent at commit) when a new notice among $15 is due now. Returns the ids of the
--- notices inserted (and a NULL for the wake-up).
+-- workers (sent at commit) when a new notice among $15 is due now.
+-- The notices among $21 are claimed by this host as they are inserted ($22 the owner, $23
+-- the claim token, $24 the lease in seconds), as claim_due would claim them: their rows
+-- come back with claim_due's columns, to be sent without a claim of their own. The others
+-- come back with only their id.
 WITH added AS (
     INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
                          timezone, reasons, due_at, message_id, context, dedupe_key, digest,
-                         state)
+                         state, claimed_by, claim_token, attempts)
     SELECT id, event_id, account_id, kind, category, recipient, language, timezone,
-           reasons::jsonb, due_at, message_id, context::jsonb, dedupe_key, digest,
-           CASE WHEN digest IS NULL THEN 'queued' ELSE 'held' END
-    FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
-                $12::text[], $13::text[], $14::text[])
-         AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
-               reasons, due_at, message_id, context, dedupe_key, digest)
+           reasons::jsonb, CASE WHEN claim THEN now() + make_interval(secs => $24) ELSE due_at END,
+           message_id, context::jsonb, dedupe_key, digest,
+           CASE WHEN digest IS NOT NULL THEN 'held' WHEN claim THEN 'sending' ELSE 'queued' END,
+           CASE WHEN claim THEN $22 END, CASE WHEN claim THEN $23::uuid END,
+           CASE WHEN claim THEN 1 ELSE 0 END
+    FROM (SELECT *, id = ANY($21::uuid[]) AS claim
+          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                      $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
+                      $12::text[], $13::text[], $14::text[])
+               AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
+                     reasons, due_at, message_id, context, dedupe_key, digest)) AS t
     ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING id
+    RETURNING *
 ), levels AS (
     SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::numeric[],
                          $20::timestamptz[]) AS t (account_id, currency, level, balance, as_of)
@@ -104,8 +111,18 @@ WITH added AS (
 ), history AS (
     INSERT INTO balance_history (account_id, currency, balance, at)
     SELECT account_id, currency, balance, as_of FROM levels
+), woke AS (
+    SELECT pg_notify($25, '') FROM added WHERE id = ANY($15::uuid[]) LIMIT 1
 )
-SELECT id FROM added
-UNION ALL
-SELECT NULL FROM (SELECT pg_notify($21, '') FROM added WHERE id = ANY($15::uuid[]) LIMIT 1)
-    AS woke
+-- The columns of notices.sql's claim_due, NULL but the id for a notice not claimed here.
+SELECT c.id, c.state = 'sending' AS claimed, c.event_id, c.account_id, c.kind, c.category,
+       c.recipient, c.language, c.timezone, c.attempts, c.created_at,
+       coalesce(c.retried_at, c.created_at) AS lifetime_from, c.message_id, c.context,
+       coalesce(e.type, c.kind) AS event_type, coalesce(e.occurred_at, c.created_at) AS occurred_at,
+       coalesce(e.data, '{}'::jsonb) AS data, s.name AS subscriber_name,
+       s.username AS subscriber_username, s.voicemail_audio
+FROM added AS c
+LEFT JOIN events AS e ON c.state = 'sending' AND e.id = c.event_id
+LEFT JOIN subscribers AS s ON c.state = 'sending' AND s.account_id = c.account_id
+-- Read once, so that the wake-up above is sent (at most one) whatever this returns.
+CROSS JOIN (SELECT count(*) FROM woke) AS w
