@@ -101,7 +101,8 @@ WITH added AS (
                AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
                      reasons, due_at, message_id, context, dedupe_key, digest)) AS t
     ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING *
+    RETURNING id, event_id, account_id, kind, category, recipient, language, timezone,
+              attempts, created_at, retried_at, message_id, context, state
 ), levels AS (
     SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::numeric[],
                          $20::timestamptz[]) AS t (account_id, currency, level, balance, as_of)
@@ -114,15 +115,20 @@ WITH added AS (
 ), woke AS (
     SELECT pg_notify($25, '') FROM added WHERE id = ANY($15::uuid[]) LIMIT 1
 )
--- The columns of notices.sql's claim_due, NULL but the id for a notice not claimed here.
+-- The columns of notices.sql's claim_due; of a notice not claimed here only the id counts.
+-- The event and subscriber are looked up by their keys for the rows claimed only (LATERAL,
+-- and LIMIT keeps the planner from making them joins, which read the whole subscribers
+-- table into a hash for every wave).
 SELECT c.id, c.state = 'sending' AS claimed, c.event_id, c.account_id, c.kind, c.category,
        c.recipient, c.language, c.timezone, c.attempts, c.created_at,
-       coalesce(c.retried_at, c.created_at) AS lifetime_from, c.message_id, c.context,
+       coalesce(c.retried_at, c.created_at) AS lifetime_from, c.message_id,
+       CASE WHEN c.state = 'sending' THEN c.context END AS context,
        coalesce(e.type, c.kind) AS event_type, coalesce(e.occurred_at, c.created_at) AS occurred_at,
-       coalesce(e.data, '{}'::jsonb) AS data, s.name AS subscriber_name,
-       s.username AS subscriber_username, s.voicemail_audio
+       e.data, s.name AS subscriber_name, s.username AS subscriber_username, s.voicemail_audio
 FROM added AS c
-LEFT JOIN events AS e ON c.state = 'sending' AND e.id = c.event_id
-LEFT JOIN subscribers AS s ON c.state = 'sending' AND s.account_id = c.account_id
+LEFT JOIN LATERAL (SELECT type, occurred_at, data FROM events
+                   WHERE c.state = 'sending' AND id = c.event_id LIMIT 1) AS e ON true
+LEFT JOIN LATERAL (SELECT name, username, voicemail_audio FROM subscribers
+                   WHERE c.state = 'sending' AND account_id = c.account_id LIMIT 1) AS s ON true
 -- Read once, so that the wake-up above is sent (at most one) whatever this returns.
 CROSS JOIN (SELECT count(*) FROM woke) AS w
