@@ -149,6 +149,11 @@ class EmbeddedPostgres:
             "-h ''",  # no TCP: the socket is enough and exposes nothing
             f"-k {self.socket_dir}",
             "-c max_connections=200",
+            # Its data is on a local disk and mostly cached: at the default (4, for spinning
+            # disks) a small install's wave of webhooks locked its few subscribers by
+            # reading the whole table (bench/intake_cost.py: store_and_lock 169-186 ->
+            # 115-124 us a webhook at 2,000 subscribers). Usual advice for SSDs too.
+            "-c random_page_cost=1.1",
         ]
         if not self.durable:
             # Throwaway test clusters: durability costs time and proves nothing there.
