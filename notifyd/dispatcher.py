@@ -263,9 +263,8 @@ class Dispatcher:
         by what they queued, for as long as those take."""
         if self._stopping.is_set():  # their claims go back with the others'
             return
-        for notice in notices:
-            if notice.id not in self._in_flight:
-                self._start(notice)
+        for notice in notices:  # just inserted: no claim of this worker's has them
+            self._start(notice)
 
     def _start(self, notice: notice_store.ClaimedNotice) -> None:
         task = self._running_loop().create_task(self._deliver(notice), name=f"notice-{notice.id}")

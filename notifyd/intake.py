@@ -191,12 +191,12 @@ async def _ingest_wave(
     due_now = [plan.due_at <= step.incoming.now for step, plan in planned]
     # Claimed here, to be sent as soon as this commits: emails due now, while slots last.
     claim: list[bool] = []
-    slots = terms.slots if terms is not None else 0
-    for (_step, plan), now in zip(planned, due_now, strict=True):
-        take = slots > 0 and now and plan.digest is None
-        take = take and terms is not None and terms.takes(plan.recipient)
-        claim.append(take)
-        slots -= take
+    if terms is not None:
+        slots = terms.slots
+        for (_step, plan), now in zip(planned, due_now, strict=True):
+            take = slots > 0 and now and plan.digest is None and terms.takes(plan.recipient)
+            claim.append(take)
+            slots -= take
     result = await wave_store.queue(
         conn,
         [
