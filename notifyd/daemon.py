@@ -1,6 +1,8 @@
 """Composition root: one AsyncExitStack starts everything and stops it in reverse.
 
-Start: database (embedded if no URL) -> migrations -> delivery -> jobs -> HTTP -> READY.
+Start: state folder lock (embedded database only) and HTTP port, both checked before
+anything else -> database (embedded if no URL; supervised) -> migrations -> delivery ->
+jobs -> HTTP -> READY.
 Stop (SIGTERM/SIGINT): HTTP stops accepting and finishes its requests, the worker finishes
 the SMTP transactions in flight within the grace period and hands back the rest, then the
 pools close and the embedded database stops. SIGHUP reloads the config file.
@@ -10,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import signal
+import socket
 from contextlib import AsyncExitStack
 from types import TracebackType
 
@@ -32,6 +36,7 @@ from notifyd.metrics import Metrics
 from notifyd.rendering import LANGUAGES, Renderer
 from notifyd.samples import NOTICE_KINDS, sample_view
 from notifyd.settings import ConfigError, Settings
+from notifyd.state_folder import StateFolderLock
 from notifyd.storage import db, schema
 
 log = structlog.get_logger(__name__)
@@ -73,9 +78,26 @@ class Daemon:
 
     async def _start(self) -> None:
         s = self.settings
+        # Before anything starts, the two faults an operator meets first: a daemon already
+        # running on this state folder, and the port taken. Each is one line and exit 69.
+        embedded = not s.database.url
+        if embedded:
+            lock = StateFolderLock(s.daemon.state_dir)
+            lock.acquire()
+            self.stack.callback(lock.release)
+        listeners = _bind(s.http.host, s.http.port)
+        for sock in listeners:
+            self.stack.callback(sock.close)
         s.daemon.state_dir.mkdir(parents=True, exist_ok=True)
-        database = await self.stack.enter_async_context(db.open_database(s.database, s.pgdata_dir))
+        database = await self.stack.enter_async_context(
+            db.open_database(s.database, s.pgdata_dir, owner=embedded)
+        )
         self.database = database
+        if database.embedded is not None:
+            supervisor = asyncio.create_task(
+                database.embedded.keep_running(), name="notifyd-embedded-postgresql"
+            )
+            self.stack.push_async_callback(_cancel, supervisor)
         async with database.pool.acquire() as conn:
             applied = await schema.migrate(conn)
         if applied:
@@ -132,6 +154,7 @@ class Daemon:
             claim_terms=dispatcher.claim_terms,
             on_claimed=dispatcher.adopt,
             links=self.links,
+            dsn=database.dsn,
         )
         # Registered before the HTTP server: closed after it has answered its last webhook.
         self.stack.push_async_callback(self.runtime.commits.close)
@@ -143,8 +166,8 @@ class Daemon:
         )
         await runner.setup()
         self.stack.push_async_callback(runner.cleanup)
-        site = web.TCPSite(runner, s.http.host, s.http.port, reuse_address=True)
-        await site.start()
+        for sock in listeners:
+            await web.SockSite(runner, sock).start()
         self.port = _bound_port(runner, s.http.port)
         if not s.http.public_url:
             self.links.base_url = f"http://{s.http.host}:{self.port}"
@@ -251,6 +274,44 @@ def renderer_for(settings: Settings) -> Renderer:
     if problems:
         raise ConfigError(settings.path, [("[templates] folder", p) for p in problems])
     return renderer
+
+
+def _bind(host: str, port: int) -> list[socket.socket]:
+    """The HTTP listener's sockets, bound (not yet listening) before anything else starts, so
+    that a port in use is said at once and nothing has been touched."""
+    sockets: list[socket.socket] = []
+    try:
+        infos = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )
+        for family, kind, protocol, _name, address in dict.fromkeys(infos):
+            sock = socket.socket(family, kind, protocol)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            if port == 0 and len(sockets) > 1:
+                # One port for every address of the host, as the first one got.
+                address = (address[0], sockets[0].getsockname()[1], *address[2:])
+            sock.bind(address)
+            sock.setblocking(False)
+    except OSError as error:
+        for sock in sockets:
+            sock.close()
+        if error.errno == errno.EADDRINUSE:
+            raise OSError(
+                error.errno,
+                f"http {host}:{port} is in use (another notifyd, or another program, "
+                "listens there); set [http] port",
+            ) from None
+        raise OSError(error.errno, f"cannot listen on http {host}:{port}: {error}") from None
+    return sockets
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def _bound_port(runner: web.AppRunner, configured: int) -> int:

@@ -114,6 +114,17 @@ async def drop_database(cluster: Cluster, name: str) -> None:
 
 
 @pytest.fixture
+def state(tmp_path: Path) -> Iterator[Path]:
+    """A state folder for a daemon with the embedded PostgreSQL, outside pytest's temporary
+    root: every pytest run on the machine resets that root to 0700, and the server's own user
+    must pass through the folders above its data."""
+    root = Path(tempfile.mkdtemp(prefix="ntfy-state-"))
+    root.chmod(0o755)
+    yield root / "state"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
 async def database_url(pg_cluster: Cluster) -> AsyncIterator[str]:
     """A fresh, migrated database for one test."""
     name = await create_database(pg_cluster)

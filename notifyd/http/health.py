@@ -16,12 +16,23 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    """200 only if a new connection can be had now and the schema is current. A pooled
+    connection is not proof: during a smart shutdown it still answers while new ones are
+    refused, and during a fast one it fails with errors no "unavailable" list names."""
     runtime = request.app[RUNTIME]
     try:
         async with asyncio.timeout(2):
-            async with runtime.pool.acquire() as conn:
-                version = await schema.current_version(conn)
-    except (TimeoutError, *db.UNAVAILABLE) as error:
+            if runtime.dsn:
+                version = await schema.version_on_new_connection(
+                    runtime.dsn, runtime.settings.database
+                )
+            else:
+                async with runtime.pool.acquire() as conn:
+                    version = await schema.current_version(conn)
+    except Exception as error:  # whatever it is, the answer is "not ready"
+        if isinstance(error, db.SHUTTING_DOWN):
+            # Let a smart shutdown finish: it waits for every session to end.
+            await runtime.pool.expire_connections()
         return web.json_response(
             {"status": "unavailable", "database": f"unreachable ({type(error).__name__})"},
             status=503,

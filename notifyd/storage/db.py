@@ -14,6 +14,7 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
+from notifyd import state_folder
 from notifyd.settings import DatabaseSettings
 from notifyd.storage.embedded import EmbeddedPostgres
 
@@ -31,6 +32,10 @@ UNAVAILABLE = (
     asyncpg.AdminShutdownError,
     asyncpg.TooManyConnectionsError,
 )
+
+
+# "The database system is shutting down" (and starting up): it takes no new connection.
+SHUTTING_DOWN = asyncpg.CannotConnectNowError
 
 
 # What the storage functions take: a plain connection or one borrowed from the pool.
@@ -93,14 +98,21 @@ async def _ensure_embedded_database(server_dsn: str, settings: DatabaseSettings)
 
 
 async def resolve_dsn(
-    settings: DatabaseSettings, pgdata: Path
+    settings: DatabaseSettings, pgdata: Path, *, owner: bool = False
 ) -> tuple[str, EmbeddedPostgres | None]:
-    """The configured URL, or start the embedded server and return its URL."""
+    """The configured URL, or start the embedded server (or find it running) and return its
+    URL. The `owner` (the daemon holding the state folder) adopts a server it finds running:
+    it will stop it and restart it; anyone else leaves such a server alone."""
     if settings.url:
         return settings.url, None
     embedded = EmbeddedPostgres(pgdata)
     server_dsn = await embedded.start()
-    log.info("embedded postgresql started", pgdata=str(pgdata), socket=str(embedded.socket_dir))
+    log.info(
+        "embedded postgresql started" if embedded.started_here else "embedded postgresql found",
+        pgdata=str(pgdata),
+        socket=str(embedded.socket_dir),
+    )
+    embedded.started_here = embedded.started_here or owner
     await _ensure_embedded_database(server_dsn, settings)
     return embedded.dsn(EMBEDDED_DATABASE), embedded
 
@@ -122,9 +134,9 @@ async def wait_for_pool(dsn: str, settings: DatabaseSettings, patience: float) -
 
 @asynccontextmanager
 async def open_database(
-    settings: DatabaseSettings, pgdata: Path, *, patience: float = 30.0
+    settings: DatabaseSettings, pgdata: Path, *, patience: float = 30.0, owner: bool = False
 ) -> AsyncIterator[Database]:
-    dsn, embedded = await resolve_dsn(settings, pgdata)
+    dsn, embedded = await resolve_dsn(settings, pgdata, owner=owner)
     try:
         pool = await wait_for_pool(dsn, settings, patience)
         try:
@@ -136,6 +148,12 @@ async def open_database(
                 log.warning("database pool did not close in 10 s; terminating its connections")
                 pool.terminate()
     finally:
-        if embedded is not None:
+        # A server this process started for a command (`migrate`) stays up when a daemon
+        # took the state folder meanwhile: the daemon uses it now.
+        if (
+            embedded is not None
+            and embedded.started_here
+            and (owner or not state_folder.in_use(pgdata.parent))
+        ):
             await embedded.stop()
             log.info("embedded postgresql stopped")

@@ -10,6 +10,9 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+import asyncpg
+
+from notifyd.settings import DatabaseSettings
 from notifyd.storage.db import Conn
 
 # Any constant: the key every notifyd host agrees on for "migrating now".
@@ -48,6 +51,19 @@ async def current_version(conn: Conn) -> int:
         return 0
     version = await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
     return int(version)
+
+
+async def version_on_new_connection(dsn: str, settings: DatabaseSettings) -> int:
+    """The schema version, read on a connection of its own (closed after)."""
+    conn = await asyncpg.connect(
+        dsn,
+        timeout=settings.connect_timeout_seconds,
+        server_settings={"application_name": "notifyd-readyz"},
+    )
+    try:
+        return await current_version(conn)
+    finally:
+        await conn.close(timeout=2)
 
 
 async def migrate(conn: Conn) -> list[Migration]:

@@ -204,11 +204,10 @@ async def test_simulate_posts_a_signed_sample_to_the_running_daemon(
 
 
 async def test_without_database_url_it_runs_an_embedded_postgresql_and_writes_eml(
-    tmp_path: Path,
+    tmp_path: Path, state: Path
 ) -> None:
     config = base_config(tmp_path, "", None)
-    # Short state path: the embedded server's socket lives in it.
-    config["daemon"]["state_dir"] = "state"
+    config["daemon"]["state_dir"] = str(state)
     path = write_config(tmp_path / "notifyd.toml", config)
     daemon = await spawn_daemon(path, timeout=60)
     try:
@@ -220,15 +219,15 @@ async def test_without_database_url_it_runs_an_embedded_postgresql_and_writes_em
         event = sample_event("account.created", "acc-e", email="embedded@client.example")
         assert (await _post(daemon, "billing", event, BILLING_SECRET))[0] == 202
         async with asyncio.timeout(WAIT):
-            while not list((tmp_path / "state" / "outbox").glob("*.eml")):
+            while not list((state / "outbox").glob("*.eml")):
                 await asyncio.sleep(0.1)
     finally:
         daemon.process.send_signal(signal.SIGTERM)
         assert await daemon.wait_exit(timeout=60) == 0
-    assert (tmp_path / "state" / "pgdata" / "PG_VERSION").exists()
+    assert (state / "pgdata" / "PG_VERSION").exists()
     # The embedded server stopped with the daemon.
-    assert not (tmp_path / "state" / "pgdata" / "postmaster.pid").exists()
-    eml = next((tmp_path / "state" / "outbox").glob("*.eml")).read_text()
+    assert not (state / "pgdata" / "postmaster.pid").exists()
+    eml = next((state / "outbox").glob("*.eml")).read_text()
     assert "embedded@client.example" in eml
 
 
