@@ -4,22 +4,33 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/notifyd.dev.toml
 
-.PHONY: all run test lint types unit install clean bench bench-full
+.PHONY: all run test lint types unit install clean bench bench-full lock
 
 all: test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-# The daemon needs only the runtime and the embedded PostgreSQL; tests add the dev tools.
-$(BIN)/.installed-run: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[embedded,fast]'
+# Exact versions with their hashes, as tested: requirements/run.txt (the daemon, with the
+# embedded PostgreSQL) and requirements/dev.txt (that and the test tools), made from
+# pyproject.toml by `make lock`. notifyd itself goes in on top, editable, without deps.
+$(BIN)/.installed-run: pyproject.toml requirements/run.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/run.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-$(BIN)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[embedded,fast,dev]'
+$(BIN)/.installed: pyproject.toml requirements/dev.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@ $(BIN)/.installed-run
+
+# After a change to the dependencies in pyproject.toml: keeps every pin that still fits;
+# `make lock UPGRADE=--upgrade` takes the newest versions the bounds allow. Then `make test`.
+LOCK := $(BIN)/pip-compile --quiet --generate-hashes --allow-unsafe --strip-extras \
+	--no-emit-index-url --no-emit-find-links $(UPGRADE)
+lock: install
+	$(LOCK) --extra embedded --extra fast -o requirements/run.txt pyproject.toml
+	$(LOCK) --extra embedded --extra fast --extra dev -o requirements/dev.txt pyproject.toml
 
 install: $(BIN)/.installed
 
