@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from notifyd.fetch_allowlist import parse_entry
+
 LANGUAGES = ("ro", "en")
 SMTP_SECURITY = ("none", "starttls", "tls")
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -689,6 +691,11 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     for index, host in enumerate(hosts):
         if not isinstance(host, str) or not host.strip():
             s.problem(f"fetch_allow_hosts[{index}]", "must be a host name, IP address or CIDR")
+            continue
+        try:
+            parse_entry(host)
+        except ValueError as error:
+            s.problem(f"fetch_allow_hosts[{index}]", str(error))
     attachments = AttachmentSettings(
         max_bytes=s.get("max_bytes", int, 20 * 1024 * 1024, _between(1024, 1024**3)),
         max_email_bytes=s.get("max_email_bytes", int, 10 * 1024 * 1024, _between(0, 1024**3)),

@@ -411,6 +411,45 @@ def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     assert str(path) in str(caught.value)
 
 
+# -- [attachments] fetch_allow_hosts -------------------------------------------------------------
+
+
+def test_fetch_allow_hosts_entries_may_carry_a_port(tmp_path: Path) -> None:
+    text = (
+        "[attachments]\nfetch_allow_hosts = "
+        '["PBX.internal.example:8088", "127.0.0.1:8088", "[::1]:8088", "10.20.0.0/16", "fd00::7"]\n'
+    )
+    settings = load_text(tmp_path, text)
+    assert settings.attachments.fetch_allow_hosts == (
+        "pbx.internal.example:8088",
+        "127.0.0.1:8088",
+        "[::1]:8088",
+        "10.20.0.0/16",
+        "fd00::7",
+    )
+
+
+@pytest.mark.parametrize(
+    ("entry", "reason"),
+    [
+        ("pbx.example:0", "port that is not a number from 1 to 65535: '0'"),
+        ("pbx.example:http", "port that is not a number from 1 to 65535: 'http'"),
+        ("[::1]x", "is not a host, [IPv6 address] or [IPv6 address]:port: '[::1]x'"),
+        ("[pbx.example]:80", "is not a host name, IP address or CIDR network: '[pbx.example]:80'"),
+        ("http://pbx.example/", "is a URL, not a host: 'http://pbx.example/'"),
+        # Read as 127.0.0.1 by getaddrinfo(): an address written so is not a name.
+        ("127.1", "is not a host name, IP address or CIDR network: '127.1'"),
+        ("0x7f000001", "is not a host name, IP address or CIDR network: '0x7f000001'"),
+        ("", "must be a host name, IP address or CIDR"),
+    ],
+)
+def test_a_fetch_allow_hosts_entry_that_is_no_host_names_the_entry(
+    tmp_path: Path, entry: str, reason: str
+) -> None:
+    error = problems_of(tmp_path, f"[attachments]\nfetch_allow_hosts = [{entry!r}]\n")
+    assert reason in message_for(error, "[attachments] fetch_allow_hosts[0]")
+
+
 # -- parse_quiet_hours -------------------------------------------------------------------------
 
 
