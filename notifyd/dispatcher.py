@@ -17,7 +17,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
-import aiohttp
 import asyncpg
 import structlog
 
@@ -98,7 +97,6 @@ class Dispatcher:
         self._in_flight: dict[UUID, asyncio.Task[None]] = {}
         self._listener: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self._http: aiohttp.ClientSession | None = None
         self.breaker = Breaker(
             mailing.delivery.breaker_threshold, mailing.delivery.breaker_cooldown_seconds
         )
@@ -156,8 +154,6 @@ class Dispatcher:
         self._wake.set()
 
     async def start(self) -> None:
-        # For attachments given as URLs; redirects are followed by `attachments.fetch` only.
-        self._http = aiohttp.ClientSession(auto_decompress=False)
         self._tasks = [
             asyncio.create_task(self._claim_loop(), name="notifyd-claim"),
             asyncio.create_task(self._listen_loop(), name="notifyd-listen"),
@@ -186,8 +182,6 @@ class Dispatcher:
                 self.metrics.possible_duplicates.inc(len(pending))
         # Also catches a claim whose query committed while the claim loop was being cancelled.
         await self._release_claims()
-        if self._http is not None:
-            await self._http.close()
         if self._listener is not None:
             with contextlib.suppress(*db.UNAVAILABLE):
                 await asyncio.wait_for(self._listener.close(), timeout=2)
@@ -308,7 +302,6 @@ class Dispatcher:
 
     async def _deliver(self, notice: ClaimedNotice) -> None:
         bound = log.bind(notice_id=str(notice.id), kind=notice.kind, attempt=notice.attempts)
-        assert self._http is not None
         mailing = self.mailing
         age = (self.clock() - notice.lifetime_from).total_seconds()
         if age >= self.delivery.lifetime(notice.category):
@@ -318,7 +311,7 @@ class Dispatcher:
             await self._record(notice, Outcome(Verdict.FAILED, reason), from_smtp=False)
             return
         try:
-            enclosure = await enclose(self.pool, notice, mailing.attachments, self._http)
+            enclosure = await enclose(self.pool, notice, mailing.attachments)
         except db.UNAVAILABLE as error:
             enclosure = Enclosure(retry=f"database unavailable: {type(error).__name__}")
         if enclosure.retry is not None:

@@ -12,8 +12,8 @@ import asyncio
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-import aiohttp
 import asyncpg
+from aiohttp.abc import AbstractResolver
 
 from notifyd import attachments
 from notifyd.rendering import MailAttachment
@@ -38,8 +38,9 @@ async def enclose(
     pool: asyncpg.Pool,
     notice: ClaimedNotice,
     settings: AttachmentSettings,
-    session: aiohttp.ClientSession,
+    resolver: AbstractResolver | None = None,
 ) -> Enclosure:
+    """`resolver`: how the names of URLs are resolved (the system's by default)."""
     if notice.kind not in KINDS_WITH_FILES or notice.event_id is None:
         return Enclosure()
     async with pool.acquire() as conn:
@@ -47,7 +48,7 @@ async def enclose(
     files: list[MailAttachment] = []
     described: dict[str, Any] | None = None
     for file in stored:
-        file, retry = await _fetched(pool, file, settings, session)
+        file, retry = await _fetched(pool, file, settings, resolver)
         if retry is not None:
             delay = settings.fetch_retry_seconds * 2.0 ** min(file.fetch_attempts, 16)
             return Enclosure(retry=retry, retry_after=delay)
@@ -79,7 +80,7 @@ async def _fetched(
     pool: asyncpg.Pool,
     file: StoredFile,
     settings: AttachmentSettings,
-    session: aiohttp.ClientSession,
+    resolver: AbstractResolver | None,
 ) -> tuple[StoredFile, str | None]:
     """The file with its bytes, fetching them first if needed; or a reason to retry later."""
     if file.state != "pending" or file.source_url is None or file.id is None:
@@ -87,10 +88,12 @@ async def _fetched(
     try:
         content = await attachments.fetch(
             file.source_url,
-            allow_hosts=settings.fetch_allow_hosts + file.fetch_hosts,
+            allow_hosts=settings.fetch_allow_hosts,
+            # The PBX that posted the event: where it posts from, it may offer files.
+            sender_hosts=file.fetch_hosts,
             max_bytes=settings.max_bytes,
             timeout_seconds=settings.fetch_timeout_seconds,
-            session=session,
+            resolver=resolver,
         )
         # Type checks and TIFF->PDF are CPU work: off the event loop.
         prepared = await asyncio.to_thread(

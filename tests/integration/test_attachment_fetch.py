@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
@@ -115,12 +114,6 @@ async def pbx() -> AsyncIterator[Pbx]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as client:
-        yield client
-
-
-@pytest.fixture
 def closed_port() -> Iterator[int]:
     """A port bound but not listening: connecting to it is refused, and nobody else takes it."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
@@ -129,7 +122,6 @@ def closed_port() -> Iterator[int]:
 
 
 async def get(
-    session: aiohttp.ClientSession,
     url: str,
     *,
     allow_hosts: tuple[str, ...] = ALLOWED,
@@ -141,80 +133,58 @@ async def get(
         allow_hosts=allow_hosts,
         max_bytes=max_bytes,
         timeout_seconds=timeout_seconds,
-        session=session,
     )
 
 
-async def test_a_recording_on_an_allowed_host_is_fetched(
-    pbx: Pbx, session: aiohttp.ClientSession
-) -> None:
-    assert await get(session, pbx.url("/recordings/msg0001.wav")) == sample_wav()
+async def test_a_recording_on_an_allowed_host_is_fetched(pbx: Pbx) -> None:
+    assert await get(pbx.url("/recordings/msg0001.wav")) == sample_wav()
     assert pbx.requests == ["/recordings/msg0001.wav"]
 
 
-async def test_a_file_exactly_at_the_limit_is_fetched(
-    pbx: Pbx, session: aiohttp.ClientSession
-) -> None:
+async def test_a_file_exactly_at_the_limit_is_fetched(pbx: Pbx) -> None:
     wav = sample_wav()
-    assert await get(session, pbx.url("/recordings/msg0001.wav"), max_bytes=len(wav)) == wav
+    assert await get(pbx.url("/recordings/msg0001.wav"), max_bytes=len(wav)) == wav
 
 
-async def test_not_found_is_permanent(pbx: Pbx, session: aiohttp.ClientSession) -> None:
+async def test_not_found_is_permanent(pbx: Pbx) -> None:
     with pytest.raises(FetchError, match="answered 404") as failed:
-        await get(session, pbx.url("/status/404"))
+        await get(pbx.url("/status/404"))
     assert failed.value.transient is False
 
 
 @pytest.mark.parametrize("code", [500, 502, 503, 429, 408])
-async def test_server_trouble_and_rate_limits_are_transient(
-    pbx: Pbx, session: aiohttp.ClientSession, code: int
-) -> None:
+async def test_server_trouble_and_rate_limits_are_transient(pbx: Pbx, code: int) -> None:
     with pytest.raises(FetchError, match=f"answered {code}") as failed:
-        await get(session, pbx.url(f"/status/{code}"))
+        await get(pbx.url(f"/status/{code}"))
     assert failed.value.transient is True
 
 
 @pytest.mark.parametrize("code", [400, 401, 403, 410])
-async def test_other_client_errors_are_permanent(
-    pbx: Pbx, session: aiohttp.ClientSession, code: int
-) -> None:
+async def test_other_client_errors_are_permanent(pbx: Pbx, code: int) -> None:
     with pytest.raises(FetchError) as failed:
-        await get(session, pbx.url(f"/status/{code}"))
+        await get(pbx.url(f"/status/{code}"))
     assert failed.value.transient is False
 
 
-async def test_a_session_that_raises_for_status_is_classified_the_same(pbx: Pbx) -> None:
-    async with aiohttp.ClientSession(raise_for_status=True) as strict:
-        with pytest.raises(FetchError) as gone:
-            await get(strict, pbx.url("/status/404"))
-        with pytest.raises(FetchError) as busy:
-            await get(strict, pbx.url("/status/503"))
-    assert (gone.value.transient, busy.value.transient) == (False, True)
-
-
-async def test_a_slow_pbx_times_out_as_transient(pbx: Pbx, session: aiohttp.ClientSession) -> None:
+async def test_a_slow_pbx_times_out_as_transient(pbx: Pbx) -> None:
     started = time.monotonic()
     with pytest.raises(FetchError, match=r"within 0\.3 seconds") as failed:
-        await get(session, pbx.url("/slow"), timeout_seconds=0.3)
+        await get(pbx.url("/slow"), timeout_seconds=0.3)
     assert failed.value.transient is True
     assert time.monotonic() - started < WAIT / 2
 
 
-async def test_a_body_over_the_limit_is_refused_by_its_content_length(
-    pbx: Pbx, session: aiohttp.ClientSession
-) -> None:
+async def test_a_body_over_the_limit_is_refused_by_its_content_length(pbx: Pbx) -> None:
     started = time.monotonic()
     with pytest.raises(FetchError, match="larger than 64 KiB") as failed:
-        await get(session, pbx.url("/big"))
+        await get(pbx.url("/big"))
     assert failed.value.transient is False
     assert time.monotonic() - started < WAIT / 2
 
 
-async def test_a_chunked_body_over_the_limit_stops_being_read(
-    pbx: Pbx, session: aiohttp.ClientSession
-) -> None:
+async def test_a_chunked_body_over_the_limit_stops_being_read(pbx: Pbx) -> None:
     with pytest.raises(FetchError, match="larger than 64 KiB") as failed:
-        await get(session, pbx.url("/chunked"))
+        await get(pbx.url("/chunked"))
     assert failed.value.transient is False
     # The connection was closed: the PBX could not push the rest (socket buffers hold a few MiB).
     async with asyncio.timeout(WAIT):
@@ -222,56 +192,46 @@ async def test_a_chunked_body_over_the_limit_stops_being_read(
     assert pbx.streamed < STREAMED // 4
 
 
-async def test_a_redirect_on_the_same_host_is_followed(
-    pbx: Pbx, session: aiohttp.ClientSession
-) -> None:
+async def test_a_redirect_on_the_same_host_is_followed(pbx: Pbx) -> None:
     url = pbx.url("/redirect?to=/recordings/msg0001.wav")
-    assert await get(session, url) == sample_wav()
+    assert await get(url) == sample_wav()
     assert pbx.requests == ["/redirect", "/recordings/msg0001.wav"]
 
 
-async def test_a_redirect_to_a_host_not_allowed_is_refused(
-    pbx: Pbx, session: aiohttp.ClientSession
-) -> None:
+async def test_a_redirect_to_a_host_not_allowed_is_refused(pbx: Pbx) -> None:
     # localhost is this same server under a name the allowlist does not hold.
     elsewhere = pbx.url("/recordings/msg0001.wav", host="localhost")
     with pytest.raises(FetchError, match="not allowed") as failed:
-        await get(session, pbx.url(f"/redirect?to={elsewhere}"))
+        await get(pbx.url(f"/redirect?to={elsewhere}"))
     assert failed.value.transient is False
     assert pbx.requests == ["/redirect"]
 
 
-async def test_redirects_are_followed_at_most_three_times(
-    pbx: Pbx, session: aiohttp.ClientSession
-) -> None:
+async def test_redirects_are_followed_at_most_three_times(pbx: Pbx) -> None:
     with pytest.raises(FetchError, match="more than 3 redirects") as failed:
-        await get(session, pbx.url("/loop"))
+        await get(pbx.url("/loop"))
     assert failed.value.transient is False
     assert pbx.requests == ["/loop"] * 4
 
 
 @pytest.mark.parametrize("allow_hosts", [(), ("pbx.example",), ("10.0.0.0/8",)])
 async def test_a_host_not_allowed_is_refused_without_connecting(
-    pbx: Pbx, session: aiohttp.ClientSession, allow_hosts: tuple[str, ...]
+    pbx: Pbx, allow_hosts: tuple[str, ...]
 ) -> None:
     with pytest.raises(FetchError, match="not allowed") as failed:
-        await get(session, pbx.url("/recordings/msg0001.wav"), allow_hosts=allow_hosts)
+        await get(pbx.url("/recordings/msg0001.wav"), allow_hosts=allow_hosts)
     assert failed.value.transient is False
     assert pbx.requests == []
 
 
-async def test_userinfo_cannot_smuggle_another_host(
-    pbx: Pbx, session: aiohttp.ClientSession
-) -> None:
+async def test_userinfo_cannot_smuggle_another_host(pbx: Pbx) -> None:
     url = f"http://pbx.example@localhost:{pbx.port}/recordings/msg0001.wav"
     with pytest.raises(FetchError, match="not allowed"):
-        await get(session, url, allow_hosts=("pbx.example", "127.0.0.1"))
+        await get(url, allow_hosts=("pbx.example", "127.0.0.1"))
     assert pbx.requests == []
 
 
-async def test_a_refused_connection_is_transient(
-    session: aiohttp.ClientSession, closed_port: int
-) -> None:
+async def test_a_refused_connection_is_transient(closed_port: int) -> None:
     with pytest.raises(FetchError) as failed:
-        await get(session, f"http://127.0.0.1:{closed_port}/recordings/msg0001.wav")
+        await get(f"http://127.0.0.1:{closed_port}/recordings/msg0001.wav")
     assert failed.value.transient is True

@@ -329,3 +329,31 @@ async def test_voicemail_audio_switched_off_sends_no_recording(
     assert DISABLED in audio.text
     assert DISABLED in audio.html_text
     assert [part[0] for part in attached(fax)] == ["application/pdf"]
+
+
+async def test_the_sender_address_opens_no_loopback_service(
+    tmp_path: Path, database_url: str, sink: RawSink, files: FileServer, db: asyncpg.Connection
+) -> None:
+    # The configuration: only the PBX's name is allowed, and the webhook arrives from
+    # 127.0.0.1 (a reverse proxy on this host). Neither the file server on another loopback
+    # port nor notifyd's own admin API may be fetched; both voicemails still go out.
+    settings = settings_for(
+        tmp_path, database_url, sink, fetch_allow_hosts=["pbx.internal.example"]
+    )
+    async with running_daemon(settings) as daemon:
+        own_admin = f"{daemon.base_url}/v1/admin/subscribers"
+        await post_ok(daemon, sample_event("account.created", ACCOUNT, language="ro"))
+        await mail_number(sink, 1)
+        await post_ok(daemon, voicemail("vm-loop", by_url("loop.wav", files.url("/vm/6"))))
+        await post_ok(daemon, voicemail("vm-admin", by_url("admin.wav", own_admin)))
+        mails = [await mail_number(sink, 2), await mail_number(sink, 3)]
+    assert files.requests == []
+    for mail in mails:
+        assert attached(mail) == []
+        assert UNAVAILABLE in mail.text
+    rows = await db.fetch("SELECT state, fetch_attempts, last_error FROM attachments")
+    assert len(rows) == 2
+    for row in rows:
+        # Refused at once, not retried: the address will not become allowed by waiting.
+        assert (row["state"], row["fetch_attempts"]) == ("failed", 1)
+        assert "host 127.0.0.1 is a loopback address" in row["last_error"]
