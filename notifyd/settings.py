@@ -210,6 +210,8 @@ class CallSettings:
 class AttachmentSettings:
     max_bytes: int = 20 * 1024 * 1024  # accepted per attachment
     max_email_bytes: int = 10 * 1024 * 1024  # attached to an email; larger ones are linked
+    # Names, IPs and CIDRs, each with an optional port; see notifyd.fetch_allowlist for the
+    # addresses only an IP/CIDR entry here opens (loopback, metadata, ...).
     fetch_allow_hosts: tuple[str, ...] = ()
     fetch_timeout_seconds: float = 30.0
     fetch_attempts: int = 5
