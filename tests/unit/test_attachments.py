@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import base64
 import io
+import ipaddress
 import random
 import struct
+from collections.abc import Callable
 
 import pikepdf
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
 from notifyd.attachments import (
@@ -390,3 +394,40 @@ def test_names_and_addresses_do_not_match_each_other() -> None:
     assert not host_allowed("http://127.0.0.1/x", ["localhost"])
     assert not host_allowed("http://localhost/x", ["127.0.0.1"])
     assert host_allowed("http://localhost/x", ["LOCALHOST"])
+
+
+# Every spelling of an IPv4 address a URL parser or getaddrinfo() may accept.
+SPELLINGS: dict[str, Callable[[ipaddress.IPv4Address], str]] = {
+    "dotted": str,
+    "mapped": lambda a: f"[::ffff:{a}]",
+    "mapped hex": lambda a: f"[::ffff:{int(a) >> 16:x}:{int(a) & 0xFFFF:x}]",
+    "compatible": lambda a: f"[::{a}]",
+    "decimal": lambda a: str(int(a)),
+    "hex": lambda a: hex(int(a)),
+    "octal": lambda a: ".".join(f"0{int(part):o}" for part in str(a).split(".")),
+    "short": lambda a: f"{a.packed[0]}.{int.from_bytes(a.packed[1:])}",
+    "trailing dot": lambda a: f"{a}.",
+}
+# What a careless configuration could hold: the sender behind a reverse proxy on this host,
+# and networks wide enough to hold every address.
+CARELESS_SENDERS = ("127.0.0.1", "::1", "0.0.0.0/0", "::/0")
+
+
+@given(
+    address=st.sampled_from(
+        ["127.0.0.0/8", "169.254.0.0/16", "0.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4"]
+    ).flatmap(
+        lambda network: st.integers(
+            int(ipaddress.IPv4Network(network).network_address),
+            int(ipaddress.IPv4Network(network).broadcast_address),
+        )
+    ),
+    spelling=st.sampled_from(sorted(SPELLINGS)),
+    port=st.integers(1, 65535),
+)
+def test_an_address_of_this_host_is_refused_in_every_spelling(
+    address: int, spelling: str, port: int
+) -> None:
+    host = SPELLINGS[spelling](ipaddress.IPv4Address(address))
+    url = f"http://{host}:{port}/recordings/msg0001.wav"
+    assert not host_allowed(url, ("pbx.internal.example", "0.0.0.0/0", "::/0"), CARELESS_SENDERS)
