@@ -220,6 +220,18 @@ async def test_a_redirect_to_this_host_is_refused_without_a_request(
     assert secret.requests == []
 
 
+@pytest.mark.parametrize(
+    "host",
+    ["\u2460\u2461\u2466.0.0.1", "127\u30020\u30020\u30021", "\uff11\uff12\uff17.0.0.1"],
+    ids=["circled digits", "ideographic full stops", "fullwidth digits"],
+)
+async def test_a_unicode_spelling_of_loopback_is_refused(secret: Server, host: str) -> None:
+    # IDNA folds these to 127.0.0.1: checked as the address they become, not as a name.
+    with pytest.raises(FetchError, match="loopback"):
+        await get(secret.url("/", host=host), sender_hosts=LOOPBACK_SENDERS)
+    assert secret.requests == []
+
+
 async def test_the_sender_of_the_webhook_does_not_open_its_loopback_ports(
     secret: Server,
 ) -> None:
