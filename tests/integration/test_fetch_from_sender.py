@@ -1,9 +1,14 @@
-"""A URL attachment is fetched from the PBX that posted the webhook, with no extra config."""
+"""A URL attachment is fetched from the PBX that posted the webhook, with no extra config,
+unless the PBX posts from loopback (a reverse proxy on this host): then only an address the
+operator lists is fetched from."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import ipaddress
 import itertools
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,9 +27,29 @@ from tests.conftest import (
 )
 
 
+def network_address() -> str:
+    """This host's address on its network (not loopback), or skip the test."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            # A datagram socket's connect only picks a route and a source address: nothing is sent.
+            probe.connect(("192.0.2.1", 9))
+        except OSError:
+            pytest.skip("this host has no network address besides loopback")
+        address = str(probe.getsockname()[0])
+    if ipaddress.ip_address(address).is_loopback:
+        pytest.skip("this host has no network address besides loopback")
+    return address
+
+
 @pytest.fixture
-async def pbx_files() -> AsyncIterator[tuple[str, list[str]]]:
-    """The PBX's file server on loopback (the same address that posts the webhooks)."""
+def pbx_host(request: pytest.FixtureRequest) -> str:
+    """Where the PBX posts from and serves files: loopback, unless a test asks for "network"."""
+    return network_address() if getattr(request, "param", "") == "network" else "127.0.0.1"
+
+
+@pytest.fixture
+async def pbx_files(pbx_host: str) -> AsyncIterator[tuple[str, list[str]]]:
+    """The PBX's file server, on the address that posts the webhooks."""
     requests: list[str] = []
 
     async def voicemail(request: web.Request) -> web.Response:
@@ -35,10 +60,10 @@ async def pbx_files() -> AsyncIterator[tuple[str, list[str]]]:
     app.router.add_get("/vm/{name}", voicemail)
     runner = web.AppRunner(app)
     await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
+    site = web.TCPSite(runner, pbx_host, 0)
     await site.start()
     port = runner.addresses[0][1]
-    yield f"http://127.0.0.1:{port}", requests
+    yield f"http://{pbx_host}:{port}", requests
     await runner.cleanup()
 
 
@@ -47,15 +72,19 @@ def voicemail_by_url(url: str) -> dict[str, object]:
     return sample_event("voicemail.received", "acc-1", audio=audio)
 
 
+@pytest.mark.parametrize("pbx_host", ["network"], indirect=True)
 async def test_audio_url_on_the_posting_pbx_is_fetched_and_attached(
     tmp_path: Path,
     database_url: str,
     smtp_sink: SmtpSink,
     pbx_files: tuple[str, list[str]],
+    pbx_host: str,
 ) -> None:
     base, requests = pbx_files
-    settings = load_config(tmp_path, base_config(tmp_path, database_url, smtp_sink.port))
-    async with running_daemon(settings) as daemon:
+    # The daemon listens on the same network address, so the webhook comes from it.
+    config = base_config(tmp_path, database_url, smtp_sink.port, http={"host": pbx_host})
+    async with running_daemon(load_config(tmp_path, config)) as local:
+        daemon = dataclasses.replace(local, base_url=f"http://{pbx_host}:{local.daemon.port}")
         await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
         status, _ = await daemon.post("pbx", voicemail_by_url(f"{base}/vm/7"), PBX_SECRET)
         messages = await smtp_sink.wait_for(2)
@@ -66,6 +95,30 @@ async def test_audio_url_on_the_posting_pbx_is_fetched_and_attached(
         ("msg0007.wav", "audio/wav")
     ]
     assert files[0].get_content() == sample_wav()
+
+
+async def test_a_pbx_posting_from_loopback_is_fetched_from_only_where_listed(
+    tmp_path: Path,
+    database_url: str,
+    smtp_sink: SmtpSink,
+    pbx_files: tuple[str, list[str]],
+) -> None:
+    # Behind a reverse proxy on this host every sender is 127.0.0.1: that vouches for nothing
+    # (test_attachments_e2e.py shows the refusal), the operator lists the PBX's address and port.
+    base, requests = pbx_files
+    config = base_config(
+        tmp_path,
+        database_url,
+        smtp_sink.port,
+        attachments={"fetch_allow_hosts": [base.removeprefix("http://")]},
+    )
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
+        status, _ = await daemon.post("pbx", voicemail_by_url(f"{base}/vm/7"), PBX_SECRET)
+        messages = await smtp_sink.wait_for(2)
+    assert status == 202
+    assert requests == ["/vm/7"]
+    assert len(list(messages[1].iter_attachments())) == 1
 
 
 async def test_a_url_elsewhere_is_not_fetched_and_the_email_says_so(
@@ -122,7 +175,7 @@ async def test_fetch_retries_follow_their_own_short_schedule(
         database_url,
         smtp_sink.port,
         delivery={"retry_initial_seconds": 3600, "retry_max_seconds": 3600},
-        attachments={"fetch_retry_seconds": 0.3},
+        attachments={"fetch_retry_seconds": 0.3, "fetch_allow_hosts": ["127.0.0.1"]},
     )
     try:
         async with running_daemon(load_config(tmp_path, config)) as daemon:
