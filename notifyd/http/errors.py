@@ -11,8 +11,11 @@ def error_response(
     detail: str,
     fields: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    extra: dict[str, object] | None = None,
 ) -> web.Response:
+    """`extra`: what an answer adds to the common keys (an import's counts so far)."""
     body: dict[str, object] = {"error": code, "detail": detail}
     if fields:
         body["fields"] = fields
+    body.update(extra or {})
     return web.json_response(body, status=status, headers=headers)

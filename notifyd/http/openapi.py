@@ -115,7 +115,7 @@ CONSENT = {
         "event": {"type": "object"},
     },
 }
-IMPORT_RESULT = {
+IMPORT_RESULT: dict[str, Any] = {
     "type": "object",
     "properties": {
         "imported": {"type": "integer"},
@@ -124,10 +124,31 @@ IMPORT_RESULT = {
             "type": "array",
             "items": {
                 "type": "object",
-                "properties": {"line": {"type": "integer"}, "fields": {"type": "object"}},
+                "properties": {
+                    "line": {"type": "integer"},
+                    "last_line": {"type": "integer"},
+                    "fields": {"type": "object"},
+                },
+            },
+        },
+        "multi_line_rows": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"line": {"type": "integer"}, "last_line": {"type": "integer"}},
             },
         },
     },
+}
+# A file refused at `line`: the error, and what was imported from the lines before it.
+IMPORT_REFUSED = {
+    "allOf": [
+        ERROR,
+        {
+            "type": "object",
+            "properties": {"line": {"type": "integer"}, **IMPORT_RESULT["properties"]},
+        },
+    ]
 }
 BROADCAST = {
     "type": "object",
@@ -271,8 +292,14 @@ def document() -> dict[str, Any]:
                     "responses": {
                         "200": _json("All rows imported", IMPORT_RESULT),
                         "207": _json("Some rows refused; the others imported", IMPORT_RESULT),
+                        "400": _json(
+                            "A line cannot be read (not UTF-8, over 16 KiB, a quote never"
+                            " closed); the rows before it imported",
+                            IMPORT_REFUSED,
+                        ),
                         "401": _error("No valid admin token"),
                         "415": _error("Neither CSV nor JSON lines"),
+                        "422": _json("The CSV header does not name the columns", IMPORT_REFUSED),
                     },
                 }
             },
