@@ -1,10 +1,12 @@
 """Voicemail audio and fax documents: decoded or fetched, checked by their bytes, made mailable.
 
-The only module that imports `filetype` (the real type from the bytes) and `img2pdf` (fax
-TIFF to PDF). A declared content type or file name is never trusted: `prepare()` sniffs the
-bytes, refuses what a role does not allow, and corrects the rest. `fetch()` gets a file the
-PBX offers by URL, from allowlisted hosts, ports and addresses only (`notifyd.fetch_allowlist`),
-size- and time-limited, with every failure marked transient (retry later) or not.
+The only module that imports `filetype` (the real type from the bytes), `img2pdf` (fax TIFF
+to PDF) and Pillow (a TIFF's pages and their sizes, read before converting). A declared
+content type or file name is never trusted: `prepare()` sniffs the bytes, refuses what a role
+does not allow or a TIFF over its `PageLimits`, and corrects the rest. `fetch()` gets a file
+the PBX offers by URL, from allowlisted hosts, ports and addresses only
+(`notifyd.fetch_allowlist`), size- and time-limited, with every failure marked transient
+(retry later) or not.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import filetype
 import img2pdf
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
+from PIL import Image
 from yarl import URL
 
 from notifyd.fetch_allowlist import Allowlist
@@ -85,6 +88,20 @@ class FetchError(Exception):
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+@dataclass(frozen=True)
+class PageLimits:
+    """What a TIFF document may hold; `[attachments] max_pages` and `max_pixels`.
+
+    The defaults are the settings' defaults: room for the longest faxes and the finest fax
+    resolution (400 x 400 dpi on a US legal page is 19.4 million pixels), while the memory
+    and time one file may cost stay bounded (a page of 12,000 x 12,000 pixels cost 277 MB, a
+    file of 300 pages 4.6 s).
+    """
+
+    max_pages: int = 100
+    max_pixels: int = 25_000_000  # a page
 
 
 @dataclass(frozen=True)
@@ -164,12 +181,19 @@ def _describe(mime: str) -> str:
     return mime
 
 
-def prepare(role: str, filename: str, declared_type: str, content: bytes) -> Prepared:
+def prepare(
+    role: str,
+    filename: str,
+    declared_type: str,
+    content: bytes,
+    limits: PageLimits = PageLimits(),
+) -> Prepared:
     """Check `content` against what `role` allows and make it ready to attach to an email.
 
     The type comes from the bytes, never from `declared_type` (which is only a claim: one
     that disagrees with an allowed real type is corrected without complaint). A TIFF
-    document becomes a PDF. CPU-bound for a TIFF: call it in a thread from async code.
+    document within `limits` becomes a PDF. CPU-bound for a TIFF: call it in a thread from
+    async code.
     """
     if role not in ROLE_TYPES:
         raise ValueError(f"unknown attachment role {role!r}")
@@ -181,9 +205,45 @@ def prepare(role: str, filename: str, declared_type: str, content: bytes) -> Pre
     if real not in ROLE_TYPES[role]:
         raise AttachmentError(f"{role} is {_describe(real)}, expected {_EXPECTED[role]}")
     if real == "image/tiff":
+        _check_pages(content, limits)
         content = _tiff_to_pdf(content)
         real = "application/pdf"
     return Prepared(filename=_file_name(filename, role, real), content_type=real, content=content)
+
+
+def _check_pages(content: bytes, limits: PageLimits) -> None:
+    """Refuse a TIFF over `limits` from its directories alone: Pillow's open() and seek()
+    read a page's tags, not its pixels, so a huge page costs nothing to measure."""
+    try:
+        with Image.open(io.BytesIO(content)) as image:
+            for page in range(limits.max_pages + 1):
+                try:
+                    image.seek(page)
+                except EOFError:
+                    return
+                if page == limits.max_pages:
+                    raise AttachmentError(
+                        f"document has more than {limits.max_pages} pages, the limit"
+                        " ([attachments] max_pages)"
+                    )
+                width, height = image.size
+                if width * height > limits.max_pixels:
+                    raise AttachmentError(
+                        f"document page {page + 1} is {width} x {height} pixels, over the limit"
+                        f" of {limits.max_pixels:,} pixels a page ([attachments] max_pixels)"
+                    )
+    # Pillow's own bomb check, above its threshold (which max_pixels stays under), fires in
+    # open() before the size can be read: the page is over the limit either way.
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise AttachmentError(
+            f"document has a page over the limit of {limits.max_pixels:,} pixels a page"
+            " ([attachments] max_pixels)"
+        ) from None
+    except AttachmentError:
+        raise
+    # A malformed TIFF can fail anywhere in Pillow, each part with its own exceptions.
+    except Exception:
+        raise AttachmentError("document is a TIFF that could not be converted to PDF") from None
 
 
 def _tiff_to_pdf(content: bytes) -> bytes:

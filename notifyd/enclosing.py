@@ -97,7 +97,12 @@ async def _fetched(
         )
         # Type checks and TIFF->PDF are CPU work: off the event loop.
         prepared = await asyncio.to_thread(
-            attachments.prepare, file.role, file.filename, file.declared_type, content
+            attachments.prepare,
+            file.role,
+            file.filename,
+            file.declared_type,
+            content,
+            attachments.PageLimits(settings.max_pages, settings.max_pixels),
         )
     except attachments.FetchError as error:
         final = not error.transient or file.fetch_attempts + 1 >= settings.fetch_attempts

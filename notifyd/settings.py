@@ -220,6 +220,9 @@ class AttachmentSettings:
     fetch_retry_seconds: float = 5.0
     keep_days: int = 30  # bytes kept after delivery, then cleared
     portal_url: str = ""  # where a subscriber finds what could not be attached
+    # A TIFF fax is refused past these, checked before it is decoded (attachments.PageLimits).
+    max_pages: int = 100
+    max_pixels: int = 25_000_000  # a page
 
 
 @dataclass(frozen=True)
@@ -342,10 +345,15 @@ def _toml_type(kind: type) -> str:
 def _between(low: float, high: float) -> Callable[[float], str | None]:
     def check(value: float) -> str | None:
         if not low <= value <= high:
-            return f"must be between {low:g} and {high:g}, got {value:g}"
+            return f"must be between {_number(low)} and {_number(high)}, got {_number(value)}"
         return None
 
     return check
+
+
+def _number(value: float) -> str:
+    # Whole numbers in full: a limit of 80000000 written as 8e+07 is not what the file says.
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
 
 def _one_of(*choices: str) -> Callable[[str], str | None]:
@@ -710,6 +718,10 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
             s.get("fetch_retry_seconds", (int, float), 5.0, _between(0.05, 3600))
         ),
         keep_days=s.get("keep_days", int, 30, _between(0, 3650)),
+        max_pages=s.get("max_pages", int, 100, _between(1, 10_000)),
+        # Under Pillow's decompression-bomb threshold (89.5 million pixels), so that its own
+        # check never refuses a page before ours names the limit.
+        max_pixels=s.get("max_pixels", int, 25_000_000, _between(10_000, 80_000_000)),
         portal_url=s.get(
             "portal_url",
             str,

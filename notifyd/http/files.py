@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from notifyd import attachments
 from notifyd.events import Attachment, Event, FaxReceived, VoicemailReceived
+from notifyd.settings import AttachmentSettings
 from notifyd.storage.attachments import StoredFile
 
 
@@ -31,10 +32,11 @@ def has_inline_files(event: Event) -> bool:
 
 
 def incoming_files(
-    event: Event, max_bytes: int, fetch_hosts: tuple[str, ...] = ()
+    event: Event, settings: AttachmentSettings, fetch_hosts: tuple[str, ...] = ()
 ) -> list[StoredFile]:
     """`fetch_hosts`: where a URL attachment of this event may be fetched from, besides the
     configured allowlist (the sender itself and its source's networks)."""
+    limits = attachments.PageLimits(settings.max_pages, settings.max_pixels)
     files: list[StoredFile] = []
     for field, role, attachment in _files_of(event):
         if attachment.data_base64 is None:
@@ -49,9 +51,9 @@ def incoming_files(
             )
             continue
         try:
-            content = attachments.decode_inline(attachment.data_base64, max_bytes)
+            content = attachments.decode_inline(attachment.data_base64, settings.max_bytes)
             prepared = attachments.prepare(
-                role, attachment.filename, attachment.content_type, content
+                role, attachment.filename, attachment.content_type, content, limits
             )
         except attachments.AttachmentError as error:
             raise InvalidAttachment({f"data.{field}": str(error)}) from None

@@ -113,12 +113,10 @@ async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[w
             (request.remote,) if request.remote else ()
         )
         if has_inline_files(event):
-            files = await asyncio.to_thread(
-                incoming_files, event, settings.attachments.max_bytes, hosts
-            )
+            files = await asyncio.to_thread(incoming_files, event, settings.attachments, hosts)
         else:
             # Most events carry no bytes: a thread hop per webhook would cost more than this.
-            files = incoming_files(event, settings.attachments.max_bytes, hosts)
+            files = incoming_files(event, settings.attachments, hosts)
     except InvalidAttachment as error:
         return error_response(422, "invalid_event", "an attachment is unusable", error.fields), (
             event.type
