@@ -357,3 +357,22 @@ async def test_the_sender_address_opens_no_loopback_service(
         # Refused at once, not retried: the address will not become allowed by waiting.
         assert (row["state"], row["fetch_attempts"]) == ("failed", 1)
         assert "host 127.0.0.1 is a loopback address" in row["last_error"]
+
+
+async def test_a_fetched_fax_over_a_limit_is_not_attached_and_not_fetched_again(
+    tmp_path: Path, database_url: str, sink: RawSink, files: FileServer, db: asyncpg.Connection
+) -> None:
+    # The /fax/ file has 2 pages: one over max_pages = 1.
+    settings = settings_for(tmp_path, database_url, sink, max_pages=1)
+    document = {"filename": "fax-7.tiff", "content_type": "image/tiff", "url": files.url("/fax/7")}
+    async with running_daemon(settings) as daemon:
+        await post_ok(daemon, sample_event("account.created", ACCOUNT, language="ro"))
+        await mail_number(sink, 1)
+        await post_ok(daemon, sample_event("fax.received", ACCOUNT, pages=2, document=document))
+        mail = await mail_number(sink, 2)
+    assert files.requests == ["/fax/7"]  # refused for good: a retry would get the same file
+    assert attached(mail) == []
+    row = await db.fetchrow("SELECT state, last_error FROM attachments")
+    assert row is not None
+    assert row["state"] == "failed"
+    assert "[attachments] max_pages" in row["last_error"]
