@@ -13,8 +13,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from tests.conftest import Running, load_config, running_daemon
-from tests.integration.test_admin import admin_config
+from tests.conftest import Running, eventually, load_config, running_daemon
+from tests.integration.test_admin import OPS_TOKEN, admin_config
 from tests.integration.test_import import post_import
 
 HEADER = b"account_id,email,name\n"
@@ -357,3 +357,31 @@ async def test_the_daemon_stays_alive_while_a_pathological_import_runs(
             status, _ = await asyncio.wait_for(work, 15)
     assert status == 400
     assert took  # /healthz answered (each within 2 s) while the import ran
+
+
+async def test_an_import_cut_off_midway_keeps_its_written_batches_and_the_daemon_well(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    body = HEADER + rows(2, 1001)  # two batches of 500
+    head = (
+        "POST /v1/admin/subscribers/import HTTP/1.1\r\nHost: notifyd\r\n"
+        f"Authorization: Bearer {OPS_TOKEN}\r\nContent-Type: text/csv\r\n"
+        f"Content-Length: {len(body) + 100_000}\r\n\r\n"
+    ).encode()
+
+    async def batches_written() -> bool:
+        return bool(await db.fetchval("SELECT count(*) FROM subscribers") == 1000)
+
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        _, writer = await asyncio.open_connection("127.0.0.1", daemon.daemon.port)
+        writer.write(head + body)
+        await writer.drain()
+        # Streamed: the batches are written while the rest of the body is still awaited.
+        await eventually(batches_written, "both batches written")
+        writer.close()
+        await writer.wait_closed()
+        async with asyncio.timeout(2), daemon.session.get(f"{daemon.base_url}/healthz") as answer:
+            assert answer.status == 200
+    # Leaving the block stopped the daemon: the import's thread did not keep it waiting.
+    assert await stored_accounts(db) == accounts(2, 1001)
