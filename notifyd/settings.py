@@ -131,6 +131,10 @@ class WebhookSettings:
     timestamp_tolerance_seconds: int = 300
     idempotency_days: int = 7
     max_body_bytes: int = 25 * 1024 * 1024
+    # Bodies being read or worked on, all requests together: past it a webhook gets 503
+    # before its body is read. The memory they take is a few times this (text, parsed JSON,
+    # decoded attachments).
+    max_bytes_in_flight: int = 100 * 1024 * 1024
 
 
 HOUR = 3600.0
@@ -622,7 +626,16 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
             25 * 1024 * 1024,
             _between(1024, 1024**3),
         ),
+        max_bytes_in_flight=s.get(
+            "max_bytes_in_flight",
+            int,
+            100 * 1024 * 1024,
+            _between(1024, 16 * 1024**3),
+        ),
     )
+    if webhooks.max_bytes_in_flight < webhooks.max_body_bytes:
+        # Else a body of the largest size allowed could never be taken.
+        s.problem("max_bytes_in_flight", "must be at least max_body_bytes")
     s.finish()
 
     s = _Section("delivery", raw.get("delivery"), problems)

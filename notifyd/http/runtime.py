@@ -10,6 +10,7 @@ import asyncpg
 from aiohttp import web
 
 from notifyd.group_commit import GroupCommit
+from notifyd.http.bodies import BodiesInFlight
 from notifyd.http.signatures import Verifier
 from notifyd.intake import Incoming, IntakeRules, Receipt, ingest_batch
 from notifyd.links import Links
@@ -47,8 +48,10 @@ class Runtime:
     # Derived from the settings once per (re)load, not once per webhook.
     intake_rules: IntakeRules = field(init=False)
     commits: GroupCommit[Incoming, Receipt] = field(init=False)
+    bodies: BodiesInFlight = field(init=False)
 
     def __post_init__(self) -> None:
+        self.bodies = BodiesInFlight(self.settings.webhooks.max_bytes_in_flight)
         self.apply(self.settings)
         # Lanes hold a connection each while they commit: leave some of the pool to delivery
         # and the admin API. A batch costs about as much as a single webhook (one statement
@@ -69,6 +72,7 @@ class Runtime:
             name: Verifier(source.secrets, settings.webhooks.timestamp_tolerance_seconds)
             for name, source in settings.sources.items()
         }
+        self.bodies.limit = settings.webhooks.max_bytes_in_flight
         self.intake_rules = IntakeRules(
             defaults=settings.defaults,
             calls=settings.calls,

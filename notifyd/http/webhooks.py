@@ -9,6 +9,7 @@ import structlog
 from aiohttp import web
 
 from notifyd.events import InvalidEvent, MalformedBody, parse_event
+from notifyd.http.bodies import Reservation
 from notifyd.http.errors import error_response
 from notifyd.http.files import InvalidAttachment, has_inline_files, incoming_files
 from notifyd.http.runtime import RUNTIME, Runtime
@@ -26,15 +27,27 @@ class BodyTooLarge(Exception):
     pass
 
 
-async def _read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise BodyTooLarge
+class NoRoom(Exception):
+    """The bodies already in flight leave no room for this one under the cap."""
+
+
+async def _read_body(request: web.Request, limit: int, room: Reservation) -> bytes:
+    announced = request.content_length
+    if announced is not None:
+        if announced > limit:
+            raise BodyTooLarge
+        # Counted before a byte is read: past the cap, the sender gets its 503 while its
+        # body is still on the wire (aiohttp reads no more than its buffer until asked).
+        if not room.take(announced):
+            raise NoRoom
     chunks: list[bytes] = []
     size = 0
     async for chunk in request.content.iter_chunked(256 * 1024):
         size += len(chunk)
         if size > limit:
             raise BodyTooLarge
+        if announced is None and not room.take(len(chunk)):
+            raise NoRoom
         chunks.append(chunk)
     return b"".join(chunks)
 
@@ -58,13 +71,16 @@ def _is_json(content_type: str) -> bool:
 async def receive_webhook(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     name = request.match_info["source"]
-    response, event_type = await _receive(request, runtime, name)
+    with runtime.bodies.reservation() as room:
+        response, event_type = await _receive(request, runtime, name, room)
     source_label = name if name in runtime.settings.sources else "-"
     runtime.metrics.webhooks.labels(source_label, event_type, str(response.status)).inc()
     return response
 
 
-async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[web.Response, str]:
+async def _receive(
+    request: web.Request, runtime: Runtime, name: str, room: Reservation
+) -> tuple[web.Response, str]:
     settings = runtime.settings
     source = settings.sources.get(name)
     if source is None:
@@ -75,14 +91,35 @@ async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[w
             403, "forbidden", f"sender address is not allowed for source {name!r}"
         ), "-"
 
-    limit = settings.webhooks.max_body_bytes
-    try:
-        body = await _read_body(request, limit)
-    except BodyTooLarge:
-        return error_response(413, "body_too_large", f"the body is over {limit} bytes"), "-"
-
+    # Everything that needs no body is checked before the body is read: an unsigned upload
+    # is refused while it is still on the wire, and costs no memory.
     try:
         signed = read_headers(request.headers)
+        runtime.verifiers[name].check_timestamp(signed, runtime.clock())
+    except SignatureError as error:
+        log.warning("webhook signature refused", source=name, reason=str(error))
+        return error_response(401, "bad_signature", str(error)), "-"
+    if "Content-Type" not in request.headers or not _is_json(request.content_type):
+        given = request.content_type if "Content-Type" in request.headers else "none"
+        return error_response(
+            415, "unsupported_media_type", f"expected application/json, got {given}"
+        ), "-"
+
+    limit = settings.webhooks.max_body_bytes
+    try:
+        body = await _read_body(request, limit, room)
+    except BodyTooLarge:
+        return error_response(413, "body_too_large", f"the body is over {limit} bytes"), "-"
+    except NoRoom:
+        log.warning("webhook refused: bodies in flight at the cap", source=name)
+        return error_response(
+            503,
+            "busy",
+            "too many webhook bodies are being received; retry later",
+            headers={"Retry-After": "5"},
+        ), "-"
+
+    try:
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
@@ -92,11 +129,6 @@ async def _receive(request: web.Request, runtime: Runtime, name: str) -> tuple[w
         log.warning("webhook signature refused", source=name, reason=str(error))
         return error_response(401, "bad_signature", str(error)), "-"
 
-    content_type = request.content_type
-    if request.headers.get("Content-Type") and not _is_json(content_type):
-        return error_response(
-            415, "unsupported_media_type", f"expected application/json, got {content_type}"
-        ), "-"
     try:
         event = parse_event(body)
     except MalformedBody as error:

@@ -240,6 +240,17 @@ def test_port_out_of_range_is_rejected(tmp_path: Path) -> None:
     assert message_for(error, "[smtp] port") == "must be between 1 and 65535, got 70000"
 
 
+def test_bodies_in_flight_default_to_100_mib_and_must_fit_the_largest_body(
+    tmp_path: Path,
+) -> None:
+    assert load_text(tmp_path, "").webhooks.max_bytes_in_flight == 100 * 1024 * 1024
+    error = problems_of(tmp_path, "[webhooks]\nmax_body_bytes = 4096\nmax_bytes_in_flight = 2048\n")
+
+    assert message_for(error, "[webhooks] max_bytes_in_flight") == (
+        "must be at least max_body_bytes"
+    )
+
+
 def test_unknown_key_is_an_error_not_ignored(tmp_path: Path) -> None:
     error = problems_of(tmp_path, "[smtp]\nprot = 25\n")
 
