@@ -33,6 +33,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
             log.exception("unhandled error", path=request.path)
             response = error_response(500, "internal", "internal error; see the daemon log")
         response.headers["X-Request-Id"] = request_id
+        # Every answer, not only the pages': an error or JSON body shown in a browser must
+        # not be framed, sniffed into HTML or allowed to load anything either.
+        response.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
+        response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
 

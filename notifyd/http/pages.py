@@ -8,16 +8,24 @@ links); POST unsubscribes: that is what a mail client's one-click unsubscribe se
 Preferences: GET shows the subscriber's effective choices in a form; POST saves what the
 subscriber changed. A value submitted unchanged stays "follow the default", so a
 subscriber who only turns off faxes keeps following the admin's other defaults.
+
+Cross-site requests: a browser's POST is taken only from the page itself: it carries the
+form token the page put in its form (bound to the link) and no Origin or Sec-Fetch-Site
+of another site. A POST with neither header comes from no browser: a mail provider's
+one-click unsubscribe (RFC 8058), which has no form token, and must still work.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import html
 from dataclasses import replace
 from typing import Any
 
 import structlog
 from aiohttp import web
+from yarl import URL
 
 from notifyd import preferences as preferences_module
 from notifyd.events import Category
@@ -35,6 +43,18 @@ log = structlog.get_logger(__name__)
 OFFERS_WORDING = "preferences-page-1"
 # The preference form is a few hundred bytes; anything much larger is not from it.
 FORM_LIMIT = 16 * 1024
+# Named in the forms of both pages: proves a POST came from the page of that link.
+CSRF_FIELD = "form_token"
+
+# The pages' only style, allowed by its hash: no inline script or style can run, even if
+# some text ever escaped html.escape.
+PAGE_STYLE = "body{font-family:Arial,sans-serif;max-width:40em;margin:2em auto}"
+_STYLE_HASH = base64.b64encode(hashlib.sha256(PAGE_STYLE.encode()).digest()).decode()
+# Sent with every answer of the app (JSON ones too: a browser shown one runs nothing).
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
 
 CATEGORY_NAMES = {
     "ro": {
@@ -79,6 +99,7 @@ TEXT: dict[str, dict[str, str]] = {
         "done": "V-ați dezabonat. Nu veți mai primi oferte la această adresă.",
         "done_digest": "V-ați dezabonat. Nu veți mai primi notificări: {category}.",
         "invalid": "Linkul nu este valid.",
+        "refused": "Cererea nu vine din această pagină. Deschideți din nou linkul din email.",
         "preferences": "Preferințe de notificare",
         "mandatory": "Notificările de securitate și anunțurile de serviciu se trimit întotdeauna.",
         "quiet_hours": "Interval de liniște (de exemplu 22:00-08:00; gol: fără)",
@@ -97,6 +118,7 @@ TEXT: dict[str, dict[str, str]] = {
         "done": "You are unsubscribed. This address will receive no more offers.",
         "done_digest": "You are unsubscribed. You will receive no more notices: {category}.",
         "invalid": "This link is not valid.",
+        "refused": "This request did not come from this page. Open the link in the email again.",
         "preferences": "Notification preferences",
         "mandatory": "Security notices and service announcements are always sent.",
         "quiet_hours": "Quiet hours (for example 22:00-08:00; empty: none)",
@@ -114,8 +136,8 @@ def _page(language: str, title: str, body: str, status: int = 200) -> web.Respon
     document = (
         f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title></head>"
-        f'<body style="font-family:Arial,sans-serif;max-width:40em;margin:2em auto;">'
+        f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head>"
+        "<body>"
         f"<h1>{html.escape(title)}</h1>{body}</body></html>"
     )
     # The token in the address is the credential: keep the page out of caches and referrers.
@@ -128,9 +150,52 @@ def _language(request: web.Request, fallback: str = "ro") -> str:
     return asked if asked in LANGUAGES else fallback
 
 
-def _invalid(language: str) -> web.Response:
+def _invalid(language: str, page: str) -> web.Response:
+    """A link that is not valid, under the heading of the page it was for ("title" for
+    unsubscribe, "preferences")."""
     words = TEXT[language]
-    return _page(language, words["title"], f"<p>{words['invalid']}</p>", status=404)
+    return _page(language, words[page], f"<p>{words['invalid']}</p>", status=404)
+
+
+def _refused(language: str, page: str) -> web.Response:
+    words = TEXT[language]
+    return _page(language, words[page], f"<p>{words['refused']}</p>", status=403)
+
+
+def _cross_site(request: web.Request, runtime: Runtime) -> bool:
+    """A browser says this POST comes from another site, or hides where it comes from."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    # "none": the user's own action (a typed address, a bookmark), no site behind it.
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    # The public address links point at, or the one this request was sent to (the Host
+    # header is the browser's, not the other site's to choose).
+    own = {f"http://{request.host}", f"https://{request.host}"}
+    if runtime.links is not None:
+        public = URL(runtime.links.base_url)
+        own.add(str(public.origin()))
+    return origin.rstrip("/") not in own  # "null" (a sandboxed or opaque page) too
+
+
+def _has_browser_headers(request: web.Request) -> bool:
+    return "Origin" in request.headers or "Sec-Fetch-Site" in request.headers
+
+
+def _form_token_field(runtime: Runtime, link_token: str) -> str:
+    assert runtime.links is not None  # the page of a valid link
+    value = runtime.links.form_token(link_token)
+    return f'<input type="hidden" name="{CSRF_FIELD}" value="{value}">'
+
+
+def _form_token_valid(runtime: Runtime, link_token: str, given: object) -> bool:
+    return (
+        runtime.links is not None
+        and isinstance(given, str)
+        and runtime.links.form_token_valid(link_token, given)
+    )
 
 
 # -- unsubscribe ------------------------------------------------------------------------------
@@ -150,9 +215,10 @@ async def _their_language(request: web.Request, runtime: Runtime, account_id: st
 
 async def unsubscribe_form(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    found = runtime.links.read_unsubscribe(request.match_info["token"]) if runtime.links else None
+    token = request.match_info["token"]
+    found = runtime.links.read_unsubscribe(token) if runtime.links else None
     if found is None:
-        return _invalid(_language(request))
+        return _invalid(_language(request), "title")
     language = await _their_language(request, runtime, found.account_id)
     words = TEXT[language]
     ask = (
@@ -165,18 +231,33 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
         f"<p>{html.escape(ask)}</p>"
         f'<form method="post" action="{action}">'
         '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-        f'<button type="submit">{words["button"]}</button></form>'
+        + _form_token_field(runtime, token)
+        + f'<button type="submit">{words["button"]}</button></form>'
     )
     return _page(language, words["title"], form)
 
 
 async def unsubscribe(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
-    found = runtime.links.read_unsubscribe(request.match_info["token"]) if runtime.links else None
+    token = request.match_info["token"]
+    found = runtime.links.read_unsubscribe(token) if runtime.links else None
     if found is None:
-        return _invalid(_language(request))
+        return _invalid(_language(request), "title")
     language = await _their_language(request, runtime, found.account_id)
     words = TEXT[language]
+    if _cross_site(request, runtime):
+        log.warning("cross-site unsubscribe refused", account_id=found.account_id)
+        return _refused(language, "title")
+    # Read only a form of the page's size: a one-click POST needs no body to be taken, as
+    # before forms had tokens (RFC 8058 fixes what it sends, not how it is framed).
+    small = request.content_length is not None and request.content_length <= FORM_LIMIT
+    given = (await request.post()).get(CSRF_FIELD) if small else None
+    # The page's own button sends its form token; a mail provider's one-click POST has
+    # none, and no browser headers either. A browser's POST without it is not from us.
+    from_browser = given is not None or _has_browser_headers(request)
+    if from_browser and not _form_token_valid(runtime, token, given):
+        log.warning("unsubscribe without the page's form token", account_id=found.account_id)
+        return _refused(language, "title")
     async with runtime.pool.acquire() as conn, conn.transaction():
         if found.topic == MARKETING:
             await consent_store.decide(
@@ -246,6 +327,7 @@ def _form(
     return (
         note
         + f'<form method="post" action="{action}">'
+        + _form_token_field(runtime, request.match_info["token"])
         + "".join(rows)
         + f"<p>{words['mandatory']}</p>"
         + f'<p><label>{words["quiet_hours"]}: <input name="quiet_hours" '
@@ -262,11 +344,11 @@ def _form(
 async def preferences_form(request: web.Request) -> web.Response:
     runtime, account_id = await _subscriber_of(request)
     if account_id is None:
-        return _invalid(_language(request))
+        return _invalid(_language(request), "preferences")
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
         if subscriber is None:
-            return _invalid(_language(request))
+            return _invalid(_language(request), "preferences")
         offers = await consent_store.has_consent(conn, account_id)
     language = _language(request, subscriber.language or runtime.settings.defaults.language)
     return _page(
@@ -322,14 +404,20 @@ def _changes(form: Any, subscriber: Subscriber, runtime: Runtime) -> tuple[Subsc
 async def save_preferences(request: web.Request) -> web.Response:
     runtime, account_id = await _subscriber_of(request)
     if account_id is None:
-        return _invalid(_language(request))
+        return _invalid(_language(request), "preferences")
+    if _cross_site(request, runtime):
+        log.warning("cross-site preference change refused", account_id=account_id)
+        return _refused(_language(request), "preferences")
     if request.content_length is None or request.content_length > FORM_LIMIT:
         return web.Response(status=413, text="the form is too large")
     form = await request.post()
+    if not _form_token_valid(runtime, request.match_info["token"], form.get(CSRF_FIELD)):
+        log.warning("preference change without the page's form token", account_id=account_id)
+        return _refused(_language(request), "preferences")
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
         if subscriber is None:
-            return _invalid(_language(request))
+            return _invalid(_language(request), "preferences")
         changed, problems = _changes(form, subscriber, runtime)
         offers = await consent_store.has_consent(conn, account_id)
         language = _language(request, changed.language or runtime.settings.defaults.language)

@@ -24,6 +24,21 @@ def preferences_link(mail: EmailMessage) -> str:
     return found.group(1)
 
 
+def form_token(page: str) -> str:
+    """The token the page puts in its form, without which a POST is refused."""
+    found = re.search(r'name="form_token" value="([^"]+)"', page)
+    assert found, page
+    return found.group(1)
+
+
+async def submit(daemon: Any, link: str, form: dict[str, str]) -> tuple[int, str]:
+    """Fill in and send the form of the page at `link`, as the subscriber's browser does."""
+    async with daemon.session.get(link) as page:
+        token = form_token(await page.text())
+    async with daemon.session.post(link, data={**form, "form_token": token}) as response:
+        return response.status, await response.text()
+
+
 async def welcome(daemon: Any, smtp_sink: SmtpSink, account: str = "acc-1") -> str:
     event = sample_event("account.created", account, email=f"{account}@client.example")
     status, _ = await daemon.post("billing", event, BILLING_SECRET)
@@ -74,8 +89,7 @@ async def test_the_page_saves_only_what_changed_and_the_rest_follows_the_default
             "digest_time": "07:15",
             "language": "en",
         }
-        async with daemon.session.post(link, data=form) as response:
-            saved_status, saved_page = response.status, await response.text()
+        saved_status, saved_page = await submit(daemon, link, form)
         after = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/preferences")
     assert saved_status == 200
     assert "Your preferences are saved." in saved_page  # answered in the new language
@@ -92,8 +106,7 @@ async def test_a_wrong_value_saves_nothing_and_says_what_is_wrong(
     async with running_daemon(settings) as daemon:
         link = await welcome(daemon, smtp_sink)
         form = {"mode.calls": "off", "quiet_hours": "late at night", "digest_time": "08:00"}
-        async with daemon.session.post(link, data=form) as response:
-            status, page = response.status, await response.text()
+        status, page = await submit(daemon, link, form)
         after = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/preferences")
         forged = link[:-3] + ("AAA" if not link.endswith("AAA") else "BBB")
         async with daemon.session.get(forged) as bad_get:
@@ -120,12 +133,10 @@ async def test_the_subscribers_own_yes_on_the_page_lifts_an_unsubscribe(
             json={"marketing": False, "source": "admin", "wording_version": "v1"},
         )
         suppressed = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/consent")
-        async with daemon.session.post(link, data={"offers": "yes"}) as response:
-            assert response.status == 200
+        assert (await submit(daemon, link, {"offers": "yes"}))[0] == 200
         granted = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/consent")
         # Saving the form without the box withdraws again.
-        async with daemon.session.post(link, data={"mode.calls": "immediate"}) as response:
-            assert response.status == 200
+        assert (await submit(daemon, link, {"mode.calls": "immediate"}))[0] == 200
         withdrawn = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/consent")
     assert suppressed[1]["marketing"]["suppressed"] is True
     assert granted[1]["marketing"] == {"consent": True, "suppressed": False, "sendable": True}
