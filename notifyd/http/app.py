@@ -44,7 +44,9 @@ def create_app(runtime: Runtime) -> web.Application:
     # Body size is enforced by the webhook handler against the reloadable limit.
     app = web.Application(middlewares=[request_context], client_max_size=1024**3)
     app[RUNTIME] = runtime
-    app.router.add_post("/v1/webhooks/{source}", webhooks.receive_webhook)
+    app.router.add_post(
+        "/v1/webhooks/{source}", webhooks.receive_webhook, expect_handler=webhooks.expect_webhook
+    )
     app.router.add_get("/healthz", health.healthz)
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)

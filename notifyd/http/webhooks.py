@@ -7,13 +7,14 @@ import ipaddress
 
 import structlog
 from aiohttp import web
+from aiohttp.web_urldispatcher import _default_expect_handler
 
 from notifyd.events import InvalidEvent, MalformedBody, parse_event
 from notifyd.http.bodies import Reservation
 from notifyd.http.errors import error_response
 from notifyd.http.files import InvalidAttachment, has_inline_files, incoming_files
 from notifyd.http.runtime import RUNTIME, Runtime
-from notifyd.http.signatures import SignatureError, read_headers
+from notifyd.http.signatures import SignatureError, SignedHeaders, read_headers
 from notifyd.intake import Incoming
 from notifyd.settings import IPNetwork
 from notifyd.storage import db
@@ -78,32 +79,56 @@ async def receive_webhook(request: web.Request) -> web.Response:
     return response
 
 
-async def _receive(
-    request: web.Request, runtime: Runtime, name: str, room: Reservation
-) -> tuple[web.Response, str]:
-    settings = runtime.settings
-    source = settings.sources.get(name)
+def _refusal_before_body(
+    request: web.Request, runtime: Runtime, name: str, *, logged: bool = True
+) -> web.Response | SignedHeaders:
+    """What can be refused from the request line and headers alone, or the signed headers.
+
+    Checked before the body is read: an unsigned upload is refused while it is still on
+    the wire, and costs no memory."""
+    source = runtime.settings.sources.get(name)
     if source is None:
-        return error_response(404, "unknown_source", f"no source named {name!r}"), "-"
+        return error_response(404, "unknown_source", f"no source named {name!r}")
     if source.allow_from is not None and not _allowed(request.remote, source.allow_from):
-        log.warning("webhook from outside the allowlist", source=name, remote=request.remote)
+        if logged:
+            log.warning("webhook from outside the allowlist", source=name, remote=request.remote)
         return error_response(
             403, "forbidden", f"sender address is not allowed for source {name!r}"
-        ), "-"
-
-    # Everything that needs no body is checked before the body is read: an unsigned upload
-    # is refused while it is still on the wire, and costs no memory.
+        )
     try:
         signed = read_headers(request.headers)
         runtime.verifiers[name].check_timestamp(signed, runtime.clock())
     except SignatureError as error:
-        log.warning("webhook signature refused", source=name, reason=str(error))
-        return error_response(401, "bad_signature", str(error)), "-"
+        if logged:
+            log.warning("webhook signature refused", source=name, reason=str(error))
+        return error_response(401, "bad_signature", str(error))
     if "Content-Type" not in request.headers or not _is_json(request.content_type):
         given = request.content_type if "Content-Type" in request.headers else "none"
         return error_response(
             415, "unsupported_media_type", f"expected application/json, got {given}"
-        ), "-"
+        )
+    return signed
+
+
+async def expect_webhook(request: web.Request) -> None:
+    """`Expect: 100-continue`: invite the body only if its headers pass. Else no 100 is sent
+    and the handler answers the refusal; the sender need not send the body at all.
+    (The invitation is the router's own, which a route's expect handler replaces.)"""
+    runtime = request.app[RUNTIME]
+    checked = _refusal_before_body(request, runtime, request.match_info["source"], logged=False)
+    if isinstance(checked, SignedHeaders):
+        await _default_expect_handler(request)
+
+
+async def _receive(
+    request: web.Request, runtime: Runtime, name: str, room: Reservation
+) -> tuple[web.Response, str]:
+    settings = runtime.settings
+    checked = _refusal_before_body(request, runtime, name)
+    if not isinstance(checked, SignedHeaders):
+        return checked, "-"
+    signed = checked
+    source = settings.sources[name]
 
     limit = settings.webhooks.max_body_bytes
     try:

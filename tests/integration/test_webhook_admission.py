@@ -241,3 +241,25 @@ async def test_a_chunked_body_past_the_in_flight_cap_gets_503(
 
         await eventually(released, "every reservation to be released")
     assert status == 503
+
+
+async def test_expect_100_continue_invites_only_a_body_whose_headers_pass(
+    daemon: Running,
+) -> None:
+    # curl sends "Expect: 100-continue" before any body over 1 MiB, and sends the body only
+    # when invited (or after a second): an unsigned one must get its 401 instead.
+    unsigned = await hold(
+        daemon, "pbx", {"Content-Type": "application/json", "Expect": "100-continue"}, ANNOUNCED
+    )
+    body, headers = signed_request(sample_event("call.missed", "acc-1"), PBX_SECRET)
+    signed = await hold(daemon, "pbx", {**headers, "Expect": "100-continue"}, len(body))
+    try:
+        refused = await unsigned.answer_without_body()
+        invited = await signed.answer_without_body()
+        stored = await signed.send_body(body)
+    finally:
+        unsigned.close()
+        signed.close()
+    assert refused.status == 401
+    assert invited.status == 100
+    assert stored.status == 202
