@@ -222,7 +222,10 @@ def document() -> dict[str, Any]:
                         "413": _error("Body over the limit"),
                         "415": _error("Not JSON content"),
                         "422": _error("Unknown type or invalid data; `fields` names each error"),
-                        "503": _error("The database cannot take it now; retry"),
+                        "503": _error(
+                            "The database cannot take it now, or too many bodies are being "
+                            "received; retry"
+                        ),
                     },
                 }
             },
@@ -408,8 +411,15 @@ def document() -> dict[str, Any]:
                 },
                 "post": {
                     "summary": "Unsubscribe at once (RFC 8058 one-click, or the page's button)",
+                    "description": "A mail provider's one-click POST carries no Origin and no "
+                    "form token; a browser's must come from the page, with its form_token.",
                     "responses": {
                         "200": {"description": "Unsubscribed", "content": {"text/html": {}}},
+                        "403": {
+                            "description": "From another site, or a browser's POST without "
+                            "the page's form token; nothing changed",
+                            "content": {"text/html": {}},
+                        },
                         "404": {"description": "Not a valid link", "content": {"text/html": {}}},
                     },
                 },
@@ -446,13 +456,24 @@ def document() -> dict[str, Any]:
                                         "digest_time": {"type": "string"},
                                         "language": {"type": "string", "enum": list(LANGUAGES)},
                                         "offers": {"type": "string", "enum": ["yes"]},
+                                        "form_token": {
+                                            "type": "string",
+                                            "description": "From the page's form: proves "
+                                            "the POST came from it",
+                                        },
                                     },
+                                    "required": ["form_token"],
                                 }
                             }
                         }
                     },
                     "responses": {
                         "200": {"description": "Saved", "content": {"text/html": {}}},
+                        "403": {
+                            "description": "From another site, or without the page's form "
+                            "token; nothing saved",
+                            "content": {"text/html": {}},
+                        },
                         "404": {"description": "Not a valid link", "content": {"text/html": {}}},
                         "413": {"description": "Not the form", "content": {"text/plain": {}}},
                         "422": {
