@@ -75,7 +75,7 @@ class _Sealer:
     and erase with the subscriber.
 
     The nonce is fixed, so the same items always seal to the same token: the preference
-    link stays the same in every email. GCM-SIV is built for this (RFC 8452 §9): a repeated
+    link stays the same in every email. GCM-SIV is built for this (RFC 8452): a repeated
     nonce reveals only that two tokens carry the same items, which the link does anyway.
     Items are padded to a multiple of 16 bytes so a token's length says little of theirs.
     """

@@ -6,6 +6,7 @@ sent its body, so unsigned uploads cost the daemon no memory."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -72,8 +73,12 @@ class HeldRequest:
         except TimeoutError:
             raise AssertionError("the daemon waited for the body before answering") from None
 
-    def close(self) -> None:
+    async def close(self) -> None:
         self.writer.close()
+        # The daemon may have reset a connection whose body it refused to read.
+        with contextlib.suppress(ConnectionError):
+            async with asyncio.timeout(WAIT):
+                await self.writer.wait_closed()
 
 
 async def hold(daemon: Running, source: str, headers: dict[str, str], length: int) -> HeldRequest:
@@ -112,7 +117,7 @@ async def test_unsigned_upload_is_refused_401_before_its_body_is_sent(daemon: Ru
     try:
         answer = await held.answer_without_body()
     finally:
-        held.close()
+        await held.close()
     assert answer.status == 401
     assert "webhook-signature" in json.loads(answer.body)["detail"]
 
@@ -139,7 +144,7 @@ async def test_bad_headers_are_answered_before_the_body_is_sent(
     try:
         answer = await held.answer_without_body()
     finally:
-        held.close()
+        await held.close()
     assert answer.status == expected
 
 
@@ -188,10 +193,10 @@ async def test_bodies_past_the_in_flight_cap_get_503_until_room_is_made(
         await eventually(both_held, "both announced bodies to be counted")
         third = await hold(daemon, "pbx", signed[2][1], 3000)
         refused = await third.answer_without_body()
-        third.close()
+        await third.close()
         accepted = [await first.send_body(bodies[0]), await second.send_body(bodies[1])]
-        first.close()
-        second.close()
+        await first.close()
+        await second.close()
         after = await daemon.post("pbx", sample_event("call.missed", "acc-1"), PBX_SECRET)
         held_after = runtime.bodies.held
     assert refused.status == 503
@@ -234,7 +239,7 @@ async def test_a_chunked_body_past_the_in_flight_cap_gets_503(
             f"{daemon.base_url}/v1/webhooks/pbx", data=chunks(), headers=headers
         ) as response:
             status = response.status
-        other.close()
+        await other.close()
 
         async def released() -> bool:
             return runtime.bodies.held == 0
@@ -258,8 +263,8 @@ async def test_expect_100_continue_invites_only_a_body_whose_headers_pass(
         invited = await signed.answer_without_body()
         stored = await signed.send_body(body)
     finally:
-        unsigned.close()
-        signed.close()
+        await unsigned.close()
+        await signed.close()
     assert refused.status == 401
     assert invited.status == 100
     assert stored.status == 202
