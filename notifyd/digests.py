@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from notifyd.phones import is_withheld
+
 DIGEST_KIND = "digest"
 # Kinds whose items name a caller, counted to show who called most.
 CALLER_KINDS = ("call.missed", "voicemail.received")
@@ -34,10 +36,13 @@ def totals(items: Sequence[DigestItem]) -> dict[str, Any]:
     """Counts per kind (in the order kinds first appear) and the callers heard from more
     than once, most frequent first: JSON-ready for the templates."""
     kinds = Counter(item.kind for item in items)
+    # Callers who withheld their number are not one caller heard from several times.
     callers = Counter(
         str(item.data["caller_number"])
         for item in items
-        if item.kind in CALLER_KINDS and item.data.get("caller_number")
+        if item.kind in CALLER_KINDS
+        and item.data.get("caller_number")
+        and not is_withheld(str(item.data["caller_number"]))
     )
     return {
         "count": len(items),

@@ -19,7 +19,6 @@ from enum import StrEnum
 from typing import Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
-import phonenumbers
 import pydantic
 from babel.numbers import list_currencies
 from email_validator import EmailNotValidError, validate_email
@@ -27,6 +26,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -34,7 +34,7 @@ from pydantic import (
     model_validator,
 )
 
-from notifyd.phones import parse_international
+from notifyd.phones import caller_id, normalised
 from notifyd.settings import LANGUAGES, check_timezone
 
 
@@ -54,9 +54,12 @@ MANDATORY_CATEGORIES = frozenset({Category.SECURITY, Category.SERVICE})
 # Printable text without line breaks or other control characters: names and numbers end up
 # in subjects and headers, and a CR/LF there is a header injection.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# "As dialled" numbers: digits with the punctuation PBXes write, or a withheld-number word.
-_DIALLED = re.compile(r"^\+?[0-9*#][0-9*# ().-]{0,39}$")
-_WITHHELD = {"anonymous", "unknown", "restricted", "private", "unavailable", "withheld"}
+# What a cleaned line may not keep: C0 and C1 controls (spaces instead), and lone surrogates,
+# which cannot be encoded to be stored or sent (the replacement character instead).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# Longer than any SIP URI with its parameters that a PBX puts in a caller ID.
+CALLER_ID_MAX = 256
 
 
 def _single_line(value: str) -> str:
@@ -65,11 +68,16 @@ def _single_line(value: str) -> str:
     return value
 
 
+def _cleaned(value: str) -> str:
+    """Control characters as spaces, runs of white space as one, no lone surrogates."""
+    return " ".join(_SURROGATE.sub("\ufffd", _UNPRINTABLE.sub(" ", value)).split())
+
+
 def _display_line(value: str) -> str:
     # Names come from callers (caller ID name is whatever the caller's switch sends): a line
     # break there is an injection attempt or noise, never a reason to lose the notice. Control
     # characters become spaces; the email package then encodes the rest safely.
-    cleaned = " ".join(_CONTROL.sub(" ", value).split())
+    cleaned = _cleaned(value)
     if not cleaned:
         raise ValueError("must contain printable text")
     return cleaned
@@ -82,23 +90,32 @@ def _multi_line(value: str) -> str:
     return value
 
 
-@functools.lru_cache(maxsize=4096)
-def _phone_number(value: str) -> str:
-    """Cached: the same callers and numbers come back all day, and parsing one with
-    `phonenumbers` costs more than the rest of the event's validation."""
-    value = value.strip()
-    if value.lower() in _WITHHELD:
-        return value.lower()
-    if not _DIALLED.match(value) or not any(c.isdigit() for c in value):
-        raise ValueError("must be a phone number (E.164 such as +40721555123, or as dialled)")
-    if value.startswith("+"):
-        parsed = parse_international(value)
-        if parsed is None:
-            raise ValueError("is not a valid international number (E.164)")
-        if not phonenumbers.is_possible_number(parsed):
-            raise ValueError("is not a possible international number (E.164)")
-        return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+def _unquoted(value: Any) -> Any:
+    # JSON null: the PBX has no caller ID. A JSON number: digits a dialplan wrote unquoted.
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
     return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _caller_id(value: str) -> str:
+    """Cached: the same callers come back all day, and parsing a number with `phonenumbers`
+    costs more than the rest of the event's validation."""
+    # Whatever the PBX has is accepted (a missed call refused is a missed call lost: a PBX
+    # does not retry a 4xx): empty and withheld values, names, SIP URIs, * and #.
+    return caller_id(_cleaned(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _called_number(value: str) -> str:
+    cleaned = _cleaned(value)
+    if not cleaned:
+        # The PBX always knows what was dialled (Asterisk's EXTEN, FreeSWITCH's
+        # destination_number): an empty one is a broken integration.
+        raise ValueError("must be the number, extension or SIP URI that was called")
+    return normalised(cleaned)
 
 
 def _email(value: str) -> str:
@@ -166,7 +183,17 @@ Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_singl
 DisplayText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(_display_line)]
 LongText = Annotated[str, Field(min_length=1, max_length=20000), AfterValidator(_multi_line)]
 Identifier = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(_single_line)]
-PhoneNumber = Annotated[str, Field(min_length=1, max_length=40), AfterValidator(_phone_number)]
+# The other party of a call or fax: whatever the PBX has (SPEC §4), withheld ones too.
+CallerId = Annotated[
+    str, BeforeValidator(_unquoted), Field(max_length=CALLER_ID_MAX), AfterValidator(_caller_id)
+]
+# What was called: a DID, an extension or a SIP URI.
+CalledNumber = Annotated[
+    str,
+    BeforeValidator(_unquoted),
+    Field(min_length=1, max_length=CALLER_ID_MAX),
+    AfterValidator(_called_number),
+]
 EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_email)]
 TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 Money = Annotated[str, Field(max_length=24), AfterValidator(_money)]
@@ -265,9 +292,9 @@ class CallMissed(EventData):
     category = Category.CALLS
 
     call_id: Identifier
-    caller_number: PhoneNumber
+    caller_number: CallerId
     caller_name: DisplayText | None = None
-    called_number: PhoneNumber
+    called_number: CalledNumber
     extension: Annotated[str, Field(max_length=32), AfterValidator(_single_line)] | None = None
     started_at: AwareDatetime
     ring_seconds: Annotated[int, Field(ge=0, le=86400)] | None = None
@@ -280,7 +307,7 @@ class VoicemailReceived(EventData):
 
     call_id: Identifier | None = None
     mailbox: Identifier
-    caller_number: PhoneNumber
+    caller_number: CallerId
     caller_name: DisplayText | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=86400)]
     received_at: AwareDatetime
@@ -292,7 +319,7 @@ class FaxReceived(EventData):
     type_name = "fax.received"
     category = Category.FAX
 
-    remote_number: PhoneNumber
+    remote_number: CallerId
     pages: Annotated[int, Field(ge=1, le=10000)]
     received_at: AwareDatetime
     document: Attachment
@@ -302,7 +329,7 @@ class FaxSent(EventData):
     type_name = "fax.sent"
     category = Category.FAX
 
-    remote_number: PhoneNumber
+    remote_number: CallerId
     pages: Annotated[int, Field(ge=1, le=10000)]
     sent_at: AwareDatetime
 
@@ -311,7 +338,7 @@ class FaxFailed(EventData):
     type_name = "fax.failed"
     category = Category.FAX
 
-    remote_number: PhoneNumber
+    remote_number: CallerId
     pages: Annotated[int, Field(ge=0, le=10000)]
     sent_at: AwareDatetime
     reason: Annotated[str, Field(max_length=500), AfterValidator(_multi_line)] | None = None
