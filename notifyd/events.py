@@ -34,6 +34,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifyd import unstorable
 from notifyd.phones import caller_id, normalised
 from notifyd.settings import LANGUAGES, check_timezone
 
@@ -54,23 +55,29 @@ MANDATORY_CATEGORIES = frozenset({Category.SECURITY, Category.SERVICE})
 # Printable text without line breaks or other control characters: names and numbers end up
 # in subjects and headers, and a CR/LF there is a header injection.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-# What a cleaned line may not keep: C0 and C1 controls (spaces instead), and lone surrogates,
-# which cannot be encoded to be stored or sent (the replacement character instead).
+# What a cleaned line may not keep: C0 and C1 controls (spaces instead).
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # Longer than any SIP URI with its parameters that a PBX puts in a caller ID.
 CALLER_ID_MAX = 256
 
 
+def _text(value: str) -> str:
+    # A lone surrogate is not text: it cannot be stored, logged or sent. No sender has one
+    # to send (JSON from UTF-8 bytes cannot hold one), so it is refused, never cleaned.
+    if unstorable.has_surrogate(value):
+        raise ValueError(unstorable.SURROGATE)
+    return value
+
+
 def _single_line(value: str) -> str:
-    if _CONTROL.search(value):
+    if _CONTROL.search(_text(value)):
         raise ValueError("must be a single line of text without control characters")
     return value
 
 
 def _cleaned(value: str) -> str:
-    """Control characters as spaces, runs of white space as one, no lone surrogates."""
-    return " ".join(_SURROGATE.sub("\ufffd", _UNPRINTABLE.sub(" ", value)).split())
+    """Control characters as spaces, runs of white space as one."""
+    return " ".join(_UNPRINTABLE.sub(" ", _text(value)).split())
 
 
 def _display_line(value: str) -> str:
@@ -85,7 +92,7 @@ def _display_line(value: str) -> str:
 
 def _multi_line(value: str) -> str:
     # Transcripts and reasons may have line breaks, never other control characters.
-    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", value):
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", _text(value)):
         raise ValueError("must be text without control characters")
     return value
 
@@ -506,6 +513,11 @@ def parse_event(body: bytes) -> Event:
         envelope = Envelope.model_validate_json(body)
     except pydantic.ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors()):
+            refused = unstorable.in_refused_json(body)
+            if refused:
+                raise InvalidEvent(
+                    "invalid_event", "the event holds text that is not text", refused
+                ) from None
             raise MalformedBody("the body is not valid JSON") from None
         if any(item["type"] == "model_type" for item in error.errors()):
             raise InvalidEvent(
@@ -530,4 +542,10 @@ def parse_event(body: bytes) -> Event:
             _field_errors(error, prefix="data."),
             event_type=envelope.type,
         ) from None
+    # The fields cleaned what they clean and refused the rest; this holds for any field.
+    refused = unstorable.found(data, "data") if unstorable.may_hold_nul(body) else {}
+    if refused:
+        raise InvalidEvent(
+            "invalid_event", f"invalid data for {envelope.type}", refused, event_type=envelope.type
+        )
     return Event(type=envelope.type, timestamp=envelope.timestamp, data=data)

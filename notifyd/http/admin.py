@@ -23,6 +23,7 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from notifyd import preferences as preferences_module
+from notifyd import unstorable
 from notifyd.events import (
     Category,
     DisplayText,
@@ -271,9 +272,14 @@ async def _json_body(request: web.Request, model: type[M]) -> M | web.Response:
     """The body validated by `model`, or the 400/422 answer that says what is wrong."""
     raw = await request.read()
     try:
-        return model.model_validate_json(raw)
+        body = model.model_validate_json(raw)
     except pydantic.ValidationError as error:
         if any(item["type"] == "json_invalid" for item in error.errors()):
+            refused = unstorable.in_refused_json(raw)
+            if refused:
+                return error_response(
+                    422, "invalid_request", "the body holds text that is not text", refused
+                )
             return error_response(400, "malformed_json", "the body is not valid JSON")
         fields = {
             ".".join(str(p) for p in item["loc"]) or "body": item["msg"].removeprefix(
@@ -282,6 +288,10 @@ async def _json_body(request: web.Request, model: type[M]) -> M | web.Response:
             for item in error.errors(include_url=False)
         }
         return error_response(422, "invalid_request", "the request body is invalid", fields)
+    refused = unstorable.found(body) if unstorable.may_hold_nul(raw) else {}
+    if refused:
+        return error_response(422, "invalid_request", "the request body is invalid", refused)
+    return body
 
 
 async def get_subscriber(request: web.Request) -> web.Response:

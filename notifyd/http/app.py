@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable
 import structlog
 from aiohttp import web
 
+from notifyd import unstorable
 from notifyd.http import health, openapi, pages, webhooks
 from notifyd.http.admin import create_admin_app
 from notifyd.http.errors import error_response
@@ -40,9 +41,27 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         return response
 
 
+@web.middleware
+async def refuse_unstorable_parameters(
+    request: web.Request, handler: Handler
+) -> web.StreamResponse:
+    """A path or query parameter with a NUL (or a lone surrogate) is a 422 naming it, for
+    every route: such text is no id of anything, and PostgreSQL cannot even look it up."""
+    refused = {
+        name: wrong
+        for name, value in (*request.match_info.items(), *request.query.items())
+        if (wrong := unstorable.problem(value)) is not None
+    }
+    if refused:
+        return error_response(422, "invalid_request", "invalid parameters", refused)
+    return await handler(request)
+
+
 def create_app(runtime: Runtime) -> web.Application:
     # Body size is enforced by the webhook handler against the reloadable limit.
-    app = web.Application(middlewares=[request_context], client_max_size=1024**3)
+    app = web.Application(
+        middlewares=[request_context, refuse_unstorable_parameters], client_max_size=1024**3
+    )
     app[RUNTIME] = runtime
     app.router.add_post(
         "/v1/webhooks/{source}", webhooks.receive_webhook, expect_handler=webhooks.expect_webhook
