@@ -174,6 +174,21 @@ ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 
 
 def document() -> dict[str, Any]:
+    described = _document()
+    # Every route refuses a path or query parameter holding a NUL (a middleware in app.py).
+    for item in described["paths"].values():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            parameters = item.get("parameters", []) + operation.get("parameters", [])
+            if any(parameter["in"] in ("path", "query") for parameter in parameters):
+                operation["responses"].setdefault(
+                    "422", _error("A parameter is invalid (or holds a NUL character)")
+                )
+    return described
+
+
+def _document() -> dict[str, Any]:
     envelope = Envelope.model_json_schema()
     envelope["properties"]["type"]["enum"] = sorted(CATALOGUE)
     return {

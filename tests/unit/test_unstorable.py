@@ -95,3 +95,20 @@ def test_a_webhook_with_a_lone_surrogate_names_the_field() -> None:
 def test_only_a_body_that_writes_a_nul_escape_may_hold_one() -> None:
     assert unstorable.may_hold_nul(json.dumps({"a": "x\x00"}).encode())
     assert not unstorable.may_hold_nul(json.dumps({"a": "x\x01\\u0001"}).encode())
+
+
+def test_the_openapi_document_says_every_parameter_may_be_refused() -> None:
+    # Any path or query parameter holding a NUL is answered 422 (a middleware, for every
+    # route): the contract says so wherever an operation takes a parameter.
+    from notifyd.http.openapi import document
+
+    undocumented = []
+    for path, item in document()["paths"].items():
+        for method, operation in item.items():
+            if method == "parameters":
+                continue
+            parameters = item.get("parameters", []) + operation.get("parameters", [])
+            takes_parameters = any(p["in"] in ("path", "query") for p in parameters)
+            if takes_parameters and "422" not in operation["responses"]:
+                undocumented.append(f"{method.upper()} {path}")
+    assert undocumented == []
