@@ -516,7 +516,7 @@ def parse_event(body: bytes) -> Event:
             refused = unstorable.in_refused_json(body)
             if refused:
                 raise InvalidEvent(
-                    "invalid_event", "the event holds text that is not text", refused
+                    "invalid_event", "a string in the body is not text (a lone surrogate)", refused
                 ) from None
             raise MalformedBody("the body is not valid JSON") from None
         if any(item["type"] == "model_type" for item in error.errors()):

@@ -278,7 +278,10 @@ async def _json_body(request: web.Request, model: type[M]) -> M | web.Response:
             refused = unstorable.in_refused_json(raw)
             if refused:
                 return error_response(
-                    422, "invalid_request", "the body holds text that is not text", refused
+                    422,
+                    "invalid_request",
+                    "a string in the body is not text (a lone surrogate)",
+                    refused,
                 )
             return error_response(400, "malformed_json", "the body is not valid JSON")
         fields = {
