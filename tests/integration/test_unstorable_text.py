@@ -229,16 +229,19 @@ async def test_admin_api_answers_nul_and_lone_surrogates_with_a_422_naming_the_f
                             field,
                         )
 
-        # The import's rows: each bad value is reported on its line and field.
-        for label, bad in BAD.items():
+        # The import's rows, as JSON lines and as CSV (which cannot write a surrogate: its
+        # bytes are UTF-8): each bad value is reported on its line and field.
+        header = ",".join(IMPORT_ROW)
+        for label, bad in [*BAD.items(), ("NUL in CSV", "\x00")]:
             for field, value in IMPORT_ROW.items():
                 row = {**IMPORT_ROW, field: spoiled(value, bad)}
+                if label.endswith("CSV"):
+                    content = f"{header}\n{','.join(row.values())}\n".encode()
+                    kind = "text/csv"
+                else:
+                    content, kind = json.dumps(row).encode() + b"\n", "application/x-ndjson"
                 status, answer = await request(
-                    daemon,
-                    "POST",
-                    "/v1/admin/subscribers/import",
-                    json.dumps(row).encode() + b"\n",
-                    "application/x-ndjson",
+                    daemon, "POST", "/v1/admin/subscribers/import", content, kind
                 )
                 checked += 1
                 if status == 200 and field == "name" and bad == "\x00":
