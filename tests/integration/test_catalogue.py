@@ -378,8 +378,11 @@ def invalid_cases() -> list[tuple[str, dict[str, Any], str]]:
     """(what is wrong, the event, the field the 422 must name)."""
     wav = _inline("msg.wav", "audio/wav", sample_wav())
     return [
-        ("caller number with letters", sample_event("call.missed", caller_number="+4072abc5123"),
+        # Any text is a caller ID (a name, a SIP URI, "anonymous"); an object is not.
+        ("caller number not text", sample_event("call.missed", caller_number={"num": "101"}),
          "data.caller_number"),
+        ("called number empty", sample_event("call.missed", called_number=" "),
+         "data.called_number"),
         ("called number missing", _without(sample_event("call.missed"), "called_number"),
          "data.called_number"),
         ("call_id missing", _without(sample_event("call.missed"), "call_id"), "data.call_id"),
@@ -484,7 +487,7 @@ async def test_each_validation_rule_answers_422_naming_the_field(
             if status != 202:
                 mismatches.append(f"valid {event_type}: {status} {json.dumps(body)}")
     assert mismatches == []
-    assert len(cases) == 34
+    assert len(cases) == 35
     assert await db.fetchval("SELECT count(*) FROM events") == 3
 
 
