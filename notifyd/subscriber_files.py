@@ -8,7 +8,7 @@ line that does not become a row can be named in the answer.
 What cannot be read past is raised as `BadFile` (which line, and why): bytes that are not
 UTF-8, a line or record over `MAX_LINE_BYTES`, a quote never closed, a header that does not
 name the columns. A record that can be read but is not a row (wrong number of fields, text
-after a closing quote, a NUL character) is handed on with its problem, and reading goes on.
+after a closing quote) is handed on with its problem, and reading goes on.
 """
 
 from __future__ import annotations
@@ -203,19 +203,12 @@ def _csv_record(first: int, last: int, header: list[str], fields: list[str]) -> 
         if last > first:
             problem += f" (a quoted field runs from line {first} to line {last})"
         return Record(first, last, problem=problem)
-    if any("\x00" in cell for cell in fields):
-        return Record(first, last, problem=_NUL)
     values: dict[str, Any] = {k: v for k, v in zip(header, fields, strict=True) if v != ""}
     if "marketing" in values:
         values["marketing"] = _BOOLEANS.get(
             values["marketing"].strip().lower(), values["marketing"]
         )
     return Record(first, last, values=values)
-
-
-# A NUL is never text a subscriber has: it comes from a binary or UTF-16 file, and
-# PostgreSQL cannot store it.
-_NUL = "contains a NUL character (is the file UTF-16? save it as UTF-8)"
 
 
 def json_lines_records(chunks: Iterable[bytes]) -> Iterator[Record]:
@@ -236,17 +229,5 @@ def json_lines_records(chunks: Iterable[bytes]) -> Iterator[Record]:
             continue
         if not isinstance(value, dict):
             yield Record(number, number, problem="must be a JSON object")
-        elif _holds_nul(value):
-            yield Record(number, number, problem=_NUL)
         else:
             yield Record(number, number, values=value)
-
-
-def _holds_nul(value: object) -> bool:
-    if isinstance(value, str):
-        return "\x00" in value
-    if isinstance(value, dict):
-        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
-    if isinstance(value, list):
-        return any(_holds_nul(v) for v in value)
-    return False

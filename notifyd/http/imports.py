@@ -24,6 +24,7 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictBool
 
+from notifyd import unstorable
 from notifyd.events import DisplayText, EmailAddress, Identifier, Language, Text, TimeZoneName
 from notifyd.http.errors import error_response
 from notifyd.http.runtime import RUNTIME
@@ -125,14 +126,18 @@ class _Importer:
                     for item in error.errors(include_url=False)
                 }
             else:
-                if (
-                    record.last_line > record.line
-                    and len(self.outcome.multi_line_rows) < MAX_REPORTED_ERRORS
-                ):
-                    self.outcome.multi_line_rows.append(
-                        {"line": record.line, "last_line": record.last_line}
-                    )
-                return row
+                # A NUL (PostgreSQL cannot store it) is named on its field; names took
+                # theirs as a space when they were validated.
+                problem = unstorable.found(row)
+                if not problem:
+                    if (
+                        record.last_line > record.line
+                        and len(self.outcome.multi_line_rows) < MAX_REPORTED_ERRORS
+                    ):
+                        self.outcome.multi_line_rows.append(
+                            {"line": record.line, "last_line": record.last_line}
+                        )
+                    return row
         self.outcome.failed += 1
         if len(self.outcome.errors) < MAX_REPORTED_ERRORS:
             error_entry: dict[str, Any] = {"line": record.line, "fields": problem}
