@@ -10,44 +10,69 @@ from typing import Any, TextIO
 
 import structlog
 
-_EMAIL = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+# An address's characters are letters and digits of any script (the stored address is
+# email-validator's Unicode form) and the bytes of a bytes repr (aiohttp's parser errors
+# quote the raw header: b'\xd0\xb0@b\xc3\xbccher.de'), hence "\" among them. A match starts
+# only where a run of them starts (the lookbehind): without it the expression was tried
+# again at every character of a long run: 132 us for 300 of them, 7 us with it. "*"
+# is excluded before it so that a number the SIP pass has masked (*******123@) stays as is.
+_EMAIL = re.compile(
+    r"(?<![*\w.%+\\-])([\w.%+\\-])[\w.%+\\-]*@"
+    r"([\w.\\-]+\.(?:[^\W\d_]{2,}|xn--[\w-]+|(?:\\x[0-9a-fA-F]{2}){2,}))"
+)
+# A SIP URI's user part: a number as often as a name, and its host need not be a domain
+# (sip:0721555123@10.0.0.5, sip:alice@pbx), which the address expression requires. The
+# scheme follows anything but a letter: a digit too, as in a bytes repr (b'/\x01sip:...').
+_SIP_USER = re.compile(r"(?<![^\W\d_])((?i:sips?):)([^\s@<>\"';,:/\\]+)@")
+# What a dialled number may hold besides its digits.
+_DIAL_STRING = frozenset("+0123456789*#-.()")
 # Seven or more digits, optionally with a leading + and the usual separators: a phone number
-# in any format a PBX writes. Shorter runs (ports, counts, status codes) are left alone.
-_PHONE = re.compile(r"(?<![\w:-])\+?\d(?:[\d ().-]{5,}\d)(?![\w:-])")
+# in any format a PBX writes. Shorter runs (ports, counts, status codes) are left alone. A
+# number does not follow a letter or "-" (identifiers, dates), nor a ":" (times) unless
+# after the "l", "p" or "s" of tel:, sip: and sips: (sip:0721555123 without a host). Two
+# lookbehinds, not an alternation of them: that took 7.8 us on a 32-character id, these 0.9.
+_PHONE = re.compile(r"(?<![\w-])(?<![^lLpPsS]:)\+?\d(?:[\d ().-]{5,}\d)(?![\w:-])")
 # Shapes that have enough digits to look like a number but are not one: dates, IPv4.
 _NOT_A_NUMBER = re.compile(r"\d{4}-\d{2}-\d{2}|\d{1,3}(?:\.\d{1,3}){3}")
 _SECRET_KEYS = {"password", "secret", "secrets", "token", "authorization", "pin"}
+# Our own identifiers and fields: nothing a client chose. (request_id is not one of them: a
+# client may send any X-Request-Id, an address or a number among them.)
+_NOT_MASKED = {"timestamp", "level", "event_id", "notice_id"}
+
+
+def _hide_number(number: str) -> str:
+    digits = [c for c in number if c.isdigit()]
+    if len(digits) < 7 or _NOT_A_NUMBER.fullmatch(number):
+        return number
+    return ("+" if number.startswith("+") else "") + "*" * (len(digits) - 3) + "".join(digits[-3:])
+
+
+def _hide_sip_user(match: re.Match[str]) -> str:
+    user = match[2]
+    if _DIAL_STRING.issuperset(user):
+        return f"{match[1]}{_hide_number(user)}@"
+    return f"{match[1]}{user[0]}***@"
 
 
 def mask_email(text: str) -> str:
+    """Addresses, and the user part of SIP URIs, down to their first character (a number in
+    a SIP URI down to its last three digits, as phone numbers are)."""
+    if ":" in text:
+        text = _SIP_USER.sub(_hide_sip_user, text)
     return _EMAIL.sub(lambda m: f"{m[1]}***@{m[2]}", text)
 
 
 def mask_phone(text: str) -> str:
-    def hide(match: re.Match[str]) -> str:
-        digits = [c for c in match[0] if c.isdigit()]
-        if len(digits) < 7 or _NOT_A_NUMBER.fullmatch(match[0]):
-            return match[0]
-        return (
-            ("+" if match[0].startswith("+") else "")
-            + "*" * (len(digits) - 3)
-            + "".join(digits[-3:])
-        )
-
-    return _PHONE.sub(hide, text)
+    return _PHONE.sub(lambda match: _hide_number(match[0]), text)
 
 
-# Most values logged hold neither an "@" nor seven digits: checking for those first skips
-# the masking expressions, which try a match at every character (the address one backtracks
-# through any run of word characters: 107 us for 300 of them, against 6 us for this check).
-_SEVEN_DIGITS = re.compile(r"(?:\D*\d){7}")
-
-
+# Most values logged hold no "@": checking for one first skips the address expressions
+# (8 us for 300 word characters, against 0.1 us for the check). A check for seven digits
+# before the phone expression saved nothing measurable once that expression had its two
+# lookbehinds (6.9 us for the check on 300 word characters, 5.3 us for the expression).
 def mask(text: str) -> str:
     if "@" in text:
         text = mask_email(text)
-    if _SEVEN_DIGITS.match(text) is None:
-        return text
     return mask_phone(text)
 
 
@@ -71,7 +96,7 @@ def mask_pii(
     for key, value in list(event_dict.items()):
         if key.lower() in _SECRET_KEYS:
             event_dict[key] = "[redacted]"
-        elif key not in ("timestamp", "level", "request_id", "event_id", "notice_id"):
+        elif key not in _NOT_MASKED:
             event_dict[key] = _mask_value(value)
     return event_dict
 

@@ -129,12 +129,12 @@ def test_mask_pii_masks_inside_lists_and_dicts() -> None:
     assert result["pair"] == ["+********123", 3]
 
 
-def test_mask_pii_leaves_identifiers_and_timestamp_alone() -> None:
+def test_mask_pii_leaves_our_identifiers_and_timestamp_alone() -> None:
     event: dict[str, Any] = {
         "event": "x",
         "timestamp": "2026-11-22T10:00:00.123456Z",
         "level": "info",
-        "request_id": "1700000000123",
+        "request_id": "3f2a9c0d8e7b4a1f9c2d6e5b4a3f2e1d",
         "event_id": "4711000000",
         "notice_id": "8811000000",
     }
@@ -210,5 +210,71 @@ def test_secrets_nested_in_a_logged_mapping_are_redacted() -> None:
     st.text(alphabet=st.sampled_from("ab.@+-() 0123456789x_:"), max_size=60) | st.text(max_size=60)
 )
 def test_the_quick_checks_mask_exactly_what_the_full_masking_does(text: str) -> None:
-    # `mask` skips a pass when the text has no "@" or fewer than seven digits.
+    # `mask` skips the address pass when the text has no "@".
     assert mask(text) == mask_phone(mask_email(text))
+
+
+# -- addresses beyond ASCII, SIP and tel URIs --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("ana@bücher.de", "a***@bücher.de"),
+        ("іван@приклад.укр", "і***@приклад.укр"),
+        ("to: ana@xn--bcher-kva.de", "to: a***@xn--bcher-kva.de"),
+        ("ion@example.xn--p1ai", "i***@example.xn--p1ai"),
+        ("josé.núñez@correo.es", "j***@correo.es"),
+    ],
+)
+def test_internationalised_addresses_are_masked(text: str, masked: str) -> None:
+    assert mask(text) == masked
+
+
+def test_an_address_quoted_as_bytes_is_masked() -> None:
+    # aiohttp's parser errors quote the raw header: a non-ASCII address arrives as escapes.
+    text = r"Invalid header token: b'X-Caller \xd0\xb0\xd0\xbd\xd0\xb0@b\xc3\xbccher.de'"
+
+    assert mask(text) == r"Invalid header token: b'X-Caller \***@b\xc3\xbccher.de'"
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        ("sip:0721555123@pbx.example.com", "sip:*******123@pbx.example.com"),
+        ("from <sip:+40721555123@pbx.example.com>", "from <sip:+********123@pbx.example.com>"),
+        ("sips:+40721555123@10.0.0.5:5061", "sips:+********123@10.0.0.5:5061"),
+        ("SIP:0721555123@pbx", "SIP:*******123@pbx"),
+        ("SiP:0721555123@pbx", "SiP:*******123@pbx"),
+        ("sip:ion.popescu@pbx.example.com", "sip:i***@pbx.example.com"),
+        ("tel:+40721555123", "tel:+********123"),
+        (
+            "<tel:+40-721-555-123;phone-context=example.com>",
+            "<tel:+********123;phone-context=example.com>",
+        ),
+        ("caller sip:0721555123", "caller sip:*******123"),
+        # aiohttp's parser error quoting the request line: the URI after an escaped byte.
+        (
+            r"b'GET /\x01sip:0721555123@pbx.example.com HTTP/1.1'",
+            r"b'GET /\x01sip:*******123@pbx.example.com HTTP/1.1'",
+        ),
+    ],
+)
+def test_sip_and_tel_uris_are_masked(text: str, masked: str) -> None:
+    assert mask(text) == masked
+
+
+def test_a_masked_sip_number_is_not_masked_again_as_an_address() -> None:
+    assert mask_email("sip:0721555123@pbx.example.com") == "sip:*******123@pbx.example.com"
+
+
+def test_a_request_id_chosen_by_the_client_is_masked() -> None:
+    event = mask_pii(None, "info", {"event": "x", "request_id": "ana@example.com+40721555123"})
+
+    assert event["request_id"] == "a***@example.com+********123"
+
+
+def test_the_admin_token_name_is_logged_and_the_token_itself_is_not() -> None:
+    event = mask_pii(None, "info", {"event": "admin call", "token_name": "ops", "token": "t0k3n"})
+
+    assert event == {"event": "admin call", "token_name": "ops", "token": "[redacted]"}
