@@ -31,6 +31,7 @@ from notifyd.http.runtime import Runtime
 from notifyd.jobs import Jobs
 from notifyd.links import Links, link_secret
 from notifyd.logs import configure as configure_logging
+from notifyd.logs import log_loop_exceptions
 from notifyd.mailer import Transport, transport_for
 from notifyd.metrics import Metrics
 from notifyd.rendering import LANGUAGES, Renderer
@@ -324,6 +325,7 @@ def _bound_port(runner: web.AppRunner, configured: int) -> int:
 async def serve(settings: Settings) -> None:
     """Run until SIGTERM or SIGINT; SIGHUP reloads."""
     loop = asyncio.get_running_loop()
+    log_loop_exceptions(loop)
     daemon = Daemon(settings)
     reloads: set[asyncio.Task[bool]] = set()
 

@@ -1,11 +1,16 @@
-"""structlog, configured once: JSON lines with masked email addresses and phone numbers."""
+"""structlog, configured once: JSON lines with masked email addresses and phone numbers, for
+our own log calls and for everything else that writes to the log (the standard library's
+loggers, warnings, the event loop's exception handler, uncaught exceptions)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any, TextIO
 
 import structlog
@@ -101,24 +106,115 @@ def mask_pii(
     return event_dict
 
 
+log = structlog.get_logger(__name__)
+
+
+class _CurrentStdout(logging.StreamHandler[TextIO]):
+    """Writes to sys.stdout as it is when a record comes (tests replace it), as structlog's
+    own lines do when no stream is given."""
+
+    @property
+    def stream(self) -> TextIO:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, _value: TextIO) -> None:
+        pass
+
+
+# The root logger's handler that configure() installed, replaced by the next call (a reload).
+_installed: list[logging.Handler] = []
+
+
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     renderer: Any = (
         structlog.processors.JSONRenderer()
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
+    numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            timestamper,
             structlog.processors.format_exc_info,
             mask_pii,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
         logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stdout),
         cache_logger_on_first_use=False,
     )
+
+    # The libraries' records (APScheduler's job errors, aiohttp's parser errors, asyncio's,
+    # asyncpg's) go through the same masking and renderer; their tracebacks are rendered
+    # into the "exception" value first, so they are masked like any other text.
+    handler: logging.Handler = (
+        logging.StreamHandler(stream) if stream is not None else _CurrentStdout()
+    )
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[
+                structlog.contextvars.merge_contextvars,
+                structlog.stdlib.add_log_level,
+                structlog.stdlib.add_logger_name,
+                timestamper,
+            ],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,
+                mask_pii,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in _installed:
+        root.removeHandler(old)
+    _installed[:] = [handler]
+    root.addHandler(handler)
+    # Their info lines are for their own debugging (APScheduler logs two for every run of
+    # every job) and were never shown: warnings and errors only, unless the level is higher.
+    root.setLevel(max(numeric_level, logging.WARNING))
+    logging.captureWarnings(True)
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(
+    kind: type[BaseException], error: BaseException, traceback: TracebackType | None
+) -> None:
+    log.critical("uncaught exception", exc_info=(kind, error, traceback))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_value is None:
+        return
+    log.critical(
+        "uncaught exception in a thread",
+        thread=args.thread.name if args.thread else None,
+        exc_info=(args.exc_type, args.exc_value, args.exc_traceback),
+    )
+
+
+def log_loop_exceptions(loop: asyncio.AbstractEventLoop) -> None:
+    """Errors the loop reports itself (a task's exception never retrieved, a callback that
+    raised, a transport that failed) go to our log, masked, instead of a plain traceback."""
+
+    def report(_loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        log.error(
+            context.get("message") or "unhandled exception in the event loop",
+            # The task, future or handle: their repr names the coroutine and, for a task,
+            # repeats the exception's text (masked here like any other value).
+            **{
+                key: repr(value)
+                for key, value in context.items()
+                if key not in ("message", "exception")
+            },
+            exc_info=error if isinstance(error, BaseException) else False,
+        )
+
+    loop.set_exception_handler(report)

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import io
 import json
+import logging
+import sys
+import threading
+import warnings
 from collections.abc import Iterator
 from typing import Any
 
@@ -12,14 +18,25 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifyd.logs import configure, mask, mask_email, mask_phone, mask_pii
+from notifyd.logs import configure, log_loop_exceptions, mask, mask_email, mask_phone, mask_pii
 
 
 @pytest.fixture
 def restore_structlog() -> Iterator[None]:
+    """configure() changes process-wide state: structlog, the root logger, the warnings
+    module's hook and the exception hooks. Each test gets them back as they were."""
     saved = structlog.get_config()
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    hooks = sys.excepthook, threading.excepthook
+    showwarning = warnings.showwarning
     yield
     structlog.configure(**saved)
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    sys.excepthook, threading.excepthook = hooks
+    logging.captureWarnings(False)
+    warnings.showwarning = showwarning
 
 
 # -- mask_email --------------------------------------------------------------------------------
@@ -278,3 +295,144 @@ def test_the_admin_token_name_is_logged_and_the_token_itself_is_not() -> None:
     event = mask_pii(None, "info", {"event": "admin call", "token_name": "ops", "token": "t0k3n"})
 
     assert event == {"event": "admin call", "token_name": "ops", "token": "[redacted]"}
+
+
+# -- everything else that writes to the log ----------------------------------------------------
+
+
+def _records(stream: io.StringIO) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines()]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_standard_library_records_become_masked_json_lines() -> None:
+    stream = io.StringIO()
+    configure(stream=stream)
+
+    try:
+        raise ValueError("no route for ana@example.com from +40721555123")
+    except ValueError:
+        logging.getLogger("aiohttp.server").exception("Error handling request from %s", "10.0.0.1")
+
+    [record] = _records(stream)
+    assert record["event"] == "Error handling request from 10.0.0.1"
+    assert record["level"] == "error"
+    assert record["logger"] == "aiohttp.server"
+    assert record["timestamp"].endswith("Z")
+    assert "Traceback" in record["exception"]
+    assert "a***@example.com" in record["exception"]
+    assert "ana@example.com" not in stream.getvalue()
+    assert "40721555123" not in stream.getvalue()
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_the_message_of_a_standard_library_record_is_masked() -> None:
+    stream = io.StringIO()
+    configure(stream=stream)
+
+    logging.getLogger("apscheduler.executors.default").error(
+        "Job %r raised an exception", "notify ana@example.com"
+    )
+
+    assert _records(stream)[0]["event"] == "Job 'notify a***@example.com' raised an exception"
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_libraries_info_lines_stay_out_at_the_info_level() -> None:
+    # APScheduler says "Running job ..." twice a run of every job: noise, never shown before.
+    stream = io.StringIO()
+    configure(level="info", stream=stream)
+
+    logging.getLogger("apscheduler.scheduler").info("Added job")
+    logging.getLogger("asyncpg.pool").warning("pool is slow")
+
+    assert [r["event"] for r in _records(stream)] == ["pool is slow"]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_configuring_again_replaces_the_handler() -> None:
+    first, second = io.StringIO(), io.StringIO()
+    configure(stream=first)
+    configure(stream=second)
+
+    logging.getLogger("asyncio").warning("once")
+
+    assert first.getvalue() == ""
+    assert [r["event"] for r in _records(second)] == ["once"]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_warnings_are_logged_as_masked_json() -> None:
+    stream = io.StringIO()
+    configure(stream=stream)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        # catch_warnings restores showwarning on exit: capture inside it.
+        logging.captureWarnings(True)
+        warnings.warn("unclosed connection for ana@example.com", ResourceWarning, stacklevel=1)
+
+    [record] = _records(stream)
+    assert record["logger"] == "py.warnings"
+    assert "a***@example.com" in record["event"]
+    assert "ana@example.com" not in stream.getvalue()
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_an_uncaught_exception_is_a_masked_json_line() -> None:
+    stream = io.StringIO()
+    configure(stream=stream)
+
+    try:
+        raise RuntimeError("cannot reach ana@example.com")
+    except RuntimeError as error:
+        sys.excepthook(type(error), error, error.__traceback__)
+
+    [record] = _records(stream)
+    assert record["level"] == "critical"
+    assert "RuntimeError: cannot reach a***@example.com" in record["exception"]
+    assert "ana@example.com" not in stream.getvalue()
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_an_exception_in_a_thread_is_a_masked_json_line() -> None:
+    stream = io.StringIO()
+    configure(stream=stream)
+
+    def fail() -> None:
+        raise RuntimeError("cannot reach +40721555123")
+
+    thread = threading.Thread(target=fail, name="resolver")
+    thread.start()
+    thread.join(timeout=5)
+
+    [record] = _records(stream)
+    assert record["thread"] == "resolver"
+    assert "+********123" in record["exception"]
+    assert "40721555123" not in stream.getvalue()
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_a_task_exception_never_retrieved_is_a_masked_json_line() -> None:
+    stream = io.StringIO()
+    configure(stream=stream)
+
+    async def fail() -> None:
+        raise ValueError("bounce for ana@example.com")
+
+    async def leave_a_failed_task() -> None:
+        log_loop_exceptions(asyncio.get_running_loop())
+        task = asyncio.get_running_loop().create_task(fail())
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
+        assert task.done()
+        del task
+        gc.collect()
+
+    asyncio.run(leave_a_failed_task())
+
+    [record] = _records(stream)
+    assert record["event"] == "Task exception was never retrieved"
+    assert record["level"] == "error"
+    assert "ValueError: bounce for a***@example.com" in record["exception"]
+    assert "ana@example.com" not in stream.getvalue()
