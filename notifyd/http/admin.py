@@ -89,7 +89,7 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
             headers={"WWW-Authenticate": 'Bearer realm="notifyd-admin"'},
         )
     request[TOKEN_NAME] = name
-    log.info("admin call", token=name, method=request.method, path=request.path)
+    log.info("admin call", token_name=name, method=request.method, path=request.path)
     try:
         return await handler(request)
     except db.UNAVAILABLE as error:
@@ -326,7 +326,7 @@ async def put_subscriber(request: web.Request) -> web.Response:
         saved = await subscriber_store.upsert(conn, wanted)
     log.info(
         "subscriber saved",
-        token=request[TOKEN_NAME],
+        token_name=request[TOKEN_NAME],
         account_id=account_id,
         created=current is None,
     )
@@ -356,7 +356,7 @@ async def patch_preferences(request: web.Request) -> web.Response:
         saved = await subscriber_store.save_preferences(conn, body.apply(subscriber))
     log.info(
         "preferences changed",
-        token=request[TOKEN_NAME],
+        token_name=request[TOKEN_NAME],
         account_id=account_id,
         fields=sorted(body.model_fields_set),
     )
@@ -427,7 +427,7 @@ async def post_consent(request: web.Request) -> web.Response:
         state = await _consent_state(conn, subscriber)
     log.info(
         "consent recorded",
-        token=request[TOKEN_NAME],
+        token_name=request[TOKEN_NAME],
         account_id=account_id,
         granted=body.marketing,
         source=body.source,
@@ -480,7 +480,7 @@ async def create_broadcast(request: web.Request) -> web.Response:
         )
         created = await broadcast_store.get(conn, broadcast_id)
     runtime.on_broadcast()
-    log.info("broadcast created", token=request[TOKEN_NAME], broadcast_id=str(broadcast_id))
+    log.info("broadcast created", token_name=request[TOKEN_NAME], broadcast_id=str(broadcast_id))
     return web.json_response(created, status=202)
 
 
@@ -510,7 +510,7 @@ async def cancel_broadcast(request: web.Request) -> web.Response:
         return error_response(409, "conflict", f"the broadcast is already {found['state']}")
     log.info(
         "broadcast cancelled",
-        token=request[TOKEN_NAME],
+        token_name=request[TOKEN_NAME],
         broadcast_id=str(broadcast_id),
         notices_withdrawn=withdrawn,
     )
@@ -580,7 +580,7 @@ async def clear_undeliverable(request: web.Request) -> web.Response:
         cleared = await address_store.clear(conn, address)
     if not cleared:
         return error_response(404, "not_found", "no bounce record for this address")
-    log.info("undeliverable address cleared", token=request[TOKEN_NAME])
+    log.info("undeliverable address cleared", token_name=request[TOKEN_NAME])
     return web.Response(status=204)
 
 
@@ -599,7 +599,7 @@ async def retry_notice(request: web.Request) -> web.Response:
             409, "conflict", f"only a failed notice can be retried; this one is {state}"
         )
     runtime.on_queued()
-    log.info("notice retried", token=request[TOKEN_NAME], notice_id=str(notice_id))
+    log.info("notice retried", token_name=request[TOKEN_NAME], notice_id=str(notice_id))
     return web.json_response({"notice_id": str(notice_id), "state": "queued"}, status=202)
 
 

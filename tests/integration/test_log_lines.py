@@ -23,6 +23,7 @@ from tests.conftest import (
     signed_request,
     spawn_daemon,
 )
+from tests.integration.test_admin import OPS_TOKEN
 from tests.integration.test_digests import post, settings_for, subscribe
 
 pytestmark = pytest.mark.slow
@@ -132,3 +133,23 @@ async def test_every_line_is_json_and_masked_when_libraries_log_errors(
     assert all("Traceback" in line["exception"] for line in parser_errors)
     assert [line["text"] for line in process.lines if line.get("event") == "raw"] == []
     assert {json.dumps(line): _in_clear(line) for line in process.lines if _in_clear(line)} == {}
+
+
+async def test_the_admin_audit_line_names_the_token(tmp_path: Path, database_url: str) -> None:
+    settings = settings_for(tmp_path, database_url, None)
+    process = await spawn_daemon(settings.path)
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT)) as session,
+            session.get(
+                f"{process.base_url}/v1/admin/subscribers/acc-1",
+                headers={"Authorization": f"Bearer {OPS_TOKEN}"},
+            ) as response,
+        ):
+            assert response.status == 404
+        audit = await process.wait_log("admin call")
+    finally:
+        await _stop(process)
+
+    assert audit["token_name"] == "ops"
+    assert all(OPS_TOKEN not in json.dumps(line) for line in process.lines)
