@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import signal
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from notifyd.samples import sample_event
 from tests.conftest import (
     PBX_SECRET,
     WAIT,
+    Cluster,
     DaemonProcess,
     eventually,
     running_daemon,
@@ -153,3 +155,22 @@ async def test_the_admin_audit_line_names_the_token(tmp_path: Path, database_url
 
     assert audit["token_name"] == "ops"
     assert all(OPS_TOKEN not in json.dumps(line) for line in process.lines)
+
+
+async def test_the_embedded_postgresql_log_does_not_quote_rows(
+    pg_cluster: Cluster, db: asyncpg.Connection
+) -> None:
+    # PostgreSQL writes every error to its own log, with a DETAIL that quotes the row or key
+    # ("Failing row contains (..., ana@..., ...)"): the masker never sees that file.
+    address = f"log-{uuid.uuid4().hex[:12]}@example.com"
+    await db.execute("CREATE TABLE refused (email text CHECK (email NOT LIKE 'log-%'))")
+    with pytest.raises(asyncpg.CheckViolationError) as refused:
+        await db.execute("INSERT INTO refused VALUES ($1)", address)
+    assert address in str(refused.value)  # the client is told; the log need not be
+    server_log = pg_cluster.root / "postgres.log"
+
+    async def logged() -> bool:
+        return 'violates check constraint "refused_email_check"' in server_log.read_text()
+
+    await eventually(logged, "the error in the server log")
+    assert address not in server_log.read_text()
