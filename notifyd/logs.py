@@ -110,8 +110,8 @@ log = structlog.get_logger(__name__)
 
 
 class _CurrentStdout(logging.StreamHandler[TextIO]):
-    """Writes to sys.stdout as it is when a record comes (tests replace it), as structlog's
-    own lines do when no stream is given."""
+    """Writes to sys.stdout as it is when a record comes: a handler holding the one there
+    was at configure() would write to a closed file once a test had replaced it."""
 
     @property
     def stream(self) -> TextIO:

@@ -362,6 +362,19 @@ def test_configuring_again_replaces_the_handler() -> None:
 
 
 @pytest.mark.usefixtures("restore_structlog")
+def test_without_a_stream_the_libraries_lines_go_to_stdout_as_it_is_now(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    configure()
+    stream = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stream)
+
+    logging.getLogger("asyncpg.pool").warning("pool is slow")
+
+    assert [r["event"] for r in _records(stream)] == ["pool is slow"]
+
+
+@pytest.mark.usefixtures("restore_structlog")
 def test_warnings_are_logged_as_masked_json() -> None:
     stream = io.StringIO()
     configure(stream=stream)
