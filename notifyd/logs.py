@@ -84,14 +84,18 @@ def mask(text: str) -> str:
 def _mask_value(value: Any) -> Any:
     if isinstance(value, str):
         return mask(value)
+    if value is None or isinstance(value, int | float):  # bool is an int
+        return value
     if isinstance(value, dict):
         return {
             k: "[redacted]" if str(k).lower() in _SECRET_KEYS else _mask_value(v)
             for k, v in value.items()
         }
-    if isinstance(value, list | tuple):
+    if isinstance(value, list | tuple | set | frozenset):
         return [_mask_value(v) for v in value]
-    return value
+    # Anything else (an exception, bytes, a UUID, a path) the renderer would write as its
+    # repr, unmasked: its text instead, masked.
+    return mask(str(value))
 
 
 def mask_pii(

@@ -146,6 +146,28 @@ def test_mask_pii_masks_inside_lists_and_dicts() -> None:
     assert result["pair"] == ["+********123", 3]
 
 
+def test_values_of_other_types_are_masked_as_their_text() -> None:
+    # The JSON renderer writes what it does not know by its repr: ValueError('ana@...').
+    event: dict[str, Any] = {
+        "event": "x",
+        "error": ValueError("no route for ana@example.com"),
+        "raw": b"From: ana@example.com",
+        "numbers": {"+40721555123", "+40721555124"},
+        "ring_seconds": 25,
+        "ratio": 0.5,
+        "to_voicemail": False,
+        "name": None,
+    }
+
+    result = mask_pii(None, "info", event)
+
+    assert result["error"] == "no route for a***@example.com"
+    assert result["raw"] == "b'From: a***@example.com'"
+    assert sorted(result["numbers"]) == ["+********123", "+********124"]
+    assert (result["ring_seconds"], result["ratio"], result["to_voicemail"]) == (25, 0.5, False)
+    assert result["name"] is None
+
+
 def test_mask_pii_leaves_our_identifiers_and_timestamp_alone() -> None:
     event: dict[str, Any] = {
         "event": "x",
