@@ -27,6 +27,7 @@ from notifyd.dkim_signer import DkimSigner
 from notifyd.enclosing import KINDS_WITH_FILES, Enclosure, enclose
 from notifyd.events import MANDATORY_CATEGORIES
 from notifyd.links import Links
+from notifyd.mail_address import Unsendable, wire_form
 from notifyd.mailer import Outcome, Transport, Verdict
 from notifyd.metrics import Metrics
 from notifyd.pacing import Pacer
@@ -311,6 +312,13 @@ class Dispatcher:
             await self._record(notice, Outcome(Verdict.FAILED, reason), from_smtp=False)
             return
         try:
+            recipient = wire_form(notice.recipient)
+        except Unsendable as error:
+            # As stored, it can never be sent: a dead letter with the reason, not a retry.
+            bound.warning("address cannot be sent to")
+            await self._record(notice, Outcome(Verdict.FAILED, str(error)), from_smtp=False)
+            return
+        try:
             enclosure = await enclose(self.pool, notice, mailing.attachments)
         except db.UNAVAILABLE as error:
             enclosure = Enclosure(retry=f"database unavailable: {type(error).__name__}")
@@ -364,7 +372,7 @@ class Dispatcher:
         # Recorded inside the block: the connection's next message is not let through
         # until this outcome is committed (at most one duplicate a connection on a crash).
         async with mailing.transport.sending(
-            data, mailing.envelope_sender, notice.recipient, notice.message_id
+            data, mailing.envelope_sender, recipient, notice.message_id
         ) as sent:
             if sent.error_kind:
                 self.metrics.smtp_errors.labels(sent.error_kind).inc()

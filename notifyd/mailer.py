@@ -23,6 +23,7 @@ from typing import Protocol
 import aiosmtplib
 import structlog
 
+from notifyd.mail_address import needs_smtputf8
 from notifyd.pipelined import Lost, PipelinedSession, Refused
 from notifyd.settings import SmtpSettings
 
@@ -110,6 +111,13 @@ def classify(error: Exception) -> Outcome:
     if isinstance(error, aiosmtplib.SMTPException | OSError):
         return Outcome(Verdict.RETRY, f"connection: {error}", "connection")
     raise error
+
+
+NO_SMTPUTF8 = Outcome(
+    Verdict.FAILED,
+    "the address's local part is not ASCII and the relay does not offer SMTPUTF8 (RFC 6531)",
+    "smtputf8",
+)
 
 
 def _by_code(code: int, message: str, *, rcpt: bool = False) -> Outcome:
@@ -247,10 +255,16 @@ class SmtpRelay:
                 _quietly_close(connection)
                 return classify(error), None
             if connection.supports_extension("pipelining") and connection.transport:
-                size = connection.supports_extension("size")
                 connection = PipelinedSession(
-                    connection.transport, self.settings.timeout_seconds, size=size
+                    connection.transport,
+                    self.settings.timeout_seconds,
+                    size=connection.supports_extension("size"),
+                    smtputf8=connection.supports_extension("smtputf8"),
                 )
+        if needs_smtputf8(sender, recipient) and not _offers_smtputf8(connection):
+            # The address has no ASCII form: this relay cannot take it, now or later. The
+            # notice's fault on this relay, not the relay's (no breaker) nor a bounce.
+            return NO_SMTPUTF8, connection
         if isinstance(connection, PipelinedSession):
             return await _send_pipelined(connection, data, sender, recipient, turn)
         return await _send_with_aiosmtplib(connection, data, sender, recipient)
@@ -265,12 +279,20 @@ class SmtpRelay:
                 connection.close()
 
 
+def _offers_smtputf8(connection: Connection) -> bool:
+    if isinstance(connection, PipelinedSession):
+        return connection.smtputf8
+    return connection.supports_extension("smtputf8")
+
+
 async def _send_with_aiosmtplib(
     client: aiosmtplib.SMTP, data: bytes, sender: str, recipient: str
 ) -> tuple[Outcome, Connection | None]:
     data_sent = False
+    # aiosmtplib writes the addresses as UTF-8 only when asked to.
+    options = ["SMTPUTF8"] if needs_smtputf8(sender, recipient) else []
     try:
-        errors, response = await client.sendmail(sender, [recipient], data)
+        errors, response = await client.sendmail(sender, [recipient], data, mail_options=options)
         data_sent = True
         if recipient in errors:
             code, text = errors[recipient]

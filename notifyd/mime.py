@@ -71,6 +71,15 @@ def _word(data: bytes) -> bytes:
     return b"=?utf-8?b?" + binascii.b2a_base64(data, newline=False) + b"?="
 
 
+def mailbox_header(name: str, address: str) -> bytes:
+    """`Name: address` for a bare address (`To`). Never an RFC 2047 word, which RFC 2047
+    forbids in an address: a non-ASCII local part goes as UTF-8 (RFC 6532), in a message
+    only a relay offering SMTPUTF8 is given (`mailer`)."""
+    if "\r" in address or "\n" in address:
+        raise HeaderInjection(f"line break in the {name} header")
+    return f"{name}: {address}".encode() + CRLF
+
+
 @functools.lru_cache(maxsize=64)  # the sender and reply-to: the same on every message
 def address_header(name: str, value: str) -> bytes:
     """An address header: the display name encoded if it is not ASCII, the address kept."""

@@ -72,9 +72,18 @@ class PipelinedSession(asyncio.Protocol):
     written while the previous message still waits for the reply to its final dot, and
     each waits only for its own replies."""
 
-    def __init__(self, transport: asyncio.BaseTransport, timeout: float, *, size: bool) -> None:
+    def __init__(
+        self,
+        transport: asyncio.BaseTransport,
+        timeout: float,
+        *,
+        size: bool,
+        smtputf8: bool = False,
+    ) -> None:
         self.timeout = timeout
         self._size = size  # the server takes MAIL's SIZE= (RFC 1870)
+        # The server takes UTF-8 addresses and headers (RFC 6531).
+        self.smtputf8 = smtputf8
         self._transport = transport
         self._buffer = bytearray()
         self._lines: list[str] = []
@@ -144,9 +153,13 @@ class PipelinedSession(asyncio.Protocol):
             raise ValueError(f"not an address for an SMTP envelope: {sender!r} -> {recipient!r}")
         message = wire_message(data)
         options = f" SIZE={len(message) - 3}" if self._size else ""
-        # ASCII: an address that needs SMTPUTF8 fails here, before anything is sent.
+        utf8 = not (sender.isascii() and recipient.isascii())
+        if utf8 and not self.smtputf8:
+            raise ValueError("an address that is not ASCII needs a server that offers SMTPUTF8")
+        if utf8:
+            options += " SMTPUTF8"
         first = self._write(
-            f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode("ascii"),
+            f"MAIL FROM:<{sender}>{options}\r\nRCPT TO:<{recipient}>\r\nDATA\r\n".encode(),
             commands=3,
         )
         mail, rcpt, start = [await self._reply(first + n) for n in range(3)]

@@ -28,6 +28,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 
 from notifyd import mime
+from notifyd.mail_address import wire_form
 from notifyd.phones import is_withheld, parse_international
 
 LANGUAGES = ("ro", "en")
@@ -182,7 +183,8 @@ class Renderer:
         rendered = self.render(notice)
         headers = [
             mime.address_header("From", self.sender),
-            mime.header("To", notice.recipient),
+            # The domain as its A-label: a Unicode one would become an encoded word.
+            mime.mailbox_header("To", wire_form(notice.recipient)),
         ]
         if self.reply_to:
             headers.append(mime.address_header("Reply-To", self.reply_to))
