@@ -11,9 +11,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -48,6 +50,9 @@ from notifyd.storage.notices import ClaimedNotice
 PACING_HORIZON = 0.1
 
 log = structlog.get_logger(__name__)
+
+# Faults of a record that another try may not meet.
+_TRANSIENT = (*db.UNAVAILABLE, asyncpg.TransactionRollbackError)
 
 Clock = Callable[[], datetime]
 
@@ -302,6 +307,37 @@ class Dispatcher:
     # -- one notice -------------------------------------------------------------------------
 
     async def _deliver(self, notice: ClaimedNotice) -> None:
+        """One notice, from its claim to its recorded outcome, whatever goes wrong between:
+        an exception that ended this task would leave the notice `sending` until its lease
+        ran out, then again at every lease, its attempts rising and never failed."""
+        try:
+            await self._send_notice(notice)
+        except Exception as error:
+            # A fault nobody classified (a bug, a library's surprise): retried with back-off,
+            # so the notice's lifetime still ends it. Logged without the message, which may
+            # quote the address; where it was raised is what a developer needs.
+            frame = traceback.extract_tb(error.__traceback__)[-1]
+            log.error(
+                "delivery failed unexpectedly; the notice will be retried",
+                notice_id=str(notice.id),
+                error=type(error).__name__,
+                raised_at=f"{Path(frame.filename).name}:{frame.lineno} in {frame.name}",
+            )
+            reason = f"internal error: {type(error).__name__}: {error}"
+            try:
+                # A no-op if the outcome was recorded before the fault (the claim is gone).
+                await self._record(
+                    notice, Outcome(Verdict.RETRY, reason, "internal"), from_smtp=False
+                )
+            except Exception as again:
+                log.error(
+                    "could not record a delivery outcome; the notice is retried when its "
+                    "lease ends",
+                    notice_id=str(notice.id),
+                    error=type(again).__name__,
+                )
+
+    async def _send_notice(self, notice: ClaimedNotice) -> None:
         bound = log.bind(notice_id=str(notice.id), kind=notice.kind, attempt=notice.attempts)
         mailing = self.mailing
         age = (self.clock() - notice.lifetime_from).total_seconds()
@@ -352,18 +388,20 @@ class Dispatcher:
                     notice.recipient,
                     "marketing" if notice.category == "marketing" else notice.category,
                 )
+        step = "rendering"
         try:
             if notice.kind == DIGEST_KIND:
                 context.update(self._digest_context(notice, items, mailing.renderer))
             view = replace(notice, context=context)
             data = mailing.renderer.mail(view, self.clock(), enclosure.files)
             if mailing.signer is not None:
+                step = "DKIM signing"
                 data = mailing.signer.sign(data)
         except Exception as error:
             # A template bug must not spin forever: the notice fails with the reason.
-            bound.exception("rendering failed")
+            bound.exception(f"{step} failed")
             await self._record(
-                notice, Outcome(Verdict.FAILED, f"rendering failed: {error}"), from_smtp=False
+                notice, Outcome(Verdict.FAILED, f"{step} failed: {error}"), from_smtp=False
             )
             return
         pause = self.pacer.reserve(notice.recipient, self._monotonic())
@@ -512,9 +550,19 @@ class Dispatcher:
                         again = await notice_store.restore_refused(conn, restore, due_at)
                         await address_store.forgive_bounces(conn, again, self.delivery.bounce_limit)
                 return
-            except (*db.UNAVAILABLE, asyncpg.TransactionRollbackError):
+            except Exception as error:
+                if verdict is not Verdict.SENT and not isinstance(error, _TRANSIENT):
+                    raise  # `_deliver` records a retry in its place
                 # A deadlock or serialization failure is PostgreSQL asking for another try;
                 # giving up would leave a sent notice to be sent again when its lease ends.
+                # So would any other fault of the 'sent' record, one statement that either
+                # committed or changed nothing.
+                if not isinstance(error, _TRANSIENT):
+                    log.warning(
+                        "recording a sent notice failed; trying again",
+                        notice_id=str(notice.id),
+                        error=type(error).__name__,
+                    )
                 if self._monotonic() + delay > deadline:
                     log.error("could not record a delivery outcome", notice_id=str(notice.id))
                     return

@@ -24,19 +24,18 @@ from tests.conftest import (
     running_daemon,
     smtp_server,
 )
+from tests.integration.catalogue_support import RawSink
 
 ASCII_FORM = "ana@xn--bcher-kva.de"
 
 
 @dataclass
-class RawSink(SmtpSink):
-    """Keeps each message's bytes and MAIL options as they arrived, not parsed back."""
+class OptionsSink(RawSink):
+    """Also keeps each message's MAIL parameters (SMTPUTF8)."""
 
-    raw: list[bytes] = field(default_factory=list)
     mail_options: list[list[str]] = field(default_factory=list)
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
-        self.raw.append(envelope.original_content or b"")
         self.mail_options.append(list(envelope.mail_options))
         return await super().handle_DATA(server, session, envelope)
 
@@ -47,14 +46,14 @@ def pipelining(request: pytest.FixtureRequest) -> bool:
 
 
 @pytest.fixture
-async def relay(pipelining: bool) -> AsyncIterator[RawSink]:
-    async with smtp_server(RawSink(pipelining=pipelining)) as sink:
+async def relay(pipelining: bool) -> AsyncIterator[OptionsSink]:
+    async with smtp_server(OptionsSink(pipelining=pipelining)) as sink:
         yield sink
 
 
 @pytest.fixture
-async def utf8_relay(pipelining: bool) -> AsyncIterator[RawSink]:
-    async with smtp_server(RawSink(pipelining=pipelining), enable_SMTPUTF8=True) as sink:
+async def utf8_relay(pipelining: bool) -> AsyncIterator[OptionsSink]:
+    async with smtp_server(OptionsSink(pipelining=pipelining), enable_SMTPUTF8=True) as sink:
         yield sink
 
 
@@ -78,30 +77,30 @@ async def welcome(
 
 
 async def test_a_unicode_domain_goes_out_in_its_ascii_form(
-    tmp_path: Path, database_url: str, relay: RawSink, db: asyncpg.Connection
+    tmp_path: Path, database_url: str, relay: OptionsSink, db: asyncpg.Connection
 ) -> None:
     # email-validator stores the Unicode form, whichever form the billing system sent.
     [notice] = await welcome(tmp_path, database_url, relay, db, ASCII_FORM)
     assert notice["recipient"] == "ana@bücher.de"
     assert notice["state"] == "sent"
     assert relay.envelopes[0][1] == [ASCII_FORM]
-    assert f"\r\nTo: {ASCII_FORM}\r\n".encode() in relay.raw[0]
+    assert f"\r\nTo: {ASCII_FORM}\r\n".encode() in relay.raws[0]
     assert relay.messages[0]["To"] == ASCII_FORM
 
 
 async def test_a_non_ascii_local_part_goes_out_with_smtputf8_where_the_relay_offers_it(
-    tmp_path: Path, database_url: str, utf8_relay: RawSink, db: asyncpg.Connection
+    tmp_path: Path, database_url: str, utf8_relay: OptionsSink, db: asyncpg.Connection
 ) -> None:
     [notice] = await welcome(tmp_path, database_url, utf8_relay, db, "ștefan@bücher.de")
     assert notice["state"] == "sent"
     assert utf8_relay.envelopes[0][1] == ["ștefan@xn--bcher-kva.de"]
     assert "SMTPUTF8" in utf8_relay.mail_options[0]
     # RFC 6532: the address as UTF-8 in the header, not an RFC 2047 encoded word.
-    assert "\r\nTo: ștefan@xn--bcher-kva.de\r\n".encode() in utf8_relay.raw[0]
+    assert "\r\nTo: ștefan@xn--bcher-kva.de\r\n".encode() in utf8_relay.raws[0]
 
 
 async def test_a_non_ascii_local_part_fails_with_a_reason_where_the_relay_lacks_smtputf8(
-    tmp_path: Path, database_url: str, relay: RawSink, db: asyncpg.Connection
+    tmp_path: Path, database_url: str, relay: OptionsSink, db: asyncpg.Connection
 ) -> None:
     first, second = await welcome(
         tmp_path, database_url, relay, db, "ștefan@bücher.de", "ion@client.example"
