@@ -3,10 +3,11 @@
 A relay that refuses everything (a wrong password, a relay that no longer accepts us)
 answers 5xx to every notice. Failing them all would throw away a day's notices for one
 configuration mistake. So: when `threshold` consecutive refusals, for as many different
-addresses, arrive with no success in between, or the login itself is refused, the breaker
-opens: delivery pauses for a cooldown (doubling, up to an hour), the refused notices go
-back to the queue, and an error is logged for the admin. After the cooldown one notice is
-tried (half open): a success closes the breaker, a refusal opens it again.
+addresses, arrive with no success in between, or the relay refuses us before any message
+(the login, or a 5xx to the greeting, EHLO or STARTTLS), the breaker opens: delivery
+pauses for a cooldown (doubling, up to an hour), the refused notices go back to the queue,
+and an error is logged for the admin. After the cooldown one notice is tried (half open):
+a success closes the breaker, a refusal opens it again.
 """
 
 from __future__ import annotations
@@ -65,8 +66,9 @@ class Breaker:
             return self._open(now)
         return None
 
-    def login_refused(self, now: float) -> None:
-        """The relay refused our credentials: nothing can go until the admin fixes them."""
+    def refused_us(self, now: float) -> None:
+        """The relay refused us before any message (our login, or a 5xx to the greeting,
+        EHLO or STARTTLS): nothing can go until the admin or the relay's owner acts."""
         if self.threshold > 0 and self.state is not State.OPEN:
             self._open(now)
 

@@ -439,8 +439,8 @@ class Dispatcher:
             self.breaker.succeeded()
             if was_open:
                 self._held.clear()
-        elif outcome.error_kind == "auth":
-            self.breaker.login_refused(now)
+        elif outcome.error_kind in ("auth", "refused"):
+            self.breaker.refused_us(now)
         elif outcome.verdict is Verdict.FAILED and outcome.error_kind == "5xx":
             restore = self.breaker.refused(notice.id, notice.recipient, now) or []
         self.metrics.delivery_paused.set(1 if self.breaker.is_open else 0)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import ssl
 import tempfile
 from collections.abc import AsyncIterator, Callable
@@ -40,7 +41,8 @@ class Verdict(StrEnum):
 class Outcome:
     verdict: Verdict
     reply: str
-    # The SMTP error class for metrics: "4xx", "5xx", "connection", "timeout", "auth", ...
+    # The SMTP error class for metrics: "4xx", "5xx", "connection", "timeout", "auth",
+    # "refused" (a 5xx before any message: the relay refuses us), ...
     error_kind: str | None = None
     # The connection broke after the final "." of DATA: the server may have accepted it.
     possibly_sent: bool = False
@@ -94,17 +96,22 @@ class EmlFolder:
         return None
 
 
-def classify(error: Exception) -> Outcome:
-    """Map an aiosmtplib exception to what the queue should do with the notice."""
+def classify(error: Exception, *, setup: bool = False) -> Outcome:
+    """Map an aiosmtplib exception to what the queue should do with the notice; `setup`:
+    raised while the connection was set up (greeting, EHLO, STARTTLS, AUTH)."""
     if isinstance(error, aiosmtplib.SMTPRecipientsRefused):
         refusals = error.recipients
         code = refusals[0].code if refusals else 451
         reply = refusals[0].message if refusals else str(error)
         return _by_code(code, reply, rcpt=True)
-    if isinstance(error, aiosmtplib.SMTPAuthenticationError):
+    if isinstance(error, aiosmtplib.SMTPAuthenticationError) and error.code >= 500:
         # A wrong password fails every notice alike: keep them queued, the admin must act.
         return Outcome(Verdict.RETRY, f"{error.code} {error.message}", "auth")
     if isinstance(error, aiosmtplib.SMTPResponseException):
+        if setup and error.code >= 500:
+            # Before any message is named, the relay refuses us, not the notice: every
+            # notice would meet the same refusal. Kept queued; the breaker pauses delivery.
+            return Outcome(Verdict.RETRY, f"{error.code} {error.message}", "refused")
         return _by_code(error.code, error.message)
     if isinstance(error, aiosmtplib.SMTPTimeoutError | asyncio.TimeoutError | TimeoutError):
         return Outcome(Verdict.RETRY, f"timeout: {error}", "timeout")
@@ -123,8 +130,24 @@ NO_SMTPUTF8 = Outcome(
 def _by_code(code: int, message: str, *, rcpt: bool = False) -> Outcome:
     reply = f"{code} {message}".strip()
     if 500 <= code < 600:
-        return Outcome(Verdict.FAILED, reply, "5xx", bounce=rcpt)
+        return Outcome(Verdict.FAILED, reply, "5xx", bounce=rcpt and _about_address(code, message))
     return Outcome(Verdict.RETRY, reply, "4xx")
+
+
+# RFC 3463 enhanced status codes: class.subject.detail at the start of the reply text.
+_ENHANCED = re.compile(r"5\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def _about_address(code: int, message: str) -> bool:
+    """Whether a refusal of RCPT says the address itself is bad (a hard bounce). Relays also
+    refuse RCPT for their own reasons: relaying denied (5.7.1), a syntax error (5.5.2), a
+    full mailbox (5.2.2), which would count good addresses towards undeliverable."""
+    enhanced = _ENHANCED.match(message)
+    if enhanced is not None:
+        # X.1.x: no such mailbox, domain or syntax; X.2.1: the mailbox is disabled.
+        return enhanced[1] == "1" or (enhanced[1], enhanced[2]) == ("2", "1")
+    # Without one, the replies RFC 5321 gives for a mailbox that is not there.
+    return code in (550, 551, 553)
 
 
 # A pooled connection: aiosmtplib's, or a pipelining relay's once set up.
@@ -253,7 +276,7 @@ class SmtpRelay:
                         await connection.ehlo()
             except Exception as error:  # classified below; anything unknown is re-raised
                 _quietly_close(connection)
-                return classify(error), None
+                return classify(error, setup=True), None
             if connection.supports_extension("pipelining") and connection.transport:
                 connection = PipelinedSession(
                     connection.transport,

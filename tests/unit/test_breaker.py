@@ -154,18 +154,18 @@ def test_a_success_after_a_trip_resets_the_cooldown() -> None:
 
 def test_a_refused_login_opens_at_once() -> None:
     breaker = Breaker(threshold=5, cooldown=10)
-    breaker.login_refused(50.0)
+    breaker.refused_us(50.0)
     assert breaker.is_open
     assert breaker.trips == 1
     assert breaker.allowance(50.0) == 0
     assert breaker.wait(50.0) == 10.0
     # Further refused logins while open do not extend the pause or count as trips.
-    breaker.login_refused(55.0)
+    breaker.refused_us(55.0)
     assert breaker.trips == 1
     assert breaker.wait(55.0) == 5.0
     # The probe's login is refused again: open again, for longer.
     assert breaker.allowance(60.0) == 1
-    breaker.login_refused(60.0)
+    breaker.refused_us(60.0)
     assert breaker.state is State.OPEN
     assert breaker.trips == 2
     assert breaker.wait(60.0) == 20.0
@@ -175,7 +175,7 @@ def test_threshold_zero_never_opens() -> None:
     breaker = Breaker(threshold=0, cooldown=10)
     addresses = [f"user{n}@x.example" for n in range(50)]
     assert refuse_all(breaker, addresses, 0.0) == [None] * 50
-    breaker.login_refused(0.0)
+    breaker.refused_us(0.0)
     assert not breaker.is_open
     assert breaker.allowance(0.0) is None
     assert breaker.trips == 0

@@ -220,3 +220,66 @@ async def test_eml_folder_writes_aside_then_renames(
     assert source.suffix == ".tmp"
     assert target == tmp_path / f"{NOTICE_ID}.eml"
     assert not source.exists()
+
+
+# -- issue 16: the SMTP fault matrix's findings ------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "554 5.7.1 <ana@example.com>: Relay access denied",  # the relay refuses, not the address
+        "500 5.5.2 Syntax error, command unrecognized",
+        "552 5.2.2 Mailbox full",  # the mailbox exists
+        "554 Transaction failed",
+    ],
+)
+def test_a_rcpt_refusal_not_about_the_address_is_no_hard_bounce(reply: str) -> None:
+    code, message = reply.split(" ", 1)
+    outcome = classify(refused(int(code), message))
+
+    assert (outcome.verdict, outcome.bounce) == (Verdict.FAILED, False)
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        "550 5.1.1 <ana@example.com>: Recipient address rejected: User unknown",
+        "550 5.1.10 Recipient address has null MX",
+        "554 5.1.2 Bad destination system address",
+        "550 5.2.1 Mailbox disabled",
+        "550 Requested action not taken: mailbox unavailable",  # no enhanced code
+        "553 Requested action not taken: mailbox name not allowed",
+    ],
+)
+def test_a_rcpt_refusal_about_the_address_is_a_hard_bounce(reply: str) -> None:
+    code, message = reply.split(" ", 1)
+    outcome = classify(refused(int(code), message))
+
+    assert (outcome.verdict, outcome.bounce) == (Verdict.FAILED, True)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        aiosmtplib.SMTPConnectResponseError(554, "5.3.2 No SMTP service here"),
+        aiosmtplib.SMTPHeloError(554, "5.7.1 Access denied"),
+        aiosmtplib.SMTPResponseException(500, "5.5.2 STARTTLS command unrecognized"),
+    ],
+)
+def test_a_5xx_while_the_connection_is_set_up_refuses_the_relay_not_the_notice(
+    error: aiosmtplib.SMTPResponseException,
+) -> None:
+    outcome = classify(error, setup=True)
+
+    # Kept queued; "refused" opens the breaker (every notice would meet the same refusal).
+    assert outcome == Outcome(Verdict.RETRY, f"{error.code} {error.message}", "refused")
+
+
+def test_a_temporary_authentication_failure_is_a_plain_retry() -> None:
+    error = aiosmtplib.SMTPAuthenticationError(454, "4.7.0 Temporary authentication failure")
+
+    # Not a wrong password: retried with back-off, no pause of the whole delivery.
+    assert classify(error, setup=True) == Outcome(
+        Verdict.RETRY, "454 4.7.0 Temporary authentication failure", "4xx"
+    )
