@@ -32,6 +32,7 @@ from notifyd.jobs import Jobs
 from notifyd.links import Links, link_secret
 from notifyd.logs import configure as configure_logging
 from notifyd.logs import log_loop_exceptions
+from notifyd.mail_address import wire_mailbox
 from notifyd.mailer import Transport, transport_for
 from notifyd.metrics import Metrics
 from notifyd.rendering import LANGUAGES, Renderer
@@ -254,7 +255,7 @@ def mailing_for(settings: Settings, transport: Transport, links: Links | None = 
         attachments=settings.attachments,
         transport=transport,
         renderer=renderer_for(settings),
-        envelope_sender=settings.smtp.sender_address,
+        envelope_sender=wire_mailbox(settings.smtp.sender_address),
         signer=signer,
         links=links,
         message_domain=settings.message_domain,

@@ -10,6 +10,7 @@ and the message then carries it as UTF-8 (RFC 6532).
 
 from __future__ import annotations
 
+import email.utils
 import functools
 
 # The second import of email-validator (the catalogue's is the first): the same library
@@ -36,3 +37,14 @@ def wire_form(address: str) -> str:
 def needs_smtputf8(*addresses: str) -> bool:
     """Whether an envelope with these addresses (in wire form) needs SMTPUTF8."""
     return not all(address.isascii() for address in addresses)
+
+
+def wire_mailbox(mailbox: str) -> str:
+    """`Name <address>` (the configured sender) with the address in wire form; unchanged
+    when the address cannot be converted: it then fails where it is used, with a reason."""
+    address = email.utils.parseaddr(mailbox)[1]
+    try:
+        wire = wire_form(address)
+    except Unsendable:
+        return mailbox
+    return mailbox.replace(address, wire) if wire != address else mailbox

@@ -28,7 +28,7 @@ from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 
 from notifyd import mime
-from notifyd.mail_address import wire_form
+from notifyd.mail_address import wire_form, wire_mailbox
 from notifyd.phones import is_withheld, parse_international
 
 LANGUAGES = ("ro", "en")
@@ -110,8 +110,9 @@ class Renderer:
         reply_to: str = "",
         override_folder: Path | None = None,
     ) -> None:
-        self.sender = sender
-        self.reply_to = reply_to
+        # The operator's own domain may be an IDN: headers carry its A-label.
+        self.sender = wire_mailbox(sender)
+        self.reply_to = wire_mailbox(reply_to) if reply_to else ""
         loaders: list[jinja2.BaseLoader] = []
         if override_folder is not None:
             loaders.append(jinja2.FileSystemLoader(str(override_folder)))

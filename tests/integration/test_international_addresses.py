@@ -47,13 +47,15 @@ def pipelining(request: pytest.FixtureRequest) -> bool:
 
 @pytest.fixture
 async def relay(pipelining: bool) -> AsyncIterator[OptionsSink]:
-    async with smtp_server(OptionsSink(pipelining=pipelining)) as sink:
+    sink = OptionsSink(pipelining=pipelining)
+    async with smtp_server(sink):
         yield sink
 
 
 @pytest.fixture
 async def utf8_relay(pipelining: bool) -> AsyncIterator[OptionsSink]:
-    async with smtp_server(OptionsSink(pipelining=pipelining), enable_SMTPUTF8=True) as sink:
+    sink = OptionsSink(pipelining=pipelining)
+    async with smtp_server(sink, enable_SMTPUTF8=True):
         yield sink
 
 

@@ -135,6 +135,7 @@ async def test_a_fault_at_any_stage_of_a_send_ends_in_a_recorded_outcome(
                 return row if row is not None and row["state"] == injected.end else None
 
             notice = await eventually(ended, f"the notice {injected.end} after {stage} failed")
+            assert notice is not None
             await asyncio.sleep(0.2)  # a duplicate would arrive by now
     assert calls, f"the fault at {stage} was never reached"
     assert notice["last_error"] is None or INJECTED in notice["last_error"]

@@ -51,5 +51,10 @@ async def test_every_fault_at_a_stage_ends_in_the_right_state(
             await run_cell(daemon, relay, db, stage, fault, n)
             for n, fault in enumerate(ROWS[stage])
         ]
+        # Nothing left behind: every notice of the row sent or failed, none claimed.
+        left = await db.fetchval(
+            "SELECT count(*) FROM notices WHERE state NOT IN ('sent', 'failed')"
+        )
     failures = [p for p in problems if p]
     assert not failures, "\n".join(failures)
+    assert left == 0

@@ -6,6 +6,8 @@ import pytest
 
 from notifyd import mime
 from notifyd.mail_address import Unsendable, needs_smtputf8, wire_form
+from notifyd.rendering import Renderer
+from tests.unit.test_rendering import NOW, notice
 
 
 def test_an_ascii_address_is_sent_as_stored() -> None:
@@ -41,3 +43,11 @@ def test_the_to_header_carries_the_address_never_an_encoded_word() -> None:
     )
     with pytest.raises(mime.HeaderInjection):
         mime.mailbox_header("To", "a@b.example\r\nBcc: c@d.example")
+
+
+def test_a_sender_with_a_unicode_domain_goes_out_in_its_ascii_form() -> None:
+    # An operator's own IDN domain: its From header could not be written at all.
+    sender = "Operator VoIP <notificari@operator-ț.ro>"
+    message = Renderer(sender).mail(notice("call.missed", "ro"), NOW)
+
+    assert b"\r\nFrom: Operator VoIP <notificari@xn--operator--ymd.ro>\r\n" in b"\r\n" + message
