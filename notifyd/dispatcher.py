@@ -493,8 +493,10 @@ class Dispatcher:
         template), and the last SMTP reply on file stays for the dead-letter view."""
         now = self.clock()
         verdict = outcome.verdict
-        error = outcome.reply
-        reply = outcome.reply if from_smtp else None
+        # A relay's reply may carry a NUL, which PostgreSQL refuses in text: a 'sent'
+        # record that can never be written would send the email again at every lease.
+        error = outcome.reply.replace("\x00", "")
+        reply = error if from_smtp else None
         due_at = now
         if verdict is Verdict.RETRY:
             age = (now - notice.lifetime_from).total_seconds()
@@ -502,7 +504,7 @@ class Dispatcher:
                 verdict = Verdict.FAILED
                 error = (
                     f"expired: gave up after {age / 3600:.1f} h "
-                    f"({notice.category} lifetime): {outcome.reply}"
+                    f"({notice.category} lifetime): {error}"
                 )
             else:
                 delay = retry_after or retry_delay(notice.attempts, self.delivery)
@@ -530,7 +532,7 @@ class Dispatcher:
                         )
                 if verdict is Verdict.SENT:
                     # In one statement with the other sends that end in this loop turn.
-                    await self._sent.record(notice.id, outcome.reply)
+                    await self._sent.record(notice.id, error)
                     return
                 async with self.pool.acquire() as conn:
                     if verdict is Verdict.RETRY:
@@ -540,7 +542,7 @@ class Dispatcher:
                     else:
                         await notice_store.mark_failed(conn, notice.id, self.token, error, reply)
                         if outcome.bounce:
-                            await self._bounced(conn, notice, outcome.reply)
+                            await self._bounced(conn, notice, error)
                         if notice.id in self._held and notice.id not in (restore or ()):
                             # The breaker opened while this failure was being written: the
                             # opener's restore may have run before it was; this one is

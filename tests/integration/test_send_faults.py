@@ -14,6 +14,7 @@ from typing import Any
 import aiosmtplib
 import asyncpg
 import pytest
+from aiosmtpd.smtp import SMTP, Envelope, Session
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
@@ -148,3 +149,39 @@ async def test_a_fault_at_any_stage_of_a_send_ends_in_a_recorded_outcome(
         # One attempt more than the faults that ended one: the 'sent' record is written
         # again, not the email sent again.
         assert notice["attempts"] == (1 if stage == "record sent" else 2)
+
+
+@dataclass
+class NulReplies(SmtpSink):
+    """A relay whose replies to the final dot carry a NUL byte, which PostgreSQL cannot store
+    in text: accepted ones, and one refusal for retry first."""
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        if not self.data_commands:
+            self.data_commands += 1
+            return "451 4.3.0 try\x00 later"
+        reply = await super().handle_DATA(server, session, envelope)
+        return reply.replace("Ok", "Ok\x00")
+
+
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelining", "without"])
+async def test_a_relay_reply_with_a_nul_byte_is_recorded_and_sent_once(
+    pipelining: bool, tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    async with smtp_server(NulReplies(pipelining=pipelining)) as sink:
+        config = base_config(tmp_path, database_url, sink.port)
+        config["delivery"]["lease_seconds"] = LEASE_SECONDS
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            event = sample_event("account.created", "acc-1", email="ana@client.example")
+            assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
+
+            async def sent() -> asyncpg.Record | None:
+                row = await db.fetchrow("SELECT * FROM notices WHERE state = 'sent'")
+                return row
+
+            notice = await eventually(sent, "the notice recorded as sent")
+            assert notice is not None
+            await asyncio.sleep(0.2)  # a duplicate would arrive by now
+    assert len(sink.messages) == 1
+    assert notice["attempts"] == 2
+    assert "\x00" not in notice["smtp_reply"]
