@@ -552,18 +552,18 @@ class Dispatcher:
                         again = await notice_store.restore_refused(conn, restore, due_at)
                         await address_store.forgive_bounces(conn, again, self.delivery.bounce_limit)
                 return
-            except Exception as error:
-                if verdict is not Verdict.SENT and not isinstance(error, _TRANSIENT):
+            except Exception as fault:  # not `error`: the except clause would unbind it
+                if verdict is not Verdict.SENT and not isinstance(fault, _TRANSIENT):
                     raise  # `_deliver` records a retry in its place
                 # A deadlock or serialization failure is PostgreSQL asking for another try;
                 # giving up would leave a sent notice to be sent again when its lease ends.
                 # So would any other fault of the 'sent' record, one statement that either
                 # committed or changed nothing.
-                if not isinstance(error, _TRANSIENT):
+                if not isinstance(fault, _TRANSIENT):
                     log.warning(
                         "recording a sent notice failed; trying again",
                         notice_id=str(notice.id),
-                        error=type(error).__name__,
+                        error=type(fault).__name__,
                     )
                 if self._monotonic() + delay > deadline:
                     log.error("could not record a delivery outcome", notice_id=str(notice.id))

@@ -15,9 +15,12 @@ import pytest
 
 from tests.integration.smtp_faults import matrix_daemon, run_cell, scripted_relay
 
-# The faults that mean something at each stage; left out: 535 except at AUTH (a login
-# reply), 450/452/550/552 at the greeting, EHLO and STARTTLS (no mailbox or storage is
-# involved yet), 454 except at STARTTLS and AUTH (RFC 3207, RFC 4954).
+# The faults that mean something at each stage. Left out: 535 except at AUTH (a login
+# reply); 450, 452, 550 and 552 before MAIL (no mailbox or storage is involved yet), and
+# 451 and 500 at the greeting (RFC 5321 gives it 220, 421 or 554 only); 454 except at
+# STARTTLS and AUTH (RFC 3207, RFC 4954); 450, 550 and 552 to the DATA command and 500
+# after the final dot (a relay refuses the message once it has it, and a dot cannot be a
+# syntax error).
 CONNECTION = ["drop", "stall"]
 ROWS = {
     "greeting": ["421", "554", *CONNECTION],
