@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import uuid
 from collections.abc import Callable, Sequence
@@ -16,6 +17,9 @@ from notifyd.settings import LANGUAGES, ConfigError, Settings, load
 # sysexits.h EX_CONFIG: systemd can be told not to restart on it (RestartPreventExitStatus).
 EXIT_CONFIG = 78
 EXIT_UNAVAILABLE = 69
+# What a shell reports for a command killed by SIGPIPE (128 + 13), as `cat big | head` does:
+# under `set -o pipefail` a closed pipe shows as such, not as a complete success.
+EXIT_PIPE_CLOSED = 141
 DEFAULT_CONFIG = "/etc/notifyd/notifyd.toml"
 
 
@@ -213,9 +217,22 @@ def _preview(args: argparse.Namespace) -> int:
         print(f"template error: {error}", file=sys.stderr)
         return EXIT_CONFIG
     if args.html:
-        print(rendered.html)
-    else:
-        print(f"Subject: {rendered.subject}\nDigest line: {rendered.line}\n\n{rendered.text}")
+        return _write(rendered.html)
+    return _write(f"Subject: {rendered.subject}\nDigest line: {rendered.line}\n\n{rendered.text}")
+
+
+def _write(text: str) -> int:
+    """Print to stdout; a reader that went away (`| head`) ends the command quietly."""
+    try:
+        print(text)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # Python flushes stdout again at exit: point it at /dev/null, or that flush raises
+        # the same error as a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return EXIT_PIPE_CLOSED
     return 0
 
 

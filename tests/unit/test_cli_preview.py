@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,3 +54,22 @@ def test_preview_uses_the_config_template_folder(
 def test_unknown_type_is_refused_with_the_known_ones(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["preview", "pizza.ordered"]) == 2
     assert "voicemail.received" in capsys.readouterr().err
+
+
+def test_a_closed_pipe_ends_the_preview_quietly_with_the_sigpipe_status() -> None:
+    # `notifyd preview ... | head`: the reader is gone before the preview writes.
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "notifyd", "preview", "voicemail.received", "--html"],
+            stdout=write_end,
+            stderr=subprocess.PIPE,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+    finally:
+        os.close(write_end)
+    assert result.stderr == ""
+    assert result.returncode == 128 + signal.SIGPIPE  # what a shell reports for `cat | head`
