@@ -10,6 +10,7 @@ import sys
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from notifyd import __version__
 from notifyd.settings import LANGUAGES, ConfigError, Settings, load
@@ -152,13 +153,11 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     if source_name is None or source_name not in settings.sources:
         print(f"no source {source_name!r} in {settings.path}", file=sys.stderr)
         return EXIT_CONFIG
-    overrides = {}
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            print(f"--set takes FIELD=VALUE, got {item!r}", file=sys.stderr)
-            return 2
-        overrides[key] = _value(value)
+    try:
+        overrides = typed_overrides(args.event_type, args.set)
+    except ValueError as error:
+        print(error, file=sys.stderr)
+        return 2
     now = datetime.now(UTC)
     try:
         event = sample_event(args.event_type, args.account, now, **overrides)
@@ -236,12 +235,82 @@ def _write(text: str) -> int:
     return 0
 
 
-def _value(text: str) -> object:
-    """--set values: JSON when they parse (numbers, true, null), text otherwise."""
+def typed_overrides(event_type: str, items: Sequence[str]) -> dict[str, object]:
+    """`--set FIELD=VALUE` items as the event's fields: read by each field's type in the
+    event schema, so a call_id of digits stays text and ring_seconds=40 is a number.
+    Raises ValueError with one line naming the first item that cannot be its field's type."""
+    from notifyd.events import CATALOGUE
+
+    model = CATALOGUE.get(event_type)
+    # An unknown type is refused by sample_event, with the known ones listed.
+    fields: dict[str, Any] = model.model_json_schema()["properties"] if model else {}
+    overrides: dict[str, object] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set takes FIELD=VALUE, got {item!r}")
+        if model is None:
+            overrides[name] = text
+        elif name not in fields:
+            known = ", ".join(sorted(fields))
+            raise ValueError(
+                f"--set {name}: {event_type} has no field {name!r}; its fields: {known}"
+            )
+        else:
+            overrides[name] = _typed_value(name, fields[name], text)
+    return overrides
+
+
+def _json_types(schema: dict[str, Any]) -> set[str]:
+    """The JSON types a field's schema allows (pydantic writes an optional one as anyOf)."""
+    if "anyOf" in schema:
+        return set().union(*(_json_types(option) for option in schema["anyOf"]))
+    if "$ref" in schema:  # a nested model: attachments
+        return {"object"}
+    kind = schema.get("type", "string")
+    return set(kind) if isinstance(kind, list) else {kind}
+
+
+_TYPE_NAMES = {
+    "integer": "an integer",
+    "number": "a number",
+    "boolean": "true or false",
+    "array": "a list (a,b or a JSON array)",
+    "object": "a JSON object",
+}
+
+
+def _typed_value(name: str, schema: dict[str, Any], text: str) -> object:
+    kinds = _json_types(schema)
+    if "null" in kinds and text == "null":
+        return None  # an optional field left out, as a PBX that does not know it would
+    if "string" in kinds:
+        return text  # even when it looks like a number: the schema says text
     try:
-        return json.loads(text)
+        value: object = json.loads(text)
     except ValueError:
-        return text
+        value = text
+    if "array" in kinds and not isinstance(value, list) and not text.lstrip().startswith("["):
+        value = [part.strip() for part in text.split(",") if part.strip()]
+    if _is_json_type(value, kinds):
+        return value
+    expected = " or ".join(_TYPE_NAMES.get(kind, kind) for kind in sorted(kinds - {"null"}))
+    raise ValueError(f"--set {name}: must be {expected}, got {text!r}")
+
+
+def _is_json_type(value: object, kinds: set[str]) -> bool:
+    # bool is an int in Python; `to_voicemail=1` or `pages=true` are mistakes, not values.
+    if isinstance(value, bool):
+        return "boolean" in kinds
+    if isinstance(value, int):
+        return bool(kinds & {"integer", "number"})
+    if isinstance(value, float):
+        return "number" in kinds
+    if isinstance(value, list):
+        return "array" in kinds
+    if isinstance(value, dict):
+        return "object" in kinds
+    return False
 
 
 if __name__ == "__main__":
