@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import traceback
 from collections.abc import Callable, Sequence
@@ -267,7 +268,11 @@ class Dispatcher:
             self._start(notice)
 
     def _start(self, notice: notice_store.ClaimedNotice) -> None:
-        task = self._running_loop().create_task(self._deliver(notice), name=f"notice-{notice.id}")
+        # A fresh context: a task copies its creator's, and `adopt` runs in the commit of
+        # some webhook, whose request_id would otherwise be on every line of this send.
+        task = self._running_loop().create_task(
+            self._deliver(notice), name=f"notice-{notice.id}", context=contextvars.Context()
+        )
         self._in_flight[notice.id] = task
         task.add_done_callback(functools.partial(self._finished, notice.id))
 
@@ -338,7 +343,12 @@ class Dispatcher:
                 )
 
     async def _send_notice(self, notice: ClaimedNotice) -> None:
-        bound = log.bind(notice_id=str(notice.id), kind=notice.kind, attempt=notice.attempts)
+        bound = log.bind(
+            notice_id=str(notice.id),
+            event_id=str(notice.event_id) if notice.event_id else None,
+            kind=notice.kind,
+            attempt=notice.attempts,
+        )
         mailing = self.mailing
         age = (self.clock() - notice.lifetime_from).total_seconds()
         if age >= self.delivery.lifetime(notice.category):

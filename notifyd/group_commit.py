@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import zlib
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
@@ -72,7 +73,12 @@ class GroupCommit(Generic[Item, Result]):
         self._queues[lane].put_nowait((item, future))
         task = self._tasks[lane]
         if task is None or task.done():
-            self._tasks[lane] = asyncio.create_task(self._lane(lane), name=f"commit-lane-{lane}")
+            # A fresh context: the lane outlives the webhook that started it, and serves
+            # the others; its lines (and the sends it starts) must not carry that webhook's
+            # request_id.
+            self._tasks[lane] = asyncio.create_task(
+                self._lane(lane), name=f"commit-lane-{lane}", context=contextvars.Context()
+            )
         return await future
 
     async def close(self) -> None:

@@ -13,6 +13,7 @@ next loop turn plus one statement.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from uuid import UUID
 
 import asyncpg
@@ -37,7 +38,8 @@ class SentRecords:
         if not self._pending:
             # The task's first step runs in the loop's next turn, after every send of this
             # one has added its record.
-            task = self._loop.create_task(self._write())
+            # A fresh context: the batch records the sends of many notices, not this one's.
+            task = self._loop.create_task(self._write(), context=contextvars.Context())
             self._batches.add(task)
             task.add_done_callback(self._batches.discard)
         self._pending.append((notice_id, reply, done))
