@@ -102,15 +102,74 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
 
 
 class SubscriberBody(BaseModel):
-    """PUT /v1/admin/subscribers/{account_id}: the subscriber as it should be."""
+    """PUT /v1/admin/subscribers/{account_id}: the whole subscriber, replacing what was
+    there. Every field must be given (null for none): a field left out is refused rather
+    than cleared or kept, since either would silently be what some caller did not mean."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
     email: EmailAddress
+    username: Text | None
+    name: DisplayText | None
+    language: Language | None
+    timezone: TimeZoneName | None
+
+
+class SubscriberPatch(BaseModel):
+    """PATCH /v1/admin/subscribers/{account_id}: only the fields given change; null clears
+    one (not the email: every subscriber has an address)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    # None stands for "not given" (apply() reads only the fields given); a null given is
+    # refused below, and the schema shows the field as a string only.
+    email: Annotated[
+        EmailAddress | None,
+        pydantic.WithJsonSchema({"type": "string", "format": "email", "maxLength": 254}),
+    ] = None
     username: Text | None = None
     name: DisplayText | None = None
     language: Language | None = None
     timezone: TimeZoneName | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email_stays(cls, value: str | None) -> str | None:
+        # Runs only for a value given: a missing email keeps the one stored.
+        if value is None:
+            raise ValueError("cannot be null: every subscriber has an address")
+        return value
+
+    def apply(self, subscriber: Subscriber) -> Subscriber:
+        changes = {name: getattr(self, name) for name in self.model_fields_set}
+        return replace(subscriber, **changes)
+
+
+def _mode_category(value: str) -> str:
+    if value in ("security", "service"):
+        raise ValueError(f"{value} notices are mandatory and cannot be changed")
+    if value not in CONFIGURABLE:
+        raise ValueError(f"unknown category {value!r}; known: {', '.join(CONFIGURABLE)}")
+    return value
+
+
+def _mode(value: str) -> str:
+    if value not in MODES:
+        raise ValueError(f"mode must be one of {', '.join(MODES)}")
+    return value
+
+
+def _category(value: str) -> str:
+    if value not in {c.value for c in Category}:
+        raise ValueError(f"unknown category {value!r}")
+    return value
+
+
+# Dict keys and values each validated on their own, so every bad one is named at once
+# (`modes.fax`, `addresses.pizza`), not the first a validator of the whole dict met.
+ModeCategory = Annotated[str, pydantic.AfterValidator(_mode_category)]
+Mode = Annotated[str, pydantic.AfterValidator(_mode)]
+AddressCategory = Annotated[str, pydantic.AfterValidator(_category)]
 
 
 def _one_or_several(value: Any) -> Any:
@@ -128,10 +187,10 @@ class PreferencesPatch(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    modes: dict[str, str | None] | None = None
+    modes: dict[ModeCategory, Mode | None] | None = None
     quiet_hours: str | None = None
     # Per category: one address, several, or null to follow the account's addresses again.
-    addresses: dict[str, Addresses | None] | None = None
+    addresses: dict[AddressCategory, Addresses | None] | None = None
     # Further addresses of the account (besides its own) that get every notice.
     extra_emails: list[EmailAddress] | None = None
     digest_time: str | None = None
@@ -139,18 +198,6 @@ class PreferencesPatch(BaseModel):
     low_credit_threshold: Money | None = None
     language: Language | None = None
     timezone: TimeZoneName | None = None
-
-    @field_validator("modes")
-    @classmethod
-    def _modes(cls, value: dict[str, str | None] | None) -> dict[str, str | None] | None:
-        for category, mode in (value or {}).items():
-            if category in ("security", "service"):
-                raise ValueError(f"{category} notices are mandatory and cannot be changed")
-            if category not in CONFIGURABLE:
-                raise ValueError(f"unknown category {category!r}; known: {', '.join(CONFIGURABLE)}")
-            if mode is not None and mode not in MODES:
-                raise ValueError(f"{category}: mode must be one of {', '.join(MODES)}")
-        return value
 
     @field_validator("digest_time")
     @classmethod
@@ -164,16 +211,6 @@ class PreferencesPatch(BaseModel):
     def _quiet_hours(cls, value: str | None) -> str | None:
         if value is not None:
             parse_quiet_hours(value)  # ValueError names what is wrong
-        return value
-
-    @field_validator("addresses")
-    @classmethod
-    def _addresses(
-        cls, value: dict[str, list[str] | None] | None
-    ) -> dict[str, list[str] | None] | None:
-        for category in value or {}:
-            if category not in {c.value for c in Category}:
-                raise ValueError(f"unknown category {category!r}")
         return value
 
     def apply(self, subscriber: Subscriber) -> Subscriber:
@@ -268,8 +305,10 @@ def _no_subscriber(account_id: str) -> web.Response:
     return error_response(404, "not_found", f"no subscriber {account_id!r}")
 
 
-async def _json_body(request: web.Request, model: type[M]) -> M | web.Response:
-    """The body validated by `model`, or the 400/422 answer that says what is wrong."""
+async def _json_body(
+    request: web.Request, model: type[M], detail: str = "the request body is invalid"
+) -> M | web.Response:
+    """The body validated by `model`, or the 400/422 answer that names every problem."""
     raw = await request.read()
     try:
         body = model.model_validate_json(raw)
@@ -284,16 +323,16 @@ async def _json_body(request: web.Request, model: type[M]) -> M | web.Response:
                     refused,
                 )
             return error_response(400, "malformed_json", "the body is not valid JSON")
-        fields = {
-            ".".join(str(p) for p in item["loc"]) or "body": item["msg"].removeprefix(
-                "Value error, "
-            )
-            for item in error.errors(include_url=False)
-        }
-        return error_response(422, "invalid_request", "the request body is invalid", fields)
+        fields: dict[str, str] = {}
+        for item in error.errors(include_url=False):
+            # A bad dict key is reported at `<key>.[key]`: it is named by the key alone.
+            path = ".".join(str(part) for part in item["loc"] if part != "[key]") or "body"
+            message = item["msg"].removeprefix("Value error, ")
+            fields[path] = f"{fields[path]}; {message}" if path in fields else message
+        return error_response(422, "invalid_request", detail, fields)
     refused = unstorable.found(body) if unstorable.may_hold_nul(raw) else {}
     if refused:
-        return error_response(422, "invalid_request", "the request body is invalid", refused)
+        return error_response(422, "invalid_request", detail, refused)
     return body
 
 
@@ -310,7 +349,12 @@ async def get_subscriber(request: web.Request) -> web.Response:
 async def put_subscriber(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
-    body = await _json_body(request, SubscriberBody)
+    body = await _json_body(
+        request,
+        SubscriberBody,
+        "PUT replaces the subscriber: give every field (null for none), "
+        "or PATCH to change only some",
+    )
     if isinstance(body, web.Response):
         return body
     async with runtime.pool.acquire() as conn, conn.transaction():
@@ -323,7 +367,7 @@ async def put_subscriber(request: web.Request) -> web.Response:
             language=body.language,
             timezone=body.timezone,
         )
-        saved = await subscriber_store.upsert(conn, wanted)
+        saved = await subscriber_store.replace(conn, wanted)
     log.info(
         "subscriber saved",
         token_name=request[TOKEN_NAME],
@@ -331,6 +375,26 @@ async def put_subscriber(request: web.Request) -> web.Response:
         created=current is None,
     )
     return web.json_response(_subscriber_json(saved), status=201 if current is None else 200)
+
+
+async def patch_subscriber(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    body = await _json_body(request, SubscriberPatch)
+    if isinstance(body, web.Response):
+        return body
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        subscriber = await subscriber_store.get(conn, account_id, lock=True)
+        if subscriber is None:
+            return _no_subscriber(account_id)
+        saved = await subscriber_store.replace(conn, body.apply(subscriber))
+    log.info(
+        "subscriber changed",
+        token=request[TOKEN_NAME],
+        account_id=account_id,
+        fields=sorted(body.model_fields_set),
+    )
+    return web.json_response(_subscriber_json(saved))
 
 
 async def get_preferences(request: web.Request) -> web.Response:
@@ -609,6 +673,7 @@ def create_admin_app() -> web.Application:
     admin.router.add_post("/subscribers/import", import_subscribers)
     admin.router.add_get("/subscribers/{account_id}", get_subscriber)
     admin.router.add_put("/subscribers/{account_id}", put_subscriber)
+    admin.router.add_patch("/subscribers/{account_id}", patch_subscriber)
     admin.router.add_get("/subscribers/{account_id}/preferences", get_preferences)
     admin.router.add_patch("/subscribers/{account_id}/preferences", patch_preferences)
     admin.router.add_get("/subscribers/{account_id}/consent", get_consent)

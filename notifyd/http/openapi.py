@@ -12,7 +12,13 @@ from aiohttp import web
 
 from notifyd import __version__
 from notifyd.events import CATALOGUE, Envelope
-from notifyd.http.admin import BroadcastBody, ConsentBody, PreferencesPatch, SubscriberBody
+from notifyd.http.admin import (
+    BroadcastBody,
+    ConsentBody,
+    PreferencesPatch,
+    SubscriberBody,
+    SubscriberPatch,
+)
 from notifyd.preferences import CONFIGURABLE
 from notifyd.settings import LANGUAGES, MODES
 
@@ -275,7 +281,10 @@ def _document() -> dict[str, Any]:
                     },
                 },
                 "put": {
-                    "summary": "Create or update a subscriber",
+                    "summary": "Create or replace a subscriber",
+                    "description": "The whole subscriber: every field must be given (null "
+                    "for none) and replaces the stored one. To change only some fields, use "
+                    "PATCH. Preferences, consent and closing are not changed.",
                     "security": ADMIN,
                     "requestBody": {
                         "required": True,
@@ -284,11 +293,30 @@ def _document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "200": _json("Updated", SUBSCRIBER),
+                        "200": _json("Replaced", SUBSCRIBER),
                         "201": _json("Created", SUBSCRIBER),
                         "400": _error("Not JSON"),
                         "401": _error("No valid admin token"),
-                        "422": _error("Invalid fields"),
+                        "422": _error("Invalid or missing fields; `fields` names each"),
+                    },
+                },
+                "patch": {
+                    "summary": "Change some fields of a subscriber",
+                    "description": "Only the fields given change; null clears one (not "
+                    "email). Preferences, consent and closing are not changed.",
+                    "security": ADMIN,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {"schema": SubscriberPatch.model_json_schema()}
+                        },
+                    },
+                    "responses": {
+                        "200": _json("Changed", SUBSCRIBER),
+                        "400": _error("Not JSON"),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such subscriber"),
+                        "422": _error("Invalid fields; `fields` names each"),
                     },
                 },
             },
@@ -346,7 +374,10 @@ def _document() -> dict[str, Any]:
                         "400": _error("Not JSON"),
                         "401": _error("No valid admin token"),
                         "404": _error("No such subscriber"),
-                        "422": _error("Invalid fields (mandatory categories cannot change)"),
+                        "422": _error(
+                            "Invalid fields, each named in `fields` (`modes.security`: "
+                            "mandatory categories cannot change)"
+                        ),
                     },
                 },
             },

@@ -41,6 +41,21 @@ async def upsert(conn: Conn, subscriber: Subscriber) -> Subscriber:
     return subscriber_of(row)
 
 
+async def replace(conn: Conn, subscriber: Subscriber) -> Subscriber:
+    """Create the subscriber or set its details to these (None clears one)."""
+    row = await conn.fetchrow(
+        SQL["replace_subscriber"],
+        subscriber.account_id,
+        subscriber.email,
+        subscriber.name,
+        subscriber.username,
+        subscriber.language,
+        subscriber.timezone,
+    )
+    assert row is not None
+    return subscriber_of(row)
+
+
 async def update(conn: Conn, subscriber: Subscriber) -> Subscriber:
     row = await conn.fetchrow(
         SQL["update_subscriber"],

@@ -110,31 +110,103 @@ async def test_a_revoked_token_stops_working_at_reload(tmp_path: Path, database_
     assert other[0] == 404
 
 
-async def test_create_read_and_update_a_subscriber(
+async def test_put_replaces_a_subscriber_and_patch_changes_only_the_fields_given(
     tmp_path: Path, database_url: str, db: asyncpg.Connection
 ) -> None:
     settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    whole = {
+        "email": "Maria@Client.example",
+        "username": "maria",
+        "name": "Maria",
+        "language": "en",
+        "timezone": None,
+    }
     async with running_daemon(settings) as daemon:
-        created = await call(
+        created = await call(daemon, "PUT", "/v1/admin/subscribers/acc-9", json=whole)
+        patched = await call(
             daemon,
-            "PUT",
-            "/v1/admin/subscribers/acc-9",
-            json={"email": "Maria@Client.example", "name": "Maria", "language": "en"},
-        )
-        updated = await call(
-            daemon,
-            "PUT",
+            "PATCH",
             "/v1/admin/subscribers/acc-9",
             json={"email": "maria@client.example", "timezone": "Europe/London"},
         )
         read = await call(daemon, "GET", "/v1/admin/subscribers/acc-9")
+        cleared = await call(daemon, "PATCH", "/v1/admin/subscribers/acc-9", json={"name": None})
+        replaced = await call(
+            daemon, "PUT", "/v1/admin/subscribers/acc-9", json={**whole, "language": None}
+        )
+        ghost = await call(daemon, "PATCH", "/v1/admin/subscribers/ghost", json={"name": "G"})
     assert created[0] == 201
     assert created[1]["email"] == "Maria@client.example"  # the domain is normalised
-    assert updated[0] == 200
-    assert read == (200, updated[1])
-    assert read[1]["language"] == "en"  # kept: not given in the update
+    assert patched[0] == 200
+    assert read == (200, patched[1])
+    assert read[1]["email"] == "maria@client.example"
     assert read[1]["timezone"] == "Europe/London"
+    assert (read[1]["username"], read[1]["name"], read[1]["language"]) == ("maria", "Maria", "en")
+    assert cleared[1]["name"] is None
+    assert cleared[1]["timezone"] == "Europe/London"
+    # PUT is the whole subscriber: what it says, nothing kept from before.
+    assert replaced[0] == 200
+    assert (replaced[1]["name"], replaced[1]["language"], replaced[1]["timezone"]) == (
+        "Maria",
+        None,
+        None,
+    )
+    assert ghost[0] == 404
     assert await db.fetchval("SELECT count(*) FROM subscribers") == 1
+
+
+async def test_a_put_with_some_fields_names_each_missing_one_and_points_to_patch(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        answer = await call(
+            daemon, "PUT", "/v1/admin/subscribers/acc-9", json={"timezone": "Europe/London"}
+        )
+    assert answer[0] == 422
+    assert set(answer[1]["fields"]) == {"email", "username", "name", "language"}
+    assert "PATCH" in answer[1]["detail"]
+    assert await db.fetchval("SELECT count(*) FROM subscribers") == 0
+
+
+async def test_a_patch_with_several_bad_fields_names_every_one(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
+        preferences = await call(
+            daemon,
+            "PATCH",
+            "/v1/admin/subscribers/acc-1/preferences",
+            json={
+                "modes": {"calls": "sometimes", "fax": "daily", "security": "off", "pizza": "off"},
+                "addresses": {"fax": ["office@client.example", "nope"], "pizza": "a@b.example"},
+                "quiet_hours": "late",
+                "language": "fr",
+            },
+        )
+        subscriber = await call(
+            daemon,
+            "PATCH",
+            "/v1/admin/subscribers/acc-1",
+            json={"email": "nope", "language": "fr", "timezone": "Mars/Olympus", "colour": 1},
+        )
+        unchanged = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/preferences")
+    assert preferences[0] == 422
+    assert set(preferences[1]["fields"]) == {
+        "modes.calls",
+        "modes.security",
+        "modes.pizza",
+        "addresses.fax.1",
+        "addresses.pizza",
+        "quiet_hours",
+        "language",
+    }
+    assert "mandatory" in preferences[1]["fields"]["modes.security"]
+    assert unchanged[1]["explicit"] == {}
+    assert subscriber[0] == 422
+    assert set(subscriber[1]["fields"]) == {"email", "language", "timezone", "colour"}
 
 
 async def test_invalid_subscriber_fields_are_named(tmp_path: Path, database_url: str) -> None:
@@ -148,7 +220,15 @@ async def test_invalid_subscriber_fields_are_named(tmp_path: Path, database_url:
         )
         malformed = await call(daemon, "PUT", "/v1/admin/subscribers/acc-9", data=b"{nope")
     assert invalid[0] == 422
-    assert set(invalid[1]["fields"]) == {"email", "language", "colour"}
+    # Every problem at once: the bad values, the unknown key and the fields a PUT lacks.
+    assert set(invalid[1]["fields"]) == {
+        "email",
+        "language",
+        "colour",
+        "username",
+        "name",
+        "timezone",
+    }
     assert malformed[0] == 400
 
 

@@ -50,7 +50,7 @@ async def test_a_withdrawal_suppresses_the_address_until_the_subscriber_consents
         updated = sample_event("account.updated", "acc-1", email="ana@client.example")
         await daemon.post("billing", updated, BILLING_SECRET)
         await call(
-            daemon, "PUT", "/v1/admin/subscribers/acc-1", json={"email": "ana@client.example"}
+            daemon, "PATCH", "/v1/admin/subscribers/acc-1", json={"email": "ana@client.example"}
         )
         still = await call(daemon, "GET", CONSENT)
         own = await call(daemon, "POST", CONSENT, json=consent(True, "subscriber", "2026-12"))

@@ -82,7 +82,7 @@ async def test_a_category_turned_off_sends_nothing_but_security_cannot_be(
     assert off[0] == 200
     assert off[1]["explicit"] == {"modes": {"calls": "off"}}
     assert refused[0] == 422
-    assert "mandatory" in refused[1]["fields"]["modes"]
+    assert "mandatory" in refused[1]["fields"]["modes.security"]
     assert len(smtp_sink.messages) == 2  # welcome and the PIN notice, no missed call
     assert "PIN" in str(messages[1]["Subject"])
 
@@ -180,7 +180,7 @@ async def test_invalid_preferences_are_named_field_by_field(
         )
     assert invalid[0] == 422
     assert set(invalid[1]["fields"]) == {
-        "modes",
+        "modes.calls",
         "quiet_hours",
         # One address or a list: the position of the bad one is named.
         "addresses.fax.0",

@@ -13,6 +13,21 @@ SET email = excluded.email,
 RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
           low_credit_threshold, preferences
 
+-- name: replace_subscriber
+-- The admin API (PUT, and PATCH once merged): the details exactly as given, null clearing
+-- one. Closing and reopening belong to the billing system's events, so closed_at stays.
+INSERT INTO subscribers (account_id, email, name, username, language, timezone)
+VALUES ($1, $2, $3, $4, $5, $6)
+ON CONFLICT (account_id) DO UPDATE
+SET email = excluded.email,
+    name = excluded.name,
+    username = excluded.username,
+    language = excluded.language,
+    timezone = excluded.timezone,
+    updated_at = now()
+RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
+          low_credit_threshold, preferences
+
 -- name: update_subscriber
 -- account.updated and account.closed: the subscriber as the event leaves it.
 UPDATE subscribers
