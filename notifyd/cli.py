@@ -39,7 +39,12 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     with_config("run", "run the daemon until SIGTERM (SIGHUP reloads the config)")
-    with_config("check-config", "validate the config file; exit 78 naming every bad key")
+    check = with_config("check-config", "validate the config file; exit 78 naming every bad key")
+    check.add_argument(
+        "--strict",
+        action="store_true",
+        help="also exit 78 on warnings (placeholder or weak secrets, unreachable links)",
+    )
     with_config("migrate", "apply database migrations and exit")
     simulate = with_config("simulate", "sign a sample event and post it to the running daemon")
     simulate.add_argument("event_type", metavar="EVENT_TYPE", help="e.g. call.missed")
@@ -86,8 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ConfigError as error:
             print(error, file=sys.stderr)
             return EXIT_CONFIG
-        print(f"{settings.path}: ok ({len(settings.sources)} sources)")
-        return 0
+        return _report_warnings(settings, strict=args.strict)
     if args.command == "run":
         return _run(settings)
     if args.command == "migrate":
@@ -95,6 +99,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "simulate":
         return asyncio.run(_simulate(settings, args))
     raise AssertionError(args.command)
+
+
+def _report_warnings(settings: Settings, *, strict: bool) -> int:
+    """A usable file: one line per warning on stderr; with --strict any warning is 78."""
+    from notifyd.settings import warnings
+
+    found = warnings(settings)
+    for key, message in found:
+        print(f"{settings.path}: warning: {key}: {message}", file=sys.stderr)
+    if strict and found:
+        return EXIT_CONFIG
+    print(f"{settings.path}: ok ({len(settings.sources)} sources)")
+    return 0
 
 
 def _fastest_loop() -> Callable[[], asyncio.AbstractEventLoop] | None:
