@@ -390,7 +390,7 @@ async def patch_subscriber(request: web.Request) -> web.Response:
         saved = await subscriber_store.replace(conn, body.apply(subscriber))
     log.info(
         "subscriber changed",
-        token=request[TOKEN_NAME],
+        token_name=request[TOKEN_NAME],
         account_id=account_id,
         fields=sorted(body.model_fields_set),
     )

@@ -37,6 +37,12 @@ BODIES: dict[tuple[str, str], dict[str, Any]] = {
         "language": "ro",
         "timezone": "Europe/Bucharest",
     },
+    ("PATCH", "/v1/admin/subscribers/{account_id}"): {
+        "username": "ana",
+        "name": "Ana Popescu",
+        "language": "ro",
+        "timezone": "Europe/Bucharest",
+    },
     ("PATCH", "/v1/admin/subscribers/{account_id}/preferences"): {
         "modes": {"calls": "hourly"},
         "quiet_hours": "22:00-07:00",
