@@ -97,7 +97,10 @@ async def test_a_slow_relay_backs_up_into_the_queue_not_into_memory(
     assert answers == [202] * 20
     assert queued_meanwhile > NOTICES // 2  # the backlog really was there, in the queue
     # Claims are bounded by the concurrency: the rest of the backlog is rows, not objects.
-    assert max(in_flight) <= CONCURRENCY
+    # A webhook's commit claims what it queues due now on the free slots it was offered
+    # (docs/delivery.md), which the worker may fill before the commit lands: with one
+    # webhook posted at a time, one more than the concurrency.
+    assert max(in_flight) <= CONCURRENCY + 1
     assert growth_mib < 30, rss
     recipients = [r for _, rs in smtp_sink.envelopes for r in rs]
     assert len(recipients) == len(set(recipients)) + 20  # 20 missed calls went to users 1-20
