@@ -29,7 +29,15 @@ from notifyd.events import (
     VoicemailReceived,
 )
 from notifyd.preferences import all_addresses
-from notifyd.routing import Facts, Routing, Subscriber, route, subscriber_after
+from notifyd.routing import (
+    OLDER_BALANCE,
+    Facts,
+    Routing,
+    Skip,
+    Subscriber,
+    route,
+    subscriber_after,
+)
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import credit as credit_store
@@ -197,6 +205,14 @@ async def _ingest_wave(
             take = slots > 0 and now and plan.digest is None and terms.takes(plan.recipient)
             claim.append(take)
             slots -= take
+    # Why an event queues nothing is stored with it, by the same statement: what routing
+    # said, or (known to the statement only) that its dedupe keys were all taken.
+    decisions = [
+        wave_store.Decision(step.event_id, skip, unless_queued=not routing.skipped)
+        for step, routing in routed
+        for skip in (routing.skipped or routing.if_deduplicated,)
+        if skip is not None
+    ]
     result = await wave_store.queue(
         conn,
         [
@@ -207,6 +223,7 @@ async def _ingest_wave(
         levels,
         claim,
         terms,
+        decisions,
     )
     queued: dict[int, list[UUID]] = {step.n: [] for step in fresh}
     for (step, _plan), notice_id in zip(planned, result.ids, strict=True):
@@ -219,7 +236,7 @@ async def _ingest_wave(
                 conn, step.merged, f"told in the voicemail email of event {step.event_id}"
             )
         if not queued[step.n] and routing.notices:
-            routing = Routing((), skipped="already notified: another leg of the same call")
+            routing = Routing((), skipped=routing.if_deduplicated)
         receipts[step.n] = Receipt(
             event_id=step.event_id,
             duplicate=False,
@@ -274,13 +291,14 @@ async def _facts(
                 step.merged, call = missed
                 keep = ("started_at", "called_number", "extension", "ring_seconds")
                 step.facts = Facts(merged_call={key: call.get(key) for key in keep})
-    balances = [
-        (step, balance, currency)
-        for step in steps
-        if isinstance(step.incoming.event.data, BalanceUpdated | CreditAdded)
-        for balance, currency in (_balance(step),)
-        if currency in step.incoming.rules.thresholds
-    ]
+    balances = []
+    for step in steps:
+        if isinstance(step.incoming.event.data, BalanceUpdated | CreditAdded):
+            balance, currency = _balance(step)
+            if currency in step.incoming.rules.thresholds:
+                balances.append((step, balance, currency))
+            else:
+                step.facts = replace(step.facts, credit_skip=_no_thresholds(currency))
     addressed = {
         step.n: {a.lower() for a in all_addresses(step.after.preferences, step.after.email)}
         for step in steps
@@ -310,6 +328,10 @@ async def _facts(
     return await _credit(conn, balances, found.credit)
 
 
+def _no_thresholds(currency: str) -> Skip:
+    return Skip("no_thresholds", f"no low-credit thresholds are configured for {currency}")
+
+
 def _call_id(step: _Step) -> str:
     data = step.incoming.event.data
     assert isinstance(data, CallMissed)
@@ -335,7 +357,9 @@ async def _credit(
         assert subscriber is not None
         level, as_of = stored[(_account(step), currency)]
         if as_of is not None and event.timestamp < as_of:
-            continue  # an older balance arriving late says nothing about now
+            # An older balance arriving late says nothing about now.
+            step.facts = replace(step.facts, credit_skip=OLDER_BALANCE)
+            continue
         limits = effective(
             step.incoming.rules.thresholds[currency], subscriber.low_credit_threshold
         )

@@ -67,6 +67,9 @@ class Facts:
     voicemail_exists: bool = False
     # billing.balance_updated: the threshold crossing, if a threshold is configured.
     credit: Crossing | None = None
+    # billing.balance_updated without a crossing: why there is none (a Skip), if not for
+    # the balance itself (no thresholds for its currency, an older balance arriving late).
+    credit_skip: Skip | None = None
     credit_days_left: int | None = None
     # Emails of this event's category per address lately (bursts and the hourly cap).
     recent: Mapping[str, RecentEmails] = field(default_factory=dict)
@@ -101,10 +104,38 @@ class NoticePlan:
 
 
 @dataclass(frozen=True)
+class Skip:
+    """Why an event queued no notice: a code for programs, a sentence for people (stored
+    with the event, shown by the admin API)."""
+
+    code: str
+    reason: str
+
+
+UNKNOWN_ACCOUNT = Skip("unknown_account", "unknown account: no account.created received for it")
+UPDATES_ONLY = Skip("updates_subscriber_only", "event updates the subscriber only")
+NO_CROSSING = Skip("no_threshold_crossed", "no low-credit threshold crossed")
+OLDER_BALANCE = Skip(
+    "older_balance", "a newer balance was received before this one: it says nothing about now"
+)
+ACCOUNT_CLOSED = Skip("account_closed", "account closed: only mandatory notices are sent")
+VOICEMAIL_HAS_IT = Skip(
+    "voicemail_notified", "one email per call: the voicemail of this call already has its own"
+)
+LATER_LEG = Skip("later_leg", "one notice per call: an earlier leg of this call already has it")
+VOICEMAIL_AGAIN = Skip(
+    "voicemail_again", "one voicemail email per call: this call's voicemail already has it"
+)
+
+
+@dataclass(frozen=True)
 class Routing:
     notices: tuple[NoticePlan, ...]
     # Why nothing was queued, when nothing was.
-    skipped: str | None = None
+    skipped: Skip | None = None
+    # Why, should the queue find every notice's dedupe key taken already (only it can
+    # tell: another leg of the same call may be queued in the same commit).
+    if_deduplicated: Skip | None = None
 
 
 # Notices that answer something the subscriber just did, or that cannot wait, go out even in
@@ -172,41 +203,42 @@ def route(
 ) -> Routing:
     data = event.data
     if subscriber is None:
-        return Routing((), skipped="unknown account: no account.created received for it")
+        return Routing((), skipped=UNKNOWN_ACCOUNT)
     kind = notice_kind(event, facts)
     category = Category.SECURITY if kind == "account.email_changed" else data.category
     if kind is None or category is None:
         if isinstance(data, BalanceUpdated):
-            return Routing((), skipped="no low-credit threshold crossed")
-        return Routing((), skipped="event updates the subscriber only")
+            return Routing((), skipped=facts.credit_skip or NO_CROSSING)
+        return Routing((), skipped=UPDATES_ONLY)
     mandatory = category in MANDATORY_CATEGORIES
     if subscriber.closed_at is not None and not mandatory:
-        return Routing((), skipped="account closed: only mandatory notices are sent")
+        return Routing((), skipped=ACCOUNT_CLOSED)
     mode = mode_for(category, subscriber.preferences, defaults)
     if mode == "off":
-        return Routing((), skipped=f"the subscriber turned {category.value} notices off")
+        return Routing((), skipped=_why_off(category, subscriber.preferences))
     if isinstance(data, CallMissed) and facts.voicemail_exists:
-        return Routing((), skipped="the voicemail email of this call already says it was missed")
+        return Routing((), skipped=VOICEMAIL_HAS_IT)
 
     language = subscriber.language or defaults.language
     zone = subscriber.timezone or defaults.timezone
     reasons = [f"category {category.value}" + (" (mandatory)" if mandatory else "")]
     due_at = now
     dedupe_key = None
+    if_deduplicated = None
     context: dict[str, Any] = {}
 
     if isinstance(data, CallMissed):
-        dedupe_key = f"call:{data.call_id}"
-        reasons.append("one notice per call: later legs of the same call_id add nothing")
+        # Later legs of the call find this key taken; their events say so (LATER_LEG).
+        dedupe_key, if_deduplicated = f"call:{data.call_id}", LATER_LEG
         if data.to_voicemail:
             due_at = now + timedelta(seconds=calls.voicemail_wait_seconds)
             reasons.append(
-                f"went to voicemail: waits {calls.voicemail_wait_seconds:g} s for the voicemail"
-                " email, which will say the call was missed"
+                f"went to voicemail: waits {calls.voicemail_wait_seconds:g} s for a voicemail"
+                " of the same call, whose email would tell this missed call too"
             )
     elif isinstance(data, VoicemailReceived):
         if data.call_id:
-            dedupe_key = f"voicemail:{data.call_id}"
+            dedupe_key, if_deduplicated = f"voicemail:{data.call_id}", VOICEMAIL_AGAIN
         context["missed_call"] = dict(facts.merged_call) if facts.merged_call else None
         if facts.merged_call:
             reasons.append("the missed call of the same call is told in this email")
@@ -218,14 +250,15 @@ def route(
         context["days_left"] = facts.credit_days_left
         reasons.append(f"balance crossed below {facts.credit.threshold} {data.currency}")
 
-    due_at, digest, timing = _timing(kind, category, mode, subscriber, defaults, zone, due_at)
-    reasons.extend(timing)
+    due_at, digest, timing = _timing(
+        kind, category, mode, subscriber, defaults, zone, due_at, waited=due_at > now
+    )
 
     # Storms: only what can wait, and only one email at a time per address.
     can_gather = digest is None and not mandatory and kind not in IMMEDIATE_KINDS
 
     def plan(recipient: str, extra: Mapping[str, Any], why: str | None = None) -> NoticePlan:
-        when, gathered, more = due_at, digest, [why] if why else []
+        when, gathered, more = due_at, digest, [*timing, *([why] if why else [])]
         if can_gather:
             when, gathered, more = _gathered(
                 kind,
@@ -263,41 +296,71 @@ def route(
                     "sent to the previous address too, in case the change was not the owner's",
                 ),
                 plan(subscriber.email, {**change, "recipient_role": "new"}),
-            )
+            ),
+            if_deduplicated=if_deduplicated,
         )
-    recipients, why_not = _deliverable(category, subscriber, facts.undeliverable, mandatory)
+    recipients, why = _deliverable(category, subscriber, facts.undeliverable, mandatory)
     if not recipients:
-        return Routing((), skipped=why_not)
+        assert isinstance(why, Skip)
+        return Routing((), skipped=why)
     return Routing(
         tuple(
             plan(
                 recipient,
                 {},
-                None if recipient == subscriber.email else _why_address(category, subscriber),
+                why
+                if isinstance(why, str)
+                else None
+                if recipient == subscriber.email
+                else _why_address(category, subscriber),
             )
             for recipient in recipients
-        )
+        ),
+        if_deduplicated=if_deduplicated,
     )
 
 
 def _deliverable(
     category: Category, subscriber: Subscriber, undeliverable: frozenset[str], mandatory: bool
-) -> tuple[tuple[str, ...], str | None]:
-    """The category's addresses without the undeliverable ones. A mandatory notice with none
-    left goes to the account's other addresses; with none at all, to its own (it will fail
-    and show in the dead letters: the admin is told, the subscriber not forgotten)."""
+) -> tuple[tuple[str, ...], Skip | str | None]:
+    """The category's addresses without the undeliverable ones, and why not the usual ones
+    (a Skip when there are none, a reason for each notice when others take their place).
+    A mandatory notice with none left goes to the account's other addresses; with none at
+    all, to its own (it will fail and show in the dead letters: the admin is told, the
+    subscriber not forgotten)."""
     chosen = addresses_for(category, subscriber.preferences, subscriber.email)
     usable = tuple(a for a in chosen if a.lower() not in undeliverable)
     if usable:
         return usable, None
+    one = len(chosen) == 1
+    bounced = (
+        "the address is undeliverable (hard bounces)"
+        if one
+        else f"all {len(chosen)} addresses are undeliverable (hard bounces)"
+    )
     if not mandatory:
-        return (), "the address is undeliverable (hard bounces): nothing is sent to it"
+        return (), Skip("undeliverable", f"{bounced}: nothing is sent to {'it' if one else 'them'}")
     others = tuple(
         a
         for a in all_addresses(subscriber.preferences, subscriber.email)
         if a.lower() not in undeliverable
     )
-    return others or chosen, None
+    if others:
+        return others, f"{bounced}: a mandatory notice goes to the account's other addresses"
+    return chosen, (
+        "every address of the account is undeliverable (hard bounces): a mandatory notice is"
+        " sent anyway, to fail and show in the dead letters"
+    )
+
+
+def _why_off(category: Category, preferences: Preferences) -> Skip:
+    if category.value in preferences.modes:
+        return Skip("category_off", f"the subscriber turned {category.value} notices off")
+    return Skip(
+        "category_off_by_default",
+        f"{category.value} notices are off by default ([defaults.modes]) and the subscriber"
+        " did not choose otherwise",
+    )
 
 
 def route_broadcast(
@@ -354,18 +417,21 @@ def _gathered(
 ) -> tuple[datetime, str | None, list[str]]:
     """A storm does not become a storm of emails: past the hourly cap a notice waits for the
     hourly digest; a missed call soon after the last missed-call email waits for one
-    follow-up email at the end of the burst window. (due_at, digest, reasons)."""
+    follow-up email at the end of the burst window. (due_at, digest, reasons): a notice
+    held here is no longer "sent at once", whatever its timing said."""
     if recent is None:
         return due_at, None, reasons
+    kept = [reason for reason in reasons if reason not in SENT_AT_ONCE]
     if hourly_cap and recent.last_hour >= hourly_cap:
         quiet = quiet_hours_for(subscriber.preferences, defaults)
+        digest_at = digest_due("hourly", due_at, zone, defaults.digest_time, quiet)
         return (
-            digest_due("hourly", due_at, zone, defaults.digest_time, quiet),
+            digest_at,
             "hourly",
             [
-                *reasons,
+                *kept,
                 f"hourly cap of {hourly_cap} {category.value} emails reached: waits for the "
-                "hourly digest",
+                f"hourly digest at {_local(digest_at, zone)}",
             ],
         )
     window = timedelta(seconds=calls.burst_window_seconds)
@@ -378,17 +444,20 @@ def _gathered(
         quiet = quiet_hours_for(subscriber.preferences, defaults)
         held = release_time(recent.last_at + window, quiet, zone)
     if held is not None:
-        local = held.astimezone(ZoneInfo(zone))
         return (
             held,
             BURST,
             [
-                *reasons,
-                "a burst of missed calls: gathered into one follow-up email at "
-                f"{local:%H:%M} {zone}",
+                *kept,
+                f"a burst of missed calls: gathered into one follow-up email at "
+                f"{_local(held, zone)}",
             ],
         )
     return due_at, None, reasons
+
+
+# What a notice due now says when nothing holds it; a burst or the hourly cap may still.
+SENT_AT_ONCE = frozenset({"outside quiet hours: sent at once", "no quiet hours: sent at once"})
 
 
 def _timing(
@@ -399,8 +468,12 @@ def _timing(
     defaults: DefaultsSettings,
     zone: str,
     due_at: datetime,
+    *,
+    waited: bool = False,
 ) -> tuple[datetime, str | None, list[str]]:
-    """When a notice goes (quiet hours, digest) and why: (due_at, digest mode, reasons)."""
+    """When a notice goes (quiet hours, digest) and why: (due_at, digest mode, reasons).
+    `waited`: due_at is already later than the event (a missed call waiting for its
+    voicemail), so nothing here is "at once"."""
     if kind in IMMEDIATE_KINDS or category is Category.SECURITY:
         reasons = ["sent at once: never waits for quiet hours"]
         if mode in DIGEST_MODES:
@@ -408,23 +481,33 @@ def _timing(
         return due_at, None, reasons
     quiet = quiet_hours_for(subscriber.preferences, defaults)
     if mode in DIGEST_MODES:
-        due_at = digest_due(
-            mode, due_at, zone, digest_time_for(subscriber.preferences, defaults), quiet
+        scheduled = digest_due(
+            mode, due_at, zone, digest_time_for(subscriber.preferences, defaults), None
         )
-        local = due_at.astimezone(ZoneInfo(zone))
-        return (
-            due_at,
-            mode,
-            [
-                f"{category.value} notices go in the {mode} digest: held for the one sent at "
-                f"{local:%Y-%m-%d %H:%M} {zone}"
-                + (f" (after quiet hours {quiet})" if quiet else "")
-            ],
+        due_at = release_time(scheduled, quiet, zone)
+        why = (
+            f"{category.value} notices go in the {mode} digest: held for the one sent at "
+            f"{due_at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}"
         )
+        if due_at > scheduled:  # the digest's own time falls in quiet hours
+            why += f", when quiet hours {quiet} end"
+        return due_at, mode, [why]
     released = release_time(due_at, quiet, zone)
     if released > due_at:
         return released, None, [f"quiet hours {quiet} in {zone}: held until they end"]
+    if quiet is None:
+        return (
+            due_at,
+            None,
+            ["no quiet hours: sent " + ("when the wait ends" if waited else "at once")],
+        )
+    if waited:
+        return due_at, None, [f"the wait ends outside quiet hours {quiet} in {zone}"]
     return due_at, None, ["outside quiet hours: sent at once"]
+
+
+def _local(moment: datetime, zone: str) -> str:
+    return f"{moment.astimezone(ZoneInfo(zone)):%H:%M} {zone}"
 
 
 def _why_address(category: Category, subscriber: Subscriber) -> str:

@@ -207,7 +207,7 @@ async def _receive(
         type=event.type,
         event_id=str(receipt.event_id),
         notices=len(routing.notices) if routing else 0,
-        skipped=routing.skipped if routing else None,
+        skipped=routing.skipped.reason if routing and routing.skipped else None,
     )
     return web.json_response(
         {"event_id": str(receipt.event_id), "duplicate": False}, status=202

@@ -12,7 +12,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from notifyd.events import Event, stored_fields
-from notifyd.routing import NoticePlan, RecentEmails, Subscriber
+from notifyd.routing import NoticePlan, RecentEmails, Skip, Subscriber
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 from notifyd.storage.notices import (
@@ -122,6 +122,16 @@ class Queued:
     claimed: list[ClaimedNotice]
 
 
+@dataclass(frozen=True)
+class Decision:
+    """Why an event queued nothing, to be stored with it."""
+
+    event_id: UUID
+    skip: Skip
+    # Only if none of the event's notices is inserted (their dedupe keys were all taken).
+    unless_queued: bool = False
+
+
 async def queue(
     conn: Conn,
     planned: Sequence[tuple[UUID, str, NoticePlan, str]],
@@ -129,10 +139,12 @@ async def queue(
     levels: Sequence[tuple[str, str, Level, Decimal, datetime]],
     claim: Sequence[bool] = (),
     terms: ClaimTerms | None = None,
+    decisions: Sequence[Decision] = (),
 ) -> Queued:
-    """Insert each (event id, account, plan, message domain) and save each (account,
-    currency, level, balance, as of). A new notice `due_now` is claimed under `terms` where
-    `claim` says so, else the delivery workers are woken for it at commit."""
+    """Insert each (event id, account, plan, message domain), save each (account,
+    currency, level, balance, as of) and store each decision with its event. A new notice
+    `due_now` is claimed under `terms` where `claim` says so, else the delivery workers are
+    woken for it at commit."""
     ids, columns = notice_columns(planned)
     takes = list(claim) if terms is not None else [False] * len(ids)
     claimed = [notice_id for notice_id, take in zip(ids, takes, strict=True) if take]
@@ -153,6 +165,9 @@ async def queue(
         terms.token if terms else None,
         terms.lease_seconds if terms else 0.0,
         CHANNEL,
+        [d.event_id for d in decisions],
+        [json.dumps({"code": d.skip.code, "reason": d.skip.reason}) for d in decisions],
+        [d.unless_queued for d in decisions],
     )
     inserted = {row["id"] for row in rows}
     return Queued(

@@ -88,7 +88,7 @@ def outcome(receipts: list[Receipt], event_ids: dict[Any, int]) -> list[tuple[An
                 tuple(sorted((p.kind, p.recipient, p.digest) for p in routing.notices))
                 if routing
                 else (),
-                routing.skipped if routing else None,
+                routing.skipped.reason if routing and routing.skipped else None,
             )
         )
     return described
@@ -147,7 +147,7 @@ async def test_a_shared_batch_routes_as_the_same_webhooks_one_after_the_other(
     assert first[2] == (("call.missed", "user1@client.example", None),)
     assert follow_up[2] == (("call.missed", "user1@client.example", "burst"),)
     assert leg[2] == ()
-    assert "another leg" in (leg[3] or "")
+    assert "an earlier leg of this call" in (leg[3] or "")
     assert low[2] == (("credit.low", "user2@client.example", None),)
     assert still_low[2] == ()
     assert created[2] == (("account.created", "new@c.example", None),)

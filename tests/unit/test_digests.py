@@ -325,7 +325,10 @@ def test_quiet_hours_push_a_held_notice_to_the_morning_digest() -> None:
 
     assert plan.digest == "hourly"
     assert wall(plan.due_at) == "2026-11-23 07:00 +0200"
-    assert any("after quiet hours 22:00-07:00" in reason for reason in plan.reasons)
+    assert plan.reasons[-1] == (
+        "calls notices go in the hourly digest: held for the one sent at 2026-11-23 07:00"
+        " Europe/Bucharest, when quiet hours 22:00-07:00 end"
+    )
 
 
 def low_credit(level: Level) -> Facts:
@@ -381,7 +384,8 @@ def test_off_still_skips() -> None:
     routing = decide(event("call.missed"), subscriber(modes={"calls": "off"}))
 
     assert routing.notices == ()
-    assert routing.skipped == "the subscriber turned calls notices off"
+    assert routing.skipped
+    assert routing.skipped.reason == "the subscriber turned calls notices off"
 
 
 def test_every_address_of_a_digested_notice_is_held_for_the_same_digest() -> None:

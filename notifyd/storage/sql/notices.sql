@@ -29,7 +29,8 @@ UPDATE notices SET state = 'merged', last_error = $2 WHERE id = ANY($1::uuid[])
 
 -- name: claim_due
 -- Takes up to $1 due notices for this host; a 'sending' row whose lease ended is due
--- again, which is how a crashed host's claims come back. The new lease is due_at.
+-- again, which is how a crashed host's claims come back. The new lease is due_at; the time
+-- a queued notice was due is kept in claimed_due_at (a lease taken over keeps the first).
 -- A digest has no event of its own: its items are read when it is sent.
 -- $5: destination domains paced beyond the near future; their notices stay queued.
 -- Every row also carries `later`, when the earliest notice left unclaimed is due (so that
@@ -48,6 +49,7 @@ WITH due AS (
     SET state = 'sending',
         claimed_by = $2,
         claim_token = $3,
+        claimed_due_at = CASE WHEN n.state = 'queued' THEN n.due_at ELSE n.claimed_due_at END,
         due_at = now() + make_interval(secs => $4),
         attempts = n.attempts + 1
     FROM due
@@ -76,10 +78,13 @@ LEFT JOIN (claimed AS c
 -- wait for the WAL flush (synchronous_commit off for this transaction only): a daemon
 -- crash loses nothing; a database crash may lose the last few hundred ms of these
 -- records, and those notices are sent again: duplicates, not loss.
+-- due_at gets back the time the notice was due (the claim put its lease there); never
+-- later than the send, should a host's clock run ahead of the database's.
 WITH sent AS (
     UPDATE notices AS n
     SET state = 'sent', sent_at = now(), smtp_reply = r.reply, last_error = NULL,
-        claimed_by = NULL, claim_token = NULL
+        claimed_by = NULL, claim_token = NULL,
+        due_at = least(coalesce(n.claimed_due_at, n.due_at), now()), claimed_due_at = NULL
     FROM unnest($1::uuid[], $2::text[]) AS r (id, reply)
     WHERE n.id = r.id AND n.claim_token = $3
       AND set_config('synchronous_commit', 'off', true) = 'off'
@@ -97,9 +102,11 @@ SET state = 'queued', due_at = $3, last_error = $4, smtp_reply = coalesce($5, sm
 WHERE id = $1 AND claim_token = $2
 
 -- name: mark_failed
+-- As mark_sent_many, due_at gets back the time the notice was due.
 UPDATE notices
 SET state = 'failed', last_error = $3, smtp_reply = coalesce($4, smtp_reply),
-    claimed_by = NULL, claim_token = NULL, failed_at = now()
+    claimed_by = NULL, claim_token = NULL, failed_at = now(),
+    due_at = least(coalesce(claimed_due_at, due_at), now()), claimed_due_at = NULL
 WHERE id = $1 AND claim_token = $2
 
 -- name: release_claims
@@ -130,9 +137,12 @@ SELECT id, kind, category, recipient, state, attempts, last_error, smtp_reply, m
 FROM notices WHERE event_id = $1 ORDER BY created_at
 
 -- name: notices_of_account
--- "Why did I (not) get this email?": the recent notices with their state and reasons.
-SELECT id, event_id, kind, category, recipient, state, attempts, reasons, due_at, sent_at,
-       created_at, last_error, smtp_reply
+-- "Why did I (not) get this email?": the recent notices with their state and reasons. A
+-- notice being sent shows when it was due, not its claim's lease.
+SELECT id, event_id, kind, category, recipient, state, attempts, reasons,
+       CASE WHEN state = 'sending' THEN coalesce(claimed_due_at, due_at) ELSE due_at END
+           AS due_at,
+       sent_at, created_at, last_error, smtp_reply
 FROM notices WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2
 
 -- name: retry_failed

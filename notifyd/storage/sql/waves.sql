@@ -84,16 +84,20 @@ GROUP BY account_id, category, lower(recipient)
 -- the claim token, $24 the lease in seconds), as claim_due would claim them: their rows
 -- come back with claim_due's columns, to be sent without a claim of their own. The others
 -- come back with only their id.
+-- Each event of $26 that queues nothing gets its decision $27 ({"code", "reason"}); one
+-- whose $28 is true only if none of its notices was inserted (their dedupe keys taken).
+-- An update of a row this transaction inserted: no extra round trip, and only for the
+-- events that queue nothing.
 WITH added AS (
     INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
                          timezone, reasons, due_at, message_id, context, dedupe_key, digest,
-                         state, claimed_by, claim_token, attempts)
+                         state, claimed_by, claim_token, attempts, claimed_due_at)
     SELECT id, event_id, account_id, kind, category, recipient, language, timezone,
            reasons::jsonb, CASE WHEN claim THEN now() + make_interval(secs => $24) ELSE due_at END,
            message_id, context::jsonb, dedupe_key, digest,
            CASE WHEN digest IS NOT NULL THEN 'held' WHEN claim THEN 'sending' ELSE 'queued' END,
            CASE WHEN claim THEN $22 END, CASE WHEN claim THEN $23::uuid END,
-           CASE WHEN claim THEN 1 ELSE 0 END
+           CASE WHEN claim THEN 1 ELSE 0 END, CASE WHEN claim THEN due_at END
     FROM (SELECT *, id = ANY($21::uuid[]) AS claim
           FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
                       $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
@@ -114,6 +118,11 @@ WITH added AS (
     SELECT account_id, currency, balance, as_of FROM levels
 ), woke AS (
     SELECT pg_notify($25, '') FROM added WHERE id = ANY($15::uuid[]) LIMIT 1
+), decided AS (
+    UPDATE events AS e SET decision = d.decision::jsonb
+    FROM unnest($26::uuid[], $27::text[], $28::bool[]) AS d (id, decision, unless_queued)
+    WHERE e.id = d.id
+      AND NOT (d.unless_queued AND EXISTS (SELECT 1 FROM added AS a WHERE a.event_id = d.id))
 )
 -- The columns of notices.sql's claim_due; of a notice not claimed here only the id counts.
 -- The event and subscriber are looked up by their keys for the rows claimed only (LATERAL,
