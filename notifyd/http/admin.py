@@ -50,6 +50,7 @@ from notifyd.storage import addresses as address_store
 from notifyd.storage import broadcasts as broadcast_store
 from notifyd.storage import consent as consent_store
 from notifyd.storage import db
+from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage.db import Conn
@@ -591,9 +592,60 @@ async def list_notices(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
         rows = await notice_store.of_account(conn, account_id, limit)
+        # Beside the notices, the events that gave none, each with why.
+        silent = await event_store.of_account(conn, account_id, limit, nothing_queued=True)
+    if subscriber is None and not rows and not silent:
+        return _no_subscriber(account_id)
+    return web.json_response(
+        {"account_id": account_id, "notices": rows, "events_without_notices": silent}
+    )
+
+
+async def list_events(request: web.Request) -> web.Response:
+    """An account's events, newest first, each with what was decided for it: also for an
+    account that is no subscriber (its events say "unknown account")."""
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    problems: dict[str, str] = {}
+    try:
+        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
+    except ValueError:
+        problems["limit"] = "must be a whole number"
+        limit = 50
+    before = None
+    if "before" in request.query:
+        try:
+            before = datetime.fromisoformat(request.query["before"])
+        except ValueError:
+            problems["before"] = "must be an RFC 3339 time"
+        else:
+            if before.tzinfo is None:
+                problems["before"] = "must carry a time zone offset"
+    if problems:
+        return error_response(422, "invalid_request", "invalid query", problems)
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+        rows = await event_store.of_account(conn, account_id, limit, before)
     if subscriber is None and not rows:
         return _no_subscriber(account_id)
-    return web.json_response({"account_id": account_id, "notices": rows})
+    return web.json_response(
+        {"account_id": account_id, "subscriber": subscriber is not None, "events": rows}
+    )
+
+
+async def get_event(request: web.Request) -> web.Response:
+    """One event: what was decided for it and why, and its notices with theirs."""
+    runtime = request.config_dict[RUNTIME]
+    try:
+        event_id = UUID(request.match_info["event_id"])
+    except ValueError:
+        return error_response(404, "not_found", "no such event")
+    async with runtime.pool.acquire() as conn:
+        found = await event_store.decision(conn, event_id)
+        notices = await notice_store.of_event(conn, event_id) if found else []
+    if found is None:
+        return error_response(404, "not_found", "no such event")
+    return web.json_response({**found, "notices": notices})
 
 
 async def dead_letters(request: web.Request) -> web.Response:
@@ -679,6 +731,8 @@ def create_admin_app() -> web.Application:
     admin.router.add_get("/subscribers/{account_id}/consent", get_consent)
     admin.router.add_post("/subscribers/{account_id}/consent", post_consent)
     admin.router.add_get("/subscribers/{account_id}/notices", list_notices)
+    admin.router.add_get("/subscribers/{account_id}/events", list_events)
+    admin.router.add_get("/events/{event_id}", get_event)
     admin.router.add_get("/dead-letters", dead_letters)
     admin.router.add_get("/undeliverable", list_undeliverable)
     admin.router.add_delete("/undeliverable/{address}", clear_undeliverable)

@@ -82,6 +82,30 @@ NOTICE = {
         "smtp_reply": {"type": ["string", "null"]},
     },
 }
+# What was decided for an event: it queued notices (each says why), queued nothing (the
+# code and sentence say why), or was routed before decisions were stored.
+DECISION = {
+    "type": "object",
+    "required": ["outcome", "code", "reason"],
+    "properties": {
+        "outcome": {"type": "string", "enum": ["queued", "nothing_queued", "not_recorded"]},
+        "code": {"type": "string"},
+        "reason": {"type": ["string", "null"]},
+    },
+}
+EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event_id": {"type": "string", "format": "uuid"},
+        "source": {"type": "string"},
+        "type": {"type": "string"},
+        "account_id": {"type": "string"},
+        "occurred_at": {"type": "string", "format": "date-time"},
+        "received_at": {"type": "string", "format": "date-time"},
+        "notices": {"type": "integer", "description": "how many notices it queued"},
+        "decision": DECISION,
+    },
+}
 DEAD_LETTER = {
     "type": "object",
     "properties": {
@@ -432,12 +456,77 @@ def _document() -> dict[str, Any]:
                                 "properties": {
                                     "account_id": {"type": "string"},
                                     "notices": {"type": "array", "items": NOTICE},
+                                    "events_without_notices": {"type": "array", "items": EVENT},
                                 },
                             },
                         ),
                         "401": _error("No valid admin token"),
                         "404": _error("No such subscriber"),
                         "422": _error("Bad limit"),
+                    },
+                },
+            },
+            "/v1/admin/subscribers/{account_id}/events": {
+                "parameters": [ACCOUNT_ID],
+                "get": {
+                    "summary": "Recent events of an account (a subscriber or not), each with"
+                    " what was decided and why",
+                    "security": ADMIN,
+                    "parameters": [
+                        {
+                            "name": "limit",
+                            "in": "query",
+                            "schema": {"type": "integer", "minimum": 1, "maximum": 500},
+                        },
+                        {
+                            "name": "before",
+                            "in": "query",
+                            "schema": {"type": "string", "format": "date-time"},
+                        },
+                    ],
+                    "responses": {
+                        "200": _json(
+                            "Newest first",
+                            {
+                                "type": "object",
+                                "properties": {
+                                    "account_id": {"type": "string"},
+                                    "subscriber": {"type": "boolean"},
+                                    "events": {"type": "array", "items": EVENT},
+                                },
+                            },
+                        ),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No subscriber and no events for this account"),
+                        "422": _error("Bad limit or before"),
+                    },
+                },
+            },
+            "/v1/admin/events/{event_id}": {
+                "parameters": [
+                    {
+                        "name": "event_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string", "format": "uuid"},
+                    }
+                ],
+                "get": {
+                    "summary": "One event: what was decided and why, and its notices",
+                    "security": ADMIN,
+                    "responses": {
+                        "200": _json(
+                            "The event",
+                            {
+                                **EVENT,
+                                "properties": {
+                                    **EVENT["properties"],
+                                    "notices": {"type": "array", "items": NOTICE},
+                                },
+                            },
+                        ),
+                        "401": _error("No valid admin token"),
+                        "404": _error("No such event"),
                     },
                 },
             },

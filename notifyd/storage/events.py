@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
 from uuid import UUID
 
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
+from notifyd.storage.notices import json_ready
 
 SQL = queries.load("events")
 
@@ -19,3 +22,44 @@ async def find_receipt(conn: Conn, source: str, webhook_id: str) -> UUID:
 async def purge_receipts(conn: Conn, older_than_days: int) -> int:
     status: str = await conn.execute(SQL["purge_receipts"], older_than_days)
     return int(status.split()[-1])
+
+
+async def decision(conn: Conn, event_id: UUID) -> dict[str, Any] | None:
+    """An event with what was decided for it (`decided`), JSON-ready; None if unknown."""
+    row = await conn.fetchrow(SQL["event_decision"], event_id)
+    return None if row is None else decided(json_ready(row))
+
+
+async def of_account(
+    conn: Conn,
+    account_id: str,
+    limit: int,
+    before: datetime | None = None,
+    *,
+    nothing_queued: bool = False,
+) -> list[dict[str, Any]]:
+    """An account's events, newest first, each with what was decided for it; with
+    `nothing_queued`, only those that queued no notice."""
+    rows = await conn.fetch(SQL["events_of_account"], account_id, limit, before, nothing_queued)
+    return [decided(json_ready(row)) for row in rows]
+
+
+def decided(event: dict[str, Any]) -> dict[str, Any]:
+    """The event with `decision` as the admin reads it: {"outcome", "code", "reason"}.
+
+    A stored decision says why the event queued nothing. Without one, an event that queued
+    notices was routed to them (each notice says why); one that queued none was routed by a
+    host older than migration 0009, which kept no decision.
+    """
+    stored = event.pop("decision")
+    if stored is not None:
+        event["decision"] = {"outcome": "nothing_queued", **stored}
+    elif event["notices"]:
+        event["decision"] = {"outcome": "queued", "code": "queued", "reason": None}
+    else:
+        event["decision"] = {
+            "outcome": "not_recorded",
+            "code": "not_recorded",
+            "reason": "no decision recorded: routed before decisions were stored (0009)",
+        }
+    return event

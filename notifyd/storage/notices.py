@@ -234,21 +234,24 @@ async def count_sendable(conn: Conn) -> dict[str, int]:
 
 
 async def of_event(conn: Conn, event_id: UUID) -> list[dict[str, Any]]:
-    return [dict(row) for row in await conn.fetch(SQL["notices_of_event"], event_id)]
+    """JSON-ready rows, in the order they were queued."""
+    return [json_ready(row) for row in await conn.fetch(SQL["notices_of_event"], event_id)]
 
 
 async def of_account(conn: Conn, account_id: str, limit: int) -> list[dict[str, Any]]:
     """JSON-ready rows, newest first."""
     rows = await conn.fetch(SQL["notices_of_account"], account_id, limit)
-    return [
-        {
-            key: (value.isoformat() if isinstance(value, datetime) else value)
-            if not isinstance(value, UUID)
-            else str(value)
-            for key, value in row.items()
-        }
-        for row in rows
-    ]
+    return [json_ready(row) for row in rows]
+
+
+def json_ready(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
+    """A row with its times as RFC 3339 text and its ids as text."""
+    return {
+        key: (value.isoformat() if isinstance(value, datetime) else value)
+        if not isinstance(value, UUID)
+        else str(value)
+        for key, value in row.items()
+    }
 
 
 async def retry_failed(conn: Conn, notice_id: UUID) -> str | None:

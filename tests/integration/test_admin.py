@@ -57,6 +57,7 @@ async def call(
 PLACEHOLDERS = {
     "account_id": "acc-1",
     "notice_id": "00000000-0000-0000-0000-000000000000",
+    "event_id": "00000000-0000-0000-0000-000000000000",
     "broadcast_id": "00000000-0000-0000-0000-000000000000",
     "address": "a@b.example",
 }

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, time
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 
@@ -20,6 +21,7 @@ from notifyd.events import parse_event
 from notifyd.intake import IntakeRules, Receipt, ingest
 from notifyd.samples import sample_event
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours, Thresholds
+from notifyd.storage import events as event_store
 from tests.conftest import (
     BILLING_SECRET,
     PBX_SECRET,
@@ -139,3 +141,80 @@ async def test_a_sent_notice_was_due_before_it_was_sent(
     for notice in notices:
         due, sent = (datetime.fromisoformat(notice[key]) for key in ("due_at", "sent_at"))
         assert due <= sent, notice
+
+
+# -- the admin API: events, their decisions and their notices --------------------------------
+
+
+async def test_the_admin_sees_why_an_unknown_accounts_event_queued_nothing(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        posted = await daemon.post("pbx", sample_event("call.missed", "acc-nobody"), PBX_SECRET)
+        event_id = posted[1]["event_id"]
+        listed = await call(daemon, "GET", "/v1/admin/subscribers/acc-nobody/events")
+        looked_up = await call(daemon, "GET", f"/v1/admin/events/{event_id}")
+        notices_view = await call(daemon, "GET", "/v1/admin/subscribers/acc-nobody/notices")
+        nobody = await call(daemon, "GET", "/v1/admin/subscribers/acc-never/events")
+    unknown = {
+        "outcome": "nothing_queued",
+        "code": "unknown_account",
+        "reason": "unknown account: no account.created received for it",
+    }
+    assert listed[0] == 200
+    assert listed[1]["subscriber"] is False
+    [event] = listed[1]["events"]
+    assert (event["event_id"], event["type"], event["notices"]) == (event_id, "call.missed", 0)
+    assert event["decision"] == unknown
+    assert looked_up[0] == 200
+    assert looked_up[1]["decision"] == unknown
+    assert looked_up[1]["notices"] == []
+    assert notices_view[0] == 200
+    assert notices_view[1]["notices"] == []
+    assert [e["decision"] for e in notices_view[1]["events_without_notices"]] == [unknown]
+    assert nobody[0] == 404
+
+
+async def test_an_event_looked_up_shows_its_notices_and_their_reasons(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = admin_config(tmp_path, database_url, None)
+    config["defaults"] = {"quiet_hours": ""}
+    settings = load_config(tmp_path, config)
+    async with running_daemon(settings) as daemon:
+        await daemon.post("billing", sample_event("account.created", ACCOUNT), BILLING_SECRET)
+        posted = await daemon.post(
+            "pbx", sample_event("fax.sent", ACCOUNT, remote_number="+40215550109"), PBX_SECRET
+        )
+        looked_up = await call(daemon, "GET", f"/v1/admin/events/{posted[1]['event_id']}")
+        missing = await call(daemon, "GET", f"/v1/admin/events/{uuid4()}")
+        malformed = await call(daemon, "GET", "/v1/admin/events/not-a-uuid")
+        listed = await call(daemon, "GET", f"/v1/admin/subscribers/{ACCOUNT}/events?limit=1")
+        bad = await call(daemon, "GET", f"/v1/admin/subscribers/{ACCOUNT}/events?before=soon")
+    assert looked_up[0] == 200
+    assert looked_up[1]["decision"] == {"outcome": "queued", "code": "queued", "reason": None}
+    [notice] = looked_up[1]["notices"]
+    assert notice["kind"] == "fax.sent"
+    assert notice["reasons"] == ["category fax", "no quiet hours: sent at once"]
+    assert (missing[0], malformed[0]) == (404, 404)
+    assert [e["type"] for e in listed[1]["events"]] == ["fax.sent"]
+    assert listed[1]["subscriber"] is True
+    assert bad[0] == 422
+    assert set(bad[1]["fields"]) == {"before"}
+
+
+async def test_an_event_routed_before_decisions_were_stored_says_so(
+    daemon_pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    # An older host stores the event and routes it without a decision (during an upgrade).
+    receipt = await post(daemon_pool, "call.missed", account="acc-old")
+    await db.execute("UPDATE events SET decision = NULL WHERE id = $1", receipt.event_id)
+    async with daemon_pool.acquire() as conn:
+        found = await event_store.decision(conn, receipt.event_id)
+    assert found is not None
+    assert found["decision"] == {
+        "outcome": "not_recorded",
+        "code": "not_recorded",
+        "reason": "no decision recorded: routed before decisions were stored (0009)",
+    }

@@ -132,9 +132,12 @@ SELECT state, count(*) AS total FROM notices
 WHERE state IN ('queued', 'sending') GROUP BY state
 
 -- name: notices_of_event
-SELECT id, kind, category, recipient, state, attempts, last_error, smtp_reply, message_id,
-       due_at, sent_at
-FROM notices WHERE event_id = $1 ORDER BY created_at
+-- An event's notices, as notices_of_account shows them.
+SELECT id, event_id, kind, category, recipient, state, attempts, reasons,
+       CASE WHEN state = 'sending' THEN coalesce(claimed_due_at, due_at) ELSE due_at END
+           AS due_at,
+       sent_at, created_at, last_error, smtp_reply
+FROM notices WHERE event_id = $1 ORDER BY created_at, id
 
 -- name: notices_of_account
 -- "Why did I (not) get this email?": the recent notices with their state and reasons. A
