@@ -8,20 +8,22 @@ Reasons exist in English only (the admin's language); there is no other wording 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
-from datetime import UTC, datetime, time
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import uuid4
 
 import asyncpg
+import pytest
 
 from notifyd.events import parse_event
 from notifyd.intake import IntakeRules, Receipt, ingest
 from notifyd.samples import sample_event
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours, Thresholds
 from notifyd.storage import events as event_store
+from notifyd.storage import notices as notice_store
 from tests.conftest import (
     BILLING_SECRET,
     PBX_SECRET,
@@ -131,10 +133,10 @@ async def test_a_sent_notice_was_due_before_it_was_sent(
         )
         await smtp_sink.wait_for(2)
 
-        async def both_recorded() -> list[dict[str, Any]] | None:
+        async def both_recorded() -> list[dict[str, Any]]:
             listed = await call(daemon, "GET", f"/v1/admin/subscribers/{ACCOUNT}/notices")
             notices: list[dict[str, Any]] = listed[1]["notices"]
-            return notices if all(n["sent_at"] for n in notices) else None
+            return notices if all(n["sent_at"] for n in notices) else []
 
         notices = await eventually(both_recorded, "both notices recorded as sent")
     assert sorted(n["kind"] for n in notices) == ["account.created", "call.missed"]
@@ -218,3 +220,354 @@ async def test_an_event_routed_before_decisions_were_stored_says_so(
         "code": "not_recorded",
         "reason": "no decision recorded: routed before decisions were stored (0009)",
     }
+
+
+# -- one case per reason wording --------------------------------------------------------------
+# Each case creates the subscriber (unless `subscribed` is False), applies its preferences and
+# bounced addresses, posts its events through the intake and reads what the admin reads of
+# the last one: the stored decision, or every reason of each notice (by recipient).
+
+OFFICE, DESK, NEW = "office@client.example", "desk@client.example", "new@client.example"
+ANA = "ana@client.example"
+
+
+@dataclass(frozen=True)
+class Post:
+    kind: str
+    now: datetime = NOON
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+def p(kind: str, now: datetime = NOON, **fields: Any) -> Post:
+    return Post(kind, now, fields)
+
+
+@dataclass(frozen=True)
+class Case:
+    posts: tuple[Post, ...]
+    # The decision's (code, reason), or the reasons of each notice of the last event.
+    expected: tuple[str, str] | list[list[str]]
+    preferences: dict[str, Any] = field(default_factory=dict)
+    rules: IntakeRules = RULES
+    undeliverable: tuple[str, ...] = ()
+    subscribed: bool = True
+
+
+MINUTE = timedelta(minutes=1)
+NO_QUIET = replace(RULES, defaults=replace(RULES.defaults, quiet_hours=None))
+AT_ONCE = "outside quiet hours: sent at once"
+SECURITY = ["category security (mandatory)", "sent at once: never waits for quiet hours"]
+CALL = "1763800000.5"
+VOICEMAIL_WAIT = (
+    "went to voicemail: waits 120 s for a voicemail of the same call, whose email would tell"
+    " this missed call too"
+)
+BURSTS = replace(RULES, calls=CallSettings(voicemail_wait_seconds=120, burst_window_seconds=300))
+
+SKIPS: dict[str, Case] = {
+    "unknown account": Case(
+        (p("fax.sent"),),
+        ("unknown_account", "unknown account: no account.created received for it"),
+        subscribed=False,
+    ),
+    "update without a new address": Case(
+        (p("account.updated", name="Ana Maria"),),
+        ("updates_subscriber_only", "event updates the subscriber only"),
+    ),
+    "balance above the thresholds": Case(
+        (p("billing.balance_updated", balance="50.00", currency="EUR"),),
+        ("no_threshold_crossed", "no low-credit threshold crossed"),
+    ),
+    "balance still below a threshold told": Case(
+        (
+            p("billing.balance_updated", balance="5.00", currency="EUR"),
+            p(
+                "billing.balance_updated",
+                NOON + timedelta(minutes=1),
+                balance="4.00",
+                currency="EUR",
+            ),
+        ),
+        ("no_threshold_crossed", "no low-credit threshold crossed"),
+    ),
+    "currency without thresholds": Case(
+        (p("billing.balance_updated", balance="1.00", currency="RON"),),
+        ("no_thresholds", "no low-credit thresholds are configured for RON"),
+    ),
+    "older balance arriving late": Case(
+        (
+            p("billing.balance_updated", balance="50.00", currency="EUR"),
+            p("billing.balance_updated", NOON - timedelta(hours=1), balance="1.00", currency="EUR"),
+        ),
+        (
+            "older_balance",
+            "a newer balance was received before this one: it says nothing about now",
+        ),
+    ),
+    "closed account": Case(
+        (p("account.closed"), p("fax.sent")),
+        ("account_closed", "account closed: only mandatory notices are sent"),
+    ),
+    "category off by the subscriber": Case(
+        (p("fax.sent"),),
+        ("category_off", "the subscriber turned fax notices off"),
+        preferences={"modes": {"fax": "off"}},
+    ),
+    "category off by default": Case(
+        (p("fax.sent"),),
+        (
+            "category_off_by_default",
+            "fax notices are off by default ([defaults.modes]) and the subscriber did not"
+            " choose otherwise",
+        ),
+        rules=replace(RULES, defaults=replace(RULES.defaults, modes={"fax": "off"})),
+    ),
+    "missed call after its voicemail": Case(
+        (p("voicemail.received", call_id=CALL), p("call.missed", call_id=CALL)),
+        (
+            "voicemail_notified",
+            "one email per call: the voicemail of this call already has its own",
+        ),
+    ),
+    "later leg of a call": Case(
+        (p("call.missed", call_id=CALL, extension="101"), p("call.missed", call_id=CALL)),
+        ("later_leg", "one notice per call: an earlier leg of this call already has it"),
+    ),
+    "voicemail of a call again": Case(
+        (p("voicemail.received", call_id=CALL), p("voicemail.received", call_id=CALL)),
+        ("voicemail_again", "one voicemail email per call: this call's voicemail already has it"),
+    ),
+    "undeliverable address": Case(
+        (p("fax.sent"),),
+        (
+            "undeliverable",
+            "the address is undeliverable (hard bounces): nothing is sent to it",
+        ),
+        undeliverable=(ANA,),
+    ),
+    "undeliverable addresses": Case(
+        (p("fax.sent"),),
+        (
+            "undeliverable",
+            "all 2 addresses are undeliverable (hard bounces): nothing is sent to them",
+        ),
+        preferences={"addresses": {"fax": [OFFICE, DESK]}},
+        undeliverable=(OFFICE, DESK),
+    ),
+}
+
+NOTICES: dict[str, Case] = {
+    "outside quiet hours": Case((p("fax.sent"),), [["category fax", AT_ONCE]]),
+    "inside quiet hours": Case(
+        (p("fax.sent", NIGHT),),
+        [["category fax", "quiet hours 22:00-08:00 in Europe/Bucharest: held until they end"]],
+    ),
+    "no quiet hours": Case(
+        (p("fax.sent"),), [["category fax", "no quiet hours: sent at once"]], rules=NO_QUIET
+    ),
+    "waits for the voicemail": Case(
+        (p("call.missed", to_voicemail=True),),
+        [
+            [
+                "category calls",
+                VOICEMAIL_WAIT,
+                "the wait ends outside quiet hours 22:00-08:00 in Europe/Bucharest",
+            ]
+        ],
+    ),
+    "waits for the voicemail without quiet hours": Case(
+        (p("call.missed", to_voicemail=True),),
+        [["category calls", VOICEMAIL_WAIT, "no quiet hours: sent when the wait ends"]],
+        rules=NO_QUIET,
+    ),
+    "voicemail tells its missed call": Case(
+        (
+            p("call.missed", call_id=CALL, to_voicemail=True),
+            p("voicemail.received", call_id=CALL),
+        ),
+        [["category voicemail", "the missed call of the same call is told in this email", AT_ONCE]],
+    ),
+    "security": Case((p("account.password_changed", NIGHT),), [SECURITY]),
+    "welcome": Case(
+        (p("account.created", NIGHT, email=ANA),),
+        [["category service (mandatory)", "sent at once: never waits for quiet hours"]],
+        subscribed=False,
+    ),
+    "low credit": Case(
+        (p("billing.balance_updated", balance="5.00", currency="EUR"),),
+        [["category low_credit", "balance crossed below 10 EUR", AT_ONCE]],
+    ),
+    **{
+        f"critical credit not in the {mode} digest": Case(
+            (p("billing.balance_updated", balance="1.00", currency="EUR"),),
+            [
+                [
+                    "category low_credit",
+                    "balance crossed below 2 EUR",
+                    "sent at once: never waits for quiet hours",
+                    f"not put in the {mode} digest: this notice cannot wait",
+                ]
+            ],
+            preferences={"modes": {"low_credit": mode}},
+        )
+        for mode in ("hourly", "daily")
+    },
+    "changed address": Case(
+        (p("account.updated", email=NEW),),
+        [
+            [
+                *SECURITY,
+                "sent to the previous address too, in case the change was not the owner's",
+            ],
+            SECURITY,
+        ],
+    ),
+    "category address": Case(
+        (p("fax.sent"),),
+        [["category fax", AT_ONCE, "fax notices go to this address"]],
+        preferences={"addresses": {"fax": [OFFICE]}},
+    ),
+    "extra address": Case(
+        (p("fax.sent"),),
+        [
+            ["category fax", AT_ONCE],
+            ["category fax", AT_ONCE, "also sent to this address of the account"],
+        ],
+        preferences={"extra_emails": [DESK]},
+    ),
+    "mandatory to the other addresses": Case(
+        (p("account.password_changed"),),
+        [
+            [
+                *SECURITY,
+                "the address is undeliverable (hard bounces): a mandatory notice goes to the"
+                " account's other addresses",
+            ]
+        ],
+        preferences={"addresses": {"security": [OFFICE]}},
+        undeliverable=(OFFICE,),
+    ),
+    "mandatory with every address undeliverable": Case(
+        (p("account.password_changed"),),
+        [
+            [
+                *SECURITY,
+                "every address of the account is undeliverable (hard bounces): a mandatory"
+                " notice is sent anyway, to fail and show in the dead letters",
+            ]
+        ],
+        undeliverable=(ANA,),
+    ),
+    "hourly cap": Case(
+        (p("fax.sent"), p("fax.sent")),
+        [
+            [
+                "category fax",
+                "hourly cap of 1 fax emails reached: waits for the hourly digest at 13:00"
+                " Europe/Bucharest",
+            ]
+        ],
+        rules=replace(RULES, hourly_cap=1),
+    ),
+    "burst of missed calls": Case(
+        (p("call.missed", call_id="1.1"), p("call.missed", call_id="1.2")),
+        [
+            [
+                "category calls",
+                "a burst of missed calls: gathered into one follow-up email at 12:05"
+                " Europe/Bucharest",
+            ]
+        ],
+        rules=BURSTS,
+    ),
+    "daily digest": Case(
+        (p("fax.sent"),),
+        [
+            [
+                "category fax",
+                "fax notices go in the daily digest: held for the one sent at 2026-11-23 08:00"
+                " Europe/Bucharest",
+            ]
+        ],
+        preferences={"modes": {"fax": "daily"}},
+    ),
+    "daily digest after quiet hours": Case(
+        (p("fax.sent"),),
+        [
+            [
+                "category fax",
+                "fax notices go in the daily digest: held for the one sent at 2026-11-23 07:00"
+                " Europe/Bucharest, when quiet hours 23:00-07:00 end",
+            ]
+        ],
+        preferences={"modes": {"fax": "daily"}},
+        rules=quiet(23, 7, digest_time=time(23, 30)),
+    ),
+    "hourly digest": Case(
+        (p("fax.sent"),),
+        [
+            [
+                "category fax",
+                "fax notices go in the hourly digest: held for the one sent at 2026-11-22 13:00"
+                " Europe/Bucharest",
+            ]
+        ],
+        preferences={"modes": {"fax": "hourly"}},
+    ),
+    "hourly digest after quiet hours": Case(
+        (p("fax.sent", NIGHT),),
+        [
+            [
+                "category fax",
+                "fax notices go in the hourly digest: held for the one sent at 2026-11-23 08:00"
+                " Europe/Bucharest, when quiet hours 22:00-08:00 end",
+            ]
+        ],
+        preferences={"modes": {"fax": "hourly"}},
+    ),
+}
+
+
+async def play(case: Case, pool: asyncpg.Pool, db: asyncpg.Connection) -> Receipt:
+    if case.subscribed:
+        await subscriber(pool, db, **case.preferences)
+    if case.undeliverable:
+        await db.execute(
+            "INSERT INTO address_health (address, hard_bounces, undeliverable_at)"
+            " SELECT unnest($1::text[]), 3, now()",
+            list(case.undeliverable),
+        )
+    receipt = None
+    for posted in case.posts:
+        receipt = await post(pool, posted.kind, now=posted.now, rules=case.rules, **posted.fields)
+    assert receipt is not None
+    return receipt
+
+
+@pytest.mark.parametrize("case", SKIPS.values(), ids=SKIPS.keys())
+async def test_the_decision_of_an_event_that_queued_nothing_says_why(
+    case: Case, daemon_pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    receipt = await play(case, daemon_pool, db)
+    async with daemon_pool.acquire() as conn:
+        found = await event_store.decision(conn, receipt.event_id)
+    assert found is not None
+    assert (found["notices"], found["decision"]["outcome"]) == (0, "nothing_queued")
+    assert (found["decision"]["code"], found["decision"]["reason"]) == case.expected
+    # The webhook's log line says the same.
+    assert receipt.routing is not None
+    assert receipt.routing.skipped is not None
+    assert receipt.routing.skipped.reason == found["decision"]["reason"]
+
+
+@pytest.mark.parametrize("case", NOTICES.values(), ids=NOTICES.keys())
+async def test_each_notice_says_why_and_when_in_these_words(
+    case: Case, daemon_pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    receipt = await play(case, daemon_pool, db)
+    async with daemon_pool.acquire() as conn:
+        notices = await notice_store.of_event(conn, receipt.event_id)
+        found = await event_store.decision(conn, receipt.event_id)
+    assert [n["reasons"] for n in sorted(notices, key=lambda n: n["recipient"])] == case.expected
+    assert found is not None
+    assert found["decision"] == {"outcome": "queued", "code": "queued", "reason": None}
