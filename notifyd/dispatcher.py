@@ -36,6 +36,7 @@ from notifyd.metrics import Metrics
 from notifyd.pacing import Pacer
 from notifyd.preferences import all_addresses
 from notifyd.rendering import NoticeView, Renderer
+from notifyd.routing import recipient_reasons
 from notifyd.schedule import retry_delay
 from notifyd.sent_records import SentRecords
 from notifyd.settings import AttachmentSettings, DatabaseSettings, DeliverySettings
@@ -606,6 +607,7 @@ class Dispatcher:
             [a for a in others if a.lower() not in refused],
             "rerouted: another address of the account refused this notice (hard bounce)",
             self.mailing.message_domain,
+            recipient_reasons(notice.category),
         )
         if rerouted:
             log.info("mandatory notice rerouted", notice_id=str(notice.id), copies=len(rerouted))

@@ -293,7 +293,7 @@ def route(
                 plan(
                     facts.previous_email,
                     {**change, "recipient_role": "old"},
-                    "sent to the previous address too, in case the change was not the owner's",
+                    TO_THE_PREVIOUS_ADDRESS,
                 ),
                 plan(subscriber.email, {**change, "recipient_role": "new"}),
             ),
@@ -510,10 +510,24 @@ def _local(moment: datetime, zone: str) -> str:
     return f"{moment.astimezone(ZoneInfo(zone)):%H:%M} {zone}"
 
 
+TO_THE_PREVIOUS_ADDRESS = "sent to the previous address too, in case the change was not the owner's"
+TO_AN_EXTRA_ADDRESS = "also sent to this address of the account"
+
+
 def _why_address(category: Category, subscriber: Subscriber) -> str:
     if category.value in subscriber.preferences.addresses:
-        return f"{category.value} notices go to this address"
-    return "also sent to this address of the account"
+        return _to_the_category_address(category.value)
+    return TO_AN_EXTRA_ADDRESS
+
+
+def _to_the_category_address(category: str) -> str:
+    return f"{category} notices go to this address"
+
+
+def recipient_reasons(category: str) -> tuple[str, ...]:
+    """The reasons of a notice that speak of its own recipient: a copy of it to another
+    address (a reroute after a hard bounce) must not repeat them."""
+    return (_to_the_category_address(category), TO_AN_EXTRA_ADDRESS, TO_THE_PREVIOUS_ADDRESS)
 
 
 def _allowlist_diff(previous: list[str], current: list[str]) -> dict[str, list[str]]:

@@ -314,11 +314,20 @@ async def release_held(conn: Conn, notice_ids: Sequence[UUID]) -> int:
 
 
 async def reroute(
-    conn: Conn, notice_id: UUID, addresses: Sequence[str], why: str, message_domain: str
+    conn: Conn,
+    notice_id: UUID,
+    addresses: Sequence[str],
+    why: str,
+    message_domain: str,
+    not_of_copies: Sequence[str] = (),
 ) -> list[str]:
-    """Copies of a notice to other addresses of the account that have none yet."""
+    """Copies of a notice to other addresses of the account that have none yet; their
+    reasons are the notice's but those in `not_of_copies` (they spoke of its address), and
+    `why`."""
     if not addresses:
         return []
     ids = [uuid4() for _ in addresses]
-    rows = await conn.fetch(SQL["reroute"], notice_id, list(addresses), ids, why, message_domain)
+    rows = await conn.fetch(
+        SQL["reroute"], notice_id, list(addresses), ids, why, message_domain, list(not_of_copies)
+    )
     return [row["recipient"] for row in rows]

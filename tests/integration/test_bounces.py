@@ -355,3 +355,32 @@ async def test_a_successful_send_clears_the_bounce_count(
     assert listed[1] == {"undeliverable": []}
     assert sixth["state"] == "failed"  # the third in a row: tried, and now the limit
     assert len(sink.refused) == 5
+
+
+async def test_a_rerouted_copy_does_not_say_it_went_to_the_address_that_refused_it(
+    tmp_path: Path, database_url: str, sink: BouncingSink, db: asyncpg.Connection
+) -> None:
+    config = bounce_config(tmp_path, database_url, sink.port)
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        # Security notices go to the office only, which refuses them: the copy goes home.
+        await subscriber(
+            daemon, sink, "acc-1", "home@client.example", {"addresses": {"security": "o@o.example"}}
+        )
+        sink.refuse["o@o.example"] = USER_UNKNOWN
+        event_id = await post(daemon, "account.password_changed", "acc-1")
+        await sink.wait_for(2)
+        notices = await settled(db, event_id)
+
+    reasons = {row["recipient"]: row["reasons"] for row in notices}
+    assert reasons == {
+        "o@o.example": [
+            "category security (mandatory)",
+            "sent at once: never waits for quiet hours",
+            "security notices go to this address",
+        ],
+        "home@client.example": [
+            "category security (mandatory)",
+            "sent at once: never waits for quiet hours",
+            "rerouted: another address of the account refused this notice (hard bounce)",
+        ],
+    }

@@ -246,11 +246,16 @@ WHERE id = ANY($1::uuid[]) AND state = 'queued' AND due_at > now()
 
 -- name: reroute
 -- A mandatory notice refused by its address goes to the account's other addresses ($2)
--- that do not have it yet; the copies keep the event, kind and context.
+-- that do not have it yet; the copies keep the event, kind and context, and the reasons
+-- but those that spoke of the refused address ($6).
 INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language, timezone,
                      reasons, due_at, message_id, context, dedupe_key)
 SELECT t.id, n.event_id, n.account_id, n.kind, n.category, t.recipient, n.language,
-       n.timezone, n.reasons || jsonb_build_array($4::text), now(),
+       n.timezone,
+       (SELECT coalesce(jsonb_agg(r.reason ORDER BY r.n), '[]'::jsonb)
+        FROM jsonb_array_elements_text(n.reasons) WITH ORDINALITY AS r (reason, n)
+        WHERE r.reason <> ALL($6::text[])) || jsonb_build_array($4::text),
+       now(),
        '<' || t.id || '@' || $5::text || '>', n.context, n.dedupe_key
 FROM notices AS n,
      unnest($2::text[], $3::uuid[]) AS t (recipient, id)
