@@ -22,6 +22,7 @@ from notifyd.events import parse_event
 from notifyd.intake import IntakeRules, Receipt, ingest
 from notifyd.samples import sample_event
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours, Thresholds
+from notifyd.storage import broadcasts as broadcast_store
 from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
 from tests.conftest import (
@@ -571,3 +572,94 @@ async def test_each_notice_says_why_and_when_in_these_words(
     assert [n["reasons"] for n in sorted(notices, key=lambda n: n["recipient"])] == case.expected
     assert found is not None
     assert found["decision"] == {"outcome": "queued", "code": "queued", "reason": None}
+
+
+# -- reasons written by other paths: digests, follow-ups of bursts, broadcasts ----------------
+
+
+@pytest.mark.parametrize(
+    ("mode", "count", "expected"),
+    [
+        ("hourly", 1, "hourly digest of 1 fax notice, period ending 2026-11-22 11:00 UTC"),
+        ("daily", 2, "daily digest of 2 fax notices, period ending 2026-11-23 06:00 UTC"),
+    ],
+)
+async def test_a_digest_says_what_it_gathers(
+    mode: str, count: int, expected: str, daemon_pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    await subscriber(daemon_pool, db, modes={"fax": mode})
+    for _ in range(count):
+        await post(daemon_pool, "fax.sent")
+    async with daemon_pool.acquire() as conn:
+        made = await notice_store.flush_digests(conn, NOON + timedelta(days=2), 10, "voip.example")
+    assert made == (1, count)
+    reasons = await db.fetchval("SELECT reasons FROM notices WHERE kind = 'digest'")
+    assert reasons == [expected]
+
+
+async def test_the_follow_up_of_a_burst_says_what_it_gathers(
+    daemon_pool: asyncpg.Pool, db: asyncpg.Connection
+) -> None:
+    await subscriber(daemon_pool, db)
+    for n in range(3):
+        await post(daemon_pool, "call.missed", rules=BURSTS, call_id=f"1.{n}")
+    async with daemon_pool.acquire() as conn:
+        made = await notice_store.flush_digests(conn, NOON + timedelta(days=1), 10, "voip.example")
+    assert made == (1, 2)
+    reasons = await db.fetchval("SELECT reasons FROM notices WHERE kind = 'digest'")
+    assert reasons == [
+        "follow-up email of a burst: 2 calls notices gathered until 2026-11-22 10:05 UTC"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "zone", "expected"),
+    [
+        (
+            "notice.service",
+            ZONE,
+            ["category service (mandatory)", "broadcast to every open account", AT_ONCE],
+        ),
+        (
+            "notice.policy_changed",
+            "America/New_York",  # 05:00 there
+            [
+                "category service (mandatory)",
+                "broadcast to every open account",
+                "quiet hours 22:00-08:00 in America/New_York: held until they end",
+            ],
+        ),
+        (
+            "marketing.offer",
+            ZONE,
+            [
+                "category marketing",
+                "offer to subscribers with consent, not unsubscribed",
+                AT_ONCE,
+            ],
+        ),
+    ],
+)
+async def test_a_broadcasts_notices_say_why(
+    kind: str, zone: str, expected: list[str], db: asyncpg.Connection
+) -> None:
+    await db.execute(
+        "INSERT INTO subscribers (account_id, email, timezone) VALUES ($1, $2, $3)",
+        ACCOUNT,
+        ANA,
+        zone,
+    )
+    await db.execute(
+        "INSERT INTO consent_events (account_id, purpose, granted, source, wording_version)"
+        " VALUES ($1, 'marketing', true, 'subscriber', 'v1')",
+        ACCOUNT,
+    )
+    async with db.transaction():
+        await broadcast_store.create(db, kind, {"subject": "s"}, NOON, None)
+    async with db.transaction():
+        runnable = await broadcast_store.next_runnable(db)
+        assert runnable is not None
+        await broadcast_store.fan_out_batch(
+            db, runnable, size=10, defaults=RULES.defaults, message_domain="voip.example", now=NOON
+        )
+    assert await db.fetchval("SELECT reasons FROM notices") == expected

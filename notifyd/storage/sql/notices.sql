@@ -190,8 +190,13 @@ WITH due_groups AS (
     INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
                          timezone, reasons, due_at, message_id, context)
     SELECT digest_id, NULL, account_id, 'digest', category, recipient, language, timezone,
-           jsonb_build_array(format('%s digest of %s %s notices, period ending %s',
-                                    digest, items, category, due_at)),
+           -- The time in UTC whatever the session's zone (it was the server's).
+           jsonb_build_array(format(
+               CASE digest WHEN 'burst'
+                   THEN 'follow-up email of a burst: %2$s %3$s notice%4$s gathered until %5$s UTC'
+                   ELSE '%1$s digest of %2$s %3$s notice%4$s, period ending %5$s UTC' END,
+               digest, items, category, CASE WHEN items = 1 THEN '' ELSE 's' END,
+               to_char(due_at AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI'))),
            now(), '<' || digest_id || '@' || $3::text || '>',
            jsonb_build_object(
                'period', digest, 'category', category, 'period_end', due_at,
