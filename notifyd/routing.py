@@ -303,19 +303,14 @@ def route(
     if not recipients:
         assert isinstance(why, Skip)
         return Routing((), skipped=why)
+
+    def why_here(recipient: str) -> str | None:
+        if isinstance(why, str):  # the usual addresses are undeliverable
+            return why
+        return None if recipient == subscriber.email else _why_address(category, subscriber)
+
     return Routing(
-        tuple(
-            plan(
-                recipient,
-                {},
-                why
-                if isinstance(why, str)
-                else None
-                if recipient == subscriber.email
-                else _why_address(category, subscriber),
-            )
-            for recipient in recipients
-        ),
+        tuple(plan(recipient, {}, why_here(recipient)) for recipient in recipients),
         if_deduplicated=if_deduplicated,
     )
 
