@@ -663,3 +663,25 @@ async def test_a_broadcasts_notices_say_why(
             db, runnable, size=10, defaults=RULES.defaults, message_domain="voip.example", now=NOON
         )
     assert await db.fetchval("SELECT reasons FROM notices") == expected
+
+
+async def test_a_notice_sent_after_a_retry_was_due_at_its_retry(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    smtp_sink.rcpt_replies.append("451 4.3.0 try again later")
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        await daemon.post("billing", sample_event("account.created", ACCOUNT), BILLING_SECRET)
+        await smtp_sink.wait_for(1)
+
+        async def recorded() -> list[dict[str, Any]]:
+            listed = await call(daemon, "GET", f"/v1/admin/subscribers/{ACCOUNT}/notices")
+            notices: list[dict[str, Any]] = listed[1]["notices"]
+            return notices if notices and notices[0]["sent_at"] else []
+
+        [notice] = await eventually(recorded, "the welcome recorded as sent")
+    due, sent, created = (
+        datetime.fromisoformat(notice[key]) for key in ("due_at", "sent_at", "created_at")
+    )
+    assert notice["attempts"] == 2
+    assert created < due <= sent  # due again when the retry was planned, not at first

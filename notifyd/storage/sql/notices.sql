@@ -98,7 +98,7 @@ SELECT id FROM sent
 -- $5: the SMTP reply of this attempt; null keeps the last one on file.
 UPDATE notices
 SET state = 'queued', due_at = $3, last_error = $4, smtp_reply = coalesce($5, smtp_reply),
-    claimed_by = NULL, claim_token = NULL
+    claimed_by = NULL, claim_token = NULL, claimed_due_at = NULL
 WHERE id = $1 AND claim_token = $2
 
 -- name: mark_failed
@@ -113,7 +113,8 @@ WHERE id = $1 AND claim_token = $2
 -- On a clean stop, whatever this process still holds goes back at once instead of waiting
 -- for the lease: claims whose send never started, and sends cut off after the grace period.
 UPDATE notices
-SET state = 'queued', due_at = now(), claimed_by = NULL, claim_token = NULL
+SET state = 'queued', due_at = now(), claimed_by = NULL, claim_token = NULL,
+    claimed_due_at = NULL
 WHERE claim_token = $1 AND state = 'sending'
 
 -- name: renew_leases
