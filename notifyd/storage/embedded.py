@@ -260,8 +260,9 @@ class EmbeddedPostgres:
                 )
             return
         self._require_password()
-        self._remove_made_socket_dir()
-        self.socket_dir = self._choose_socket_dir()
+        # A restart keeps the socket where it was: the pool's DSN names that folder.
+        if self._made_socket_dir is None or not self._made_socket_dir.is_dir():
+            self.socket_dir = self._choose_socket_dir()
         options = [
             "-h ''",  # no TCP: the socket is enough and exposes nothing
             # pg_ctl hands these to a shell.
