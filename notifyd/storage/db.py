@@ -31,6 +31,11 @@ UNAVAILABLE = (
     asyncpg.CannotConnectNowError,
     asyncpg.AdminShutdownError,
     asyncpg.TooManyConnectionsError,
+    # A pooled connection whose server session was terminated (pg_terminate_backend, a
+    # fast stop) can be handed out after the server's FATAL message arrived and before
+    # the socket's end did: asyncpg then refuses the next query ("cannot switch to state
+    # 15; another operation (2) is in progress"). Nothing was sent, so nothing committed.
+    asyncpg.InternalClientError,
 )
 
 
