@@ -38,6 +38,19 @@ def header(name: str, value: str) -> bytes:
     return f"{name}: ".encode("ascii") + encoded_words(value, len(name) + 2) + CRLF
 
 
+def text_header(name: str, value: str) -> bytes:
+    """An unstructured header (the Subject), whose text comes from callers and senders.
+    Plain ASCII holding "=?" is encoded whole too: a mail reader decodes every encoded word
+    it finds in such a header, so a caller name written as `=?utf-8?b?...?=` would be shown
+    as what it decodes to (a line break, a "Bcc:"); the text of an encoded word is never
+    decoded again (RFC 2047 section 6.2), so the reader shows what the caller sent."""
+    if "=?" in value and value.isascii():
+        if "\r" in value or "\n" in value:
+            raise HeaderInjection(f"line break in the {name} header")
+        return f"{name}: ".encode("ascii") + encoded_words(value, len(name) + 2) + CRLF
+    return header(name, value)
+
+
 # "=?utf-8?b?" and "?=" around each word; lines kept to RFC 5322's 78 characters.
 _WORD_FRAME = 12
 _LINE = 78

@@ -190,7 +190,7 @@ class Renderer:
         if self.reply_to:
             headers.append(mime.address_header("Reply-To", self.reply_to))
         headers += [
-            mime.header("Subject", rendered.subject),
+            mime.text_header("Subject", rendered.subject),
             mime.header("Date", _date_header(now.replace(microsecond=0), now.tzinfo)),
             mime.header("Message-ID", notice.message_id),
             # RFC 3834: tells auto-responders (vacation replies) not to answer.
