@@ -23,6 +23,7 @@ from typing import Any, Protocol
 from zoneinfo import ZoneInfo
 
 import jinja2
+import markupsafe
 import phonenumbers
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
@@ -102,6 +103,38 @@ class _Environment(jinja2.Environment):
         return {**self.globals, **(d or {})}
 
 
+# Embeddings, overrides and isolates (and their ends): what can reorder text after it.
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_ISOLATE_OPENERS = frozenset("\u2066\u2067\u2068")
+_PDI = "\u2069"
+
+
+def _isolate_bidi(value: Any) -> Any:
+    """Each value a template writes, as Jinja's `finalize`. A caller name with an override
+    left open (U+202E) would reverse the rest of its line as shown, the numbers after it
+    included. A value that holds such controls is put in an isolate (FSI ... PDI), whose end
+    closes every embedding and override opened inside it (UAX #9); the value's own isolates
+    are closed first, and a PDI of its own that closes nothing is dropped (it would close
+    ours early)."""
+    if not isinstance(value, str) or not _BIDI_CONTROLS.search(value):
+        return value
+    kept: list[str] = []
+    depth = 0
+    for char in value:
+        if char in _ISOLATE_OPENERS:
+            depth += 1
+        elif char == _PDI:
+            if not depth:
+                continue
+            depth -= 1
+        kept.append(char)
+    isolated = "\u2068" + "".join(kept) + _PDI * (depth + 1)
+    if isinstance(value, markupsafe.Markup):
+        # The value was safe HTML already; what is added are bidi controls, not markup.
+        return markupsafe.Markup(isolated)  # noqa: S704
+    return isolated
+
+
 class Renderer:
     def __init__(
         self,
@@ -126,6 +159,7 @@ class Renderer:
             # Templates change only with a reload, which builds a new Renderer: without this
             # every message stat()s its template files.
             "auto_reload": False,
+            "finalize": _isolate_bidi,
         }
         self._text = _Environment(
             autoescape=False,  # plain-text part: nothing is HTML here

@@ -45,6 +45,7 @@ from tests.conftest import (
     load_config,
     running_daemon,
 )
+from tests.unit.test_bidi_text import bidi_open_at_line_ends
 
 NIGHTLY = os.environ.get("NOTIFYD_NIGHTLY") == "1"
 EXAMPLES = 20_000 if NIGHTLY else 300
@@ -322,7 +323,7 @@ PAYLOADS = {
     "script": "<script>alert(1)</script>",
     "img": '"><img src=x onerror=alert(1)>',
     "attr": "' onmouseover='alert(1)' x='",
-    "bidi": "Ion \u202egnp.exe\u202c \u2066x\u2069",
+    "bidi": "Ion \u202egnp.exe \u2067x",  # an override and an isolate, both left open
     "entities": "&lt;script&gt; &amp;&#x3c;",
 }
 # Fields that are identifiers, numbers, times, money, addresses or URLs: refused or
@@ -407,6 +408,10 @@ def check_email(message: EmailMessage, raw_headers: bytes, label: str) -> list[s
         shown = decoded.replace(LOOK_ALIKE_B, "").replace(LOOK_ALIKE_Q, "")
         if label.startswith("encoded") and "X-Injected: yes" in shown:
             problems.append(f"{name} decodes an encoded-word look-alike: {decoded!r}")
+    texts = [("Subject", str(message["Subject"]))] + [(s, c) for s, c in _parts(message)]
+    for where, text in texts:
+        if bidi_open_at_line_ends(text):
+            problems.append(f"{where}: a bidirectional override runs past its value: {text!r}")
     for part in message.walk():
         filename = part.get_filename()
         if filename is None:

@@ -1,0 +1,77 @@
+"""Bidirectional controls in caller data: an override (U+202E) left open in a caller name
+reverses everything the template writes after it on that line, the caller's number and the
+called number included ("Missed call from Ion <RLO>... on +40 21 555 0100" is shown with the
+number backwards). Each value that carries one is isolated (FSI ... PDI), which ends every
+embedding and override it opened, so only the caller's own text is affected."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import EmailMessage
+
+import pytest
+
+from notifyd.rendering import Renderer
+from tests.unit.test_rendering import NOW, SENDER, notice
+
+FSI, PDI = "\u2068", "\u2069"
+OPENERS = "\u202a\u202b\u202d\u202e\u2066\u2067\u2068"
+NAMES = [
+    "Ion \u202egnp.exe",  # an override left open
+    "Ion \u2067x",  # an isolate left open: our end would close it, not ours
+    "x\u2069 \u202eevil",  # an end that closes nothing: it would close ours
+    "\u202egnp\u202c ok \u2066\u202ex",  # closed, then open inside an open isolate
+]
+
+
+def bidi_open_at_line_ends(text: str) -> list[str]:
+    """The lines at whose end an embedding, override or isolate is still open (UAX #9's
+    stack, simplified): on such a line, the template's text after the value is reordered."""
+    unclosed = []
+    stack: list[str] = []
+    line = ""
+    for char in text + "\n":
+        if char == "\n":
+            if stack:
+                unclosed.append(line)
+            stack, line = [], ""
+            continue
+        line += char
+        if char in "\u202a\u202b\u202d\u202e":
+            stack.append("embedding")
+        elif char == "\u202c" and stack and stack[-1] == "embedding":
+            stack.pop()
+        elif char in "\u2066\u2067\u2068":
+            stack.append("isolate")
+        elif char == PDI and "isolate" in stack:
+            while stack.pop() != "isolate":
+                pass
+    return unclosed
+
+
+def _parts(language: str, name: str) -> tuple[str, str, str]:
+    data = Renderer(SENDER).mail(notice("call.missed", language, caller_name=name), NOW)
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    bodies = {
+        part.get_content_subtype(): str(part.get_content())
+        for part in message.walk()
+        if part.get_content_maintype() == "text"
+    }
+    return str(message["Subject"]), bodies["plain"], bodies["html"]
+
+
+@pytest.mark.parametrize("language", ["ro", "en"])
+@pytest.mark.parametrize("name", NAMES)
+def test_bidirectional_controls_in_a_caller_name_end_where_the_name_ends(
+    language: str, name: str
+) -> None:
+    for text in _parts(language, name):
+        assert "\u202e" in text or "\u2067" in text
+        assert bidi_open_at_line_ends(text) == []
+
+
+def test_a_name_without_bidirectional_controls_is_written_unchanged() -> None:
+    for text in _parts("en", "Ion Ionescu"):
+        assert not set(text) & set(OPENERS + PDI)
