@@ -325,6 +325,8 @@ PAYLOADS = {
     "attr": "' onmouseover='alert(1)' x='",
     "bidi": "Ion \u202egnp.exe \u2067x",  # an override and an isolate, both left open
     "entities": "&lt;script&gt; &amp;&#x3c;",
+    # Cleaned to a space in names, refused (422) in identifiers: never stored, never a 500.
+    "nul": "Ion\x00x\x1b[2J",
 }
 # Fields that are identifiers, numbers, times, money, addresses or URLs: refused or
 # normalised by their validators, never shown as free text.
@@ -402,7 +404,7 @@ def check_email(message: EmailMessage, raw_headers: bytes, label: str) -> list[s
             problems.append(f"a header line no template writes: {line[:200]!r}")
     for name, value in message.items():
         decoded = str(value)
-        if "\r" in decoded or "\n" in decoded:
+        if "\r" in decoded or "\n" in decoded or "\x00" in decoded or "\x1b" in decoded:
             problems.append(f"{name} decodes to several lines: {decoded!r}")
         # A look-alike must read as the text it is: what it would decode to never shows.
         shown = decoded.replace(LOOK_ALIKE_B, "").replace(LOOK_ALIKE_Q, "")
