@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/notifyd.dev.toml
 
-.PHONY: all run test lint types unit install clean bench bench-full lock
+.PHONY: all run test lint types unit install clean bench bench-full lock soak
 
 all: test
 
@@ -62,3 +62,8 @@ bench: install
 
 bench-full: install
 	$(BIN)/python bench/run.py --full
+
+# An hour of mixed webhooks with the relay stopped and restarted and PostgreSQL restarted:
+# nothing lost, the queue drained, memory and descriptors flat (not part of test).
+soak: install
+	$(BIN)/python bench/soak.py --minutes 60

@@ -55,12 +55,13 @@ class Counting:
         sys.stdout.flush()
 
 
-async def main(every: int, arrivals: TextIO | None, delay: float) -> None:
+async def main(every: int, arrivals: TextIO | None, delay: float, port: int = 0) -> None:
     handler = Counting(every, arrivals, delay)
     server = await asyncio.get_running_loop().create_server(
         lambda: SMTP(handler, hostname="sink.bench", data_size_limit=50 * 1024 * 1024),
         "127.0.0.1",
-        0,
+        port,
+        reuse_address=True,
     )
     print(f"port {server.sockets[0].getsockname()[1]}", flush=True)
     while True:  # the stragglers after the last full report
@@ -74,6 +75,10 @@ if __name__ == "__main__":
     parser.add_argument("--report-every", type=int, default=100)
     parser.add_argument("--arrivals", type=Path)
     parser.add_argument("--delay", type=float, default=0.0)
+    # For a relay stopped and started again (bench/soak.py): the same port, the same file.
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--append", action="store_true")
     args = parser.parse_args()
-    log = args.arrivals.open("w", encoding="utf-8") if args.arrivals else None
-    asyncio.run(main(args.report_every, log, args.delay))
+    mode = "a" if args.append else "w"
+    log = args.arrivals.open(mode, encoding="utf-8") if args.arrivals else None
+    asyncio.run(main(args.report_every, log, args.delay, args.port))
