@@ -22,13 +22,7 @@ async def readyz(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     try:
         async with asyncio.timeout(2):
-            if runtime.dsn:
-                version = await schema.version_on_new_connection(
-                    runtime.dsn, runtime.settings.database
-                )
-            else:
-                async with runtime.pool.acquire() as conn:
-                    version = await schema.current_version(conn)
+            version = await schema.version_on_new_connection(runtime.dsn, runtime.settings.database)
     except Exception as error:  # whatever it is, the answer is "not ready"
         if isinstance(error, db.SHUTTING_DOWN):
             # Let a smart shutdown finish: it waits for every session to end.

@@ -27,6 +27,9 @@ def _utcnow() -> datetime:
 class Runtime:
     settings: Settings
     pool: asyncpg.Pool
+    # Where /readyz opens a new connection: a pooled one can answer while the server
+    # refuses new ones (a smart shutdown), or fail in ways no pool error names.
+    dsn: str
     metrics: Metrics
     clock: Callable[[], datetime] = _utcnow
     # Called after a commit that queued a notice due now: wakes this host's worker without
@@ -42,9 +45,6 @@ class Runtime:
     on_claimed: Callable[[Sequence[ClaimedNotice]], None] = lambda _notices: None
     verifiers: dict[str, Verifier] = field(default_factory=dict)
     links: Links | None = None
-    # Where /readyz opens a new connection: a pooled one can answer while the server
-    # refuses new ones (a smart shutdown), or fail in ways no pool error names.
-    dsn: str = ""
     # Derived from the settings once per (re)load, not once per webhook.
     intake_rules: IntakeRules = field(init=False)
     commits: GroupCommit[Incoming, Receipt] = field(init=False)

@@ -103,11 +103,10 @@ async def _ensure_embedded_database(server_dsn: str, settings: DatabaseSettings)
 
 
 async def resolve_dsn(
-    settings: DatabaseSettings, pgdata: Path, *, owner: bool = False
+    settings: DatabaseSettings, pgdata: Path
 ) -> tuple[str, EmbeddedPostgres | None]:
     """The configured URL, or start the embedded server (or find it running) and return its
-    URL. The `owner` (the daemon holding the state folder) adopts a server it finds running:
-    it will stop it and restart it; anyone else leaves such a server alone."""
+    URL."""
     if settings.url:
         return settings.url, None
     embedded = EmbeddedPostgres(pgdata)
@@ -117,7 +116,6 @@ async def resolve_dsn(
         pgdata=str(pgdata),
         socket=str(embedded.socket_dir),
     )
-    embedded.started_here = embedded.started_here or owner
     await _ensure_embedded_database(server_dsn, settings)
     return embedded.dsn(EMBEDDED_DATABASE), embedded
 
@@ -141,7 +139,7 @@ async def wait_for_pool(dsn: str, settings: DatabaseSettings, patience: float) -
 async def open_database(
     settings: DatabaseSettings, pgdata: Path, *, patience: float = 30.0, owner: bool = False
 ) -> AsyncIterator[Database]:
-    dsn, embedded = await resolve_dsn(settings, pgdata, owner=owner)
+    dsn, embedded = await resolve_dsn(settings, pgdata)
     try:
         pool = await wait_for_pool(dsn, settings, patience)
         try:
@@ -153,12 +151,12 @@ async def open_database(
                 log.warning("database pool did not close in 10 s; terminating its connections")
                 pool.terminate()
     finally:
-        # A server this process started for a command (`migrate`) stays up when a daemon
-        # took the state folder meanwhile: the daemon uses it now.
-        if (
-            embedded is not None
-            and embedded.started_here
-            and (owner or not state_folder.in_use(pgdata.parent))
+        # The `owner` (the daemon holding the state folder) stops the server, even one it
+        # found running (left by a daemon that was killed). A command (`migrate`) stops only
+        # a server it started, and not when a daemon took the folder meanwhile: the daemon
+        # uses it now.
+        if embedded is not None and (
+            owner or (embedded.started_here and not state_folder.in_use(pgdata.parent))
         ):
             await embedded.stop()
             log.info("embedded postgresql stopped")

@@ -5,9 +5,10 @@ ourselves instead of `pgserver.get_server()` because its server object is synchr
 stops through `atexit`, and cannot be stopped and started again under the daemon's exit
 stack (the outage tests need exactly that).
 
-Who stops it: only the process that started it (`started_here`), so that `notifyd migrate`
-beside a running daemon uses the daemon's server and leaves it running. The daemon that
-holds the state folder (notifyd.state_folder) also keeps it running (`keep_running`).
+Who stops it is decided in one place, `notifyd.storage.db.open_database`: the daemon that
+holds the state folder (notifyd.state_folder), or a command that started the server itself
+(`started_here`), so that `notifyd migrate` beside a running daemon uses the daemon's server
+and leaves it running. The daemon also keeps it running (`keep_running`).
 
 Who can reach it: nobody but notifyd. It listens on a Unix socket only, in a folder only
 its user may enter (the data folder, or a private temporary one when the path is too long
@@ -33,7 +34,6 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
@@ -83,7 +83,7 @@ class EmbeddedPostgres:
         self.log_file = log_file or self.pgdata.parent / "postgres.log"
         self.password_file = self.pgdata.parent / PASSWORD_FILE
         self.socket_dir = self.pgdata
-        # True once this process has started the server: only then may it stop it.
+        # True once this process has started the server (rather than found it running).
         self.started_here = False
         self._made_socket_dir: Path | None = None
         self._user = _system_user() if os.geteuid() == 0 else None
@@ -100,14 +100,13 @@ class EmbeddedPostgres:
         return self.dsn()
 
     async def stop(self) -> None:
-        """Stop the server if this process started it; a server found running is left so."""
-        if self.started_here:
-            await asyncio.to_thread(self._stop_blocking)
+        """Stop the server (pg_ctl's fast mode) and remove the socket folder it was given."""
+        await asyncio.to_thread(self._stop_blocking)
 
     def is_running(self) -> bool:
         return self._postmaster() is not None
 
-    async def keep_running(self, *, on_restart: Callable[[], None] = lambda: None) -> None:
+    async def keep_running(self) -> None:
         """Restart the server whenever it is found dead, with back-off, until cancelled.
         For the daemon that owns the state folder: nobody else would start it again."""
         delay = 1.0
@@ -129,7 +128,6 @@ class EmbeddedPostgres:
                 delay = min(delay * 2, MAX_RESTART_DELAY)
                 continue
             log.info("embedded postgresql restarted", socket=str(self.socket_dir))
-            on_restart()
 
     def initialise(self) -> None:
         """A new cluster in `pgdata` (trust authentication until `_require_password`, which
