@@ -28,23 +28,18 @@ async def get(conn: Conn, account_id: str, *, lock: bool = False) -> Subscriber 
 
 
 async def upsert(conn: Conn, subscriber: Subscriber) -> Subscriber:
-    row = await conn.fetchrow(
-        SQL["upsert_subscriber"],
-        subscriber.account_id,
-        subscriber.email,
-        subscriber.name,
-        subscriber.username,
-        subscriber.language,
-        subscriber.timezone,
-    )
-    assert row is not None
-    return subscriber_of(row)
+    """Create the subscriber or update it (details left None keep their value; reopens it)."""
+    return await _save_details(conn, "upsert_subscriber", subscriber)
 
 
 async def replace(conn: Conn, subscriber: Subscriber) -> Subscriber:
     """Create the subscriber or set its details to these (None clears one)."""
+    return await _save_details(conn, "replace_subscriber", subscriber)
+
+
+async def _save_details(conn: Conn, query: str, subscriber: Subscriber) -> Subscriber:
     row = await conn.fetchrow(
-        SQL["replace_subscriber"],
+        SQL[query],
         subscriber.account_id,
         subscriber.email,
         subscriber.name,

@@ -14,8 +14,9 @@ RETURNING account_id, email, name, username, language, timezone, closed_at, voic
           low_credit_threshold, preferences
 
 -- name: replace_subscriber
--- The admin API (PUT, and PATCH once merged): the details exactly as given, null clearing
--- one. Closing and reopening belong to the billing system's events, so closed_at stays.
+-- The admin API (PUT, and PATCH after applying its fields): the details exactly as given,
+-- null clearing one. Closing and reopening belong to the billing system's events, so
+-- closed_at stays.
 INSERT INTO subscribers (account_id, email, name, username, language, timezone)
 VALUES ($1, $2, $3, $4, $5, $6)
 ON CONFLICT (account_id) DO UPDATE
