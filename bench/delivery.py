@@ -36,9 +36,9 @@ from harness import (  # bench/ is not a package: run as a script
     throwaway_postgres,
 )
 
-from notifyd.events import CATALOGUE, stored_fields
-from notifyd.rendering import MailAttachment, Renderer
-from notifyd.samples import SAMPLE_BROADCASTS, sample_data, sample_view, sample_wav
+from notifyd.catalogue.events import CATALOGUE, stored_fields
+from notifyd.catalogue.samples import SAMPLE_BROADCASTS, sample_data, sample_view, sample_wav
+from notifyd.mail.rendering import MailAttachment, Renderer
 from notifyd.settings import SmtpSettings
 from notifyd.storage import schema
 

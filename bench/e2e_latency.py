@@ -43,8 +43,8 @@ from harness import (  # bench/ is not a package: run as a script
     write_requests,
 )
 
-from notifyd.rendering import Renderer
-from notifyd.samples import sample_view
+from notifyd.catalogue.samples import sample_view
+from notifyd.mail.rendering import Renderer
 
 CLIENTS = 32
 

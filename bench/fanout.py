@@ -44,7 +44,7 @@ from harness import (  # bench/ is not a package: run as a script
     write_requests,
 )
 
-from notifyd.samples import SAMPLE_BROADCASTS
+from notifyd.catalogue.samples import SAMPLE_BROADCASTS
 
 TOKEN = secrets.token_urlsafe(16)  # a throwaway admin token for this run
 ADMIN = f'[admin.tokens]\nbench = "sha256:{hashlib.sha256(TOKEN.encode()).hexdigest()}"\n'

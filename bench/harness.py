@@ -23,7 +23,7 @@ from typing import Any
 import asyncpg
 from standardwebhooks import Webhook
 
-from notifyd.samples import USUAL_SOURCE, sample_event
+from notifyd.catalogue.samples import USUAL_SOURCE, sample_event
 from notifyd.storage import schema
 from notifyd.storage.embedded import EmbeddedPostgres
 

@@ -35,9 +35,9 @@ from harness import (  # bench/ is not a package: run as a script
     throwaway_postgres,
 )
 
-from notifyd.events import parse_event
-from notifyd.group_commit import BEGIN
-from notifyd.intake import Incoming, IntakeRules, ingest_batch
+from notifyd.catalogue.events import parse_event
+from notifyd.intake.group_commit import BEGIN
+from notifyd.intake.ingest import Incoming, IntakeRules, ingest_batch
 from notifyd.settings import CallSettings, DatabaseSettings, DefaultsSettings
 from notifyd.storage import db, queries
 

@@ -162,7 +162,7 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     import aiohttp
     from standardwebhooks import Webhook
 
-    from notifyd.samples import USUAL_SOURCE, sample_event
+    from notifyd.catalogue.samples import USUAL_SOURCE, sample_event
 
     source_name = args.source or USUAL_SOURCE.get(args.event_type)
     if source_name not in settings.sources:
@@ -211,9 +211,9 @@ PREVIEW_KIND = {"account.updated": "account.email_changed", "billing.balance_upd
 
 
 def _preview(args: argparse.Namespace) -> int:
+    from notifyd.catalogue.samples import NOTICE_KINDS, sample_view
     from notifyd.daemon import renderer_for
-    from notifyd.rendering import Renderer, TemplateError
-    from notifyd.samples import NOTICE_KINDS, sample_view
+    from notifyd.mail.rendering import Renderer, TemplateError
 
     kind = PREVIEW_KIND.get(args.event_type, args.event_type)
     if kind not in NOTICE_KINDS:
@@ -256,7 +256,7 @@ def typed_overrides(event_type: str, items: Sequence[str]) -> dict[str, object]:
     """`--set FIELD=VALUE` items as the event's fields: read by each field's type in the
     event schema, so a call_id of digits stays text and ring_seconds=40 is a number.
     Raises ValueError with one line naming the first item that cannot be its field's type."""
-    from notifyd.events import CATALOGUE
+    from notifyd.catalogue.events import CATALOGUE
 
     model = CATALOGUE.get(event_type)
     # An unknown type is refused by sample_event, with the known ones listed.

@@ -23,23 +23,23 @@ from aiohttp import web
 
 from notifyd import settings as settings_module
 from notifyd import systemd
-from notifyd.broadcasting import Broadcaster
-from notifyd.dispatcher import Clock, Dispatcher, Mailing, utcnow
-from notifyd.dkim_signer import DkimError, DkimSigner
+from notifyd.catalogue.samples import NOTICE_KINDS, sample_view
+from notifyd.delivery.worker import Clock, Dispatcher, Mailing, utcnow
 from notifyd.http.app import create_app
 from notifyd.http.runtime import Runtime
+from notifyd.intake.broadcasts import Broadcaster
 from notifyd.jobs import Jobs
 from notifyd.links import Links, link_secret
 from notifyd.logs import configure as configure_logging
 from notifyd.logs import log_loop_exceptions
-from notifyd.mail_address import wire_mailbox
-from notifyd.mailer import Transport, transport_for
+from notifyd.mail.addresses import wire_mailbox
+from notifyd.mail.dkim import DkimError, DkimSigner
+from notifyd.mail.rendering import LANGUAGES, Renderer
+from notifyd.mail.transport import Transport, transport_for
 from notifyd.metrics import Metrics
-from notifyd.rendering import LANGUAGES, Renderer
-from notifyd.samples import NOTICE_KINDS, sample_view
 from notifyd.settings import ConfigError, Settings
-from notifyd.state_folder import StateFolderLock
 from notifyd.storage import db, schema
+from notifyd.storage.state_folder import StateFolderLock
 
 log = structlog.get_logger(__name__)
 

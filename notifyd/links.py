@@ -118,7 +118,7 @@ class Links:
             secret, salt="notifyd.unsubscribe", signer=_KeptKeySigner
         )
         self._old_preferences = URLSafeSerializer(
-            secret, salt="notifyd.preferences", signer=_KeptKeySigner
+            secret, salt="notifyd.rules.preferences", signer=_KeptKeySigner
         )
 
     def unsubscribe_url(self, account_id: str, address: str, topic: str = MARKETING) -> str:

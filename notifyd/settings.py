@@ -25,7 +25,7 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from notifyd.fetch_allowlist import parse_entry
+from notifyd.catalogue.fetch_allowlist import parse_entry
 
 LANGUAGES = ("ro", "en")
 SMTP_SECURITY = ("none", "starttls", "tls")
@@ -216,8 +216,8 @@ class CallSettings:
 class AttachmentSettings:
     max_bytes: int = 20 * 1024 * 1024  # accepted per attachment
     max_email_bytes: int = 10 * 1024 * 1024  # attached to an email; larger ones are linked
-    # Names, IPs and CIDRs, each with an optional port; see notifyd.fetch_allowlist for the
-    # addresses only an IP/CIDR entry here opens (loopback, metadata, ...).
+    # Names, IPs and CIDRs, each with an optional port; see notifyd.catalogue.fetch_allowlist
+    # for the addresses only an IP/CIDR entry here opens (loopback, metadata, ...).
     fetch_allow_hosts: tuple[str, ...] = ()
     fetch_timeout_seconds: float = 30.0
     fetch_attempts: int = 5

@@ -22,9 +22,8 @@ import structlog
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-from notifyd import preferences as preferences_module
 from notifyd import unstorable
-from notifyd.events import (
+from notifyd.catalogue.events import (
     Category,
     DisplayText,
     EmailAddress,
@@ -37,8 +36,9 @@ from notifyd.events import (
 from notifyd.http.errors import error_response
 from notifyd.http.imports import import_subscribers
 from notifyd.http.runtime import RUNTIME
-from notifyd.preferences import CONFIGURABLE, Preferences
-from notifyd.routing import Subscriber
+from notifyd.rules import preferences as preferences_module
+from notifyd.rules.preferences import CONFIGURABLE, Preferences
+from notifyd.rules.routing import Subscriber
 from notifyd.settings import (
     LANGUAGES,
     MODES,

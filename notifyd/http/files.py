@@ -4,8 +4,8 @@ fetched from the PBX before the notice is sent."""
 
 from __future__ import annotations
 
-from notifyd import attachments
-from notifyd.events import Attachment, Event, FaxReceived, VoicemailReceived
+from notifyd.catalogue import attachments
+from notifyd.catalogue.events import Attachment, Event, FaxReceived, VoicemailReceived
 from notifyd.settings import AttachmentSettings
 from notifyd.storage.attachments import StoredFile
 

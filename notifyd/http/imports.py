@@ -4,7 +4,7 @@ Rows are read as they arrive and written in batches of `BATCH` rows, each batch 
 transaction, so a million-row file neither sits in memory nor holds one huge transaction.
 Importing the same file twice gives the same result. Each invalid row is reported with its
 line number and fields; the valid rows are kept. A file that cannot be read on (not UTF-8, a
-line over the limit, a quote never closed: `notifyd.subscriber_files`) is answered 400 naming
+line over the limit, a quote never closed: `notifyd.intake.subscriber_files`) is answered 400 naming
 the line, its rows before that line kept; a header that does not name the columns is a 422.
 Consent given in a file is recorded with source "import", which never takes an address off
 the suppression list.
@@ -25,13 +25,20 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from notifyd import unstorable
-from notifyd.events import DisplayText, EmailAddress, Identifier, Language, Text, TimeZoneName
+from notifyd.catalogue.events import (
+    DisplayText,
+    EmailAddress,
+    Identifier,
+    Language,
+    Text,
+    TimeZoneName,
+)
 from notifyd.http.errors import error_response
 from notifyd.http.runtime import RUNTIME
-from notifyd.routing import Subscriber
+from notifyd.intake.subscriber_files import BadFile, Record, csv_records, json_lines_records
+from notifyd.rules.routing import Subscriber
 from notifyd.storage import consent as consent_store
 from notifyd.storage import subscribers as subscriber_store
-from notifyd.subscriber_files import BadFile, Record, csv_records, json_lines_records
 
 log = structlog.get_logger(__name__)
 

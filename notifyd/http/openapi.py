@@ -11,7 +11,7 @@ from typing import Any
 from aiohttp import web
 
 from notifyd import __version__
-from notifyd.events import CATALOGUE, Envelope
+from notifyd.catalogue.events import CATALOGUE, Envelope
 from notifyd.http.admin import (
     BroadcastBody,
     ConsentBody,
@@ -19,7 +19,7 @@ from notifyd.http.admin import (
     SubscriberBody,
     SubscriberPatch,
 )
-from notifyd.preferences import CONFIGURABLE
+from notifyd.rules.preferences import CONFIGURABLE
 from notifyd.settings import LANGUAGES, MODES
 
 ERROR = {"$ref": "#/components/schemas/Error"}

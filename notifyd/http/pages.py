@@ -27,12 +27,12 @@ import structlog
 from aiohttp import web
 from yarl import URL
 
-from notifyd import preferences as preferences_module
-from notifyd.events import Category
+from notifyd.catalogue.events import Category
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.links import MARKETING
-from notifyd.preferences import CONFIGURABLE, Preferences
-from notifyd.routing import Subscriber
+from notifyd.rules import preferences as preferences_module
+from notifyd.rules.preferences import CONFIGURABLE, Preferences
+from notifyd.rules.routing import Subscriber
 from notifyd.settings import LANGUAGES, MODES, parse_quiet_hours, parse_time_of_day
 from notifyd.storage import consent as consent_store
 from notifyd.storage import subscribers as subscriber_store

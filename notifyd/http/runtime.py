@@ -9,10 +9,10 @@ from datetime import UTC, datetime
 import asyncpg
 from aiohttp import web
 
-from notifyd.group_commit import GroupCommit
 from notifyd.http.bodies import BodiesInFlight
 from notifyd.http.signatures import Verifier
-from notifyd.intake import Incoming, IntakeRules, Receipt, ingest_batch
+from notifyd.intake.group_commit import GroupCommit
+from notifyd.intake.ingest import Incoming, IntakeRules, Receipt, ingest_batch
 from notifyd.links import Links
 from notifyd.metrics import Metrics
 from notifyd.settings import Settings

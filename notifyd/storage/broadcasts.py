@@ -12,9 +12,9 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from notifyd.events import Category
-from notifyd.preferences import Preferences
-from notifyd.routing import NoticePlan, Subscriber, route_broadcast
+from notifyd.catalogue.events import Category
+from notifyd.rules.preferences import Preferences
+from notifyd.rules.routing import NoticePlan, Subscriber, route_broadcast
 from notifyd.settings import DefaultsSettings
 from notifyd.storage import addresses as address_store
 from notifyd.storage import notices as notice_store

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from notifyd.consent import lifts_suppression, suppresses
+from notifyd.rules.consent import lifts_suppression, suppresses
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 

@@ -14,8 +14,8 @@ import asyncpg
 import structlog
 from asyncpg.pool import PoolConnectionProxy
 
-from notifyd import state_folder
 from notifyd.settings import DatabaseSettings
+from notifyd.storage import state_folder
 from notifyd.storage.embedded import EmbeddedPostgres
 
 log = structlog.get_logger(__name__)

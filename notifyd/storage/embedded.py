@@ -6,7 +6,7 @@ stops through `atexit`, and cannot be stopped and started again under the daemon
 stack (the outage tests need exactly that).
 
 Who stops it is decided in one place, `notifyd.storage.db.open_database`: the daemon that
-holds the state folder (notifyd.state_folder), or a command that started the server itself
+holds the state folder (notifyd.storage.state_folder), or a command that started the server itself
 (`started_here`), so that `notifyd migrate` beside a running daemon uses the daemon's server
 and leaves it running. The daemon also keeps it running (`keep_running`).
 

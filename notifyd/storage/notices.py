@@ -12,8 +12,8 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from notifyd.digests import DigestItem
-from notifyd.routing import NoticePlan
+from notifyd.rules.digests import DigestItem
+from notifyd.rules.routing import NoticePlan
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 

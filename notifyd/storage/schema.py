@@ -1,4 +1,4 @@
-"""Versioned migrations from `notifyd/migrations/NNNN_name.sql`, applied in order.
+"""Versioned migrations from `notifyd/storage/migrations/NNNN_name.sql`, applied in order.
 
 Hosts that start together race to migrate; a session advisory lock makes one of them
 apply and the others wait and find nothing left to do.
@@ -28,7 +28,7 @@ class Migration:
 
 
 def available() -> list[Migration]:
-    folder = resources.files("notifyd.migrations")
+    folder = resources.files("notifyd.storage.migrations")
     found = []
     for entry in folder.iterdir():
         match = _FILE.match(entry.name)

@@ -7,8 +7,8 @@ from typing import Any
 
 import asyncpg
 
-from notifyd.preferences import Preferences
-from notifyd.routing import Subscriber
+from notifyd.rules.preferences import Preferences
+from notifyd.rules.routing import Subscriber
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 

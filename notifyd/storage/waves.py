@@ -11,8 +11,9 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from notifyd.events import Event, stored_fields
-from notifyd.routing import NoticePlan, RecentEmails, Skip, Subscriber
+from notifyd.catalogue.events import Event, stored_fields
+from notifyd.rules.routing import NoticePlan, RecentEmails, Skip, Subscriber
+from notifyd.rules.thresholds import Level
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 from notifyd.storage.notices import (
@@ -23,7 +24,6 @@ from notifyd.storage.notices import (
     notice_columns,
 )
 from notifyd.storage.subscribers import subscriber_of
-from notifyd.thresholds import Level
 
 SQL = queries.load("waves")
 

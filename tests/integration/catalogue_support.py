@@ -16,7 +16,7 @@ from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from notifyd.samples import USUAL_SOURCE
+from notifyd.catalogue.samples import USUAL_SOURCE
 from tests.conftest import BILLING_SECRET, PBX_SECRET, Running, SmtpSink, smtp_server
 
 SECRETS = {"pbx": PBX_SECRET, "billing": BILLING_SECRET}

@@ -21,7 +21,7 @@ from typing import Any
 import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     Running,

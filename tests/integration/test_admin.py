@@ -11,10 +11,10 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 
+from notifyd.catalogue.samples import sample_event
 from notifyd.http.admin import create_admin_app
 from notifyd.http.app import create_app
 from notifyd.http.openapi import document
-from notifyd.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     Running,

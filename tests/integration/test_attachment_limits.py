@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import PBX_SECRET, base_config, load_config, running_daemon
 from tests.unit.test_attachment_limits import tiff
 

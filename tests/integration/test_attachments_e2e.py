@@ -17,7 +17,7 @@ import pytest
 from aiohttp import web
 from PIL import Image, ImageDraw
 
-from notifyd.samples import sample_event, sample_wav
+from notifyd.catalogue.samples import sample_event, sample_wav
 from notifyd.settings import Settings
 from tests.conftest import base_config, load_config, running_daemon
 from tests.integration.catalogue_support import (

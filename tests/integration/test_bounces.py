@@ -17,7 +17,7 @@ import pytest
 import structlog
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     PBX_SECRET,

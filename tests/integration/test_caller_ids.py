@@ -15,8 +15,8 @@ import asyncpg
 import pytest
 import structlog
 
+from notifyd.catalogue.samples import sample_event
 from notifyd.jobs import flush_digests
-from notifyd.samples import sample_event
 from notifyd.settings import Settings
 from tests.conftest import Running, base_config, load_config, running_daemon
 from tests.integration.catalogue_support import (

@@ -22,7 +22,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from notifyd.samples import sample_event, sample_pdf, sample_wav
+from notifyd.catalogue.samples import sample_event, sample_pdf, sample_wav
 from tests.conftest import (
     BILLING_SECRET,
     PBX_SECRET,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import asyncpg
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, load_config, running_daemon
 from tests.integration.test_admin import admin_config, call
 

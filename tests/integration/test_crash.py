@@ -18,7 +18,7 @@ import asyncpg
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from notifyd.samples import SAMPLE_BROADCASTS
+from notifyd.catalogue.samples import SAMPLE_BROADCASTS
 from tests.conftest import DaemonProcess, OffersPipelining, spawn_daemon, write_config
 from tests.integration.test_admin import OPS_TOKEN, admin_config
 

@@ -32,9 +32,9 @@ import aiohttp
 import asyncpg
 import pytest
 
-from notifyd.events import parse_event
-from notifyd.intake import IntakeRules, ingest
-from notifyd.samples import sample_event
+from notifyd.catalogue.events import parse_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.intake.ingest import IntakeRules, ingest
 from notifyd.storage import db as storage_db
 from notifyd.storage import schema
 from tests.conftest import (

@@ -18,9 +18,9 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from notifyd.events import parse_event
-from notifyd.intake import IntakeRules, Receipt, ingest
-from notifyd.samples import sample_event
+from notifyd.catalogue.events import parse_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.intake.ingest import IntakeRules, Receipt, ingest
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours, Thresholds
 from notifyd.storage import broadcasts as broadcast_store
 from notifyd.storage import events as event_store

@@ -15,9 +15,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from notifyd.events import parse_event
-from notifyd.intake import IntakeRules, ingest
-from notifyd.samples import sample_event
+from notifyd.catalogue.events import parse_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.intake.ingest import IntakeRules, ingest
 from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.storage import db as storage_db
 from notifyd.storage import notices as notice_store

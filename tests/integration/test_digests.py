@@ -14,8 +14,8 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
+from notifyd.catalogue.samples import sample_event
 from notifyd.jobs import flush_digests
-from notifyd.samples import sample_event
 from notifyd.settings import Settings
 from tests.conftest import (
     BILLING_SECRET,

@@ -17,7 +17,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from notifyd.storage.embedded import POSTGRES_SYSTEM_USER, EmbeddedPostgres
 from tests.conftest import (
     BILLING_SECRET,

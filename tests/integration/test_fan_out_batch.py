@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from notifyd.broadcasting import Broadcaster
+from notifyd.intake.broadcasts import Broadcaster
 from notifyd.settings import DefaultsSettings
 from notifyd.storage import broadcasts as broadcast_store
 from tests.conftest import base_config, load_config

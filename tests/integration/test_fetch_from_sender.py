@@ -16,7 +16,7 @@ import asyncpg
 import pytest
 from aiohttp import web
 
-from notifyd.samples import sample_event, sample_wav
+from notifyd.catalogue.samples import sample_event, sample_wav
 from tests.conftest import (
     BILLING_SECRET,
     PBX_SECRET,

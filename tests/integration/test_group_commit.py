@@ -11,8 +11,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from notifyd.group_commit import GroupCommit
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.intake.group_commit import GroupCommit
 from notifyd.storage.db import Conn
 from tests.conftest import PBX_SECRET, base_config, load_config, running_daemon
 

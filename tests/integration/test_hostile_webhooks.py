@@ -33,8 +33,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from standardwebhooks import Webhook
 
-from notifyd.events import CATALOGUE, InvalidEvent, MalformedBody, parse_event
-from notifyd.samples import sample_event
+from notifyd.catalogue.events import CATALOGUE, InvalidEvent, MalformedBody, parse_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     OTHER_SECRET,

@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from notifyd.events import parse_event
-from notifyd.intake import IntakeRules, Receipt, ingest
-from notifyd.samples import sample_event
+from notifyd.catalogue.events import parse_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.intake.ingest import IntakeRules, Receipt, ingest
 from notifyd.settings import CallSettings, DatabaseSettings, DefaultsSettings
 from notifyd.storage import db as storage_db
 

@@ -14,9 +14,9 @@ from typing import Any
 import asyncpg
 import pytest
 
-from notifyd.events import parse_event
-from notifyd.intake import Incoming, IntakeRules, Receipt, ingest, ingest_batch
-from notifyd.samples import sample_event
+from notifyd.catalogue.events import parse_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.intake.ingest import Incoming, IntakeRules, Receipt, ingest, ingest_batch
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
 from notifyd.storage.notices import CHANNEL
 

@@ -14,7 +14,7 @@ import asyncpg
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     WAIT,

@@ -10,8 +10,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from notifyd.catalogue.samples import sample_event
 from notifyd.jobs import PURGE_FILES_LOCK, Jobs, run_exclusive
-from notifyd.samples import sample_event
 from notifyd.storage import db as storage_db
 from tests.conftest import BILLING_SECRET, PBX_SECRET, base_config, load_config, running_daemon
 

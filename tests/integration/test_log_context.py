@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     SmtpSink,

@@ -14,7 +14,7 @@ import aiohttp
 import asyncpg
 import pytest
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     PBX_SECRET,
     WAIT,

@@ -12,7 +12,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from notifyd.settings import Settings
 from tests.conftest import BILLING_SECRET, base_config, load_config, running_daemon
 from tests.integration.catalogue_support import (

@@ -9,7 +9,7 @@ from typing import Any
 
 import asyncpg
 
-from notifyd.samples import SAMPLE_BROADCASTS, sample_event
+from notifyd.catalogue.samples import SAMPLE_BROADCASTS, sample_event
 from tests.conftest import BILLING_SECRET, SmtpSink, load_config, running_daemon
 from tests.integration.test_admin import admin_config, call
 

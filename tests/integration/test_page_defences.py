@@ -13,8 +13,8 @@ import pytest
 from itsdangerous import URLSafeSerializer
 from multidict import CIMultiDictProxy
 
+from notifyd.catalogue.samples import sample_event
 from notifyd.links import link_secret
-from notifyd.samples import sample_event
 from tests.conftest import BILLING_SECRET, SmtpSink, load_config, running_daemon
 from tests.integration.test_admin import admin_config, call
 from tests.integration.test_preference_page import form_token, welcome
@@ -215,7 +215,7 @@ async def test_links_sent_in_the_old_readable_format_still_work(
         await welcome(daemon, smtp_sink)
         await marketing_link(daemon)
         secret = link_secret(settings.daemon.link_secret, settings.daemon.state_dir)
-        old_preferences = URLSafeSerializer(secret, salt="notifyd.preferences").dumps("acc-1")
+        old_preferences = URLSafeSerializer(secret, salt="notifyd.rules.preferences").dumps("acc-1")
         old_unsubscribe = URLSafeSerializer(secret, salt="notifyd.unsubscribe").dumps(
             ["acc-1", "acc-1@client.example"]
         )

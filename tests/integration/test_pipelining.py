@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from notifyd.mailer import SmtpRelay, Verdict
-from notifyd.pipelined import wire_message
+from notifyd.mail.pipelined import wire_message
+from notifyd.mail.transport import SmtpRelay, Verdict
 from notifyd.settings import SmtpSettings
 from tests.conftest import SmtpSink, smtp_server
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, load_config, running_daemon
 from tests.integration.test_admin import admin_config, call
 

@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import asyncpg
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     PBX_SECRET,

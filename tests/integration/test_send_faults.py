@@ -18,10 +18,10 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from notifyd.dkim_signer import DkimSigner
-from notifyd.pipelined import PipelinedSession
-from notifyd.rendering import Renderer
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.mail.dkim import DkimSigner
+from notifyd.mail.pipelined import PipelinedSession
+from notifyd.mail.rendering import Renderer
 from notifyd.storage import notices as notice_store
 from tests.conftest import (
     BILLING_SECRET,

@@ -1,4 +1,4 @@
-"""The "sent" records of one event-loop turn share a statement (notifyd/sent_records.py),
+"""The "sent" records of one event-loop turn share a statement (notifyd/delivery/sent_records.py),
 and each send still learns whether its own record was written. On a real PostgreSQL."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from notifyd.events import parse_event
-from notifyd.intake import IntakeRules, ingest
-from notifyd.samples import sample_event
-from notifyd.sent_records import SentRecords
+from notifyd.catalogue.events import parse_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.delivery.sent_records import SentRecords
+from notifyd.intake.ingest import IntakeRules, ingest
 from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.storage import db as storage_db
 from notifyd.storage import notices as notice_store

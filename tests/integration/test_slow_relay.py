@@ -15,7 +15,7 @@ import asyncpg
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from notifyd import settings as settings_module
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     PBX_SECRET,
     SmtpSink,

@@ -13,7 +13,7 @@ import asyncpg
 import trustme
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     SmtpSink,

@@ -32,7 +32,7 @@ ROWS = {
     "data": ["421", "451", "452", "500", "554", *CONNECTION],
     "dot": ["421", "450", "451", "452", "550", "552", "554", *CONNECTION],
 }
-# The setup is aiosmtplib's either way; the transaction is pipelined.py's or aiosmtplib's.
+# The setup is aiosmtplib's either way; the transaction is mail/pipelined.py's or aiosmtplib's.
 CASES = [
     pytest.param(stage, pipelining, id=f"{stage}-{'pipelining' if pipelining else 'without'}")
     for stage in ROWS

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import asyncpg
 
+from notifyd.catalogue.samples import sample_event
 from notifyd.jobs import flush_digests
-from notifyd.samples import sample_event
 from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, load_config, running_daemon
 from tests.integration.test_admin import admin_config
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from notifyd.events import CATALOGUE
+from notifyd.catalogue.events import CATALOGUE
+from notifyd.catalogue.samples import USUAL_SOURCE, sample_event
 from notifyd.http.admin import create_admin_app
-from notifyd.samples import USUAL_SOURCE, sample_event
 from tests.conftest import BILLING_SECRET, PBX_SECRET, Running, load_config, running_daemon
 from tests.integration.test_admin import OPS_TOKEN, PLACEHOLDERS, admin_config
 

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     PBX_SECRET,
     WAIT,

@@ -10,7 +10,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     OTHER_SECRET,

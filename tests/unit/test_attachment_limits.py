@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
-from notifyd.attachments import AttachmentError, PageLimits, prepare
+from notifyd.catalogue.attachments import AttachmentError, PageLimits, prepare
 from notifyd.settings import AttachmentSettings, ConfigError, load
 
 

@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from PIL import Image, ImageDraw
 
-from notifyd.attachments import (
+from notifyd.catalogue.attachments import (
     ROLE_TYPES,
     AttachmentError,
     Prepared,
@@ -24,7 +24,7 @@ from notifyd.attachments import (
     prepare,
     sniff,
 )
-from notifyd.samples import sample_pdf, sample_wav
+from notifyd.catalogue.samples import sample_pdf, sample_wav
 
 # -- sample files built by hand, byte by byte as their formats say ------------------------------
 

@@ -12,7 +12,7 @@ from email.message import EmailMessage
 
 import pytest
 
-from notifyd.rendering import Renderer
+from notifyd.mail.rendering import Renderer
 from tests.unit.test_rendering import NOW, SENDER, notice
 
 FSI, PDI = "\u2068", "\u2069"

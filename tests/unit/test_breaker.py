@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from uuid import UUID, uuid4
 
-from notifyd.breaker import MAX_COOLDOWN, Breaker, State
+from notifyd.delivery.breaker import MAX_COOLDOWN, Breaker, State
 
 
 def refuse_all(breaker: Breaker, addresses: list[str], now: float) -> list[list[UUID] | None]:

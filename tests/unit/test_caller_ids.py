@@ -19,10 +19,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from notifyd.digests import DigestItem, totals
-from notifyd.events import CALLER_ID_MAX, InvalidEvent, parse_event
-from notifyd.rendering import LANGUAGES, NoticeView, Renderer, phone
-from notifyd.samples import sample_event, sample_view
+from notifyd.catalogue.events import CALLER_ID_MAX, InvalidEvent, parse_event
+from notifyd.catalogue.samples import sample_event, sample_view
+from notifyd.mail.rendering import LANGUAGES, NoticeView, Renderer, phone
+from notifyd.rules.digests import DigestItem, totals
 
 NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
 RENDERER = Renderer("Operator <notificari@voip.example>")

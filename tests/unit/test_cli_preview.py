@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from notifyd.catalogue.events import CATALOGUE
+from notifyd.catalogue.samples import NOTICE_KINDS
 from notifyd.cli import main
-from notifyd.events import CATALOGUE
-from notifyd.samples import NOTICE_KINDS
 
 
 @pytest.mark.parametrize("language", ["ro", "en"])

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from notifyd.catalogue.events import CATALOGUE
+from notifyd.catalogue.samples import sample_data
 from notifyd.cli import main, typed_overrides
-from notifyd.events import CATALOGUE
-from notifyd.samples import sample_data
 from tests.conftest import PBX_SECRET, write_config
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifyd.consent import lifts_suppression, suppresses
+from notifyd.rules.consent import lifts_suppression, suppresses
 
 
 @pytest.mark.parametrize("source", ["admin", "import", "account.updated", "api"])

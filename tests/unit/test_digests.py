@@ -13,14 +13,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifyd.digests import DigestItem, in_order, totals
-from notifyd.events import Category, Event, parse_event
-from notifyd.preferences import Preferences
-from notifyd.routing import Facts, NoticePlan, Routing, Subscriber, route
-from notifyd.samples import sample_event
-from notifyd.schedule import digest_due
+from notifyd.catalogue.events import Category, Event, parse_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.rules.digests import DigestItem, in_order, totals
+from notifyd.rules.preferences import Preferences
+from notifyd.rules.routing import Facts, NoticePlan, Routing, Subscriber, route
+from notifyd.rules.schedule import digest_due
+from notifyd.rules.thresholds import Crossing, Level
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours
-from notifyd.thresholds import Crossing, Level
 
 BUCHAREST = "Europe/Bucharest"
 KOLKATA = "Asia/Kolkata"

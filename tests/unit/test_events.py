@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from notifyd.events import (
+from notifyd.catalogue.events import (
     AccountCreated,
     CallMissed,
     Category,
@@ -16,7 +16,7 @@ from notifyd.events import (
     MalformedBody,
     parse_event,
 )
-from notifyd.samples import sample_event
+from notifyd.catalogue.samples import sample_event
 
 NOW = datetime(2026, 11, 22, 10, 15, 0, tzinfo=UTC)
 

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifyd.fetch_allowlist import Allowlist, canonical, parse_entry, special
+from notifyd.catalogue.fetch_allowlist import Allowlist, canonical, parse_entry, special
 
 OPERATOR = ("pbx.internal.example", "files.pbx.example:8088", "10.20.0.0/16", "192.0.2.7:8443")
 SENDER = ("198.51.100.4", "203.0.113.0/24")

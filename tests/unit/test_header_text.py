@@ -11,7 +11,7 @@ import email.policy
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifyd import mime
+from notifyd.mail import mime
 
 LOOK_ALIKE = "=?utf-8?b?" + base64.b64encode(b"x\r\nBcc: victim@attacker.example").decode() + "?="
 

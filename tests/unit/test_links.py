@@ -81,7 +81,7 @@ def test_links_read_back_what_they_carry() -> None:
 
 def test_links_already_sent_in_the_old_signed_format_still_read() -> None:
     links = Links(SECRET, "https://notify.example")
-    preferences = URLSafeSerializer(SECRET, salt="notifyd.preferences")
+    preferences = URLSafeSerializer(SECRET, salt="notifyd.rules.preferences")
     unsubscribe = URLSafeSerializer(SECRET, salt="notifyd.unsubscribe")
     assert links.read_preferences(preferences.dumps("acc-ăîș")) == "acc-ăîș"
     assert links.read_unsubscribe(unsubscribe.dumps(["acc-1", "ana@client.example"])) == (
@@ -100,7 +100,7 @@ def test_a_link_signed_with_another_secret_or_for_another_page_is_refused() -> N
     # A preference token is not an unsubscribe token, nor the other way round.
     assert links.read_unsubscribe(token(links.preferences_url("acc-1"))) is None
     assert links.read_preferences(token(links.unsubscribe_url("acc-1", "a@b.example"))) is None
-    old = URLSafeSerializer("another-secret", salt="notifyd.preferences").dumps("acc-1")
+    old = URLSafeSerializer("another-secret", salt="notifyd.rules.preferences").dumps("acc-1")
     assert links.read_preferences(old) is None
 
 

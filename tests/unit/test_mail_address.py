@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from notifyd import mime
-from notifyd.mail_address import Unsendable, needs_smtputf8, wire_form
-from notifyd.rendering import Renderer
+from notifyd.mail import mime
+from notifyd.mail.addresses import Unsendable, needs_smtputf8, wire_form
+from notifyd.mail.rendering import Renderer
 from tests.unit.test_rendering import NOW, notice
 
 

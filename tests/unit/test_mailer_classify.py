@@ -12,7 +12,7 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from notifyd.mailer import EmlFolder, Outcome, Verdict, classify
+from notifyd.mail.transport import EmlFolder, Outcome, Verdict, classify
 
 
 def refused(code: int, message: str) -> aiosmtplib.SMTPRecipientsRefused:
@@ -204,7 +204,7 @@ async def test_eml_folder_writes_aside_then_renames(
         assert not Path(dst).exists()  # the final name appears only through the rename
         real_replace(src, dst)
 
-    monkeypatch.setattr("notifyd.mailer.os.replace", spy)
+    monkeypatch.setattr("notifyd.mail.transport.os.replace", spy)
 
     await send(
         folder,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifyd import mime
+from notifyd.mail import mime
 
 
 def parse(data: bytes) -> EmailMessage:

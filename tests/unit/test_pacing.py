@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from notifyd.pacing import Pacer
+from notifyd.delivery.pacing import Pacer
 
 
 def test_sends_to_one_domain_are_spaced_by_one_over_the_rate() -> None:

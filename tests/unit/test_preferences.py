@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import time
 
-from notifyd.events import Category
-from notifyd.preferences import (
+from notifyd.catalogue.events import Category
+from notifyd.rules.preferences import (
     Preferences,
     addresses_for,
     effective,

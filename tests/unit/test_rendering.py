@@ -13,7 +13,7 @@ from uuid import UUID
 
 import pytest
 
-from notifyd.rendering import Renderer
+from notifyd.mail.rendering import Renderer
 from notifyd.storage.notices import ClaimedNotice
 
 SENDER = "Operator <notices@voip.example>"
@@ -359,8 +359,8 @@ def test_a_number_validated_at_intake_is_not_parsed_again_for_its_notice(
 ) -> None:
     import json
 
-    from notifyd.events import parse_event
-    from notifyd.samples import sample_event
+    from notifyd.catalogue.events import parse_event
+    from notifyd.catalogue.samples import sample_event
 
     caller, called = "+40722000902", "+40215550902"  # seen by no other test
     body = sample_event("call.missed", "acc-1001", caller_number=caller, called_number=called)

@@ -10,11 +10,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from notifyd.events import Category, Event, EventData, parse_event
-from notifyd.routing import Facts, NoticePlan, Routing, Subscriber, route, subscriber_after
-from notifyd.samples import sample_event
+from notifyd.catalogue.events import Category, Event, EventData, parse_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.rules.routing import Facts, NoticePlan, Routing, Subscriber, route, subscriber_after
+from notifyd.rules.thresholds import Crossing, Level
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours
-from notifyd.thresholds import Crossing, Level
 
 DEFAULTS = DefaultsSettings(
     language="ro", timezone="Europe/Bucharest", quiet_hours=QuietHours(time(22, 0), time(8, 0))

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from notifyd.schedule import quiet_hours_end, release_time, retry_delay
+from notifyd.rules.schedule import quiet_hours_end, release_time, retry_delay
 from notifyd.settings import DeliverySettings, QuietHours
 
 BUCHAREST = "Europe/Bucharest"

@@ -8,9 +8,9 @@ import json
 from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
-from notifyd.events import Event, parse_event
-from notifyd.routing import Facts, NoticePlan, RecentEmails, Subscriber, route
-from notifyd.samples import sample_event
+from notifyd.catalogue.events import Event, parse_event
+from notifyd.catalogue.samples import sample_event
+from notifyd.rules.routing import Facts, NoticePlan, RecentEmails, Subscriber, route
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours
 
 DEFAULTS = DefaultsSettings(timezone="Europe/Bucharest", quiet_hours=QuietHours(time(22), time(8)))

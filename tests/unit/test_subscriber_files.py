@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifyd.subscriber_files import (
+from notifyd.intake.subscriber_files import (
     MAX_LINE_BYTES,
     BadFile,
     Record,

@@ -8,8 +8,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
+from notifyd.rules.thresholds import Level, cross, days_left, effective
 from notifyd.settings import Thresholds
-from notifyd.thresholds import Level, cross, days_left, effective
 
 LIMITS = Thresholds(low=Decimal("5"), critical=Decimal("1"), hysteresis=Decimal("2"))
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)

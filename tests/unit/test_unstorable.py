@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifyd import unstorable
-from notifyd.events import InvalidEvent, parse_event
-from notifyd.samples import sample_event
+from notifyd.catalogue.events import InvalidEvent, parse_event
+from notifyd.catalogue.samples import sample_event
 
 JSON_VALUES = st.recursive(
     st.none()

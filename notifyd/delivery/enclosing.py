@@ -15,8 +15,8 @@ from typing import Any
 import asyncpg
 from aiohttp.abc import AbstractResolver
 
-from notifyd import attachments
-from notifyd.rendering import MailAttachment
+from notifyd.catalogue import attachments
+from notifyd.mail.rendering import MailAttachment
 from notifyd.settings import AttachmentSettings
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage.attachments import StoredFile

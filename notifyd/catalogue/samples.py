@@ -302,11 +302,11 @@ def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
 
 def sample_view(kind: str, language: str, now: datetime | None = None) -> Any:
     """A notice of `kind` with sample data, ready to render without a database."""
-    from notifyd.rendering import NoticeView
+    from notifyd.mail.rendering import NoticeView
 
     now = now or datetime.now(UTC)
     event_type = _KIND_EVENT.get(kind, kind)
-    from notifyd.events import CATALOGUE, stored_fields
+    from notifyd.catalogue.events import CATALOGUE, stored_fields
 
     if kind in SAMPLE_BROADCASTS:
         data: dict[str, Any] = SAMPLE_BROADCASTS[kind]

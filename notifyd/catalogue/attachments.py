@@ -5,7 +5,7 @@ to PDF) and Pillow (a TIFF's pages and their sizes, read before converting). A d
 content type or file name is never trusted: `prepare()` sniffs the bytes, refuses what a role
 does not allow or a TIFF over its `PageLimits`, and corrects the rest. `fetch()` gets a file
 the PBX offers by URL, from allowlisted hosts, ports and addresses only
-(`notifyd.fetch_allowlist`), size- and time-limited, with every failure marked transient
+(`notifyd.catalogue.fetch_allowlist`), size- and time-limited, with every failure marked transient
 (retry later) or not.
 """
 
@@ -32,7 +32,7 @@ from aiohttp.resolver import DefaultResolver
 from PIL import Image
 from yarl import URL
 
-from notifyd.fetch_allowlist import Allowlist
+from notifyd.catalogue.fetch_allowlist import Allowlist
 
 AUDIO = "audio"
 DOCUMENT = "document"
@@ -326,7 +326,8 @@ def host_allowed(url: str, allow_hosts: Sequence[str], sender_hosts: Sequence[st
 
     `allow_hosts` are `[attachments] fetch_allow_hosts` (names, IPs, CIDRs, each with an
     optional port); `sender_hosts` the webhook's sender and its source's networks. An empty
-    allowlist allows nothing. See `notifyd.fetch_allowlist` for the addresses never allowed.
+    allowlist allows nothing. See `notifyd.catalogue.fetch_allowlist` for the addresses
+    never allowed.
     """
     try:
         _target(url, Allowlist.of(allow_hosts, sender_hosts))
@@ -416,8 +417,8 @@ async def fetch(
     """Fetch a file the PBX offers by URL; raise FetchError, transient or not.
 
     Nothing is sent to a host, port or address the allowlist refuses (`host_allowed`, and
-    `notifyd.fetch_allowlist` for addresses), including one a redirect points to (at most 3
-    are followed, each checked). A name is resolved once per request, by `resolver` (the
+    `notifyd.catalogue.fetch_allowlist` for addresses), including one a redirect points to
+    (at most 3 are followed, each checked). A name is resolved once per request, by `resolver` (the
     system's by default), and the connection goes to an address that was checked. At most
     `max_bytes` are read; `timeout_seconds` bounds the whole fetch, DNS, redirects and body
     included. The bytes are not checked here: `prepare()` sniffs them, so a server that

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from notifyd.phones import is_withheld
+from notifyd.catalogue.phones import is_withheld
 
 DIGEST_KIND = "digest"
 # Kinds whose items name a caller, counted to show who called most.

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import time
 from typing import Any
 
-from notifyd.events import MANDATORY_CATEGORIES, Category
+from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
 from notifyd.settings import (
     DefaultsSettings,
     QuietHours,

@@ -35,7 +35,7 @@ from pydantic import (
 )
 
 from notifyd import unstorable
-from notifyd.phones import caller_id, normalised
+from notifyd.catalogue.phones import caller_id, normalised
 from notifyd.settings import LANGUAGES, check_timezone
 
 

@@ -16,7 +16,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from notifyd.events import (
+from notifyd.catalogue.events import (
     MANDATORY_CATEGORIES,
     AccountClosed,
     AccountCreated,
@@ -28,7 +28,7 @@ from notifyd.events import (
     IpAllowlistChanged,
     VoicemailReceived,
 )
-from notifyd.preferences import (
+from notifyd.rules.preferences import (
     Preferences,
     addresses_for,
     all_addresses,
@@ -36,9 +36,9 @@ from notifyd.preferences import (
     mode_for,
     quiet_hours_for,
 )
-from notifyd.schedule import digest_due, release_time
+from notifyd.rules.schedule import digest_due, release_time
+from notifyd.rules.thresholds import Crossing, Level
 from notifyd.settings import CallSettings, DefaultsSettings
-from notifyd.thresholds import Crossing, Level
 
 
 @dataclass(frozen=True)

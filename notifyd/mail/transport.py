@@ -24,8 +24,8 @@ from typing import Protocol
 import aiosmtplib
 import structlog
 
-from notifyd.mail_address import needs_smtputf8
-from notifyd.pipelined import Lost, PipelinedSession, Refused
+from notifyd.mail.addresses import needs_smtputf8
+from notifyd.mail.pipelined import Lost, PipelinedSession, Refused
 from notifyd.settings import SmtpSettings
 
 log = structlog.get_logger(__name__)

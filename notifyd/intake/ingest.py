@@ -18,7 +18,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from notifyd.events import (
+from notifyd.catalogue.events import (
     MANDATORY_CATEGORIES,
     AccountCreated,
     AccountUpdated,
@@ -28,8 +28,8 @@ from notifyd.events import (
     Event,
     VoicemailReceived,
 )
-from notifyd.preferences import all_addresses
-from notifyd.routing import (
+from notifyd.rules.preferences import all_addresses
+from notifyd.rules.routing import (
     OLDER_BALANCE,
     Facts,
     Routing,
@@ -38,6 +38,7 @@ from notifyd.routing import (
     route,
     subscriber_after,
 )
+from notifyd.rules.thresholds import Crossing, Level, cross, days_left, effective
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import credit as credit_store
@@ -48,7 +49,6 @@ from notifyd.storage import waves as wave_store
 from notifyd.storage.attachments import StoredFile
 from notifyd.storage.db import Conn
 from notifyd.storage.notices import ClaimedNotice, ClaimTerms
-from notifyd.thresholds import Crossing, Level, cross, days_left, effective
 
 SPENDING_WINDOW = timedelta(days=7)
 

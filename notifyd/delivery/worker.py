@@ -23,22 +23,22 @@ from uuid import UUID, uuid4
 import asyncpg
 import structlog
 
-from notifyd import digests
-from notifyd.breaker import Breaker
-from notifyd.digests import DIGEST_KIND
-from notifyd.dkim_signer import DkimSigner
-from notifyd.enclosing import KINDS_WITH_FILES, Enclosure, enclose
-from notifyd.events import MANDATORY_CATEGORIES
+from notifyd.catalogue.events import MANDATORY_CATEGORIES
+from notifyd.delivery.breaker import Breaker
+from notifyd.delivery.enclosing import KINDS_WITH_FILES, Enclosure, enclose
+from notifyd.delivery.pacing import Pacer
+from notifyd.delivery.sent_records import SentRecords
 from notifyd.links import Links
-from notifyd.mail_address import Unsendable, wire_form
-from notifyd.mailer import Outcome, Transport, Verdict
+from notifyd.mail.addresses import Unsendable, wire_form
+from notifyd.mail.dkim import DkimSigner
+from notifyd.mail.rendering import NoticeView, Renderer
+from notifyd.mail.transport import Outcome, Transport, Verdict
 from notifyd.metrics import Metrics
-from notifyd.pacing import Pacer
-from notifyd.preferences import all_addresses
-from notifyd.rendering import NoticeView, Renderer
-from notifyd.routing import recipient_reasons
-from notifyd.schedule import retry_delay
-from notifyd.sent_records import SentRecords
+from notifyd.rules import digests
+from notifyd.rules.digests import DIGEST_KIND
+from notifyd.rules.preferences import all_addresses
+from notifyd.rules.routing import recipient_reasons
+from notifyd.rules.schedule import retry_delay
 from notifyd.settings import AttachmentSettings, DatabaseSettings, DeliverySettings
 from notifyd.storage import addresses as address_store
 from notifyd.storage import attachments as attachment_store

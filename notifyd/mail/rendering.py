@@ -28,9 +28,9 @@ import phonenumbers
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 
-from notifyd import mime
-from notifyd.mail_address import wire_form, wire_mailbox
-from notifyd.phones import is_withheld, parse_international
+from notifyd.catalogue.phones import is_withheld, parse_international
+from notifyd.mail import mime
+from notifyd.mail.addresses import wire_form, wire_mailbox
 
 LANGUAGES = ("ro", "en")
 

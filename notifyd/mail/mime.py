@@ -87,7 +87,7 @@ def _word(data: bytes) -> bytes:
 def mailbox_header(name: str, address: str) -> bytes:
     """`Name: address` for a bare address (`To`). Never an RFC 2047 word, which RFC 2047
     forbids in an address: a non-ASCII local part goes as UTF-8 (RFC 6532), in a message
-    only a relay offering SMTPUTF8 is given (`mailer`)."""
+    only a relay offering SMTPUTF8 is given (`transport`)."""
     if "\r" in address or "\n" in address:
         raise HeaderInjection(f"line break in the {name} header")
     return f"{name}: {address}".encode() + CRLF
