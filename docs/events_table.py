@@ -10,8 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from notifyd.catalogue.events import CATALOGUE, MANDATORY_CATEGORIES
-from notifyd.mail.rendering import Renderer
 from notifyd.catalogue.samples import sample_view
+from notifyd.mail.rendering import Renderer
 
 # Event types whose notice has another kind (or two), as the router decides.
 KINDS = {

@@ -34,6 +34,7 @@ from notifyd.mail.dkim import DkimSigner
 from notifyd.mail.rendering import NoticeView, Renderer
 from notifyd.mail.transport import Outcome, Transport, Verdict
 from notifyd.metrics import Metrics
+from notifyd.model import DigestItem
 from notifyd.rules import digests
 from notifyd.rules.digests import DIGEST_KIND
 from notifyd.rules.preferences import all_addresses
@@ -379,7 +380,7 @@ class Dispatcher:
             )
             return
         context = {**notice.context, **enclosure.context}
-        items: list[digests.DigestItem] = []
+        items: list[DigestItem] = []
         if notice.kind == DIGEST_KIND:
             try:
                 async with self.pool.acquire() as conn:
@@ -471,7 +472,7 @@ class Dispatcher:
 
     @staticmethod
     def _digest_context(
-        notice: ClaimedNotice, items: list[digests.DigestItem], renderer: Renderer
+        notice: ClaimedNotice, items: list[DigestItem], renderer: Renderer
     ) -> dict[str, Any]:
         """The lines and totals of a digest, from the notices it gathered."""
         lines = [

@@ -36,9 +36,10 @@ from notifyd.catalogue.events import (
 from notifyd.http.errors import error_response
 from notifyd.http.imports import import_subscribers
 from notifyd.http.runtime import RUNTIME
+from notifyd.intake import consent
+from notifyd.model import Preferences, Subscriber
 from notifyd.rules import preferences as preferences_module
-from notifyd.rules.preferences import CONFIGURABLE, Preferences
-from notifyd.rules.routing import Subscriber
+from notifyd.rules.preferences import CONFIGURABLE
 from notifyd.settings import (
     LANGUAGES,
     MODES,
@@ -475,7 +476,7 @@ async def post_consent(request: web.Request) -> web.Response:
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
         if subscriber is None:
             return _no_subscriber(account_id)
-        event = await consent_store.decide(
+        event = await consent.decide(
             conn,
             account_id,
             [

@@ -36,7 +36,7 @@ from notifyd.catalogue.events import (
 from notifyd.http.errors import error_response
 from notifyd.http.runtime import RUNTIME
 from notifyd.intake.subscriber_files import BadFile, Record, csv_records, json_lines_records
-from notifyd.rules.routing import Subscriber
+from notifyd.model import Subscriber
 from notifyd.storage import consent as consent_store
 from notifyd.storage import subscribers as subscriber_store
 

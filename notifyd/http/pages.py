@@ -29,10 +29,11 @@ from yarl import URL
 
 from notifyd.catalogue.events import Category
 from notifyd.http.runtime import RUNTIME, Runtime
+from notifyd.intake import consent
 from notifyd.links import MARKETING
+from notifyd.model import Preferences, Subscriber
 from notifyd.rules import preferences as preferences_module
-from notifyd.rules.preferences import CONFIGURABLE, Preferences
-from notifyd.rules.routing import Subscriber
+from notifyd.rules.preferences import CONFIGURABLE
 from notifyd.settings import LANGUAGES, MODES, parse_quiet_hours, parse_time_of_day
 from notifyd.storage import consent as consent_store
 from notifyd.storage import subscribers as subscriber_store
@@ -260,7 +261,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
         return _refused(language, "title")
     async with runtime.pool.acquire() as conn, conn.transaction():
         if found.topic == MARKETING:
-            await consent_store.decide(
+            await consent.decide(
                 conn,
                 found.account_id,
                 [found.address],
@@ -434,7 +435,7 @@ async def save_preferences(request: web.Request) -> web.Response:
         wants_offers = form.get("offers") == "yes"
         if wants_offers != offers:
             # The subscriber's own choice: the one source that may lift a suppression.
-            await consent_store.decide(
+            await consent.decide(
                 conn,
                 account_id,
                 [

@@ -1,4 +1,5 @@
-"""Background fan-out of broadcasts: batch after batch, each in its own transaction.
+"""Fan-out of broadcasts in the background: batch after batch, each in its own transaction,
+each account routed by `rules.routing.route_broadcast`.
 
 Webhooks keep their connections and their speed: a batch is one INSERT ... SELECT of
 `batch_size` rows, and the loop yields between batches. A restart resumes from the cursor;
@@ -9,18 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 
 import asyncpg
 import structlog
 
-from notifyd.settings import Settings
+from notifyd.catalogue.events import Category
+from notifyd.model import NoticePlan, Preferences, Subscriber
+from notifyd.rules.routing import route_broadcast
+from notifyd.settings import DefaultsSettings, Settings
+from notifyd.storage import addresses as address_store
 from notifyd.storage import broadcasts as broadcast_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
+from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
+# Subscribers routed between two turns of the event loop.
+CHUNK = 200
 
 
 class Broadcaster:
@@ -60,7 +69,7 @@ class Broadcaster:
             broadcast = await broadcast_store.next_runnable(conn)
             if broadcast is None:
                 return False
-            batch = await broadcast_store.fan_out_batch(
+            batch = await fan_out_batch(
                 conn,
                 broadcast,
                 size=settings.broadcasts.batch_size,
@@ -95,3 +104,104 @@ class Broadcaster:
                 async with asyncio.timeout(self.poll_seconds):
                     await self._wake.wait()
             self._wake.clear()
+
+
+async def fan_out_batch(
+    conn: Conn,
+    broadcast: broadcast_store.Runnable,
+    *,
+    size: int,
+    defaults: DefaultsSettings,
+    message_domain: str,
+    now: datetime,
+) -> broadcast_store.Batch:
+    """Queue the next `size` accounts' notices and move the cursor, in the caller's
+    transaction. The dedupe key makes a replayed batch add nothing."""
+    marketing = broadcast.kind == "marketing.offer"
+    category = Category.MARKETING if marketing else Category.SERVICE
+    reasons = (
+        ("category marketing", "offer to subscribers with consent, not unsubscribed")
+        if marketing
+        else ("category service (mandatory)", "broadcast to every open account")
+    )
+    groups, last, spanned = await broadcast_store.fan_out_groups(
+        conn, broadcast.cursor, size, marketing
+    )
+    if not groups:  # nothing left, or only closed (or, for an offer, unwilling) accounts
+        return await broadcast_store.advance(conn, broadcast, last, 0, done=spanned < size)
+    # Each distinct preferences text decoded once, for the routes and the lookups.
+    decoded = {
+        g["preferences"]: Preferences.from_json(json.loads(g["preferences"])) for g in groups
+    }
+
+    def route(
+        subscriber: Subscriber,
+        suppressed: frozenset[str] = frozenset(),
+        undeliverable: frozenset[str] = frozenset(),
+    ) -> tuple[NoticePlan, ...]:
+        return route_broadcast(
+            broadcast.kind,
+            category,
+            subscriber,
+            defaults,
+            now,
+            dedupe_key=f"broadcast:{broadcast.id}",
+            reasons=reasons,
+            suppressed=suppressed,
+            undeliverable=undeliverable,
+        )
+
+    # Most accounts share their language, zone and preferences: each such group is routed
+    # once (as if nothing were suppressed or undeliverable: PostgreSQL checks those per row)
+    # and queued by PostgreSQL, each notice to the account's own address. Only the accounts
+    # routing must see one by one come back: every row through the event loop and back held
+    # the webhooks, and the fan-out waited for both trips.
+    alike: list[tuple[asyncpg.Record, NoticePlan | None]] = []
+    for group in groups:
+        preferences = decoded[group["preferences"]]
+        if preferences.addresses or preferences.extra_emails:
+            continue  # its own addresses: routed one by one
+        shared = route(_subscriber(group, preferences))
+        alike.append((group, shared[0] if shared else None))
+    added, alone = await broadcast_store.queue_groups(
+        conn, broadcast, last, marketing, message_domain, alike
+    )
+    planned: list[tuple[str, NoticePlan]] = []
+    if alone:
+        addresses = {row["email"].lower() for row in alone}
+        for row in alone:
+            stored = row["preferences"]
+            if stored not in decoded:  # changed since the groups were read
+                decoded[stored] = Preferences.from_json(json.loads(stored))
+            chosen = decoded[stored]
+            addresses.update(a.lower() for a in chosen.addresses.get(category.value, ()))
+            addresses.update(a.lower() for a in chosen.extra_emails)
+        suppressed: frozenset[str] = frozenset()
+        if marketing:
+            suppressed = await broadcast_store.suppressed_among(conn, list(addresses))
+        # Hard-bounced addresses: a mandatory notice goes to the account's other addresses.
+        undeliverable = await address_store.undeliverable_among(conn, addresses)
+        for n, row in enumerate(alone, 1):
+            subscriber = _subscriber(row, decoded[row["preferences"]])
+            planned.extend(
+                (row["account_id"], p) for p in route(subscriber, suppressed, undeliverable)
+            )
+            if n % CHUNK == 0:
+                await asyncio.sleep(0)
+    for start in range(0, len(planned), CHUNK):
+        added += len(
+            await notice_store.insert_for_accounts(
+                conn, broadcast.event_id, planned[start : start + CHUNK], message_domain
+            )
+        )
+    return await broadcast_store.advance(conn, broadcast, last, added, done=spanned < size)
+
+
+def _subscriber(row: asyncpg.Record, preferences: Preferences) -> Subscriber:
+    return Subscriber(
+        account_id=row["account_id"],
+        email=row["email"],
+        language=row["language"],
+        timezone=row["timezone"],
+        preferences=preferences,
+    )

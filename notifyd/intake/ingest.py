@@ -28,17 +28,10 @@ from notifyd.catalogue.events import (
     Event,
     VoicemailReceived,
 )
+from notifyd.model import Level, Skip, Subscriber
 from notifyd.rules.preferences import all_addresses
-from notifyd.rules.routing import (
-    OLDER_BALANCE,
-    Facts,
-    Routing,
-    Skip,
-    Subscriber,
-    route,
-    subscriber_after,
-)
-from notifyd.rules.thresholds import Crossing, Level, cross, days_left, effective
+from notifyd.rules.routing import OLDER_BALANCE, Facts, Routing, route, subscriber_after
+from notifyd.rules.thresholds import Crossing, cross, days_left, effective
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import credit as credit_store

@@ -9,27 +9,16 @@ as its one-line form and adds the totals computed here ("7 missed calls, 3 from
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Sequence
 from typing import Any
 
 from notifyd.catalogue.phones import is_withheld
+from notifyd.model import DigestItem
 
 DIGEST_KIND = "digest"
 # Kinds whose items name a caller, counted to show who called most.
 CALLER_KINDS = ("call.missed", "voicemail.received")
 TOP_CALLERS = 3
-
-
-@dataclass(frozen=True)
-class DigestItem:
-    """A notice told in a digest: its kind and the event it came from."""
-
-    kind: str
-    occurred_at: datetime
-    data: Mapping[str, Any]
-    context: Mapping[str, Any] = field(default_factory=dict)
 
 
 def totals(items: Sequence[DigestItem]) -> dict[str, Any]:

@@ -8,12 +8,11 @@ into a digest.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import time
 from typing import Any
 
 from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
+from notifyd.model import Preferences
 from notifyd.settings import (
     DefaultsSettings,
     QuietHours,
@@ -22,50 +21,6 @@ from notifyd.settings import (
 )
 
 CONFIGURABLE = tuple(c.value for c in Category if c not in MANDATORY_CATEGORIES)
-
-
-@dataclass(frozen=True)
-class Preferences:
-    """Explicit choices. An absent key means "follow the default"."""
-
-    modes: Mapping[str, str] = field(default_factory=dict)
-    # Absent: the default quiet hours; "" : none; "22:00-07:00": these.
-    quiet_hours: str | None = None
-    # Category -> the addresses its notices go to instead (faxes to the office).
-    addresses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
-    # Further addresses that get every notice of a category without its own addresses.
-    extra_emails: tuple[str, ...] = ()
-    # Local "HH:MM" of the daily digest; absent: the default.
-    digest_time: str | None = None
-
-    @classmethod
-    def from_json(cls, stored: Mapping[str, Any] | None) -> Preferences:
-        stored = stored or {}
-        return cls(
-            modes=dict(stored.get("modes", {})),
-            quiet_hours=stored.get("quiet_hours"),
-            # One address was stored as a string before several were allowed.
-            addresses={
-                category: (value,) if isinstance(value, str) else tuple(value)
-                for category, value in stored.get("addresses", {}).items()
-            },
-            extra_emails=tuple(stored.get("extra_emails", ())),
-            digest_time=stored.get("digest_time"),
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        data: dict[str, Any] = {}
-        if self.modes:
-            data["modes"] = dict(self.modes)
-        if self.quiet_hours is not None:
-            data["quiet_hours"] = self.quiet_hours
-        if self.addresses:
-            data["addresses"] = {k: list(v) for k, v in self.addresses.items()}
-        if self.extra_emails:
-            data["extra_emails"] = list(self.extra_emails)
-        if self.digest_time is not None:
-            data["digest_time"] = self.digest_time
-        return data
 
 
 def mode_for(category: Category, preferences: Preferences, defaults: DefaultsSettings) -> str:

@@ -12,7 +12,6 @@ import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -28,8 +27,8 @@ from notifyd.catalogue.events import (
     IpAllowlistChanged,
     VoicemailReceived,
 )
+from notifyd.model import Level, NoticePlan, Preferences, RecentEmails, Skip, Subscriber
 from notifyd.rules.preferences import (
-    Preferences,
     addresses_for,
     all_addresses,
     digest_time_for,
@@ -37,22 +36,8 @@ from notifyd.rules.preferences import (
     quiet_hours_for,
 )
 from notifyd.rules.schedule import digest_due, release_time
-from notifyd.rules.thresholds import Crossing, Level
+from notifyd.rules.thresholds import Crossing
 from notifyd.settings import CallSettings, DefaultsSettings
-
-
-@dataclass(frozen=True)
-class Subscriber:
-    account_id: str
-    email: str
-    name: str | None = None
-    username: str | None = None
-    language: str | None = None
-    timezone: str | None = None
-    closed_at: datetime | None = None
-    voicemail_audio: bool = True
-    low_credit_threshold: Decimal | None = None
-    preferences: Preferences = field(default_factory=Preferences)
 
 
 @dataclass(frozen=True)
@@ -75,41 +60,6 @@ class Facts:
     recent: Mapping[str, RecentEmails] = field(default_factory=dict)
     # The account's addresses marked undeliverable after hard bounces (lower case).
     undeliverable: frozenset[str] = frozenset()
-
-
-@dataclass(frozen=True)
-class RecentEmails:
-    """An address's emails of one category: individual notices and digests, not held ones."""
-
-    last_hour: int = 0
-    # When the latest one went or goes out (a queued one may be due later: quiet hours).
-    last_at: datetime | None = None
-    # When the follow-up of a burst already being gathered goes out.
-    burst_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class NoticePlan:
-    kind: str
-    category: Category
-    recipient: str
-    language: str
-    timezone: str
-    due_at: datetime
-    reasons: tuple[str, ...]
-    context: Mapping[str, Any] = field(default_factory=dict)
-    dedupe_key: str | None = None
-    # "hourly" | "daily": held for the digest that goes out at `due_at`.
-    digest: str | None = None
-
-
-@dataclass(frozen=True)
-class Skip:
-    """Why an event queued no notice: a code for programs, a sentence for people (stored
-    with the event, shown by the admin API)."""
-
-    code: str
-    reason: str
 
 
 UNKNOWN_ACCOUNT = Skip("unknown_account", "unknown account: no account.created received for it")

@@ -13,16 +13,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
-from enum import StrEnum
 
+from notifyd.model import Level
 from notifyd.settings import Thresholds
-
-
-class Level(StrEnum):
-    OK = "ok"
-    LOW = "low"
-    CRITICAL = "critical"
-
 
 _RANK = {Level.OK: 0, Level.LOW: 1, Level.CRITICAL: 2}
 

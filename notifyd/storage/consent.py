@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
-from notifyd.rules.consent import lifts_suppression, suppresses
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 
@@ -54,31 +52,3 @@ async def lift(conn: Conn, address: str) -> None:
 async def is_suppressed(conn: Conn, address: str) -> bool:
     found: bool = await conn.fetchval(SQL["is_suppressed"], address, MARKETING)
     return found
-
-
-async def decide(
-    conn: Conn,
-    account_id: str,
-    addresses: Iterable[str],
-    *,
-    granted: bool,
-    source: str,
-    wording_version: str,
-    recorded_by: str | None,
-) -> dict[str, Any]:
-    """Record a grant or withdrawal and apply it to the account's marketing addresses: a
-    withdrawal suppresses them; only the subscriber's own grant lifts a suppression."""
-    event = await record(
-        conn,
-        account_id,
-        granted=granted,
-        source=source,
-        wording_version=wording_version,
-        recorded_by=recorded_by,
-    )
-    for address in set(addresses):
-        if suppresses(granted):
-            await suppress(conn, address, f"withdrawn via {source}")
-        elif lifts_suppression(granted, source):
-            await lift(conn, address)
-    return event

@@ -12,8 +12,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from notifyd.rules.digests import DigestItem
-from notifyd.rules.routing import NoticePlan
+from notifyd.model import DigestItem, NoticePlan
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 

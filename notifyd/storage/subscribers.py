@@ -7,8 +7,7 @@ from typing import Any
 
 import asyncpg
 
-from notifyd.rules.preferences import Preferences
-from notifyd.rules.routing import Subscriber
+from notifyd.model import Preferences, Subscriber
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 

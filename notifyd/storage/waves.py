@@ -12,8 +12,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from notifyd.catalogue.events import Event, stored_fields
-from notifyd.rules.routing import NoticePlan, RecentEmails, Skip, Subscriber
-from notifyd.rules.thresholds import Level
+from notifyd.model import Level, NoticePlan, RecentEmails, Skip, Subscriber
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 from notifyd.storage.notices import (

@@ -20,6 +20,7 @@ import pytest
 
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
+from notifyd.intake.broadcasts import fan_out_batch
 from notifyd.intake.ingest import IntakeRules, Receipt, ingest
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours, Thresholds
 from notifyd.storage import broadcasts as broadcast_store
@@ -659,7 +660,7 @@ async def test_a_broadcasts_notices_say_why(
     async with db.transaction():
         runnable = await broadcast_store.next_runnable(db)
         assert runnable is not None
-        await broadcast_store.fan_out_batch(
+        await fan_out_batch(
             db, runnable, size=10, defaults=RULES.defaults, message_domain="voip.example", now=NOON
         )
     assert await db.fetchval("SELECT reasons FROM notices") == expected

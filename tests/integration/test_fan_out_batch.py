@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from notifyd.intake.broadcasts import Broadcaster
+from notifyd.intake.broadcasts import Broadcaster, fan_out_batch
 from notifyd.settings import DefaultsSettings
 from notifyd.storage import broadcasts as broadcast_store
 from tests.conftest import base_config, load_config
@@ -66,7 +66,7 @@ async def one_batch(db: asyncpg.Connection, size: int) -> broadcast_store.Batch:
     async with db.transaction():
         runnable = await broadcast_store.next_runnable(db)
         assert runnable is not None
-        return await broadcast_store.fan_out_batch(
+        return await fan_out_batch(
             db,
             runnable,
             size=size,

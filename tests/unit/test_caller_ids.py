@@ -22,7 +22,8 @@ from markupsafe import escape
 from notifyd.catalogue.events import CALLER_ID_MAX, InvalidEvent, parse_event
 from notifyd.catalogue.samples import sample_event, sample_view
 from notifyd.mail.rendering import LANGUAGES, NoticeView, Renderer, phone
-from notifyd.rules.digests import DigestItem, totals
+from notifyd.model import DigestItem
+from notifyd.rules.digests import totals
 
 NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
 RENDERER = Renderer("Operator <notificari@voip.example>")

@@ -5,13 +5,8 @@ from __future__ import annotations
 from datetime import time
 
 from notifyd.catalogue.events import Category
-from notifyd.rules.preferences import (
-    Preferences,
-    addresses_for,
-    effective,
-    mode_for,
-    quiet_hours_for,
-)
+from notifyd.model import Preferences
+from notifyd.rules.preferences import addresses_for, effective, mode_for, quiet_hours_for
 from notifyd.settings import DefaultsSettings, QuietHours
 
 DEFAULTS = DefaultsSettings(quiet_hours=QuietHours(time(22), time(8)), modes={"billing": "off"})

@@ -12,8 +12,9 @@ import pytest
 
 from notifyd.catalogue.events import Category, Event, EventData, parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.rules.routing import Facts, NoticePlan, Routing, Subscriber, route, subscriber_after
-from notifyd.rules.thresholds import Crossing, Level
+from notifyd.model import Level, NoticePlan, Subscriber
+from notifyd.rules.routing import Facts, Routing, route, subscriber_after
+from notifyd.rules.thresholds import Crossing
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours
 
 DEFAULTS = DefaultsSettings(

@@ -10,7 +10,8 @@ from typing import Any
 
 from notifyd.catalogue.events import Event, parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.rules.routing import Facts, NoticePlan, RecentEmails, Subscriber, route
+from notifyd.model import NoticePlan, RecentEmails, Subscriber
+from notifyd.rules.routing import Facts, route
 from notifyd.settings import CallSettings, DefaultsSettings, QuietHours
 
 DEFAULTS = DefaultsSettings(timezone="Europe/Bucharest", quiet_hours=QuietHours(time(22), time(8)))

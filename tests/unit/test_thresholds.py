@@ -8,7 +8,8 @@ from decimal import Decimal
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifyd.rules.thresholds import Level, cross, days_left, effective
+from notifyd.model import Level
+from notifyd.rules.thresholds import cross, days_left, effective
 from notifyd.settings import Thresholds
 
 LIMITS = Thresholds(low=Decimal("5"), critical=Decimal("1"), hysteresis=Decimal("2"))

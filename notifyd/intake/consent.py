@@ -1,0 +1,39 @@
+"""A marketing consent choice, from the subscriber's page or the admin API: recorded in the
+history and applied to the account's marketing addresses as `rules.consent` says."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from notifyd.rules.consent import lifts_suppression, suppresses
+from notifyd.storage import consent as consent_store
+from notifyd.storage.db import Conn
+
+
+async def decide(
+    conn: Conn,
+    account_id: str,
+    addresses: Iterable[str],
+    *,
+    granted: bool,
+    source: str,
+    wording_version: str,
+    recorded_by: str | None,
+) -> dict[str, Any]:
+    """Record a grant or withdrawal and apply it to the account's marketing addresses: a
+    withdrawal suppresses them; only the subscriber's own grant lifts a suppression."""
+    event = await consent_store.record(
+        conn,
+        account_id,
+        granted=granted,
+        source=source,
+        wording_version=wording_version,
+        recorded_by=recorded_by,
+    )
+    for address in set(addresses):
+        if suppresses(granted):
+            await consent_store.suppress(conn, address, f"withdrawn via {source}")
+        elif lifts_suppression(granted, source):
+            await consent_store.lift(conn, address)
+    return event

@@ -1,0 +1,124 @@
+"""The values the stages hand each other: a subscriber and their preferences, the notice a
+rule plans, why an event planned none, a low-credit level, a notice told in a digest.
+Plain frozen data, no behaviour beyond reading and writing their stored JSON: every stage
+may import this module, and it imports nothing of notifyd but the catalogue."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Any
+
+from notifyd.catalogue.events import Category
+
+
+class Level(StrEnum):
+    OK = "ok"
+    LOW = "low"
+    CRITICAL = "critical"
+
+
+@dataclass(frozen=True)
+class Preferences:
+    """Explicit choices. An absent key means "follow the default"."""
+
+    modes: Mapping[str, str] = field(default_factory=dict)
+    # Absent: the default quiet hours; "" : none; "22:00-07:00": these.
+    quiet_hours: str | None = None
+    # Category -> the addresses its notices go to instead (faxes to the office).
+    addresses: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    # Further addresses that get every notice of a category without its own addresses.
+    extra_emails: tuple[str, ...] = ()
+    # Local "HH:MM" of the daily digest; absent: the default.
+    digest_time: str | None = None
+
+    @classmethod
+    def from_json(cls, stored: Mapping[str, Any] | None) -> Preferences:
+        stored = stored or {}
+        return cls(
+            modes=dict(stored.get("modes", {})),
+            quiet_hours=stored.get("quiet_hours"),
+            # One address was stored as a string before several were allowed.
+            addresses={
+                category: (value,) if isinstance(value, str) else tuple(value)
+                for category, value in stored.get("addresses", {}).items()
+            },
+            extra_emails=tuple(stored.get("extra_emails", ())),
+            digest_time=stored.get("digest_time"),
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if self.modes:
+            data["modes"] = dict(self.modes)
+        if self.quiet_hours is not None:
+            data["quiet_hours"] = self.quiet_hours
+        if self.addresses:
+            data["addresses"] = {k: list(v) for k, v in self.addresses.items()}
+        if self.extra_emails:
+            data["extra_emails"] = list(self.extra_emails)
+        if self.digest_time is not None:
+            data["digest_time"] = self.digest_time
+        return data
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    account_id: str
+    email: str
+    name: str | None = None
+    username: str | None = None
+    language: str | None = None
+    timezone: str | None = None
+    closed_at: datetime | None = None
+    voicemail_audio: bool = True
+    low_credit_threshold: Decimal | None = None
+    preferences: Preferences = field(default_factory=Preferences)
+
+
+@dataclass(frozen=True)
+class RecentEmails:
+    """An address's emails of one category: individual notices and digests, not held ones."""
+
+    last_hour: int = 0
+    # When the latest one went or goes out (a queued one may be due later: quiet hours).
+    last_at: datetime | None = None
+    # When the follow-up of a burst already being gathered goes out.
+    burst_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class NoticePlan:
+    kind: str
+    category: Category
+    recipient: str
+    language: str
+    timezone: str
+    due_at: datetime
+    reasons: tuple[str, ...]
+    context: Mapping[str, Any] = field(default_factory=dict)
+    dedupe_key: str | None = None
+    # "hourly" | "daily": held for the digest that goes out at `due_at`.
+    digest: str | None = None
+
+
+@dataclass(frozen=True)
+class Skip:
+    """Why an event queued no notice: a code for programs, a sentence for people (stored
+    with the event, shown by the admin API)."""
+
+    code: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class DigestItem:
+    """A notice told in a digest: its kind and the event it came from."""
+
+    kind: str
+    occurred_at: datetime
+    data: Mapping[str, Any]
+    context: Mapping[str, Any] = field(default_factory=dict)
