@@ -37,7 +37,8 @@ from harness import (  # bench/ is not a package: run as a script
 )
 
 from notifyd.catalogue.events import CATALOGUE, stored_fields
-from notifyd.catalogue.samples import SAMPLE_BROADCASTS, sample_data, sample_view, sample_wav
+from notifyd.catalogue.samples import SAMPLE_BROADCASTS, sample_data, sample_wav
+from notifyd.mail.previews import sample_view
 from notifyd.mail.rendering import MailAttachment, Renderer
 from notifyd.settings import SmtpSettings
 from notifyd.storage import schema

@@ -43,7 +43,7 @@ from harness import (  # bench/ is not a package: run as a script
     write_requests,
 )
 
-from notifyd.catalogue.samples import sample_view
+from notifyd.mail.previews import sample_view
 from notifyd.mail.rendering import Renderer
 
 CLIENTS = 32

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from notifyd.catalogue.events import CATALOGUE, MANDATORY_CATEGORIES
-from notifyd.catalogue.samples import sample_view
+from notifyd.mail.previews import sample_view
 from notifyd.mail.rendering import Renderer
 
 # Event types whose notice has another kind (or two), as the router decides.

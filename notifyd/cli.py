@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifyd import __version__
-from notifyd.settings import LANGUAGES, ConfigError, Settings, load
+from notifyd.catalogue.locale import LANGUAGES
+from notifyd.settings import ConfigError, Settings, load
 
 # sysexits.h EX_CONFIG: systemd can be told not to restart on it (RestartPreventExitStatus).
 EXIT_CONFIG = 78
@@ -211,8 +212,9 @@ PREVIEW_KIND = {"account.updated": "account.email_changed", "billing.balance_upd
 
 
 def _preview(args: argparse.Namespace) -> int:
-    from notifyd.catalogue.samples import NOTICE_KINDS, sample_view
+    from notifyd.catalogue.samples import NOTICE_KINDS
     from notifyd.daemon import renderer_for
+    from notifyd.mail.previews import sample_view
     from notifyd.mail.rendering import Renderer, TemplateError
 
     kind = PREVIEW_KIND.get(args.event_type, args.event_type)

@@ -23,7 +23,8 @@ from aiohttp import web
 
 from notifyd import settings as settings_module
 from notifyd import systemd
-from notifyd.catalogue.samples import NOTICE_KINDS, sample_view
+from notifyd.catalogue.locale import LANGUAGES
+from notifyd.catalogue.samples import NOTICE_KINDS
 from notifyd.delivery.worker import Clock, Dispatcher, Mailing, utcnow
 from notifyd.http.app import create_app
 from notifyd.http.runtime import Runtime
@@ -34,7 +35,8 @@ from notifyd.logs import configure as configure_logging
 from notifyd.logs import log_loop_exceptions
 from notifyd.mail.addresses import wire_mailbox
 from notifyd.mail.dkim import DkimError, DkimSigner
-from notifyd.mail.rendering import LANGUAGES, Renderer
+from notifyd.mail.previews import sample_view
+from notifyd.mail.rendering import Renderer
 from notifyd.mail.transport import Transport, transport_for
 from notifyd.metrics import Metrics
 from notifyd.settings import ConfigError, Settings

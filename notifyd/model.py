@@ -1,13 +1,15 @@
-"""The values the stages hand each other: a subscriber and their preferences, the notice a
-rule plans, why an event planned none, a low-credit level, a notice told in a digest.
+"""The values the stages hand each other: a subscriber and their preferences (modes, quiet
+hours), the notice a rule plans, why an event planned none, a low-credit level, a notice
+told in a digest.
 Plain frozen data, no behaviour beyond reading and writing their stored JSON: every stage
 may import this module, and it imports nothing of notifyd but the catalogue."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -122,3 +124,44 @@ class DigestItem:
     occurred_at: datetime
     data: Mapping[str, Any]
     context: Mapping[str, Any] = field(default_factory=dict)
+
+
+# How a category's notices reach the subscriber: one email each, gathered in a digest, none.
+MODES = ("immediate", "hourly", "daily", "off")
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    start: time
+    end: time
+
+    def __str__(self) -> str:
+        return f"{self.start:%H:%M}-{self.end:%H:%M}"
+
+
+def parse_time_of_day(value: str) -> time:
+    """'08:00' -> time(8, 0). Raises ValueError naming what is wrong."""
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
+    if not match:
+        raise ValueError(f"must be a local time like '08:00', got {value!r}")
+    try:
+        return time(int(match.group(1)), int(match.group(2)))
+    except ValueError:
+        raise ValueError(f"is not a time of day: {value!r}") from None
+
+
+def parse_quiet_hours(value: str) -> QuietHours | None:
+    """'22:00-08:00' -> QuietHours; '' -> None (no quiet hours). Raises ValueError."""
+    if value.strip() == "":
+        return None
+    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
+    if not match:
+        raise ValueError(f"must look like '22:00-08:00' or be empty, got {value!r}")
+    h1, m1, h2, m2 = (int(g) for g in match.groups())
+    try:
+        start, end = time(h1, m1), time(h2, m2)
+    except ValueError:
+        raise ValueError(f"has an impossible time in {value!r}") from None
+    if start == end:
+        raise ValueError(f"start and end are equal in {value!r}; use '' for no quiet hours")
+    return QuietHours(start, end)

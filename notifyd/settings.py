@@ -23,17 +23,15 @@ from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from notifyd.catalogue.fetch_allowlist import parse_entry
+from notifyd.catalogue.locale import LANGUAGES, check_timezone
+from notifyd.model import MODES, QuietHours, parse_quiet_hours, parse_time_of_day
 
-LANGUAGES = ("ro", "en")
 SMTP_SECURITY = ("none", "starttls", "tls")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 # Categories whose default mode the admin may set (security and service are mandatory).
 DEFAULT_MODE_CATEGORIES = ("calls", "voicemail", "fax", "billing", "low_credit", "marketing")
-# How a category's notices reach the subscriber: one email each, gathered in a digest, none.
-MODES = ("immediate", "hourly", "daily", "off")
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -47,15 +45,6 @@ class ConfigError(Exception):
         self.problems = problems
         lines = [f"{self.path}: {key}: {message}" for key, message in problems]
         super().__init__("\n".join(lines))
-
-
-@dataclass(frozen=True)
-class QuietHours:
-    start: time
-    end: time
-
-    def __str__(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M}"
 
 
 @dataclass(frozen=True)
@@ -369,42 +358,6 @@ def _one_of(*choices: str) -> Callable[[str], str | None]:
         return None
 
     return check
-
-
-def check_timezone(value: str) -> str | None:
-    try:
-        ZoneInfo(value)
-    except (ZoneInfoNotFoundError, ValueError):
-        return f"unknown time zone {value!r} (use an IANA name such as 'Europe/Bucharest')"
-    return None
-
-
-def parse_time_of_day(value: str) -> time:
-    """'08:00' -> time(8, 0). Raises ValueError naming what is wrong."""
-    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*", value)
-    if not match:
-        raise ValueError(f"must be a local time like '08:00', got {value!r}")
-    try:
-        return time(int(match.group(1)), int(match.group(2)))
-    except ValueError:
-        raise ValueError(f"is not a time of day: {value!r}") from None
-
-
-def parse_quiet_hours(value: str) -> QuietHours | None:
-    """'22:00-08:00' -> QuietHours; '' -> None (no quiet hours). Raises ValueError."""
-    if value.strip() == "":
-        return None
-    match = re.fullmatch(r"\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*", value)
-    if not match:
-        raise ValueError(f"must look like '22:00-08:00' or be empty, got {value!r}")
-    h1, m1, h2, m2 = (int(g) for g in match.groups())
-    try:
-        start, end = time(h1, m1), time(h2, m2)
-    except ValueError:
-        raise ValueError(f"has an impossible time in {value!r}") from None
-    if start == end:
-        raise ValueError(f"start and end are equal in {value!r}; use '' for no quiet hours")
-    return QuietHours(start, end)
 
 
 def check_webhook_secret(secret: str) -> str | None:

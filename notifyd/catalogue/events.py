@@ -35,8 +35,8 @@ from pydantic import (
 )
 
 from notifyd import unstorable
+from notifyd.catalogue.locale import LANGUAGES, check_timezone
 from notifyd.catalogue.phones import caller_id, normalised
-from notifyd.settings import LANGUAGES, check_timezone
 
 
 class Category(StrEnum):

@@ -237,7 +237,7 @@ SAMPLE_BROADCASTS = {
     },
 }
 
-_KIND_EVENT = {
+KIND_EVENT = {
     "account.email_changed": "account.updated",
     "credit.low": "billing.balance_updated",
     "credit.critical": "billing.balance_updated",
@@ -298,34 +298,3 @@ def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
             "unsubscribe_url": "https://notices.voip.example/v1/unsubscribe/sample-token",
         }
     return {}
-
-
-def sample_view(kind: str, language: str, now: datetime | None = None) -> Any:
-    """A notice of `kind` with sample data, ready to render without a database."""
-    from notifyd.mail.rendering import NoticeView
-
-    now = now or datetime.now(UTC)
-    event_type = _KIND_EVENT.get(kind, kind)
-    from notifyd.catalogue.events import CATALOGUE, stored_fields
-
-    if kind in SAMPLE_BROADCASTS:
-        data: dict[str, Any] = SAMPLE_BROADCASTS[kind]
-    elif kind == "digest":
-        data = {}  # a digest tells its notices through `extra`
-    else:
-        fields = sample_data(event_type, "acc-1001", now)
-        data = stored_fields(CATALOGUE[event_type].model_validate(fields))
-    if kind == "account.email_changed":
-        data["email"] = "ana.new@example.com"
-    if kind == "credit.critical":
-        data["balance"] = "0.40"
-    return NoticeView(
-        kind=kind,
-        language=language,
-        data=data,
-        context={
-            **sample_extra(kind, data),
-            "preferences_url": "https://notices.voip.example/v1/preferences/sample-token",
-        },
-        message_id=f"<preview-{kind}@voip.example>",
-    )

@@ -33,20 +33,15 @@ from notifyd.catalogue.events import (
     Text,
     TimeZoneName,
 )
+from notifyd.catalogue.locale import LANGUAGES
 from notifyd.http.errors import error_response
 from notifyd.http.imports import import_subscribers
 from notifyd.http.runtime import RUNTIME
 from notifyd.intake import consent
-from notifyd.model import Preferences, Subscriber
+from notifyd.model import MODES, Preferences, Subscriber, parse_quiet_hours, parse_time_of_day
 from notifyd.rules import preferences as preferences_module
 from notifyd.rules.preferences import CONFIGURABLE
-from notifyd.settings import (
-    LANGUAGES,
-    MODES,
-    DefaultsSettings,
-    parse_quiet_hours,
-    parse_time_of_day,
-)
+from notifyd.settings import DefaultsSettings
 from notifyd.storage import addresses as address_store
 from notifyd.storage import broadcasts as broadcast_store
 from notifyd.storage import consent as consent_store

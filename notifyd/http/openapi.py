@@ -12,6 +12,7 @@ from aiohttp import web
 
 from notifyd import __version__
 from notifyd.catalogue.events import CATALOGUE, Envelope
+from notifyd.catalogue.locale import LANGUAGES
 from notifyd.http.admin import (
     BroadcastBody,
     ConsentBody,
@@ -19,8 +20,8 @@ from notifyd.http.admin import (
     SubscriberBody,
     SubscriberPatch,
 )
+from notifyd.model import MODES
 from notifyd.rules.preferences import CONFIGURABLE
-from notifyd.settings import LANGUAGES, MODES
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 

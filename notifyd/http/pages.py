@@ -28,13 +28,13 @@ from aiohttp import web
 from yarl import URL
 
 from notifyd.catalogue.events import Category
+from notifyd.catalogue.locale import LANGUAGES
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.intake import consent
 from notifyd.links import MARKETING
-from notifyd.model import Preferences, Subscriber
+from notifyd.model import MODES, Preferences, Subscriber, parse_quiet_hours, parse_time_of_day
 from notifyd.rules import preferences as preferences_module
 from notifyd.rules.preferences import CONFIGURABLE
-from notifyd.settings import LANGUAGES, MODES, parse_quiet_hours, parse_time_of_day
 from notifyd.storage import consent as consent_store
 from notifyd.storage import subscribers as subscriber_store
 

@@ -32,8 +32,6 @@ from notifyd.catalogue.phones import is_withheld, parse_international
 from notifyd.mail import mime
 from notifyd.mail.addresses import wire_form, wire_mailbox
 
-LANGUAGES = ("ro", "en")
-
 
 class Renderable(Protocol):
     """What a template needs of a notice (a claimed notice, or a preview's sample)."""

@@ -12,13 +12,8 @@ from datetime import time
 from typing import Any
 
 from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
-from notifyd.model import Preferences
-from notifyd.settings import (
-    DefaultsSettings,
-    QuietHours,
-    parse_quiet_hours,
-    parse_time_of_day,
-)
+from notifyd.model import Preferences, QuietHours, parse_quiet_hours, parse_time_of_day
+from notifyd.settings import DefaultsSettings
 
 CONFIGURABLE = tuple(c.value for c in Category if c not in MANDATORY_CATEGORIES)
 

@@ -10,7 +10,8 @@ import random
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from notifyd.settings import DeliverySettings, QuietHours
+from notifyd.model import QuietHours
+from notifyd.settings import DeliverySettings
 
 
 def _in_window(moment: time, window: QuietHours) -> bool:

@@ -22,7 +22,8 @@ from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
 from notifyd.intake.broadcasts import fan_out_batch
 from notifyd.intake.ingest import IntakeRules, Receipt, ingest
-from notifyd.settings import CallSettings, DefaultsSettings, QuietHours, Thresholds
+from notifyd.model import QuietHours
+from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
 from notifyd.storage import broadcasts as broadcast_store
 from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store

@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 from markupsafe import escape
 
 from notifyd.catalogue.events import CALLER_ID_MAX, InvalidEvent, parse_event
-from notifyd.catalogue.samples import sample_event, sample_view
-from notifyd.mail.rendering import LANGUAGES, NoticeView, Renderer, phone
+from notifyd.catalogue.locale import LANGUAGES
+from notifyd.catalogue.samples import sample_event
+from notifyd.mail.previews import sample_view
+from notifyd.mail.rendering import NoticeView, Renderer, phone
 from notifyd.model import DigestItem
 from notifyd.rules.digests import totals
 

@@ -15,12 +15,12 @@ from hypothesis import strategies as st
 
 from notifyd.catalogue.events import Category, Event, parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.model import DigestItem, Level, NoticePlan, Preferences, Subscriber
+from notifyd.model import DigestItem, Level, NoticePlan, Preferences, QuietHours, Subscriber
 from notifyd.rules.digests import in_order, totals
 from notifyd.rules.routing import Facts, Routing, route
 from notifyd.rules.schedule import digest_due
 from notifyd.rules.thresholds import Crossing
-from notifyd.settings import CallSettings, DefaultsSettings, QuietHours
+from notifyd.settings import CallSettings, DefaultsSettings
 
 BUCHAREST = "Europe/Bucharest"
 KOLKATA = "Asia/Kolkata"

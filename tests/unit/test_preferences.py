@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import time
 
 from notifyd.catalogue.events import Category
-from notifyd.model import Preferences
+from notifyd.model import Preferences, QuietHours
 from notifyd.rules.preferences import addresses_for, effective, mode_for, quiet_hours_for
-from notifyd.settings import DefaultsSettings, QuietHours
+from notifyd.settings import DefaultsSettings
 
 DEFAULTS = DefaultsSettings(quiet_hours=QuietHours(time(22), time(8)), modes={"billing": "off"})
 

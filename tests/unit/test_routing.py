@@ -12,10 +12,10 @@ import pytest
 
 from notifyd.catalogue.events import Category, Event, EventData, parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.model import Level, NoticePlan, Subscriber
+from notifyd.model import Level, NoticePlan, QuietHours, Subscriber
 from notifyd.rules.routing import Facts, Routing, route, subscriber_after
 from notifyd.rules.thresholds import Crossing
-from notifyd.settings import CallSettings, DefaultsSettings, QuietHours
+from notifyd.settings import CallSettings, DefaultsSettings
 
 DEFAULTS = DefaultsSettings(
     language="ro", timezone="Europe/Bucharest", quiet_hours=QuietHours(time(22, 0), time(8, 0))

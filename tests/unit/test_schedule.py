@@ -10,8 +10,9 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from notifyd.model import QuietHours
 from notifyd.rules.schedule import quiet_hours_end, release_time, retry_delay
-from notifyd.settings import DeliverySettings, QuietHours
+from notifyd.settings import DeliverySettings
 
 BUCHAREST = "Europe/Bucharest"
 NIGHT = QuietHours(time(22, 0), time(8, 0))

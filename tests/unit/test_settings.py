@@ -11,7 +11,8 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from notifyd.settings import ConfigError, QuietHours, Settings, load, parse_quiet_hours
+from notifyd.model import QuietHours, parse_quiet_hours
+from notifyd.settings import ConfigError, Settings, load
 
 SECRET_A = "whsec_" + base64.b64encode(b"settings-secret-a-0123456789abcd").decode()
 SECRET_B = "whsec_" + base64.b64encode(b"settings-secret-b-0123456789abcd").decode()

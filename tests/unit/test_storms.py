@@ -10,9 +10,9 @@ from typing import Any
 
 from notifyd.catalogue.events import Event, parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.model import NoticePlan, RecentEmails, Subscriber
+from notifyd.model import NoticePlan, QuietHours, RecentEmails, Subscriber
 from notifyd.rules.routing import Facts, route
-from notifyd.settings import CallSettings, DefaultsSettings, QuietHours
+from notifyd.settings import CallSettings, DefaultsSettings
 
 DEFAULTS = DefaultsSettings(timezone="Europe/Bucharest", quiet_hours=QuietHours(time(22), time(8)))
 CALLS = CallSettings(burst_window_seconds=300)

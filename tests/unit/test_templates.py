@@ -17,8 +17,10 @@ import jinja2
 import pytest
 
 import notifyd
-from notifyd.catalogue.samples import NOTICE_KINDS, sample_view
-from notifyd.mail.rendering import LANGUAGES, NoticeView, RenderedNotice, Renderer
+from notifyd.catalogue.locale import LANGUAGES
+from notifyd.catalogue.samples import NOTICE_KINDS
+from notifyd.mail.previews import sample_view
+from notifyd.mail.rendering import NoticeView, RenderedNotice, Renderer
 
 SENDER = "Operator <notificari@voip.example>"
 # The samples' times are 30 s before NOW: 10:04:30 UTC, 12:04 in Bucharest (EET, UTC+2).
