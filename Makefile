@@ -39,6 +39,7 @@ run: $(BIN)/.installed-run
 
 lint: install
 	$(BIN)/ruff check notifyd tests bench
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/ruff format --check notifyd tests bench
 
 types: install

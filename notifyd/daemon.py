@@ -29,6 +29,7 @@ from notifyd.delivery.worker import Clock, Dispatcher, Mailing, utcnow
 from notifyd.http.app import create_app
 from notifyd.http.runtime import Runtime
 from notifyd.intake.broadcasts import Broadcaster
+from notifyd.intake.service import Intake
 from notifyd.jobs import Jobs
 from notifyd.links import Links, link_secret
 from notifyd.logs import configure as configure_logging
@@ -57,6 +58,7 @@ class Daemon:
         self.stopped = asyncio.Event()
         self.port: int | None = None
         self.runtime: Runtime | None = None
+        self.intake: Intake | None = None
         self.dispatcher: Dispatcher | None = None
         self.database: db.Database | None = None
         self.links: Links | None = None
@@ -148,20 +150,28 @@ class Daemon:
         await broadcaster.start()
         self.stack.push_async_callback(broadcaster.stop)
 
+        self.intake = Intake(
+            database.pool,
+            s,
+            self.clock,
+            observe_batch=metrics.ingest_batch.observe,
+            on_queued=dispatcher.wake,
+            claim_terms=dispatcher.claim_terms,
+            on_claimed=dispatcher.adopt,
+        )
+        # Registered before the HTTP server: closed after it has answered its last webhook.
+        self.stack.push_async_callback(self.intake.close)
         self.runtime = Runtime(
             settings=s,
             pool=database.pool,
             metrics=metrics,
+            intake=self.intake,
             clock=self.clock,
             on_queued=dispatcher.wake,
             on_broadcast=broadcaster.wake,
-            claim_terms=dispatcher.claim_terms,
-            on_claimed=dispatcher.adopt,
             links=self.links,
             dsn=database.dsn,
         )
-        # Registered before the HTTP server: closed after it has answered its last webhook.
-        self.stack.push_async_callback(self.runtime.commits.close)
         runner = web.AppRunner(
             create_app(self.runtime),
             handle_signals=False,
@@ -208,6 +218,7 @@ class Daemon:
         """Re-read the config file; a broken file is logged and the running config stays."""
         systemd.reloading()
         assert self.runtime is not None
+        assert self.intake is not None
         assert self.dispatcher is not None
         current = self.dispatcher.mailing.transport
         try:
@@ -233,6 +244,7 @@ class Daemon:
                 log.warning("config section changed; takes effect after a restart", section=section)
         configure_logging(new.logging.level, new.logging.format)
         self.runtime.apply(new)
+        self.intake.apply(new)
         old = self.dispatcher.reconfigure(mailing)
         if old is not transport:
             # Sends in progress keep their connection; idle ones close now.

@@ -1,7 +1,7 @@
 """Where attachment URLs may be fetched from: which hosts and ports, and which addresses.
 
 Pure (the standard library's `ipaddress` only): settings check `[attachments]
-fetch_allow_hosts` with `parse_entry`, and `attachments.fetch` asks an `Allowlist` about
+fetch_allow_hosts` with `parse_entry`, and `delivery.fetching.fetch` asks an `Allowlist` about
 every URL it is given or redirected to and about every address it is about to connect to.
 
 Two kinds of entry:

@@ -16,6 +16,7 @@ import asyncpg
 from aiohttp.abc import AbstractResolver
 
 from notifyd.catalogue import attachments
+from notifyd.delivery import fetching
 from notifyd.mail.rendering import MailAttachment
 from notifyd.settings import AttachmentSettings
 from notifyd.storage import attachments as attachment_store
@@ -86,7 +87,7 @@ async def _fetched(
     if file.state != "pending" or file.source_url is None or file.id is None:
         return file, None
     try:
-        content = await attachments.fetch(
+        content = await fetching.fetch(
             file.source_url,
             allow_hosts=settings.fetch_allow_hosts,
             # The PBX that posted the event: where it posts from, it may offer files.
@@ -104,7 +105,7 @@ async def _fetched(
             content,
             attachments.PageLimits(settings.max_pages, settings.max_pixels),
         )
-    except attachments.FetchError as error:
+    except fetching.FetchError as error:
         final = not error.transient or file.fetch_attempts + 1 >= settings.fetch_attempts
         async with pool.acquire() as conn:
             await attachment_store.mark_fetch_failed(conn, file.id, str(error), final)

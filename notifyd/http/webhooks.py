@@ -15,7 +15,6 @@ from notifyd.http.errors import error_response
 from notifyd.http.files import InvalidAttachment, has_inline_files, incoming_files
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.http.signatures import SignatureError, SignedHeaders, read_headers
-from notifyd.intake.ingest import Incoming
 from notifyd.settings import IPNetwork
 from notifyd.storage import db
 
@@ -180,10 +179,7 @@ async def _receive(
         )
 
     try:
-        receipt = await runtime.commits.run(
-            event.account_id,
-            Incoming(name, signed.webhook_id, event, runtime.intake_rules, runtime.clock(), files),
-        )
+        receipt = await runtime.intake.accept(name, signed.webhook_id, event, files)
     except db.UNAVAILABLE as error:
         log.error("database unavailable: webhook refused", source=name, error=type(error).__name__)
         return error_response(
@@ -199,8 +195,6 @@ async def _receive(
             {"event_id": str(receipt.event_id), "duplicate": True}, status=200
         ), event.type
     routing = receipt.routing
-    if routing is not None and len(routing.notices) > len(receipt.claimed):
-        runtime.on_queued()  # not for those this host claimed as it queued them
     log.info(
         "event stored",
         source=name,

@@ -268,7 +268,7 @@ def test_openapi_document_lists_exactly_the_served_routes(tmp_path: Path) -> Non
     from notifyd.http.runtime import Runtime
     from notifyd.metrics import Metrics
 
-    app = create_app(Runtime(settings=settings, pool=None, dsn="", metrics=Metrics()))  # type: ignore[arg-type]
+    app = create_app(Runtime(settings=settings, pool=None, dsn="", metrics=Metrics(), intake=None))  # type: ignore[arg-type]
     served: set[tuple[str, str]] = set()
     for resource in app.router.resources():
         if isinstance(resource, web.PrefixedSubAppResource):

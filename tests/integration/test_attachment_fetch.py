@@ -13,8 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from aiohttp.typedefs import Handler
 
-from notifyd.catalogue.attachments import FetchError, fetch
 from notifyd.catalogue.samples import sample_wav
+from notifyd.delivery.fetching import FetchError, fetch
 
 ALLOWED = ("127.0.0.1",)
 LIMIT = 64 * 1024

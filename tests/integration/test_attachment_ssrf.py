@@ -19,8 +19,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
 from yarl import URL
 
-from notifyd.catalogue.attachments import FetchError, fetch
 from notifyd.catalogue.samples import sample_wav
+from notifyd.delivery.fetching import FetchError, fetch
 
 WAIT = 10.0  # seconds any single fetch in a test may take before it fails
 LIMIT = 64 * 1024

@@ -20,11 +20,11 @@ from notifyd.catalogue.attachments import (
     AttachmentError,
     Prepared,
     decode_inline,
-    host_allowed,
     prepare,
     sniff,
 )
 from notifyd.catalogue.samples import sample_pdf, sample_wav
+from notifyd.delivery.fetching import host_allowed
 
 # -- sample files built by hand, byte by byte as their formats say ------------------------------
 
