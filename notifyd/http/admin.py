@@ -34,7 +34,7 @@ from notifyd.catalogue.events import (
     TimeZoneName,
 )
 from notifyd.catalogue.locale import LANGUAGES
-from notifyd.http.errors import error_response
+from notifyd.http.errors import Problem
 from notifyd.http.imports import import_subscribers
 from notifyd.http.runtime import RUNTIME
 from notifyd.intake import consent
@@ -79,7 +79,7 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
     name = token_name(request.headers.get("Authorization", ""), dict(runtime.settings.admin.tokens))
     if name is None:
         log.warning("admin call refused", method=request.method, path=request.path)
-        return error_response(
+        raise Problem(
             401,
             "unauthorized",
             "a valid admin bearer token is required",
@@ -90,12 +90,12 @@ async def require_token(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         return await handler(request)
     except db.UNAVAILABLE as error:
-        return error_response(
+        raise Problem(
             503,
             "unavailable",
             f"the database cannot answer now ({type(error).__name__})",
             headers={"Retry-After": "5"},
-        )
+        ) from None
 
 
 class SubscriberBody(BaseModel):
@@ -298,14 +298,14 @@ def _subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
     }
 
 
-def _no_subscriber(account_id: str) -> web.Response:
-    return error_response(404, "not_found", f"no subscriber {account_id!r}")
+def _no_subscriber(account_id: str) -> Problem:
+    return Problem(404, "not_found", f"no subscriber {account_id!r}")
 
 
 async def _json_body(
     request: web.Request, model: type[M], detail: str = "the request body is invalid"
-) -> M | web.Response:
-    """The body validated by `model`, or the 400/422 answer that names every problem."""
+) -> M:
+    """The body validated by `model`; else a 400 or 422 that names every problem."""
     raw = await request.read()
     try:
         body = model.model_validate_json(raw)
@@ -313,23 +313,23 @@ async def _json_body(
         if any(item["type"] == "json_invalid" for item in error.errors()):
             refused = unstorable.in_refused_json(raw)
             if refused:
-                return error_response(
+                raise Problem(
                     422,
                     "invalid_request",
                     "a string in the body is not text (a lone surrogate)",
                     refused,
-                )
-            return error_response(400, "malformed_json", "the body is not valid JSON")
+                ) from None
+            raise Problem(400, "malformed_json", "the body is not valid JSON") from None
         fields: dict[str, str] = {}
         for item in error.errors(include_url=False):
             # A bad dict key is reported at `<key>.[key]`: it is named by the key alone.
             path = ".".join(str(part) for part in item["loc"] if part != "[key]") or "body"
             message = item["msg"].removeprefix("Value error, ")
             fields[path] = f"{fields[path]}; {message}" if path in fields else message
-        return error_response(422, "invalid_request", detail, fields)
+        raise Problem(422, "invalid_request", detail, fields) from None
     refused = unstorable.found(body) if unstorable.may_hold_nul(raw) else {}
     if refused:
-        return error_response(422, "invalid_request", detail, refused)
+        raise Problem(422, "invalid_request", detail, refused)
     return body
 
 
@@ -339,7 +339,7 @@ async def get_subscriber(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
     if subscriber is None:
-        return _no_subscriber(account_id)
+        raise _no_subscriber(account_id)
     return web.json_response(_subscriber_json(subscriber))
 
 
@@ -352,8 +352,6 @@ async def put_subscriber(request: web.Request) -> web.Response:
         "PUT replaces the subscriber: give every field (null for none), "
         "or PATCH to change only some",
     )
-    if isinstance(body, web.Response):
-        return body
     async with runtime.pool.acquire() as conn, conn.transaction():
         current = await subscriber_store.get(conn, account_id, lock=True)
         wanted = Subscriber(
@@ -378,12 +376,10 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
     body = await _json_body(request, SubscriberPatch)
-    if isinstance(body, web.Response):
-        return body
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
         if subscriber is None:
-            return _no_subscriber(account_id)
+            raise _no_subscriber(account_id)
         saved = await subscriber_store.replace(conn, body.apply(subscriber))
     log.info(
         "subscriber changed",
@@ -400,7 +396,7 @@ async def get_preferences(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
     if subscriber is None:
-        return _no_subscriber(account_id)
+        raise _no_subscriber(account_id)
     return web.json_response(_preferences_json(subscriber, runtime.settings.defaults))
 
 
@@ -408,12 +404,10 @@ async def patch_preferences(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
     body = await _json_body(request, PreferencesPatch)
-    if isinstance(body, web.Response):
-        return body
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
         if subscriber is None:
-            return _no_subscriber(account_id)
+            raise _no_subscriber(account_id)
         saved = await subscriber_store.save_preferences(conn, body.apply(subscriber))
     log.info(
         "preferences changed",
@@ -455,7 +449,7 @@ async def get_consent(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
         if subscriber is None:
-            return _no_subscriber(account_id)
+            raise _no_subscriber(account_id)
         state = await _consent_state(conn, subscriber)
         history = await consent_store.history(conn, account_id)
     return web.json_response({"account_id": account_id, "marketing": state, "history": history})
@@ -465,12 +459,10 @@ async def post_consent(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
     body = await _json_body(request, ConsentBody)
-    if isinstance(body, web.Response):
-        return body
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
         if subscriber is None:
-            return _no_subscriber(account_id)
+            raise _no_subscriber(account_id)
         event = await consent.decide(
             conn,
             account_id,
@@ -528,8 +520,6 @@ def _broadcast_id(request: web.Request) -> UUID | None:
 async def create_broadcast(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     body = await _json_body(request, BroadcastBody)
-    if isinstance(body, web.Response):
-        return body
     starts_at = body.starts_at or runtime.clock()
     async with runtime.pool.acquire() as conn, conn.transaction():
         broadcast_id = await broadcast_store.create(
@@ -553,7 +543,7 @@ async def get_broadcast(request: web.Request) -> web.Response:
         async with runtime.pool.acquire() as conn:
             found = await broadcast_store.get(conn, broadcast_id)
     if found is None:
-        return error_response(404, "not_found", "no such broadcast")
+        raise Problem(404, "not_found", "no such broadcast")
     return web.json_response(found)
 
 
@@ -561,14 +551,14 @@ async def cancel_broadcast(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     broadcast_id = _broadcast_id(request)
     if broadcast_id is None:
-        return error_response(404, "not_found", "no such broadcast")
+        raise Problem(404, "not_found", "no such broadcast")
     async with runtime.pool.acquire() as conn, conn.transaction():
         cancelled, withdrawn = await broadcast_store.cancel(conn, broadcast_id)
         found = await broadcast_store.get(conn, broadcast_id)
     if found is None:
-        return error_response(404, "not_found", "no such broadcast")
+        raise Problem(404, "not_found", "no such broadcast")
     if not cancelled:
-        return error_response(409, "conflict", f"the broadcast is already {found['state']}")
+        raise Problem(409, "conflict", f"the broadcast is already {found['state']}")
     log.info(
         "broadcast cancelled",
         token_name=request[TOKEN_NAME],
@@ -584,14 +574,14 @@ async def list_notices(request: web.Request) -> web.Response:
     try:
         limit = min(max(int(request.query.get("limit", "50")), 1), 500)
     except ValueError:
-        return error_response(422, "invalid_request", "limit must be a number", {"limit": "int"})
+        raise Problem(422, "invalid_request", "limit must be a number", {"limit": "int"}) from None
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
         rows = await notice_store.of_account(conn, account_id, limit)
         # Beside the notices, the events that gave none, each with why.
         silent = await event_store.of_account(conn, account_id, limit, nothing_queued=True)
     if subscriber is None and not rows and not silent:
-        return _no_subscriber(account_id)
+        raise _no_subscriber(account_id)
     return web.json_response(
         {"account_id": account_id, "notices": rows, "events_without_notices": silent}
     )
@@ -618,12 +608,12 @@ async def list_events(request: web.Request) -> web.Response:
             if before.tzinfo is None:
                 problems["before"] = "must carry a time zone offset"
     if problems:
-        return error_response(422, "invalid_request", "invalid query", problems)
+        raise Problem(422, "invalid_request", "invalid query", problems)
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
         rows = await event_store.of_account(conn, account_id, limit, before)
     if subscriber is None and not rows:
-        return _no_subscriber(account_id)
+        raise _no_subscriber(account_id)
     return web.json_response(
         {"account_id": account_id, "subscriber": subscriber is not None, "events": rows}
     )
@@ -635,12 +625,12 @@ async def get_event(request: web.Request) -> web.Response:
     try:
         event_id = UUID(request.match_info["event_id"])
     except ValueError:
-        return error_response(404, "not_found", "no such event")
+        raise Problem(404, "not_found", "no such event") from None
     async with runtime.pool.acquire() as conn:
         found = await event_store.decision(conn, event_id)
         notices = await notice_store.of_event(conn, event_id) if found else []
     if found is None:
-        return error_response(404, "not_found", "no such event")
+        raise Problem(404, "not_found", "no such event")
     return web.json_response({**found, "notices": notices})
 
 
@@ -666,7 +656,7 @@ async def dead_letters(request: web.Request) -> web.Response:
             if before.tzinfo is None:
                 problems["before"] = "must carry a time zone offset"
     if problems:
-        return error_response(422, "invalid_request", "invalid query", problems)
+        raise Problem(422, "invalid_request", "invalid query", problems)
     async with runtime.pool.acquire() as conn:
         rows = await notice_store.dead_letters(conn, limit, category, before)
     return web.json_response({"dead_letters": rows})
@@ -678,7 +668,7 @@ async def list_undeliverable(request: web.Request) -> web.Response:
     try:
         limit = min(max(int(request.query.get("limit", "100")), 1), 1000)
     except ValueError:
-        return error_response(422, "invalid_request", "invalid query", {"limit": "int"})
+        raise Problem(422, "invalid_request", "invalid query", {"limit": "int"}) from None
     async with runtime.pool.acquire() as conn:
         rows = await address_store.list_undeliverable(conn, limit)
     return web.json_response({"undeliverable": rows})
@@ -691,7 +681,7 @@ async def clear_undeliverable(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         cleared = await address_store.clear(conn, address)
     if not cleared:
-        return error_response(404, "not_found", "no bounce record for this address")
+        raise Problem(404, "not_found", "no bounce record for this address")
     log.info("undeliverable address cleared", token_name=request[TOKEN_NAME])
     return web.Response(status=204)
 
@@ -701,15 +691,13 @@ async def retry_notice(request: web.Request) -> web.Response:
     try:
         notice_id = UUID(request.match_info["notice_id"])
     except ValueError:
-        return error_response(404, "not_found", "no such notice")
+        raise Problem(404, "not_found", "no such notice") from None
     async with runtime.pool.acquire() as conn:
         state = await notice_store.retry_failed(conn, notice_id)
     if state is None:
-        return error_response(404, "not_found", "no such notice")
+        raise Problem(404, "not_found", "no such notice")
     if state != "queued":
-        return error_response(
-            409, "conflict", f"only a failed notice can be retried; this one is {state}"
-        )
+        raise Problem(409, "conflict", f"only a failed notice can be retried; this one is {state}")
     runtime.on_queued()
     log.info("notice retried", token_name=request[TOKEN_NAME], notice_id=str(notice_id))
     return web.json_response({"notice_id": str(notice_id), "state": "queued"}, status=202)

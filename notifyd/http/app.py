@@ -11,7 +11,7 @@ from aiohttp import web
 from notifyd import unstorable
 from notifyd.http import health, openapi, pages, webhooks
 from notifyd.http.admin import create_admin_app
-from notifyd.http.errors import error_response
+from notifyd.http.errors import Problem, error_response
 from notifyd.http.runtime import RUNTIME, Runtime
 
 log = structlog.get_logger(__name__)
@@ -26,6 +26,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             response = await handler(request)
+        except Problem as problem:
+            response = problem.response()
         except web.HTTPException as error:
             response = error_response(
                 error.status, error.reason.lower().replace(" ", "_"), error.reason
@@ -53,7 +55,7 @@ async def refuse_unstorable_parameters(
         if (wrong := unstorable.problem(value)) is not None
     }
     if refused:
-        return error_response(422, "invalid_request", "invalid parameters", refused)
+        raise Problem(422, "invalid_request", "invalid parameters", refused)
     return await handler(request)
 
 

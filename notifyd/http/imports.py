@@ -33,7 +33,7 @@ from notifyd.catalogue.events import (
     Text,
     TimeZoneName,
 )
-from notifyd.http.errors import error_response
+from notifyd.http.errors import Problem
 from notifyd.http.runtime import RUNTIME
 from notifyd.intake.subscriber_files import BadFile, Record, csv_records, json_lines_records
 from notifyd.model import Subscriber
@@ -183,7 +183,7 @@ async def import_subscribers(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     content_type = request.content_type
     if content_type not in CSV_TYPES + JSONL_TYPES:
-        return error_response(
+        raise Problem(
             415, "unsupported_media_type", "send text/csv or application/x-ndjson (JSON lines)"
         )
     importer = _Importer(request, runtime.pool, content_type)
@@ -201,7 +201,7 @@ async def import_subscribers(request: web.Request) -> web.Response:
             failed=outcome.failed,
             format=content_type,
         )
-        return error_response(
+        raise Problem(
             422 if refused.header else 400,
             "invalid_header" if refused.header else "unreadable_file",
             str(refused),
