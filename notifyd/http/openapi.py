@@ -13,13 +13,10 @@ from aiohttp import web
 from notifyd import __version__
 from notifyd.catalogue.events import CATALOGUE, Envelope
 from notifyd.catalogue.locale import LANGUAGES
-from notifyd.http.admin import (
-    BroadcastBody,
-    ConsentBody,
-    PreferencesPatch,
-    SubscriberBody,
-    SubscriberPatch,
-)
+from notifyd.http.admin.broadcasts import BroadcastBody
+from notifyd.http.admin.consent import ConsentBody
+from notifyd.http.admin.preferences import PreferencesPatch
+from notifyd.http.admin.subscribers import SubscriberBody, SubscriberPatch
 from notifyd.model import MODES
 from notifyd.rules.preferences import CONFIGURABLE
 

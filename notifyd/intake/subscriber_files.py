@@ -1,6 +1,6 @@
 """Subscriber import files, CSV with a header line or JSON lines, read in bounded time and memory.
 
-Synchronous and free of I/O: it reads an iterable of byte chunks, so `notifyd.http.imports`
+Synchronous and free of I/O: it reads an iterable of byte chunks, so `notifyd.http.admin.imports`
 runs it in a thread while the event loop feeds it the request body. A record is handed on as
 soon as its last line arrives, with the physical line numbers it came from, so that every
 line that does not become a row can be named in the answer.

@@ -4,8 +4,8 @@ Rows are read as they arrive and written in batches of `BATCH` rows, each batch 
 transaction, so a million-row file neither sits in memory nor holds one huge transaction.
 Importing the same file twice gives the same result. Each invalid row is reported with its
 line number and fields; the valid rows are kept. A file that cannot be read on (not UTF-8, a
-line over the limit, a quote never closed: `notifyd.intake.subscriber_files`) is answered 400 naming
-the line, its rows before that line kept; a header that does not name the columns is a 422.
+line over the limit, a quote never closed: `notifyd.intake.subscriber_files`) is answered 400
+naming the line, its rows before that line kept; a header that does not name the columns is a 422.
 Consent given in a file is recorded with source "import", which never takes an address off
 the suppression list.
 """

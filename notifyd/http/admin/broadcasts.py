@@ -1,0 +1,101 @@
+"""/v1/admin/broadcasts: a notice to every open account (or an offer to those who
+consented), its progress, and its cancelling."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+from uuid import UUID
+
+import structlog
+from aiohttp import web
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from notifyd.catalogue.events import DisplayText, Language
+from notifyd.catalogue.locale import LANGUAGES
+from notifyd.http.admin.tokens import TOKEN_NAME
+from notifyd.http.errors import Problem
+from notifyd.http.runtime import RUNTIME
+from notifyd.http.validation import json_body
+from notifyd.storage import broadcasts as broadcast_store
+
+log = structlog.get_logger(__name__)
+
+BroadcastText = Annotated[str, Field(min_length=1, max_length=20000)]
+
+
+class BroadcastBody(BaseModel):
+    """POST /v1/admin/broadcasts: a mandatory notice to every open account, or an offer to
+    the subscribers who consented and did not unsubscribe."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    kind: Literal["notice.policy_changed", "notice.service", "marketing.offer"]
+    subject: dict[Language, DisplayText]
+    body: dict[Language, BroadcastText]
+    starts_at: AwareDatetime | None = None
+
+    @field_validator("subject", "body")
+    @classmethod
+    def _every_language(cls, value: dict[str, str]) -> dict[str, str]:
+        missing = [language for language in LANGUAGES if language not in value]
+        if missing:
+            raise ValueError(f"give the text in every language; missing: {', '.join(missing)}")
+        return value
+
+
+def _broadcast_id(request: web.Request) -> UUID | None:
+    try:
+        return UUID(request.match_info["broadcast_id"])
+    except ValueError:
+        return None
+
+
+async def create_broadcast(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    body = await json_body(request, BroadcastBody)
+    starts_at = body.starts_at or runtime.clock()
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        broadcast_id = await broadcast_store.create(
+            conn,
+            body.kind,
+            {"subject": body.subject, "body": body.body},
+            starts_at,
+            request[TOKEN_NAME],
+        )
+        created = await broadcast_store.get(conn, broadcast_id)
+    runtime.on_broadcast()
+    log.info("broadcast created", token_name=request[TOKEN_NAME], broadcast_id=str(broadcast_id))
+    return web.json_response(created, status=202)
+
+
+async def get_broadcast(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    broadcast_id = _broadcast_id(request)
+    found = None
+    if broadcast_id is not None:
+        async with runtime.pool.acquire() as conn:
+            found = await broadcast_store.get(conn, broadcast_id)
+    if found is None:
+        raise Problem(404, "not_found", "no such broadcast")
+    return web.json_response(found)
+
+
+async def cancel_broadcast(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    broadcast_id = _broadcast_id(request)
+    if broadcast_id is None:
+        raise Problem(404, "not_found", "no such broadcast")
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        cancelled, withdrawn = await broadcast_store.cancel(conn, broadcast_id)
+        found = await broadcast_store.get(conn, broadcast_id)
+    if found is None:
+        raise Problem(404, "not_found", "no such broadcast")
+    if not cancelled:
+        raise Problem(409, "conflict", f"the broadcast is already {found['state']}")
+    log.info(
+        "broadcast cancelled",
+        token_name=request[TOKEN_NAME],
+        broadcast_id=str(broadcast_id),
+        notices_withdrawn=withdrawn,
+    )
+    return web.json_response({**found, "notices_withdrawn": withdrawn})

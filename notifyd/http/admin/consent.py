@@ -1,0 +1,96 @@
+"""/v1/admin/subscribers/{account_id}/consent: marketing consent now, its history, and a
+grant or withdrawal recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, StrictBool
+
+from notifyd.catalogue.events import Category, Identifier
+from notifyd.http.admin.subscribers import no_subscriber
+from notifyd.http.admin.tokens import TOKEN_NAME
+from notifyd.http.runtime import RUNTIME
+from notifyd.http.validation import json_body
+from notifyd.intake import consent
+from notifyd.model import Subscriber
+from notifyd.rules import preferences as preferences_module
+from notifyd.storage import consent as consent_store
+from notifyd.storage import subscribers as subscriber_store
+from notifyd.storage.db import Conn
+
+log = structlog.get_logger(__name__)
+
+
+class ConsentBody(BaseModel):
+    """POST .../consent: one grant or withdrawal, as the subscriber gave it."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    # Strict: consent is a yes or no, never "yes" or 1 read as true.
+    marketing: StrictBool
+    source: Identifier
+    wording_version: Identifier
+
+
+async def _consent_state(conn: Conn, subscriber: Subscriber) -> dict[str, Any]:
+    addresses = preferences_module.addresses_for(
+        Category.MARKETING, subscriber.preferences, subscriber.email
+    )
+    consented = await consent_store.has_consent(conn, subscriber.account_id)
+    suppressed = [a for a in addresses if await consent_store.is_suppressed(conn, a)]
+    return {
+        "consent": consented,
+        # Some marketing address of the account unsubscribed (it stays off the list).
+        "suppressed": bool(suppressed),
+        "sendable": consented and len(suppressed) < len(addresses),
+    }
+
+
+async def get_consent(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+        if subscriber is None:
+            raise no_subscriber(account_id)
+        state = await _consent_state(conn, subscriber)
+        history = await consent_store.history(conn, account_id)
+    return web.json_response({"account_id": account_id, "marketing": state, "history": history})
+
+
+async def post_consent(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    body = await json_body(request, ConsentBody)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        subscriber = await subscriber_store.get(conn, account_id, lock=True)
+        if subscriber is None:
+            raise no_subscriber(account_id)
+        event = await consent.decide(
+            conn,
+            account_id,
+            [
+                subscriber.email,
+                *preferences_module.addresses_for(
+                    Category.MARKETING, subscriber.preferences, subscriber.email
+                ),
+            ],
+            granted=body.marketing,
+            source=body.source,
+            wording_version=body.wording_version,
+            recorded_by=request[TOKEN_NAME],
+        )
+        state = await _consent_state(conn, subscriber)
+    log.info(
+        "consent recorded",
+        token_name=request[TOKEN_NAME],
+        account_id=account_id,
+        granted=body.marketing,
+        source=body.source,
+    )
+    return web.json_response(
+        {"account_id": account_id, "event": event, "marketing": state}, status=201
+    )

@@ -1,0 +1,145 @@
+"""/v1/admin/subscribers/{account_id}: read, create or replace (PUT), change (PATCH)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Annotated, Any
+
+import pydantic
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from notifyd.catalogue.events import DisplayText, EmailAddress, Language, Text, TimeZoneName
+from notifyd.http.admin.tokens import TOKEN_NAME
+from notifyd.http.errors import Problem
+from notifyd.http.runtime import RUNTIME
+from notifyd.http.validation import json_body
+from notifyd.model import Subscriber
+from notifyd.storage import subscribers as subscriber_store
+
+log = structlog.get_logger(__name__)
+
+
+class SubscriberBody(BaseModel):
+    """PUT /v1/admin/subscribers/{account_id}: the whole subscriber, replacing what was
+    there. Every field must be given (null for none): a field left out is refused rather
+    than cleared or kept, since either would silently be what some caller did not mean."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    email: EmailAddress
+    username: Text | None
+    name: DisplayText | None
+    language: Language | None
+    timezone: TimeZoneName | None
+
+
+class SubscriberPatch(BaseModel):
+    """PATCH /v1/admin/subscribers/{account_id}: only the fields given change; null clears
+    one (not the email: every subscriber has an address)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    # None stands for "not given" (apply() reads only the fields given); a null given is
+    # refused below, and the schema shows the field as a string only.
+    email: Annotated[
+        EmailAddress | None,
+        pydantic.WithJsonSchema({"type": "string", "format": "email", "maxLength": 254}),
+    ] = None
+    username: Text | None = None
+    name: DisplayText | None = None
+    language: Language | None = None
+    timezone: TimeZoneName | None = None
+
+    @field_validator("email")
+    @classmethod
+    def _email_stays(cls, value: str | None) -> str | None:
+        # Runs only for a value given: a missing email keeps the one stored.
+        if value is None:
+            raise ValueError("cannot be null: every subscriber has an address")
+        return value
+
+    def apply(self, subscriber: Subscriber) -> Subscriber:
+        changes = {name: getattr(self, name) for name in self.model_fields_set}
+        return replace(subscriber, **changes)
+
+
+def _subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
+    return {
+        "account_id": subscriber.account_id,
+        "email": subscriber.email,
+        "username": subscriber.username,
+        "name": subscriber.name,
+        "language": subscriber.language,
+        "timezone": subscriber.timezone,
+        "closed_at": subscriber.closed_at.isoformat() if subscriber.closed_at else None,
+        "voicemail_audio": subscriber.voicemail_audio,
+        "low_credit_threshold": (
+            str(subscriber.low_credit_threshold)
+            if subscriber.low_credit_threshold is not None
+            else None
+        ),
+    }
+
+
+def no_subscriber(account_id: str) -> Problem:
+    """The answer to a call about an account that is no subscriber."""
+    return Problem(404, "not_found", f"no subscriber {account_id!r}")
+
+
+async def get_subscriber(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+    if subscriber is None:
+        raise no_subscriber(account_id)
+    return web.json_response(_subscriber_json(subscriber))
+
+
+async def put_subscriber(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    body = await json_body(
+        request,
+        SubscriberBody,
+        "PUT replaces the subscriber: give every field (null for none), "
+        "or PATCH to change only some",
+    )
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        current = await subscriber_store.get(conn, account_id, lock=True)
+        wanted = Subscriber(
+            account_id=account_id,
+            email=body.email,
+            username=body.username,
+            name=body.name,
+            language=body.language,
+            timezone=body.timezone,
+        )
+        saved = await subscriber_store.replace(conn, wanted)
+    log.info(
+        "subscriber saved",
+        token_name=request[TOKEN_NAME],
+        account_id=account_id,
+        created=current is None,
+    )
+    return web.json_response(_subscriber_json(saved), status=201 if current is None else 200)
+
+
+async def patch_subscriber(request: web.Request) -> web.Response:
+    runtime = request.config_dict[RUNTIME]
+    account_id = request.match_info["account_id"]
+    body = await json_body(request, SubscriberPatch)
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        subscriber = await subscriber_store.get(conn, account_id, lock=True)
+        if subscriber is None:
+            raise no_subscriber(account_id)
+        saved = await subscriber_store.replace(conn, body.apply(subscriber))
+    log.info(
+        "subscriber changed",
+        token_name=request[TOKEN_NAME],
+        account_id=account_id,
+        fields=sorted(body.model_fields_set),
+    )
+    return web.json_response(_subscriber_json(saved))
