@@ -6,7 +6,7 @@ compares the paths here with the routes the application really serves.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, get_args
 
 from aiohttp import web
 
@@ -19,6 +19,8 @@ from notifyd.http.admin.preferences import PreferencesPatch
 from notifyd.http.admin.subscribers import SubscriberBody, SubscriberPatch
 from notifyd.model import MODES
 from notifyd.rules.preferences import CONFIGURABLE
+from notifyd.storage.broadcasts import BroadcastKind, BroadcastState
+from notifyd.storage.notices import NoticeState
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -58,19 +60,7 @@ NOTICE = {
         "kind": {"type": "string"},
         "category": {"type": "string"},
         "recipient": {"type": "string"},
-        "state": {
-            "type": "string",
-            "enum": [
-                "queued",
-                "sending",
-                "sent",
-                "failed",
-                "merged",
-                "cancelled",
-                "held",
-                "digested",
-            ],
-        },
+        "state": {"type": "string", "enum": list(get_args(NoticeState))},
         "attempts": {"type": "integer"},
         "reasons": {"type": "array", "items": {"type": "string"}},
         "due_at": {"type": "string", "format": "date-time"},
@@ -182,11 +172,8 @@ BROADCAST = {
     "type": "object",
     "properties": {
         "id": {"type": "string", "format": "uuid"},
-        "kind": {
-            "type": "string",
-            "enum": ["notice.policy_changed", "notice.service", "marketing.offer"],
-        },
-        "state": {"type": "string", "enum": ["scheduled", "running", "done", "cancelled"]},
+        "kind": {"type": "string", "enum": list(get_args(BroadcastKind))},
+        "state": {"type": "string", "enum": list(get_args(BroadcastState))},
         "starts_at": {"type": "string", "format": "date-time"},
         "queued": {"type": "integer"},
         "sent": {"type": "integer"},

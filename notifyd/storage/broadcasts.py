@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -16,6 +16,11 @@ from notifyd.storage import queries
 from notifyd.storage.db import Conn
 
 SQL = queries.load("broadcasts")
+
+# What the CHECK constraints of table broadcasts (migration 0005) allow: the admin API takes
+# them from here, and a test compares them with the constraints of a migrated database.
+BroadcastKind = Literal["notice.policy_changed", "notice.service", "marketing.offer"]
+BroadcastState = Literal["scheduled", "running", "done", "cancelled"]
 
 
 @dataclass(frozen=True)

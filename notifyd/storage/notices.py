@@ -7,7 +7,7 @@ import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -18,6 +18,13 @@ from notifyd.storage.db import Conn
 
 SQL = queries.load("notices")
 CHANNEL = "notifyd_notices"
+
+# What the CHECK constraint notices_state_check allows (migrations 0005, 0006), and nothing
+# else: the admin API's answers and document take the states from here, and a test compares
+# them with the constraint of a migrated database.
+NoticeState = Literal[
+    "queued", "sending", "sent", "failed", "merged", "cancelled", "held", "digested"
+]
 
 
 @dataclass(frozen=True)

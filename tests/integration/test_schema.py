@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any, get_args
 
 import asyncpg
 import pytest
 
 from notifyd.storage import schema
+from notifyd.storage.broadcasts import BroadcastKind, BroadcastState
+from notifyd.storage.notices import NoticeState
 from tests.conftest import PBX_SECRET, Cluster, create_database, drop_database, write_config
 
 
@@ -86,3 +90,25 @@ async def test_a_broadcasts_progress_reads_only_its_sent_notices(db: asyncpg.Con
         )
     assert "notices_event_state" in plan
     assert "(state = 'sent'::text)" in plan.split("notices_event_state", 1)[1].split("->")[0]
+
+
+@pytest.mark.parametrize(
+    ("table", "constraint", "allowed"),
+    [
+        ("notices", "notices_state_check", NoticeState),
+        ("broadcasts", "broadcasts_state_check", BroadcastState),
+        ("broadcasts", "broadcasts_kind_check", BroadcastKind),
+    ],
+)
+async def test_the_values_a_check_constraint_allows_are_those_the_code_names(
+    table: str, constraint: str, allowed: Any, db: asyncpg.Connection
+) -> None:
+    # The admin API's answers and its OpenAPI document take these values from the code.
+    definition = await db.fetchval(
+        "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+        " WHERE conname = $1 AND conrelid = $2::regclass",
+        constraint,
+        table,
+    )
+    assert definition is not None
+    assert sorted(re.findall(r"'([^']*)'::text", definition)) == sorted(get_args(allowed))

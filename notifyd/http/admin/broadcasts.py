@@ -3,7 +3,7 @@ consented), its progress, and its cancelling."""
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated
 from uuid import UUID
 
 import structlog
@@ -29,7 +29,7 @@ class BroadcastBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    kind: Literal["notice.policy_changed", "notice.service", "marketing.offer"]
+    kind: broadcast_store.BroadcastKind
     subject: dict[Language, DisplayText]
     body: dict[Language, BroadcastText]
     starts_at: AwareDatetime | None = None
