@@ -1,12 +1,17 @@
-"""Requests read through pydantic models: every problem named at once, raised as a Problem."""
+"""Requests read through pydantic models, every problem named at once and raised as a
+Problem; answers written from pydantic models (`Reply`), so that what a handler sends is
+what the OpenAPI document says of it.
+"""
 
 from __future__ import annotations
 
-from typing import TypeVar
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, TypeVar
 
 import pydantic
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
 from notifyd import unstorable
 from notifyd.http.errors import Problem
@@ -43,3 +48,34 @@ async def json_body(
     if refused:
         raise Problem(422, "invalid_request", detail, refused)
     return body
+
+
+class Reply(BaseModel):
+    """The body of an answer. Built from stored rows (dicts) or the model's dataclasses
+    (their attributes); a key it does not declare is refused, so a column added to a query
+    fails the tests until the answer, and with it the document, declares it."""
+
+    model_config = ConfigDict(extra="forbid", from_attributes=True)
+
+
+def respond(reply: Reply, status: int = 200) -> web.Response:
+    return web.json_response(reply.model_dump(mode="json"), status=status)
+
+
+def absent(value: object) -> bool:
+    """For `exclude_if`: a field left at None is left out of the answer."""
+    return value is None
+
+
+# As the answers always wrote them (datetime.isoformat: "+00:00"), not pydantic's "Z".
+Timestamp = Annotated[
+    datetime,
+    PlainSerializer(datetime.isoformat, return_type=str),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
+# Money and thresholds as decimal strings ("20.00"), never as JSON numbers.
+DecimalText = Annotated[
+    Decimal,
+    PlainSerializer(str, return_type=str),
+    WithJsonSchema({"type": "string", "description": 'A decimal number, such as "20.00"'}),
+]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
 from typing import Any
 
 from notifyd.storage import queries
@@ -32,10 +31,7 @@ async def undeliverable_among(conn: Conn, addresses: Iterable[str]) -> frozenset
 
 
 async def list_undeliverable(conn: Conn, limit: int) -> list[dict[str, Any]]:
-    return [
-        {k: v.isoformat() if isinstance(v, datetime) else v for k, v in row.items()}
-        for row in await conn.fetch(SQL["list_undeliverable"], limit)
-    ]
+    return [dict(row) for row in await conn.fetch(SQL["list_undeliverable"], limit)]
 
 
 async def clear(conn: Conn, address: str) -> bool:

@@ -116,20 +116,21 @@ def _group_columns(alike: Sequence[tuple[asyncpg.Record, NoticePlan | None]]) ->
 
 
 async def get(conn: Conn, broadcast_id: UUID) -> dict[str, Any] | None:
+    """The broadcast and its progress; its content's subject, not its body."""
     row = await conn.fetchrow(SQL["get_broadcast"], broadcast_id)
     if row is None:
         return None
     record = dict(row)
     return {
-        "id": str(record["id"]),
+        "id": record["id"],
         "kind": record["kind"],
         "state": record["state"],
-        "starts_at": record["starts_at"].isoformat(),
+        "starts_at": record["starts_at"],
         "queued": record["queued"],
         "sent": record["sent"],
         "created_by": record["created_by"],
-        "created_at": record["created_at"].isoformat(),
-        "finished_at": record["finished_at"].isoformat() if record["finished_at"] else None,
+        "created_at": record["created_at"],
+        "finished_at": record["finished_at"],
         "subject": record["data"].get("subject"),
     }
 

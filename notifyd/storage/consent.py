@@ -11,12 +11,6 @@ SQL = queries.load("consent")
 MARKETING = "marketing"
 
 
-def _json(row: Any) -> dict[str, Any]:
-    record = dict(row)
-    record["at"] = record["at"].isoformat()
-    return record
-
-
 async def record(
     conn: Conn,
     account_id: str,
@@ -29,11 +23,12 @@ async def record(
     row = await conn.fetchrow(
         SQL["record_consent"], account_id, MARKETING, granted, source, wording_version, recorded_by
     )
-    return _json(row)
+    assert row is not None  # INSERT ... RETURNING
+    return dict(row)
 
 
 async def history(conn: Conn, account_id: str) -> list[dict[str, Any]]:
-    return [_json(row) for row in await conn.fetch(SQL["consent_history"], account_id)]
+    return [dict(row) for row in await conn.fetch(SQL["consent_history"], account_id)]
 
 
 async def has_consent(conn: Conn, account_id: str) -> bool:

@@ -8,7 +8,6 @@ from uuid import UUID
 
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
-from notifyd.storage.notices import json_ready
 
 SQL = queries.load("events")
 
@@ -25,9 +24,9 @@ async def purge_receipts(conn: Conn, older_than_days: int) -> int:
 
 
 async def decision(conn: Conn, event_id: UUID) -> dict[str, Any] | None:
-    """An event with what was decided for it (`decided`), JSON-ready; None if unknown."""
+    """An event with what was decided for it (`decided`); None if unknown."""
     row = await conn.fetchrow(SQL["event_decision"], event_id)
-    return None if row is None else decided(json_ready(row))
+    return None if row is None else decided(dict(row))
 
 
 async def of_account(
@@ -41,7 +40,7 @@ async def of_account(
     """An account's events, newest first, each with what was decided for it; with
     `nothing_queued`, only those that queued no notice."""
     rows = await conn.fetch(SQL["events_of_account"], account_id, limit, before, nothing_queued)
-    return [decided(json_ready(row)) for row in rows]
+    return [decided(dict(row)) for row in rows]
 
 
 def decided(event: dict[str, Any]) -> dict[str, Any]:

@@ -240,24 +240,13 @@ async def count_sendable(conn: Conn) -> dict[str, int]:
 
 
 async def of_event(conn: Conn, event_id: UUID) -> list[dict[str, Any]]:
-    """JSON-ready rows, in the order they were queued."""
-    return [json_ready(row) for row in await conn.fetch(SQL["notices_of_event"], event_id)]
+    """An event's notices, in the order they were queued."""
+    return [dict(row) for row in await conn.fetch(SQL["notices_of_event"], event_id)]
 
 
 async def of_account(conn: Conn, account_id: str, limit: int) -> list[dict[str, Any]]:
-    """JSON-ready rows, newest first."""
-    rows = await conn.fetch(SQL["notices_of_account"], account_id, limit)
-    return [json_ready(row) for row in rows]
-
-
-def json_ready(row: asyncpg.Record | Mapping[str, Any]) -> dict[str, Any]:
-    """A row with its times as RFC 3339 text and its ids as text."""
-    return {
-        key: (value.isoformat() if isinstance(value, datetime) else value)
-        if not isinstance(value, UUID)
-        else str(value)
-        for key, value in row.items()
-    }
+    """An account's notices, newest first."""
+    return [dict(row) for row in await conn.fetch(SQL["notices_of_account"], account_id, limit)]
 
 
 async def retry_failed(conn: Conn, notice_id: UUID) -> str | None:
@@ -293,18 +282,7 @@ async def digest_items(conn: Conn, digest_id: UUID) -> list[DigestItem]:
 async def dead_letters(
     conn: Conn, limit: int, category: str | None, before: datetime | None
 ) -> list[dict[str, Any]]:
-    rows = await conn.fetch(SQL["dead_letters"], limit, category, before)
-    return [
-        {
-            key: value.isoformat()
-            if isinstance(value, datetime)
-            else str(value)
-            if isinstance(value, UUID)
-            else value
-            for key, value in row.items()
-        }
-        for row in rows
-    ]
+    return [dict(row) for row in await conn.fetch(SQL["dead_letters"], limit, category, before)]
 
 
 async def restore_refused(conn: Conn, notice_ids: Sequence[UUID], due_at: datetime) -> list[str]:

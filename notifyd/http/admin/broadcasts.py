@@ -15,7 +15,7 @@ from notifyd.catalogue.locale import LANGUAGES
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
 from notifyd.http.runtime import RUNTIME
-from notifyd.http.validation import json_body
+from notifyd.http.validation import Reply, Timestamp, json_body, respond
 from notifyd.storage import broadcasts as broadcast_store
 
 log = structlog.get_logger(__name__)
@@ -43,6 +43,25 @@ class BroadcastBody(BaseModel):
         return value
 
 
+class Broadcast(Reply):
+    """A broadcast and its progress."""
+
+    id: UUID
+    kind: broadcast_store.BroadcastKind
+    state: broadcast_store.BroadcastState
+    starts_at: Timestamp
+    queued: int = Field(description="Notices queued so far")
+    sent: int = Field(description="Notices sent so far")
+    created_by: str | None = Field(description="The admin token's name")
+    created_at: Timestamp
+    finished_at: Timestamp | None
+    subject: dict[str, str] = Field(description="Per language")
+
+
+class CancelledBroadcast(Broadcast):
+    notices_withdrawn: int = Field(description="Notices not yet sent, now cancelled")
+
+
 def _broadcast_id(request: web.Request) -> UUID | None:
     try:
         return UUID(request.match_info["broadcast_id"])
@@ -65,7 +84,7 @@ async def create_broadcast(request: web.Request) -> web.Response:
         created = await broadcast_store.get(conn, broadcast_id)
     runtime.on_broadcast()
     log.info("broadcast created", token_name=request[TOKEN_NAME], broadcast_id=str(broadcast_id))
-    return web.json_response(created, status=202)
+    return respond(Broadcast.model_validate(created), status=202)
 
 
 async def get_broadcast(request: web.Request) -> web.Response:
@@ -77,7 +96,7 @@ async def get_broadcast(request: web.Request) -> web.Response:
             found = await broadcast_store.get(conn, broadcast_id)
     if found is None:
         raise Problem(404, "not_found", "no such broadcast")
-    return web.json_response(found)
+    return respond(Broadcast.model_validate(found))
 
 
 async def cancel_broadcast(request: web.Request) -> web.Response:
@@ -98,4 +117,4 @@ async def cancel_broadcast(request: web.Request) -> web.Response:
         broadcast_id=str(broadcast_id),
         notices_withdrawn=withdrawn,
     )
-    return web.json_response({**found, "notices_withdrawn": withdrawn})
+    return respond(CancelledBroadcast.model_validate({**found, "notices_withdrawn": withdrawn}))

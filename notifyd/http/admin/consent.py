@@ -3,17 +3,15 @@ grant or withdrawal recorded."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from notifyd.catalogue.events import Category, Identifier
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.runtime import RUNTIME
-from notifyd.http.validation import json_body
+from notifyd.http.validation import Reply, Timestamp, json_body, respond
 from notifyd.intake import consent
 from notifyd.model import Subscriber
 from notifyd.rules import preferences as preferences_module
@@ -35,18 +33,52 @@ class ConsentBody(BaseModel):
     wording_version: Identifier
 
 
-async def _consent_state(conn: Conn, subscriber: Subscriber) -> dict[str, Any]:
+class MarketingState(Reply):
+    consent: bool = Field(description="The latest choice recorded is a grant")
+    suppressed: bool = Field(
+        description="Some marketing address of the account unsubscribed (it stays off the list)"
+    )
+    sendable: bool = Field(description="Offers reach at least one of its addresses")
+
+
+class ConsentRecord(Reply):
+    """One grant or withdrawal, as it was recorded."""
+
+    id: int
+    account_id: str
+    purpose: str
+    granted: bool
+    source: str
+    wording_version: str
+    recorded_by: str | None = Field(description="The admin token's name; null if not an admin")
+    at: Timestamp
+
+
+class Consent(Reply):
+    """Marketing consent now, and every grant and withdrawal, newest first."""
+
+    account_id: str
+    marketing: MarketingState
+    history: list[ConsentRecord]
+
+
+class ConsentRecorded(Reply):
+    account_id: str
+    event: ConsentRecord
+    marketing: MarketingState
+
+
+async def _consent_state(conn: Conn, subscriber: Subscriber) -> MarketingState:
     addresses = preferences_module.addresses_for(
         Category.MARKETING, subscriber.preferences, subscriber.email
     )
     consented = await consent_store.has_consent(conn, subscriber.account_id)
     suppressed = [a for a in addresses if await consent_store.is_suppressed(conn, a)]
-    return {
-        "consent": consented,
-        # Some marketing address of the account unsubscribed (it stays off the list).
-        "suppressed": bool(suppressed),
-        "sendable": consented and len(suppressed) < len(addresses),
-    }
+    return MarketingState(
+        consent=consented,
+        suppressed=bool(suppressed),
+        sendable=consented and len(suppressed) < len(addresses),
+    )
 
 
 async def get_consent(request: web.Request) -> web.Response:
@@ -58,7 +90,13 @@ async def get_consent(request: web.Request) -> web.Response:
             raise no_subscriber(account_id)
         state = await _consent_state(conn, subscriber)
         history = await consent_store.history(conn, account_id)
-    return web.json_response({"account_id": account_id, "marketing": state, "history": history})
+    return respond(
+        Consent(
+            account_id=account_id,
+            marketing=state,
+            history=[ConsentRecord.model_validate(row) for row in history],
+        )
+    )
 
 
 async def post_consent(request: web.Request) -> web.Response:
@@ -91,6 +129,7 @@ async def post_consent(request: web.Request) -> web.Response:
         granted=body.marketing,
         source=body.source,
     )
-    return web.json_response(
-        {"account_id": account_id, "event": event, "marketing": state}, status=201
+    recorded = ConsentRecord.model_validate(event)
+    return respond(
+        ConsentRecorded(account_id=account_id, event=recorded, marketing=state), status=201
     )

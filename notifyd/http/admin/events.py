@@ -7,13 +7,24 @@ from datetime import datetime
 from uuid import UUID
 
 from aiohttp import web
+from pydantic import Field
 
+from notifyd.http.admin.records import Event, EventWithNotices
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.errors import Problem
 from notifyd.http.runtime import RUNTIME
+from notifyd.http.validation import Reply, respond
 from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
+
+
+class Events(Reply):
+    """An account's events, newest first, each with what was decided for it."""
+
+    account_id: str
+    subscriber: bool = Field(description="false: no account.created was received for it")
+    events: list[Event]
 
 
 async def list_events(request: web.Request) -> web.Response:
@@ -43,8 +54,12 @@ async def list_events(request: web.Request) -> web.Response:
         rows = await event_store.of_account(conn, account_id, limit, before)
     if subscriber is None and not rows:
         raise no_subscriber(account_id)
-    return web.json_response(
-        {"account_id": account_id, "subscriber": subscriber is not None, "events": rows}
+    return respond(
+        Events(
+            account_id=account_id,
+            subscriber=subscriber is not None,
+            events=[Event.model_validate(row) for row in rows],
+        )
     )
 
 
@@ -60,4 +75,4 @@ async def get_event(request: web.Request) -> web.Response:
         notices = await notice_store.of_event(conn, event_id) if found else []
     if found is None:
         raise Problem(404, "not_found", "no such event")
-    return web.json_response({**found, "notices": notices})
+    return respond(EventWithNotices.model_validate({**found, "notices": notices}))

@@ -15,14 +15,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
 import pydantic
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, StrictBool
+from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from notifyd import unstorable
 from notifyd.catalogue.events import (
@@ -33,8 +32,9 @@ from notifyd.catalogue.events import (
     Text,
     TimeZoneName,
 )
-from notifyd.http.errors import Problem
+from notifyd.http.errors import Error, Problem
 from notifyd.http.runtime import RUNTIME
+from notifyd.http.validation import Reply, absent, respond
 from notifyd.intake.subscriber_files import BadFile, Record, csv_records, json_lines_records
 from notifyd.model import Subscriber
 from notifyd.storage import consent as consent_store
@@ -61,23 +61,36 @@ class ImportRow(BaseModel):
     wording_version: Identifier | None = None
 
 
-@dataclass
-class _Outcome:
-    imported: int = 0
-    failed: int = 0
-    errors: list[dict[str, Any]] = field(default_factory=list)
+class RowRefused(Reply):
+    line: int
+    fields: dict[str, str] = Field(description="Each field that is wrong, and why")
+    last_line: int | None = Field(
+        default=None, exclude_if=absent, description="Where a row read from several lines ends"
+    )
+
+
+class Lines(Reply):
+    line: int
+    last_line: int
+
+
+class Imported(Reply):
+    """What an import did: the rows imported, and each row refused with its line."""
+
+    imported: int
+    failed: int
+    errors: list[RowRefused] = Field(description=f"The first {MAX_REPORTED_ERRORS} refused")
     # Records whose quoted field spans lines: imported, and named so that rows a stray
     # quote joined to them are not lost in silence.
-    multi_line_rows: list[dict[str, Any]] = field(default_factory=list)
-    refused: BadFile | None = None
+    multi_line_rows: list[Lines] = Field(
+        description="Rows read from several lines (a quoted field holding a line break)"
+    )
 
-    def body(self) -> dict[str, Any]:
-        return {
-            "imported": self.imported,
-            "failed": self.failed,
-            "errors": self.errors,
-            "multi_line_rows": self.multi_line_rows,
-        }
+
+class ImportRefused(Imported, Error):
+    """A file that cannot be read on at `line`, and what was imported before it."""
+
+    line: int
 
 
 class _Importer:
@@ -94,9 +107,11 @@ class _Importer:
         # Set when the request is abandoned (client gone, shutdown): the thread stops at its
         # next chunk or batch instead of importing for nobody.
         self.abandoned = threading.Event()
-        self.outcome = _Outcome()
+        self.imported = Imported(imported=0, failed=0, errors=[], multi_line_rows=[])
+        # The line that cannot be read on, if the file has one.
+        self.refused: BadFile | None = None
 
-    def run(self) -> _Outcome:
+    def run(self) -> None:
         chunks = self._chunks()
         records = (
             csv_records(chunks, ImportRow.model_fields)
@@ -112,11 +127,10 @@ class _Importer:
                 if len(batch) >= BATCH:
                     self._write(batch)
         except BadFile as error:
-            self.outcome.refused = error
+            self.refused = error
         # Rows before a line that cannot be read are kept, as the answer says.
         if batch:
             self._write(batch)
-        return self.outcome
 
     def _row(self, record: Record) -> ImportRow | None:
         problem: dict[str, str]
@@ -139,18 +153,20 @@ class _Importer:
                 if not problem:
                     if (
                         record.last_line > record.line
-                        and len(self.outcome.multi_line_rows) < MAX_REPORTED_ERRORS
+                        and len(self.imported.multi_line_rows) < MAX_REPORTED_ERRORS
                     ):
-                        self.outcome.multi_line_rows.append(
-                            {"line": record.line, "last_line": record.last_line}
+                        self.imported.multi_line_rows.append(
+                            Lines(line=record.line, last_line=record.last_line)
                         )
                     return row
-        self.outcome.failed += 1
-        if len(self.outcome.errors) < MAX_REPORTED_ERRORS:
-            error_entry: dict[str, Any] = {"line": record.line, "fields": problem}
-            if record.last_line > record.line:
-                error_entry["last_line"] = record.last_line
-            self.outcome.errors.append(error_entry)
+        self.imported.failed += 1
+        if len(self.imported.errors) < MAX_REPORTED_ERRORS:
+            spans = record.last_line > record.line
+            self.imported.errors.append(
+                RowRefused(
+                    line=record.line, fields=problem, last_line=record.last_line if spans else None
+                )
+            )
         return None
 
     def _chunks(self) -> Iterator[bytes]:
@@ -167,7 +183,7 @@ class _Importer:
         rows = list(batch)
         batch.clear()
         asyncio.run_coroutine_threadsafe(self._save_batch(rows), self._loop).result()
-        self.outcome.imported += len(rows)
+        self.imported.imported += len(rows)
 
     async def _save_batch(self, rows: list[ImportRow]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
@@ -188,32 +204,33 @@ async def import_subscribers(request: web.Request) -> web.Response:
         )
     importer = _Importer(request, runtime.pool, content_type)
     try:
-        outcome = await asyncio.to_thread(importer.run)
+        await asyncio.to_thread(importer.run)
     finally:
         importer.abandoned.set()
-    refused = outcome.refused
+    imported, refused = importer.imported, importer.refused
     if refused is not None:
         log.warning(
             "subscriber import refused",
             line=refused.line,
             header=refused.header,
-            imported=outcome.imported,
-            failed=outcome.failed,
+            imported=imported.imported,
+            failed=imported.failed,
             format=content_type,
         )
+        # The body ImportRefused describes: the error, then the line and the counts.
         raise Problem(
             422 if refused.header else 400,
             "invalid_header" if refused.header else "unreadable_file",
             str(refused),
-            extra={"line": refused.line, **outcome.body()},
+            extra={"line": refused.line, **imported.model_dump(mode="json")},
         )
     log.info(
         "subscribers imported",
-        imported=outcome.imported,
-        failed=outcome.failed,
+        imported=imported.imported,
+        failed=imported.failed,
         format=content_type,
     )
-    return web.json_response(outcome.body(), status=200 if outcome.failed == 0 else 207)
+    return respond(imported, status=200 if imported.failed == 0 else 207)
 
 
 async def _save(conn: Any, row: ImportRow) -> None:

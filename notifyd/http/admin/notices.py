@@ -4,21 +4,56 @@ letters) and their retry."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 from uuid import UUID
 
 import structlog
 from aiohttp import web
 
 from notifyd.catalogue.events import Category
+from notifyd.http.admin.records import Event, Notice
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
 from notifyd.http.runtime import RUNTIME
+from notifyd.http.validation import Reply, Timestamp, respond
 from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
+
+
+class Notices(Reply):
+    """A subscriber's recent notices, newest first, and the events that queued none."""
+
+    account_id: str
+    notices: list[Notice]
+    events_without_notices: list[Event]
+
+
+class DeadLetter(Reply):
+    """A failed notice, with the last SMTP reply."""
+
+    id: UUID
+    account_id: str
+    kind: str
+    category: Category
+    recipient: str
+    attempts: int
+    last_error: str | None
+    smtp_reply: str | None
+    created_at: Timestamp
+    failed_at: Timestamp | None
+
+
+class DeadLetters(Reply):
+    dead_letters: list[DeadLetter]
+
+
+class Retried(Reply):
+    notice_id: UUID
+    state: Literal["queued"]
 
 
 async def list_notices(request: web.Request) -> web.Response:
@@ -35,8 +70,12 @@ async def list_notices(request: web.Request) -> web.Response:
         silent = await event_store.of_account(conn, account_id, limit, nothing_queued=True)
     if subscriber is None and not rows and not silent:
         raise no_subscriber(account_id)
-    return web.json_response(
-        {"account_id": account_id, "notices": rows, "events_without_notices": silent}
+    return respond(
+        Notices(
+            account_id=account_id,
+            notices=[Notice.model_validate(row) for row in rows],
+            events_without_notices=[Event.model_validate(row) for row in silent],
+        )
     )
 
 
@@ -65,7 +104,7 @@ async def dead_letters(request: web.Request) -> web.Response:
         raise Problem(422, "invalid_request", "invalid query", problems)
     async with runtime.pool.acquire() as conn:
         rows = await notice_store.dead_letters(conn, limit, category, before)
-    return web.json_response({"dead_letters": rows})
+    return respond(DeadLetters(dead_letters=[DeadLetter.model_validate(row) for row in rows]))
 
 
 async def retry_notice(request: web.Request) -> web.Response:
@@ -82,4 +121,4 @@ async def retry_notice(request: web.Request) -> web.Response:
         raise Problem(409, "conflict", f"only a failed notice can be retried; this one is {state}")
     runtime.on_queued()
     log.info("notice retried", token_name=request[TOKEN_NAME], notice_id=str(notice_id))
-    return web.json_response({"notice_id": str(notice_id), "state": "queued"}, status=202)
+    return respond(Retried(notice_id=notice_id, state="queued"), status=202)

@@ -9,14 +9,15 @@ from typing import Annotated, Any
 import pydantic
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from notifyd import model
 from notifyd.catalogue.events import Category, EmailAddress, Language, Money, TimeZoneName
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.runtime import RUNTIME
-from notifyd.http.validation import json_body
-from notifyd.model import MODES, Preferences, Subscriber, parse_quiet_hours, parse_time_of_day
+from notifyd.http.validation import DecimalText, Reply, absent, json_body, respond
+from notifyd.model import MODES, parse_quiet_hours, parse_time_of_day
 from notifyd.rules import preferences as preferences_module
 from notifyd.rules.preferences import CONFIGURABLE
 from notifyd.settings import DefaultsSettings
@@ -93,7 +94,7 @@ class PreferencesPatch(BaseModel):
             parse_quiet_hours(value)  # ValueError names what is wrong
         return value
 
-    def apply(self, subscriber: Subscriber) -> Subscriber:
+    def apply(self, subscriber: model.Subscriber) -> model.Subscriber:
         given = self.model_fields_set
         current = subscriber.preferences
         modes = dict(current.modes)
@@ -108,7 +109,7 @@ class PreferencesPatch(BaseModel):
                 addresses.pop(category, None)
             else:
                 addresses[category] = tuple(address)
-        preferences = Preferences(
+        preferences = model.Preferences(
             modes=modes,
             quiet_hours=self.quiet_hours if "quiet_hours" in given else current.quiet_hours,
             addresses=addresses,
@@ -137,30 +138,64 @@ class PreferencesPatch(BaseModel):
         )
 
 
-def _preferences_json(subscriber: Subscriber, defaults: DefaultsSettings) -> dict[str, Any]:
-    return {
-        "account_id": subscriber.account_id,
-        "explicit": subscriber.preferences.to_json(),
-        "effective": {
-            **preferences_module.effective(subscriber.preferences, defaults),
+ModeName = Annotated[str, WithJsonSchema({"type": "string", "enum": list(MODES)})]
+
+
+def _chosen() -> Any:
+    return Field(default=None, exclude_if=absent)
+
+
+class ExplicitPreferences(Reply):
+    """Only what was chosen: a field never chosen follows the defaults, and is left out."""
+
+    modes: dict[str, ModeName] | None = _chosen()
+    quiet_hours: str | None = _chosen()
+    addresses: dict[str, list[str]] | None = _chosen()
+    extra_emails: list[str] | None = _chosen()
+    digest_time: str | None = _chosen()
+
+
+class EffectivePreferences(Reply):
+    """What applies now, the current defaults included."""
+
+    modes: dict[str, ModeName]
+    quiet_hours: str = Field(description='"HH:MM-HH:MM", or "" for none')
+    digest_time: str = Field(description="HH:MM, the local time of the daily digest")
+    language: Language
+    timezone: str
+    addresses: dict[str, list[str]] = Field(description="Where each category's notices go")
+    voicemail_audio: bool
+    low_credit_threshold: DecimalText | None
+
+
+class Preferences(Reply):
+    """A subscriber's explicit choices, and what applies now."""
+
+    account_id: str
+    explicit: ExplicitPreferences
+    effective: EffectivePreferences
+
+    @classmethod
+    def of(cls, subscriber: model.Subscriber, defaults: DefaultsSettings) -> Preferences:
+        chosen = subscriber.preferences
+        effective = {
+            **preferences_module.effective(chosen, defaults),
             "language": subscriber.language or defaults.language,
             "timezone": subscriber.timezone or defaults.timezone,
             "addresses": {
                 category.value: list(
-                    preferences_module.addresses_for(
-                        category, subscriber.preferences, subscriber.email
-                    )
+                    preferences_module.addresses_for(category, chosen, subscriber.email)
                 )
                 for category in Category
             },
             "voicemail_audio": subscriber.voicemail_audio,
-            "low_credit_threshold": (
-                str(subscriber.low_credit_threshold)
-                if subscriber.low_credit_threshold is not None
-                else None
-            ),
-        },
-    }
+            "low_credit_threshold": subscriber.low_credit_threshold,
+        }
+        return cls(
+            account_id=subscriber.account_id,
+            explicit=ExplicitPreferences.model_validate(chosen.to_json()),
+            effective=EffectivePreferences.model_validate(effective),
+        )
 
 
 async def get_preferences(request: web.Request) -> web.Response:
@@ -170,7 +205,7 @@ async def get_preferences(request: web.Request) -> web.Response:
         subscriber = await subscriber_store.get(conn, account_id)
     if subscriber is None:
         raise no_subscriber(account_id)
-    return web.json_response(_preferences_json(subscriber, runtime.settings.defaults))
+    return respond(Preferences.of(subscriber, runtime.settings.defaults))
 
 
 async def patch_preferences(request: web.Request) -> web.Response:
@@ -188,4 +223,4 @@ async def patch_preferences(request: web.Request) -> web.Response:
         account_id=account_id,
         fields=sorted(body.model_fields_set),
     )
-    return web.json_response(_preferences_json(saved, runtime.settings.defaults))
+    return respond(Preferences.of(saved, runtime.settings.defaults))

@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated
 
 import pydantic
 import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, field_validator
 
+from notifyd import model
 from notifyd.catalogue.events import DisplayText, EmailAddress, Language, Text, TimeZoneName
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
 from notifyd.http.runtime import RUNTIME
-from notifyd.http.validation import json_body
-from notifyd.model import Subscriber
+from notifyd.http.validation import DecimalText, Reply, Timestamp, json_body, respond
 from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
@@ -60,27 +60,23 @@ class SubscriberPatch(BaseModel):
             raise ValueError("cannot be null: every subscriber has an address")
         return value
 
-    def apply(self, subscriber: Subscriber) -> Subscriber:
+    def apply(self, subscriber: model.Subscriber) -> model.Subscriber:
         changes = {name: getattr(self, name) for name in self.model_fields_set}
         return replace(subscriber, **changes)
 
 
-def _subscriber_json(subscriber: Subscriber) -> dict[str, Any]:
-    return {
-        "account_id": subscriber.account_id,
-        "email": subscriber.email,
-        "username": subscriber.username,
-        "name": subscriber.name,
-        "language": subscriber.language,
-        "timezone": subscriber.timezone,
-        "closed_at": subscriber.closed_at.isoformat() if subscriber.closed_at else None,
-        "voicemail_audio": subscriber.voicemail_audio,
-        "low_credit_threshold": (
-            str(subscriber.low_credit_threshold)
-            if subscriber.low_credit_threshold is not None
-            else None
-        ),
-    }
+class Subscriber(Reply):
+    """A subscriber as the admin reads it (its preferences and consent have their own)."""
+
+    account_id: str
+    email: str
+    username: str | None
+    name: str | None
+    language: Language | None
+    timezone: str | None
+    closed_at: Timestamp | None
+    voicemail_audio: bool
+    low_credit_threshold: DecimalText | None
 
 
 def no_subscriber(account_id: str) -> Problem:
@@ -95,7 +91,7 @@ async def get_subscriber(request: web.Request) -> web.Response:
         subscriber = await subscriber_store.get(conn, account_id)
     if subscriber is None:
         raise no_subscriber(account_id)
-    return web.json_response(_subscriber_json(subscriber))
+    return respond(Subscriber.model_validate(subscriber))
 
 
 async def put_subscriber(request: web.Request) -> web.Response:
@@ -109,7 +105,7 @@ async def put_subscriber(request: web.Request) -> web.Response:
     )
     async with runtime.pool.acquire() as conn, conn.transaction():
         current = await subscriber_store.get(conn, account_id, lock=True)
-        wanted = Subscriber(
+        wanted = model.Subscriber(
             account_id=account_id,
             email=body.email,
             username=body.username,
@@ -124,7 +120,7 @@ async def put_subscriber(request: web.Request) -> web.Response:
         account_id=account_id,
         created=current is None,
     )
-    return web.json_response(_subscriber_json(saved), status=201 if current is None else 200)
+    return respond(Subscriber.model_validate(saved), status=201 if current is None else 200)
 
 
 async def patch_subscriber(request: web.Request) -> web.Response:
@@ -142,4 +138,4 @@ async def patch_subscriber(request: web.Request) -> web.Response:
         account_id=account_id,
         fields=sorted(body.model_fields_set),
     )
-    return web.json_response(_subscriber_json(saved))
+    return respond(Subscriber.model_validate(saved))

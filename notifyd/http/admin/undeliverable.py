@@ -8,9 +8,24 @@ from aiohttp import web
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
 from notifyd.http.runtime import RUNTIME
+from notifyd.http.validation import Reply, Timestamp, respond
 from notifyd.storage import addresses as address_store
 
 log = structlog.get_logger(__name__)
+
+
+class UndeliverableAddress(Reply):
+    address: str
+    hard_bounces: int
+    last_reply: str | None
+    last_bounce_at: Timestamp | None
+    undeliverable_at: Timestamp
+
+
+class Undeliverable(Reply):
+    """Addresses marked undeliverable, newest first."""
+
+    undeliverable: list[UndeliverableAddress]
 
 
 async def list_undeliverable(request: web.Request) -> web.Response:
@@ -22,7 +37,9 @@ async def list_undeliverable(request: web.Request) -> web.Response:
         raise Problem(422, "invalid_request", "invalid query", {"limit": "int"}) from None
     async with runtime.pool.acquire() as conn:
         rows = await address_store.list_undeliverable(conn, limit)
-    return web.json_response({"undeliverable": rows})
+    return respond(
+        Undeliverable(undeliverable=[UndeliverableAddress.model_validate(row) for row in rows])
+    )
 
 
 async def clear_undeliverable(request: web.Request) -> web.Response:
