@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks import Webhook
 
@@ -340,6 +341,18 @@ def base_config(
 
 def load_config(tmp_path: Path, config: dict[str, dict[str, Any]]) -> Settings:
     return settings_module.load(write_config(tmp_path / "notifyd.toml", config), environ={})
+
+
+def app_without_services(tmp_path: Path) -> web.Application:
+    """The app as the daemon builds it, with no database or intake behind it: its router and
+    its OpenAPI document, without serving."""
+    from notifyd.http.app import create_app
+    from notifyd.http.runtime import Runtime
+    from notifyd.metrics import Metrics
+
+    settings = load_config(tmp_path, base_config(tmp_path, "postgresql://unused/db", None))
+    runtime = Runtime(settings=settings, pool=None, dsn="", metrics=Metrics(), intake=None)  # type: ignore[arg-type]
+    return create_app(runtime)
 
 
 def signed_request(

@@ -65,16 +65,8 @@ def create_app(runtime: Runtime) -> web.Application:
         middlewares=[request_context, refuse_unstorable_parameters], client_max_size=1024**3
     )
     app[RUNTIME] = runtime
-    app.router.add_post(
-        "/v1/webhooks/{source}", webhooks.receive_webhook, expect_handler=webhooks.expect_webhook
-    )
-    app.router.add_get("/healthz", health.healthz)
-    app.router.add_get("/readyz", health.readyz)
-    app.router.add_get("/metrics", health.metrics)
-    app.router.add_get("/openapi.json", openapi.serve)
-    app.router.add_get("/v1/unsubscribe/{token}", pages.unsubscribe_form)
-    app.router.add_post("/v1/unsubscribe/{token}", pages.unsubscribe)
-    app.router.add_get("/v1/preferences/{token}", pages.preferences_form)
-    app.router.add_post("/v1/preferences/{token}", pages.save_preferences)
+    # Each module declares its routes with what the document says of them (operations.py).
+    for routes in (webhooks.routes, health.routes, openapi.routes, pages.routes):
+        routes.add_to(app)
     app.add_subapp("/v1/admin/", create_admin_app())
     return app

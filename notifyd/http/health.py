@@ -6,15 +6,27 @@ import asyncio
 
 from aiohttp import web
 
+from notifyd.http.operations import Answer, Routes
 from notifyd.http.runtime import RUNTIME
 from notifyd.storage import db, schema
 from notifyd.storage import notices as notice_store
 
+routes = Routes()
 
+
+@routes.get("/healthz", "Alive", answers={200: Answer("ok")})
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "alive"})
 
 
+@routes.get(
+    "/readyz",
+    "Ready: database reachable and schema current",
+    answers={
+        200: Answer("ready"),
+        503: Answer("not ready: the database is unreachable or its schema is behind"),
+    },
+)
 async def readyz(request: web.Request) -> web.Response:
     """200 only if a new connection can be had now and the schema is current. A pooled
     connection is not proof: during a smart shutdown it still answers while new ones are
@@ -40,6 +52,9 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "schema": version})
 
 
+@routes.get(
+    "/metrics", "Prometheus metrics", answers={200: Answer("text", media_type="text/plain")}
+)
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     try:

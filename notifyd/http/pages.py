@@ -29,6 +29,7 @@ from yarl import URL
 
 from notifyd.catalogue.events import Category
 from notifyd.catalogue.locale import LANGUAGES
+from notifyd.http.operations import Answer, Routes
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.intake import consent
 from notifyd.links import MARKETING
@@ -56,6 +57,35 @@ CONTENT_SECURITY_POLICY = (
     f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
     "frame-ancestors 'none'; base-uri 'none'"
 )
+
+routes = Routes()
+
+
+def _html(description: str) -> Answer:
+    return Answer(description, media_type="text/html")
+
+
+NOT_A_LINK = _html("Not a valid link")
+# The preference form as a browser sends it (_form writes it, _changes reads it).
+PREFERENCE_FORM = {
+    "type": "object",
+    "properties": {
+        **{
+            f"mode.{category}": {"type": "string", "enum": list(MODES)}
+            for category in CONFIGURABLE
+            if category != Category.MARKETING.value
+        },
+        "quiet_hours": {"type": "string"},
+        "digest_time": {"type": "string"},
+        "language": {"type": "string", "enum": list(LANGUAGES)},
+        "offers": {"type": "string", "enum": ["yes"]},
+        CSRF_FIELD: {
+            "type": "string",
+            "description": "From the page's form: proves the POST came from it",
+        },
+    },
+    "required": [CSRF_FIELD],
+}
 
 CATEGORY_NAMES = {
     "ro": {
@@ -214,6 +244,11 @@ async def _their_language(request: web.Request, runtime: Runtime, account_id: st
     return _language(request, chosen or runtime.settings.defaults.language)
 
 
+@routes.get(
+    "/v1/unsubscribe/{token}",
+    "The unsubscribe page of a signed link (changes nothing)",
+    answers={200: _html("A page with a button"), 404: NOT_A_LINK},
+)
 async def unsubscribe_form(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     token = request.match_info["token"]
@@ -238,6 +273,19 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
     return _page(language, words["title"], form)
 
 
+@routes.post(
+    "/v1/unsubscribe/{token}",
+    "Unsubscribe at once (RFC 8058 one-click, or the page's button)",
+    description="A mail provider's one-click POST carries no Origin and no form token; a "
+    "browser's must come from the page, with its form_token.",
+    answers={
+        200: _html("Unsubscribed"),
+        403: _html(
+            "From another site, or a browser's POST without the page's form token; nothing changed"
+        ),
+        404: NOT_A_LINK,
+    },
+)
 async def unsubscribe(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     token = request.match_info["token"]
@@ -342,6 +390,11 @@ def _form(
     )
 
 
+@routes.get(
+    "/v1/preferences/{token}",
+    "The subscriber's preference page, from the link in every email",
+    answers={200: _html("A form"), 404: NOT_A_LINK},
+)
 async def preferences_form(request: web.Request) -> web.Response:
     runtime, account_id = await _subscriber_of(request)
     if account_id is None:
@@ -402,6 +455,19 @@ def _changes(form: Any, subscriber: Subscriber, runtime: Runtime) -> tuple[Subsc
     return replace(subscriber, preferences=preferences, language=language), problems
 
 
+@routes.post(
+    "/v1/preferences/{token}",
+    "Save the preference form; unchanged values keep following the defaults",
+    other_bodies={"application/x-www-form-urlencoded": PREFERENCE_FORM},
+    body_required=False,
+    answers={
+        200: _html("Saved"),
+        403: _html("From another site, or without the page's form token; nothing saved"),
+        404: NOT_A_LINK,
+        413: Answer("Not the form", media_type="text/plain"),
+        422: _html("A value is wrong; nothing saved"),
+    },
+)
 async def save_preferences(request: web.Request) -> web.Response:
     runtime, account_id = await _subscriber_of(request)
     if account_id is None:

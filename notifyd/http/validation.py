@@ -8,10 +8,11 @@ from __future__ import annotations
 from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, TypeVar
+from uuid import UUID
 
 import pydantic
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
+from pydantic import BaseModel, BeforeValidator, ConfigDict, PlainSerializer, WithJsonSchema
 
 from notifyd import unstorable
 from notifyd.http.errors import Problem
@@ -37,17 +38,47 @@ async def json_body(
                     refused,
                 ) from None
             raise Problem(400, "malformed_json", "the body is not valid JSON") from None
-        fields: dict[str, str] = {}
-        for item in error.errors(include_url=False):
-            # A bad dict key is reported at `<key>.[key]`: it is named by the key alone.
-            path = ".".join(str(part) for part in item["loc"] if part != "[key]") or "body"
-            message = item["msg"].removeprefix("Value error, ")
-            fields[path] = f"{fields[path]}; {message}" if path in fields else message
-        raise Problem(422, "invalid_request", detail, fields) from None
+        raise Problem(422, "invalid_request", detail, _fields(error)) from None
     refused = unstorable.found(body) if unstorable.may_hold_nul(raw) else {}
     if refused:
         raise Problem(422, "invalid_request", detail, refused)
     return body
+
+
+def query_parameters(request: web.Request, model: type[M], detail: str = "invalid query") -> M:
+    """The query validated by `model` (the first value of a name given twice); else a 422
+    that names every bad parameter."""
+    try:
+        return model.model_validate(dict(request.query))
+    except pydantic.ValidationError as error:
+        raise Problem(422, "invalid_request", detail, _fields(error)) from None
+
+
+def path_parameters(request: web.Request, model: type[M], unknown: Problem) -> M:
+    """The path's parameters validated by `model`; else `unknown`, since a value of the
+    wrong form names nothing (an event id that is no UUID: no such event)."""
+    try:
+        return model.model_validate(dict(request.match_info))
+    except pydantic.ValidationError:
+        raise unknown from None
+
+
+def _fields(error: pydantic.ValidationError) -> dict[str, str]:
+    fields: dict[str, str] = {}
+    for item in error.errors(include_url=False):
+        # A bad dict key is reported at `<key>.[key]`: it is named by the key alone.
+        path = ".".join(str(part) for part in item["loc"] if part != "[key]") or "body"
+        message = item["msg"].removeprefix("Value error, ")
+        fields[path] = f"{fields[path]}; {message}" if path in fields else message
+    return fields
+
+
+def _uuid(value: object) -> object:
+    return UUID(value) if isinstance(value, str) else value
+
+
+# An id in a path: read as uuid.UUID reads it (braces, "urn:uuid:", any hyphens).
+Id = Annotated[UUID, BeforeValidator(_uuid)]
 
 
 class Reply(BaseModel):

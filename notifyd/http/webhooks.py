@@ -3,24 +3,65 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
+import operator
+from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import structlog
 from aiohttp import web
 from aiohttp.web_urldispatcher import _default_expect_handler
+from pydantic import AwareDatetime, BaseModel, Field, create_model
 
-from notifyd.catalogue.events import InvalidEvent, MalformedBody, parse_event
+from notifyd.catalogue.events import (
+    CATALOGUE,
+    EventData,
+    InvalidEvent,
+    MalformedBody,
+    parse_event,
+)
 from notifyd.http.bodies import Reservation
 from notifyd.http.errors import error_response
 from notifyd.http.files import InvalidAttachment, has_inline_files, incoming_files
+from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.http.signatures import SignatureError, SignedHeaders, read_headers
+from notifyd.http.validation import Reply, respond
 from notifyd.settings import IPNetwork
 from notifyd.storage import db
 
 log = structlog.get_logger(__name__)
 
 JSON_TYPES = ("application/json",)
+
+routes = Routes()
+
+
+class Receipt(Reply):
+    event_id: UUID
+    duplicate: bool = Field(description="The webhook-id was already stored: nothing new")
+
+
+def _webhook_of(model: type[EventData]) -> type[BaseModel]:
+    # The type name is known only at run time: a Literal made of it.
+    type_name: Any = Literal[model.type_name]
+    return create_model(
+        f"{model.__name__}Webhook",
+        __doc__=f"The body of a {model.type_name} webhook.",
+        type=(type_name, ...),
+        timestamp=(AwareDatetime, ...),
+        data=(model, ...),
+    )
+
+
+# The body as the document describes it: one schema per event type of the catalogue, told
+# apart by `type`. parse_event reads the same body in two steps (the envelope, then `data`
+# by its type), so that an unknown type is named as such.
+_one_of_the_catalogue: Any = functools.reduce(
+    operator.or_, [_webhook_of(model) for model in CATALOGUE.values()]
+)
+WEBHOOK_BODY: Any = Annotated[_one_of_the_catalogue, Field(discriminator="type")]
 
 
 class BodyTooLarge(Exception):
@@ -68,16 +109,6 @@ def _is_json(content_type: str) -> bool:
     return content_type in JSON_TYPES or content_type.endswith("+json")
 
 
-async def receive_webhook(request: web.Request) -> web.Response:
-    runtime = request.app[RUNTIME]
-    name = request.match_info["source"]
-    with runtime.bodies.reservation() as room:
-        response, event_type = await _receive(request, runtime, name, room)
-    source_label = name if name in runtime.settings.sources else "-"
-    runtime.metrics.webhooks.labels(source_label, event_type, str(response.status)).inc()
-    return response
-
-
 def _refusal_before_body(
     request: web.Request, runtime: Runtime, name: str, *, logged: bool = True
 ) -> web.Response | SignedHeaders:
@@ -117,6 +148,38 @@ async def expect_webhook(request: web.Request) -> None:
     checked = _refusal_before_body(request, runtime, request.match_info["source"], logged=False)
     if isinstance(checked, SignedHeaders):
         await _default_expect_handler(request)
+
+
+@routes.post(
+    "/v1/webhooks/{source}",
+    "Receive a signed event from a configured source",
+    description="Standard Webhooks signature headers (webhook-id, webhook-timestamp, "
+    "webhook-signature). 202 only once the event is committed; a repeated webhook-id answers "
+    "duplicate: true.",
+    headers=("webhook-id", "webhook-timestamp", "webhook-signature"),
+    body=WEBHOOK_BODY,
+    answers={
+        202: Answer("Stored", Receipt),
+        200: Answer("Already stored", Receipt),
+        400: error("Not JSON"),
+        401: error("Bad or missing signature, stale timestamp"),
+        403: error("Sender outside the source's allow_from"),
+        404: error("Unknown source"),
+        413: error("Body over the limit"),
+        415: error("Not JSON content"),
+        422: error("Unknown type or invalid data; `fields` names each error"),
+        503: error("The database cannot take it now, or too many bodies are being received; retry"),
+    },
+    expect_handler=expect_webhook,
+)
+async def receive_webhook(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    name = request.match_info["source"]
+    with runtime.bodies.reservation() as room:
+        response, event_type = await _receive(request, runtime, name, room)
+    source_label = name if name in runtime.settings.sources else "-"
+    runtime.metrics.webhooks.labels(source_label, event_type, str(response.status)).inc()
+    return response
 
 
 async def _receive(
@@ -191,9 +254,7 @@ async def _receive(
 
     if receipt.duplicate:
         log.info("webhook replay", source=name, event_id=str(receipt.event_id))
-        return web.json_response(
-            {"event_id": str(receipt.event_id), "duplicate": True}, status=200
-        ), event.type
+        return respond(Receipt(event_id=receipt.event_id, duplicate=True), status=200), event.type
     routing = receipt.routing
     log.info(
         "event stored",
@@ -203,6 +264,4 @@ async def _receive(
         notices=len(routing.notices) if routing else 0,
         skipped=routing.skipped.reason if routing and routing.skipped else None,
     )
-    return web.json_response(
-        {"event_id": str(receipt.event_id), "duplicate": False}, status=202
-    ), event.type
+    return respond(Receipt(event_id=receipt.event_id, duplicate=False), status=202), event.type

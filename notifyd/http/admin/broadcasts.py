@@ -14,11 +14,21 @@ from notifyd.catalogue.events import DisplayText, Language
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
+from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
-from notifyd.http.validation import Reply, Timestamp, json_body, respond
+from notifyd.http.validation import (
+    Id,
+    Reply,
+    Timestamp,
+    json_body,
+    path_parameters,
+    respond,
+)
 from notifyd.storage import broadcasts as broadcast_store
 
 log = structlog.get_logger(__name__)
+
+routes = Routes(admin=True)
 
 BroadcastText = Annotated[str, Field(min_length=1, max_length=20000)]
 
@@ -62,13 +72,25 @@ class CancelledBroadcast(Broadcast):
     notices_withdrawn: int = Field(description="Notices not yet sent, now cancelled")
 
 
-def _broadcast_id(request: web.Request) -> UUID | None:
-    try:
-        return UUID(request.match_info["broadcast_id"])
-    except ValueError:
-        return None
+class BroadcastPath(BaseModel):
+    broadcast_id: Id
 
 
+def _no_such_broadcast() -> Problem:
+    return Problem(404, "not_found", "no such broadcast")
+
+
+@routes.post(
+    "/broadcasts",
+    "Send a mandatory notice to every open account, or an offer to those who consented",
+    description="Fanned out in batches in the background; resumes after a restart; progress "
+    "via GET, cancel via DELETE.",
+    body=BroadcastBody,
+    answers={
+        202: Answer("Accepted; fan-out started or scheduled", Broadcast),
+        422: error("Invalid fields"),
+    },
+)
 async def create_broadcast(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     body = await json_body(request, BroadcastBody)
@@ -87,28 +109,40 @@ async def create_broadcast(request: web.Request) -> web.Response:
     return respond(Broadcast.model_validate(created), status=202)
 
 
+@routes.get(
+    "/broadcasts/{broadcast_id}",
+    "A broadcast's progress",
+    path_parameters=BroadcastPath,
+    answers={200: Answer("Progress", Broadcast), 404: error("No such broadcast")},
+)
 async def get_broadcast(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
-    broadcast_id = _broadcast_id(request)
-    found = None
-    if broadcast_id is not None:
-        async with runtime.pool.acquire() as conn:
-            found = await broadcast_store.get(conn, broadcast_id)
+    broadcast_id = path_parameters(request, BroadcastPath, _no_such_broadcast()).broadcast_id
+    async with runtime.pool.acquire() as conn:
+        found = await broadcast_store.get(conn, broadcast_id)
     if found is None:
-        raise Problem(404, "not_found", "no such broadcast")
+        raise _no_such_broadcast()
     return respond(Broadcast.model_validate(found))
 
 
+@routes.delete(
+    "/broadcasts/{broadcast_id}",
+    "Cancel a broadcast; notices not yet sent are withdrawn",
+    path_parameters=BroadcastPath,
+    answers={
+        200: Answer("Cancelled", CancelledBroadcast),
+        404: error("No such broadcast"),
+        409: error("Already done or cancelled"),
+    },
+)
 async def cancel_broadcast(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
-    broadcast_id = _broadcast_id(request)
-    if broadcast_id is None:
-        raise Problem(404, "not_found", "no such broadcast")
+    broadcast_id = path_parameters(request, BroadcastPath, _no_such_broadcast()).broadcast_id
     async with runtime.pool.acquire() as conn, conn.transaction():
         cancelled, withdrawn = await broadcast_store.cancel(conn, broadcast_id)
         found = await broadcast_store.get(conn, broadcast_id)
     if found is None:
-        raise Problem(404, "not_found", "no such broadcast")
+        raise _no_such_broadcast()
     if not cancelled:
         raise Problem(409, "conflict", f"the broadcast is already {found['state']}")
     log.info(

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from notifyd.catalogue.events import Category, Identifier
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
+from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
 from notifyd.http.validation import Reply, Timestamp, json_body, respond
 from notifyd.intake import consent
@@ -20,6 +21,8 @@ from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
+
+routes = Routes(admin=True)
 
 
 class ConsentBody(BaseModel):
@@ -81,6 +84,11 @@ async def _consent_state(conn: Conn, subscriber: Subscriber) -> MarketingState:
     )
 
 
+@routes.get(
+    "/subscribers/{account_id}/consent",
+    "Marketing consent now, and its whole history",
+    answers={200: Answer("Consent state and history", Consent), 404: error("No such subscriber")},
+)
 async def get_consent(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
@@ -99,6 +107,18 @@ async def get_consent(request: web.Request) -> web.Response:
     )
 
 
+@routes.post(
+    "/subscribers/{account_id}/consent",
+    "Record a grant or withdrawal of marketing consent",
+    description="A withdrawal puts the address on the suppression list; only a grant with "
+    "source 'subscriber' takes it off.",
+    body=ConsentBody,
+    answers={
+        201: Answer("Recorded", ConsentRecorded),
+        404: error("No such subscriber"),
+        422: error("Invalid fields"),
+    },
+)
 async def post_consent(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]

@@ -3,20 +3,30 @@ happen?")."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from uuid import UUID
-
 from aiohttp import web
-from pydantic import Field
+from pydantic import BaseModel, Field
 
+from notifyd.http.admin.paging import Before, Limit
 from notifyd.http.admin.records import Event, EventWithNotices
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.errors import Problem
+from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
-from notifyd.http.validation import Reply, respond
+from notifyd.http.validation import Id, Reply, path_parameters, query_parameters, respond
 from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
+
+routes = Routes(admin=True)
+
+
+class EventsQuery(BaseModel):
+    limit: Limit = 50
+    before: Before = Field(None, description="Only those received before this time (next page)")
+
+
+class EventPath(BaseModel):
+    event_id: Id
 
 
 class Events(Reply):
@@ -27,31 +37,25 @@ class Events(Reply):
     events: list[Event]
 
 
+@routes.get(
+    "/subscribers/{account_id}/events",
+    "Recent events of an account (a subscriber or not), each with what was decided and why",
+    query_parameters=EventsQuery,
+    answers={
+        200: Answer("Newest first", Events),
+        404: error("No subscriber and no events for this account"),
+        422: error("Bad limit or before"),
+    },
+)
 async def list_events(request: web.Request) -> web.Response:
     """An account's events, newest first, each with what was decided for it: also for an
     account that is no subscriber (its events say "unknown account")."""
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
-    problems: dict[str, str] = {}
-    try:
-        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
-    except ValueError:
-        problems["limit"] = "must be a whole number"
-        limit = 50
-    before = None
-    if "before" in request.query:
-        try:
-            before = datetime.fromisoformat(request.query["before"])
-        except ValueError:
-            problems["before"] = "must be an RFC 3339 time"
-        else:
-            if before.tzinfo is None:
-                problems["before"] = "must carry a time zone offset"
-    if problems:
-        raise Problem(422, "invalid_request", "invalid query", problems)
+    query = query_parameters(request, EventsQuery)
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
-        rows = await event_store.of_account(conn, account_id, limit, before)
+        rows = await event_store.of_account(conn, account_id, query.limit, query.before)
     if subscriber is None and not rows:
         raise no_subscriber(account_id)
     return respond(
@@ -63,16 +67,20 @@ async def list_events(request: web.Request) -> web.Response:
     )
 
 
+@routes.get(
+    "/events/{event_id}",
+    "One event: what was decided and why, and its notices",
+    path_parameters=EventPath,
+    answers={200: Answer("The event", EventWithNotices), 404: error("No such event")},
+)
 async def get_event(request: web.Request) -> web.Response:
     """One event: what was decided for it and why, and its notices with theirs."""
     runtime = request.config_dict[RUNTIME]
-    try:
-        event_id = UUID(request.match_info["event_id"])
-    except ValueError:
-        raise Problem(404, "not_found", "no such event") from None
+    unknown = Problem(404, "not_found", "no such event")
+    event_id = path_parameters(request, EventPath, unknown).event_id
     async with runtime.pool.acquire() as conn:
         found = await event_store.decision(conn, event_id)
         notices = await notice_store.of_event(conn, event_id) if found else []
     if found is None:
-        raise Problem(404, "not_found", "no such event")
+        raise unknown
     return respond(EventWithNotices.model_validate({**found, "notices": notices}))

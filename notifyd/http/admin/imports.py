@@ -33,6 +33,7 @@ from notifyd.catalogue.events import (
     TimeZoneName,
 )
 from notifyd.http.errors import Error, Problem
+from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
 from notifyd.http.validation import Reply, absent, respond
 from notifyd.intake.subscriber_files import BadFile, Record, csv_records, json_lines_records
@@ -46,6 +47,8 @@ BATCH = 500
 MAX_REPORTED_ERRORS = 1000
 CSV_TYPES = ("text/csv", "application/csv")
 JSONL_TYPES = ("application/x-ndjson", "application/jsonl", "application/x-jsonlines")
+
+routes = Routes(admin=True)
 
 
 class ImportRow(BaseModel):
@@ -195,6 +198,25 @@ class _Abandoned(Exception):
     """The request went away: the import thread stops."""
 
 
+@routes.post(
+    "/subscribers/import",
+    "Create or update subscribers from CSV or JSON lines",
+    description="Streamed and written in batches; idempotent. Columns/keys: account_id, email, "
+    "username?, name?, language?, timezone?, marketing?, wording_version?. Consent from a file "
+    "is recorded with source 'import' and never lifts a suppression.",
+    other_bodies={media: {"type": "string"} for media in CSV_TYPES + JSONL_TYPES},
+    answers={
+        200: Answer("All rows imported", Imported),
+        207: Answer("Some rows refused; the others imported", Imported),
+        400: Answer(
+            "A line cannot be read (not UTF-8, over 16 KiB, a quote never closed); the rows "
+            "before it imported",
+            ImportRefused,
+        ),
+        415: error("Neither CSV nor JSON lines"),
+        422: Answer("The CSV header does not name the columns", ImportRefused),
+    },
+)
 async def import_subscribers(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     content_type = request.content_type

@@ -3,25 +3,62 @@ letters) and their retry."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
 import structlog
 from aiohttp import web
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
 
 from notifyd.catalogue.events import Category
+from notifyd.http.admin.paging import Before, Limit, clamped
 from notifyd.http.admin.records import Event, Notice
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
+from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
-from notifyd.http.validation import Reply, Timestamp, respond
+from notifyd.http.validation import (
+    Id,
+    Reply,
+    Timestamp,
+    path_parameters,
+    query_parameters,
+    respond,
+)
 from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
+
+routes = Routes(admin=True)
+CATEGORIES = [category.value for category in Category]
+
+
+def _known_category(value: str | None) -> str | None:
+    if value is not None and value not in CATEGORIES:
+        raise ValueError(f"unknown category; known: {', '.join(CATEGORIES)}")
+    return value
+
+
+class NoticesQuery(BaseModel):
+    # Text that is no number is refused as "int", as this list always said.
+    limit: Annotated[int, Field(ge=1, le=500), BeforeValidator(clamped(500, "int"))] = 50
+
+
+class DeadLettersQuery(BaseModel):
+    limit: Limit = 50
+    category: Annotated[
+        str | None,
+        AfterValidator(_known_category),
+        WithJsonSchema({"type": "string", "enum": CATEGORIES}),
+    ] = None
+    before: Before = Field(None, description="Only those failed before this time (next page)")
+
+
+class NoticePath(BaseModel):
+    notice_id: Id
 
 
 class Notices(Reply):
@@ -56,13 +93,20 @@ class Retried(Reply):
     state: Literal["queued"]
 
 
+@routes.get(
+    "/subscribers/{account_id}/notices",
+    "Recent notices of a subscriber, with state and reasons",
+    query_parameters=NoticesQuery,
+    answers={
+        200: Answer("Newest first", Notices),
+        404: error("No such subscriber"),
+        422: error("Bad limit"),
+    },
+)
 async def list_notices(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
-    try:
-        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
-    except ValueError:
-        raise Problem(422, "invalid_request", "limit must be a number", {"limit": "int"}) from None
+    limit = query_parameters(request, NoticesQuery, "limit must be a number").limit
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
         rows = await notice_store.of_account(conn, account_id, limit)
@@ -79,44 +123,42 @@ async def list_notices(request: web.Request) -> web.Response:
     )
 
 
+@routes.get(
+    "/dead-letters",
+    "Failed notices, newest first, with the last SMTP reply",
+    query_parameters=DeadLettersQuery,
+    answers={
+        200: Answer("Newest first", DeadLetters),
+        422: error("Bad limit, category or time"),
+    },
+)
 async def dead_letters(request: web.Request) -> web.Response:
     """Failed notices, newest first, with the last SMTP reply: retry them from here."""
     runtime = request.config_dict[RUNTIME]
-    problems: dict[str, str] = {}
-    try:
-        limit = min(max(int(request.query.get("limit", "50")), 1), 500)
-    except ValueError:
-        problems["limit"] = "must be a whole number"
-        limit = 50
-    category = request.query.get("category")
-    if category is not None and category not in {c.value for c in Category}:
-        problems["category"] = f"unknown category; known: {', '.join(c.value for c in Category)}"
-    before = None
-    if "before" in request.query:
-        try:
-            before = datetime.fromisoformat(request.query["before"])
-        except ValueError:
-            problems["before"] = "must be an RFC 3339 time"
-        else:
-            if before.tzinfo is None:
-                problems["before"] = "must carry a time zone offset"
-    if problems:
-        raise Problem(422, "invalid_request", "invalid query", problems)
+    query = query_parameters(request, DeadLettersQuery)
     async with runtime.pool.acquire() as conn:
-        rows = await notice_store.dead_letters(conn, limit, category, before)
+        rows = await notice_store.dead_letters(conn, query.limit, query.category, query.before)
     return respond(DeadLetters(dead_letters=[DeadLetter.model_validate(row) for row in rows]))
 
 
+@routes.post(
+    "/notices/{notice_id}/retry",
+    "Queue a failed notice again",
+    path_parameters=NoticePath,
+    answers={
+        202: Answer("Queued", Retried),
+        404: error("No such notice"),
+        409: error("The notice is not failed"),
+    },
+)
 async def retry_notice(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
-    try:
-        notice_id = UUID(request.match_info["notice_id"])
-    except ValueError:
-        raise Problem(404, "not_found", "no such notice") from None
+    unknown = Problem(404, "not_found", "no such notice")
+    notice_id = path_parameters(request, NoticePath, unknown).notice_id
     async with runtime.pool.acquire() as conn:
         state = await notice_store.retry_failed(conn, notice_id)
     if state is None:
-        raise Problem(404, "not_found", "no such notice")
+        raise unknown
     if state != "queued":
         raise Problem(409, "conflict", f"only a failed notice can be retried; this one is {state}")
     runtime.on_queued()

@@ -15,6 +15,7 @@ from notifyd import model
 from notifyd.catalogue.events import Category, EmailAddress, Language, Money, TimeZoneName
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
+from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
 from notifyd.http.validation import DecimalText, Reply, absent, json_body, respond
 from notifyd.model import MODES, parse_quiet_hours, parse_time_of_day
@@ -24,6 +25,8 @@ from notifyd.settings import DefaultsSettings
 from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
+
+routes = Routes(admin=True)
 
 
 def _mode_category(value: str) -> str:
@@ -198,6 +201,14 @@ class Preferences(Reply):
         )
 
 
+@routes.get(
+    "/subscribers/{account_id}/preferences",
+    "A subscriber's explicit choices and what applies now",
+    answers={
+        200: Answer("Explicit and effective preferences", Preferences),
+        404: error("No such subscriber"),
+    },
+)
 async def get_preferences(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
@@ -208,6 +219,19 @@ async def get_preferences(request: web.Request) -> web.Response:
     return respond(Preferences.of(subscriber, runtime.settings.defaults))
 
 
+@routes.patch(
+    "/subscribers/{account_id}/preferences",
+    "Change some preferences; null returns a field to the default",
+    body=PreferencesPatch,
+    answers={
+        200: Answer("Explicit and effective preferences", Preferences),
+        404: error("No such subscriber"),
+        422: error(
+            "Invalid fields, each named in `fields` (`modes.security`: mandatory categories "
+            "cannot change)"
+        ),
+    },
+)
 async def patch_preferences(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]

@@ -14,11 +14,14 @@ from notifyd import model
 from notifyd.catalogue.events import DisplayText, EmailAddress, Language, Text, TimeZoneName
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
+from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
 from notifyd.http.validation import DecimalText, Reply, Timestamp, json_body, respond
 from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
+
+routes = Routes(admin=True)
 
 
 class SubscriberBody(BaseModel):
@@ -84,6 +87,11 @@ def no_subscriber(account_id: str) -> Problem:
     return Problem(404, "not_found", f"no subscriber {account_id!r}")
 
 
+@routes.get(
+    "/subscribers/{account_id}",
+    "A subscriber",
+    answers={200: Answer("The subscriber", Subscriber), 404: error("No such subscriber")},
+)
 async def get_subscriber(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
@@ -94,6 +102,19 @@ async def get_subscriber(request: web.Request) -> web.Response:
     return respond(Subscriber.model_validate(subscriber))
 
 
+@routes.put(
+    "/subscribers/{account_id}",
+    "Create or replace a subscriber",
+    description="The whole subscriber: every field must be given (null for none) and replaces "
+    "the stored one. To change only some fields, use PATCH. Preferences, consent and closing "
+    "are not changed.",
+    body=SubscriberBody,
+    answers={
+        200: Answer("Replaced", Subscriber),
+        201: Answer("Created", Subscriber),
+        422: error("Invalid or missing fields; `fields` names each"),
+    },
+)
 async def put_subscriber(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
@@ -123,6 +144,18 @@ async def put_subscriber(request: web.Request) -> web.Response:
     return respond(Subscriber.model_validate(saved), status=201 if current is None else 200)
 
 
+@routes.patch(
+    "/subscribers/{account_id}",
+    "Change some fields of a subscriber",
+    description="Only the fields given change; null clears one (not email). Preferences, "
+    "consent and closing are not changed.",
+    body=SubscriberPatch,
+    answers={
+        200: Answer("Changed", Subscriber),
+        404: error("No such subscriber"),
+        422: error("Invalid fields; `fields` names each"),
+    },
+)
 async def patch_subscriber(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]

@@ -1,0 +1,47 @@
+"""The query parameters of the admin lists: how many (`limit`) and from when (`before`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BeforeValidator, Field, WithJsonSchema
+
+
+def clamped(maximum: int, message: str = "must be a whole number") -> Callable[[object], object]:
+    """A whole number, taken as 1 below 1 and as `maximum` above it (never refused for its
+    size); `message` says what is wrong with text that is no number. Annotated after
+    Field(ge=1, le=maximum), which then shows in the schema as minimum and maximum."""
+
+    def parse(value: object) -> object:
+        if not isinstance(value, str):
+            return value
+        try:
+            return min(max(int(value), 1), maximum)
+        except ValueError:
+            raise ValueError(message) from None
+
+    return parse
+
+
+def _rfc3339(value: object) -> object:
+    if not isinstance(value, str):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise ValueError("must be an RFC 3339 time") from None
+    if moment.tzinfo is None:
+        raise ValueError("must carry a time zone offset")
+    return moment
+
+
+# At most 500 of a list, 50 unless asked.
+Limit = Annotated[int, Field(ge=1, le=500), BeforeValidator(clamped(500))]
+# Only those before this time: the next page of a list ordered newest first.
+Before = Annotated[
+    datetime | None,
+    BeforeValidator(_rfc3339),
+    WithJsonSchema({"type": "string", "format": "date-time"}),
+]
