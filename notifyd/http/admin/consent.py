@@ -8,7 +8,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from notifyd.catalogue.events import Category, Identifier
-from notifyd.http.admin.subscribers import no_subscriber
+from notifyd.http.admin.subscribers import existing_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
@@ -17,7 +17,6 @@ from notifyd.intake import consent
 from notifyd.model import Subscriber
 from notifyd.rules import preferences as preferences_module
 from notifyd.storage import consent as consent_store
-from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
@@ -93,9 +92,7 @@ async def get_consent(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
     async with runtime.pool.acquire() as conn:
-        subscriber = await subscriber_store.get(conn, account_id)
-        if subscriber is None:
-            raise no_subscriber(account_id)
+        subscriber = await existing_subscriber(conn, account_id)
         state = await _consent_state(conn, subscriber)
         history = await consent_store.history(conn, account_id)
     return respond(
@@ -124,9 +121,7 @@ async def post_consent(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
     body = await json_body(request, ConsentBody)
     async with runtime.pool.acquire() as conn, conn.transaction():
-        subscriber = await subscriber_store.get(conn, account_id, lock=True)
-        if subscriber is None:
-            raise no_subscriber(account_id)
+        subscriber = await existing_subscriber(conn, account_id, lock=True)
         event = await consent.decide(
             conn,
             account_id,

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 
 from notifyd import model
 from notifyd.catalogue.events import Category, EmailAddress, Language, Money, TimeZoneName
-from notifyd.http.admin.subscribers import no_subscriber
+from notifyd.http.admin.subscribers import existing_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
@@ -213,9 +213,7 @@ async def get_preferences(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
     async with runtime.pool.acquire() as conn:
-        subscriber = await subscriber_store.get(conn, account_id)
-    if subscriber is None:
-        raise no_subscriber(account_id)
+        subscriber = await existing_subscriber(conn, account_id)
     return respond(Preferences.of(subscriber, runtime.settings.defaults))
 
 
@@ -237,9 +235,7 @@ async def patch_preferences(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
     body = await json_body(request, PreferencesPatch)
     async with runtime.pool.acquire() as conn, conn.transaction():
-        subscriber = await subscriber_store.get(conn, account_id, lock=True)
-        if subscriber is None:
-            raise no_subscriber(account_id)
+        subscriber = await existing_subscriber(conn, account_id, lock=True)
         saved = await subscriber_store.save_preferences(conn, body.apply(subscriber))
     log.info(
         "preferences changed",

@@ -18,6 +18,7 @@ from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
 from notifyd.http.validation import DecimalText, Reply, Timestamp, json_body, respond
 from notifyd.storage import subscribers as subscriber_store
+from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
 
@@ -87,6 +88,16 @@ def no_subscriber(account_id: str) -> Problem:
     return Problem(404, "not_found", f"no subscriber {account_id!r}")
 
 
+async def existing_subscriber(
+    conn: Conn, account_id: str, *, lock: bool = False
+) -> model.Subscriber:
+    """The subscriber; else the call is answered 404 (`no_subscriber`)."""
+    subscriber = await subscriber_store.get(conn, account_id, lock=lock)
+    if subscriber is None:
+        raise no_subscriber(account_id)
+    return subscriber
+
+
 @routes.get(
     "/subscribers/{account_id}",
     "A subscriber",
@@ -96,9 +107,7 @@ async def get_subscriber(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
     async with runtime.pool.acquire() as conn:
-        subscriber = await subscriber_store.get(conn, account_id)
-    if subscriber is None:
-        raise no_subscriber(account_id)
+        subscriber = await existing_subscriber(conn, account_id)
     return respond(Subscriber.model_validate(subscriber))
 
 
@@ -161,9 +170,7 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     account_id = request.match_info["account_id"]
     body = await json_body(request, SubscriberPatch)
     async with runtime.pool.acquire() as conn, conn.transaction():
-        subscriber = await subscriber_store.get(conn, account_id, lock=True)
-        if subscriber is None:
-            raise no_subscriber(account_id)
+        subscriber = await existing_subscriber(conn, account_id, lock=True)
         saved = await subscriber_store.replace(conn, body.apply(subscriber))
     log.info(
         "subscriber changed",
