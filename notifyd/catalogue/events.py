@@ -83,7 +83,7 @@ def _cleaned(value: str) -> str:
 def _display_line(value: str) -> str:
     # Names come from callers (caller ID name is whatever the caller's switch sends): a line
     # break there is an injection attempt or noise, never a reason to lose the notice. Control
-    # characters become spaces; the email package then encodes the rest safely.
+    # characters become spaces; `mail.mime` then encodes the rest safely in headers.
     cleaned = _cleaned(value)
     if not cleaned:
         raise ValueError("must contain printable text")

@@ -12,9 +12,9 @@ from aiohttp.web_urldispatcher import _default_expect_handler
 from notifyd.catalogue.events import InvalidEvent, MalformedBody, parse_event
 from notifyd.http.bodies import Reservation
 from notifyd.http.errors import error_response
-from notifyd.http.files import InvalidAttachment, has_inline_files, incoming_files
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.http.signatures import SignatureError, SignedHeaders, read_headers
+from notifyd.intake.files import InvalidAttachment, has_inline_files, incoming_files
 from notifyd.settings import IPNetwork
 from notifyd.storage import db
 
