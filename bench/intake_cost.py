@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections import Counter
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -69,7 +69,7 @@ def _incoming(requests: list[dict[str, Any]]) -> list[Incoming]:
 async def _ours(dsn: str, items: list[Incoming], batch: int) -> dict[str, float]:
     """Per webhook, in microseconds: backend CPU, client CPU, and each statement's time."""
     pool = await db.create_pool(dsn, DatabaseSettings())
-    spent: Counter[str] = Counter()
+    spent: defaultdict[str, float] = defaultdict(float)  # seconds per statement name
     try:
         async with pool.acquire() as conn:
             backend = await conn.fetchval("SELECT pg_backend_pid()")

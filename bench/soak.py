@@ -243,9 +243,12 @@ async def soak(minutes: float, rate: float, folder: Path) -> bool:
                         if wanted <= set(got) and left == 0:
                             break
                         await asyncio.sleep(2)
-                states = dict(
-                    await conn.fetch("SELECT state, count(*) FROM notices GROUP BY state")
-                )
+                states: dict[str, int] = {
+                    row["state"]: row["count"]
+                    for row in await conn.fetch(
+                        "SELECT state, count(*) FROM notices GROUP BY state"
+                    )
+                }
             finally:
                 await conn.close()
         finally:

@@ -113,6 +113,7 @@ async def test_untrusted_relay_certificate_is_not_used(
                     await asyncio.sleep(0.05)
         assert sink.messages == []
     row = await db.fetchrow("SELECT state, last_error FROM notices")
+    assert row is not None
     assert row["state"] in ("queued", "sending")  # kept for retry, never sent in clear
     assert "certificate" in row["last_error"].lower()
 
@@ -134,6 +135,7 @@ async def test_wrong_relay_password_keeps_notices_queued(
             async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
                 metrics = await response.text()
     row = await db.fetchrow("SELECT state, last_error FROM notices")
+    assert row is not None
     assert row["state"] != "failed"
     assert row["last_error"].startswith("535")
     assert sink.messages == []
