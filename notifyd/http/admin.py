@@ -23,8 +23,8 @@ from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 from notifyd import unstorable
-from notifyd.catalogue.events import (
-    Category,
+from notifyd.catalogue.events import Category
+from notifyd.catalogue.fields import (
     DisplayText,
     EmailAddress,
     Identifier,

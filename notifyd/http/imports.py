@@ -25,7 +25,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, StrictBool
 
 from notifyd import unstorable
-from notifyd.catalogue.events import (
+from notifyd.catalogue.fields import (
     DisplayText,
     EmailAddress,
     Identifier,
