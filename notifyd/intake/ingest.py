@@ -28,7 +28,7 @@ from notifyd.catalogue.events import (
     Event,
     VoicemailReceived,
 )
-from notifyd.model import Level, Skip, Subscriber
+from notifyd.model import Level, NoticePlan, Skip, Subscriber
 from notifyd.rules.preferences import all_addresses
 from notifyd.rules.routing import OLDER_BALANCE, Facts, Routing, route, subscriber_after
 from notifyd.rules.thresholds import Crossing, cross, days_left, effective
@@ -44,6 +44,10 @@ from notifyd.storage.db import Conn
 from notifyd.storage.notices import ClaimedNotice, ClaimTerms
 
 SPENDING_WINDOW = timedelta(days=7)
+
+
+# The low-credit levels a wave stores: (account, currency, level, balance, as of).
+Levels = list[tuple[str, str, Level, Decimal, datetime]]
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,37 @@ async def _ingest_wave(
     cases (a replayed webhook id, attachments, account changes, a voicemail folding in its
     missed call, a low balance's spending rate). Returns the terms with the slots it left."""
     steps = [_Step(n, incoming, uuid4()) for n, incoming in wave]
+    fresh, levels = await _store(conn, steps, receipts)
+    if not fresh:
+        return terms
+    routed = [(step, _route(step)) for step in fresh]
+    planned = [(step, plan) for step, routing in routed for plan in routing.notices]
+    due_now = [plan.due_at <= step.incoming.now for step, plan in planned]
+    claim = _claims(planned, due_now, terms)
+    result = await wave_store.queue(
+        conn,
+        [
+            (step.event_id, _account(step), plan, step.incoming.rules.message_domain)
+            for step, plan in planned
+        ],
+        due_now,
+        levels,
+        claim,
+        terms,
+        _decisions(routed),
+    )
+    await _settle(conn, routed, planned, result, receipts)
+    if terms is None:
+        return None
+    return replace(terms, slots=terms.slots - len(result.claimed))
+
+
+async def _store(
+    conn: Conn, steps: list[_Step], receipts: dict[int, Receipt]
+) -> tuple[list[_Step], Levels]:
+    """Store the events and lock their subscribers (one statement); answer replayed webhook
+    ids with their earlier event; apply the new ones to their subscribers and look up the
+    facts routing needs. The new steps, and the low-credit levels to store."""
     locked = await wave_store.store_and_lock(
         conn,
         [(s.event_id, s.incoming.source, s.incoming.webhook_id, s.incoming.event) for s in steps],
@@ -165,60 +200,65 @@ async def _ingest_wave(
             )
             receipts[step.n] = Receipt(event_id=earlier, duplicate=True)
     if not fresh:
-        return terms
+        return [], []
     for step in fresh:
         if step.incoming.files:
             await attachment_store.insert(conn, step.event_id, list(step.incoming.files))
         step.before = locked.subscribers.get(_account(step))
         step.after = await _apply_to_subscriber(conn, step.incoming.event, step.before)
-    levels = await _facts(conn, [s for s in fresh if s.after is not None])
+    return fresh, await _facts(conn, [s for s in fresh if s.after is not None])
 
-    routed = [
-        (
-            step,
-            route(
-                step.incoming.event,
-                step.after,
-                step.facts,
-                step.incoming.rules.defaults,
-                step.incoming.rules.calls,
-                step.incoming.now,
-                hourly_cap=step.incoming.rules.hourly_cap,
-            ),
-        )
-        for step in fresh
-    ]
-    planned = [(step, plan) for step, routing in routed for plan in routing.notices]
-    due_now = [plan.due_at <= step.incoming.now for step, plan in planned]
-    # Claimed here, to be sent as soon as this commits: emails due now, while slots last.
+
+def _route(step: _Step) -> Routing:
+    rules = step.incoming.rules
+    return route(
+        step.incoming.event,
+        step.after,
+        step.facts,
+        rules.defaults,
+        rules.calls,
+        step.incoming.now,
+        hourly_cap=rules.hourly_cap,
+    )
+
+
+def _claims(
+    planned: Sequence[tuple[_Step, NoticePlan]], due_now: Sequence[bool], terms: ClaimTerms | None
+) -> list[bool]:
+    """Which notices this commit claims, to be sent as soon as it commits: emails due now,
+    while the worker's slots last."""
+    if terms is None:
+        return []
     claim: list[bool] = []
-    if terms is not None:
-        slots = terms.slots
-        for (_step, plan), now in zip(planned, due_now, strict=True):
-            take = slots > 0 and now and plan.digest is None and terms.takes(plan.recipient)
-            claim.append(take)
-            slots -= take
-    # Why an event queues nothing is stored with it, by the same statement: what routing
-    # said, or (known to the statement only) that its dedupe keys were all taken.
-    decisions = [
+    slots = terms.slots
+    for (_step, plan), now in zip(planned, due_now, strict=True):
+        take = slots > 0 and now and plan.digest is None and terms.takes(plan.recipient)
+        claim.append(take)
+        slots -= take
+    return claim
+
+
+def _decisions(routed: Sequence[tuple[_Step, Routing]]) -> list[wave_store.Decision]:
+    """Why an event queues nothing is stored with it, by the same statement: what routing
+    said, or (known to the statement only) that its dedupe keys were all taken."""
+    return [
         wave_store.Decision(step.event_id, skip, unless_queued=not routing.skipped)
         for step, routing in routed
         for skip in (routing.skipped or routing.if_deduplicated,)
         if skip is not None
     ]
-    result = await wave_store.queue(
-        conn,
-        [
-            (step.event_id, _account(step), plan, step.incoming.rules.message_domain)
-            for step, plan in planned
-        ],
-        due_now,
-        levels,
-        claim,
-        terms,
-        decisions,
-    )
-    queued: dict[int, list[UUID]] = {step.n: [] for step in fresh}
+
+
+async def _settle(
+    conn: Conn,
+    routed: Sequence[tuple[_Step, Routing]],
+    planned: Sequence[tuple[_Step, NoticePlan]],
+    result: wave_store.Queued,
+    receipts: dict[int, Receipt],
+) -> None:
+    """Each event's receipt: the notices it queued (none if their keys were taken), those
+    claimed; a voicemail's folded-in missed call is marked merged."""
+    queued: dict[int, list[UUID]] = {step.n: [] for step, _routing in routed}
     for (step, _plan), notice_id in zip(planned, result.ids, strict=True):
         if notice_id is not None:
             queued[step.n].append(notice_id)
@@ -236,9 +276,6 @@ async def _ingest_wave(
             routing=routing,
             claimed=tuple(claimed[i] for i in queued[step.n] if i in claimed),
         )
-    if terms is None:
-        return None
-    return replace(terms, slots=terms.slots - len(result.claimed))
 
 
 def _may_storm(event: Event, rules: IntakeRules) -> bool:
@@ -261,9 +298,7 @@ async def _apply_to_subscriber(
     return await subscriber_store.update(conn, after)
 
 
-async def _facts(
-    conn: Conn, steps: Sequence[_Step]
-) -> list[tuple[str, str, Level, Decimal, datetime]]:
+async def _facts(conn: Conn, steps: Sequence[_Step]) -> Levels:
     """Look up what routing needs for each step of a wave (of subscribers that exist), in
     one statement for the whole wave but for rare cases (a voicemail folding in its missed
     call, a low balance's spending rate); returns the credit states to save."""
