@@ -9,9 +9,10 @@ import structlog
 from aiohttp import web
 
 from notifyd import unstorable
-from notifyd.http import health, openapi, pages, webhooks
+from notifyd.http import health, openapi, webhooks
 from notifyd.http.admin import create_admin_app
 from notifyd.http.errors import error_response
+from notifyd.http.pages import preferences, shell, unsubscribe
 from notifyd.http.runtime import RUNTIME, Runtime
 
 log = structlog.get_logger(__name__)
@@ -36,7 +37,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers["X-Request-Id"] = request_id
         # Every answer, not only the pages': an error or JSON body shown in a browser must
         # not be framed, sniffed into HTML or allowed to load anything either.
-        response.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
+        response.headers["Content-Security-Policy"] = shell.CONTENT_SECURITY_POLICY
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
@@ -70,9 +71,9 @@ def create_app(runtime: Runtime) -> web.Application:
     app.router.add_get("/readyz", health.readyz)
     app.router.add_get("/metrics", health.metrics)
     app.router.add_get("/openapi.json", openapi.serve)
-    app.router.add_get("/v1/unsubscribe/{token}", pages.unsubscribe_form)
-    app.router.add_post("/v1/unsubscribe/{token}", pages.unsubscribe)
-    app.router.add_get("/v1/preferences/{token}", pages.preferences_form)
-    app.router.add_post("/v1/preferences/{token}", pages.save_preferences)
+    app.router.add_get("/v1/unsubscribe/{token}", unsubscribe.unsubscribe_form)
+    app.router.add_post("/v1/unsubscribe/{token}", unsubscribe.unsubscribe)
+    app.router.add_get("/v1/preferences/{token}", preferences.preferences_form)
+    app.router.add_post("/v1/preferences/{token}", preferences.save_preferences)
     app.add_subapp("/v1/admin/", create_admin_app())
     return app
