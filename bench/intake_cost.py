@@ -36,8 +36,9 @@ from harness import (  # bench/ is not a package: run as a script
 )
 
 from notifyd.catalogue.events import parse_event
+from notifyd.intake.facts import Incoming, IntakeRules
 from notifyd.intake.group_commit import BEGIN
-from notifyd.intake.ingest import Incoming, IntakeRules, ingest_batch
+from notifyd.intake.ingest import ingest_batch
 from notifyd.settings import CallSettings, DatabaseSettings, DefaultsSettings
 from notifyd.storage import db, queries
 

@@ -21,7 +21,8 @@ import pytest
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
 from notifyd.intake.broadcasts import fan_out_batch
-from notifyd.intake.ingest import IntakeRules, Receipt, ingest
+from notifyd.intake.facts import IntakeRules
+from notifyd.intake.ingest import Receipt, ingest
 from notifyd.model import QuietHours
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
 from notifyd.storage import broadcasts as broadcast_store

@@ -16,7 +16,8 @@ import pytest
 
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.intake.ingest import Incoming, IntakeRules, ingest_batch
+from notifyd.intake.facts import Incoming, IntakeRules
+from notifyd.intake.ingest import ingest_batch
 from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimTerms

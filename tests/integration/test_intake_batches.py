@@ -16,7 +16,8 @@ import pytest
 
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.intake.ingest import Incoming, IntakeRules, Receipt, ingest, ingest_batch
+from notifyd.intake.facts import Incoming, IntakeRules
+from notifyd.intake.ingest import Receipt, ingest, ingest_batch
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
 from notifyd.storage.notices import CHANNEL
 
