@@ -21,7 +21,7 @@ from notifyd.intake.ingest import ingest_batch
 from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimTerms
-from tests.integration.test_intake_batches import NOW, RULES, reset
+from tests.integration.intake_support import NOW, RULES, reset
 
 TOKEN = uuid.uuid4()
 
