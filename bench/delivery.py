@@ -45,7 +45,7 @@ from notifyd.storage import schema
 
 LABELS = {False: "plain", True: "200 KB audio on 1/10"}
 # notifyd and the baseline use as many connections: by default `[smtp] pool_size`'s.
-CONNECTIONS = SmtpSettings.pool_size
+CONNECTIONS = SmtpSettings().pool_size
 AUDIO = sample_wav(seconds=12.5)  # 8 kHz 16-bit mono: ~200 KB
 
 

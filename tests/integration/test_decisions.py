@@ -90,7 +90,8 @@ async def subscriber(pool: asyncpg.Pool, db: asyncpg.Connection, **preferences: 
 
 
 def quiet(start: int, end: int, **changes: Any) -> IntakeRules:
-    defaults = replace(RULES.defaults, quiet_hours=QuietHours(time(start), time(end)), **changes)
+    window = QuietHours(time(start), time(end))
+    defaults = RULES.defaults.model_copy(update={"quiet_hours": window, **changes})
     return replace(RULES, defaults=defaults)
 
 
@@ -258,7 +259,7 @@ class Case:
 
 
 MINUTE = timedelta(minutes=1)
-NO_QUIET = replace(RULES, defaults=replace(RULES.defaults, quiet_hours=None))
+NO_QUIET = replace(RULES, defaults=RULES.defaults.model_copy(update={"quiet_hours": None}))
 AT_ONCE = "outside quiet hours: sent at once"
 SECURITY = ["category security (mandatory)", "sent at once: never waits for quiet hours"]
 CALL = "1763800000.5"
@@ -324,7 +325,7 @@ SKIPS: dict[str, Case] = {
             "fax notices are off by default ([defaults.modes]) and the subscriber did not"
             " choose otherwise",
         ),
-        rules=replace(RULES, defaults=replace(RULES.defaults, modes={"fax": "off"})),
+        rules=replace(RULES, defaults=RULES.defaults.model_copy(update={"modes": {"fax": "off"}})),
     ),
     "missed call after its voicemail": Case(
         (p("voicemail.received", call_id=CALL), p("call.missed", call_id=CALL)),
