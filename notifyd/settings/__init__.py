@@ -3,8 +3,9 @@
 One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
 [dkim] [logging]; intake.py: [sources.<name>] [webhooks] [defaults] [thresholds.<CUR>]
 [calls] [admin] [broadcasts]; delivery.py: [delivery] [attachments]; root.py: the whole
-file). Each key is declared once, with its type, its limits, its default and its
-description.
+file). Each key is declared once, with its type, its limits, its default and the
+description that config/notifyd.example.toml shows (example.py writes that part of it:
+`make example-config`).
 
 Every problem is reported with the file, the key and what is wrong, all at once, so an
 admin fixes a config in one pass (problems.py turns pydantic's errors into "path: [section]
