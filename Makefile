@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/notifyd.dev.toml
 
-.PHONY: all run test lint types unit install clean bench bench-full lock soak
+.PHONY: all run test lint types unit install clean bench bench-full lock soak example-config
 
 all: test
 
@@ -51,6 +51,12 @@ unit: install
 # The whole gate: lint, types, every test (two workers: the machine has two cores).
 test: lint types
 	$(BIN)/pytest -q -n 2 --dist loadfile
+
+# config/notifyd.example.toml's block of every key with its default is written from the
+# settings models (notifyd/settings/example.py); tests/unit/test_example_config.py fails
+# when it is not current.
+example-config: install
+	$(BIN)/python -m notifyd.settings.example config/notifyd.example.toml
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

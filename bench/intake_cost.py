@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import sys
 import time
-from collections import Counter
+from collections import defaultdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -36,8 +36,9 @@ from harness import (  # bench/ is not a package: run as a script
 )
 
 from notifyd.catalogue.events import parse_event
+from notifyd.intake.facts import Incoming, IntakeRules
 from notifyd.intake.group_commit import BEGIN
-from notifyd.intake.ingest import Incoming, IntakeRules, ingest_batch
+from notifyd.intake.ingest import ingest_batch
 from notifyd.settings import CallSettings, DatabaseSettings, DefaultsSettings
 from notifyd.storage import db, queries
 
@@ -69,7 +70,7 @@ def _incoming(requests: list[dict[str, Any]]) -> list[Incoming]:
 async def _ours(dsn: str, items: list[Incoming], batch: int) -> dict[str, float]:
     """Per webhook, in microseconds: backend CPU, client CPU, and each statement's time."""
     pool = await db.create_pool(dsn, DatabaseSettings())
-    spent: Counter[str] = Counter()
+    spent: defaultdict[str, float] = defaultdict(float)  # seconds per statement name
     try:
         async with pool.acquire() as conn:
             backend = await conn.fetchval("SELECT pg_backend_pid()")

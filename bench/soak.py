@@ -28,6 +28,7 @@ import tempfile
 import time
 import uuid
 from collections import Counter
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ CLIENT_CONNECTIONS = 16
 # SMTP connections are opened as the load needs them, up to [smtp] pool_size (32): the
 # drain after the relay's outage may open all of them, and they stay for the next load.
 SMTP_POOL = 32
+# After the load: time for the queue to drain and every welcome email to arrive.
+DRAIN_SECONDS = 900
 
 
 class Relay:
@@ -146,6 +149,71 @@ def flat(samples: list[float], slack: float) -> tuple[float, float, bool]:
     return first, last, last <= first * 1.2 + slack
 
 
+@dataclass
+class Drained:
+    got: Counter[str]
+    # Welcome emails that never arrived (empty when the queue drained).
+    missing: set[str]
+
+
+def arrived(arrivals: Path) -> Counter[str]:
+    return Counter(
+        line.split()[0]
+        for line in arrivals.read_text().splitlines()
+        if line.endswith(tuple("0123456789")) and "@soak.example" in line
+    )
+
+
+async def drain(
+    conn: asyncpg.Connection, arrivals: Path, wanted: set[str], events: list[str], started: float
+) -> Drained:
+    """Wait (up to DRAIN_SECONDS) for every welcome email and an empty queue, saying every
+    minute how far it got: a slow drain is told apart from a stuck notice."""
+    deadline = time.monotonic() + DRAIN_SECONDS
+    next_note = 0.0
+    while True:
+        got = arrived(arrivals)
+        left = await conn.fetchval(
+            "SELECT count(*) FROM notices WHERE state IN ('queued', 'sending')"
+            " AND due_at < now() + interval '1 minute'"
+        )
+        missing = wanted - set(got)
+        if not missing and left == 0:
+            return Drained(got, set())
+        now = time.monotonic()
+        if now >= next_note:
+            note = f"{now - started:.0f} s: draining, {len(missing)} welcome emails to come"
+            events.append(f"{note}, {left} notices due")
+            print(events[-1], flush=True)
+            next_note = now + 60
+        if now >= deadline:
+            return Drained(got, missing)
+        await asyncio.sleep(2)
+
+
+async def explain_missing(conn: asyncpg.Connection, missing: set[str]) -> None:
+    """What became of the welcome emails that never arrived: their notices' states."""
+    rows = await conn.fetch(
+        "SELECT n.state, n.attempts, n.last_error, count(*) AS notices"
+        " FROM notices n JOIN events e ON e.id = n.event_id"
+        " WHERE e.type = 'account.created' AND n.recipient = ANY($1::text[])"
+        " GROUP BY 1, 2, 3 ORDER BY 4 DESC LIMIT 20",
+        sorted(missing),
+    )
+    print(f"soak: {len(missing)} welcome emails never arrived, e.g. {sorted(missing)[:5]}")
+    for row in rows:
+        print(
+            f"  {row['notices']} notices: {row['state']}, {row['attempts']} attempts,"
+            f" last error {str(row['last_error'])[:160]!r}"
+        )
+    accepted = await conn.fetchval(
+        "SELECT count(*) FROM notices n JOIN events e ON e.id = n.event_id"
+        " WHERE e.type = 'account.created' AND n.recipient = ANY($1::text[])",
+        sorted(missing),
+    )
+    print(f"  {len(missing) - accepted} of them have no notice at all")
+
+
 async def soak(minutes: float, rate: float, folder: Path) -> bool:
     seconds = minutes * 60
     async with throwaway_postgres() as pg:
@@ -229,23 +297,16 @@ async def soak(minutes: float, rate: float, folder: Path) -> bool:
             wanted = {f"{a}@soak.example" for a in welcomed}
             conn = await asyncpg.connect(dsn)
             try:
-                async with asyncio.timeout(600):
-                    while True:
-                        got = Counter(
-                            line.split()[0]
-                            for line in arrivals.read_text().splitlines()
-                            if line.endswith(tuple("0123456789")) and "@soak.example" in line
-                        )
-                        left = await conn.fetchval(
-                            "SELECT count(*) FROM notices WHERE state IN ('queued', 'sending')"
-                            " AND due_at < now() + interval '1 minute'"
-                        )
-                        if wanted <= set(got) and left == 0:
-                            break
-                        await asyncio.sleep(2)
-                states = dict(
-                    await conn.fetch("SELECT state, count(*) FROM notices GROUP BY state")
-                )
+                drained = await drain(conn, arrivals, wanted, events, started)
+                got, missing = drained.got, drained.missing
+                if drained.missing:
+                    await explain_missing(conn, drained.missing)
+                states: dict[str, int] = {
+                    row["state"]: row["count"]
+                    for row in await conn.fetch(
+                        "SELECT state, count(*) FROM notices GROUP BY state"
+                    )
+                }
             finally:
                 await conn.close()
         finally:
@@ -255,14 +316,15 @@ async def soak(minutes: float, rate: float, folder: Path) -> bool:
     rss_first, rss_last, rss_flat = flat(rss, 10)
     fd_first, fd_last, fd_flat = flat(fds, 10 + SMTP_POOL)
     # Two outages, each may duplicate what was in flight (64 by default).
-    ok = rss_flat and fd_flat and duplicates <= 2 * 64 and not refused
+    ok = rss_flat and fd_flat and duplicates <= 2 * 64 and not refused and not missing
     print(f"soak: {minutes:g} min at {rate:g} webhooks/s, {sum(tries.values())} webhooks")
     for line in events:
         print(f"  {line}")
     print(f"  tries per webhook: {dict(sorted(tries.items()))}; refused: {len(refused)}")
     for reason in sorted(set(refused))[:5]:
         print(f"    {reason[:200]}")
-    print(f"  welcome emails: {len(wanted)} posted, all arrived, {duplicates} duplicates")
+    came = "all arrived" if not missing else f"{len(missing)} never arrived"
+    print(f"  welcome emails: {len(wanted)} posted, {came}, {duplicates} duplicates")
     print(f"  notices at the end: {states}")
     print(f"  RSS MiB: first quarter {rss_first:.0f}, last {rss_last:.0f} (flat: {rss_flat})")
     print(f"  open fds: first quarter {fd_first:.0f}, last {fd_last:.0f} (flat: {fd_flat})")

@@ -83,11 +83,34 @@ class Daemon:
         log.info("stopped")
 
     async def _start(self) -> None:
+        """Each service after the ones it needs; each registers how it stops on the stack,
+        so a failure at any step stops what had started, in reverse."""
+        listeners = self._claim_state_folder_and_port()
+        database = await self._open_database()
+        metrics = Metrics()
+        dispatcher = await self._start_delivery(database, metrics)
+        broadcaster = await self._start_background_work(database, dispatcher)
+        await self._serve(listeners, database, metrics, dispatcher, broadcaster)
+        watchdog = systemd.watchdog_interval()
+        if watchdog:
+            task = asyncio.create_task(self._watchdog(watchdog))
+            self.stack.callback(task.cancel)
         s = self.settings
-        # Before anything starts, the two faults an operator meets first: a daemon already
-        # running on this state folder, and the port taken. Each is one line and exit 69.
-        embedded = not s.database.url
-        if embedded:
+        log.info(
+            "ready",
+            listen=f"http://{s.http.host}:{self.port}",
+            delivery="smtp" if s.smtp.host else "eml folder",
+            outbox=None if s.smtp.host else str(s.outbox_dir),
+            database="embedded" if database.embedded else "configured url",
+            pgdata=str(s.pgdata_dir) if database.embedded else None,
+        )
+        systemd.notify("READY=1", f"STATUS=listening on {s.http.host}:{self.port}")
+
+    def _claim_state_folder_and_port(self) -> list[socket.socket]:
+        """Before anything starts, the two faults an operator meets first: a daemon already
+        running on this state folder, and the port taken. Each is one line and exit 69."""
+        s = self.settings
+        if not s.database.url:  # the embedded PostgreSQL lives in the state folder
             lock = StateFolderLock(s.daemon.state_dir)
             lock.acquire()
             self.stack.callback(lock.release)
@@ -95,8 +118,13 @@ class Daemon:
         for sock in listeners:
             self.stack.callback(sock.close)
         s.daemon.state_dir.mkdir(parents=True, exist_ok=True)
+        return listeners
+
+    async def _open_database(self) -> db.Database:
+        """The configured database, or the embedded one started and supervised; migrated."""
+        s = self.settings
         database = await self.stack.enter_async_context(
-            db.open_database(s.database, s.pgdata_dir, owner=embedded)
+            db.open_database(s.database, s.pgdata_dir, owner=not s.database.url)
         )
         self.database = database
         if database.embedded is not None:
@@ -108,15 +136,17 @@ class Daemon:
             applied = await schema.migrate(conn)
         if applied:
             log.info("migrations applied", versions=[m.version for m in applied])
+        return database
 
-        metrics = Metrics()
+    async def _start_delivery(self, database: db.Database, metrics: Metrics) -> Dispatcher:
+        s = self.settings
         self.links = Links(
             link_secret(s.daemon.link_secret, s.daemon.state_dir),
             s.http.public_url or f"http://{s.http.host}:{s.http.port}",
         )
         mailing = mailing_for(s, transport_for(s.smtp, s.outbox_dir), self.links)
         self.stack.push_async_callback(lambda: self._close_transport())
-        self.dispatcher = Dispatcher(
+        dispatcher = Dispatcher(
             pool=database.pool,
             dsn=database.dsn,
             database=s.database,
@@ -125,12 +155,17 @@ class Daemon:
             metrics=metrics,
             clock=self.clock,
         )
-        await self.dispatcher.start()
-        dispatcher = self.dispatcher
+        self.dispatcher = dispatcher
+        await dispatcher.start()
         self.stack.push_async_callback(
             lambda: dispatcher.stop(self.settings.daemon.shutdown_grace_seconds)
         )
+        return dispatcher
 
+    async def _start_background_work(
+        self, database: db.Database, dispatcher: Dispatcher
+    ) -> Broadcaster:
+        """The scheduled jobs (digests, purges) and the broadcasts' fan-out."""
         jobs = Jobs(
             database.pool,
             lambda: self.settings,
@@ -139,7 +174,6 @@ class Daemon:
         )
         jobs.start()
         self.stack.callback(jobs.stop)
-
         broadcaster = Broadcaster(
             database.pool,
             lambda: self.settings,
@@ -149,7 +183,18 @@ class Daemon:
         )
         await broadcaster.start()
         self.stack.push_async_callback(broadcaster.stop)
+        return broadcaster
 
+    async def _serve(
+        self,
+        listeners: list[socket.socket],
+        database: db.Database,
+        metrics: Metrics,
+        dispatcher: Dispatcher,
+        broadcaster: Broadcaster,
+    ) -> None:
+        """The intake, and the HTTP app that hands it the webhooks, on the bound sockets."""
+        s = self.settings
         self.intake = Intake(
             database.pool,
             s,
@@ -161,6 +206,7 @@ class Daemon:
         )
         # Registered before the HTTP server: closed after it has answered its last webhook.
         self.stack.push_async_callback(self.intake.close)
+        assert self.links is not None
         self.runtime = Runtime(
             settings=s,
             pool=database.pool,
@@ -185,22 +231,6 @@ class Daemon:
         self.port = _bound_port(runner, s.http.port)
         if not s.http.public_url:
             self.links.base_url = f"http://{s.http.host}:{self.port}"
-
-        watchdog = systemd.watchdog_interval()
-        if watchdog:
-            task = asyncio.create_task(self._watchdog(watchdog))
-            self.stack.callback(task.cancel)
-
-        where = "smtp" if s.smtp.host else "eml folder"
-        log.info(
-            "ready",
-            listen=f"http://{s.http.host}:{self.port}",
-            delivery=where,
-            outbox=None if s.smtp.host else str(s.outbox_dir),
-            database="embedded" if database.embedded else "configured url",
-            pgdata=str(s.pgdata_dir) if database.embedded else None,
-        )
-        systemd.notify("READY=1", f"STATUS=listening on {s.http.host}:{self.port}")
 
     async def _close_transport(self) -> None:
         if self.dispatcher is not None:

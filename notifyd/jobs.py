@@ -10,7 +10,7 @@ import asyncpg
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from notifyd.intake.ingest import SPENDING_WINDOW
+from notifyd.intake.facts import SPENDING_WINDOW
 from notifyd.settings import Settings
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import credit as credit_store

@@ -38,6 +38,7 @@ from notifyd.storage import schema
 from notifyd.storage.embedded import EmbeddedPostgres
 
 T = TypeVar("T")
+Sink = TypeVar("Sink", bound="SmtpSink")
 
 PBX_SECRET = "whsec_" + base64.b64encode(b"pbx-test-secret-0123456789abcdef").decode()
 BILLING_SECRET = "whsec_" + base64.b64encode(b"billing-test-secret-0123456789ab").decode()
@@ -257,8 +258,8 @@ class SmtpSink(OffersPipelining):
 
 @asynccontextmanager
 async def smtp_server(
-    sink: SmtpSink, port: int = 0, ssl: SSLContext | None = None, **options: Any
-) -> AsyncIterator[SmtpSink]:
+    sink: Sink, port: int = 0, ssl: SSLContext | None = None, **options: Any
+) -> AsyncIterator[Sink]:
     """Serve `sink` over SMTP on loopback; `options` go to aiosmtpd's SMTP (TLS, AUTH...)."""
 
     def connection() -> SMTP:
@@ -283,7 +284,9 @@ async def smtp_sink() -> AsyncIterator[SmtpSink]:
 # -- config, signing, daemon -------------------------------------------------------------------
 
 
-async def eventually(check: Callable[[], Awaitable[T]], what: str, timeout: float = WAIT) -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T | None]], what: str, timeout: float = WAIT
+) -> T:
     """Poll `check` until it returns something true; fail with `what` after `timeout`."""
     try:
         async with asyncio.timeout(timeout):

@@ -74,6 +74,7 @@ def _inline(filename: str, content_type: str, data: bytes) -> dict[str, str]:
 def sample_data(
     event_type: str, account_id: str, now: datetime, **overrides: Any
 ) -> dict[str, Any]:
+    # Long on purpose: one sample per event type, as a table reads best.
     earlier = (now - timedelta(seconds=30)).isoformat()
     # Unique per sample: two samples in the same second must not be taken for one call.
     call_id = f"{int(now.timestamp())}.{uuid.uuid4().hex[:6]}"

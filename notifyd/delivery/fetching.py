@@ -200,16 +200,7 @@ async def fetch(
                 checked.answers = await _addresses(target, allowlist, names)
                 async with session.get(target, allow_redirects=False) as response:
                     if response.status in _REDIRECTS:
-                        location = response.headers.get("Location")
-                        if not location:
-                            raise FetchError(
-                                f"the PBX answered {response.status} without a Location",
-                                transient=False,
-                            )
-                        try:
-                            target = _target(urljoin(str(target), location), allowlist)
-                        except _Refused as refused:
-                            raise _Refused(f"redirected: {refused}") from None
+                        target = _redirected(response, target, allowlist)
                         continue
                     if response.status != 200:
                         raise _status_error(response.status)
@@ -229,6 +220,17 @@ async def fetch(
     finally:
         if resolver is None:
             await names.close()
+
+
+def _redirected(response: aiohttp.ClientResponse, target: URL, allowlist: Allowlist) -> URL:
+    """Where a redirect points, checked like the URL it came from."""
+    location = response.headers.get("Location")
+    if not location:
+        raise FetchError(f"the PBX answered {response.status} without a Location", transient=False)
+    try:
+        return _target(urljoin(str(target), location), allowlist)
+    except _Refused as refused:
+        raise _Refused(f"redirected: {refused}") from None
 
 
 def _status_error(status: int) -> FetchError:

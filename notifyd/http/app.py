@@ -9,9 +9,10 @@ import structlog
 from aiohttp import web
 
 from notifyd import unstorable
-from notifyd.http import health, openapi, pages, webhooks
+from notifyd.http import health, openapi, webhooks
 from notifyd.http.admin import create_admin_app
 from notifyd.http.errors import Problem, error_response
+from notifyd.http.pages import preferences, shell, unsubscribe
 from notifyd.http.runtime import RUNTIME, Runtime
 
 log = structlog.get_logger(__name__)
@@ -38,7 +39,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers["X-Request-Id"] = request_id
         # Every answer, not only the pages': an error or JSON body shown in a browser must
         # not be framed, sniffed into HTML or allowed to load anything either.
-        response.headers["Content-Security-Policy"] = pages.CONTENT_SECURITY_POLICY
+        response.headers["Content-Security-Policy"] = shell.CONTENT_SECURITY_POLICY
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
@@ -66,7 +67,13 @@ def create_app(runtime: Runtime) -> web.Application:
     )
     app[RUNTIME] = runtime
     # Each module declares its routes with what the document says of them (operations.py).
-    for routes in (webhooks.routes, health.routes, openapi.routes, pages.routes):
+    for routes in (
+        webhooks.routes,
+        health.routes,
+        openapi.routes,
+        unsubscribe.routes,
+        preferences.routes,
+    ):
         routes.add_to(app)
     app.add_subapp("/v1/admin/", create_admin_app())
     return app

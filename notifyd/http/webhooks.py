@@ -6,6 +6,7 @@ import asyncio
 import functools
 import ipaddress
 import operator
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -16,6 +17,7 @@ from pydantic import AwareDatetime, BaseModel, Field, create_model
 
 from notifyd.catalogue.events import (
     CATALOGUE,
+    Event,
     EventData,
     InvalidEvent,
     MalformedBody,
@@ -23,13 +25,15 @@ from notifyd.catalogue.events import (
 )
 from notifyd.http.bodies import Reservation
 from notifyd.http.errors import error_response
-from notifyd.http.files import InvalidAttachment, has_inline_files, incoming_files
 from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.http.signatures import SignatureError, SignedHeaders, read_headers
 from notifyd.http.validation import Reply, respond
-from notifyd.settings import IPNetwork
+from notifyd.intake.files import InvalidAttachment, has_inline_files, incoming_files
+from notifyd.intake.ingest import Receipt as Stored
+from notifyd.settings import IPNetwork, Settings
 from notifyd.storage import db
+from notifyd.storage.attachments import StoredFile
 
 log = structlog.get_logger(__name__)
 
@@ -182,76 +186,30 @@ async def receive_webhook(request: web.Request) -> web.Response:
     return response
 
 
+class _Refused(Exception):
+    """A webhook answered with an error; `event_type` labels the metric ("-": not known)."""
+
+    def __init__(self, response: web.Response, event_type: str = "-") -> None:
+        self.response = response
+        self.event_type = event_type
+
+
 async def _receive(
     request: web.Request, runtime: Runtime, name: str, room: Reservation
 ) -> tuple[web.Response, str]:
-    settings = runtime.settings
+    """The steps a webhook goes through, each of which may refuse it: headers, body,
+    signature, schema, attachments, commit. The answer, and the event type for the metric."""
     checked = _refusal_before_body(request, runtime, name)
     if not isinstance(checked, SignedHeaders):
         return checked, "-"
-    signed = checked
-    source = settings.sources[name]
-
-    limit = settings.webhooks.max_body_bytes
     try:
-        body = await _read_body(request, limit, room)
-    except BodyTooLarge:
-        return error_response(413, "body_too_large", f"the body is over {limit} bytes"), "-"
-    except NoRoom:
-        log.warning("webhook refused: bodies in flight at the cap", source=name)
-        return error_response(
-            503,
-            "busy",
-            "too many webhook bodies are being received; retry later",
-            headers={"Retry-After": "5"},
-        ), "-"
-
-    try:
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            return error_response(400, "malformed_body", "the body is not UTF-8"), "-"
-        runtime.verifiers[name].verify(signed, text, runtime.clock())
-    except SignatureError as error:
-        log.warning("webhook signature refused", source=name, reason=str(error))
-        return error_response(401, "bad_signature", str(error)), "-"
-
-    try:
-        event = parse_event(body)
-    except MalformedBody as error:
-        return error_response(400, "malformed_json", str(error)), "-"
-    except InvalidEvent as error:
-        return error_response(422, error.code, error.detail, error.fields), (
-            error.event_type or "-"
-        )
-
-    try:
-        # Decoding, type checks and TIFF->PDF are CPU work: off the event loop.
-        # "Fetched from the PBX": the PBX that posted this, or one of its source's networks.
-        hosts = tuple(str(n) for n in source.allow_from or ()) + (
-            (request.remote,) if request.remote else ()
-        )
-        if has_inline_files(event):
-            files = await asyncio.to_thread(incoming_files, event, settings.attachments, hosts)
-        else:
-            # Most events carry no bytes: a thread hop per webhook would cost more than this.
-            files = incoming_files(event, settings.attachments, hosts)
-    except InvalidAttachment as error:
-        return error_response(422, "invalid_event", "an attachment is unusable", error.fields), (
-            event.type
-        )
-
-    try:
-        receipt = await runtime.intake.accept(name, signed.webhook_id, event, files)
-    except db.UNAVAILABLE as error:
-        log.error("database unavailable: webhook refused", source=name, error=type(error).__name__)
-        return error_response(
-            503,
-            "unavailable",
-            "the event could not be stored now; retry later",
-            headers={"Retry-After": "5"},
-        ), event.type
-
+        body = await _body(request, runtime.settings.webhooks.max_body_bytes, name, room)
+        _verify(runtime, name, checked, body)
+        event = _event(body)
+        files = await _files(request, runtime.settings, name, event)
+        receipt = await _stored(runtime, name, checked.webhook_id, event, files)
+    except _Refused as refused:
+        return refused.response, refused.event_type
     if receipt.duplicate:
         log.info("webhook replay", source=name, event_id=str(receipt.event_id))
         return respond(Receipt(event_id=receipt.event_id, duplicate=True), status=200), event.type
@@ -265,3 +223,84 @@ async def _receive(
         skipped=routing.skipped.reason if routing and routing.skipped else None,
     )
     return respond(Receipt(event_id=receipt.event_id, duplicate=False), status=202), event.type
+
+
+async def _body(request: web.Request, limit: int, name: str, room: Reservation) -> bytes:
+    try:
+        return await _read_body(request, limit, room)
+    except BodyTooLarge:
+        raise _Refused(
+            error_response(413, "body_too_large", f"the body is over {limit} bytes")
+        ) from None
+    except NoRoom:
+        log.warning("webhook refused: bodies in flight at the cap", source=name)
+        raise _Refused(
+            error_response(
+                503,
+                "busy",
+                "too many webhook bodies are being received; retry later",
+                headers={"Retry-After": "5"},
+            )
+        ) from None
+
+
+def _verify(runtime: Runtime, name: str, signed: SignedHeaders, body: bytes) -> None:
+    try:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _Refused(error_response(400, "malformed_body", "the body is not UTF-8")) from None
+        runtime.verifiers[name].verify(signed, text, runtime.clock())
+    except SignatureError as error:
+        log.warning("webhook signature refused", source=name, reason=str(error))
+        raise _Refused(error_response(401, "bad_signature", str(error))) from None
+
+
+def _event(body: bytes) -> Event:
+    try:
+        return parse_event(body)
+    except MalformedBody as error:
+        raise _Refused(error_response(400, "malformed_json", str(error))) from None
+    except InvalidEvent as error:
+        raise _Refused(
+            error_response(422, error.code, error.detail, error.fields), error.event_type or "-"
+        ) from None
+
+
+async def _files(
+    request: web.Request, settings: Settings, name: str, event: Event
+) -> Sequence[StoredFile]:
+    # "Fetched from the PBX": the PBX that posted this, or one of its source's networks.
+    source = settings.sources[name]
+    hosts = tuple(str(n) for n in source.allow_from or ()) + (
+        (request.remote,) if request.remote else ()
+    )
+    try:
+        if has_inline_files(event):
+            # Decoding, type checks and TIFF->PDF are CPU work: off the event loop.
+            return await asyncio.to_thread(incoming_files, event, settings.attachments, hosts)
+        # Most events carry no bytes: a thread hop per webhook would cost more than this.
+        return incoming_files(event, settings.attachments, hosts)
+    except InvalidAttachment as error:
+        raise _Refused(
+            error_response(422, "invalid_event", "an attachment is unusable", error.fields),
+            event.type,
+        ) from None
+
+
+async def _stored(
+    runtime: Runtime, name: str, webhook_id: str, event: Event, files: Sequence[StoredFile]
+) -> Stored:
+    try:
+        return await runtime.intake.accept(name, webhook_id, event, files)
+    except db.UNAVAILABLE as error:
+        log.error("database unavailable: webhook refused", source=name, error=type(error).__name__)
+        raise _Refused(
+            error_response(
+                503,
+                "unavailable",
+                "the event could not be stored now; retry later",
+                headers={"Retry-After": "5"},
+            ),
+            event.type,
+        ) from None

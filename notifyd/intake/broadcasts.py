@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import asyncpg
@@ -166,28 +166,7 @@ async def fan_out_batch(
     added, alone = await broadcast_store.queue_groups(
         conn, broadcast, last, marketing, message_domain, alike
     )
-    planned: list[tuple[str, NoticePlan]] = []
-    if alone:
-        addresses = {row["email"].lower() for row in alone}
-        for row in alone:
-            stored = row["preferences"]
-            if stored not in decoded:  # changed since the groups were read
-                decoded[stored] = Preferences.from_json(json.loads(stored))
-            chosen = decoded[stored]
-            addresses.update(a.lower() for a in chosen.addresses.get(category.value, ()))
-            addresses.update(a.lower() for a in chosen.extra_emails)
-        suppressed: frozenset[str] = frozenset()
-        if marketing:
-            suppressed = await broadcast_store.suppressed_among(conn, list(addresses))
-        # Hard-bounced addresses: a mandatory notice goes to the account's other addresses.
-        undeliverable = await address_store.undeliverable_among(conn, addresses)
-        for n, row in enumerate(alone, 1):
-            subscriber = _subscriber(row, decoded[row["preferences"]])
-            planned.extend(
-                (row["account_id"], p) for p in route(subscriber, suppressed, undeliverable)
-            )
-            if n % CHUNK == 0:
-                await asyncio.sleep(0)
+    planned = await _one_by_one(conn, alone, decoded, category, route) if alone else []
     for start in range(0, len(planned), CHUNK):
         added += len(
             await notice_store.insert_for_accounts(
@@ -195,6 +174,37 @@ async def fan_out_batch(
             )
         )
     return await broadcast_store.advance(conn, broadcast, last, added, done=spanned < size)
+
+
+async def _one_by_one(
+    conn: Conn,
+    alone: Sequence[asyncpg.Record],
+    decoded: dict[str, Preferences],
+    category: Category,
+    route: Callable[[Subscriber, frozenset[str], frozenset[str]], tuple[NoticePlan, ...]],
+) -> list[tuple[str, NoticePlan]]:
+    """The accounts with addresses of their own, routed each against the suppressed (an
+    offer) and undeliverable ones among all the batch's addresses, looked up at once."""
+    addresses = {row["email"].lower() for row in alone}
+    for row in alone:
+        stored = row["preferences"]
+        if stored not in decoded:  # changed since the groups were read
+            decoded[stored] = Preferences.from_json(json.loads(stored))
+        chosen = decoded[stored]
+        addresses.update(a.lower() for a in chosen.addresses.get(category.value, ()))
+        addresses.update(a.lower() for a in chosen.extra_emails)
+    suppressed: frozenset[str] = frozenset()
+    if category is Category.MARKETING:
+        suppressed = await broadcast_store.suppressed_among(conn, list(addresses))
+    # Hard-bounced addresses: a mandatory notice goes to the account's other addresses.
+    undeliverable = await address_store.undeliverable_among(conn, addresses)
+    planned: list[tuple[str, NoticePlan]] = []
+    for n, row in enumerate(alone, 1):
+        subscriber = _subscriber(row, decoded[row["preferences"]])
+        planned.extend((row["account_id"], p) for p in route(subscriber, suppressed, undeliverable))
+        if n % CHUNK == 0:
+            await asyncio.sleep(0)
+    return planned
 
 
 def _subscriber(row: asyncpg.Record, preferences: Preferences) -> Subscriber:

@@ -10,31 +10,28 @@ all the events of a wave.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
-from decimal import Decimal
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
 from uuid import UUID, uuid4
 
 import asyncpg
 
 from notifyd.catalogue.events import (
-    MANDATORY_CATEGORIES,
     AccountCreated,
-    AccountUpdated,
-    BalanceUpdated,
-    CallMissed,
-    CreditAdded,
     Event,
-    VoicemailReceived,
 )
-from notifyd.model import Level, Skip, Subscriber
-from notifyd.rules.preferences import all_addresses
-from notifyd.rules.routing import OLDER_BALANCE, Facts, Routing, route, subscriber_after
-from notifyd.rules.thresholds import Crossing, cross, days_left, effective
-from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
+from notifyd.intake.facts import (
+    Incoming,
+    IntakeRules,
+    Levels,
+    Step,
+    account_of,
+    look_up_facts,
+)
+from notifyd.model import NoticePlan, Subscriber
+from notifyd.rules.routing import Routing, route, subscriber_after
 from notifyd.storage import attachments as attachment_store
-from notifyd.storage import credit as credit_store
 from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
@@ -42,8 +39,6 @@ from notifyd.storage import waves as wave_store
 from notifyd.storage.attachments import StoredFile
 from notifyd.storage.db import Conn
 from notifyd.storage.notices import ClaimedNotice, ClaimTerms
-
-SPENDING_WINDOW = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -53,29 +48,6 @@ class Receipt:
     routing: Routing | None = None
     # The notices this host claimed as they were queued: to be sent once committed.
     claimed: tuple[ClaimedNotice, ...] = ()
-
-
-@dataclass(frozen=True)
-class IntakeRules:
-    """The parts of the config that decide what an event queues."""
-
-    defaults: DefaultsSettings
-    calls: CallSettings
-    thresholds: Mapping[str, Thresholds]
-    message_domain: str
-    hourly_cap: int = 0
-
-
-@dataclass(frozen=True)
-class Incoming:
-    """One verified, validated webhook waiting for its transaction."""
-
-    source: str
-    webhook_id: str
-    event: Event
-    rules: IntakeRules
-    now: datetime
-    files: Sequence[StoredFile] = ()
 
 
 async def ingest(
@@ -127,19 +99,6 @@ def _waves(batch: Sequence[Incoming]) -> list[list[tuple[int, Incoming]]]:
     return waves
 
 
-@dataclass
-class _Step:
-    """One event of a wave on its way through the wave's statements."""
-
-    n: int
-    incoming: Incoming
-    event_id: UUID
-    before: Subscriber | None = None
-    after: Subscriber | None = None
-    facts: Facts = field(default_factory=Facts)
-    merged: list[UUID] = field(default_factory=list)
-
-
 async def _ingest_wave(
     conn: Conn,
     wave: Sequence[tuple[int, Incoming]],
@@ -149,13 +108,44 @@ async def _ingest_wave(
     """Store, route and queue one wave: three round trips, whatever its size, but for rare
     cases (a replayed webhook id, attachments, account changes, a voicemail folding in its
     missed call, a low balance's spending rate). Returns the terms with the slots it left."""
-    steps = [_Step(n, incoming, uuid4()) for n, incoming in wave]
+    steps = [Step(n, incoming, uuid4()) for n, incoming in wave]
+    fresh, levels = await _store(conn, steps, receipts)
+    if not fresh:
+        return terms
+    routed = [(step, _route(step)) for step in fresh]
+    planned = [(step, plan) for step, routing in routed for plan in routing.notices]
+    due_now = [plan.due_at <= step.incoming.now for step, plan in planned]
+    claim = _claims(planned, due_now, terms)
+    result = await wave_store.queue(
+        conn,
+        [
+            (step.event_id, account_of(step), plan, step.incoming.rules.message_domain)
+            for step, plan in planned
+        ],
+        due_now,
+        levels,
+        claim,
+        terms,
+        _decisions(routed),
+    )
+    await _settle(conn, routed, planned, result, receipts)
+    if terms is None:
+        return None
+    return replace(terms, slots=terms.slots - len(result.claimed))
+
+
+async def _store(
+    conn: Conn, steps: list[Step], receipts: dict[int, Receipt]
+) -> tuple[list[Step], Levels]:
+    """Store the events and lock their subscribers (one statement); answer replayed webhook
+    ids with their earlier event; apply the new ones to their subscribers and look up the
+    facts routing needs. The new steps, and the low-credit levels to store."""
     locked = await wave_store.store_and_lock(
         conn,
         [(s.event_id, s.incoming.source, s.incoming.webhook_id, s.incoming.event) for s in steps],
-        [_account(s) for s in steps],
+        [account_of(s) for s in steps],
     )
-    fresh: list[_Step] = []
+    fresh: list[Step] = []
     for step in steps:
         if step.event_id in locked.stored:
             fresh.append(step)
@@ -165,60 +155,65 @@ async def _ingest_wave(
             )
             receipts[step.n] = Receipt(event_id=earlier, duplicate=True)
     if not fresh:
-        return terms
+        return [], []
     for step in fresh:
         if step.incoming.files:
             await attachment_store.insert(conn, step.event_id, list(step.incoming.files))
-        step.before = locked.subscribers.get(_account(step))
+        step.before = locked.subscribers.get(account_of(step))
         step.after = await _apply_to_subscriber(conn, step.incoming.event, step.before)
-    levels = await _facts(conn, [s for s in fresh if s.after is not None])
+    return fresh, await look_up_facts(conn, [s for s in fresh if s.after is not None])
 
-    routed = [
-        (
-            step,
-            route(
-                step.incoming.event,
-                step.after,
-                step.facts,
-                step.incoming.rules.defaults,
-                step.incoming.rules.calls,
-                step.incoming.now,
-                hourly_cap=step.incoming.rules.hourly_cap,
-            ),
-        )
-        for step in fresh
-    ]
-    planned = [(step, plan) for step, routing in routed for plan in routing.notices]
-    due_now = [plan.due_at <= step.incoming.now for step, plan in planned]
-    # Claimed here, to be sent as soon as this commits: emails due now, while slots last.
+
+def _route(step: Step) -> Routing:
+    rules = step.incoming.rules
+    return route(
+        step.incoming.event,
+        step.after,
+        step.facts,
+        rules.defaults,
+        rules.calls,
+        step.incoming.now,
+        hourly_cap=rules.hourly_cap,
+    )
+
+
+def _claims(
+    planned: Sequence[tuple[Step, NoticePlan]], due_now: Sequence[bool], terms: ClaimTerms | None
+) -> list[bool]:
+    """Which notices this commit claims, to be sent as soon as it commits: emails due now,
+    while the worker's slots last."""
+    if terms is None:
+        return []
     claim: list[bool] = []
-    if terms is not None:
-        slots = terms.slots
-        for (_step, plan), now in zip(planned, due_now, strict=True):
-            take = slots > 0 and now and plan.digest is None and terms.takes(plan.recipient)
-            claim.append(take)
-            slots -= take
-    # Why an event queues nothing is stored with it, by the same statement: what routing
-    # said, or (known to the statement only) that its dedupe keys were all taken.
-    decisions = [
+    slots = terms.slots
+    for (_step, plan), now in zip(planned, due_now, strict=True):
+        take = slots > 0 and now and plan.digest is None and terms.takes(plan.recipient)
+        claim.append(take)
+        slots -= take
+    return claim
+
+
+def _decisions(routed: Sequence[tuple[Step, Routing]]) -> list[wave_store.Decision]:
+    """Why an event queues nothing is stored with it, by the same statement: what routing
+    said, or (known to the statement only) that its dedupe keys were all taken."""
+    return [
         wave_store.Decision(step.event_id, skip, unless_queued=not routing.skipped)
         for step, routing in routed
         for skip in (routing.skipped or routing.if_deduplicated,)
         if skip is not None
     ]
-    result = await wave_store.queue(
-        conn,
-        [
-            (step.event_id, _account(step), plan, step.incoming.rules.message_domain)
-            for step, plan in planned
-        ],
-        due_now,
-        levels,
-        claim,
-        terms,
-        decisions,
-    )
-    queued: dict[int, list[UUID]] = {step.n: [] for step in fresh}
+
+
+async def _settle(
+    conn: Conn,
+    routed: Sequence[tuple[Step, Routing]],
+    planned: Sequence[tuple[Step, NoticePlan]],
+    result: wave_store.Queued,
+    receipts: dict[int, Receipt],
+) -> None:
+    """Each event's receipt: the notices it queued (none if their keys were taken), those
+    claimed; a voicemail's folded-in missed call is marked merged."""
+    queued: dict[int, list[UUID]] = {step.n: [] for step, _routing in routed}
     for (step, _plan), notice_id in zip(planned, result.ids, strict=True):
         if notice_id is not None:
             queued[step.n].append(notice_id)
@@ -236,18 +231,6 @@ async def _ingest_wave(
             routing=routing,
             claimed=tuple(claimed[i] for i in queued[step.n] if i in claimed),
         )
-    if terms is None:
-        return None
-    return replace(terms, slots=terms.slots - len(result.claimed))
-
-
-def _may_storm(event: Event, rules: IntakeRules) -> bool:
-    """Whether routing needs the address's recent emails (bursts of calls, hourly caps)."""
-    category = event.data.category
-    if category is None or category in MANDATORY_CATEGORIES:
-        return False
-    burst = isinstance(event.data, CallMissed) and rules.calls.burst_window_seconds > 0
-    return burst or rules.hourly_cap > 0
 
 
 async def _apply_to_subscriber(
@@ -259,132 +242,3 @@ async def _apply_to_subscriber(
     if isinstance(event.data, AccountCreated):
         return await subscriber_store.upsert(conn, after)
     return await subscriber_store.update(conn, after)
-
-
-async def _facts(
-    conn: Conn, steps: Sequence[_Step]
-) -> list[tuple[str, str, Level, Decimal, datetime]]:
-    """Look up what routing needs for each step of a wave (of subscribers that exist), in
-    one statement for the whole wave but for rare cases (a voicemail folding in its missed
-    call, a low balance's spending rate); returns the credit states to save."""
-    if not steps:
-        return []
-    calls: list[_Step] = []
-    for step in steps:
-        before = step.before
-        data = step.incoming.event.data
-        if isinstance(data, AccountUpdated):
-            changed = before is not None and data.email is not None and data.email != before.email
-            step.facts = Facts(previous_email=before.email if changed and before else None)
-        elif isinstance(data, CallMissed):
-            calls.append(step)
-        elif isinstance(data, VoicemailReceived) and data.call_id:
-            missed = await notice_store.queued_missed_call(conn, data.account_id, data.call_id)
-            if missed is not None:
-                step.merged, call = missed
-                keep = ("started_at", "called_number", "extension", "ring_seconds")
-                step.facts = Facts(merged_call={key: call.get(key) for key in keep})
-    balances = []
-    for step in steps:
-        if isinstance(step.incoming.event.data, BalanceUpdated | CreditAdded):
-            balance, currency = _balance(step)
-            if currency in step.incoming.rules.thresholds:
-                balances.append((step, balance, currency))
-            else:
-                step.facts = replace(step.facts, credit_skip=_no_thresholds(currency))
-    addressed = {
-        step.n: {a.lower() for a in all_addresses(step.after.preferences, step.after.email)}
-        for step in steps
-        if step.after is not None and step.incoming.event.data.category is not None
-    }
-    storms = [s for s in steps if _may_storm(s.incoming.event, s.incoming.rules)]
-    dedupe_keys = [(_account(s), f"voicemail:{_call_id(s)}") for s in calls]
-    found = await wave_store.facts(
-        conn,
-        addresses=set[str]().union(*addressed.values()),
-        recent=[(_account(s), _category(s)) for s in storms],
-        # One "now" for the wave: its events arrived within the same few milliseconds.
-        now=steps[0].incoming.now,
-        dedupe_keys=dedupe_keys,
-        credit=[(_account(step), currency) for step, _, currency in balances],
-    )
-
-    for step, key in zip(calls, dedupe_keys, strict=True):
-        step.facts = Facts(voicemail_exists=key in found.notified)
-    for step in steps:
-        among = found.undeliverable & addressed.get(step.n, set())
-        if among:
-            step.facts = replace(step.facts, undeliverable=frozenset(among))
-    for step in storms:
-        emails = found.recent.get((_account(step), _category(step)), {})
-        step.facts = replace(step.facts, recent=emails)
-    return await _credit(conn, balances, found.credit)
-
-
-def _no_thresholds(currency: str) -> Skip:
-    return Skip("no_thresholds", f"no low-credit thresholds are configured for {currency}")
-
-
-def _call_id(step: _Step) -> str:
-    data = step.incoming.event.data
-    assert isinstance(data, CallMissed)
-    return data.call_id
-
-
-def _category(step: _Step) -> str:
-    category = step.incoming.event.data.category
-    assert category is not None
-    return category.value
-
-
-async def _credit(
-    conn: Conn,
-    balances: Sequence[tuple[_Step, Decimal, str]],
-    stored: dict[tuple[str, str], tuple[Level, datetime | None]],
-) -> list[tuple[str, str, Level, Decimal, datetime]]:
-    """Threshold crossings of the wave's balances against the stored levels; the new
-    states to save. The "days left" estimate only for a balance that notifies."""
-    saved: list[tuple[str, str, Level, Decimal, datetime]] = []
-    for step, balance, currency in balances:
-        event, subscriber = step.incoming.event, step.after
-        assert subscriber is not None
-        level, as_of = stored[(_account(step), currency)]
-        if as_of is not None and event.timestamp < as_of:
-            # An older balance arriving late says nothing about now.
-            step.facts = replace(step.facts, credit_skip=OLDER_BALANCE)
-            continue
-        limits = effective(
-            step.incoming.rules.thresholds[currency], subscriber.low_credit_threshold
-        )
-        crossing = cross(level, balance, limits)
-        top_up = isinstance(event.data, CreditAdded)
-        if top_up and crossing.notify is not None:
-            # A top-up may re-arm the notices but never sends a low-credit one itself.
-            crossing = Crossing(level, None, None)
-        saved.append((_account(step), currency, crossing.level, balance, event.timestamp))
-        if top_up:
-            continue
-        if crossing.notify is None:
-            step.facts = replace(step.facts, credit=crossing)
-            continue
-        now = step.incoming.now
-        since = now - SPENDING_WINDOW
-        history = await credit_store.recent(conn, _account(step), currency, since)
-        if event.timestamp >= since:  # this balance is saved with the wave's notices
-            history = sorted([*history, (event.timestamp, balance)], key=lambda h: h[0])
-        left = days_left(history, balance, now, SPENDING_WINDOW)
-        step.facts = replace(step.facts, credit=crossing, credit_days_left=left)
-    return saved
-
-
-def _account(step: _Step) -> str:
-    return step.incoming.event.account_id
-
-
-def _balance(step: _Step) -> tuple[Decimal, str]:
-    """(the balance the event reports, its currency)."""
-    data = step.incoming.event.data
-    if isinstance(data, BalanceUpdated):
-        return Decimal(data.balance), data.currency
-    assert isinstance(data, CreditAdded)
-    return Decimal(data.new_balance), data.currency

@@ -11,8 +11,9 @@ from datetime import datetime
 import asyncpg
 
 from notifyd.catalogue.events import Event
+from notifyd.intake.facts import Incoming, IntakeRules
 from notifyd.intake.group_commit import GroupCommit
-from notifyd.intake.ingest import Incoming, IntakeRules, Receipt, ingest_batch
+from notifyd.intake.ingest import Receipt, ingest_batch
 from notifyd.settings import Settings
 from notifyd.storage.attachments import StoredFile
 from notifyd.storage.notices import ClaimedNotice, ClaimTerms

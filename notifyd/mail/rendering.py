@@ -1,10 +1,11 @@
-"""Notice -> EmailMessage: Jinja2 templates per notice kind and language, no other I/O.
+"""Notice -> message bytes: Jinja2 templates per notice kind and language, no other I/O.
 
 Templates are `<kind>.<lang>.txt` and `<kind>.<lang>.html`. The text template defines
 `{% set subject %}` and `{% set line %}` (the notice as one digest line) and its body is
 the plain-text part; the HTML template extends `layout.html`. An admin may override any
-template from a folder named in the config. Header values are set only through the
-`email` package, which refuses line breaks, so event data cannot inject headers.
+template from a folder named in the config. The message is composed by `mime`, whose
+header writers refuse a CR or LF in any value, so event data cannot inject headers (the
+`email` package only parses a message back, for previews and tests).
 """
 
 from __future__ import annotations

@@ -13,7 +13,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from notifyd.catalogue.events import (
     MANDATORY_CATEGORIES,
@@ -24,6 +23,7 @@ from notifyd.catalogue.events import (
     CallMissed,
     Category,
     Event,
+    EventData,
     IpAllowlistChanged,
     VoicemailReceived,
 )
@@ -31,12 +31,10 @@ from notifyd.model import Level, NoticePlan, Preferences, RecentEmails, Skip, Su
 from notifyd.rules.preferences import (
     addresses_for,
     all_addresses,
-    digest_time_for,
     mode_for,
-    quiet_hours_for,
 )
-from notifyd.rules.schedule import digest_due, release_time
 from notifyd.rules.thresholds import Crossing
+from notifyd.rules.timing import IMMEDIATE_KINDS, gather_storm, when_due
 from notifyd.settings import CallSettings, DefaultsSettings
 
 
@@ -86,17 +84,6 @@ class Routing:
     # Why, should the queue find every notice's dedupe key taken already (only it can
     # tell: another leg of the same call may be queued in the same commit).
     if_deduplicated: Skip | None = None
-
-
-# Notices that answer something the subscriber just did, or that cannot wait, go out even in
-# quiet hours (as does every security notice). Everything else waits for quiet hours to end.
-DIGEST_MODES = ("hourly", "daily")
-# A held notice waiting to be gathered into the follow-up email of a burst.
-BURST = "burst"
-
-IMMEDIATE_KINDS = frozenset(
-    {"account.created", "account.closed", "account.email_changed", "credit.critical"}
-)
 
 
 def subscriber_after(event: Event, current: Subscriber | None) -> Subscriber | None:
@@ -151,6 +138,9 @@ def route(
     *,
     hourly_cap: int = 0,
 ) -> Routing:
+    # Long on purpose: the order of these checks is the policy (who is told nothing and why,
+    # then when, then to whom), and it reads top to bottom; the event types' own terms, the
+    # timing and the storms are in their own functions.
     data = event.data
     if subscriber is None:
         return Routing((), skipped=UNKNOWN_ACCOUNT)
@@ -172,36 +162,11 @@ def route(
     language = subscriber.language or defaults.language
     zone = subscriber.timezone or defaults.timezone
     reasons = [f"category {category.value}" + (" (mandatory)" if mandatory else "")]
-    due_at = now
-    dedupe_key = None
-    if_deduplicated = None
-    context: dict[str, Any] = {}
+    own = _own_terms(data, facts, calls, now)
+    reasons += own.reasons
 
-    if isinstance(data, CallMissed):
-        # Later legs of the call find this key taken; their events say so (LATER_LEG).
-        dedupe_key, if_deduplicated = f"call:{data.call_id}", LATER_LEG
-        if data.to_voicemail:
-            due_at = now + timedelta(seconds=calls.voicemail_wait_seconds)
-            reasons.append(
-                f"went to voicemail: waits {calls.voicemail_wait_seconds:g} s for a voicemail"
-                " of the same call, whose email would tell this missed call too"
-            )
-    elif isinstance(data, VoicemailReceived):
-        if data.call_id:
-            dedupe_key, if_deduplicated = f"voicemail:{data.call_id}", VOICEMAIL_AGAIN
-        context["missed_call"] = dict(facts.merged_call) if facts.merged_call else None
-        if facts.merged_call:
-            reasons.append("the missed call of the same call is told in this email")
-    elif isinstance(data, IpAllowlistChanged):
-        context.update(_allowlist_diff(data.previous, data.current))
-    elif isinstance(data, BalanceUpdated):
-        assert facts.credit is not None
-        context["threshold"] = str(facts.credit.threshold)
-        context["days_left"] = facts.credit_days_left
-        reasons.append(f"balance crossed below {facts.credit.threshold} {data.currency}")
-
-    due_at, digest, timing = _timing(
-        kind, category, mode, subscriber, defaults, zone, due_at, waited=due_at > now
+    due_at, digest, timing = when_due(
+        kind, category, mode, subscriber, defaults, zone, own.due_at, waited=own.due_at > now
     )
 
     # Storms: only what can wait, and only one email at a time per address.
@@ -210,7 +175,7 @@ def route(
     def plan(recipient: str, extra: Mapping[str, Any], why: str | None = None) -> NoticePlan:
         when, gathered, more = due_at, digest, [*timing, *([why] if why else [])]
         if can_gather:
-            when, gathered, more = _gathered(
+            when, gathered, more = gather_storm(
                 kind,
                 category,
                 subscriber,
@@ -230,8 +195,8 @@ def route(
             timezone=zone,
             due_at=when,
             reasons=tuple(reasons + more),
-            context={**context, **extra},
-            dedupe_key=dedupe_key,
+            context={**own.context, **extra},
+            dedupe_key=own.dedupe_key,
             digest=gathered,
         )
 
@@ -247,7 +212,7 @@ def route(
                 ),
                 plan(subscriber.email, {**change, "recipient_role": "new"}),
             ),
-            if_deduplicated=if_deduplicated,
+            if_deduplicated=own.if_deduplicated,
         )
     recipients, why = _deliverable(category, subscriber, facts.undeliverable, mandatory)
     if not recipients:
@@ -261,8 +226,60 @@ def route(
 
     return Routing(
         tuple(plan(recipient, {}, why_here(recipient)) for recipient in recipients),
-        if_deduplicated=if_deduplicated,
+        if_deduplicated=own.if_deduplicated,
     )
+
+
+@dataclass(frozen=True)
+class _Terms:
+    """What an event type adds to its notices: when they are due before quiet hours and
+    digests have their say, the key that keeps one notice per call, the template's extras."""
+
+    due_at: datetime
+    reasons: tuple[str, ...] = ()
+    dedupe_key: str | None = None
+    if_deduplicated: Skip | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def _own_terms(data: EventData, facts: Facts, calls: CallSettings, now: datetime) -> _Terms:
+    if isinstance(data, CallMissed):
+        # Later legs of the call find this key taken; their events say so (LATER_LEG).
+        key = f"call:{data.call_id}"
+        if not data.to_voicemail:
+            return _Terms(now, dedupe_key=key, if_deduplicated=LATER_LEG)
+        wait = calls.voicemail_wait_seconds
+        return _Terms(
+            now + timedelta(seconds=wait),
+            (
+                f"went to voicemail: waits {wait:g} s for a voicemail of the same call, whose"
+                " email would tell this missed call too",
+            ),
+            key,
+            LATER_LEG,
+        )
+    if isinstance(data, VoicemailReceived):
+        merged = dict(facts.merged_call) if facts.merged_call else None
+        return _Terms(
+            now,
+            ("the missed call of the same call is told in this email",) if merged else (),
+            f"voicemail:{data.call_id}" if data.call_id else None,
+            VOICEMAIL_AGAIN if data.call_id else None,
+            {"missed_call": merged},
+        )
+    if isinstance(data, IpAllowlistChanged):
+        return _Terms(now, context=_allowlist_diff(data.previous, data.current))
+    if isinstance(data, BalanceUpdated):
+        assert facts.credit is not None
+        return _Terms(
+            now,
+            (f"balance crossed below {facts.credit.threshold} {data.currency}",),
+            context={
+                "threshold": str(facts.credit.threshold),
+                "days_left": facts.credit_days_left,
+            },
+        )
+    return _Terms(now)
 
 
 def _deliverable(
@@ -328,7 +345,7 @@ def route_broadcast(
     if mode == "off":
         return ()
     zone = subscriber.timezone or defaults.timezone
-    due_at, digest, timing = _timing(kind, category, mode, subscriber, defaults, zone, now)
+    due_at, digest, timing = when_due(kind, category, mode, subscriber, defaults, zone, now)
     return tuple(
         NoticePlan(
             kind=kind,
@@ -346,113 +363,6 @@ def route_broadcast(
         )[0]
         if recipient.lower() not in suppressed
     )
-
-
-def _gathered(
-    kind: str,
-    category: Category,
-    subscriber: Subscriber,
-    recent: RecentEmails | None,
-    defaults: DefaultsSettings,
-    calls: CallSettings,
-    hourly_cap: int,
-    zone: str,
-    due_at: datetime,
-    reasons: list[str],
-) -> tuple[datetime, str | None, list[str]]:
-    """A storm does not become a storm of emails: past the hourly cap a notice waits for the
-    hourly digest; a missed call soon after the last missed-call email waits for one
-    follow-up email at the end of the burst window. (due_at, digest, reasons): a notice
-    held here is no longer "sent at once", whatever its timing said."""
-    if recent is None:
-        return due_at, None, reasons
-    kept = [reason for reason in reasons if reason not in SENT_AT_ONCE]
-    if hourly_cap and recent.last_hour >= hourly_cap:
-        quiet = quiet_hours_for(subscriber.preferences, defaults)
-        digest_at = digest_due("hourly", due_at, zone, defaults.digest_time, quiet)
-        return (
-            digest_at,
-            "hourly",
-            [
-                *kept,
-                f"hourly cap of {hourly_cap} {category.value} emails reached: waits for the "
-                f"hourly digest at {_local(digest_at, zone)}",
-            ],
-        )
-    window = timedelta(seconds=calls.burst_window_seconds)
-    if kind != "call.missed" or not window:
-        return due_at, None, reasons
-    held: datetime | None = None
-    if recent.burst_at and due_at < recent.burst_at:
-        held = recent.burst_at  # joins the follow-up already being gathered
-    elif recent.last_at and due_at < recent.last_at + window:
-        quiet = quiet_hours_for(subscriber.preferences, defaults)
-        held = release_time(recent.last_at + window, quiet, zone)
-    if held is not None:
-        return (
-            held,
-            BURST,
-            [
-                *kept,
-                f"a burst of missed calls: gathered into one follow-up email at "
-                f"{_local(held, zone)}",
-            ],
-        )
-    return due_at, None, reasons
-
-
-# What a notice due now says when nothing holds it; a burst or the hourly cap may still.
-SENT_AT_ONCE = frozenset({"outside quiet hours: sent at once", "no quiet hours: sent at once"})
-
-
-def _timing(
-    kind: str,
-    category: Category,
-    mode: str,
-    subscriber: Subscriber,
-    defaults: DefaultsSettings,
-    zone: str,
-    due_at: datetime,
-    *,
-    waited: bool = False,
-) -> tuple[datetime, str | None, list[str]]:
-    """When a notice goes (quiet hours, digest) and why: (due_at, digest mode, reasons).
-    `waited`: due_at is already later than the event (a missed call waiting for its
-    voicemail), so nothing here is "at once"."""
-    if kind in IMMEDIATE_KINDS or category is Category.SECURITY:
-        reasons = ["sent at once: never waits for quiet hours"]
-        if mode in DIGEST_MODES:
-            reasons.append(f"not put in the {mode} digest: this notice cannot wait")
-        return due_at, None, reasons
-    quiet = quiet_hours_for(subscriber.preferences, defaults)
-    if mode in DIGEST_MODES:
-        scheduled = digest_due(
-            mode, due_at, zone, digest_time_for(subscriber.preferences, defaults), None
-        )
-        due_at = release_time(scheduled, quiet, zone)
-        why = (
-            f"{category.value} notices go in the {mode} digest: held for the one sent at "
-            f"{due_at.astimezone(ZoneInfo(zone)):%Y-%m-%d %H:%M} {zone}"
-        )
-        if due_at > scheduled:  # the digest's own time falls in quiet hours
-            why += f", when quiet hours {quiet} end"
-        return due_at, mode, [why]
-    released = release_time(due_at, quiet, zone)
-    if released > due_at:
-        return released, None, [f"quiet hours {quiet} in {zone}: held until they end"]
-    if quiet is None:
-        return (
-            due_at,
-            None,
-            ["no quiet hours: sent " + ("when the wait ends" if waited else "at once")],
-        )
-    if waited:
-        return due_at, None, [f"the wait ends outside quiet hours {quiet} in {zone}"]
-    return due_at, None, ["outside quiet hours: sent at once"]
-
-
-def _local(moment: datetime, zone: str) -> str:
-    return f"{moment.astimezone(ZoneInfo(zone)):%H:%M} {zone}"
 
 
 TO_THE_PREVIOUS_ADDRESS = "sent to the previous address too, in case the change was not the owner's"

@@ -1,4 +1,5 @@
-"""Broadcasts and their batched fan-out (table `broadcasts`)."""
+"""Broadcasts (table `broadcasts`) and the statements of their batched fan-out; which
+notices each account gets is decided in `intake.broadcasts`."""
 
 from __future__ import annotations
 

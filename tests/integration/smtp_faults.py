@@ -31,7 +31,7 @@ from tests.conftest import (
     load_config,
     running_daemon,
 )
-from tests.integration.test_smtp import Accounts, _certificates
+from tests.integration.smtp_support import Accounts, certificates
 
 SETUP = ("greeting", "ehlo", "starttls", "auth")
 TRANSACTION = ("mail", "rcpt", "data", "dot")
@@ -218,7 +218,7 @@ class ScriptedSMTP(SMTP):
 @asynccontextmanager
 async def scripted_relay(tmp_path: Path, *, pipelining: bool) -> AsyncIterator[ScriptedRelay]:
     """The relay on loopback, demanding STARTTLS then AUTH."""
-    server_context, ca_file = _certificates(tmp_path)
+    server_context, ca_file = certificates(tmp_path)
     relay = ScriptedRelay(pipelining=pipelining, ca_file=ca_file)
     accounts = Accounts("notifyd", PASSWORD)
 

@@ -10,7 +10,7 @@ import pytest
 
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import PBX_SECRET, base_config, load_config, running_daemon
-from tests.unit.test_attachment_limits import tiff
+from tests.unit.attachment_support import tiff
 
 
 def fax(document: bytes) -> dict[str, object]:

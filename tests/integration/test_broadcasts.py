@@ -155,6 +155,7 @@ async def test_100000_subscribers_fan_out_in_batches_resume_after_a_stop_and_get
         " FROM notices WHERE dedupe_key = 'broadcast:' || $1",
         created["id"],
     )
+    assert counts is not None
     # Accounts created by the webhooks meanwhile are open accounts too: they get it as well.
     assert counts["first"] == total
     assert counts["notices"] == counts["accounts"] == progress[1]["queued"]

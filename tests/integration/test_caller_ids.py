@@ -191,7 +191,7 @@ async def test_a_burst_of_withheld_and_named_callers_gives_one_follow_up(
     tmp_path: Path, database_url: str, sink: RawSink
 ) -> None:
     settings = settings_for(tmp_path, database_url, sink, calls={"burst_window_seconds": 120})
-    callers = ["anonymous", "sip:101@pbx.example.com", "", "Restricted"]
+    callers: list[str | None] = ["anonymous", "sip:101@pbx.example.com", "", "Restricted"]
     callers += ["sip:101@pbx.example.com", None]
     async with running_daemon(settings) as daemon:
         await welcomed(daemon, sink, "acc-1", "en")

@@ -18,9 +18,9 @@ import asyncpg
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
-from notifyd.catalogue.samples import SAMPLE_BROADCASTS
-from tests.conftest import DaemonProcess, OffersPipelining, spawn_daemon, write_config
-from tests.integration.test_admin import OPS_TOKEN, admin_config
+from tests.conftest import OffersPipelining, spawn_daemon, write_config
+from tests.integration.daemon_support import broadcast
+from tests.integration.test_admin import admin_config
 
 NOTICES = 2000
 KILL_AFTER = (300, 900, 1500)  # messages accepted by the server before each SIGKILL
@@ -77,21 +77,6 @@ async def wait_accepted(sink: LoggingSink, count: int, timeout: float = 90) -> N
     async with asyncio.timeout(timeout):
         while len(sink.accepted) < count:
             await asyncio.sleep(0.01)
-
-
-async def broadcast(daemon: DaemonProcess) -> None:
-    import aiohttp
-
-    body = {"kind": "notice.service", **SAMPLE_BROADCASTS["notice.service"]}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(
-            f"{daemon.base_url}/v1/admin/broadcasts",
-            json=body,
-            headers={"Authorization": f"Bearer {OPS_TOKEN}"},
-        ) as response,
-    ):
-        assert response.status == 202, await response.text()
 
 
 @pytest.mark.parametrize("pipelining", [False, True], ids=["plain", "pipelining"])

@@ -34,7 +34,8 @@ import pytest
 
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.intake.ingest import IntakeRules, ingest
+from notifyd.intake.facts import IntakeRules
+from notifyd.intake.ingest import ingest
 from notifyd.storage import db as storage_db
 from notifyd.storage import schema
 from tests.conftest import (

@@ -21,7 +21,8 @@ import pytest
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
 from notifyd.intake.broadcasts import fan_out_batch
-from notifyd.intake.ingest import IntakeRules, Receipt, ingest
+from notifyd.intake.facts import IntakeRules
+from notifyd.intake.ingest import Receipt, ingest
 from notifyd.model import QuietHours
 from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
 from notifyd.storage import broadcasts as broadcast_store
@@ -89,7 +90,8 @@ async def subscriber(pool: asyncpg.Pool, db: asyncpg.Connection, **preferences: 
 
 
 def quiet(start: int, end: int, **changes: Any) -> IntakeRules:
-    defaults = replace(RULES.defaults, quiet_hours=QuietHours(time(start), time(end)), **changes)
+    window = QuietHours(time(start), time(end))
+    defaults = RULES.defaults.model_copy(update={"quiet_hours": window, **changes})
     return replace(RULES, defaults=defaults)
 
 
@@ -257,7 +259,7 @@ class Case:
 
 
 MINUTE = timedelta(minutes=1)
-NO_QUIET = replace(RULES, defaults=replace(RULES.defaults, quiet_hours=None))
+NO_QUIET = replace(RULES, defaults=RULES.defaults.model_copy(update={"quiet_hours": None}))
 AT_ONCE = "outside quiet hours: sent at once"
 SECURITY = ["category security (mandatory)", "sent at once: never waits for quiet hours"]
 CALL = "1763800000.5"
@@ -323,7 +325,7 @@ SKIPS: dict[str, Case] = {
             "fax notices are off by default ([defaults.modes]) and the subscriber did not"
             " choose otherwise",
         ),
-        rules=replace(RULES, defaults=replace(RULES.defaults, modes={"fax": "off"})),
+        rules=replace(RULES, defaults=RULES.defaults.model_copy(update={"modes": {"fax": "off"}})),
     ),
     "missed call after its voicemail": Case(
         (p("voicemail.received", call_id=CALL), p("call.missed", call_id=CALL)),

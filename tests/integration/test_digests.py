@@ -9,26 +9,23 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from pathlib import Path
-from typing import Any
 from zoneinfo import ZoneInfo
 
 import asyncpg
 
 from notifyd.catalogue.samples import sample_event
 from notifyd.jobs import flush_digests
-from notifyd.settings import Settings
 from tests.conftest import (
-    BILLING_SECRET,
     PBX_SECRET,
     WAIT,
     DaemonProcess,
     Running,
     SmtpSink,
-    load_config,
     running_daemon,
     spawn_daemon,
     write_config,
 )
+from tests.integration.daemon_support import post, settings_for, subscribe
 from tests.integration.test_admin import admin_config, call
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
@@ -36,31 +33,6 @@ FREQUENT = "+40721555123"
 
 
 # -- helpers -----------------------------------------------------------------------------------
-
-
-def settings_for(tmp_path: Path, database_url: str, smtp_port: int | None) -> Settings:
-    return load_config(tmp_path, admin_config(tmp_path, database_url, smtp_port))
-
-
-async def subscribe(
-    daemon: Running, account: str, preferences: dict[str, Any], **data: Any
-) -> None:
-    """account.created, then the preferences through the admin API."""
-    created = sample_event("account.created", account, **data)
-    assert (await daemon.post("billing", created, BILLING_SECRET))[0] == 202
-    status, body = await call(
-        daemon,
-        "PATCH",
-        f"/v1/admin/subscribers/{account}/preferences",
-        json={"quiet_hours": "", **preferences},
-    )
-    assert status == 200, body
-
-
-async def post(daemon: Running, event_type: str, account: str, **data: Any) -> dict[str, Any]:
-    status, body = await daemon.post("pbx", sample_event(event_type, account, **data), PBX_SECRET)
-    assert status == 202, body
-    return body
 
 
 async def flush(daemon: Running, now: datetime) -> tuple[int, int]:

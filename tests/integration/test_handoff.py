@@ -16,11 +16,12 @@ import pytest
 
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.intake.ingest import Incoming, IntakeRules, ingest_batch
+from notifyd.intake.facts import Incoming, IntakeRules
+from notifyd.intake.ingest import ingest_batch
 from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimTerms
-from tests.integration.test_intake_batches import NOW, RULES, reset
+from tests.integration.intake_support import NOW, RULES, reset
 
 TOKEN = uuid.uuid4()
 

@@ -45,7 +45,7 @@ from tests.conftest import (
     load_config,
     running_daemon,
 )
-from tests.unit.test_bidi_text import bidi_open_at_line_ends
+from tests.unit.rendering_support import bidi_open_at_line_ends
 
 NIGHTLY = os.environ.get("NOTIFYD_NIGHTLY") == "1"
 EXAMPLES = 20_000 if NIGHTLY else 300

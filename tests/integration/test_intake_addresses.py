@@ -11,7 +11,8 @@ import asyncpg
 
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.intake.ingest import IntakeRules, Receipt, ingest
+from notifyd.intake.facts import IntakeRules
+from notifyd.intake.ingest import Receipt, ingest
 from notifyd.settings import CallSettings, DatabaseSettings, DefaultsSettings
 from notifyd.storage import db as storage_db
 

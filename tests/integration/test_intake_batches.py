@@ -16,17 +16,11 @@ import pytest
 
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
-from notifyd.intake.ingest import Incoming, IntakeRules, Receipt, ingest, ingest_batch
-from notifyd.settings import CallSettings, DefaultsSettings, Thresholds
+from notifyd.intake.facts import Incoming, IntakeRules
+from notifyd.intake.ingest import Receipt, ingest, ingest_batch
+from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.storage.notices import CHANNEL
-
-NOW = datetime(2026, 11, 24, 10, 0, tzinfo=UTC)  # 12:00 in Bucharest: no quiet hours
-RULES = IntakeRules(
-    DefaultsSettings(quiet_hours=None),
-    CallSettings(voicemail_wait_seconds=120, burst_window_seconds=300),
-    {"RON": Thresholds(low=Decimal("5.00"), critical=Decimal("1.00"))},
-    "voip.example",
-)
+from tests.integration.intake_support import NOW, RULES, reset
 
 
 def webhooks() -> list[tuple[str, str, dict[str, Any]]]:
@@ -62,17 +56,6 @@ def incoming() -> list[Incoming]:
 @pytest.fixture
 def pool(daemon_pool: asyncpg.Pool) -> asyncpg.Pool:
     return daemon_pool
-
-
-async def reset(db: asyncpg.Connection) -> None:
-    await db.execute(
-        "TRUNCATE notices, events, webhook_receipts, credit_states, balance_history CASCADE"
-    )
-    await db.execute("DELETE FROM subscribers")
-    await db.executemany(
-        "INSERT INTO subscribers (account_id, email) VALUES ($1, $2)",
-        [(f"acc-{n}", f"user{n}@client.example") for n in (1, 2, 3)],
-    )
 
 
 def outcome(receipts: list[Receipt], event_ids: dict[Any, int]) -> list[tuple[Any, ...]]:

@@ -62,6 +62,7 @@ async def test_attachment_bytes_are_cleared_after_delivery_and_retention(
     await db.execute("UPDATE attachments SET purge_after = now() - interval '1 second'")
     await Jobs(pool, lambda: settings).purge_files()
     row = await db.fetchrow("SELECT content, state, filename, size_bytes FROM attachments")
+    assert row is not None
     assert row["content"] is None
     assert row["state"] == "purged"
     assert row["filename"].endswith(".pdf")  # the history still names the file

@@ -8,10 +8,12 @@ from __future__ import annotations
 import asyncio
 import signal
 from pathlib import Path
+from typing import Any
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from schemathesis.core.result import Ok
 
 from tests.conftest import spawn_daemon, write_config
 from tests.integration.test_admin import OPS_TOKEN, admin_config
@@ -24,6 +26,7 @@ def fuzz(base_url: str) -> tuple[list[str], dict[str, int]]:
     problems: list[str] = []
     calls: dict[str, int] = {}
     for result in schema.get_all_operations():
+        assert isinstance(result, Ok), result
         operation = result.ok()
 
         @settings(
@@ -34,7 +37,7 @@ def fuzz(base_url: str) -> tuple[list[str], dict[str, int]]:
             suppress_health_check=list(HealthCheck),
         )
         @given(case=operation.as_strategy())
-        def check(case: schemathesis.Case) -> None:
+        def check(case: schemathesis.Case[schemathesis.APIOperation[Any, Any, Any, Any]]) -> None:
             # Called right away in this iteration, so `operation` is this one.
             calls[operation.label] = calls.get(operation.label, 0) + 1  # noqa: B023
             case.call_and_validate(

@@ -166,6 +166,7 @@ class DroppingSink(SmtpSink):
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         if not self.dropped:
             self.dropped = True
+            assert server.transport is not None
             server.transport.close()
             return "250 never read"
         return await super().handle_DATA(server, session, envelope)

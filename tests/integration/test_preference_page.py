@@ -5,8 +5,6 @@ category."""
 from __future__ import annotations
 
 import asyncio
-import re
-from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
@@ -14,21 +12,8 @@ import asyncpg
 
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, load_config, running_daemon
+from tests.integration.daemon_support import form_token, preferences_link, welcome
 from tests.integration.test_admin import admin_config, call
-
-
-def preferences_link(mail: EmailMessage) -> str:
-    text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    found = re.search(r"(http://\S+/v1/preferences/\S+)", text)
-    assert found, text
-    return found.group(1)
-
-
-def form_token(page: str) -> str:
-    """The token the page puts in its form, without which a POST is refused."""
-    found = re.search(r'name="form_token" value="([^"]+)"', page)
-    assert found, page
-    return found.group(1)
 
 
 async def submit(daemon: Any, link: str, form: dict[str, str]) -> tuple[int, str]:
@@ -37,14 +22,6 @@ async def submit(daemon: Any, link: str, form: dict[str, str]) -> tuple[int, str
         token = form_token(await page.text())
     async with daemon.session.post(link, data={**form, "form_token": token}) as response:
         return response.status, await response.text()
-
-
-async def welcome(daemon: Any, smtp_sink: SmtpSink, account: str = "acc-1") -> str:
-    event = sample_event("account.created", account, email=f"{account}@client.example")
-    status, _ = await daemon.post("billing", event, BILLING_SECRET)
-    assert status == 202
-    messages = await smtp_sink.wait_for(1)
-    return preferences_link(messages[-1])
 
 
 async def test_every_email_links_to_the_preference_page_in_text_and_html(

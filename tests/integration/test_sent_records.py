@@ -16,7 +16,8 @@ import pytest
 from notifyd.catalogue.events import parse_event
 from notifyd.catalogue.samples import sample_event
 from notifyd.delivery.sent_records import SentRecords
-from notifyd.intake.ingest import IntakeRules, ingest
+from notifyd.intake.facts import IntakeRules
+from notifyd.intake.ingest import ingest
 from notifyd.settings import CallSettings, DefaultsSettings
 from notifyd.storage import db as storage_db
 from notifyd.storage import notices as notice_store
@@ -93,7 +94,7 @@ async def test_a_record_without_the_claim_is_refused_alone(
         recorded = await asyncio.gather(*(records.record(i, "250 ok") for i in ours))
 
     assert recorded == [True, False]
-    states = dict(await db.fetch("SELECT id, state FROM notices"))
+    states = {row["id"]: row["state"] for row in await db.fetch("SELECT id, state FROM notices")}
     assert states == {ours[0]: "sent", ours[1]: "sending"}
 
 
@@ -121,7 +122,7 @@ async def test_the_heartbeat_skips_rows_a_batch_of_records_holds(
     left unrecorded, sent again by this host when its lease ended (test_crash.py under
     load). The heartbeat now renews the rows it can take and leaves the rest."""
     ids = await claimed_notices(pool, 3, TOKEN)
-    before = dict(await db.fetch("SELECT id, due_at FROM notices"))
+    before = {row["id"]: row["due_at"] for row in await db.fetch("SELECT id, due_at FROM notices")}
     recording = await asyncpg.connect(database_url)
     try:
         async with recording.transaction():
@@ -131,6 +132,6 @@ async def test_the_heartbeat_skips_rows_a_batch_of_records_holds(
     finally:
         await recording.close()
 
-    after = dict(await db.fetch("SELECT id, due_at FROM notices"))
+    after = {row["id"]: row["due_at"] for row in await db.fetch("SELECT id, due_at FROM notices")}
     assert after[ids[0]] == before[ids[0]]  # held: left for the next beat
     assert all(after[i] > before[i] for i in ids[1:])

@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-import ssl
 from pathlib import Path
 from typing import Any
 
 import asyncpg
-import trustme
-from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
@@ -22,21 +19,12 @@ from tests.conftest import (
     running_daemon,
     smtp_server,
 )
-
-
-def _certificates(tmp_path: Path) -> tuple[ssl.SSLContext, Path]:
-    """A private CA, a server certificate for 127.0.0.1 and the CA's PEM for the client."""
-    ca = trustme.CA()
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert("127.0.0.1", "localhost").configure_cert(server_context)
-    ca_file = tmp_path / "relay-ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    return server_context, ca_file
+from tests.integration.smtp_support import Accounts, certificates
 
 
 def _auth_relay(tmp_path: Path, password: str) -> tuple[Any, Accounts, Path]:
     """A relay demanding STARTTLS then AUTH as notifyd/`password`, and its CA file."""
-    server_context, ca_file = _certificates(tmp_path)
+    server_context, ca_file = certificates(tmp_path)
     accounts = Accounts("notifyd", password)
     relay = smtp_server(
         SmtpSink(),
@@ -60,20 +48,6 @@ def _starttls_config(
     return base_config(tmp_path, database_url, port, smtp=smtp)
 
 
-class Accounts:
-    def __init__(self, username: str, password: str) -> None:
-        self.expected = (username.encode(), password.encode())
-        self.logins: list[str] = []
-
-    def __call__(
-        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, data: Any
-    ) -> AuthResult:
-        if isinstance(data, LoginPassword) and (data.login, data.password) == self.expected:
-            self.logins.append(data.login.decode())
-            return AuthResult(success=True)
-        return AuthResult(success=False, handled=False)
-
-
 async def test_starttls_with_auth_against_a_private_ca(tmp_path: Path, database_url: str) -> None:
     relay, accounts, ca_file = _auth_relay(tmp_path, "s3cret-relay-pass")
     async with relay as sink:
@@ -87,7 +61,7 @@ async def test_starttls_with_auth_against_a_private_ca(tmp_path: Path, database_
 
 
 async def test_implicit_tls(tmp_path: Path, database_url: str) -> None:
-    server_context, ca_file = _certificates(tmp_path)
+    server_context, ca_file = certificates(tmp_path)
     async with smtp_server(SmtpSink(), ssl=server_context) as sink:
         config = base_config(
             tmp_path, database_url, sink.port, smtp={"security": "tls", "ca_file": str(ca_file)}
@@ -102,7 +76,7 @@ async def test_implicit_tls(tmp_path: Path, database_url: str) -> None:
 async def test_untrusted_relay_certificate_is_not_used(
     tmp_path: Path, database_url: str, db: asyncpg.Connection
 ) -> None:
-    server_context, _ = _certificates(tmp_path)
+    server_context, _ = certificates(tmp_path)
     async with smtp_server(SmtpSink(), ssl=server_context) as sink:
         config = base_config(tmp_path, database_url, sink.port, smtp={"security": "tls"})
         async with running_daemon(load_config(tmp_path, config)) as daemon:
@@ -113,6 +87,7 @@ async def test_untrusted_relay_certificate_is_not_used(
                     await asyncio.sleep(0.05)
         assert sink.messages == []
     row = await db.fetchrow("SELECT state, last_error FROM notices")
+    assert row is not None
     assert row["state"] in ("queued", "sending")  # kept for retry, never sent in clear
     assert "certificate" in row["last_error"].lower()
 
@@ -134,6 +109,7 @@ async def test_wrong_relay_password_keeps_notices_queued(
             async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
                 metrics = await response.text()
     row = await db.fetchrow("SELECT state, last_error FROM notices")
+    assert row is not None
     assert row["state"] != "failed"
     assert row["last_error"].startswith("535")
     assert sink.messages == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -250,7 +251,7 @@ async def test_oversized_body_is_413(tmp_path: Path, database_url: str) -> None:
         # Without Content-Length (chunked), the limit still holds while reading.
         payload, headers = signed_request(event, PBX_SECRET)
 
-        async def chunks():  # type: ignore[no-untyped-def]
+        async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(payload), 1000):
                 yield payload[start : start + 1000]
 

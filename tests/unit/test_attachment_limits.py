@@ -3,30 +3,15 @@ decoded: a file over a limit is refused with a reason naming the limit, one at i
 
 from __future__ import annotations
 
-import io
 import struct
 import time
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageDraw
 
 from notifyd.catalogue.attachments import AttachmentError, PageLimits, prepare
 from notifyd.settings import AttachmentSettings, ConfigError, load
-
-
-def tiff(sizes: list[tuple[int, int]], compression: str = "group4") -> bytes:
-    """A bilevel multi-page TIFF, one page of each (width, height)."""
-    pages = []
-    for width, height in sizes:
-        page = Image.new("1", (width, height), 1)
-        ImageDraw.Draw(page).line((0, 0, width - 1, height - 1), fill=0)
-        pages.append(page)
-    out = io.BytesIO()
-    pages[0].save(
-        out, format="TIFF", save_all=True, append_images=pages[1:], compression=compression
-    )
-    return out.getvalue()
+from tests.unit.attachment_support import tiff
 
 
 def tiff_header_only(width: int, height: int) -> bytes:

@@ -13,7 +13,7 @@ from email.message import EmailMessage
 import pytest
 
 from notifyd.mail.rendering import Renderer
-from tests.unit.test_rendering import NOW, SENDER, notice
+from tests.unit.rendering_support import NOW, SENDER, bidi_open_at_line_ends, notice
 
 FSI, PDI = "\u2068", "\u2069"
 OPENERS = "\u202a\u202b\u202d\u202e\u2066\u2067\u2068"
@@ -23,31 +23,6 @@ NAMES = [
     "x\u2069 \u202eevil",  # an end that closes nothing: it would close ours
     "\u202egnp\u202c ok \u2066\u202ex",  # closed, then open inside an open isolate
 ]
-
-
-def bidi_open_at_line_ends(text: str) -> list[str]:
-    """The lines at whose end an embedding, override or isolate is still open (UAX #9's
-    stack, simplified): on such a line, the template's text after the value is reordered."""
-    unclosed = []
-    stack: list[str] = []
-    line = ""
-    for char in text + "\n":
-        if char == "\n":
-            if stack:
-                unclosed.append(line)
-            stack, line = [], ""
-            continue
-        line += char
-        if char in "\u202a\u202b\u202d\u202e":
-            stack.append("embedding")
-        elif char == "\u202c" and stack and stack[-1] == "embedding":
-            stack.pop()
-        elif char in "\u2066\u2067\u2068":
-            stack.append("isolate")
-        elif char == PDI and "isolate" in stack:
-            while stack.pop() != "isolate":
-                pass
-    return unclosed
 
 
 def _parts(language: str, name: str) -> tuple[str, str, str]:

@@ -19,7 +19,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from markupsafe import escape
 
-from notifyd.catalogue.events import CALLER_ID_MAX, InvalidEvent, parse_event
+from notifyd.catalogue.events import InvalidEvent, parse_event
+from notifyd.catalogue.fields import CALLER_ID_MAX
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.catalogue.samples import sample_event
 from notifyd.mail.previews import sample_view

@@ -7,7 +7,7 @@ import pytest
 from notifyd.mail import mime
 from notifyd.mail.addresses import Unsendable, needs_smtputf8, wire_form
 from notifyd.mail.rendering import Renderer
-from tests.unit.test_rendering import NOW, notice
+from tests.unit.rendering_support import NOW, notice
 
 
 def test_an_ascii_address_is_sent_as_stored() -> None:

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from notifyd.catalogue.events import DisplayText, Language
+from notifyd.catalogue.fields import DisplayText, Language
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem

@@ -7,7 +7,8 @@ import structlog
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from notifyd.catalogue.events import Category, Identifier
+from notifyd.catalogue.events import Category
+from notifyd.catalogue.fields import Identifier
 from notifyd.http.admin.subscribers import existing_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.operations import Answer, Routes, error

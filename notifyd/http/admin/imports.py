@@ -24,7 +24,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from notifyd import unstorable
-from notifyd.catalogue.events import (
+from notifyd.catalogue.fields import (
     DisplayText,
     EmailAddress,
     Identifier,

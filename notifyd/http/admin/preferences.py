@@ -12,7 +12,8 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from notifyd import model
-from notifyd.catalogue.events import Category, EmailAddress, Language, Money, TimeZoneName
+from notifyd.catalogue.events import Category
+from notifyd.catalogue.fields import EmailAddress, Language, Money, TimeZoneName
 from notifyd.http.admin.subscribers import existing_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.operations import Answer, Routes, error

@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from notifyd import model
-from notifyd.catalogue.events import DisplayText, EmailAddress, Language, Text, TimeZoneName
+from notifyd.catalogue.fields import DisplayText, EmailAddress, Language, Text, TimeZoneName
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
 from notifyd.http.operations import Answer, Routes, error

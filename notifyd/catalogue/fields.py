@@ -1,0 +1,225 @@
+"""The field types of the event catalogue: what each kind of value a PBX or billing system
+sends may hold, and how it is cleaned (control characters out, addresses normalised, caller
+IDs kept as the switch sent them). Used by `events` for the webhooks and by the admin API.
+"""
+
+from __future__ import annotations
+
+import functools
+import ipaddress
+import re
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from babel.numbers import list_currencies
+from email_validator import EmailNotValidError, validate_email
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+
+from notifyd import unstorable
+from notifyd.catalogue.locale import LANGUAGES, check_timezone
+from notifyd.catalogue.phones import caller_id, normalised
+
+# Printable text without line breaks or other control characters: names and numbers end up
+# in subjects and headers, and a CR/LF there is a header injection.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# What a cleaned line may not keep: C0 and C1 controls (spaces instead).
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Longer than any SIP URI with its parameters that a PBX puts in a caller ID.
+CALLER_ID_MAX = 256
+
+
+def _text(value: str) -> str:
+    # A lone surrogate is not text: it cannot be stored, logged or sent. No sender has one
+    # to send (JSON from UTF-8 bytes cannot hold one), so it is refused, never cleaned.
+    if unstorable.has_surrogate(value):
+        raise ValueError(unstorable.SURROGATE)
+    return value
+
+
+def single_line(value: str) -> str:
+    if _CONTROL.search(_text(value)):
+        raise ValueError("must be a single line of text without control characters")
+    return value
+
+
+def _cleaned(value: str) -> str:
+    """Control characters as spaces, runs of white space as one."""
+    return " ".join(_UNPRINTABLE.sub(" ", _text(value)).split())
+
+
+def display_line(value: str) -> str:
+    # Names come from callers (caller ID name is whatever the caller's switch sends): a line
+    # break there is an injection attempt or noise, never a reason to lose the notice. Control
+    # characters become spaces; `mail.mime` then encodes the rest safely in headers.
+    cleaned = _cleaned(value)
+    if not cleaned:
+        raise ValueError("must contain printable text")
+    return cleaned
+
+
+def multi_line(value: str) -> str:
+    # Transcripts and reasons may have line breaks, never other control characters.
+    if re.search(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]", _text(value)):
+        raise ValueError("must be text without control characters")
+    return value
+
+
+def _unquoted(value: Any) -> Any:
+    # JSON null: the PBX has no caller ID. A JSON number: digits a dialplan wrote unquoted.
+    if value is None:
+        return ""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
+@functools.lru_cache(maxsize=4096)
+def _caller_id(value: str) -> str:
+    """Cached: the same callers come back all day, and parsing a number with `phonenumbers`
+    costs more than the rest of the event's validation."""
+    # Whatever the PBX has is accepted (a missed call refused is a missed call lost: a PBX
+    # does not retry a 4xx): empty and withheld values, names, SIP URIs, * and #.
+    return caller_id(_cleaned(value))
+
+
+@functools.lru_cache(maxsize=4096)
+def _called_number(value: str) -> str:
+    cleaned = _cleaned(value)
+    if not cleaned:
+        # The PBX always knows what was dialled (Asterisk's EXTEN, FreeSWITCH's
+        # destination_number): an empty one is a broken integration.
+        raise ValueError("must be the number, extension or SIP URI that was called")
+    return normalised(cleaned)
+
+
+def _email(value: str) -> str:
+    try:
+        # Syntax only: no DNS lookups at ingest, they would make webhooks slow and flaky.
+        return validate_email(value, check_deliverability=False).normalized
+    except EmailNotValidError as error:
+        raise ValueError(f"is not a valid email address: {error}") from None
+
+
+def _timezone(value: str) -> str:
+    message = check_timezone(value)
+    if message:
+        raise ValueError(message)
+    return value
+
+
+def _money(value: str) -> str:
+    if not _MONEY.match(value):
+        raise ValueError('must be a decimal string such as "12.50" (not a JSON number)')
+    return str(Decimal(value))
+
+
+def _currency(value: str) -> str:
+    if value not in _CURRENCIES:
+        raise ValueError("must be an ISO 4217 currency code such as RON or EUR")
+    return value
+
+
+def _ip_address(value: str) -> str:
+    try:
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ValueError("must be an IPv4 or IPv6 address") from None
+
+
+def _ip_network(value: str) -> str:
+    try:
+        network = ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        raise ValueError("must be an IP address or CIDR network") from None
+    # A single address is written as the PBX wrote it, without a /32.
+    return str(network.network_address) if "/" not in value else str(network)
+
+
+def _web_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("https", "http") or not parts.hostname:
+        raise ValueError("must be an http(s) URL")
+    return value
+
+
+def _file_name(value: str) -> str:
+    # Only the last path component, so a name cannot point anywhere else.
+    name = value.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not name or name in (".", ".."):
+        raise ValueError("must be a file name")
+    return name
+
+
+_MONEY = re.compile(r"^-?\d{1,12}(\.\d{1,6})?$")
+
+
+_CURRENCIES = frozenset(list_currencies())
+
+
+Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(single_line)]
+
+
+DisplayText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(display_line)]
+
+
+LongText = Annotated[str, Field(min_length=1, max_length=20000), AfterValidator(multi_line)]
+
+
+Identifier = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(single_line)]
+
+
+# The other party of a call or fax: whatever the PBX has (SPEC §4), withheld ones too.
+CallerId = Annotated[
+    str, BeforeValidator(_unquoted), Field(max_length=CALLER_ID_MAX), AfterValidator(_caller_id)
+]
+
+
+# What was called: a DID, an extension or a SIP URI.
+CalledNumber = Annotated[
+    str,
+    BeforeValidator(_unquoted),
+    Field(min_length=1, max_length=CALLER_ID_MAX),
+    AfterValidator(_called_number),
+]
+
+
+EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_email)]
+
+
+TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
+
+
+Money = Annotated[str, Field(max_length=24), AfterValidator(_money)]
+
+
+Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]
+
+
+IPAddress = Annotated[str, Field(max_length=64), AfterValidator(_ip_address)]
+
+
+IPNetworkText = Annotated[str, Field(max_length=64), AfterValidator(_ip_network)]
+
+
+WebUrl = Annotated[
+    str, Field(max_length=2048), AfterValidator(single_line), AfterValidator(_web_url)
+]
+
+
+FileName = Annotated[
+    str,
+    Field(min_length=1, max_length=255),
+    AfterValidator(single_line),
+    AfterValidator(_file_name),
+]
+
+
+MimeType = Annotated[str, Field(max_length=100), StringConstraints(pattern=r"^[\w.+-]+/[\w.+-]+$")]
+
+
+Count = Annotated[int, Field(ge=0, le=1_000_000)]
+
+
+Language = Literal["ro", "en"]
+assert set(LANGUAGES) == {"ro", "en"}

@@ -1,0 +1,200 @@
+"""What the subscriber's pages share: the page around a form, its language, the browser
+defences (CSP, the form token, the cross-site check) and the words in both languages."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+
+import structlog
+from aiohttp import web
+from yarl import URL
+
+from notifyd.catalogue.locale import LANGUAGES
+from notifyd.http.operations import Answer
+from notifyd.http.runtime import Runtime
+from notifyd.storage import subscribers as subscriber_store
+
+log = structlog.get_logger(__name__)
+
+# The wording a subscriber agrees to on the preference page, recorded with their consent.
+OFFERS_WORDING = "preferences-page-1"
+# The preference form is a few hundred bytes; anything much larger is not from it.
+FORM_LIMIT = 16 * 1024
+# Named in the forms of both pages: proves a POST came from the page of that link.
+CSRF_FIELD = "form_token"
+
+# The pages' only style, allowed by its hash: no inline script or style can run, even if
+# some text ever escaped html.escape.
+PAGE_STYLE = "body{font-family:Arial,sans-serif;max-width:40em;margin:2em auto}"
+_STYLE_HASH = base64.b64encode(hashlib.sha256(PAGE_STYLE.encode()).digest()).decode()
+# Sent with every answer of the app (JSON ones too: a browser shown one runs nothing).
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'"
+)
+
+
+def html_answer(description: str) -> Answer:
+    """An answer of a page route, as the OpenAPI document tells it."""
+    return Answer(description, media_type="text/html")
+
+
+NOT_A_LINK = html_answer("Not a valid link")
+
+CATEGORY_NAMES = {
+    "ro": {
+        "calls": "Apeluri nepreluate",
+        "voicemail": "Mesaje vocale",
+        "fax": "Faxuri",
+        "billing": "Plăți și alimentări ale contului",
+        "low_credit": "Credit scăzut",
+        "marketing": "Oferte și modificări de tarife",
+    },
+    "en": {
+        "calls": "Missed calls",
+        "voicemail": "Voicemail",
+        "fax": "Faxes",
+        "billing": "Payments and top-ups",
+        "low_credit": "Low credit",
+        "marketing": "Offers and tariff changes",
+    },
+}
+
+MODE_NAMES = {
+    "ro": {
+        "immediate": "Imediat",
+        "hourly": "Rezumat orar",
+        "daily": "Rezumat zilnic",
+        "off": "Dezactivat",
+    },
+    "en": {
+        "immediate": "At once",
+        "hourly": "Hourly digest",
+        "daily": "Daily digest",
+        "off": "Off",
+    },
+}
+
+TEXT: dict[str, dict[str, str]] = {
+    "ro": {
+        "title": "Dezabonare",
+        "ask": "Nu mai doresc să primesc aceste mesaje (oferte și modificări de tarife).",
+        "ask_digest": "Nu mai doresc să primesc aceste rezumate ({category}).",
+        "button": "Dezabonare",
+        "done": "V-ați dezabonat. Nu veți mai primi oferte la această adresă.",
+        "done_digest": "V-ați dezabonat. Nu veți mai primi notificări: {category}.",
+        "invalid": "Linkul nu este valid.",
+        "refused": "Cererea nu vine din această pagină. Deschideți din nou linkul din email.",
+        "preferences": "Preferințe de notificare",
+        "mandatory": "Notificările de securitate și anunțurile de serviciu se trimit întotdeauna.",
+        "quiet_hours": "Interval de liniște (de exemplu 22:00-08:00; gol: fără)",
+        "digest_time": "Ora rezumatului zilnic",
+        "language": "Limba mesajelor",
+        "offers": "Doresc să primesc oferte și modificări de tarife",
+        "save": "Salvează",
+        "saved": "Preferințele au fost salvate.",
+        "fix": "Preferințele nu au fost salvate:",
+    },
+    "en": {
+        "title": "Unsubscribe",
+        "ask": "I no longer want to receive these messages (offers and tariff changes).",
+        "ask_digest": "I no longer want to receive these digests ({category}).",
+        "button": "Unsubscribe",
+        "done": "You are unsubscribed. This address will receive no more offers.",
+        "done_digest": "You are unsubscribed. You will receive no more notices: {category}.",
+        "invalid": "This link is not valid.",
+        "refused": "This request did not come from this page. Open the link in the email again.",
+        "preferences": "Notification preferences",
+        "mandatory": "Security notices and service announcements are always sent.",
+        "quiet_hours": "Quiet hours (for example 22:00-08:00; empty: none)",
+        "digest_time": "Time of the daily digest",
+        "language": "Language of the emails",
+        "offers": "I want to receive offers and tariff changes",
+        "save": "Save",
+        "saved": "Your preferences are saved.",
+        "fix": "Your preferences were not saved:",
+    },
+}
+
+
+def html_page(language: str, title: str, body: str, status: int = 200) -> web.Response:
+    document = (
+        f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head>"
+        "<body>"
+        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
+    )
+    # The token in the address is the credential: keep the page out of caches and referrers.
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    return web.Response(text=document, content_type="text/html", status=status, headers=headers)
+
+
+def asked_language(request: web.Request, fallback: str = "ro") -> str:
+    asked = request.query.get("lang")
+    return asked if asked in LANGUAGES else fallback
+
+
+def invalid(language: str, page: str) -> web.Response:
+    """A link that is not valid, under the heading of the page it was for ("title" for
+    unsubscribe, "preferences")."""
+    words = TEXT[language]
+    return html_page(language, words[page], f"<p>{words['invalid']}</p>", status=404)
+
+
+def refused(language: str, page: str) -> web.Response:
+    words = TEXT[language]
+    return html_page(language, words[page], f"<p>{words['refused']}</p>", status=403)
+
+
+def cross_site(request: web.Request, runtime: Runtime) -> bool:
+    """A browser says this POST comes from another site, or hides where it comes from."""
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    # "none": the user's own action (a typed address, a bookmark), no site behind it.
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    # The public address links point at, or the one this request was sent to (the Host
+    # header is the browser's, not the other site's to choose).
+    own = {f"http://{request.host}", f"https://{request.host}"}
+    if runtime.links is not None:
+        public = URL(runtime.links.base_url)
+        own.add(str(public.origin()))
+    return origin.rstrip("/") not in own  # "null" (a sandboxed or opaque page) too
+
+
+def has_browser_headers(request: web.Request) -> bool:
+    return "Origin" in request.headers or "Sec-Fetch-Site" in request.headers
+
+
+def form_token_field(runtime: Runtime, link_token: str) -> str:
+    assert runtime.links is not None  # the page of a valid link
+    value = runtime.links.form_token(link_token)
+    return f'<input type="hidden" name="{CSRF_FIELD}" value="{value}">'
+
+
+def form_token_valid(runtime: Runtime, link_token: str, given: object) -> bool:
+    return (
+        runtime.links is not None
+        and isinstance(given, str)
+        and runtime.links.form_token_valid(link_token, given)
+    )
+
+
+# -- unsubscribe ------------------------------------------------------------------------------
+
+
+def topic_name(topic: str, language: str) -> str:
+    return CATEGORY_NAMES[language].get(topic, topic)
+
+
+async def their_language(request: web.Request, runtime: Runtime, account_id: str) -> str:
+    """?lang= if given, else the subscriber's language, else the default."""
+    async with runtime.pool.acquire() as conn:
+        subscriber = await subscriber_store.get(conn, account_id)
+    chosen = subscriber.language if subscriber else None
+    return asked_language(request, chosen or runtime.settings.defaults.language)

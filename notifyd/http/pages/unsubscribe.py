@@ -1,0 +1,114 @@
+"""Unsubscribe (RFC 8058): GET shows a button and changes nothing (mail scanners follow
+links); POST unsubscribes, from the button or a mail client's one-click request."""
+
+from __future__ import annotations
+
+import html
+from dataclasses import replace
+
+import structlog
+from aiohttp import web
+
+from notifyd.http.operations import Routes
+from notifyd.http.pages import shell
+from notifyd.http.runtime import RUNTIME
+from notifyd.intake import consent
+from notifyd.links import MARKETING
+from notifyd.rules.preferences import CONFIGURABLE
+from notifyd.storage import subscribers as subscriber_store
+
+log = structlog.get_logger(__name__)
+routes = Routes()
+
+
+@routes.get(
+    "/v1/unsubscribe/{token}",
+    "The unsubscribe page of a signed link (changes nothing)",
+    answers={200: shell.html_answer("A page with a button"), 404: shell.NOT_A_LINK},
+)
+async def unsubscribe_form(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    token = request.match_info["token"]
+    found = runtime.links.read_unsubscribe(token) if runtime.links else None
+    if found is None:
+        return shell.invalid(shell.asked_language(request), "title")
+    language = await shell.their_language(request, runtime, found.account_id)
+    words = shell.TEXT[language]
+    ask = (
+        words["ask"]
+        if found.topic == MARKETING
+        else words["ask_digest"].format(category=shell.topic_name(found.topic, language))
+    )
+    action = html.escape(request.path)
+    form = (
+        f"<p>{html.escape(ask)}</p>"
+        f'<form method="post" action="{action}">'
+        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
+        + shell.form_token_field(runtime, token)
+        + f'<button type="submit">{words["button"]}</button></form>'
+    )
+    return shell.html_page(language, words["title"], form)
+
+
+@routes.post(
+    "/v1/unsubscribe/{token}",
+    "Unsubscribe at once (RFC 8058 one-click, or the page's button)",
+    description="A mail provider's one-click POST carries no Origin and no form token; a "
+    "browser's must come from the page, with its form_token.",
+    answers={
+        200: shell.html_answer("Unsubscribed"),
+        403: shell.html_answer(
+            "From another site, or a browser's POST without the page's form token; nothing changed"
+        ),
+        404: shell.NOT_A_LINK,
+    },
+)
+async def unsubscribe(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    token = request.match_info["token"]
+    found = runtime.links.read_unsubscribe(token) if runtime.links else None
+    if found is None:
+        return shell.invalid(shell.asked_language(request), "title")
+    language = await shell.their_language(request, runtime, found.account_id)
+    words = shell.TEXT[language]
+    if shell.cross_site(request, runtime):
+        log.warning("cross-site unsubscribe refused", account_id=found.account_id)
+        return shell.refused(language, "title")
+    # Read only a form of the page's size: a one-click POST needs no body to be taken, as
+    # before forms had tokens (RFC 8058 fixes what it sends, not how it is framed).
+    small = request.content_length is not None and request.content_length <= shell.FORM_LIMIT
+    given = (await request.post()).get(shell.CSRF_FIELD) if small else None
+    # The page's own button sends its form token; a mail provider's one-click POST has
+    # none, and no browser headers either. A browser's POST without it is not from us.
+    from_browser = given is not None or shell.has_browser_headers(request)
+    if from_browser and not shell.form_token_valid(runtime, token, given):
+        log.warning("unsubscribe without the page's form token", account_id=found.account_id)
+        return shell.refused(language, "title")
+    async with runtime.pool.acquire() as conn, conn.transaction():
+        if found.topic == MARKETING:
+            await consent.decide(
+                conn,
+                found.account_id,
+                [found.address],
+                granted=False,
+                source="unsubscribe-link",
+                wording_version="list-unsubscribe",
+                recorded_by=None,
+            )
+            done = words["done"]
+        else:
+            # From a digest: that category's notices stop (the preference page turns them
+            # back on).
+            subscriber = await subscriber_store.get(conn, found.account_id, lock=True)
+            if subscriber is not None and found.topic in CONFIGURABLE:
+                modes = {**subscriber.preferences.modes, found.topic: "off"}
+                await subscriber_store.save_preferences(
+                    conn,
+                    replace(subscriber, preferences=replace(subscriber.preferences, modes=modes)),
+                )
+            done = words["done_digest"].format(category=shell.topic_name(found.topic, language))
+    log.info("unsubscribed by link", account_id=found.account_id, topic=found.topic)
+    return shell.html_page(language, words["title"], f"<p>{html.escape(done)}</p>")
+
+
+# -- preferences ------------------------------------------------------------------------------

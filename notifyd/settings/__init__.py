@@ -1,0 +1,86 @@
+"""Settings: the TOML file plus NOTIFYD_* environment, read into frozen pydantic models.
+
+One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
+[dkim] [logging]; intake.py: [sources.<name>] [webhooks] [defaults] [thresholds.<CUR>]
+[calls] [admin] [broadcasts]; delivery.py: [delivery] [attachments]; root.py: the whole
+file). Each key is declared once, with its type, its limits, its default and the
+description that config/notifyd.example.toml shows (example.py writes that part of it:
+`make example-config`).
+
+Every problem is reported with the file, the key and what is wrong, all at once, so an
+admin fixes a config in one pass (problems.py turns pydantic's errors into "path: [section]
+key: message"). Unknown keys are errors: a typo such as `prot = 25` must not silently fall
+back to a default.
+
+Environment: a key whose model marks it `Env("NOTIFYD_...")` is overridden by that variable
+when it is set and not empty, so that passwords and connection strings can stay out of the
+file (systemd's EnvironmentFile=). The value replaces the file's before validation and is
+checked like it; a problem with it names the variable. The keys are:
+
+    [daemon] link_secret    NOTIFYD_LINK_SECRET
+    [database] url          NOTIFYD_DATABASE_URL
+    [smtp] password         NOTIFYD_SMTP_PASSWORD
+
+(`environment_keys()` lists them from the models; a test holds this list to it.)
+"""
+
+from __future__ import annotations
+
+from notifyd.settings.delivery import DEFAULT_LIFETIMES, AttachmentSettings, DeliverySettings
+from notifyd.settings.intake import (
+    DEFAULT_MODE_CATEGORIES,
+    AdminSettings,
+    BroadcastSettings,
+    CallSettings,
+    DefaultsSettings,
+    IPNetwork,
+    SourceSettings,
+    Thresholds,
+    WebhookSettings,
+    check_webhook_secret,
+)
+from notifyd.settings.problems import ConfigError
+from notifyd.settings.readiness import warnings
+from notifyd.settings.root import Settings, environment_keys, from_mapping, load
+from notifyd.settings.service import (
+    LOG_LEVELS,
+    SMTP_SECURITY,
+    DaemonSettings,
+    DatabaseSettings,
+    DkimSettings,
+    HttpSettings,
+    LoggingSettings,
+    SmtpSettings,
+    TemplateSettings,
+)
+
+__all__ = [
+    "DEFAULT_LIFETIMES",
+    "DEFAULT_MODE_CATEGORIES",
+    "LOG_LEVELS",
+    "SMTP_SECURITY",
+    "AdminSettings",
+    "AttachmentSettings",
+    "BroadcastSettings",
+    "CallSettings",
+    "ConfigError",
+    "DaemonSettings",
+    "DatabaseSettings",
+    "DefaultsSettings",
+    "DeliverySettings",
+    "DkimSettings",
+    "HttpSettings",
+    "IPNetwork",
+    "LoggingSettings",
+    "Settings",
+    "SmtpSettings",
+    "SourceSettings",
+    "TemplateSettings",
+    "Thresholds",
+    "WebhookSettings",
+    "check_webhook_secret",
+    "environment_keys",
+    "from_mapping",
+    "load",
+    "warnings",
+]

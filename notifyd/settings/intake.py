@@ -1,0 +1,277 @@
+"""What decides on a webhook: [sources.<name>], [webhooks], [defaults], [thresholds.<CUR>],
+[calls], [admin] and [broadcasts]."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import re
+from collections.abc import Mapping
+from datetime import time
+from decimal import Decimal, InvalidOperation
+from typing import Annotated
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+
+from notifyd.catalogue.locale import LANGUAGES, check_timezone
+from notifyd.model import MODES, QuietHours, parse_quiet_hours, parse_time_of_day
+from notifyd.settings.fields import Section, array, one_of
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+# Categories whose default mode the admin may set (security and service are mandatory).
+DEFAULT_MODE_CATEGORIES = ("calls", "voicemail", "fax", "billing", "low_credit", "marketing")
+
+
+def check_webhook_secret(secret: str) -> str | None:
+    if not secret.startswith("whsec_"):
+        return "must start with 'whsec_' (Standard Webhooks secret)"
+    body = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(body + "=" * (-len(body) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return "is not valid base64 after 'whsec_'"
+    if len(key) < 16:
+        return f"key is {len(key)} bytes; use at least 16 (24 to 64 recommended)"
+    return None
+
+
+def _secret(value: str) -> str:
+    message = check_webhook_secret(value)
+    if message:
+        raise ValueError(message)
+    return value
+
+
+def _network(value: object) -> object:
+    if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
+        return value
+    try:
+        return ipaddress.ip_network(str(value), strict=False)
+    except ValueError:
+        raise ValueError(f"is not an IP address or CIDR: {value!r}") from None
+
+
+def _some(secrets: tuple[str, ...]) -> tuple[str, ...]:
+    if not secrets:
+        raise ValueError("must list at least one secret")
+    return secrets
+
+
+class SourceSettings(Section):
+    """One webhook sender: POST /v1/webhooks/<name> (the table's name)."""
+
+    # Several may be valid at once while a secret is rotated; any one's signature is accepted.
+    secrets: Annotated[
+        tuple[Annotated[str, AfterValidator(_secret)], ...],
+        BeforeValidator(array),
+        AfterValidator(_some),
+    ] = Field(repr=False)
+    # Only these addresses or networks may post for this source (others get 403); None: any.
+    allow_from: Annotated[
+        tuple[Annotated[IPNetwork, BeforeValidator(_network)], ...] | None,
+        BeforeValidator(array),
+    ] = None
+
+
+def source_name(name: str) -> str:
+    if not SOURCE_NAME.match(name):
+        raise ValueError("source names are lowercase letters, digits, '-' and '_'")
+    return name
+
+
+class WebhookSettings(Section):
+    timestamp_tolerance_seconds: int = Field(
+        300, ge=1, le=86400, description="webhook-timestamp this far from now is refused (401)."
+    )
+    idempotency_days: int = Field(
+        7, ge=7, le=3650, description="webhook-id remembered this long (at least 7)."
+    )
+    max_body_bytes: int = Field(
+        25 * 1024 * 1024,
+        ge=1024,
+        le=1024**3,
+        description="25 MiB: voicemail and fax attachments (413 above).",
+    )
+    max_bytes_in_flight: int = Field(
+        100 * 1024 * 1024,
+        ge=1024,
+        le=16 * 1024**3,
+        description="100 MiB: bodies of all webhooks being read or worked on at once; past it "
+        "503 + Retry-After before the body is read (memory is a few times this: text, parsed "
+        "JSON, decoded attachments). At least max_body_bytes.",
+    )
+
+    @field_validator("max_bytes_in_flight")
+    @classmethod
+    def _fits_the_largest_body(cls, value: int, info: ValidationInfo) -> int:
+        # Else a body of the largest size allowed could never be taken.
+        largest = info.data.get("max_body_bytes")
+        if largest is not None and value < largest:
+            raise ValueError("must be at least max_body_bytes")
+        return value
+
+
+def _quiet_hours(value: object) -> object:
+    if isinstance(value, QuietHours) or value is None:
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {value!r}")
+    return parse_quiet_hours(value)
+
+
+def _time_of_day(value: object) -> object:
+    if isinstance(value, time):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, got {value!r}")
+    return parse_time_of_day(value)
+
+
+def _known_zone(zone: str) -> str:
+    message = check_timezone(zone)
+    if message:
+        raise ValueError(message)
+    return zone
+
+
+def _configurable(category: str) -> str:
+    if category in ("security", "service"):
+        raise ValueError(
+            "not a category that can be configured (security and service are mandatory)"
+        )
+    if category not in DEFAULT_MODE_CATEGORIES:
+        raise ValueError(f"unknown category; known: {', '.join(DEFAULT_MODE_CATEGORIES)}")
+    return category
+
+
+class DefaultsSettings(Section):
+    """For subscribers who did not choose their own (they follow changes made here)."""
+
+    language: Annotated[str, one_of(LANGUAGES)] = Field(
+        "ro", description=" | ".join(f'"{language}"' for language in LANGUAGES)
+    )
+    timezone: Annotated[str, AfterValidator(_known_zone)] = Field(
+        "Europe/Bucharest", description="IANA zone name."
+    )
+    quiet_hours: Annotated[QuietHours | None, BeforeValidator(_quiet_hours)] = Field(
+        QuietHours(time(22, 0), time(8, 0)),
+        description='Local time; "" disables. Security notices never wait.',
+    )
+    digest_time: Annotated[time, BeforeValidator(_time_of_day)] = Field(
+        time(8, 0), description="Local time at which daily digests go out."
+    )
+    modes: Mapping[Annotated[str, AfterValidator(_configurable)], Annotated[str, one_of(MODES)]] = (
+        Field(
+            default_factory=dict,
+            examples=[dict.fromkeys(DEFAULT_MODE_CATEGORIES, "immediate")],
+            description='Per category: "immediate" (the default), "hourly" or "daily" (a digest '
+            'email listing the period\'s notices), or "off". Security and service are mandatory: '
+            "always immediate. Marketing also needs the subscriber's recorded consent.",
+        )
+    )
+
+
+def _amount(value: object) -> object:
+    if isinstance(value, Decimal):
+        return value
+    amount = None
+    if isinstance(value, str | int | float) and not isinstance(value, bool):
+        try:
+            amount = Decimal(str(value))
+        except InvalidOperation:
+            amount = None
+    if amount is None or not amount.is_finite():
+        raise ValueError(f'must be an amount such as "5.00", got {value!r}')
+    return amount
+
+
+Amount = Annotated[Decimal, BeforeValidator(_amount)]
+
+
+class Thresholds(Section):
+    """Low-credit thresholds for one currency (SPEC §5)."""
+
+    low: Amount
+    critical: Amount
+    hysteresis: Amount = Decimal(0)
+
+    @field_validator("critical")
+    @classmethod
+    def _below_low(cls, value: Decimal, info: ValidationInfo) -> Decimal:
+        low = info.data.get("low")
+        if low is not None and value >= low:
+            raise ValueError("must be below low")
+        return value
+
+    @field_validator("hysteresis")
+    @classmethod
+    def _not_negative(cls, value: Decimal) -> Decimal:
+        if value < 0:
+            raise ValueError("must not be negative")
+        return value
+
+
+def currency_code(name: str) -> str:
+    if not re.fullmatch(r"[A-Z]{3}", name):
+        raise ValueError("the name must be an ISO 4217 currency code such as RON")
+    return name
+
+
+class CallSettings(Section):
+    voicemail_wait_seconds: float = Field(
+        120.0,
+        ge=0,
+        le=3600,
+        description="A missed call marked to_voicemail waits this long for the voicemail of "
+        "the same call; the two become one email. Without a voicemail, the missed-call email "
+        "goes at the end.",
+    )
+    burst_window_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=86400,
+        description="Missed calls within this many seconds of the last missed-call email are "
+        "gathered into one follow-up email at the end of the window (0: every call its own "
+        "email).",
+    )
+
+
+def _token_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
+        raise ValueError("token names are letters, digits, '.', '-' and '_'")
+    return name
+
+
+def _digest(value: object) -> object:
+    if isinstance(value, bytes):
+        return value
+    match = re.fullmatch(r"sha256:([0-9a-fA-F]{64})", value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(
+            'must be "sha256:<64 hex digits>", the SHA-256 of the token, never the token'
+        )
+    return bytes.fromhex(match[1])
+
+
+class AdminSettings(Section):
+    tokens: Mapping[
+        Annotated[str, AfterValidator(_token_name)], Annotated[bytes, BeforeValidator(_digest)]
+    ] = Field(
+        default_factory=dict,
+        repr=False,
+        examples=[{"ops": "sha256:<64 hex digits>"}],
+        description='Admin API bearer tokens (docs/admin-api.md): name = "sha256:<hex SHA-256 '
+        'of the token>". Only the digest is stored here; remove a line and reload to revoke a '
+        "token.",
+    )
+
+
+class BroadcastSettings(Section):
+    batch_size: int = Field(
+        5000,
+        ge=1,
+        le=100_000,
+        description="Notices queued per transaction when a broadcast fans out.",
+    )

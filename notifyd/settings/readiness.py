@@ -1,0 +1,90 @@
+"""What `notifyd check-config` warns about and `--strict` refuses: a file that works but is
+not ready for subscribers. Nothing here stops the daemon: a developer's machine runs with all
+of it."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import ipaddress
+from urllib.parse import urlsplit
+
+from notifyd.settings.root import Settings
+
+_WEBHOOK_KEY_BYTES = 24  # Standard Webhooks: 24 to 64 random bytes
+_LINK_SECRET_CHARACTERS = 32  # secrets.token_urlsafe(32), what notifyd generates, is 43
+# Digests of tokens anyone would try first; "test" is the example in docs/admin-api.md.
+_GUESSABLE_TOKENS = frozenset(
+    hashlib.sha256(word.encode()).digest()
+    for word in ("", "test", "token", "secret", "changeme", "password", "admin", "ops")
+)
+_PLACEHOLDER_WORDS = ("replace", "change", "example", "secret", "placeholder", "xxx")
+
+
+def _webhook_secret_warning(secret: str) -> str | None:
+    body = secret.removeprefix("whsec_")
+    key = base64.b64decode(body + "=" * (-len(body) % 4))
+    if b"REPLACE-ME" in key:
+        return "is the example config's placeholder: anyone who read the example can sign"
+    # Random bytes are all printable once in 2**42 for a 24-byte key: a readable key was
+    # typed (or copied from somewhere), not drawn.
+    if all(0x20 <= byte < 0x7F for byte in key):
+        return "is readable text, not random bytes: a typed or copied key can be guessed"
+    if len(key) < _WEBHOOK_KEY_BYTES:
+        return f"key is {len(key)} bytes; use {_WEBHOOK_KEY_BYTES} to 64 random bytes"
+    return None
+
+
+def warnings(settings: Settings) -> list[tuple[str, str]]:
+    """What works but should not face subscribers: placeholder or weak secrets, links to
+    an address they cannot reach. Keyed like ConfigError's problems; never the secret."""
+    found: list[tuple[str, str]] = []
+    link_secret = settings.daemon.link_secret
+    if link_secret and (
+        len(link_secret) < _LINK_SECRET_CHARACTERS
+        or any(word in link_secret.lower() for word in _PLACEHOLDER_WORDS)
+    ):
+        found.append(
+            (
+                "[daemon] link_secret",
+                f"is weak: use {_LINK_SECRET_CHARACTERS} or more random characters "
+                "(or leave it empty for one generated in the state folder)",
+            )
+        )
+    public_url = settings.http.public_url
+    host = urlsplit(public_url).hostname if public_url else settings.http.host
+    if not public_url or _unreachable(host or ""):
+        where = public_url or f"http://{settings.http.host}:{settings.http.port}"
+        found.append(
+            (
+                "[http] public_url",
+                f"{'is empty: ' if not public_url else ''}links in emails point at {where}, "
+                "which subscribers cannot reach; set the address they reach this daemon at",
+            )
+        )
+    for name, source in settings.sources.items():
+        for index, secret in enumerate(source.secrets):
+            message = _webhook_secret_warning(secret)
+            if message:
+                found.append((f"[sources.{name}] secrets[{index}]", message))
+    for name, digest in settings.admin.tokens.items():
+        if digest in _GUESSABLE_TOKENS:
+            found.append(
+                (
+                    f"[admin.tokens] {name}",
+                    "is the digest of a guessable token (such as the example in "
+                    "docs/admin-api.md): make one with secrets.token_urlsafe(32)",
+                )
+            )
+    return found
+
+
+def _unreachable(host: str) -> bool:
+    """A host subscribers' mail clients cannot reach: loopback, unspecified, localhost."""
+    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified

@@ -1,0 +1,149 @@
+"""The whole file: Settings, and load() that reads it with the environment's overrides."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, ValidationError, model_validator
+
+from notifyd.settings.delivery import IN_FLIGHT_PER_CONNECTION, AttachmentSettings, DeliverySettings
+from notifyd.settings.fields import Env, Section, TablesOf, section
+from notifyd.settings.intake import (
+    AdminSettings,
+    BroadcastSettings,
+    CallSettings,
+    DefaultsSettings,
+    SourceSettings,
+    Thresholds,
+    WebhookSettings,
+    currency_code,
+    source_name,
+)
+from notifyd.settings.problems import ConfigError, problems_of
+from notifyd.settings.service import (
+    DaemonSettings,
+    DatabaseSettings,
+    DkimSettings,
+    HttpSettings,
+    LoggingSettings,
+    SmtpSettings,
+    TemplateSettings,
+)
+
+
+class Settings(Section):
+    """Every section of the file, in the order config/notifyd.example.toml shows them;
+    `path` is the file's (not a key in it)."""
+
+    path: Path
+    daemon: DaemonSettings = section()
+    http: HttpSettings = section()
+    database: DatabaseSettings = section()
+    smtp: SmtpSettings = section()
+    sources: Annotated[
+        Mapping[Annotated[str, AfterValidator(source_name)], SourceSettings], TablesOf("name")
+    ] = section()
+    defaults: DefaultsSettings = section()
+    webhooks: WebhookSettings = section()
+    delivery: DeliverySettings = section()
+    thresholds: Annotated[
+        Mapping[Annotated[str, AfterValidator(currency_code)], Thresholds], TablesOf("CURRENCY")
+    ] = section()
+    calls: CallSettings = section()
+    attachments: AttachmentSettings = section()
+    templates: TemplateSettings = section()
+    dkim: DkimSettings = section()
+    admin: AdminSettings = section()
+    broadcasts: BroadcastSettings = section()
+    logging: LoggingSettings = section()
+
+    @model_validator(mode="after")
+    def _in_flight_follows_the_connections(self) -> Settings:
+        """[delivery] concurrency, when the file leaves it out, is a share of [smtp]
+        pool_size."""
+        if "concurrency" not in self.delivery.model_fields_set:
+            concurrency = IN_FLIGHT_PER_CONNECTION * self.smtp.pool_size
+            # Frozen: set once, here, while the object is being made.
+            object.__setattr__(
+                self, "delivery", self.delivery.model_copy(update={"concurrency": concurrency})
+            )
+        return self
+
+    @property
+    def templates_folder(self) -> Path | None:
+        return self.templates.folder
+
+    @property
+    def message_domain(self) -> str:
+        """The right-hand side of the Message-IDs notifyd writes: the sender's domain."""
+        return self.smtp.sender_address.rpartition("@")[2] or "notifyd.invalid"
+
+    @property
+    def outbox_dir(self) -> Path:
+        return self.daemon.state_dir / "outbox"
+
+    @property
+    def pgdata_dir(self) -> Path:
+        return self.daemon.state_dir / "pgdata"
+
+
+def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate the config file; raise ConfigError listing every problem."""
+    path = Path(path)
+    env = os.environ if environ is None else environ
+    try:
+        with path.open("rb") as handle:
+            raw = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(path, [("file", "does not exist")]) from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(path, [("syntax", str(error))]) from None
+    except OSError as error:
+        raise ConfigError(path, [("file", f"cannot be read: {error.strerror}")]) from None
+    return from_mapping(raw, path, env)
+
+
+def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
+    """Settings from the file's tables, `env` overriding the keys that name a variable."""
+    problems = [("[path]", "unknown section")] if "path" in raw else []
+    tables, from_env = with_environment(raw, env)
+    try:
+        settings = Settings.model_validate(
+            {**tables, "path": path}, context={"base_dir": path.resolve().parent}
+        )
+    except ValidationError as error:
+        problems += problems_of(error, Settings, from_env)
+    if problems:
+        raise ConfigError(path, problems)
+    return settings
+
+
+def environment_keys() -> Iterator[tuple[str, str, str]]:
+    """(section, key, variable) for every key that an environment variable overrides."""
+    for name, info in Settings.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            for key, field in model.model_fields.items():
+                for marker in field.metadata:
+                    if isinstance(marker, Env):
+                        yield name, key, marker.name
+
+
+def with_environment(
+    raw: Mapping[str, Any], env: Mapping[str, str]
+) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    """The file's tables with each overridable key the environment sets (not empty) replaced,
+    and which keys that was, for the problems to name the variable."""
+    tables = dict(raw)
+    used: dict[tuple[str, ...], str] = {}
+    for name, key, variable in environment_keys():
+        value = env.get(variable)
+        table = tables.get(name, {})
+        if value and isinstance(table, dict):
+            tables[name] = {**table, key: value}
+            used[(name, key)] = variable
+    return tables, used

@@ -1,0 +1,198 @@
+"""[daemon], [http], [database], [smtp], [templates], [dkim] and [logging]: how this process
+runs, where it listens, what it talks to and how it writes."""
+
+from __future__ import annotations
+
+import os
+import socket
+from email.utils import parseaddr
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+
+from notifyd.settings.fields import (
+    Env,
+    Section,
+    existing,
+    folder_path,
+    mailbox,
+    not_empty,
+    one_of,
+    web_url,
+)
+
+SMTP_SECURITY = ("none", "starttls", "tls")
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("json", "console")
+# At most this many SMTP connections, opened as the load needs them. Each carries one message
+# per round trip to the relay plus the commit of the last one's outcome (the crash bound in
+# docs/delivery.md), so under load delivery is about connections: 4 delivered 400 missed
+# calls a second while ingesting them, 32 kept up with 791 (bench/e2e_latency.py).
+SMTP_CONNECTIONS = 32
+
+
+class DaemonSettings(Section):
+    state_dir: Annotated[Path, BeforeValidator(folder_path)] = Field(
+        default="var",
+        validate_default=True,
+        examples=["/var/lib/notifyd"],
+        description="Holds the embedded PostgreSQL (pgdata/) when [database] url is empty, "
+        "and the .eml outbox (outbox/) when [smtp] host is empty.",
+    )
+    shutdown_grace_seconds: float = Field(
+        10.0,
+        ge=0,
+        le=600,
+        description="On SIGTERM: seconds to let SMTP transactions in flight finish before exiting.",
+    )
+    instance: str = Field(
+        "",
+        validate_default=True,
+        description='Name of this host in notice claims and logs; empty: "<hostname>:<pid>".',
+    )
+    link_secret: Annotated[str, Env("NOTIFYD_LINK_SECRET")] = Field(
+        "",
+        repr=False,
+        description="Seals the links in emails (unsubscribe, preferences) and the pages' form "
+        "tokens; changing it breaks every link already sent. Hosts sharing a database must "
+        "share it; empty: a secret is generated once and kept in state_dir/link-secret.",
+    )
+
+    @field_validator("instance")
+    @classmethod
+    def _host_and_pid_unless_named(cls, value: str) -> str:
+        return value or f"{socket.gethostname()}:{os.getpid()}"
+
+
+class HttpSettings(Section):
+    host: Annotated[str, AfterValidator(not_empty)] = Field("127.0.0.1")
+    port: int = Field(8080, ge=0, le=65535)
+    public_url: Annotated[str, AfterValidator(web_url)] = Field(
+        "",
+        description='How subscribers reach this daemon (links in emails), e.g. "https://notices.'
+        'voip.example". Empty: http://host:port, which only this host can open (check-config '
+        "warns).",
+    )
+
+
+def _postgres_url(value: str) -> str:
+    if value == "" or value.startswith(("postgresql://", "postgres://")):
+        return value
+    raise ValueError("must be empty (embedded PostgreSQL) or a postgresql:// URL")
+
+
+class DatabaseSettings(Section):
+    url: Annotated[str, Env("NOTIFYD_DATABASE_URL"), AfterValidator(_postgres_url)] = Field(
+        "",
+        description="Empty: an embedded PostgreSQL in state_dir/pgdata (needs the `embedded` "
+        "extra). Keep passwords out of this file: set the URL in the environment instead.",
+    )
+    pool_min: int = Field(2, ge=1, le=100)
+    pool_max: int = Field(10, ge=1, le=500)
+    connect_timeout_seconds: float = Field(5.0, ge=0.1, le=120)
+    statement_timeout_seconds: float = Field(30.0, ge=0.1, le=3600)
+
+    @field_validator("pool_max")
+    @classmethod
+    def _at_least_pool_min(cls, value: int, info: ValidationInfo) -> int:
+        pool_min = info.data.get("pool_min")
+        if pool_min is not None and value < pool_min:
+            raise ValueError(f"must be at least pool_min ({pool_min}), got {value}")
+        return value
+
+
+class SmtpSettings(Section):
+    host: str = Field(
+        "",
+        description="Empty: emails are written as .eml files to state_dir/outbox instead of "
+        "being sent.",
+    )
+    port: int = Field(25, ge=1, le=65535)
+    security: Annotated[Literal["none", "starttls", "tls"], one_of(SMTP_SECURITY)] = Field(
+        "none", description='"none" | "starttls" | "tls" (implicit TLS, usually port 465)'
+    )
+    username: str = ""
+    password: Annotated[str, Env("NOTIFYD_SMTP_PASSWORD")] = Field(
+        "", repr=False, validate_default=True, description="Prefer the environment."
+    )
+    sender: Annotated[str, AfterValidator(mailbox)] = Field(
+        "notifyd <notifyd@localhost>",
+        examples=["Notificări <notificari@example.com>"],
+        description="From: and envelope sender.",
+    )
+    timeout_seconds: float = Field(30.0, ge=0.1, le=600)
+    pool_size: int = Field(
+        SMTP_CONNECTIONS,
+        ge=1,
+        le=100,
+        description="At most this many SMTP connections, opened as needed and reused.",
+    )
+    verify_tls: bool = Field(
+        True,
+        description="false only for a loopback relay with a self-signed certificate.",
+    )
+    ca_file: Annotated[Path | None, BeforeValidator(existing("file"))] = Field(
+        None,
+        description="PEM bundle of a private CA that signed the relay's certificate; "
+        "empty: the system's CAs.",
+    )
+    reply_to: str = Field(
+        "", description="Reply-To: for subscribers who answer a notice (e.g. support)."
+    )
+
+    @field_validator("reply_to")
+    @classmethod
+    def _a_mailbox_if_set(cls, value: str) -> str:
+        return mailbox(value) if value else value
+
+    @field_validator("password")
+    @classmethod
+    def _set_with_username(cls, value: str, info: ValidationInfo) -> str:
+        if info.data.get("username") and not value:
+            raise ValueError("is empty but username is set (or set NOTIFYD_SMTP_PASSWORD)")
+        return value
+
+    @property
+    def sender_address(self) -> str:
+        return parseaddr(self.sender)[1]
+
+
+class TemplateSettings(Section):
+    folder: Annotated[Path | None, BeforeValidator(existing("folder"))] = Field(
+        None,
+        description="A folder whose <kind>.<lang>.txt / .html files replace the packaged ones "
+        "(see docs/templates.md). Checked with sample data at start and on reload.",
+    )
+
+
+class DkimSettings(Section):
+    """DKIM signing of every notice (optional): publish the public key as
+    <selector>._domainkey.<domain> TXT "v=DKIM1; k=rsa; p=..."."""
+
+    domain: str = Field("", description='e.g. "voip.example"')
+    selector: str = Field("", description='e.g. "notifyd1"')
+    private_key_file: Annotated[Path | None, BeforeValidator(existing("file"))] = Field(
+        None,
+        description='e.g. "/etc/notifyd/dkim.pem"; empty: notices are not signed.',
+    )
+
+    @field_validator("private_key_file")
+    @classmethod
+    def _named_by_domain_and_selector(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and not (info.data.get("domain") and info.data.get("selector")):
+            raise ValueError("is set but domain or selector is empty")
+        return value
+
+    @property
+    def enabled(self) -> bool:
+        return self.private_key_file is not None
+
+
+class LoggingSettings(Section):
+    level: Annotated[str, one_of(LOG_LEVELS)] = Field(
+        "info", description='"debug" | "info" | "warning" | "error"'
+    )
+    format: Annotated[Literal["json", "console"], one_of(LOG_FORMATS)] = Field(
+        "json", description='"json" (one event per line) | "console"'
+    )
