@@ -1,6 +1,7 @@
 """Shared fixtures: a throwaway PostgreSQL per test run (per xdist worker), a fresh database
 per test cloned from a migrated template, a real SMTP server (aiosmtpd) on a port the OS
-picks, and helpers to write configs, sign webhooks and run the daemon."""
+picks, helpers to write configs, sign webhooks and run the daemon, and Jinja's compiled
+templates shared by every renderer of a test process."""
 
 from __future__ import annotations
 
@@ -26,11 +27,13 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+import jinja2
 import pytest
 from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks import Webhook
 
+from notifyd import rendering
 from notifyd import settings as settings_module
 from notifyd.daemon import Daemon
 from notifyd.settings import Settings
@@ -45,6 +48,52 @@ BILLING_SECRET = "whsec_" + base64.b64encode(b"billing-test-secret-0123456789ab"
 OTHER_SECRET = "whsec_" + base64.b64encode(b"someone-else-secret-0123456789ab").decode()
 TEMPLATE_DB = "notifyd_template"
 WAIT = 15.0  # seconds any single wait in a test may take before it fails
+
+
+# -- templates ---------------------------------------------------------------------------------
+
+
+class CompiledTemplates(jinja2.BytecodeCache):
+    """Jinja's bytecode cache, in memory: each template compiled once per test process.
+
+    Every Renderer builds its own Jinja environments and compiles every template in them
+    when it checks them with sample data, at each daemon start: about a second of CPU, for
+    each of the hundreds of daemons the tests start. Jinja's documented bytecode cache
+    reuses the compiled code only for the same template name, file and source (its
+    checksum): an override folder's template, or one a test changed, is compiled anew,
+    and a broken one fails as before. Each environment's options are part of the key."""
+
+    def __init__(self) -> None:
+        self.code: dict[tuple[str, str], Any] = {}
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        bucket.code = self.code.get((bucket.key, bucket.checksum))
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        self.code[(bucket.key, bucket.checksum)] = bucket.code
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compiled_templates() -> Iterator[None]:
+    """Every renderer made in this process shares the templates it compiled (see above)."""
+    caches: dict[tuple[Any, ...], CompiledTemplates] = {}
+    original = rendering._Environment.__init__
+
+    def init(self: jinja2.Environment, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        options = (
+            self.autoescape,
+            self.keep_trailing_newline,
+            self.trim_blocks,
+            self.lstrip_blocks,
+            self.finalize,
+            self.undefined,
+        )
+        self.bytecode_cache = caches.setdefault(options, CompiledTemplates())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(rendering._Environment, "__init__", init)
+        yield
 
 
 # -- PostgreSQL --------------------------------------------------------------------------------
