@@ -49,6 +49,8 @@ from notifyd.catalogue.samples import SAMPLE_BROADCASTS
 TOKEN = secrets.token_urlsafe(16)  # a throwaway admin token for this run
 ADMIN = f'[admin.tokens]\nbench = "sha256:{hashlib.sha256(TOKEN.encode()).hexdigest()}"\n'
 WEBHOOKS_PER_SECOND = 50
+# Seconds of webhooks at rest (twice) and, at least, during the fan-out.
+LOAD_SECONDS = 5
 
 
 async def webhooks(port: int, path: Path) -> dict[str, Any]:
@@ -79,7 +81,9 @@ async def raw_rate(dsn: str, count: int) -> float:
         await conn.close()
 
 
-async def one_run(pg: Postgres, folder: Path, count: int, run: int) -> tuple[float, ...]:
+async def one_run(
+    pg: Postgres, folder: Path, count: int, run: int, load_seconds: int
+) -> tuple[float, ...]:
     """(subscribers/s, webhook p99 during, p99 at rest, raw INSERT rate)."""
     dsn = await pg.fresh_database()
     await add_subscribers(dsn, count)
@@ -88,14 +92,15 @@ async def one_run(pg: Postgres, folder: Path, count: int, run: int) -> tuple[flo
     process, port = await start_daemon(config)
     try:
         at_rest = write_requests(
-            folder / "rest.jsonl", signed_requests(WEBHOOKS_PER_SECOND * 5, 1000, seed=1)
+            folder / "rest.jsonl", signed_requests(WEBHOOKS_PER_SECOND * load_seconds, 1000, seed=1)
         )
         # Twice: the first warms a fresh daemon (its pool opens connections on demand).
         await webhooks(port, at_rest)
         rest = await webhooks(
             port,
             write_requests(
-                folder / "rest2.jsonl", signed_requests(WEBHOOKS_PER_SECOND * 5, 1000, seed=3)
+                folder / "rest2.jsonl",
+                signed_requests(WEBHOOKS_PER_SECOND * load_seconds, 1000, seed=3),
             ),
         )
         headers = {"Authorization": f"Bearer {TOKEN}"}
@@ -103,7 +108,7 @@ async def one_run(pg: Postgres, folder: Path, count: int, run: int) -> tuple[flo
         during_file = write_requests(
             folder / "during.jsonl",
             # About as long as the fan-out takes at 8,000 subscribers a second.
-            signed_requests(WEBHOOKS_PER_SECOND * max(count // 8000, 5), 1000, seed=2),
+            signed_requests(WEBHOOKS_PER_SECOND * max(count // 8000, load_seconds), 1000, seed=2),
         )
         async with aiohttp.ClientSession(headers=headers) as session:
             started = time.perf_counter()
@@ -122,16 +127,20 @@ async def one_run(pg: Postgres, folder: Path, count: int, run: int) -> tuple[flo
             seconds = time.perf_counter() - started
             during = await load
     finally:
-        await stop_daemon(process)
+        # The sink first: it takes 5 s a message, and the daemon would wait that long for
+        # the sends in progress before it stops (they are retried; nothing is measured now).
         await sink.stop()
+        await stop_daemon(process)
     return count / seconds, during["p99_ms"], rest["p99_ms"], await raw_rate(dsn, count)
 
 
-async def measure(pg: Postgres, count: int, runs: int) -> list[Row]:
+async def measure(
+    pg: Postgres, count: int, runs: int, load_seconds: int = LOAD_SECONDS
+) -> list[Row]:
     results = []
     with tempfile.TemporaryDirectory(prefix="ntfy-fanout-") as folder:
         for run in range(runs):
-            results.append(await one_run(pg, Path(folder), count, run))
+            results.append(await one_run(pg, Path(folder), count, run, load_seconds))
     return [
         Row(
             f"fan-out to {count:,}",
