@@ -11,9 +11,11 @@ import email
 import email.policy
 import json
 import os
+import queue
 import shutil
 import sys
 import tempfile
+import threading
 import uuid
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -164,6 +166,89 @@ async def drop_database(cluster: Cluster, name: str) -> None:
         await conn.close()
 
 
+class FreshDatabases:
+    """Databases cloned from the template ahead of the tests that take them, and dropped
+    after them, by a thread of its own with its own connection.
+
+    CREATE DATABASE copies the template (8 MB, mostly catalogues): 0.1 s on a quiet machine,
+    up to a second on a loaded one, in the setup of every test that has a database. Made
+    while the tests before it run, it is off the test's clock, and so is the DROP. Each test
+    still gets a database that nobody used before, cloned from the same template."""
+
+    AHEAD = 2  # databases kept ready
+
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+        self.ready: queue.Queue[str | BaseException] = queue.Queue()
+        self.work: queue.Queue[tuple[str, str] | None] = queue.Queue()
+        self.failed_drops: list[str] = []
+        for _ in range(self.AHEAD):
+            self.work.put(("create", self._name()))
+        self.thread = threading.Thread(target=self._serve, name="fresh-databases", daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def _name() -> str:
+        return f"t_{uuid.uuid4().hex[:16]}"
+
+    def _serve(self) -> None:
+        loop = asyncio.new_event_loop()
+        try:
+            conn = loop.run_until_complete(asyncpg.connect(self.cluster.dsn("postgres")))
+        except BaseException as error:
+            self.ready.put(error)
+            loop.close()
+            raise
+        try:
+            while (command := self.work.get()) is not None:
+                what, name = command
+                try:
+                    if what == "create":
+                        sql = f"CREATE DATABASE {name} TEMPLATE {TEMPLATE_DB}"
+                        loop.run_until_complete(conn.execute(sql))
+                        self.ready.put(name)
+                    else:
+                        sql = f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        loop.run_until_complete(conn.execute(sql))
+                except Exception as error:
+                    if what == "create":
+                        self.ready.put(error)  # the test waiting for it fails with it
+                    else:
+                        self.failed_drops.append(f"{name}: {error!r}")
+        finally:
+            loop.run_until_complete(conn.close())
+            loop.close()
+
+    async def take(self) -> str:
+        """A new database's name; another is made in its place."""
+        self.work.put(("create", self._name()))
+        try:
+            made = await asyncio.to_thread(self.ready.get, timeout=60)
+        except queue.Empty:
+            raise AssertionError("no fresh database within 60 s") from None
+        if isinstance(made, BaseException):
+            raise made
+        return made
+
+    def give_back(self, name: str) -> None:
+        self.work.put(("drop", name))
+
+    def close(self) -> None:
+        self.work.put(None)
+        self.thread.join(timeout=60)
+        assert not self.thread.is_alive(), "the fresh-databases thread did not stop"
+        assert not self.failed_drops, f"databases not dropped: {self.failed_drops}"
+
+
+@pytest.fixture(scope="session")
+def fresh_databases(pg_cluster: Cluster) -> Iterator[FreshDatabases]:
+    databases = FreshDatabases(pg_cluster)
+    try:
+        yield databases
+    finally:
+        databases.close()
+
+
 @pytest.fixture
 def state(tmp_path: Path) -> Iterator[Path]:
     """A state folder for a daemon with the embedded PostgreSQL, outside pytest's temporary
@@ -176,11 +261,11 @@ def state(tmp_path: Path) -> Iterator[Path]:
 
 
 @pytest.fixture
-async def database_url(pg_cluster: Cluster) -> AsyncIterator[str]:
-    """A fresh, migrated database for one test."""
-    name = await create_database(pg_cluster)
+async def database_url(pg_cluster: Cluster, fresh_databases: FreshDatabases) -> AsyncIterator[str]:
+    """A fresh, migrated database for one test (made ahead, dropped after: FreshDatabases)."""
+    name = await fresh_databases.take()
     yield pg_cluster.dsn(name)
-    await drop_database(pg_cluster, name)
+    fresh_databases.give_back(name)
 
 
 @pytest.fixture
