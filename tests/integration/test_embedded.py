@@ -6,11 +6,14 @@ from __future__ import annotations
 import asyncio
 import os
 import pwd
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
@@ -42,7 +45,30 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _embedded_config(tmp_path: Path, state: Path) -> Path:
+@pytest.fixture(scope="module")
+def initialised_state() -> Iterator[Path]:
+    """A state folder as a daemon's first start leaves it before the server first starts:
+    the cluster made by initdb, with its password set. initdb takes 2-6 s (most of it
+    syncing its files to disk), and what the tests that copy it are about (a server killed
+    or stopped, a second command beside the daemon) comes after it. initdb is still run by
+    the tests of a new state folder, here and in test_service."""
+    root = Path(tempfile.mkdtemp(prefix="ntfy-initialised-"))
+    root.chmod(0o755)
+    server = EmbeddedPostgres(root / "state" / "pgdata")
+    server.initialise()
+    server._require_password()
+    yield root / "state"
+    shutil.rmtree(root, ignore_errors=True)
+
+
+def _embedded_config(tmp_path: Path, state: Path, initialised: Path) -> Path:
+    """A config for the embedded PostgreSQL in `state`, a copy of `initialised`."""
+    state.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(initialised, state, symlinks=True)
+    # Each file keeps its owner: the server's user, when the tests run as root.
+    for path in [state, *state.rglob("*")]:
+        owner = (initialised / path.relative_to(state)).lstat()
+        os.lchown(path, owner.st_uid, owner.st_gid)
     config = base_config(tmp_path, "", None)
     config["daemon"]["state_dir"] = str(state)
     return write_config(tmp_path / "notifyd.toml", config)
@@ -97,9 +123,9 @@ def _postmaster_pid(pgdata: Path) -> int:
 
 
 async def test_migrate_and_check_config_beside_a_running_daemon_leave_its_database_alone(
-    tmp_path: Path, state: Path
+    tmp_path: Path, state: Path, initialised_state: Path
 ) -> None:
-    path = _embedded_config(tmp_path, state)
+    path = _embedded_config(tmp_path, state, initialised_state)
     daemon = await spawn_daemon(path, timeout=90)
     try:
         pid = _postmaster_pid(state / "pgdata")
@@ -119,9 +145,9 @@ async def test_migrate_and_check_config_beside_a_running_daemon_leave_its_databa
 
 
 async def test_a_second_run_on_the_same_state_folder_refuses_at_once(
-    tmp_path: Path, state: Path
+    tmp_path: Path, state: Path, initialised_state: Path
 ) -> None:
-    path = _embedded_config(tmp_path, state)
+    path = _embedded_config(tmp_path, state, initialised_state)
     daemon = await spawn_daemon(path, timeout=90)
     try:
         second = write_config(
@@ -166,13 +192,13 @@ async def test_a_port_in_use_fails_in_one_line_before_anything_starts(
 
 @pytest.mark.parametrize("state_path", ["short", "long"])
 async def test_a_killed_embedded_postgresql_is_restarted_and_webhooks_resume(
-    tmp_path: Path, state: Path, state_path: str
+    tmp_path: Path, state: Path, initialised_state: Path, state_path: str
 ) -> None:
     if state_path == "long":
         # Too long for a socket: the socket lives in a private temporary folder, which the
         # restarted server must use again (the pool's DSN names it).
         state = state / ("long " * 20).strip()
-    path = _embedded_config(tmp_path, state)
+    path = _embedded_config(tmp_path, state, initialised_state)
     daemon = await spawn_daemon(path, timeout=90)
     try:
         assert await _post_account(daemon, "acc-before") == 202
@@ -195,9 +221,9 @@ async def test_a_killed_embedded_postgresql_is_restarted_and_webhooks_resume(
 
 @pytest.mark.parametrize("mode", ["fast", "smart"])
 async def test_readyz_says_503_whenever_a_new_connection_cannot_be_had(
-    tmp_path: Path, state: Path, mode: str
+    tmp_path: Path, state: Path, initialised_state: Path, mode: str
 ) -> None:
-    path = _embedded_config(tmp_path, state)
+    path = _embedded_config(tmp_path, state, initialised_state)
     daemon = await spawn_daemon(path, timeout=90)
     try:
         server = EmbeddedPostgres(state / "pgdata")
