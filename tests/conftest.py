@@ -35,9 +35,9 @@ from aiohttp import web
 from aiosmtpd.smtp import SMTP, Envelope, Session
 from standardwebhooks import Webhook
 
-from notifyd import rendering
 from notifyd import settings as settings_module
 from notifyd.daemon import Daemon
+from notifyd.mail import rendering
 from notifyd.settings import Settings
 from notifyd.storage import schema
 from notifyd.storage.embedded import EmbeddedPostgres
