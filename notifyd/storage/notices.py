@@ -29,6 +29,10 @@ NoticeState = Literal[
 
 @dataclass(frozen=True)
 class ClaimedNotice:
+    """A notice claimed for sending, as the database hands it over: the columns of
+    `claimed_notice_columns` in sql/parts.sql, which claim_due and the wave's `queue` both
+    select, field for field and in their order (tests/integration/test_schema.py)."""
+
     id: UUID
     event_id: UUID | None  # None for a digest
     account_id: str
@@ -168,7 +172,7 @@ class ClaimTerms:
 
 
 def claimed_notice(row: asyncpg.Record) -> ClaimedNotice:
-    """A row with claim_due's columns (and any others, ignored)."""
+    """A row with the columns of `claimed_notice_columns` (and any others, ignored)."""
     return ClaimedNotice(**{name: row[name] for name in CLAIMED_COLUMNS})
 
 

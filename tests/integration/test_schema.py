@@ -112,3 +112,38 @@ async def test_the_values_a_check_constraint_allows_are_those_the_code_names(
     )
     assert definition is not None
     assert sorted(re.findall(r"'([^']*)'::text", definition)) == sorted(get_args(allowed))
+
+
+def _queue_arguments(token: uuid.UUID) -> list[object]:
+    """Arguments for waves.sql's queue that insert nothing."""
+    return [*([[]] * 20), [], "host", token, 60.0, "channel", [], [], []]
+
+
+async def test_the_claim_and_the_hand_over_give_the_columns_of_a_claimed_notice(
+    db: asyncpg.Connection,
+) -> None:
+    """The columns a worker is handed are written once (parts.sql's
+    claimed_notice_columns); both statements that claim notices give them, and
+    ClaimedNotice takes them field for field."""
+    from notifyd.storage.notices import CLAIMED_COLUMNS
+    from notifyd.storage.notices import SQL as NOTICES
+    from notifyd.storage.waves import SQL as WAVES
+
+    claim = await db.prepare(NOTICES["claim_due"])
+    queue = await db.prepare(WAVES["queue"])
+    assert tuple(a.name for a in claim.get_attributes()) == (*CLAIMED_COLUMNS, "later")
+    assert tuple(a.name for a in queue.get_attributes()) == ("claimed", *CLAIMED_COLUMNS)
+
+
+async def test_the_hand_over_looks_up_the_notices_it_claims_only(
+    db: asyncpg.Connection,
+) -> None:
+    """The at-commit hand-over is on every webhook's path: the event and the subscriber are
+    read by their keys, and only for the notices claimed (not those left to the workers)."""
+    from notifyd.storage.waves import SQL as WAVES
+
+    rows = await db.fetch("EXPLAIN " + WAVES["queue"], *_queue_arguments(uuid.uuid4()))
+    plan = "\n".join(row[0] for row in rows)
+    assert "Index Scan using subscribers_pkey" in plan
+    assert "Index Scan using events_pkey" in plan
+    assert plan.count("One-Time Filter: (c.state = 'sending'::text)") == 2

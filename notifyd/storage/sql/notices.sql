@@ -31,11 +31,11 @@ UPDATE notices SET state = 'merged', last_error = $2 WHERE id = ANY($1::uuid[])
 -- Takes up to $1 due notices for this host; a 'sending' row whose lease ended is due
 -- again, which is how a crashed host's claims come back. The new lease is due_at; the time
 -- a queued notice was due is kept in claimed_due_at (a lease taken over keeps the first).
--- A digest has no event of its own: its items are read when it is sent.
 -- $5: destination domains paced beyond the near future; their notices stay queued.
--- Every row also carries `later`, when the earliest notice left unclaimed is due (so that
--- an idle worker knows how long it may sleep without a second round trip to ask); when
--- nothing is claimed there is one row, of NULLs but `later`.
+-- The rows claimed come back with parts.sql's claimed_notice_columns (waves.sql's queue
+-- hands over the same), each with `later`, when the earliest notice left unclaimed is due
+-- (so that an idle worker knows how long it may sleep without a second round trip to
+-- ask); when nothing is claimed there is one row, of NULLs but `later`.
 WITH due AS (
     SELECT id FROM notices
     WHERE state IN ('queued', 'sending') AND due_at <= now()
@@ -56,19 +56,12 @@ WITH due AS (
     WHERE n.id = due.id
     RETURNING n.*
 )
-SELECT c.id, c.event_id, c.account_id, c.kind, c.category, c.recipient, c.language,
-       c.timezone, c.attempts, c.created_at,
-       coalesce(c.retried_at, c.created_at) AS lifetime_from, c.message_id, c.context,
-       coalesce(e.type, c.kind) AS event_type, coalesce(e.occurred_at, c.created_at) AS occurred_at,
-       coalesce(e.data, '{}'::jsonb) AS data, s.name AS subscriber_name,
-       s.username AS subscriber_username, s.voicemail_audio,
+SELECT {{claimed_notice_columns}},
        -- The statement's snapshot still shows the claimed rows as due: they are left out.
        (SELECT min(due_at) FROM notices
         WHERE state IN ('queued', 'sending') AND id NOT IN (SELECT id FROM due)) AS later
 FROM (SELECT 1) AS one
-LEFT JOIN (claimed AS c
-           LEFT JOIN events AS e ON e.id = c.event_id
-           LEFT JOIN subscribers AS s ON s.account_id = c.account_id) ON true
+LEFT JOIN (claimed AS c {{claimed_notice_lookups}}) ON true
 
 -- name: mark_sent_many
 -- The sends of one event-loop turn, in one statement (one write to the socket); $1, $2:

@@ -82,8 +82,8 @@ GROUP BY account_id, category, lower(recipient)
 -- workers (sent at commit) when a new notice among $15 is due now.
 -- The notices among $21 are claimed by this host as they are inserted ($22 the owner, $23
 -- the claim token, $24 the lease in seconds), as claim_due would claim them: their rows
--- come back with claim_due's columns, to be sent without a claim of their own. The others
--- come back with only their id.
+-- come back with parts.sql's claimed_notice_columns, as claim_due's do, to be sent without
+-- a claim of their own; of the others only the id counts.
 -- Each event of $26 that queues nothing gets its decision $27 ({"code", "reason"}); one
 -- whose $28 is true only if none of its notices was inserted (their dedupe keys taken).
 -- An update of a row this transaction inserted: no extra round trip, and only for the
@@ -105,8 +105,7 @@ WITH added AS (
                AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
                      reasons, due_at, message_id, context, dedupe_key, digest)) AS t
     ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
-    RETURNING id, event_id, account_id, kind, category, recipient, language, timezone,
-              attempts, created_at, retried_at, message_id, context, state
+    RETURNING *
 ), levels AS (
     SELECT * FROM unnest($16::text[], $17::text[], $18::text[], $19::numeric[],
                          $20::timestamptz[]) AS t (account_id, currency, level, balance, as_of)
@@ -124,20 +123,8 @@ WITH added AS (
     WHERE e.id = d.id
       AND NOT (d.unless_queued AND EXISTS (SELECT 1 FROM added AS a WHERE a.event_id = d.id))
 )
--- The columns of notices.sql's claim_due; of a notice not claimed here only the id counts.
--- The event and subscriber are looked up by their keys for the rows claimed only (LATERAL,
--- and LIMIT keeps the planner from making them joins, which read the whole subscribers
--- table into a hash for every wave).
-SELECT c.id, c.state = 'sending' AS claimed, c.event_id, c.account_id, c.kind, c.category,
-       c.recipient, c.language, c.timezone, c.attempts, c.created_at,
-       coalesce(c.retried_at, c.created_at) AS lifetime_from, c.message_id,
-       CASE WHEN c.state = 'sending' THEN c.context END AS context,
-       coalesce(e.type, c.kind) AS event_type, coalesce(e.occurred_at, c.created_at) AS occurred_at,
-       e.data, s.name AS subscriber_name, s.username AS subscriber_username, s.voicemail_audio
+SELECT c.state = 'sending' AS claimed, {{claimed_notice_columns}}
 FROM added AS c
-LEFT JOIN LATERAL (SELECT type, occurred_at, data FROM events
-                   WHERE c.state = 'sending' AND id = c.event_id LIMIT 1) AS e ON true
-LEFT JOIN LATERAL (SELECT name, username, voicemail_audio FROM subscribers
-                   WHERE c.state = 'sending' AND account_id = c.account_id LIMIT 1) AS s ON true
+{{claimed_notice_lookups}}
 -- Read once, so that the wake-up above is sent (at most one) whatever this returns.
 CROSS JOIN (SELECT count(*) FROM woke) AS w

@@ -1,0 +1,28 @@
+-- Parts of statements, not statements: a query writes {{name}} where one goes, and
+-- queries.load() puts it there when the queries are loaded.
+
+-- name: claimed_notice_columns
+-- What a worker is handed when it claims a notice: the columns of ClaimedNotice
+-- (notifyd/storage/notices.py), field for field and in its order, from the notice row `c`
+-- being sent, its event `e` and its subscriber `s` (joined by claimed_notice_lookups).
+-- notices.sql's claim_due and waves.sql's queue (the at-commit hand-over) both select
+-- them; tests/integration/test_schema.py compares both with ClaimedNotice. Of a row not
+-- being sent (the hand-over's notices left for the workers) only the id counts: its
+-- context is not sent back.
+c.id, c.event_id, c.account_id, c.kind, c.category, c.recipient, c.language, c.timezone,
+c.attempts, c.created_at, coalesce(c.retried_at, c.created_at) AS lifetime_from,
+c.message_id, CASE WHEN c.state = 'sending' THEN c.context END AS context,
+coalesce(e.type, c.kind) AS event_type, coalesce(e.occurred_at, c.created_at) AS occurred_at,
+coalesce(e.data, '{}'::jsonb) AS data, s.name AS subscriber_name,
+s.username AS subscriber_username, s.voicemail_audio
+
+-- name: claimed_notice_lookups
+-- The event (none for a digest) and the subscriber of the notice row `c`, for
+-- claimed_notice_columns: looked up by their keys, for a notice being sent only (the
+-- state is checked before an index is read), LIMIT keeping the planner from turning the
+-- lookups into joins (a hash of the whole subscribers table for every wave).
+LEFT JOIN LATERAL (SELECT type, occurred_at, data FROM events
+                   WHERE c.state = 'sending' AND id = c.event_id LIMIT 1) AS e ON true
+LEFT JOIN LATERAL (SELECT name, username, voicemail_audio FROM subscribers
+                   WHERE c.state = 'sending' AND account_id = c.account_id LIMIT 1) AS s
+    ON true
