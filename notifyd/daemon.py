@@ -25,7 +25,8 @@ from notifyd import settings as settings_module
 from notifyd import systemd
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.catalogue.samples import NOTICE_KINDS
-from notifyd.delivery.worker import Clock, Dispatcher, Mailing, utcnow
+from notifyd.delivery.send import Mailing
+from notifyd.delivery.worker import Clock, Dispatcher, utcnow
 from notifyd.http.app import create_app
 from notifyd.http.runtime import Runtime
 from notifyd.intake.broadcasts import Broadcaster

@@ -1,9 +1,14 @@
-"""Delivery worker: claim due notices, render, send, record the outcome.
+"""Delivery worker: claims due notices into its slots and runs a send for each, from the
+claim to the recorded outcome, whatever goes wrong between.
 
 A claim is a lease (the notice's `due_at` pushed forward): if this host dies the notice
-becomes due again and another host, or this one after a restart, takes it. LISTEN/NOTIFY
-wakes the worker at once when a notice is queued, but a notification can be lost (a dead
-LISTEN connection says nothing), so the worker also polls.
+becomes due again and another host, or this one after a restart, takes it; a heartbeat
+renews the leases of sends in progress. LISTEN/NOTIFY wakes the worker at once when a
+notice is queued, but a notification can be lost (a dead LISTEN connection says nothing),
+so the worker also polls.
+
+Neighbour: send.py makes a claimed notice into an email and sends it; what happened is
+recorded here, through the relay's circuit breaker.
 """
 
 from __future__ import annotations
@@ -14,10 +19,8 @@ import contextvars
 import functools
 import traceback
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -25,22 +28,16 @@ import structlog
 
 from notifyd.catalogue.events import MANDATORY_CATEGORIES
 from notifyd.delivery.breaker import Breaker
-from notifyd.delivery.enclosing import KINDS_WITH_FILES, Enclosure, enclose
+from notifyd.delivery.enclosing import KINDS_WITH_FILES
 from notifyd.delivery.pacing import Pacer
+from notifyd.delivery.send import Attempt, Mailing, Sender
 from notifyd.delivery.sent_records import SentRecords
-from notifyd.links import Links
-from notifyd.mail.addresses import Unsendable, wire_form
-from notifyd.mail.dkim import DkimSigner
-from notifyd.mail.rendering import NoticeView, Renderer
 from notifyd.mail.transport import Outcome, Transport, Verdict
 from notifyd.metrics import Metrics
-from notifyd.model import DigestItem
-from notifyd.rules import digests
-from notifyd.rules.digests import DIGEST_KIND
 from notifyd.rules.preferences import all_addresses
 from notifyd.rules.routing import recipient_reasons
 from notifyd.rules.schedule import retry_delay
-from notifyd.settings import AttachmentSettings, DatabaseSettings, DeliverySettings
+from notifyd.settings import DatabaseSettings, DeliverySettings
 from notifyd.storage import addresses as address_store
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import db
@@ -62,22 +59,6 @@ Clock = Callable[[], datetime]
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
-
-
-@dataclass(frozen=True)
-class Mailing:
-    """How notices become mail and leave: swapped as a whole when the config is reloaded."""
-
-    delivery: DeliverySettings
-    attachments: AttachmentSettings
-    transport: Transport
-    renderer: Renderer
-    # MAIL FROM: where bounces go (the address of the configured sender).
-    envelope_sender: str
-    signer: DkimSigner | None = None
-    links: Links | None = None
-    # Right-hand side of the Message-IDs of notices created here (reroutes).
-    message_domain: str = "notifyd.invalid"
 
 
 class Dispatcher:
@@ -116,6 +97,7 @@ class Dispatcher:
         # Notices sent whose outcome is being recorded: never cancelled.
         self._recording: set[UUID] = set()
         self._sent = SentRecords(pool, self.token)
+        self.sender = Sender(pool, self.pacer, clock, self._monotonic)
         self._awaiting_slots = False
         self._later: datetime | None = None  # the last claim's: when the next is due
 
@@ -318,7 +300,7 @@ class Dispatcher:
         an exception that ended this task would leave the notice `sending` until its lease
         ran out, then again at every lease, its attempts rising and never failed."""
         try:
-            await self._send_notice(notice)
+            await self._send(notice)
         except Exception as error:
             # A fault nobody classified (a bug, a library's surprise): retried with back-off,
             # so the notice's lifetime still ends it. Logged without the message, which may
@@ -344,99 +326,42 @@ class Dispatcher:
                     error=type(again).__name__,
                 )
 
-    async def _send_notice(self, notice: ClaimedNotice) -> None:
+    async def _send(self, notice: ClaimedNotice) -> None:
         bound = log.bind(
             notice_id=str(notice.id),
             event_id=str(notice.event_id) if notice.event_id else None,
             kind=notice.kind,
             attempt=notice.attempts,
         )
-        mailing = self.mailing
-        age = (self.clock() - notice.lifetime_from).total_seconds()
-        if age >= self.delivery.lifetime(notice.category):
-            # Waited too long (an outage, a paused relay): worth a dead letter, not an email.
-            reason = f"expired: {age / 3600:.1f} h old, past the {notice.category} lifetime"
-            bound.warning("notice expired before it could be sent")
-            await self._record(notice, Outcome(Verdict.FAILED, reason), from_smtp=False)
-            return
-        try:
-            recipient = wire_form(notice.recipient)
-        except Unsendable as error:
-            # As stored, it can never be sent: a dead letter with the reason, not a retry.
-            bound.warning("address cannot be sent to")
-            await self._record(notice, Outcome(Verdict.FAILED, str(error)), from_smtp=False)
-            return
-        try:
-            enclosure = await enclose(self.pool, notice, mailing.attachments)
-        except db.UNAVAILABLE as error:
-            enclosure = Enclosure(retry=f"database unavailable: {type(error).__name__}")
-        if enclosure.retry is not None:
-            bound.info("delivery postponed", reason=enclosure.retry)
-            await self._record(
-                notice,
-                Outcome(Verdict.RETRY, enclosure.retry),
-                enclosure.retry_after,
-                from_smtp=False,
-            )
-            return
-        context = {**notice.context, **enclosure.context}
-        items: list[DigestItem] = []
-        if notice.kind == DIGEST_KIND:
-            try:
-                async with self.pool.acquire() as conn:
-                    items = await notice_store.digest_items(conn, notice.id)
-            except db.UNAVAILABLE as error:
-                reason = f"database unavailable: {type(error).__name__}"
-                await self._record(notice, Outcome(Verdict.RETRY, reason), from_smtp=False)
-                return
-        if mailing.links is not None:
-            # SPEC §5: every email links to the subscriber's preference page.
-            context["preferences_url"] = mailing.links.preferences_url(notice.account_id)
-            if notice.category == "marketing" or notice.kind == DIGEST_KIND:
-                # RFC 8058 one-click unsubscribe, signed for this account and address:
-                # from offers, or from this category's digests.
-                context["unsubscribe_url"] = mailing.links.unsubscribe_url(
-                    notice.account_id,
-                    notice.recipient,
-                    "marketing" if notice.category == "marketing" else notice.category,
-                )
-        step = "rendering"
-        try:
-            if notice.kind == DIGEST_KIND:
-                context.update(self._digest_context(notice, items, mailing.renderer))
-            view = replace(notice, context=context)
-            data = mailing.renderer.mail(view, self.clock(), enclosure.files)
-            if mailing.signer is not None:
-                step = "DKIM signing"
-                data = mailing.signer.sign(data)
-        except Exception as error:
-            # A template bug must not spin forever: the notice fails with the reason.
-            bound.exception(f"{step} failed")
-            await self._record(
-                notice, Outcome(Verdict.FAILED, f"{step} failed: {error}"), from_smtp=False
-            )
-            return
-        pause = self.pacer.reserve(notice.recipient, self._monotonic())
-        if pause:
-            await asyncio.sleep(pause)  # the destination domain's rate
         # Recorded inside the block: the connection's next message is not let through
         # until this outcome is committed (at most one duplicate a connection on a crash).
-        async with mailing.transport.sending(
-            data, mailing.envelope_sender, recipient, notice.message_id
-        ) as sent:
-            if sent.error_kind:
-                self.metrics.smtp_errors.labels(sent.error_kind).inc()
-            if sent.possibly_sent:
-                self.metrics.possible_duplicates.inc()
-            outcome, retry_after, restore = self._judge(notice, sent)
+        async with self.sender.sending(notice, self.mailing, bound) as attempt:
+            if not attempt.from_smtp:  # decided before any SMTP: nothing was sent
+                await self._settle(notice, attempt)
+                return
             # The send happened: from here `stop` lets the task finish (no shield: its extra
             # task costs loop turns, and this wait is on the connection's path).
             self._recording.add(notice.id)
             try:
-                await self._record(notice, outcome, retry_after, restore=restore)
+                outcome = await self._settle(notice, attempt)
             finally:
                 self._recording.discard(notice.id)
         bound.info("delivery", outcome=outcome.verdict.value, reply=outcome.reply[:200])
+
+    async def _settle(self, notice: ClaimedNotice, attempt: Attempt) -> Outcome:
+        """Record what happened to the notice; returns the outcome recorded (a refusal the
+        breaker holds is a retry)."""
+        if not attempt.from_smtp:
+            await self._record(notice, attempt.outcome, attempt.retry_after, from_smtp=False)
+            return attempt.outcome
+        sent = attempt.outcome
+        if sent.error_kind:
+            self.metrics.smtp_errors.labels(sent.error_kind).inc()
+        if sent.possibly_sent:
+            self.metrics.possible_duplicates.inc()
+        outcome, retry_after, restore = self._judge(notice, sent)
+        await self._record(notice, outcome, retry_after, restore=restore)
+        return outcome
 
     def _judge(
         self, notice: ClaimedNotice, outcome: Outcome
@@ -469,28 +394,6 @@ class Dispatcher:
             held = Outcome(Verdict.RETRY, outcome.reply, outcome.error_kind)
             return held, max(self.breaker.wait(now), 1.0), restore
         return outcome, None, restore
-
-    @staticmethod
-    def _digest_context(
-        notice: ClaimedNotice, items: list[DigestItem], renderer: Renderer
-    ) -> dict[str, Any]:
-        """The lines and totals of a digest, from the notices it gathered."""
-        lines = [
-            renderer.line(
-                NoticeView(
-                    kind=item.kind,
-                    language=notice.language,
-                    data=item.data,
-                    timezone=notice.timezone,
-                    recipient=notice.recipient,
-                    context=item.context,
-                    subscriber_name=notice.subscriber_name,
-                    subscriber_username=notice.subscriber_username,
-                )
-            )
-            for item in digests.in_order(items)
-        ]
-        return {"items": lines, "totals": digests.totals(items)}
 
     async def _record(
         self,
