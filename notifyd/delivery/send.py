@@ -1,8 +1,9 @@
 """One claimed notice made into an email and handed to the relay: its lifetime and address
 checked, its files enclosed, rendered, signed, paced. What happened is given to the caller
-inside the transport's block, for worker.py to record it there.
+inside the transport's block, for worker.py to have outcomes.py record it there.
 
-Neighbour: worker.py claims the notices, runs a send for each and records what happened.
+Neighbours: worker.py claims the notices and runs a send for each; outcomes.py turns what
+happened into the notice's recorded state.
 """
 
 from __future__ import annotations

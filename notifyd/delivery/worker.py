@@ -7,8 +7,8 @@ renews the leases of sends in progress. LISTEN/NOTIFY wakes the worker at once w
 notice is queued, but a notification can be lost (a dead LISTEN connection says nothing),
 so the worker also polls.
 
-Neighbour: send.py makes a claimed notice into an email and sends it; what happened is
-recorded here, through the relay's circuit breaker.
+Neighbours: send.py makes a claimed notice into an email and sends it; outcomes.py records
+what happened, and keeps the breaker the claims wait for.
 """
 
 from __future__ import annotations
@@ -19,30 +19,22 @@ import contextvars
 import functools
 import traceback
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from uuid import UUID, uuid4
 
 import asyncpg
 import structlog
 
-from notifyd.catalogue.events import MANDATORY_CATEGORIES
 from notifyd.delivery.breaker import Breaker
-from notifyd.delivery.enclosing import KINDS_WITH_FILES
+from notifyd.delivery.outcomes import Outcomes
 from notifyd.delivery.pacing import Pacer
-from notifyd.delivery.send import Attempt, Mailing, Sender
-from notifyd.delivery.sent_records import SentRecords
+from notifyd.delivery.send import Mailing, Sender
 from notifyd.mail.transport import Outcome, Transport, Verdict
 from notifyd.metrics import Metrics
-from notifyd.rules.preferences import all_addresses
-from notifyd.rules.routing import recipient_reasons
-from notifyd.rules.schedule import retry_delay
 from notifyd.settings import DatabaseSettings, DeliverySettings
-from notifyd.storage import addresses as address_store
-from notifyd.storage import attachments as attachment_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
-from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage.notices import ClaimedNotice
 
 # Notices are claimed for a paced domain only while its next slot is this close; the
@@ -50,9 +42,6 @@ from notifyd.storage.notices import ClaimedNotice
 PACING_HORIZON = 0.1
 
 log = structlog.get_logger(__name__)
-
-# Faults of a record that another try may not meet.
-_TRANSIENT = (*db.UNAVAILABLE, asyncpg.TransactionRollbackError)
 
 Clock = Callable[[], datetime]
 
@@ -87,17 +76,19 @@ class Dispatcher:
         self._in_flight: dict[UUID, asyncio.Task[None]] = {}
         self._listener: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
-        self.breaker = Breaker(
-            mailing.delivery.breaker_threshold, mailing.delivery.breaker_cooldown_seconds
-        )
         self.pacer = Pacer(mailing.delivery.domain_rate, mailing.delivery.domain_rates)
-        # Notices the open breaker put back with a due time at the end of its pause.
-        self._held: set[UUID] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.sender = Sender(pool, self.pacer, clock, self._monotonic)
+        self.outcomes = Outcomes(
+            pool=pool,
+            token=self.token,
+            mailing=mailing,
+            metrics=metrics,
+            clock=clock,
+            monotonic=self._monotonic,
+        )
         # Notices sent whose outcome is being recorded: never cancelled.
         self._recording: set[UUID] = set()
-        self._sent = SentRecords(pool, self.token)
-        self.sender = Sender(pool, self.pacer, clock, self._monotonic)
         self._awaiting_slots = False
         self._later: datetime | None = None  # the last claim's: when the next is due
 
@@ -115,17 +106,17 @@ class Dispatcher:
     def delivery(self) -> DeliverySettings:
         return self.mailing.delivery
 
+    @property
+    def breaker(self) -> Breaker:
+        """The relay's circuit breaker (outcomes.py feeds it; claims wait while it is open)."""
+        return self.outcomes.breaker
+
     def reconfigure(self, mailing: Mailing) -> Transport:
         """Take new settings on reload; returns the old transport for the caller to close.
         Sends in progress finish with what they started with."""
         old = self.mailing.transport
         self.mailing = mailing
-        self.breaker.threshold = mailing.delivery.breaker_threshold
-        self.breaker.cooldown = mailing.delivery.breaker_cooldown_seconds
-        if self.breaker.is_open and old is not mailing.transport:
-            # New relay settings (the fixed password): try again now rather than later;
-            # `release_held` makes the held notices due.
-            self.breaker.open_until = 0.0
+        self.outcomes.configure(mailing)
         self.pacer.rate = mailing.delivery.domain_rate
         self.pacer.rates = mailing.delivery.domain_rates
         self.wake()
@@ -133,11 +124,9 @@ class Dispatcher:
 
     async def release_held(self) -> int:
         """Make the notices held by the open breaker due now (the relay settings changed)."""
-        if not self._held:
+        if not self.outcomes.held:
             return 0
-        held, self._held = list(self._held), set()
-        async with self.pool.acquire() as conn:
-            count = await notice_store.release_held(conn, held)
+        count = await self.outcomes.release_held()
         self.wake()
         return count
 
@@ -315,7 +304,7 @@ class Dispatcher:
             reason = f"internal error: {type(error).__name__}: {error}"
             try:
                 # A no-op if the outcome was recorded before the fault (the claim is gone).
-                await self._record(
+                await self.outcomes.record(
                     notice, Outcome(Verdict.RETRY, reason, "internal"), from_smtp=False
                 )
             except Exception as again:
@@ -337,190 +326,16 @@ class Dispatcher:
         # until this outcome is committed (at most one duplicate a connection on a crash).
         async with self.sender.sending(notice, self.mailing, bound) as attempt:
             if not attempt.from_smtp:  # decided before any SMTP: nothing was sent
-                await self._settle(notice, attempt)
+                await self.outcomes.settle(notice, attempt)
                 return
             # The send happened: from here `stop` lets the task finish (no shield: its extra
             # task costs loop turns, and this wait is on the connection's path).
             self._recording.add(notice.id)
             try:
-                outcome = await self._settle(notice, attempt)
+                outcome = await self.outcomes.settle(notice, attempt)
             finally:
                 self._recording.discard(notice.id)
         bound.info("delivery", outcome=outcome.verdict.value, reply=outcome.reply[:200])
-
-    async def _settle(self, notice: ClaimedNotice, attempt: Attempt) -> Outcome:
-        """Record what happened to the notice; returns the outcome recorded (a refusal the
-        breaker holds is a retry)."""
-        if not attempt.from_smtp:
-            await self._record(notice, attempt.outcome, attempt.retry_after, from_smtp=False)
-            return attempt.outcome
-        sent = attempt.outcome
-        if sent.error_kind:
-            self.metrics.smtp_errors.labels(sent.error_kind).inc()
-        if sent.possibly_sent:
-            self.metrics.possible_duplicates.inc()
-        outcome, retry_after, restore = self._judge(notice, sent)
-        await self._record(notice, outcome, retry_after, restore=restore)
-        return outcome
-
-    def _judge(
-        self, notice: ClaimedNotice, outcome: Outcome
-    ) -> tuple[Outcome, float | None, list[UUID]]:
-        """The outcome through the circuit breaker: while the relay refuses everything a 5xx
-        is the relay's, not the notice's, so the notice waits (and so do the notices the
-        same streak already failed: returned to be queued again)."""
-        now = self._monotonic()
-        restore: list[UUID] = []
-        was_open = self.breaker.is_open
-        if outcome.verdict is Verdict.SENT:
-            self.breaker.succeeded()
-            if was_open:
-                self._held.clear()
-        elif outcome.error_kind in ("auth", "refused"):
-            self.breaker.refused_us(now)
-        elif outcome.verdict is Verdict.FAILED and outcome.error_kind == "5xx":
-            restore = self.breaker.refused(notice.id, notice.recipient, now) or []
-        self.metrics.delivery_paused.set(1 if self.breaker.is_open else 0)
-        if self.breaker.is_open and not was_open:
-            self.metrics.breaker_trips.inc()
-            log.error(
-                "the relay refuses everything: delivery paused, notices kept",
-                reply=outcome.reply[:200],
-                pause_seconds=round(self.breaker.wait(now), 1),
-            )
-        if self.breaker.is_open and outcome.verdict is not Verdict.SENT:
-            self._held.add(notice.id)
-            self._held.update(restore)
-            held = Outcome(Verdict.RETRY, outcome.reply, outcome.error_kind)
-            return held, max(self.breaker.wait(now), 1.0), restore
-        return outcome, None, restore
-
-    async def _record(
-        self,
-        notice: ClaimedNotice,
-        outcome: Outcome,
-        retry_after: float | None = None,
-        *,
-        from_smtp: bool = True,
-        restore: list[UUID] | None = None,
-    ) -> None:
-        """Store the outcome. `from_smtp=False`: the reason is ours (an expiry, a fetch, a
-        template), and the last SMTP reply on file stays for the dead-letter view."""
-        now = self.clock()
-        verdict = outcome.verdict
-        # A relay's reply may carry a NUL, which PostgreSQL refuses in text: a 'sent'
-        # record that can never be written would send the email again at every lease.
-        error = outcome.reply.replace("\x00", "")
-        reply = error if from_smtp else None
-        due_at = now
-        if verdict is Verdict.RETRY:
-            age = (now - notice.lifetime_from).total_seconds()
-            if age >= self.delivery.lifetime(notice.category):
-                verdict = Verdict.FAILED
-                error = (
-                    f"expired: gave up after {age / 3600:.1f} h "
-                    f"({notice.category} lifetime): {error}"
-                )
-            else:
-                delay = retry_after or retry_delay(notice.attempts, self.delivery)
-                due_at = now + timedelta(seconds=delay)
-        self.metrics.deliveries.labels(verdict.value).inc()
-        if verdict is Verdict.SENT:
-            self.metrics.delivery_latency.observe(
-                max((now - notice.created_at).total_seconds(), 0.0)
-            )
-        # The send already happened: keep trying to record it while the lease holds, so a
-        # short database outage does not turn into a duplicate.
-        deadline = self._monotonic() + self.delivery.lease_seconds / 2
-        delay = 0.1
-        while True:
-            try:
-                if (
-                    verdict is not Verdict.RETRY
-                    and notice.kind in KINDS_WITH_FILES
-                    and notice.event_id is not None
-                ):
-                    # The file's bytes now only wait out the retention period.
-                    async with self.pool.acquire() as conn:
-                        await attachment_store.schedule_purge(
-                            conn, notice.event_id, self.mailing.attachments.keep_days
-                        )
-                if verdict is Verdict.SENT:
-                    # In one statement with the other sends that end in this loop turn.
-                    await self._sent.record(notice.id, error)
-                    return
-                async with self.pool.acquire() as conn:
-                    if verdict is Verdict.RETRY:
-                        await notice_store.mark_retry(
-                            conn, notice.id, self.token, due_at, error, reply
-                        )
-                    else:
-                        await notice_store.mark_failed(conn, notice.id, self.token, error, reply)
-                        if outcome.bounce:
-                            await self._bounced(conn, notice, error)
-                        if notice.id in self._held and notice.id not in (restore or ()):
-                            # The breaker opened while this failure was being written: the
-                            # opener's restore may have run before it was; this one is
-                            # committed now, so put it back here (idempotent).
-                            restore = [*(restore or ()), notice.id]
-                    if restore:
-                        again = await notice_store.restore_refused(conn, restore, due_at)
-                        await address_store.forgive_bounces(conn, again, self.delivery.bounce_limit)
-                return
-            except Exception as fault:  # not `error`: the except clause would unbind it
-                if verdict is not Verdict.SENT and not isinstance(fault, _TRANSIENT):
-                    raise  # `_deliver` records a retry in its place
-                # A deadlock or serialization failure is PostgreSQL asking for another try;
-                # giving up would leave a sent notice to be sent again when its lease ends.
-                # So would any other fault of the 'sent' record, one statement that either
-                # committed or changed nothing.
-                if not isinstance(fault, _TRANSIENT):
-                    log.warning(
-                        "recording a sent notice failed; trying again",
-                        notice_id=str(notice.id),
-                        error=type(fault).__name__,
-                    )
-                if self._monotonic() + delay > deadline:
-                    log.error("could not record a delivery outcome", notice_id=str(notice.id))
-                    return
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 5.0)
-
-    async def _bounced(self, conn: db.Conn, notice: ClaimedNotice, reply: str) -> None:
-        """A hard bounce: counted against the address (undeliverable at the limit); a
-        mandatory notice goes to the account's other addresses."""
-        bounces, undeliverable = await address_store.record_bounce(
-            conn, notice.recipient, reply, self.delivery.bounce_limit
-        )
-        if undeliverable:
-            log.warning("address marked undeliverable", notice_id=str(notice.id), bounces=bounces)
-        if notice.category not in {c.value for c in MANDATORY_CATEGORIES}:
-            return
-        subscriber = await subscriber_store.get(conn, notice.account_id)
-        if subscriber is None:
-            return
-        others = [
-            a
-            for a in all_addresses(subscriber.preferences, subscriber.email)
-            if a.lower() != notice.recipient.lower()
-        ]
-        refused = await address_store.undeliverable_among(conn, others)
-        rerouted = await notice_store.reroute(
-            conn,
-            notice.id,
-            [a for a in others if a.lower() not in refused],
-            "rerouted: another address of the account refused this notice (hard bounce)",
-            self.mailing.message_domain,
-            recipient_reasons(notice.category),
-        )
-        if rerouted:
-            log.info("mandatory notice rerouted", notice_id=str(notice.id), copies=len(rerouted))
-            await notice_store.wake_workers(conn)
-        else:
-            log.error(
-                "mandatory notice undeliverable: no other address; see the dead letters",
-                notice_id=str(notice.id),
-            )
 
     async def _release_claims(self) -> None:
         try:

@@ -1,0 +1,289 @@
+"""What a send's outcome becomes: the notice recorded sent, retried or failed (past its
+lifetime a retry fails; a hard bounce counts against the address and a mandatory notice
+goes to the account's other addresses), after the relay's circuit breaker has had its say,
+with the delivery metrics.
+
+Neighbours: send.py says what happened to a notice; worker.py, which holds the claims,
+asks for it to be recorded and reads the breaker before it claims.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from uuid import UUID
+
+import asyncpg
+import structlog
+
+from notifyd.catalogue.events import MANDATORY_CATEGORIES
+from notifyd.delivery.breaker import Breaker
+from notifyd.delivery.enclosing import KINDS_WITH_FILES
+from notifyd.delivery.send import Attempt, Mailing
+from notifyd.delivery.sent_records import SentRecords
+from notifyd.mail.transport import Outcome, Verdict
+from notifyd.metrics import Metrics
+from notifyd.rules.preferences import all_addresses
+from notifyd.rules.routing import recipient_reasons
+from notifyd.rules.schedule import retry_delay
+from notifyd.storage import addresses as address_store
+from notifyd.storage import attachments as attachment_store
+from notifyd.storage import db
+from notifyd.storage import notices as notice_store
+from notifyd.storage import subscribers as subscriber_store
+from notifyd.storage.notices import ClaimedNotice
+
+log = structlog.get_logger(__name__)
+
+# Faults of a record that another try may not meet.
+_TRANSIENT = (*db.UNAVAILABLE, asyncpg.TransactionRollbackError)
+
+_MANDATORY = frozenset(c.value for c in MANDATORY_CATEGORIES)
+
+
+class Outcomes:
+    def __init__(
+        self,
+        *,
+        pool: asyncpg.Pool,
+        token: UUID,
+        mailing: Mailing,
+        metrics: Metrics,
+        clock: Callable[[], datetime],
+        monotonic: Callable[[], float],
+    ) -> None:
+        self.pool = pool
+        # The claim token of this process: only the holder of a claim records its outcome.
+        self.token = token
+        self.mailing = mailing
+        self.metrics = metrics
+        self.clock = clock
+        self.monotonic = monotonic
+        self.breaker = Breaker(
+            mailing.delivery.breaker_threshold, mailing.delivery.breaker_cooldown_seconds
+        )
+        # Notices the open breaker put back with a due time at the end of its pause.
+        self.held: set[UUID] = set()
+        self._sent = SentRecords(pool, token)
+
+    def configure(self, mailing: Mailing) -> None:
+        """New settings on reload: the outcomes recorded from now on follow them."""
+        old = self.mailing
+        self.mailing = mailing
+        self.breaker.threshold = mailing.delivery.breaker_threshold
+        self.breaker.cooldown = mailing.delivery.breaker_cooldown_seconds
+        if self.breaker.is_open and old.transport is not mailing.transport:
+            # New relay settings (the fixed password): try again now rather than later;
+            # `release_held` makes the held notices due.
+            self.breaker.open_until = 0.0
+
+    async def release_held(self) -> int:
+        """Make the notices held by the open breaker due now (the relay settings changed)."""
+        if not self.held:
+            return 0
+        held, self.held = list(self.held), set()
+        async with self.pool.acquire() as conn:
+            return await notice_store.release_held(conn, held)
+
+    async def settle(self, notice: ClaimedNotice, attempt: Attempt) -> Outcome:
+        """Record what happened to the notice; returns the outcome recorded (a refusal the
+        breaker holds is a retry)."""
+        if not attempt.from_smtp:
+            await self.record(notice, attempt.outcome, attempt.retry_after, from_smtp=False)
+            return attempt.outcome
+        sent = attempt.outcome
+        if sent.error_kind:
+            self.metrics.smtp_errors.labels(sent.error_kind).inc()
+        if sent.possibly_sent:
+            self.metrics.possible_duplicates.inc()
+        outcome, retry_after, restore = self._judge(notice, sent)
+        await self.record(notice, outcome, retry_after, restore=restore)
+        return outcome
+
+    def _judge(
+        self, notice: ClaimedNotice, outcome: Outcome
+    ) -> tuple[Outcome, float | None, list[UUID]]:
+        """The outcome through the circuit breaker: while the relay refuses everything a 5xx
+        is the relay's, not the notice's, so the notice waits (and so do the notices the
+        same streak already failed: returned to be queued again)."""
+        now = self.monotonic()
+        restore: list[UUID] = []
+        was_open = self.breaker.is_open
+        if outcome.verdict is Verdict.SENT:
+            self.breaker.succeeded()
+            if was_open:
+                self.held.clear()
+        elif outcome.error_kind in ("auth", "refused"):
+            self.breaker.refused_us(now)
+        elif outcome.verdict is Verdict.FAILED and outcome.error_kind == "5xx":
+            restore = self.breaker.refused(notice.id, notice.recipient, now) or []
+        self.metrics.delivery_paused.set(1 if self.breaker.is_open else 0)
+        if self.breaker.is_open and not was_open:
+            self.metrics.breaker_trips.inc()
+            log.error(
+                "the relay refuses everything: delivery paused, notices kept",
+                reply=outcome.reply[:200],
+                pause_seconds=round(self.breaker.wait(now), 1),
+            )
+        if self.breaker.is_open and outcome.verdict is not Verdict.SENT:
+            self.held.add(notice.id)
+            self.held.update(restore)
+            held = Outcome(Verdict.RETRY, outcome.reply, outcome.error_kind)
+            return held, max(self.breaker.wait(now), 1.0), restore
+        return outcome, None, restore
+
+    async def record(
+        self,
+        notice: ClaimedNotice,
+        outcome: Outcome,
+        retry_after: float | None = None,
+        *,
+        from_smtp: bool = True,
+        restore: list[UUID] | None = None,
+    ) -> None:
+        """Store the outcome. `from_smtp=False`: the reason is ours (an expiry, a fetch, a
+        template), and the last SMTP reply on file stays for the dead-letter view. A send
+        that happened is recorded while the lease holds, however the database answers."""
+        now = self.clock()
+        # A relay's reply may carry a NUL, which PostgreSQL refuses in text: a 'sent'
+        # record that can never be written would send the email again at every lease.
+        reply = outcome.reply.replace("\x00", "")
+        verdict, error, due_at = self._decided(notice, outcome.verdict, reply, retry_after, now)
+        self.metrics.deliveries.labels(verdict.value).inc()
+        if verdict is Verdict.SENT:
+            self.metrics.delivery_latency.observe(
+                max((now - notice.created_at).total_seconds(), 0.0)
+            )
+        # The send already happened: keep trying to record it while the lease holds, so a
+        # short database outage does not turn into a duplicate.
+        deadline = self.monotonic() + self.mailing.delivery.lease_seconds / 2
+        delay = 0.1
+        while True:
+            try:
+                await self._write(
+                    notice,
+                    verdict,
+                    outcome.bounce,
+                    error,
+                    reply if from_smtp else None,
+                    due_at,
+                    restore,
+                )
+                return
+            except Exception as fault:  # not `error`: the except clause would unbind it
+                if verdict is not Verdict.SENT and not isinstance(fault, _TRANSIENT):
+                    raise  # the worker records a retry in its place
+                # A deadlock or serialization failure is PostgreSQL asking for another try;
+                # giving up would leave a sent notice to be sent again when its lease ends.
+                # So would any other fault of the 'sent' record, one statement that either
+                # committed or changed nothing.
+                if not isinstance(fault, _TRANSIENT):
+                    log.warning(
+                        "recording a sent notice failed; trying again",
+                        notice_id=str(notice.id),
+                        error=type(fault).__name__,
+                    )
+                if self.monotonic() + delay > deadline:
+                    log.error("could not record a delivery outcome", notice_id=str(notice.id))
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _decided(
+        self,
+        notice: ClaimedNotice,
+        verdict: Verdict,
+        reply: str,
+        retry_after: float | None,
+        now: datetime,
+    ) -> tuple[Verdict, str, datetime]:
+        """The verdict to record, its reason and the notice's next due time: a retry past
+        the category's lifetime fails; else it is due after `retry_after` or the back-off."""
+        if verdict is not Verdict.RETRY:
+            return verdict, reply, now
+        delivery = self.mailing.delivery
+        age = (now - notice.lifetime_from).total_seconds()
+        if age >= delivery.lifetime(notice.category):
+            reason = f"expired: gave up after {age / 3600:.1f} h ({notice.category} lifetime)"
+            return Verdict.FAILED, f"{reason}: {reply}", now
+        delay = retry_after or retry_delay(notice.attempts, delivery)
+        return verdict, reply, now + timedelta(seconds=delay)
+
+    async def _write(
+        self,
+        notice: ClaimedNotice,
+        verdict: Verdict,
+        bounce: bool,
+        error: str,
+        reply: str | None,
+        due_at: datetime,
+        restore: list[UUID] | None,
+    ) -> None:
+        """One try at the statements of an outcome."""
+        if (
+            verdict is not Verdict.RETRY
+            and notice.kind in KINDS_WITH_FILES
+            and notice.event_id is not None
+        ):
+            # The file's bytes now only wait out the retention period.
+            async with self.pool.acquire() as conn:
+                await attachment_store.schedule_purge(
+                    conn, notice.event_id, self.mailing.attachments.keep_days
+                )
+        if verdict is Verdict.SENT:
+            # In one statement with the other sends that end in this loop turn.
+            await self._sent.record(notice.id, error)
+            return
+        async with self.pool.acquire() as conn:
+            if verdict is Verdict.RETRY:
+                await notice_store.mark_retry(conn, notice.id, self.token, due_at, error, reply)
+            else:
+                await notice_store.mark_failed(conn, notice.id, self.token, error, reply)
+                if bounce:
+                    await self._bounced(conn, notice, error)
+                if notice.id in self.held and notice.id not in (restore or ()):
+                    # The breaker opened while this failure was being written: the opener's
+                    # restore may have run before it was; this one is committed now, so put
+                    # it back here (idempotent).
+                    restore = [*(restore or ()), notice.id]
+            if restore:
+                again = await notice_store.restore_refused(conn, restore, due_at)
+                bounce_limit = self.mailing.delivery.bounce_limit
+                await address_store.forgive_bounces(conn, again, bounce_limit)
+
+    async def _bounced(self, conn: db.Conn, notice: ClaimedNotice, reply: str) -> None:
+        """A hard bounce: counted against the address (undeliverable at the limit); a
+        mandatory notice goes to the account's other addresses."""
+        bounces, undeliverable = await address_store.record_bounce(
+            conn, notice.recipient, reply, self.mailing.delivery.bounce_limit
+        )
+        if undeliverable:
+            log.warning("address marked undeliverable", notice_id=str(notice.id), bounces=bounces)
+        if notice.category not in _MANDATORY:
+            return
+        subscriber = await subscriber_store.get(conn, notice.account_id)
+        if subscriber is None:
+            return
+        others = [
+            a
+            for a in all_addresses(subscriber.preferences, subscriber.email)
+            if a.lower() != notice.recipient.lower()
+        ]
+        refused = await address_store.undeliverable_among(conn, others)
+        rerouted = await notice_store.reroute(
+            conn,
+            notice.id,
+            [a for a in others if a.lower() not in refused],
+            "rerouted: another address of the account refused this notice (hard bounce)",
+            self.mailing.message_domain,
+            recipient_reasons(notice.category),
+        )
+        if rerouted:
+            log.info("mandatory notice rerouted", notice_id=str(notice.id), copies=len(rerouted))
+            await notice_store.wake_workers(conn)
+        else:
+            log.error(
+                "mandatory notice undeliverable: no other address; see the dead letters",
+                notice_id=str(notice.id),
+            )
