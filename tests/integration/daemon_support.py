@@ -17,7 +17,7 @@ from tests.conftest import (
     SmtpSink,
     load_config,
 )
-from tests.integration.test_admin import OPS_TOKEN, admin_config, call
+from tests.integration.admin_support import OPS_TOKEN, admin_config, call
 
 
 async def broadcast(daemon: DaemonProcess) -> None:

@@ -4,10 +4,8 @@ and an OpenAPI document that matches the routes."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -17,51 +15,20 @@ from notifyd.http.admin import create_admin_app
 from notifyd.http.openapi import document
 from tests.conftest import (
     BILLING_SECRET,
-    Running,
     SmtpSink,
     app_without_services,
-    base_config,
     load_config,
     running_daemon,
     write_config,
 )
-
-OPS_TOKEN = "ops-token-7c1f0e9d2b"
-AUDIT_TOKEN = "audit-token-55aa12"
-
-
-def digest(token: str) -> str:
-    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
-
-
-def admin_config(tmp_path: Path, database_url: str, smtp_port: int | None) -> dict[str, Any]:
-    config = base_config(tmp_path, database_url, smtp_port)
-    config["admin.tokens"] = {"ops": digest(OPS_TOKEN), "audit": digest(AUDIT_TOKEN)}
-    return config
-
-
-async def call(
-    daemon: Running,
-    method: str,
-    path: str,
-    token: str | None = OPS_TOKEN,
-    json: object | None = None,
-    data: bytes | None = None,
-) -> tuple[int, dict[str, Any]]:
-    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
-    async with daemon.session.request(
-        method, f"{daemon.base_url}{path}", json=json, data=data, headers=headers
-    ) as response:
-        return response.status, await response.json()
-
-
-PLACEHOLDERS = {
-    "account_id": "acc-1",
-    "notice_id": "00000000-0000-0000-0000-000000000000",
-    "event_id": "00000000-0000-0000-0000-000000000000",
-    "broadcast_id": "00000000-0000-0000-0000-000000000000",
-    "address": "a@b.example",
-}
+from tests.integration.admin_support import (
+    AUDIT_TOKEN,
+    OPS_TOKEN,
+    PLACEHOLDERS,
+    admin_config,
+    call,
+    digest,
+)
 
 
 def admin_routes() -> list[tuple[str, str]]:

@@ -28,7 +28,7 @@ from tests.conftest import (
     running_daemon,
     signed_request,
 )
-from tests.integration.test_admin import OPS_TOKEN, admin_config
+from tests.integration.admin_support import OPS_TOKEN, admin_config
 
 Answered = tuple[str, str, int, str]  # method, path template, status, body
 

@@ -28,7 +28,7 @@ from tests.conftest import (
     running_daemon,
     smtp_server,
 )
-from tests.integration.test_admin import OPS_TOKEN, admin_config, call
+from tests.integration.admin_support import OPS_TOKEN, admin_config, call
 
 USER_UNKNOWN = "550 5.1.1 <mailbox>: Recipient address rejected: User unknown"
 CONTENT_REJECTED = "554 5.6.0 Message content rejected"

@@ -28,7 +28,7 @@ from tests.conftest import (
     smtp_server,
     write_config,
 )
-from tests.integration.test_admin import admin_config, call
+from tests.integration.admin_support import admin_config, call
 
 RELAYING_DENIED = "550 5.7.1 Relaying denied"
 SUBSCRIBERS = 6

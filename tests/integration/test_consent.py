@@ -9,7 +9,7 @@ import asyncpg
 
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, load_config, running_daemon
-from tests.integration.test_admin import admin_config, call
+from tests.integration.admin_support import admin_config, call
 
 CONSENT = "/v1/admin/subscribers/acc-1/consent"
 

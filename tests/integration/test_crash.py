@@ -19,8 +19,8 @@ import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from tests.conftest import OffersPipelining, spawn_daemon, write_config
+from tests.integration.admin_support import admin_config
 from tests.integration.daemon_support import broadcast
-from tests.integration.test_admin import admin_config
 
 NOTICES = 2000
 KILL_AFTER = (300, 900, 1500)  # messages accepted by the server before each SIGKILL

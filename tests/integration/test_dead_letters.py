@@ -10,7 +10,7 @@ import asyncpg
 
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, PBX_SECRET, WAIT, SmtpSink, load_config, running_daemon
-from tests.integration.test_admin import admin_config, call
+from tests.integration.admin_support import admin_config, call
 
 
 async def wait_state(db: asyncpg.Connection, kind: str, state: str) -> asyncpg.Record:

@@ -36,7 +36,7 @@ from tests.conftest import (
     load_config,
     running_daemon,
 )
-from tests.integration.test_admin import admin_config, call
+from tests.integration.admin_support import admin_config, call
 
 ACCOUNT = "acc-why"
 ZONE = "Europe/Bucharest"

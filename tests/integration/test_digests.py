@@ -25,8 +25,8 @@ from tests.conftest import (
     spawn_daemon,
     write_config,
 )
+from tests.integration.admin_support import admin_config, call
 from tests.integration.daemon_support import post, settings_for, subscribe
-from tests.integration.test_admin import admin_config, call
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
 FREQUENT = "+40721555123"

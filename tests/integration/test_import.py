@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
-from tests.conftest import Running, load_config, running_daemon
-from tests.integration.test_admin import OPS_TOKEN, admin_config, call
+from tests.conftest import load_config, running_daemon
+from tests.integration.admin_support import admin_config, call, post_import
 
 CSV = """account_id,email,name,language,marketing
 acc-1,ana@client.example,Ana Popescu,ro,true
@@ -17,15 +16,6 @@ acc-2,not-an-address,Ion,ro,
 acc-3,"maria@client.example","Ionescu, Maria",en,false
 acc-4,dan@client.example,Dan,fr,
 """
-
-
-async def post_import(daemon: Running, body: bytes, content_type: str) -> tuple[int, Any]:
-    async with daemon.session.post(
-        f"{daemon.base_url}/v1/admin/subscribers/import",
-        data=body,
-        headers={"Authorization": f"Bearer {OPS_TOKEN}", "Content-Type": content_type},
-    ) as response:
-        return response.status, await response.json()
 
 
 async def test_csv_import_keeps_valid_rows_and_names_the_bad_ones(

@@ -14,8 +14,7 @@ import asyncpg
 import pytest
 
 from tests.conftest import Running, eventually, load_config, running_daemon
-from tests.integration.test_admin import OPS_TOKEN, admin_config
-from tests.integration.test_import import post_import
+from tests.integration.admin_support import OPS_TOKEN, admin_config, post_import
 
 HEADER = b"account_id,email,name\n"
 

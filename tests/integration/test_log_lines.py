@@ -25,8 +25,8 @@ from tests.conftest import (
     signed_request,
     spawn_daemon,
 )
+from tests.integration.admin_support import OPS_TOKEN
 from tests.integration.daemon_support import post, settings_for, subscribe
-from tests.integration.test_admin import OPS_TOKEN
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import asyncpg
 
 from notifyd.catalogue.samples import SAMPLE_BROADCASTS, sample_event
 from tests.conftest import BILLING_SECRET, SmtpSink, load_config, running_daemon
-from tests.integration.test_admin import admin_config, call
+from tests.integration.admin_support import admin_config, call
 
 
 async def setup_accounts(daemon: Any) -> None:

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from schemathesis.core.result import Ok
 
 from tests.conftest import spawn_daemon, write_config
-from tests.integration.test_admin import OPS_TOKEN, admin_config
+from tests.integration.admin_support import OPS_TOKEN, admin_config
 
 pytestmark = pytest.mark.slow
 

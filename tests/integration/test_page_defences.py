@@ -16,8 +16,8 @@ from multidict import CIMultiDictProxy
 from notifyd.catalogue.samples import sample_event
 from notifyd.links import link_secret
 from tests.conftest import BILLING_SECRET, SmtpSink, load_config, running_daemon
+from tests.integration.admin_support import admin_config, call
 from tests.integration.daemon_support import form_token, welcome
-from tests.integration.test_admin import admin_config, call
 
 CROSS_SITE = [
     {"Origin": "https://attacker.example", "Sec-Fetch-Site": "cross-site"},

@@ -12,8 +12,8 @@ import asyncpg
 
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, load_config, running_daemon
+from tests.integration.admin_support import admin_config, call
 from tests.integration.daemon_support import form_token, preferences_link, welcome
-from tests.integration.test_admin import admin_config, call
 
 
 async def submit(daemon: Any, link: str, form: dict[str, str]) -> tuple[int, str]:

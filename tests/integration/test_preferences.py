@@ -19,7 +19,7 @@ from tests.conftest import (
     running_daemon,
     write_config,
 )
-from tests.integration.test_admin import admin_config, call
+from tests.integration.admin_support import admin_config, call
 
 
 def quiet_now() -> str:

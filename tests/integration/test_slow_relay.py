@@ -25,8 +25,8 @@ from tests.conftest import (
     spawn_daemon,
     write_config,
 )
+from tests.integration.admin_support import admin_config
 from tests.integration.daemon_support import broadcast
-from tests.integration.test_admin import admin_config
 
 NOTICES = 2000
 CONCURRENCY = 4

@@ -13,7 +13,7 @@ import asyncpg
 from notifyd.catalogue.samples import sample_event
 from notifyd.jobs import flush_digests
 from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, load_config, running_daemon
-from tests.integration.test_admin import admin_config
+from tests.integration.admin_support import admin_config
 
 FREQUENT = "+40721555123"
 

@@ -24,7 +24,7 @@ from notifyd.catalogue.events import CATALOGUE
 from notifyd.catalogue.samples import USUAL_SOURCE, sample_event
 from notifyd.http.admin import create_admin_app
 from tests.conftest import BILLING_SECRET, PBX_SECRET, Running, load_config, running_daemon
-from tests.integration.test_admin import OPS_TOKEN, PLACEHOLDERS, admin_config
+from tests.integration.admin_support import OPS_TOKEN, PLACEHOLDERS, admin_config
 
 SECRETS = {"pbx": PBX_SECRET, "billing": BILLING_SECRET}
 BAD = {"NUL": "\x00", "lone surrogate": "\ud800"}

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = Path(__file__).resolve().parents[2] / "notifyd"
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGE = ROOT / "notifyd"
 MODULE_LINES = 420
 FUNCTION_LINES = 70
 # What a long function says, in its first lines, to be let through.
@@ -48,3 +49,15 @@ def test_a_long_function_says_why(path: Path) -> None:
             if length > FUNCTION_LINES and REASON not in opening:
                 long.append(f"{node.name} ({length} lines)")
     assert not long, f"{name(path)}: {', '.join(long)}: split, or say why ({REASON!r})"
+
+
+def test_tests_share_helpers_through_support_modules_not_other_tests() -> None:
+    """A helper imported from a test module drags its tests into the importer's run and
+    hides where shared code lives: shared helpers are in conftest.py or a *_support.py."""
+    borrowed = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            if module and module.startswith("tests.") and module.split(".")[-1][:5] == "test_":
+                borrowed.append(f"{path.relative_to(ROOT)}: from {module}")
+    assert not borrowed, borrowed

@@ -1,0 +1,56 @@
+"""The admin API as the tests call it: its tokens, a config that accepts them, and one call."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Any
+
+from tests.conftest import Running, base_config
+
+OPS_TOKEN = "ops-token-7c1f0e9d2b"
+AUDIT_TOKEN = "audit-token-55aa12"
+
+
+def digest(token: str) -> str:
+    return "sha256:" + hashlib.sha256(token.encode()).hexdigest()
+
+
+def admin_config(tmp_path: Path, database_url: str, smtp_port: int | None) -> dict[str, Any]:
+    config = base_config(tmp_path, database_url, smtp_port)
+    config["admin.tokens"] = {"ops": digest(OPS_TOKEN), "audit": digest(AUDIT_TOKEN)}
+    return config
+
+
+async def call(
+    daemon: Running,
+    method: str,
+    path: str,
+    token: str | None = OPS_TOKEN,
+    json: object | None = None,
+    data: bytes | None = None,
+) -> tuple[int, dict[str, Any]]:
+    headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+    async with daemon.session.request(
+        method, f"{daemon.base_url}{path}", json=json, data=data, headers=headers
+    ) as response:
+        return response.status, await response.json()
+
+
+# A value for each parameter of the admin routes' paths, to call every route.
+PLACEHOLDERS = {
+    "account_id": "acc-1",
+    "notice_id": "00000000-0000-0000-0000-000000000000",
+    "event_id": "00000000-0000-0000-0000-000000000000",
+    "broadcast_id": "00000000-0000-0000-0000-000000000000",
+    "address": "a@b.example",
+}
+
+
+async def post_import(daemon: Running, body: bytes, content_type: str) -> tuple[int, Any]:
+    async with daemon.session.post(
+        f"{daemon.base_url}/v1/admin/subscribers/import",
+        data=body,
+        headers={"Authorization": f"Bearer {OPS_TOKEN}", "Content-Type": content_type},
+    ) as response:
+        return response.status, await response.json()
