@@ -12,12 +12,22 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from html.parser import HTMLParser
+from pathlib import Path
 from typing import Any
 
 from aiosmtpd.smtp import SMTP, Envelope, Session
 
 from notifyd.catalogue.samples import USUAL_SOURCE
-from tests.conftest import BILLING_SECRET, PBX_SECRET, Running, SmtpSink, smtp_server
+from notifyd.settings import Settings
+from tests.conftest import (
+    BILLING_SECRET,
+    PBX_SECRET,
+    Running,
+    SmtpSink,
+    base_config,
+    load_config,
+    smtp_server,
+)
 
 SECRETS = {"pbx": PBX_SECRET, "billing": BILLING_SECRET}
 # Quick retries, and a short poll: every poll also probes the LISTEN connection, which is
@@ -52,6 +62,24 @@ async def raw_smtp_server() -> AsyncIterator[RawSink]:
     sink = RawSink()
     async with smtp_server(sink):
         yield sink
+
+
+def sending_settings(
+    tmp_path: Path, database_url: str, sink: SmtpSink, **sections: Any
+) -> Settings:
+    """A daemon's settings that send to `sink` at once (quick retries, no quiet hours);
+    `sections` are added to the test config, as base_config takes them."""
+    return load_config(
+        tmp_path,
+        base_config(
+            tmp_path,
+            database_url,
+            sink.port,
+            delivery=FAST_DELIVERY,
+            defaults=NO_QUIET_HOURS,
+            **sections,
+        ),
+    )
 
 
 class HtmlChecker(HTMLParser):

@@ -19,15 +19,14 @@ from PIL import Image, ImageDraw
 
 from notifyd.catalogue.samples import sample_event, sample_wav
 from notifyd.settings import Settings
-from tests.conftest import base_config, load_config, running_daemon
+from tests.conftest import running_daemon
 from tests.integration.catalogue_support import (
-    FAST_DELIVERY,
-    NO_QUIET_HOURS,
     Mail,
     RawSink,
     mail_number,
     post_ok,
     raw_smtp_server,
+    sending_settings,
 )
 
 ACCOUNT = "acc-files"
@@ -97,22 +96,17 @@ def closed_port() -> Iterator[int]:
 
 
 def settings_for(tmp_path: Path, database_url: str, sink: RawSink, **attachments: Any) -> Settings:
-    return load_config(
+    return sending_settings(
         tmp_path,
-        base_config(
-            tmp_path,
-            database_url,
-            sink.port,
-            delivery=FAST_DELIVERY,
-            defaults=NO_QUIET_HOURS,
-            attachments={
-                "fetch_allow_hosts": ["127.0.0.1"],
-                "fetch_attempts": 3,
-                "fetch_retry_seconds": 0.2,
-                "fetch_timeout_seconds": 3,
-                **attachments,
-            },
-        ),
+        database_url,
+        sink,
+        attachments={
+            "fetch_allow_hosts": ["127.0.0.1"],
+            "fetch_attempts": 3,
+            "fetch_retry_seconds": 0.2,
+            "fetch_timeout_seconds": 3,
+            **attachments,
+        },
     )
 
 

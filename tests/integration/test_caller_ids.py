@@ -17,16 +17,14 @@ import structlog
 
 from notifyd.catalogue.samples import sample_event
 from notifyd.jobs import flush_digests
-from notifyd.settings import Settings
-from tests.conftest import Running, base_config, load_config, running_daemon
+from tests.conftest import Running, running_daemon
 from tests.integration.catalogue_support import (
-    FAST_DELIVERY,
-    NO_QUIET_HOURS,
     Mail,
     RawSink,
     mail_number,
     post_ok,
     raw_smtp_server,
+    sending_settings,
 )
 
 WITHHELD = {"ro": "Număr ascuns", "en": "Withheld number"}
@@ -54,20 +52,6 @@ async def sink() -> AsyncIterator[RawSink]:
         yield server
 
 
-def settings_for(tmp_path: Path, database_url: str, sink: RawSink, **sections: Any) -> Settings:
-    return load_config(
-        tmp_path,
-        base_config(
-            tmp_path,
-            database_url,
-            sink.port,
-            delivery=FAST_DELIVERY,
-            defaults=NO_QUIET_HOURS,
-            **sections,
-        ),
-    )
-
-
 async def welcomed(daemon: Running, sink: RawSink, account: str, language: str) -> None:
     count = len(sink.raws)
     await post_ok(daemon, sample_event("account.created", account, language=language))
@@ -90,7 +74,7 @@ async def test_every_class_of_caller_id_reaches_the_subscriber(
 ) -> None:
     account = f"acc-{language}"
     with structlog.testing.capture_logs() as logs:
-        async with running_daemon(settings_for(tmp_path, database_url, sink)) as daemon:
+        async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
             await welcomed(daemon, sink, account, language)
             for n, (value, shown) in enumerate(CLASSES):
                 event = sample_event(
@@ -120,7 +104,7 @@ async def test_voicemails_and_faxes_take_every_class_of_caller_id(
     tmp_path: Path, database_url: str, sink: RawSink, kind: str, field: str
 ) -> None:
     chosen = [CLASSES[0], CLASSES[4], CLASSES[5], CLASSES[8], CLASSES[9]]
-    async with running_daemon(settings_for(tmp_path, database_url, sink)) as daemon:
+    async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
         await welcomed(daemon, sink, "acc-1", "en")
         for n, (value, shown) in enumerate(chosen):
             event = sample_event(kind, "acc-1", **{field: value})
@@ -133,7 +117,7 @@ async def test_voicemails_and_faxes_take_every_class_of_caller_id(
 async def test_legs_of_a_withheld_call_give_one_email(
     tmp_path: Path, database_url: str, sink: RawSink, db: asyncpg.Connection
 ) -> None:
-    async with running_daemon(settings_for(tmp_path, database_url, sink)) as daemon:
+    async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
         await welcomed(daemon, sink, "acc-1", "ro")
         legs = [
             sample_event(
@@ -159,7 +143,7 @@ async def test_legs_of_a_withheld_call_give_one_email(
 async def test_a_withheld_missed_call_and_its_voicemail_give_one_email(
     tmp_path: Path, database_url: str, sink: RawSink
 ) -> None:
-    settings = settings_for(tmp_path, database_url, sink, calls={"voicemail_wait_seconds": 5})
+    settings = sending_settings(tmp_path, database_url, sink, calls={"voicemail_wait_seconds": 5})
     async with running_daemon(settings) as daemon:
         await welcomed(daemon, sink, "acc-1", "en")
         missed = sample_event(
@@ -190,7 +174,7 @@ async def test_a_withheld_missed_call_and_its_voicemail_give_one_email(
 async def test_a_burst_of_withheld_and_named_callers_gives_one_follow_up(
     tmp_path: Path, database_url: str, sink: RawSink
 ) -> None:
-    settings = settings_for(tmp_path, database_url, sink, calls={"burst_window_seconds": 120})
+    settings = sending_settings(tmp_path, database_url, sink, calls={"burst_window_seconds": 120})
     callers: list[str | None] = ["anonymous", "sip:101@pbx.example.com", "", "Restricted"]
     callers += ["sip:101@pbx.example.com", None]
     async with running_daemon(settings) as daemon:

@@ -15,18 +15,15 @@ from notifyd.settings import Settings
 from tests.conftest import (
     PBX_SECRET,
     WAIT,
-    base_config,
-    load_config,
     running_daemon,
 )
 from tests.integration.catalogue_support import (
-    FAST_DELIVERY,
-    NO_QUIET_HOURS,
     RawSink,
     check_mail,
     mail_number,
     post_ok,
     raw_smtp_server,
+    sending_settings,
 )
 
 ACCOUNT = "acc-calls"
@@ -41,17 +38,7 @@ async def sink() -> AsyncIterator[RawSink]:
 
 
 def settings_for(tmp_path: Path, database_url: str, sink: RawSink) -> Settings:
-    return load_config(
-        tmp_path,
-        base_config(
-            tmp_path,
-            database_url,
-            sink.port,
-            delivery=FAST_DELIVERY,
-            defaults=NO_QUIET_HOURS,
-            calls={"voicemail_wait_seconds": WINDOW},
-        ),
-    )
+    return sending_settings(tmp_path, database_url, sink, calls={"voicemail_wait_seconds": WINDOW})
 
 
 async def kinds_and_states(db: asyncpg.Connection) -> list[tuple[str, str]]:

@@ -14,15 +14,14 @@ import pytest
 
 from notifyd.catalogue.samples import sample_event
 from notifyd.settings import Settings
-from tests.conftest import BILLING_SECRET, base_config, load_config, running_daemon
+from tests.conftest import BILLING_SECRET, running_daemon
 from tests.integration.catalogue_support import (
-    FAST_DELIVERY,
-    NO_QUIET_HOURS,
     RawSink,
     check_mail,
     mail_number,
     post_ok,
     raw_smtp_server,
+    sending_settings,
 )
 
 ACCOUNT = "acc-credit"
@@ -36,17 +35,7 @@ async def sink() -> AsyncIterator[RawSink]:
 
 
 def settings_for(tmp_path: Path, database_url: str, sink: RawSink) -> Settings:
-    return load_config(
-        tmp_path,
-        base_config(
-            tmp_path,
-            database_url,
-            sink.port,
-            delivery=FAST_DELIVERY,
-            defaults=NO_QUIET_HOURS,
-            thresholds__RON=THRESHOLDS,
-        ),
-    )
+    return sending_settings(tmp_path, database_url, sink, thresholds__RON=THRESHOLDS)
 
 
 def balance(amount: str, at: datetime) -> dict[str, object]:

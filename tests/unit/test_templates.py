@@ -349,16 +349,17 @@ def test_notice_without_a_subscriber_name_greets_plainly(language: str) -> None:
 
 # -- times, numbers and money ------------------------------------------------------------------
 
+# The kinds whose notice shows when something happened, in the alphabet's order.
 TIMED_KINDS = (
     "account.closed",
-    "call.missed",
-    "voicemail.received",
-    "fax.received",
-    "fax.sent",
-    "fax.failed",
     "account.password_changed",
     "account.pin_created",
     "billing.payment_confirmed",
+    "call.missed",
+    "fax.failed",
+    "fax.received",
+    "fax.sent",
+    "voicemail.received",
 )
 
 
