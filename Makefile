@@ -40,6 +40,7 @@ run: $(BIN)/.installed-run
 lint: install
 	$(BIN)/ruff check notifyd tests bench
 	$(BIN)/lint-imports --no-cache
+	$(BIN)/pylint --score=no notifyd tests bench
 	$(BIN)/ruff format --check notifyd tests bench
 
 types: install
