@@ -23,7 +23,6 @@ from notifyd import __version__
 from notifyd.http.operations import Answer, Operation, Routes, served
 
 REF = "#/components/schemas/{model}"
-ADMIN: list[dict[str, list[str]]] = [{"adminToken": []}]
 
 routes = Routes()
 
@@ -48,7 +47,9 @@ def document(app: web.Application) -> dict[str, Any]:
                 "adminToken": {
                     "type": "http",
                     "scheme": "bearer",
-                    "description": 'A token whose SHA-256 is in [admin.tokens] as "sha256:<hex>".',
+                    "description": "A token whose SHA-256 is in [admin.tokens]; each operation "
+                    "names the scope the token needs (read, subscribers, broadcasts, privacy) "
+                    "and answers 403 without it.",
                 }
             },
             "schemas": schemas.components,
@@ -116,7 +117,13 @@ def _operation(path: str, operation: Operation, schemas: _Schemas) -> dict[str, 
     if operation.description:
         described["description"] = operation.description
     if operation.admin:
-        described["security"] = ADMIN
+        # The scope as a role name, which OpenAPI 3.1 allows for a non-OAuth scheme, and in
+        # words for readers and tools that show only the description.
+        described["security"] = [{"adminToken": [operation.scope]}]
+        needs = f"Needs an admin token with the `{operation.scope}` scope."
+        described["description"] = (
+            f"{operation.description}\n\n{needs}" if operation.description else needs
+        )
     parameters = [
         *_path_parameters(path, operation, schemas),
         *(

@@ -2,8 +2,10 @@
 
 A module declares each handler on its `Routes` (as aiohttp's RouteTableDef does): method,
 path, a summary, the models of the request (path parameters, query, body) and the answers
-it gives. `Routes.add_to(app)` serves them and keeps each route's `Operation` in the app,
-where openapi.py finds it while walking the router: the document is written from the routes
+it gives; an admin route also the token scope it needs (`scope="read"`) and, if it changes
+data, what the audit trail calls the change (`action="subscriber.changed"`).
+`Routes.add_to(app)` serves them and keeps each route's `Operation` in the app, where
+openapi.py finds it while walking the router: the document is written from the routes
 served and the models that read and write them.
 """
 
@@ -17,6 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from notifyd.http.errors import Error
+from notifyd.settings import SCOPES, Scope
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 H = TypeVar("H", bound=Handler)
@@ -53,8 +56,12 @@ class Operation:
     path_parameters: type[BaseModel] | None = None
     query_parameters: type[BaseModel] | None = None
     headers: tuple[str, ...] = ()
-    # Needs an admin bearer token (http/admin/tokens.py).
+    # Needs an admin bearer token (http/admin/tokens.py) that grants this scope.
     admin: bool = False
+    scope: Scope | None = None
+    # What the audit trail calls a change this admin route makes (http/admin/recording.py):
+    # "subscriber.changed"; undeclared, "<method> <path>".
+    action: str | None = None
 
     def every_answer(self, path: str) -> dict[int, Answer]:
         """The answers declared, with those every operation of its kind gives (an error
@@ -66,6 +73,7 @@ class Operation:
         if self.admin:
             # The admin app's middleware (http/admin/tokens.py).
             answers.setdefault(401, error("No valid admin token"))
+            answers.setdefault(403, error(f"The token lacks the `{self.scope}` scope"))
             answers.setdefault(503, error("The database cannot answer now; retry"))
         if "{" in path or self.query_parameters is not None:
             # A path or query parameter holding a NUL is refused (a middleware in app.py).
@@ -102,6 +110,10 @@ class Routes:
         self, method: str, path: str, summary: str, details: dict[str, Any]
     ) -> Callable[[H], H]:
         expect_handler = details.pop("expect_handler", None)
+
+        if self._admin and details.get("scope") not in SCOPES:
+            # At import: an admin route without a scope would be open to every token.
+            raise TypeError(f"{method} {path}: an admin route declares its scope, one of {SCOPES}")
 
         def declare(handler: H) -> H:
             operation = Operation(method, handler, summary, admin=self._admin, **details)
@@ -140,3 +152,14 @@ def served(app: web.Application) -> Iterator[tuple[str, Operation]]:
                 raise LookupError(f"{route.method} {resource.canonical} has no Operation")
             # A sub-app's resources already carry its prefix.
             yield resource.canonical, operation
+
+
+def operation_of(request: web.Request) -> tuple[str, Operation] | None:
+    """The path as declared and the Operation of the route serving `request` (in a sub-app's
+    middleware: the sub-app's routes); None when no route matched (a 404 or 405)."""
+    route = request.match_info.route
+    method = "GET" if request.method == "HEAD" else request.method
+    operation = request.app.get(OPERATIONS, {}).get((method, route.handler))
+    if operation is None or route.resource is None:
+        return None
+    return route.resource.canonical, operation

@@ -2,10 +2,10 @@
 
 One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
 [dkim] [logging]; intake.py: [sources.<name>] [webhooks] [defaults] [thresholds.<CUR>]
-[calls] [admin] [broadcasts]; delivery.py: [delivery] [attachments]; root.py: the whole
-file). Each key is declared once, with its type, its limits, its default and the
-description that config/notifyd.example.toml shows (example.py writes that part of it:
-`make example-config`).
+[calls] [broadcasts]; admin.py: [admin.tokens] [audit]; delivery.py: [delivery]
+[attachments]; root.py: the whole file). Each key is declared once, with its type, its
+limits, its default and the description that config/notifyd.example.toml shows (example.py
+writes that part of it: `make example-config`).
 
 Every problem is reported with the file, the key and what is wrong, all at once, so an
 admin fixes a config in one pass (problems.py turns pydantic's errors into "path: [section]
@@ -26,10 +26,10 @@ checked like it; a problem with it names the variable. The keys are:
 
 from __future__ import annotations
 
+from notifyd.settings.admin import SCOPES, AdminSettings, AdminToken, AuditSettings, Scope
 from notifyd.settings.delivery import DEFAULT_LIFETIMES, AttachmentSettings, DeliverySettings
 from notifyd.settings.intake import (
     DEFAULT_MODE_CATEGORIES,
-    AdminSettings,
     BroadcastSettings,
     CallSettings,
     DefaultsSettings,
@@ -58,9 +58,12 @@ __all__ = [
     "DEFAULT_LIFETIMES",
     "DEFAULT_MODE_CATEGORIES",
     "LOG_LEVELS",
+    "SCOPES",
     "SMTP_SECURITY",
     "AdminSettings",
+    "AdminToken",
     "AttachmentSettings",
+    "AuditSettings",
     "BroadcastSettings",
     "CallSettings",
     "ConfigError",
@@ -72,6 +75,7 @@ __all__ = [
     "HttpSettings",
     "IPNetwork",
     "LoggingSettings",
+    "Scope",
     "Settings",
     "SmtpSettings",
     "SourceSettings",

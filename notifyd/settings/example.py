@@ -22,7 +22,7 @@ import json
 import re
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import time
 from decimal import Decimal
 from pathlib import Path
@@ -72,10 +72,22 @@ def _table(name: str, field: FieldInfo) -> list[str]:
     entries = field.get_default(call_default_factory=True)
     examples = field.examples or []
     commented = not entries and bool(examples)
-    for key, value in (examples[0] if commented else entries).items():
-        line = f"{_key(key)} = {_value(value)}"
-        lines.append(f"# {line}" if commented else line)
+    shown = examples[0] if commented else entries
+    # Values first, then the entries that are tables of their own ([admin.tokens.<name>]):
+    # a key written after a table header would belong to that table.
+    written = [
+        f"{_key(key)} = {_value(value)}" for key, value in shown.items() if not _is_table(value)
+    ]
+    for key, value in shown.items():
+        if _is_table(value):
+            written += ["", f"[{name}.{_key(key)}]"]
+            written += [f"{_key(inner)} = {_value(item)}" for inner, item in value.items()]
+    lines += [f"# {line}".rstrip() if commented else line for line in written]
     return lines
+
+
+def _is_table(value: object) -> bool:
+    return isinstance(value, Mapping | BaseModel)
 
 
 def _shown(field: FieldInfo) -> Any:

@@ -1,5 +1,5 @@
 """What decides on a webhook: [sources.<name>], [webhooks], [defaults], [thresholds.<CUR>],
-[calls], [admin] and [broadcasts]."""
+[calls] and [broadcasts]."""
 
 from __future__ import annotations
 
@@ -235,36 +235,6 @@ class CallSettings(Section):
         description="Missed calls within this many seconds of the last missed-call email are "
         "gathered into one follow-up email at the end of the window (0: every call its own "
         "email).",
-    )
-
-
-def _token_name(name: str) -> str:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", name):
-        raise ValueError("token names are letters, digits, '.', '-' and '_'")
-    return name
-
-
-def _digest(value: object) -> object:
-    if isinstance(value, bytes):
-        return value
-    match = re.fullmatch(r"sha256:([0-9a-fA-F]{64})", value) if isinstance(value, str) else None
-    if match is None:
-        raise ValueError(
-            'must be "sha256:<64 hex digits>", the SHA-256 of the token, never the token'
-        )
-    return bytes.fromhex(match[1])
-
-
-class AdminSettings(Section):
-    tokens: Mapping[
-        Annotated[str, AfterValidator(_token_name)], Annotated[bytes, BeforeValidator(_digest)]
-    ] = Field(
-        default_factory=dict,
-        repr=False,
-        examples=[{"ops": "sha256:<64 hex digits>"}],
-        description='Admin API bearer tokens (docs/admin-api.md): name = "sha256:<hex SHA-256 '
-        'of the token>". Only the digest is stored here; remove a line and reload to revoke a '
-        "token.",
     )
 
 

@@ -76,7 +76,10 @@ def problems_of(
     for detail in error.errors(include_url=False):
         # A mapping's key is reported where its value is: (..., "PBX", "[key]") is [sources.PBX].
         loc = tuple(part for part in detail["loc"] if part != "[key]")
-        where = locate(root, loc)
+        # A string where a table may be is a value of its own (an old-form token), unless
+        # the problem is the mapping's key.
+        text_given = isinstance(detail["input"], str) and "[key]" not in detail["loc"]
+        where = locate(root, loc, text_given=text_given)
         message = _message(detail, where, root_level=len(loc) == 1)
         variable = from_env.get(tuple(map(str, loc)))
         if variable:
@@ -85,11 +88,15 @@ def problems_of(
     return found
 
 
-def locate(root: type[BaseModel], loc: tuple[str | int, ...]) -> Location:
+def locate(
+    root: type[BaseModel], loc: tuple[str | int, ...], *, text_given: bool = False
+) -> Location:
     """The TOML table and key of a pydantic location, and the field that declares it.
 
     The root's keys are tables; a section's key that holds a table (a model or a mapping) is
-    a table when the location goes inside it; a mapping's key is a table when it holds one.
+    a table when the location goes inside it; a mapping's key is a table when it holds one,
+    unless the file gave it text (`text_given`), as the old form of a token is
+    (`[admin.tokens] ops = "sha256:..."`).
     """
     where = Location()
     node: Node | None = Node("model", root)
@@ -105,7 +112,7 @@ def locate(root: type[BaseModel], loc: tuple[str | int, ...]) -> Location:
                 where.key = str(part)
         elif node is not None and node.kind == "mapping":
             node = node.inner
-            if node is not None and node.kind == "model":
+            if node is not None and node.kind == "model" and (inside or not text_given):
                 where.table.append(str(part))
             else:
                 where.key = str(part)

@@ -67,13 +67,22 @@ def warnings(settings: Settings) -> list[tuple[str, str]]:
             message = _webhook_secret_warning(secret)
             if message:
                 found.append((f"[sources.{name}] secrets[{index}]", message))
-    for name, digest in settings.admin.tokens.items():
-        if digest in _GUESSABLE_TOKENS:
+    for name, token in settings.admin.tokens.items():
+        where = f"[admin.tokens] {name}" if token.every_scope else f"[admin.tokens.{name}] digest"
+        if token.digest in _GUESSABLE_TOKENS:
+            found.append(
+                (
+                    where,
+                    "is the digest of a guessable token (such as the example in "
+                    "docs/admin-api.md): make one with secrets.token_urlsafe(32)",
+                )
+            )
+        if token.every_scope:
             found.append(
                 (
                     f"[admin.tokens] {name}",
-                    "is the digest of a guessable token (such as the example in "
-                    "docs/admin-api.md): make one with secrets.token_urlsafe(32)",
+                    'is in the old form (name = "sha256:..."), which grants every scope: '
+                    f"write [admin.tokens.{name}] with digest and the scopes it needs",
                 )
             )
     return found

@@ -10,10 +10,10 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ValidationError, model_validator
 
+from notifyd.settings.admin import AdminSettings, AuditSettings
 from notifyd.settings.delivery import IN_FLIGHT_PER_CONNECTION, AttachmentSettings, DeliverySettings
 from notifyd.settings.fields import Env, Section, TablesOf, section
 from notifyd.settings.intake import (
-    AdminSettings,
     BroadcastSettings,
     CallSettings,
     DefaultsSettings,
@@ -58,6 +58,7 @@ class Settings(Section):
     templates: TemplateSettings = section()
     dkim: DkimSettings = section()
     admin: AdminSettings = section()
+    audit: AuditSettings = section()
     broadcasts: BroadcastSettings = section()
     logging: LoggingSettings = section()
 

@@ -1,4 +1,7 @@
-"""The admin API as the tests call it: its tokens, a config that accepts them, and one call."""
+"""The admin API as the tests call it: its tokens, a config that accepts them, and one call.
+
+OPS_TOKEN and AUDIT_TOKEN are written in the old form (every scope); READ_TOKEN and
+BROADCAST_TOKEN in the table form, with the one scope each is named after."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from tests.conftest import Running, base_config
 
 OPS_TOKEN = "ops-token-7c1f0e9d2b"
 AUDIT_TOKEN = "audit-token-55aa12"
+READ_TOKEN = "read-token-0b3e41"
+BROADCAST_TOKEN = "broadcast-token-9d2c77"
 
 
 def digest(token: str) -> str:
@@ -19,6 +24,11 @@ def digest(token: str) -> str:
 def admin_config(tmp_path: Path, database_url: str, smtp_port: int | None) -> dict[str, Any]:
     config = base_config(tmp_path, database_url, smtp_port)
     config["admin.tokens"] = {"ops": digest(OPS_TOKEN), "audit": digest(AUDIT_TOKEN)}
+    config["admin.tokens.reader"] = {"digest": digest(READ_TOKEN), "scopes": ["read"]}
+    config["admin.tokens.broadcaster"] = {
+        "digest": digest(BROADCAST_TOKEN),
+        "scopes": ["broadcasts"],
+    }
     return config
 
 

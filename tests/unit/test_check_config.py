@@ -76,7 +76,17 @@ def test_a_ready_config_has_no_warnings(tmp_path: Path, capsys: pytest.CaptureFi
         ({"http": {"public_url": "http://localhost:8080"}}, "[http] public_url"),
         # docs/admin-api.md's example digest is the SHA-256 of "test".
         (
-            {"admin__tokens": {"ops": "sha256:" + hashlib.sha256(b"test").hexdigest()}},
+            {
+                "admin__tokens__ops": {
+                    "digest": "sha256:" + hashlib.sha256(b"test").hexdigest(),
+                    "scopes": ["read"],
+                }
+            },
+            "[admin.tokens.ops] digest",
+        ),
+        # The old form still works, with every scope: the admin is told to narrow it.
+        (
+            {"admin__tokens": {"ops": "sha256:" + hashlib.sha256(os.urandom(8)).hexdigest()}},
             "[admin.tokens] ops",
         ),
     ],

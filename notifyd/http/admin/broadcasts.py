@@ -83,6 +83,8 @@ def _no_such_broadcast() -> Problem:
 @routes.post(
     "/broadcasts",
     "Send a mandatory notice to every open account, or an offer to those who consented",
+    scope="broadcasts",
+    action="broadcast.created",
     description="Fanned out in batches in the background; resumes after a restart; progress "
     "via GET, cancel via DELETE.",
     body=BroadcastBody,
@@ -112,6 +114,7 @@ async def create_broadcast(request: web.Request) -> web.Response:
 @routes.get(
     "/broadcasts/{broadcast_id}",
     "A broadcast's progress",
+    scope="read",
     path_parameters=BroadcastPath,
     answers={200: Answer("Progress", Broadcast), 404: error("No such broadcast")},
 )
@@ -128,6 +131,8 @@ async def get_broadcast(request: web.Request) -> web.Response:
 @routes.delete(
     "/broadcasts/{broadcast_id}",
     "Cancel a broadcast; notices not yet sent are withdrawn",
+    scope="broadcasts",
+    action="broadcast.cancelled",
     path_parameters=BroadcastPath,
     answers={
         200: Answer("Cancelled", CancelledBroadcast),

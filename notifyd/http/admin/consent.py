@@ -87,6 +87,7 @@ async def _consent_state(conn: Conn, subscriber: Subscriber) -> MarketingState:
 @routes.get(
     "/subscribers/{account_id}/consent",
     "Marketing consent now, and its whole history",
+    scope="read",
     answers={200: Answer("Consent state and history", Consent), 404: error("No such subscriber")},
 )
 async def get_consent(request: web.Request) -> web.Response:
@@ -108,6 +109,8 @@ async def get_consent(request: web.Request) -> web.Response:
 @routes.post(
     "/subscribers/{account_id}/consent",
     "Record a grant or withdrawal of marketing consent",
+    scope="subscribers",
+    action="consent.recorded",
     description="A withdrawal puts the address on the suppression list; only a grant with "
     "source 'subscriber' takes it off.",
     body=ConsentBody,

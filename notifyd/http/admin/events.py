@@ -40,6 +40,7 @@ class Events(Reply):
 @routes.get(
     "/subscribers/{account_id}/events",
     "Recent events of an account (a subscriber or not), each with what was decided and why",
+    scope="read",
     query_parameters=EventsQuery,
     answers={
         200: Answer("Newest first", Events),
@@ -70,6 +71,7 @@ async def list_events(request: web.Request) -> web.Response:
 @routes.get(
     "/events/{event_id}",
     "One event: what was decided and why, and its notices",
+    scope="read",
     path_parameters=EventPath,
     answers={200: Answer("The event", EventWithNotices), 404: error("No such event")},
 )

@@ -201,6 +201,8 @@ class _Abandoned(Exception):
 @routes.post(
     "/subscribers/import",
     "Create or update subscribers from CSV or JSON lines",
+    scope="subscribers",
+    action="subscribers.imported",
     description="Streamed and written in batches; idempotent. Columns/keys: account_id, email, "
     "username?, name?, language?, timezone?, marketing?, wording_version?. Consent from a file "
     "is recorded with source 'import' and never lifts a suppression.",

@@ -96,6 +96,7 @@ class Retried(Reply):
 @routes.get(
     "/subscribers/{account_id}/notices",
     "Recent notices of a subscriber, with state and reasons",
+    scope="read",
     query_parameters=NoticesQuery,
     answers={
         200: Answer("Newest first", Notices),
@@ -126,6 +127,7 @@ async def list_notices(request: web.Request) -> web.Response:
 @routes.get(
     "/dead-letters",
     "Failed notices, newest first, with the last SMTP reply",
+    scope="read",
     query_parameters=DeadLettersQuery,
     answers={
         200: Answer("Newest first", DeadLetters),
@@ -144,6 +146,8 @@ async def dead_letters(request: web.Request) -> web.Response:
 @routes.post(
     "/notices/{notice_id}/retry",
     "Queue a failed notice again",
+    scope="subscribers",
+    action="notice.retried",
     path_parameters=NoticePath,
     answers={
         202: Answer("Queued", Retried),

@@ -205,6 +205,7 @@ class Preferences(Reply):
 @routes.get(
     "/subscribers/{account_id}/preferences",
     "A subscriber's explicit choices and what applies now",
+    scope="read",
     answers={
         200: Answer("Explicit and effective preferences", Preferences),
         404: error("No such subscriber"),
@@ -221,6 +222,8 @@ async def get_preferences(request: web.Request) -> web.Response:
 @routes.patch(
     "/subscribers/{account_id}/preferences",
     "Change some preferences; null returns a field to the default",
+    scope="subscribers",
+    action="preferences.changed",
     body=PreferencesPatch,
     answers={
         200: Answer("Explicit and effective preferences", Preferences),

@@ -101,6 +101,7 @@ async def existing_subscriber(
 @routes.get(
     "/subscribers/{account_id}",
     "A subscriber",
+    scope="read",
     answers={200: Answer("The subscriber", Subscriber), 404: error("No such subscriber")},
 )
 async def get_subscriber(request: web.Request) -> web.Response:
@@ -114,6 +115,8 @@ async def get_subscriber(request: web.Request) -> web.Response:
 @routes.put(
     "/subscribers/{account_id}",
     "Create or replace a subscriber",
+    scope="subscribers",
+    action="subscriber.saved",
     description="The whole subscriber: every field must be given (null for none) and replaces "
     "the stored one. To change only some fields, use PATCH. Preferences, consent and closing "
     "are not changed.",
@@ -156,6 +159,8 @@ async def put_subscriber(request: web.Request) -> web.Response:
 @routes.patch(
     "/subscribers/{account_id}",
     "Change some fields of a subscriber",
+    scope="subscribers",
+    action="subscriber.changed",
     description="Only the fields given change; null clears one (not email). Preferences, "
     "consent and closing are not changed.",
     body=SubscriberPatch,

@@ -43,6 +43,7 @@ class Undeliverable(Reply):
 @routes.get(
     "/undeliverable",
     "Addresses marked undeliverable after repeated hard bounces",
+    scope="read",
     query_parameters=UndeliverableQuery,
     answers={200: Answer("Newest first", Undeliverable), 422: error("Bad limit")},
 )
@@ -60,6 +61,8 @@ async def list_undeliverable(request: web.Request) -> web.Response:
 @routes.delete(
     "/undeliverable/{address}",
     "Forget an address's bounces (the mailbox works again)",
+    scope="subscribers",
+    action="undeliverable.cleared",
     answers={
         204: Answer("Forgotten", media_type=None),
         404: error("No bounce record for this address"),
