@@ -9,7 +9,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
-from tests.conftest import Running, base_config
+from notifyd.http.admin import create_admin_app
+from notifyd.http.operations import served
+from tests.conftest import Running, app_without_services, base_config
 
 OPS_TOKEN = "ops-token-7c1f0e9d2b"
 AUDIT_TOKEN = "audit-token-55aa12"
@@ -55,6 +57,28 @@ PLACEHOLDERS = {
     "broadcast_id": "00000000-0000-0000-0000-000000000000",
     "address": "a@b.example",
 }
+
+
+def admin_routes() -> list[tuple[str, str]]:
+    """Every admin route the app serves (taken from the router, so a new route is covered
+    the day it is added)."""
+    routes = set()
+    for route in create_admin_app().router.routes():
+        if route.method in ("HEAD", "OPTIONS"):
+            continue
+        path = "/v1/admin" + route.resource.canonical if route.resource else ""
+        routes.add((route.method, path.format(**PLACEHOLDERS)))
+    return sorted(routes)
+
+
+def scoped_routes(tmp_path: Path) -> list[tuple[str, str, str | None]]:
+    """(method, path with placeholders filled, the scope it declares) of every admin route,
+    from the app's router and the Operations it serves."""
+    return sorted(
+        (operation.method, path.format(**PLACEHOLDERS), operation.scope)
+        for path, operation in served(app_without_services(tmp_path))
+        if path.startswith("/v1/admin/")
+    )
 
 
 async def post_import(daemon: Running, body: bytes, content_type: str) -> tuple[int, Any]:

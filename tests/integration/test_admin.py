@@ -11,7 +11,6 @@ import asyncpg
 from aiohttp import web
 
 from notifyd.catalogue.samples import sample_event
-from notifyd.http.admin import create_admin_app
 from notifyd.http.openapi import document
 from tests.conftest import (
     BILLING_SECRET,
@@ -24,23 +23,11 @@ from tests.conftest import (
 from tests.integration.admin_support import (
     AUDIT_TOKEN,
     OPS_TOKEN,
-    PLACEHOLDERS,
     admin_config,
+    admin_routes,
     call,
     digest,
 )
-
-
-def admin_routes() -> list[tuple[str, str]]:
-    """Every admin route the app serves (taken from the router, so a new route is covered
-    the day it is added)."""
-    routes = set()
-    for route in create_admin_app().router.routes():
-        if route.method in ("HEAD", "OPTIONS"):
-            continue
-        path = "/v1/admin" + route.resource.canonical if route.resource else ""
-        routes.add((route.method, path.format(**PLACEHOLDERS)))
-    return sorted(routes)
 
 
 def test_the_token_test_covers_the_routes_of_this_issue() -> None:
