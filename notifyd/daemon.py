@@ -42,7 +42,7 @@ from notifyd.mail.rendering import Renderer
 from notifyd.mail.transport import Transport, transport_for
 from notifyd.metrics import Metrics
 from notifyd.settings import ConfigError, Settings
-from notifyd.storage import db, schema
+from notifyd.storage import audit, db, schema
 from notifyd.storage.state_folder import StateFolderLock
 
 log = structlog.get_logger(__name__)
@@ -281,6 +281,12 @@ class Daemon:
             # Sends in progress keep their connection; idle ones close now.
             await old.close()
             await self.dispatcher.release_held()
+        # The audit trail names the sections that changed, never their values.
+        changed = [n for n in Settings.model_fields if getattr(new, n) != getattr(self.settings, n)]
+        assert self.database is not None
+        await audit.record_apart(
+            self.database.pool, audit.CONFIG, "config.reloaded", detail={"sections": changed}
+        )
         self.settings = new
         log.info("config reloaded", sources=sorted(new.sources))
         systemd.notify("READY=1", "STATUS=config reloaded")

@@ -28,7 +28,7 @@ from tests.conftest import (
     running_daemon,
     signed_request,
 )
-from tests.integration.admin_support import OPS_TOKEN, admin_config
+from tests.integration.admin_support import OPS_TOKEN, READ_TOKEN, admin_config
 
 Answered = tuple[str, str, int, str]  # method, path template, status, body
 
@@ -83,6 +83,7 @@ ADDRESS = "/v1/admin/undeliverable/{address}"
 BROADCASTS = "/v1/admin/broadcasts"
 BROADCAST = "/v1/admin/broadcasts/{broadcast_id}"
 IMPORT = "/v1/admin/subscribers/import"
+AUDIT = "/v1/admin/audit"
 NO_SUCH_ID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -183,6 +184,14 @@ async def broadcasts_and_imports(s: Session) -> None:
     await s.call("POST", IMPORT, data=b"<xml/>", content_type="application/xml")
 
 
+async def the_audit_trail(s: Session) -> None:
+    await s.call("GET", AUDIT)
+    await s.call("GET", AUDIT, query="?account_id=acc-9&action=subscriber.saved&limit=1")
+    await s.call("GET", AUDIT, query="?before=yesterday")
+    # A token without the scope: refused, with the Error body the document names.
+    await s.call("PATCH", SUBSCRIBER, json_body={"name": "R"}, account_id="acc-9", token=READ_TOKEN)
+
+
 async def test_every_answer_is_written_by_the_model_its_operation_names(
     tmp_path: Path, database_url: str, db: asyncpg.Connection
 ) -> None:
@@ -195,6 +204,7 @@ async def test_every_answer_is_written_by_the_model_its_operation_names(
         await subscribers_and_their_settings(session)
         await events_and_notices(session, db)
         await broadcasts_and_imports(session)
+        await the_audit_trail(session)
 
     problems = []
     for method, template, status, text in session.answers:

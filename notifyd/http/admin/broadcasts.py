@@ -12,6 +12,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from notifyd.catalogue.fields import DisplayText, Language
 from notifyd.catalogue.locale import LANGUAGES
+from notifyd.http.admin.recording import note
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
 from notifyd.http.operations import Answer, Routes, error
@@ -107,6 +108,7 @@ async def create_broadcast(request: web.Request) -> web.Response:
         )
         created = await broadcast_store.get(conn, broadcast_id)
     runtime.on_broadcast()
+    note(request, broadcast_id=str(broadcast_id), kind=body.kind)
     log.info("broadcast created", token_name=request[TOKEN_NAME], broadcast_id=str(broadcast_id))
     return respond(Broadcast.model_validate(created), status=202)
 
@@ -150,6 +152,7 @@ async def cancel_broadcast(request: web.Request) -> web.Response:
         raise _no_such_broadcast()
     if not cancelled:
         raise Problem(409, "conflict", f"the broadcast is already {found['state']}")
+    note(request, broadcast_id=str(broadcast_id), notices_withdrawn=withdrawn)
     log.info(
         "broadcast cancelled",
         token_name=request[TOKEN_NAME],

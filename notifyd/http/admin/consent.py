@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
 from notifyd.catalogue.events import Category
 from notifyd.catalogue.fields import Identifier
+from notifyd.http.admin.recording import note
 from notifyd.http.admin.subscribers import existing_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.operations import Answer, Routes, error
@@ -18,6 +19,7 @@ from notifyd.intake import consent
 from notifyd.model import Subscriber
 from notifyd.rules import preferences as preferences_module
 from notifyd.storage import consent as consent_store
+from notifyd.storage.audit import consent_action
 from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
@@ -141,6 +143,7 @@ async def post_consent(request: web.Request) -> web.Response:
             recorded_by=request[TOKEN_NAME],
         )
         state = await _consent_state(conn, subscriber)
+    note(request, action=consent_action(body.marketing))
     log.info(
         "consent recorded",
         token_name=request[TOKEN_NAME],

@@ -32,6 +32,7 @@ from notifyd.catalogue.fields import (
     Text,
     TimeZoneName,
 )
+from notifyd.http.admin.recording import note
 from notifyd.http.errors import Error, Problem
 from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
@@ -232,6 +233,8 @@ async def import_subscribers(request: web.Request) -> web.Response:
     finally:
         importer.abandoned.set()
     imported, refused = importer.imported, importer.refused
+    # Counts only, recorded also when a bad line stopped the import after some rows.
+    note(request, imported=imported.imported, failed=imported.failed)
     if refused is not None:
         log.warning(
             "subscriber import refused",

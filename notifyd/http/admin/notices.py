@@ -12,6 +12,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJson
 
 from notifyd.catalogue.events import Category
 from notifyd.http.admin.paging import Before, Limit, clamped
+from notifyd.http.admin.recording import note
 from notifyd.http.admin.records import Event, Notice
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
@@ -166,5 +167,6 @@ async def retry_notice(request: web.Request) -> web.Response:
     if state != "queued":
         raise Problem(409, "conflict", f"only a failed notice can be retried; this one is {state}")
     runtime.on_queued()
+    note(request, notice_id=str(notice_id))
     log.info("notice retried", token_name=request[TOKEN_NAME], notice_id=str(notice_id))
     return respond(Retried(notice_id=notice_id, state="queued"), status=202)

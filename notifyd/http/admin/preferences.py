@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from notifyd import model
 from notifyd.catalogue.events import Category
 from notifyd.catalogue.fields import EmailAddress, Language, Money, TimeZoneName
+from notifyd.http.admin.recording import note
 from notifyd.http.admin.subscribers import existing_subscriber
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.operations import Answer, Routes, error
@@ -241,6 +242,7 @@ async def patch_preferences(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await existing_subscriber(conn, account_id, lock=True)
         saved = await subscriber_store.save_preferences(conn, body.apply(subscriber))
+    note(request, fields=sorted(body.model_fields_set))
     log.info(
         "preferences changed",
         token_name=request[TOKEN_NAME],

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from notifyd import model
 from notifyd.catalogue.fields import DisplayText, EmailAddress, Language, Text, TimeZoneName
+from notifyd.http.admin.recording import note
 from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Problem
 from notifyd.http.operations import Answer, Routes, error
@@ -83,6 +84,18 @@ class Subscriber(Reply):
     low_credit_threshold: DecimalText | None
 
 
+# The subscriber's own fields, as PUT and PATCH change them.
+DETAILS = ("email", "username", "name", "language", "timezone")
+
+
+def changed_fields(before: model.Subscriber | None, after: model.Subscriber) -> list[str]:
+    """The names of the details that differ (every one given, for a new subscriber): what
+    the audit trail says of a correction, never the values."""
+    return [
+        name for name in DETAILS if before is None or getattr(before, name) != getattr(after, name)
+    ]
+
+
 def no_subscriber(account_id: str) -> Problem:
     """The answer to a call about an account that is no subscriber."""
     return Problem(404, "not_found", f"no subscriber {account_id!r}")
@@ -147,6 +160,7 @@ async def put_subscriber(request: web.Request) -> web.Response:
             timezone=body.timezone,
         )
         saved = await subscriber_store.replace(conn, wanted)
+    note(request, created=current is None, fields=changed_fields(current, saved))
     log.info(
         "subscriber saved",
         token_name=request[TOKEN_NAME],
@@ -177,6 +191,7 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await existing_subscriber(conn, account_id, lock=True)
         saved = await subscriber_store.replace(conn, body.apply(subscriber))
+    note(request, fields=changed_fields(subscriber, saved))
     log.info(
         "subscriber changed",
         token_name=request[TOKEN_NAME],

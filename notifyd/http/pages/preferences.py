@@ -19,6 +19,7 @@ from notifyd.intake import consent
 from notifyd.model import MODES, Preferences, Subscriber, parse_quiet_hours, parse_time_of_day
 from notifyd.rules import preferences as preferences_module
 from notifyd.rules.preferences import CONFIGURABLE
+from notifyd.storage import audit as audit_store
 from notifyd.storage import consent as consent_store
 from notifyd.storage import subscribers as subscriber_store
 
@@ -166,6 +167,20 @@ def _changes(form: Any, subscriber: Subscriber, runtime: Runtime) -> tuple[Subsc
     return replace(subscriber, preferences=preferences, language=language), problems
 
 
+def _changed_names(before: Subscriber, after: Subscriber) -> list[str]:
+    """What the audit trail says the form changed: names, never the values."""
+    was, now = before.preferences, after.preferences
+    names = [
+        f"modes.{category}"
+        for category in sorted(set(was.modes) | set(now.modes))
+        if was.modes.get(category) != now.modes.get(category)
+    ]
+    names += [
+        name for name in ("quiet_hours", "digest_time") if getattr(was, name) != getattr(now, name)
+    ]
+    return names + (["language"] if before.language != after.language else [])
+
+
 @routes.post(
     "/v1/preferences/{token}",
     "Save the preference form; unchanged values keep following the defaults",
@@ -213,6 +228,13 @@ async def save_preferences(request: web.Request) -> web.Response:
             body = _form(request, subscriber, runtime, offers, language, note)
             return shell.html_page(language, words["preferences"], body, status=422)
         saved = await subscriber_store.save_preferences(conn, changed)
+        await audit_store.record(
+            conn,
+            audit_store.SUBSCRIBER_LINK,
+            "preferences.changed",
+            account_id,
+            {"fields": _changed_names(subscriber, saved), "via": "preferences"},
+        )
         wants_offers = form.get("offers") == "yes"
         if wants_offers != offers:
             # The subscriber's own choice: the one source that may lift a suppression.
@@ -229,6 +251,13 @@ async def save_preferences(request: web.Request) -> web.Response:
                 source="subscriber",
                 wording_version=shell.OFFERS_WORDING,
                 recorded_by=None,
+            )
+            await audit_store.record(
+                conn,
+                audit_store.SUBSCRIBER_LINK,
+                audit_store.consent_action(wants_offers),
+                account_id,
+                {"via": "preferences"},
             )
     log.info("preferences changed by the subscriber", account_id=account_id)
     note = f"<p><strong>{words['saved']}</strong></p>"

@@ -15,6 +15,7 @@ from notifyd.http.runtime import RUNTIME
 from notifyd.intake import consent
 from notifyd.links import MARKETING
 from notifyd.rules.preferences import CONFIGURABLE
+from notifyd.storage import audit as audit_store
 from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
@@ -95,18 +96,30 @@ async def unsubscribe(request: web.Request) -> web.Response:
                 wording_version="list-unsubscribe",
                 recorded_by=None,
             )
+            action: str | None = audit_store.consent_action(granted=False)
+            detail: dict[str, list[str]] = {}
             done = words["done"]
         else:
             # From a digest: that category's notices stop (the preference page turns them
             # back on).
+            action, detail = None, {"fields": [f"modes.{found.topic}"]}
             subscriber = await subscriber_store.get(conn, found.account_id, lock=True)
             if subscriber is not None and found.topic in CONFIGURABLE:
+                action = "preferences.changed"
                 modes = {**subscriber.preferences.modes, found.topic: "off"}
                 await subscriber_store.save_preferences(
                     conn,
                     replace(subscriber, preferences=replace(subscriber.preferences, modes=modes)),
                 )
             done = words["done_digest"].format(category=shell.topic_name(found.topic, language))
+        if action is not None:
+            await audit_store.record(
+                conn,
+                audit_store.SUBSCRIBER_LINK,
+                action,
+                found.account_id,
+                {**detail, "via": "unsubscribe"},
+            )
     log.info("unsubscribed by link", account_id=found.account_id, topic=found.topic)
     return shell.html_page(language, words["title"], f"<p>{html.escape(done)}</p>")
 
