@@ -67,6 +67,14 @@ def form_token(page: str) -> str:
     return found.group(1)
 
 
+async def submit(daemon: Any, link: str, form: dict[str, str]) -> tuple[int, str]:
+    """Fill in and send the form of the page at `link`, as the subscriber's browser does."""
+    async with daemon.session.get(link) as page:
+        token = form_token(await page.text())
+    async with daemon.session.post(link, data={**form, "form_token": token}) as response:
+        return response.status, await response.text()
+
+
 async def welcome(daemon: Any, smtp_sink: SmtpSink, account: str = "acc-1") -> str:
     event = sample_event("account.created", account, email=f"{account}@client.example")
     status, _ = await daemon.post("billing", event, BILLING_SECRET)

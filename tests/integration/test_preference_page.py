@@ -6,22 +6,13 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, load_config, running_daemon
 from tests.integration.admin_support import admin_config, call
-from tests.integration.daemon_support import form_token, preferences_link, welcome
-
-
-async def submit(daemon: Any, link: str, form: dict[str, str]) -> tuple[int, str]:
-    """Fill in and send the form of the page at `link`, as the subscriber's browser does."""
-    async with daemon.session.get(link) as page:
-        token = form_token(await page.text())
-    async with daemon.session.post(link, data={**form, "form_token": token}) as response:
-        return response.status, await response.text()
+from tests.integration.daemon_support import preferences_link, submit, welcome
 
 
 async def test_every_email_links_to_the_preference_page_in_text_and_html(
