@@ -236,7 +236,8 @@ async def test_the_table_is_append_only_and_purge_audit_deletes_old_rows_in_batc
 ) -> None:
     now = datetime.now(UTC)
     await db.execute(
-        "INSERT INTO audit (at, actor, action) SELECT $1::timestamptz - make_interval(days => d), 'cli', 'x'"
+        "INSERT INTO audit (at, actor, action)"
+        " SELECT $1::timestamptz - make_interval(days => d), 'cli', 'x'"
         " FROM generate_series(1, 10) AS d",
         now - timedelta(days=729),
     )
