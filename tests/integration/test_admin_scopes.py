@@ -59,7 +59,8 @@ async def test_every_scoped_route_refuses_a_token_without_its_scope_and_accepts_
     tmp_path: Path, database_url: str
 ) -> None:
     settings = load_config(tmp_path, one_scope_config(tmp_path, database_url))
-    refused, let_through = [], []
+    wrong: list[tuple[object, ...]] = []
+    let_through = []
     async with running_daemon(settings) as daemon:
         for method, path, scope in scoped_routes(tmp_path):
             for held, token in ONE_SCOPE.items():
@@ -68,12 +69,12 @@ async def test_every_scoped_route_refuses_a_token_without_its_scope_and_accepts_
                 if held == scope:
                     let_through.append(answer)
                 elif status != 403 or body["error"] != "forbidden":
-                    refused.append(answer)
+                    wrong.append(answer)
                 elif (
                     f'"{scope}" scope' not in body["detail"] or f"only-{held}" not in body["detail"]
                 ):
-                    refused.append((*answer, body["detail"]))
-    assert refused == []
+                    wrong.append((*answer, body["detail"]))
+    assert wrong == []
     # With its scope, each route answers as it would any token (a 404, a 422...), never 401/403.
     assert [answer for answer in let_through if answer[3] in (401, 403)] == []
     assert len(let_through) == len(scoped_routes(tmp_path)) >= 19
