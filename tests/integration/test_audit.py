@@ -182,6 +182,17 @@ async def test_a_route_added_later_is_audited_without_doing_anything(
     async def restrict(request: web.Request) -> web.Response:
         return web.json_response({}, status=200)
 
+    # A read that is recorded because its route names an action, as an export's does.
+    @later.get(
+        "/subscribers/{account_id}/export",
+        "Export",
+        scope="privacy",
+        action="subscriber.exported",
+        answers={},
+    )
+    async def export(request: web.Request) -> web.Response:
+        return web.json_response({}, status=200)
+
     monkeypatch.setattr(
         admin_app, "RESOURCES", (SimpleNamespace(routes=later), *admin_app.RESOURCES)
     )
@@ -189,9 +200,12 @@ async def test_a_route_added_later_is_audited_without_doing_anything(
     async with running_daemon(settings) as daemon:
         refused = await call(daemon, "PUT", "/v1/admin/subscribers/acc-3/restriction", READ_TOKEN)
         done = await call(daemon, "PUT", "/v1/admin/subscribers/acc-3/restriction")
-    assert (refused[0], done[0]) == (403, 200)
+        exported = await call(daemon, "GET", "/v1/admin/subscribers/acc-3/export")
+        looked_up = await call(daemon, "GET", "/v1/admin/subscribers/acc-3")
+    assert (refused[0], done[0], exported[0], looked_up[0]) == (403, 200, 200, 404)
     assert await audit_rows(db) == [
-        ("ops", "PUT /v1/admin/subscribers/{account_id}/restriction", "acc-3", {})
+        ("ops", "PUT /v1/admin/subscribers/{account_id}/restriction", "acc-3", {}),
+        ("ops", "subscriber.exported", "acc-3", {}),
     ]
 
 

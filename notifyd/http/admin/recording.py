@@ -1,7 +1,8 @@
 """The audit row of every admin call that changes data, written once for every route here,
 so a route added later is audited without doing anything.
 
-After tokens.py has let a call through, a call other than GET that succeeds (2xx) is
+After tokens.py has let a call through, a call other than GET that succeeds (2xx), and a
+GET whose route declares an action (an export: `action="subscriber.exported"`), is
 recorded in the `audit` table (storage/audit.py): the token's name, the route's action
 (`action=` where the route is declared, else "<METHOD> <route>"), the `account_id` of its
 path if it has one, and what the handler added with `note()` (the names of the fields it
@@ -42,9 +43,17 @@ def note(request: web.Request, action: str | None = None, **detail: Any) -> None
         request[_ACTION] = action
 
 
+def _audited(request: web.Request) -> bool:
+    if request.method not in ("GET", "HEAD", "OPTIONS"):
+        return True
+    # A read is recorded only when its route names an action: an export is, a lookup not.
+    found = operation_of(request)
+    return request.method == "GET" and found is not None and found[1].action is not None
+
+
 @web.middleware
 async def record_changes(request: web.Request, handler: Handler) -> web.StreamResponse:
-    if request.method in ("GET", "HEAD", "OPTIONS"):
+    if not _audited(request):
         return await handler(request)
     try:
         response = await handler(request)
