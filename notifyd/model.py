@@ -79,6 +79,8 @@ class Subscriber:
     voicemail_audio: bool = True
     low_credit_threshold: Decimal | None = None
     preferences: Preferences = field(default_factory=Preferences)
+    # Restriction of processing (SPEC §2): since when; None when not restricted.
+    restricted_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -19,11 +19,19 @@ from notifyd.storage.db import Conn
 SQL = queries.load("notices")
 CHANNEL = "notifyd_notices"
 
-# What the CHECK constraint notices_state_check allows (migrations 0005, 0006), and nothing
+# What the CHECK constraint notices_state_check allows (migrations 0005, 0006, 0011), and nothing
 # else: the admin API's answers and document take the states from here, and a test compares
 # them with the constraint of a migrated database.
 NoticeState = Literal[
-    "queued", "sending", "sent", "failed", "merged", "cancelled", "held", "digested"
+    "queued",
+    "sending",
+    "sent",
+    "failed",
+    "merged",
+    "cancelled",
+    "held",
+    "digested",
+    "restricted",
 ]
 
 
@@ -153,6 +161,46 @@ async def mark_merged(conn: Conn, notice_ids: Sequence[UUID], note: str) -> None
 async def wake_workers(conn: Conn) -> None:
     """Delivered at commit; only a hint, the workers also poll."""
     await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
+
+
+async def cancel_waiting(
+    conn: Conn,
+    account_id: str,
+    categories: Iterable[str],
+    reason: str,
+    addresses: Iterable[str] | None = None,
+) -> int:
+    """Cancel the account's notices of `categories` not sent yet (to `addresses` only, if
+    given), whatever they wait for, with `reason` ("{category}" in it is the notice's);
+    how many."""
+    wanted = None if addresses is None else sorted({a.lower() for a in addresses})
+    status: str = await conn.execute(
+        SQL["cancel_waiting"], account_id, sorted(set(categories)), wanted, reason
+    )
+    return int(status.split()[-1])
+
+
+async def restrict_waiting(conn: Conn, account_id: str, mandatory: Iterable[str]) -> int:
+    """Hold the account's waiting notices but the `mandatory` categories'; how many."""
+    status: str = await conn.execute(SQL["restrict_waiting"], account_id, sorted(mandatory))
+    return int(status.split()[-1])
+
+
+async def release_restricted(
+    conn: Conn, account_id: str, lifetimes: Mapping[str, float], default_lifetime: float
+) -> tuple[int, int]:
+    """Release the account's restricted notices still within their category's lifetime
+    (seconds; `default_lifetime` for a category not in `lifetimes`) and cancel the others:
+    (released, cancelled)."""
+    row = await conn.fetchrow(
+        SQL["release_restricted"],
+        account_id,
+        list(lifetimes),
+        list(lifetimes.values()),
+        default_lifetime,
+    )
+    assert row is not None  # an aggregate
+    return int(row["released"]), int(row["cancelled"])
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,16 @@
-"""Subscribers (table `subscribers`)."""
+"""Subscribers (table `subscribers`): their details, preferences and restriction of
+processing. Neighbour: notices.py, whose waiting notices a category switched off cancels."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import asyncpg
 
 from notifyd.model import Preferences, Subscriber
-from notifyd.storage import queries
+from notifyd.storage import notices, queries
 from notifyd.storage.db import Conn
 
 SQL = queries.load("subscribers")
@@ -65,11 +67,16 @@ async def update(conn: Conn, subscriber: Subscriber) -> Subscriber:
 
 
 async def save_preferences(conn: Conn, subscriber: Subscriber) -> Subscriber:
-    """Store the choices; notices held for a digest of a category now turned off are
-    withdrawn (an unsubscribe stops what was already waiting)."""
+    """Store the choices; every notice of a category now off that is not sent yet is
+    cancelled with them (SPEC §2: whatever it waits for)."""
     off = [category for category, mode in subscriber.preferences.modes.items() if mode == "off"]
     if off:
-        await conn.execute(SQL["withdraw_held"], subscriber.account_id, off)
+        await notices.cancel_waiting(
+            conn,
+            subscriber.account_id,
+            off,
+            "cancelled: the subscriber turned {category} notices off",
+        )
     row = await conn.fetchrow(
         SQL["save_preferences"],
         subscriber.account_id,
@@ -81,3 +88,13 @@ async def save_preferences(conn: Conn, subscriber: Subscriber) -> Subscriber:
     )
     assert row is not None
     return subscriber_of(row)
+
+
+async def set_restriction(conn: Conn, account_id: str, restricted: bool) -> datetime | None:
+    """Restrict the account's processing or lift it: since when it is restricted now (None
+    when lifted). KeyError when there is no such subscriber."""
+    rows = await conn.fetch(SQL["set_restriction"], account_id, restricted)
+    if not rows:
+        raise KeyError(account_id)
+    since: datetime | None = rows[0]["restricted_at"]
+    return since

@@ -14,10 +14,19 @@ from typing import Any, get_args
 import asyncpg
 import pytest
 
-from notifyd.storage import schema
+from notifyd.catalogue.events import MANDATORY_CATEGORIES
+from notifyd.storage import queries, schema
 from notifyd.storage.broadcasts import BroadcastKind, BroadcastState
 from notifyd.storage.notices import NoticeState
 from tests.conftest import PBX_SECRET, Cluster, create_database, drop_database, write_config
+
+# Issue 18's parts were written side by side, each with its own migration number: 0010 is
+# another branch's, so this branch alone lacks it. Empty once the branches are merged.
+NUMBERS_OF_UNMERGED_BRANCHES = frozenset({10})
+
+
+def numbered(latest: int) -> list[int]:
+    return [n for n in range(1, latest + 1) if n not in NUMBERS_OF_UNMERGED_BRANCHES]
 
 
 @pytest.fixture
@@ -38,8 +47,8 @@ async def test_hosts_migrating_together_apply_each_migration_once(empty_database
         for conn in connections:
             await conn.close()
     latest = schema.latest_version()
-    assert sorted(applied) == [0, 0, 0, latest]
-    assert [row["version"] for row in rows] == list(range(1, latest + 1))
+    assert sorted(applied) == [0, 0, 0, len(numbered(latest))]
+    assert [row["version"] for row in rows] == numbered(latest)
     assert version == latest
 
 
@@ -75,7 +84,7 @@ async def test_migrate_command_reports_the_schema_version(
 
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [migration.version for migration in schema.available()]
-    assert versions == list(range(1, len(versions) + 1))
+    assert versions == numbered(versions[-1])
 
 
 async def test_a_broadcasts_progress_reads_only_its_sent_notices(db: asyncpg.Connection) -> None:
@@ -147,3 +156,13 @@ async def test_the_hand_over_looks_up_the_notices_it_claims_only(
     assert "Index Scan using subscribers_pkey" in plan
     assert "Index Scan using events_pkey" in plan
     assert plan.count("One-Time Filter: (c.state = 'sending'::text)") == 2
+
+
+def test_the_withholding_at_the_claim_spares_the_catalogues_mandatory_categories() -> None:
+    """parts.sql's withholding names the mandatory categories in SQL (a parameter would be
+    one more per statement that uses it): they are the catalogue's."""
+    part = queries.load("notices")["claim_due"]
+    spared = re.search(r"t\.category NOT IN \(([^)]*)\)", part)
+    assert spared is not None
+    named = {name.strip().strip("'") for name in spared.group(1).split(",")}
+    assert named == {category.value for category in MANDATORY_CATEGORIES}

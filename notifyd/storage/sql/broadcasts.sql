@@ -118,7 +118,8 @@ WITH cancelled AS (
     RETURNING event_id
 ), withdrawn AS (
     UPDATE notices SET state = 'cancelled', last_error = 'broadcast cancelled'
-    WHERE event_id = (SELECT event_id FROM cancelled) AND state IN ('queued', 'held')
+    WHERE event_id = (SELECT event_id FROM cancelled)
+      AND state IN ('queued', 'held', 'restricted')
     RETURNING 1
 )
 SELECT (SELECT count(*) FROM cancelled) AS cancelled, (SELECT count(*) FROM withdrawn) AS notices

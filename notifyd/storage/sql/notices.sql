@@ -27,6 +27,54 @@ FOR UPDATE OF n
 -- name: mark_merged
 UPDATE notices SET state = 'merged', last_error = $2 WHERE id = ANY($1::uuid[])
 
+-- name: cancel_waiting
+-- A choice of the subscriber or the state of an address changed (issue 18): every notice
+-- of the account $1 in the categories $2 not sent yet, whatever it waits for (queued:
+-- quiet hours, a retry, a digest or follow-up gathered; held for a digest or a burst;
+-- restricted), is cancelled in the caller's transaction, with the reason $4 ("{category}"
+-- stands for the notice's). $3: only those to these addresses (lower case); NULL: all.
+-- Being sent ('sending') is not waiting: claim_due checks again as it claims.
+UPDATE notices
+SET state = 'cancelled', last_error = replace($4, '{category}', category)
+WHERE account_id = $1 AND state IN ('queued', 'held', 'restricted')
+  AND category = ANY($2::text[])
+  AND ($3::text[] IS NULL OR lower(recipient) = ANY($3::text[]))
+
+-- name: restrict_waiting
+-- The account $1 is restricted: its notices waiting, but those of the mandatory categories
+-- $2, are held (not sent, not cancelled) until it is lifted.
+UPDATE notices
+SET state = 'restricted', last_error = 'held: processing of the account is restricted'
+WHERE account_id = $1 AND state IN ('queued', 'held') AND category <> ALL($2::text[])
+
+-- name: release_restricted
+-- The account $1's restriction is lifted: a held notice still within its delivery lifetime
+-- ($2, $3: each category's in seconds, counted from its creation or an admin's retry) waits
+-- again as before (for its digest, or due at once if its time has passed); one past it is
+-- cancelled, saying so. (released, cancelled).
+WITH held AS (
+    SELECT id, category, digest,
+           extract(epoch FROM now() - coalesce(retried_at, created_at)) AS age,
+           coalesce(l.seconds, $4) AS lifetime
+    FROM notices
+    LEFT JOIN unnest($2::text[], $3::float8[]) AS l (category, seconds) USING (category)
+    WHERE account_id = $1 AND state = 'restricted'
+    FOR UPDATE OF notices
+), changed AS (
+    UPDATE notices AS n
+    SET state = CASE WHEN h.age >= h.lifetime THEN 'cancelled'
+                     WHEN h.digest IS NOT NULL THEN 'held' ELSE 'queued' END,
+        last_error = CASE WHEN h.age >= h.lifetime THEN format(
+            'cancelled: the restriction was lifted after the %s lifetime (%s h old)',
+            h.category, round((h.age / 3600)::numeric, 1)) END
+    FROM held AS h
+    WHERE n.id = h.id
+    RETURNING n.state
+)
+SELECT count(*) FILTER (WHERE state <> 'cancelled') AS released,
+       count(*) FILTER (WHERE state = 'cancelled') AS cancelled
+FROM changed
+
 -- name: claim_due
 -- Takes up to $1 due notices for this host; a 'sending' row whose lease ended is due
 -- again, which is how a crashed host's claims come back. The new lease is due_at; the time
@@ -36,14 +84,27 @@ UPDATE notices SET state = 'merged', last_error = $2 WHERE id = ANY($1::uuid[])
 -- hands over the same), each with `later`, when the earliest notice left unclaimed is due
 -- (so that an idle worker knows how long it may sleep without a second round trip to
 -- ask); when nothing is claimed there is one row, of NULLs but `later`.
+-- A due notice that its subscriber or address no longer allows (parts.sql's withholding:
+-- a category now off, an unsubscribed or undeliverable address, consent withdrawn, the
+-- account restricted) is not handed over: it is cancelled, or held as 'restricted', with
+-- the reason in last_error, in this statement.
 WITH due AS (
-    SELECT id FROM notices
+    SELECT id, account_id, category, recipient FROM notices
     WHERE state IN ('queued', 'sending') AND due_at <= now()
       AND (cardinality($5::text[]) = 0
            OR lower(split_part(recipient, '@', 2)) <> ALL($5::text[]))
     ORDER BY due_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
+), checked AS (
+    SELECT t.id, w.withheld, w.why FROM due AS t {{withholding}}
+), withheld AS (
+    -- A lease taken over gives back the time the notice was due.
+    UPDATE notices AS n
+    SET state = k.withheld, last_error = k.why, claimed_by = NULL, claim_token = NULL,
+        due_at = coalesce(n.claimed_due_at, n.due_at), claimed_due_at = NULL
+    FROM checked AS k
+    WHERE n.id = k.id AND k.withheld IS NOT NULL
 ), claimed AS (
     UPDATE notices AS n
     SET state = 'sending',
@@ -52,8 +113,8 @@ WITH due AS (
         claimed_due_at = CASE WHEN n.state = 'queued' THEN n.due_at ELSE n.claimed_due_at END,
         due_at = now() + make_interval(secs => $4),
         attempts = n.attempts + 1
-    FROM due
-    WHERE n.id = due.id
+    FROM checked AS k
+    WHERE n.id = k.id AND k.withheld IS NULL
     RETURNING n.*
 )
 SELECT {{claimed_notice_columns}},

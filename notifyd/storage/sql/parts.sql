@@ -26,3 +26,48 @@ LEFT JOIN LATERAL (SELECT type, occurred_at, data FROM events
 LEFT JOIN LATERAL (SELECT name, username, voicemail_audio FROM subscribers
                    WHERE c.state = 'sending' AND account_id = c.account_id LIMIT 1) AS s
     ON true
+
+-- name: withholding
+-- Whether the notice row `t` (its account_id, category and recipient) may be sent now, as
+-- its subscriber and address stand at this moment (issue 18: a change that lands while a
+-- notice waits wins at the claim): w.withheld is NULL when it may, else the state it takes
+-- instead ('restricted': held while the account is restricted; 'cancelled'), and w.why
+-- the reason the admin API shows. Mandatory categories (the catalogue's
+-- MANDATORY_CATEGORIES, which test_schema compares with this list) are never withheld:
+-- nothing is looked up for them. The lookups are by primary key or index, and a notice
+-- outside marketing reads neither consent table.
+LEFT JOIN LATERAL (
+    SELECT CASE x.code WHEN 'restricted' THEN 'restricted' ELSE 'cancelled' END AS withheld,
+           CASE x.code
+               WHEN 'restricted' THEN 'held: processing of the account is restricted'
+               WHEN 'off' THEN 'cancelled: the subscriber turned ' || t.category
+                               || ' notices off'
+               WHEN 'suppressed' THEN 'cancelled: the address unsubscribed from marketing'
+               WHEN 'no_consent' THEN 'cancelled: marketing consent is withdrawn'
+               ELSE 'cancelled: the address is undeliverable (hard bounces)'
+           END AS why
+    FROM (
+        SELECT CASE
+            WHEN s.restricted_at IS NOT NULL THEN 'restricted'
+            WHEN s.preferences -> 'modes' ->> t.category = 'off' THEN 'off'
+            WHEN t.category = 'marketing'
+                 AND EXISTS (SELECT 1 FROM suppressions AS p
+                             WHERE p.address = lower(t.recipient) AND p.list = 'marketing')
+                THEN 'suppressed'
+            WHEN t.category = 'marketing'
+                 AND NOT coalesce((SELECT ce.granted FROM consent_events AS ce
+                                   WHERE ce.account_id = t.account_id
+                                     AND ce.purpose = 'marketing'
+                                   ORDER BY ce.at DESC, ce.id DESC LIMIT 1), false)
+                THEN 'no_consent'
+            WHEN EXISTS (SELECT 1 FROM address_health AS h
+                         WHERE h.address = lower(t.recipient)
+                           AND h.undeliverable_at IS NOT NULL)
+                THEN 'undeliverable'
+        END AS code
+        FROM subscribers AS s
+        WHERE t.category NOT IN ('security', 'service') AND s.account_id = t.account_id
+        LIMIT 1
+    ) AS x
+    WHERE x.code IS NOT NULL
+) AS w ON true

@@ -11,7 +11,7 @@ SET email = excluded.email,
     closed_at = NULL,
     updated_at = now()
 RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-          low_credit_threshold, preferences
+          low_credit_threshold, preferences, restricted_at
 
 -- name: replace_subscriber
 -- The admin API (PUT, and PATCH after applying its fields): the details exactly as given,
@@ -27,7 +27,7 @@ SET email = excluded.email,
     timezone = excluded.timezone,
     updated_at = now()
 RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-          low_credit_threshold, preferences
+          low_credit_threshold, preferences, restricted_at
 
 -- name: update_subscriber
 -- account.updated and account.closed: the subscriber as the event leaves it.
@@ -35,17 +35,17 @@ UPDATE subscribers
 SET email = $2, name = $3, language = $4, timezone = $5, closed_at = $6, updated_at = now()
 WHERE account_id = $1
 RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-          low_credit_threshold, preferences
+          low_credit_threshold, preferences, restricted_at
 
 -- name: lock_subscriber
 -- Every event of one account is applied in turn: the row lock orders them.
 SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-       low_credit_threshold, preferences
+       low_credit_threshold, preferences, restricted_at
 FROM subscribers WHERE account_id = $1 FOR UPDATE
 
 -- name: get_subscriber
 SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-       low_credit_threshold, preferences
+       low_credit_threshold, preferences, restricted_at
 FROM subscribers WHERE account_id = $1
 
 -- name: save_preferences
@@ -55,10 +55,12 @@ SET preferences = $2, voicemail_audio = $3, low_credit_threshold = $4, language 
     timezone = $6, updated_at = now()
 WHERE account_id = $1
 RETURNING account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-          low_credit_threshold, preferences
+          low_credit_threshold, preferences, restricted_at
 
--- name: withdraw_held
--- A category turned off: what waits for its digest or follow-up is not sent either.
-UPDATE notices
-SET state = 'cancelled', last_error = 'the subscriber turned ' || category || ' notices off'
-WHERE account_id = $1 AND state = 'held' AND category = ANY($2::text[])
+-- name: set_restriction
+-- Restriction of processing set ($2 true: kept from when it was first set) or lifted; the
+-- time it is set since, NULL when lifted; no row when there is no such subscriber.
+UPDATE subscribers
+SET restricted_at = CASE WHEN $2 THEN coalesce(restricted_at, now()) END, updated_at = now()
+WHERE account_id = $1
+RETURNING restricted_at

@@ -24,7 +24,7 @@ WITH incoming AS (
     RETURNING id
 ), locked AS (
     SELECT account_id, email, name, username, language, timezone, closed_at, voicemail_audio,
-           low_credit_threshold, preferences
+           low_credit_threshold, preferences, restricted_at
     FROM subscribers WHERE account_id = ANY($8::text[]) ORDER BY account_id FOR UPDATE
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored) AS stored, l.*
@@ -91,19 +91,27 @@ GROUP BY account_id, category, lower(recipient)
 WITH added AS (
     INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
                          timezone, reasons, due_at, message_id, context, dedupe_key, digest,
-                         state, claimed_by, claim_token, attempts, claimed_due_at)
+                         state, claimed_by, claim_token, attempts, claimed_due_at, last_error)
     SELECT id, event_id, account_id, kind, category, recipient, language, timezone,
            reasons::jsonb, CASE WHEN claim THEN now() + make_interval(secs => $24) ELSE due_at END,
            message_id, context::jsonb, dedupe_key, digest,
-           CASE WHEN digest IS NOT NULL THEN 'held' WHEN claim THEN 'sending' ELSE 'queued' END,
+           CASE WHEN withheld IS NOT NULL THEN withheld WHEN digest IS NOT NULL THEN 'held'
+                WHEN claim THEN 'sending' ELSE 'queued' END,
            CASE WHEN claim THEN $22 END, CASE WHEN claim THEN $23::uuid END,
-           CASE WHEN claim THEN 1 ELSE 0 END, CASE WHEN claim THEN due_at END
-    FROM (SELECT *, id = ANY($21::uuid[]) AS claim
-          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
-                      $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
-                      $12::text[], $13::text[], $14::text[])
-               AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
-                     reasons, due_at, message_id, context, dedupe_key, digest)) AS t
+           CASE WHEN claim THEN 1 ELSE 0 END, CASE WHEN claim THEN due_at END, why
+    -- As claim_due, what the subscriber or the address does not allow now is neither handed
+    -- over nor queued (parts.sql's withholding): above all, a notice of a restricted account
+    -- is stored 'restricted' (routing plans it as usual; the flag is read here).
+    FROM (SELECT t.*, w.withheld, w.why, t.take AND w.withheld IS NULL AS claim
+          FROM (SELECT *, id = ANY($21::uuid[]) AS take
+                FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
+                            $6::text[], $7::text[], $8::text[], $9::text[],
+                            $10::timestamptz[], $11::text[], $12::text[], $13::text[],
+                            $14::text[])
+                     AS t (id, event_id, account_id, kind, category, recipient, language,
+                           timezone, reasons, due_at, message_id, context, dedupe_key,
+                           digest)) AS t
+          {{withholding}}) AS t
     ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING *
 ), levels AS (
