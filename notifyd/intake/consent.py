@@ -1,5 +1,6 @@
-"""A marketing consent choice, from the subscriber's page or the admin API: recorded in the
-history and applied to the account's marketing addresses as `rules.consent` says."""
+"""A marketing consent choice, from the subscriber's page, the unsubscribe link, the admin
+API or an import: recorded in the history and applied to the account's marketing addresses
+as `rules.consent` says; a withdrawal also cancels the offers not sent yet (issue 18)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from notifyd.rules.consent import lifts_suppression, suppresses
 from notifyd.storage import consent as consent_store
+from notifyd.storage import notices as notice_store
+from notifyd.storage.consent import MARKETING
 from notifyd.storage.db import Conn
 
 
@@ -22,7 +25,8 @@ async def decide(
     recorded_by: str | None,
 ) -> dict[str, Any]:
     """Record a grant or withdrawal and apply it to the account's marketing addresses: a
-    withdrawal suppresses them; only the subscriber's own grant lifts a suppression."""
+    withdrawal suppresses them and cancels the account's offers not sent yet; only the
+    subscriber's own grant lifts a suppression."""
     event = await consent_store.record(
         conn,
         account_id,
@@ -36,4 +40,14 @@ async def decide(
             await consent_store.suppress(conn, address, f"withdrawn via {source}")
         elif lifts_suppression(granted, source):
             await consent_store.lift(conn, address)
+    if suppresses(granted):
+        await cancel_offers(conn, account_id, source)
     return event
+
+
+async def cancel_offers(conn: Conn, account_id: str, source: str) -> int:
+    """Consent withdrawn: the account's marketing notices not sent yet are cancelled in the
+    same transaction (SPEC §2); how many."""
+    return await notice_store.cancel_waiting(
+        conn, account_id, [MARKETING], f"cancelled: marketing consent withdrawn via {source}"
+    )

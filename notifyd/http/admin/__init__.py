@@ -14,6 +14,7 @@ from notifyd.http.admin import (
     imports,
     notices,
     preferences,
+    restriction,
     subscribers,
     undeliverable,
 )
@@ -27,6 +28,7 @@ RESOURCES = (
     subscribers,
     preferences,
     consent,
+    restriction,
     notices,
     events,
     undeliverable,

@@ -37,6 +37,7 @@ from notifyd.http.errors import Error, Problem
 from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
 from notifyd.http.validation import Reply, absent, respond
+from notifyd.intake import consent
 from notifyd.intake.subscriber_files import BadFile, Record, csv_records, json_lines_records
 from notifyd.model import Subscriber
 from notifyd.storage import consent as consent_store
@@ -285,3 +286,4 @@ async def _save(conn: Any, row: ImportRow) -> None:
             )
         if not row.marketing:
             await consent_store.suppress(conn, row.email, "withdrawn in an import")
+            await consent.cancel_offers(conn, row.account_id, "import")

@@ -28,7 +28,10 @@ class Notice(Reply):
     due_at: Timestamp = Field(description="When it was (or is) due; never after sent_at")
     sent_at: Timestamp | None
     created_at: Timestamp
-    last_error: str | None
+    last_error: str | None = Field(
+        description="The last delivery error; for a notice cancelled or held (restricted), "
+        "why: the subscriber's choice, the address, the restriction"
+    )
     smtp_reply: str | None
 
 

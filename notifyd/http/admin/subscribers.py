@@ -8,7 +8,7 @@ from typing import Annotated
 import pydantic
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from notifyd import model
 from notifyd.catalogue.fields import DisplayText, EmailAddress, Language, Text, TimeZoneName
@@ -82,6 +82,9 @@ class Subscriber(Reply):
     closed_at: Timestamp | None
     voicemail_audio: bool
     low_credit_threshold: DecimalText | None
+    restricted_at: Timestamp | None = Field(
+        description="Processing restricted since then (PUT .../restriction); null: not restricted"
+    )
 
 
 # The subscriber's own fields, as PUT and PATCH change them.
