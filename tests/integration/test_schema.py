@@ -20,14 +20,6 @@ from notifyd.storage.broadcasts import BroadcastKind, BroadcastState
 from notifyd.storage.notices import NoticeState
 from tests.conftest import PBX_SECRET, Cluster, create_database, drop_database, write_config
 
-# Issue 18's parts were written side by side, each with its own migration number: 0010 is
-# another branch's, so this branch alone lacks it. Empty once the branches are merged.
-NUMBERS_OF_UNMERGED_BRANCHES = frozenset({10})
-
-
-def numbered(latest: int) -> list[int]:
-    return [n for n in range(1, latest + 1) if n not in NUMBERS_OF_UNMERGED_BRANCHES]
-
 
 @pytest.fixture
 async def empty_database(pg_cluster: Cluster) -> AsyncIterator[str]:
@@ -47,8 +39,8 @@ async def test_hosts_migrating_together_apply_each_migration_once(empty_database
         for conn in connections:
             await conn.close()
     latest = schema.latest_version()
-    assert sorted(applied) == [0, 0, 0, len(numbered(latest))]
-    assert [row["version"] for row in rows] == numbered(latest)
+    assert sorted(applied) == [0, 0, 0, latest]
+    assert [row["version"] for row in rows] == list(range(1, latest + 1))
     assert version == latest
 
 
@@ -84,7 +76,7 @@ async def test_migrate_command_reports_the_schema_version(
 
 def test_migrations_are_numbered_without_gaps() -> None:
     versions = [migration.version for migration in schema.available()]
-    assert versions == numbered(versions[-1])
+    assert versions == list(range(1, len(versions) + 1))
 
 
 async def test_a_broadcasts_progress_reads_only_its_sent_notices(db: asyncpg.Connection) -> None:
