@@ -1,5 +1,5 @@
-"""The `notifyd` command: run | check-config | migrate | simulate | privacy | preview |
---version."""
+"""The `notifyd` command: run | check-config | migrate | simulate | preview |
+privacy export|erase|restrict|lift | --version."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from notifyd import __version__
+from notifyd import __version__, privacy_cli
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.settings import ConfigError, Settings, load
 
@@ -61,13 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--url", help="daemon base URL (default: from [http] in the config)")
 
-    privacy = commands.add_parser(
-        "privacy",
-        help="answer a subscriber's rights (SPEC §2) for one account",
-        description="Answer a subscriber's rights (SPEC §2) for one account.",
+    rights = "the subscriber's rights (SPEC §2), account by account"
+    privacy = commands.add_parser("privacy", help=rights, description=rights)
+    privacy_cli.declare(
+        privacy.add_subparsers(dest="action", required=True, metavar="ACTION"), DEFAULT_CONFIG
     )
-    rights = privacy.add_subparsers(dest="privacy_command", required=True, metavar="RIGHT")
-    _restriction_commands(rights)
 
     preview = commands.add_parser(
         "preview",
@@ -82,44 +80,6 @@ def _parser() -> argparse.ArgumentParser:
         "--config", "-c", help="use this config's [templates] folder, sender and Reply-To"
     )
     return parser
-
-
-def _restriction_commands(rights: Any) -> None:
-    """`notifyd privacy restrict|lift ACCOUNT_ID`: restriction of processing."""
-    for name, help_text in (
-        ("restrict", "hold every notice of the account but security and service ones"),
-        ("lift", "lift the restriction: release what is within its lifetime, cancel the rest"),
-    ):
-        sub = rights.add_parser(name, help=help_text, description=help_text)
-        sub.add_argument("account_id", metavar="ACCOUNT_ID")
-        sub.add_argument(
-            "--config", "-c", default=DEFAULT_CONFIG, help=f"TOML file (default {DEFAULT_CONFIG})"
-        )
-
-
-async def _restriction(settings: Settings, args: argparse.Namespace) -> int:
-    """Restrict or lift one account; prints what it did. 1 when there is no such account."""
-    from notifyd.intake import restriction
-    from notifyd.logs import configure
-    from notifyd.storage import db
-
-    configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
-    async with (
-        db.open_database(settings.database, settings.pgdata_dir) as database,
-        database.pool.acquire() as conn,
-    ):
-        if args.privacy_command == "restrict":
-            done = await restriction.restrict(conn, args.account_id)
-        else:
-            done = await restriction.lift(conn, args.account_id, settings.delivery)
-    if done is None:
-        print(f"notifyd: no subscriber {args.account_id!r}", file=sys.stderr)
-        return 1
-    if done.restricted_at is not None:
-        print(f"restricted since {done.restricted_at.isoformat()}; notices held now: {done.held}")
-    else:
-        print(f"not restricted; notices released: {done.released}, cancelled: {done.cancelled}")
-    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -146,8 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_migrate(settings))
     if args.command == "simulate":
         return asyncio.run(_simulate(settings, args))
-    if args.command == "privacy" and args.privacy_command in ("restrict", "lift"):
-        return asyncio.run(_restriction(settings, args))
+    if args.command == "privacy":
+        return asyncio.run(privacy_cli.run(settings, args))
     raise AssertionError(args.command)
 
 

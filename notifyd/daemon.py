@@ -43,6 +43,7 @@ from notifyd.mail.transport import Transport, transport_for
 from notifyd.metrics import Metrics
 from notifyd.settings import ConfigError, Settings
 from notifyd.storage import audit, db, schema
+from notifyd.storage.erasure import erasure_key
 from notifyd.storage.state_folder import StateFolderLock
 
 log = structlog.get_logger(__name__)
@@ -218,6 +219,7 @@ class Daemon:
             on_broadcast=broadcaster.wake,
             links=self.links,
             dsn=database.dsn,
+            erasure_key=erasure_key(s.privacy.erasure_key, s.daemon.state_dir),
         )
         runner = web.AppRunner(
             create_app(self.runtime),

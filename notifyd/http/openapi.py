@@ -1,4 +1,5 @@
-"""GET /openapi.json: the OpenAPI 3.1 contract of every route the app serves.
+"""GET /openapi.json: the OpenAPI 3.1 contract of every route the app serves; beside it,
+GET /export.schema.json, the JSON Schema of an account's export (storage/export.py).
 
 Written from the app's router: each route's Operation (http/operations.py) says what it
 is for and names the pydantic models that read its request and write its answers, and the
@@ -21,6 +22,7 @@ from pydantic.json_schema import JsonSchemaMode
 
 from notifyd import __version__
 from notifyd.http.operations import Answer, Operation, Routes, served
+from notifyd.storage import export
 
 REF = "#/components/schemas/{model}"
 
@@ -185,3 +187,14 @@ async def serve(request: web.Request) -> web.Response:
     if text is None:
         text = _written[request.app] = json.dumps(document(request.app))
     return web.json_response(text=text)
+
+
+@routes.get(
+    "/export.schema.json",
+    "The JSON Schema of an account's export",
+    description="What GET /v1/admin/subscribers/{account_id}/export and `notifyd privacy "
+    "export` write (JSON Schema 2020-12), written from the same models.",
+    answers={200: Answer("JSON Schema", media_type="application/schema+json")},
+)
+async def serve_export_schema(request: web.Request) -> web.Response:
+    return web.json_response(export.json_schema(), content_type="application/schema+json")

@@ -39,6 +39,9 @@ class Runtime:
     on_broadcast: Callable[[], None] = lambda: None
     verifiers: dict[str, Verifier] = field(default_factory=dict)
     links: Links | None = None
+    # Keys the hashes of erased addresses (storage/erasure.py): [privacy] erasure_key or
+    # the state folder's, read once at start.
+    erasure_key: bytes = b""
     bodies: BodiesInFlight = field(init=False)
 
     def __post_init__(self) -> None:

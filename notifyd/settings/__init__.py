@@ -3,9 +3,9 @@
 One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
 [dkim] [logging]; intake.py: [sources.<name>] [webhooks] [defaults] [thresholds.<CUR>]
 [calls] [broadcasts]; admin.py: [admin.tokens] [audit]; delivery.py: [delivery]
-[attachments]; root.py: the whole file). Each key is declared once, with its type, its
-limits, its default and the description that config/notifyd.example.toml shows (example.py
-writes that part of it: `make example-config`).
+[attachments]; privacy.py: [privacy]; root.py: the whole file). Each key is declared once,
+with its type, its limits, its default and the description that config/notifyd.example.toml
+shows (example.py writes that part of it: `make example-config`).
 
 Every problem is reported with the file, the key and what is wrong, all at once, so an
 admin fixes a config in one pass (problems.py turns pydantic's errors into "path: [section]
@@ -20,6 +20,7 @@ checked like it; a problem with it names the variable. The keys are:
     [daemon] link_secret    NOTIFYD_LINK_SECRET
     [database] url          NOTIFYD_DATABASE_URL
     [smtp] password         NOTIFYD_SMTP_PASSWORD
+    [privacy] erasure_key   NOTIFYD_ERASURE_KEY
 
 (`environment_keys()` lists them from the models; a test holds this list to it.)
 """

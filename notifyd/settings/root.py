@@ -23,6 +23,7 @@ from notifyd.settings.intake import (
     currency_code,
     source_name,
 )
+from notifyd.settings.privacy import PrivacySettings
 from notifyd.settings.problems import ConfigError, problems_of
 from notifyd.settings.service import (
     DaemonSettings,
@@ -60,6 +61,7 @@ class Settings(Section):
     admin: AdminSettings = section()
     audit: AuditSettings = section()
     broadcasts: BroadcastSettings = section()
+    privacy: PrivacySettings = section()
     logging: LoggingSettings = section()
 
     @model_validator(mode="after")

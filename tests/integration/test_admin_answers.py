@@ -85,6 +85,7 @@ BROADCASTS = "/v1/admin/broadcasts"
 BROADCAST = "/v1/admin/broadcasts/{broadcast_id}"
 IMPORT = "/v1/admin/subscribers/import"
 AUDIT = "/v1/admin/audit"
+EXPORT = "/v1/admin/subscribers/{account_id}/export"
 NO_SUCH_ID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -197,6 +198,13 @@ async def the_audit_trail(s: Session) -> None:
     await s.call("PATCH", SUBSCRIBER, json_body={"name": "R"}, account_id="acc-9", token=READ_TOKEN)
 
 
+async def privacy_rights(s: Session) -> None:
+    await s.call("GET", EXPORT, account_id="acc-1")
+    await s.call("GET", EXPORT, account_id="ghost")
+    await s.call("DELETE", SUBSCRIBER, account_id="acc-1")
+    await s.call("DELETE", SUBSCRIBER, account_id="ghost")
+
+
 async def test_every_answer_is_written_by_the_model_its_operation_names(
     tmp_path: Path, database_url: str, db: asyncpg.Connection
 ) -> None:
@@ -210,6 +218,7 @@ async def test_every_answer_is_written_by_the_model_its_operation_names(
         await events_and_notices(session, db)
         await broadcasts_and_imports(session)
         await the_audit_trail(session)
+        await privacy_rights(session)
 
     problems = []
     for method, template, status, text in session.answers:

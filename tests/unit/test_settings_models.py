@@ -183,6 +183,7 @@ def test_the_module_documents_every_environment_variable() -> None:
         "NOTIFYD_LINK_SECRET",
         "NOTIFYD_DATABASE_URL",
         "NOTIFYD_SMTP_PASSWORD",
+        "NOTIFYD_ERASURE_KEY",
     ]
     for section, key, variable in environment_keys():
         assert re.search(rf"\[{section}\] {key} +{variable}\n", documented), variable

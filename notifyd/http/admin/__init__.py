@@ -14,6 +14,7 @@ from notifyd.http.admin import (
     imports,
     notices,
     preferences,
+    privacy,
     restriction,
     subscribers,
     undeliverable,
@@ -34,6 +35,7 @@ RESOURCES = (
     undeliverable,
     broadcasts,
     audit,
+    privacy,
 )
 
 

@@ -7,7 +7,7 @@ line number and fields; the valid rows are kept. A file that cannot be read on (
 line over the limit, a quote never closed: `notifyd.intake.subscriber_files`) is answered 400
 naming the line, its rows before that line kept; a header that does not name the columns is a 422.
 Consent given in a file is recorded with source "import", which never takes an address off
-the suppression list.
+the suppression list; an address erased before (storage/erasure.py) is put back on it.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ from notifyd.intake import consent
 from notifyd.intake.subscriber_files import BadFile, Record, csv_records, json_lines_records
 from notifyd.model import Subscriber
 from notifyd.storage import consent as consent_store
+from notifyd.storage import erasure
 from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
@@ -104,10 +105,13 @@ class _Importer:
     loop for each chunk of the body and hands it each batch to write, so the body is still
     streamed and batches are still written as they fill."""
 
-    def __init__(self, request: web.Request, pool: asyncpg.Pool, content_type: str) -> None:
+    def __init__(
+        self, request: web.Request, pool: asyncpg.Pool, content_type: str, erasure_key: bytes
+    ) -> None:
         self._loop = asyncio.get_running_loop()
         self._content = request.content
         self._pool = pool
+        self._erasure_key = erasure_key
         self._content_type = content_type
         # Set when the request is abandoned (client gone, shutdown): the thread stops at its
         # next chunk or batch instead of importing for nobody.
@@ -193,7 +197,7 @@ class _Importer:
     async def _save_batch(self, rows: list[ImportRow]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             for row in rows:
-                await _save(conn, row)
+                await _save(conn, row, self._erasure_key)
 
 
 class _Abandoned(Exception):
@@ -228,7 +232,7 @@ async def import_subscribers(request: web.Request) -> web.Response:
         raise Problem(
             415, "unsupported_media_type", "send text/csv or application/x-ndjson (JSON lines)"
         )
-    importer = _Importer(request, runtime.pool, content_type)
+    importer = _Importer(request, runtime.pool, content_type, runtime.erasure_key)
     try:
         await asyncio.to_thread(importer.run)
     finally:
@@ -261,7 +265,7 @@ async def import_subscribers(request: web.Request) -> web.Response:
     return respond(imported, status=200 if imported.failed == 0 else 207)
 
 
-async def _save(conn: Any, row: ImportRow) -> None:
+async def _save(conn: Any, row: ImportRow, erasure_key: bytes) -> None:
     await subscriber_store.upsert(
         conn,
         Subscriber(
@@ -273,6 +277,8 @@ async def _save(conn: Any, row: ImportRow) -> None:
             timezone=row.timezone,
         ),
     )
+    # An address erased before stays off marketing, whatever the file says of consent.
+    await erasure.resuppress(conn, erasure_key, row.email)
     if row.marketing is not None:
         # Recorded only when it changes what is on file, so a re-import adds no history.
         if await consent_store.has_consent(conn, row.account_id) != row.marketing:

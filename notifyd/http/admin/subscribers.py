@@ -1,4 +1,6 @@
-"""/v1/admin/subscribers/{account_id}: read, create or replace (PUT), change (PATCH)."""
+"""/v1/admin/subscribers/{account_id}: read, create or replace (PUT), change (PATCH). An
+address erased before goes back on the suppression list when given again; the erasure
+itself (DELETE) and the export are in privacy.py."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ from notifyd.http.errors import Problem
 from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
 from notifyd.http.validation import DecimalText, Reply, Timestamp, json_body, respond
+from notifyd.storage import erasure
 from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage.db import Conn
 
@@ -163,6 +166,8 @@ async def put_subscriber(request: web.Request) -> web.Response:
             timezone=body.timezone,
         )
         saved = await subscriber_store.replace(conn, wanted)
+        # An address erased before stays off marketing (storage/erasure.py).
+        await erasure.resuppress(conn, runtime.erasure_key, saved.email)
     note(request, created=current is None, fields=changed_fields(current, saved))
     log.info(
         "subscriber saved",
@@ -194,6 +199,7 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await existing_subscriber(conn, account_id, lock=True)
         saved = await subscriber_store.replace(conn, body.apply(subscriber))
+        await erasure.resuppress(conn, runtime.erasure_key, saved.email)
     note(request, fields=changed_fields(subscriber, saved))
     log.info(
         "subscriber changed",

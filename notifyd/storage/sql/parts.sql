@@ -71,3 +71,25 @@ LEFT JOIN LATERAL (
     ) AS x
     WHERE x.code IS NOT NULL
 ) AS w ON true
+
+-- name: account_addresses
+-- Every address of the account $1, lower case: its own, those its preferences send
+-- categories to and copy, and those its notices went to (a kept billing notice's is '').
+-- The export lists them with their suppression and bounces; the erasure hashes them.
+SELECT lower(s.email) AS address FROM subscribers AS s WHERE s.account_id = $1
+UNION
+SELECT lower(named.address)
+FROM subscribers AS s,
+     jsonb_each(coalesce(s.preferences -> 'addresses', '{}'::jsonb)) AS category,
+     jsonb_array_elements_text(CASE jsonb_typeof(category.value)
+                                   WHEN 'array' THEN category.value
+                                   ELSE jsonb_build_array(category.value) END) AS named(address)
+WHERE s.account_id = $1
+UNION
+SELECT lower(copied.address)
+FROM subscribers AS s,
+     jsonb_array_elements_text(coalesce(s.preferences -> 'extra_emails', '[]'::jsonb))
+         AS copied(address)
+WHERE s.account_id = $1
+UNION
+SELECT lower(recipient) FROM notices WHERE account_id = $1 AND recipient <> ''

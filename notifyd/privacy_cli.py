@@ -1,0 +1,97 @@
+"""`notifyd privacy ACTION ACCOUNT_ID`: the subscriber's rights (SPEC §2) from a shell,
+declared into cli.py's `privacy` group. `export` writes what storage/export.py reads (the
+document GET /v1/admin/subscribers/{id}/export serves); `erase` runs storage/erasure.py
+(as DELETE /v1/admin/subscribers/{id} does), telling each batch on stderr.
+
+An account nothing is held about exits EXIT_UNKNOWN_ACCOUNT with one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, TextIO
+
+from notifyd.settings import Settings
+
+if TYPE_CHECKING:  # the storage is imported when a command runs, not for every `notifyd`
+    from notifyd.storage.db import Conn
+
+# sysexits.h EX_NOUSER ("addressee unknown").
+EXIT_UNKNOWN_ACCOUNT = 67
+
+
+def declare(actions: argparse._SubParsersAction[argparse.ArgumentParser], config: str) -> None:
+    """The actions of `notifyd privacy`, each taking --config as every command does."""
+    exporting = actions.add_parser(
+        "export", help="write everything held about an account as JSON (stdout or --output)"
+    )
+    exporting.add_argument("--output", "-o", help="write to this file instead of stdout")
+    erasing = actions.add_parser(
+        "erase",
+        help="erase an account but its billing notices within retention (stripped); "
+        "run it again to finish one that stopped",
+    )
+    for action in (exporting, erasing):
+        action.add_argument("account_id", metavar="ACCOUNT_ID")
+        action.add_argument("--config", "-c", default=config, help=f"TOML file (default {config})")
+
+
+async def run(settings: Settings, args: argparse.Namespace) -> int:
+    from notifyd.logs import configure
+    from notifyd.storage import db
+
+    configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
+    async with (
+        db.open_database(settings.database, settings.pgdata_dir) as database,
+        database.pool.acquire() as conn,
+    ):
+        if args.action == "export":
+            if args.output is None:
+                return await export_to(conn, args.account_id, sys.stdout)
+            with open(args.output, "w", encoding="utf-8") as out:  # noqa: ASYNC230
+                return await export_to(conn, args.account_id, out)
+        return await erase(settings, conn, args.account_id)
+
+
+def _unknown(account_id: str) -> int:
+    print(f"nothing is held about account {account_id!r}", file=sys.stderr)
+    return EXIT_UNKNOWN_ACCOUNT
+
+
+async def export_to(conn: Conn, account_id: str, out: TextIO) -> int:
+    from notifyd.storage import export
+
+    if not await export.account_known(conn, account_id):
+        return _unknown(account_id)
+    # A large account is written as it is read: the file grows chunk by chunk.
+    async for chunk in export.document(conn, account_id, datetime.now(UTC)):
+        out.write(chunk)
+    out.flush()
+    return 0
+
+
+async def erase(settings: Settings, conn: Conn, account_id: str) -> int:
+    from notifyd.storage import erasure
+
+    def progress(step: str, rows: int) -> None:
+        print(f"{step}: {rows}", file=sys.stderr, flush=True)
+
+    erased = await erasure.erase(
+        conn,
+        account_id,
+        erasure.erasure_key(settings.privacy.erasure_key, settings.daemon.state_dir),
+        requested_by="cli",
+        batch=settings.privacy.erase_batch_rows,
+        progress=progress,
+    )
+    if erased is None:
+        return _unknown(account_id)
+    before = " (it had been erased before; what came since is erased too)"
+    print(
+        f"account {account_id!r} erased{before if erased.already_erased else ''}: "
+        f"{sum(erased.rows.values())} rows, {erased.kept_notices} billing notices kept "
+        "for accounting, stripped"
+    )
+    return 0

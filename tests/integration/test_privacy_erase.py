@@ -1,0 +1,179 @@
+"""The erasure of an account (SPEC §2): nothing personal left in any column of any table but
+billing notices within retention, stripped; the address kept off marketing as a keyed hash
+through an import; twice is fine; a kill -9 half-way is finished by running it again."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+import asyncpg
+
+from tests.conftest import SmtpSink, load_config, running_daemon, write_config
+from tests.integration.admin_support import admin_config, call, post_import
+from tests.integration.privacy_support import (
+    ACCOUNT,
+    EMAIL,
+    PERSONAL,
+    build_account,
+    columns_holding,
+    notifyd_command,
+    sending_config,
+)
+
+SUBSCRIBER = f"/v1/admin/subscribers/{ACCOUNT}"
+
+
+async def test_nothing_personal_is_left_but_billing_notices_within_retention_stripped(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection, smtp_sink: SmtpSink
+) -> None:
+    config = sending_config(tmp_path, database_url, smtp_sink)
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        await build_account(daemon, smtp_sink, db)
+        # A billing notice past billing retention goes like every other notice.
+        await db.execute(
+            "UPDATE notices SET created_at = now() - interval '8 years'"
+            " WHERE kind = 'billing.credit_added'"
+        )
+        held = {needle: await columns_holding(db, needle) for needle in PERSONAL}
+        assert all(held.values()), held  # the scan finds each where it is held
+        first = await call(daemon, "DELETE", SUBSCRIBER)
+        again = await call(daemon, "DELETE", SUBSCRIBER)
+        exported = await call(daemon, "GET", f"{SUBSCRIBER}/export")
+
+    assert first[0] == 200, first
+    assert first[1]["already_erased"] is False
+    assert first[1]["kept_notices"] == 1
+    assert again[0] == 200
+    assert again[1]["already_erased"] is True
+    left = {needle: await columns_holding(db, needle) for needle in PERSONAL}
+    assert left == {needle: [] for needle in PERSONAL}
+    for table in ("subscribers", "events", "attachments", "consent_events", "credit_states"):
+        assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
+    assert await db.fetchval("SELECT count(*) FROM balance_history") == 0
+    kept = await db.fetch("SELECT * FROM notices")
+    assert [(n["kind"], n["state"], n["recipient"]) for n in kept] == [
+        ("billing.payment_confirmed", "sent", "")
+    ]
+    assert kept[0]["event_id"] is None
+    assert kept[0]["smtp_reply"] is None
+    assert kept[0]["sent_at"] is not None
+    assert kept[0]["context"] == {
+        "amount": "119.00",
+        "currency": "RON",
+        "payment_id": "pay_8842",
+        "invoice_number": "VOIP-2026-0042",
+        "event_type": "billing.payment_confirmed",
+    }
+    # The export of the erased account says so, and shows what is kept.
+    assert exported[0] == 200
+    assert exported[1]["subscriber"] is None
+    assert exported[1]["erasure"]["requested_by"] == "ops"
+    assert [n["kind"] for n in exported[1]["notices"]] == ["billing.payment_confirmed"]
+
+
+async def test_an_erased_address_stays_off_marketing_through_an_import_and_a_put(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    grant = {"marketing": True, "source": "subscriber", "wording_version": "2026-11"}
+    async with running_daemon(settings) as daemon:
+        whole = {"email": EMAIL, "username": None, "name": None, "language": None}
+        assert (await call(daemon, "PUT", SUBSCRIBER, json={**whole, "timezone": None}))[0] == 201
+        assert (await call(daemon, "POST", f"{SUBSCRIBER}/consent", json=grant))[0] == 201
+        assert (await call(daemon, "DELETE", SUBSCRIBER))[0] == 200
+        hashed = await columns_holding(db, EMAIL)
+        csv = f"account_id,email,marketing\nacc-new-1,{EMAIL.upper()},true\n"
+        assert (await post_import(daemon, csv.encode(), "text/csv"))[0] == 200
+        imported = await call(daemon, "GET", "/v1/admin/subscribers/acc-new-1/consent")
+        await db.execute("DELETE FROM suppressions")
+        put = {**whole, "email": EMAIL, "timezone": None}
+        assert (await call(daemon, "PUT", "/v1/admin/subscribers/acc-new-2", json=put))[0] == 201
+        by_admin = {**grant, "source": "admin"}
+        consent = "/v1/admin/subscribers/acc-new-2/consent"
+        assert (await call(daemon, "POST", consent, json=by_admin))[0] == 201
+        recreated = await call(daemon, "GET", consent)
+    assert hashed == []  # erased: the address is nowhere in clear, the hash table included
+    assert await db.fetchval("SELECT count(*) FROM erased_addresses") == 1
+    assert imported[1]["marketing"] == {"consent": True, "suppressed": True, "sendable": False}
+    # An admin's grant is no subscriber's own: the suppression stays.
+    assert recreated[1]["marketing"]["suppressed"] is True
+
+
+async def test_an_unknown_account_is_a_404_and_a_clear_exit(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    config = admin_config(tmp_path, database_url, None)
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        status, body = await call(daemon, "DELETE", "/v1/admin/subscribers/ghost")
+    assert (status, body["detail"]) == (404, "no subscriber 'ghost'")
+    code, out, err = await notifyd_command(
+        write_config(tmp_path / "cli.toml", config), "privacy", "erase", "ghost"
+    )
+    assert (code, out) == (67, "")
+    assert "nothing is held about account 'ghost'" in err
+    assert await db.fetchval("SELECT count(*) FROM erasures") == 0
+
+
+ROWS = 20_000
+
+
+async def big_account(db: asyncpg.Connection) -> None:
+    """An account of ROWS events, each with a notice, written straight to the tables."""
+    await db.execute(
+        "INSERT INTO subscribers (account_id, email, name) VALUES ($1, $2, 'Maria Popescu')",
+        ACCOUNT,
+        EMAIL,
+    )
+    await db.execute(
+        "INSERT INTO events (id, source, webhook_id, type, account_id, occurred_at, data)"
+        " SELECT gen_random_uuid(), 'pbx', 'w' || i, 'call.missed', $1, now(),"
+        "        jsonb_build_object('caller_number', '+40721999111')"
+        " FROM generate_series(1, $2) AS i",
+        ACCOUNT,
+        ROWS,
+    )
+    await db.execute(
+        "INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,"
+        "                     timezone, state, message_id)"
+        " SELECT gen_random_uuid(), id, account_id, 'call.missed', 'calls', $2, 'ro',"
+        "        'Europe/Bucharest', 'sent', '<' || id || '@voip.example>'"
+        " FROM events WHERE account_id = $1",
+        ACCOUNT,
+        EMAIL,
+    )
+
+
+async def test_an_erasure_killed_half_way_is_finished_by_running_it_again(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    await big_account(db)
+    config = admin_config(tmp_path, database_url, None)
+    config["privacy"] = {"erase_batch_rows": 20}
+    path = write_config(tmp_path / "cli.toml", config)
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "notifyd", "privacy", "erase", ACCOUNT, "--config", str(path)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    assert process.stderr is not None
+    async with asyncio.timeout(60):
+        # Killed once its batches of events have begun: notices gone, events half-way.
+        while not (await process.stderr.readline()).startswith(b"delete_events: "):
+            assert process.returncode is None
+        process.kill()
+        await process.wait()
+    assert await db.fetchval("SELECT count(*) FROM notices") == 0
+    assert 0 < await db.fetchval("SELECT count(*) FROM events") < ROWS
+    assert await db.fetchval("SELECT finished_at FROM erasures") is None
+
+    code, out, err = await notifyd_command(path, "privacy", "erase", ACCOUNT)
+    assert code == 0, err
+    assert "erased: " in out
+    assert "erased before" not in out
+    for table in ("subscribers", "events", "notices"):
+        assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
+    assert await db.fetchval("SELECT finished_at IS NOT NULL FROM erasures")
+    assert await columns_holding(db, EMAIL) == []
+    assert await db.fetchval("SELECT count(*) FROM erased_addresses") == 1
