@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
+from notifyd.catalogue.samples import SAMPLE_BROADCASTS
 from tests.conftest import SmtpSink, load_config, running_daemon, write_config
 from tests.integration.admin_support import admin_config, call, post_import
 from tests.integration.privacy_support import (
@@ -106,8 +107,14 @@ async def test_an_unknown_account_is_a_404_and_a_clear_exit(
 ) -> None:
     config = admin_config(tmp_path, database_url, None)
     async with running_daemon(load_config(tmp_path, config)) as daemon:
+        # A broadcast's event has the account '*', which is no account.
+        sent = {"kind": "notice.service", **SAMPLE_BROADCASTS["notice.service"]}
+        assert (await call(daemon, "POST", "/v1/admin/broadcasts", json=sent))[0] == 202
         status, body = await call(daemon, "DELETE", "/v1/admin/subscribers/ghost")
+        star = await call(daemon, "DELETE", "/v1/admin/subscribers/%2A")
     assert (status, body["detail"]) == (404, "no subscriber 'ghost'")
+    assert star[0] == 404
+    assert await db.fetchval("SELECT count(*) FROM events WHERE account_id = '*'") == 1
     code, out, err = await notifyd_command(
         write_config(tmp_path / "cli.toml", config), "privacy", "erase", "ghost"
     )

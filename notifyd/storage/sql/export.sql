@@ -3,14 +3,16 @@
 -- exported without a change here (and the schema test names it).
 
 -- name: account_known
--- Whether anything is held about the account, or its erasure was asked for.
-SELECT EXISTS (SELECT 1 FROM subscribers WHERE account_id = $1)
+-- Whether anything is held about the account, or its erasure was asked for. '*' is no
+-- account: broadcasts' events carry it (broadcasts.sql), and belong to every account.
+SELECT $1 <> '*' AND (
+       EXISTS (SELECT 1 FROM subscribers WHERE account_id = $1)
     OR EXISTS (SELECT 1 FROM erasures WHERE account_id = $1)
     OR EXISTS (SELECT 1 FROM events WHERE account_id = $1)
     OR EXISTS (SELECT 1 FROM notices WHERE account_id = $1)
     OR EXISTS (SELECT 1 FROM consent_events WHERE account_id = $1)
     OR EXISTS (SELECT 1 FROM credit_states WHERE account_id = $1)
-    OR EXISTS (SELECT 1 FROM balance_history WHERE account_id = $1)
+    OR EXISTS (SELECT 1 FROM balance_history WHERE account_id = $1))
 
 -- name: export_subscriber
 SELECT to_jsonb(s)::text FROM subscribers AS s WHERE s.account_id = $1
