@@ -1,7 +1,8 @@
 """`notifyd privacy ACTION ACCOUNT_ID`: the subscriber's rights (SPEC §2) from a shell,
 declared into cli.py's `privacy` group. `export` writes what storage/export.py reads (the
 document GET /v1/admin/subscribers/{id}/export serves); `erase` runs storage/erasure.py
-(as DELETE /v1/admin/subscribers/{id} does), telling each batch on stderr.
+(as DELETE /v1/admin/subscribers/{id} does), telling each batch on stderr; `restrict` and
+`lift` run intake/restriction.py (as PUT and DELETE …/restriction do).
 
 An account nothing is held about exits EXIT_UNKNOWN_ACCOUNT with one line on stderr.
 """
@@ -33,26 +34,50 @@ def declare(actions: argparse._SubParsersAction[argparse.ArgumentParser], config
         help="erase an account but its billing notices within retention (stripped); "
         "run it again to finish one that stopped",
     )
-    for action in (exporting, erasing):
+    restricting = actions.add_parser(
+        "restrict", help="hold every notice of the account but security and service ones"
+    )
+    lifting = actions.add_parser(
+        "lift", help="lift the restriction: release what is within its lifetime, cancel the rest"
+    )
+    for action in (exporting, erasing, restricting, lifting):
         action.add_argument("account_id", metavar="ACCOUNT_ID")
         action.add_argument("--config", "-c", default=config, help=f"TOML file (default {config})")
 
 
+# What each action is in the audit trail, as the admin API's routes name it.
+AUDITED = {
+    "export": "subscriber.exported",
+    "erase": "subscriber.erased",
+    "restrict": "subscriber.restricted",
+    "lift": "subscriber.restriction_lifted",
+}
+
+
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     from notifyd.logs import configure
-    from notifyd.storage import db
+    from notifyd.storage import audit, db
 
     configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
     async with (
         db.open_database(settings.database, settings.pgdata_dir) as database,
         database.pool.acquire() as conn,
     ):
-        if args.action == "export":
-            if args.output is None:
-                return await export_to(conn, args.account_id, sys.stdout)
-            with open(args.output, "w", encoding="utf-8") as out:  # noqa: ASYNC230
-                return await export_to(conn, args.account_id, out)
-        return await erase(settings, conn, args.account_id)
+        code = await _act(settings, conn, args)
+        if code == 0:
+            await audit.record(conn, audit.CLI, AUDITED[args.action], args.account_id)
+        return code
+
+
+async def _act(settings: Settings, conn: Conn, args: argparse.Namespace) -> int:
+    if args.action in ("restrict", "lift"):
+        return await restriction(settings, conn, args.action, args.account_id)
+    if args.action == "export":
+        if args.output is None:
+            return await export_to(conn, args.account_id, sys.stdout)
+        with open(args.output, "w", encoding="utf-8") as out:  # noqa: ASYNC230
+            return await export_to(conn, args.account_id, out)
+    return await erase(settings, conn, args.account_id)
 
 
 def _unknown(account_id: str) -> int:
@@ -94,4 +119,21 @@ async def erase(settings: Settings, conn: Conn, account_id: str) -> int:
         f"{sum(erased.rows.values())} rows, {erased.kept_notices} billing notices kept "
         "for accounting, stripped"
     )
+    return 0
+
+
+async def restriction(settings: Settings, conn: Conn, action: str, account_id: str) -> int:
+    """Restrict or lift one account; prints what it did."""
+    from notifyd.intake import restriction
+
+    if action == "restrict":
+        done = await restriction.restrict(conn, account_id)
+    else:
+        done = await restriction.lift(conn, account_id, settings.delivery)
+    if done is None:
+        return _unknown(account_id)
+    if done.restricted_at is not None:
+        print(f"restricted since {done.restricted_at.isoformat()}; notices held now: {done.held}")
+    else:
+        print(f"not restricted; notices released: {done.released}, cancelled: {done.cancelled}")
     return 0

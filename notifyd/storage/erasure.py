@@ -61,6 +61,7 @@ TABLES: Mapping[str, str] = {
     "webhook_receipts": "kept: nothing personal, and a retried webhook stays a duplicate",
     "broadcasts": "kept: shared by every account",
     "erased_addresses": "kept: HMACs of the addresses, no clear address",
+    "audit": "kept, for its own retention: what was done and by whom, never personal data",
 }
 
 

@@ -42,6 +42,7 @@ SECTIONS: tuple[tuple[str, str, bool], ...] = (
     ("events", "export_events", True),
     ("attachments", "export_attachments", True),
     ("notices", "export_notices", True),
+    ("audit", "export_audit", True),
 )
 
 # Every table that holds something of an account, and the section it is exported in.
@@ -56,6 +57,7 @@ TABLES: Mapping[str, str] = {
     "events": "events",
     "attachments": "attachments",
     "notices": "notices",
+    "audit": "audit",
 }
 # Tables tied to accounts that the export leaves out, and why.
 NOT_EXPORTED: Mapping[str, str] = {
@@ -88,6 +90,7 @@ class SubscriberRow(_Row):
     voicemail_audio: bool
     low_credit_threshold: float | None
     preferences: dict[str, Any] = Field(description="Modes, quiet hours, addresses per category")
+    restricted_at: Timestamp | None = Field(description="Since when processing is restricted")
 
 
 class ErasureRow(_Row):
@@ -204,6 +207,15 @@ class NoticeRow(_Row):
     claimed_due_at: Timestamp | None
 
 
+class AuditRow(_Row):
+    id: int
+    at: Timestamp
+    actor: str = Field(description="An admin token's name, 'subscriber link', 'config' or 'cli'")
+    action: str
+    account_id: str | None
+    detail: dict[str, Any] = Field(description="Names of the fields changed, counts, ids")
+
+
 class ExportDocument(_Row):
     """Everything notifyd holds about one account, as `notifyd privacy export` and
     GET /v1/admin/subscribers/{account_id}/export write it."""
@@ -223,6 +235,7 @@ class ExportDocument(_Row):
     events: list[EventRow]
     attachments: list[AttachmentRow]
     notices: list[NoticeRow]
+    audit: list[AuditRow] = Field(description="What was done to the account, by whom, when")
 
 
 def json_schema() -> dict[str, Any]:

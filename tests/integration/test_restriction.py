@@ -112,5 +112,10 @@ async def test_the_cli_restricts_and_lifts_an_account(
     assert lifted.returncode == 0, lifted.stderr
     assert "not restricted; notices released: 0, cancelled: 0" in lifted.stdout
     assert after is None
-    assert unknown.returncode == 1
-    assert "no subscriber 'ghost'" in unknown.stderr
+    assert unknown.returncode == 67  # EX_NOUSER, as export and erase
+    audited = await db.fetch("SELECT actor, action FROM audit ORDER BY id")
+    assert [tuple(row) for row in audited] == [
+        ("cli", "subscriber.restricted"),
+        ("cli", "subscriber.restriction_lifted"),
+    ]
+    assert "nothing is held about account 'ghost'" in unknown.stderr
