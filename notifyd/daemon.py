@@ -173,6 +173,7 @@ class Daemon:
             lambda: self.settings,
             on_queued=dispatcher.wake,
             clock=self.clock,
+            metrics=dispatcher.metrics,
         )
         jobs.start()
         self.stack.callback(jobs.stop)
@@ -312,6 +313,7 @@ def mailing_for(settings: Settings, transport: Transport, links: Links | None = 
         signer=signer,
         links=links,
         message_domain=settings.message_domain,
+        keep_files_days=settings.retention.payload_days,
     )
 
 

@@ -1,5 +1,8 @@
 """Periodic work, the only APScheduler import. Jobs that must run once across hosts take a
-PostgreSQL advisory lock; every job is idempotent, so running late or twice is harmless."""
+PostgreSQL advisory lock; every job is idempotent, so running late or twice is harmless.
+
+The jobs: digests (every 20 s) and retention (daily, storage/retention.py's purge steps).
+"""
 
 from __future__ import annotations
 
@@ -10,21 +13,23 @@ import asyncpg
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from notifyd.intake.facts import SPENDING_WINDOW
+from notifyd.metrics import Metrics
 from notifyd.settings import Settings
-from notifyd.storage import attachments as attachment_store
-from notifyd.storage import credit as credit_store
 from notifyd.storage import db
-from notifyd.storage import events as event_store
 from notifyd.storage import notices as notice_store
+from notifyd.storage import retention as retention_store
 from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
 
-# Advisory lock keys, one per job that must not run on two hosts at once.
-PURGE_RECEIPTS_LOCK = 0x6E6F746901
-PURGE_FILES_LOCK = 0x6E6F746902
+# Advisory lock keys, one per job that must not run on two hosts at once (...01 and ...02
+# were the hourly purges of webhook ids and files, now retention steps).
 DIGESTS_LOCK = 0x6E6F746903
+RETENTION_LOCK = 0x6E6F746904
+# Whether the daily retention run is due is looked at this often, and this soon after start
+# (so that a run missed while the daemon was down is made then).
+RETENTION_CHECK = timedelta(hours=1)
+RETENTION_FIRST_CHECK = timedelta(seconds=30)
 # Digest periods gathered per transaction: whole periods, so a batch never splits one.
 DIGEST_GROUPS_PER_BATCH = 1000
 
@@ -78,6 +83,41 @@ async def flush_digests(
     return total[0], total[1]
 
 
+async def purge_expired(
+    pool: asyncpg.Pool,
+    settings: Settings,
+    now: datetime,
+    *,
+    force: bool = False,
+    metrics: Metrics | None = None,
+) -> retention_store.Outcome | None:
+    """The retention run, on one host at a time, when due (at the configured hour, or at
+    once when that was missed) or `force`d; None when another host holds it or it is not
+    due. Counts per data class go to the log and the metrics, never what was removed."""
+    done: list[retention_store.Outcome] = []
+
+    def counted(name: str, rows: int) -> None:
+        if metrics is not None and rows:
+            metrics.retention_purged.labels(name).inc(rows)
+
+    async def purge(conn: Conn) -> None:
+        # Looked at under the lock: a host that waited for another's run finds it made.
+        hour = settings.retention.daily_at_hour
+        if not force and not await retention_store.due(conn, now, hour):
+            return
+        started = datetime.now(UTC)
+        outcome = await retention_store.run(conn, settings, now, on_batch=counted)
+        await retention_store.record(conn, now, outcome.counts)
+        took = (datetime.now(UTC) - started).total_seconds()
+        log.info("retention purged", **outcome.counts, batches=outcome.batches, seconds=took)
+        if metrics is not None:
+            metrics.retention_last_run.set(now.timestamp())
+        done.append(outcome)
+
+    await run_exclusive(pool, RETENTION_LOCK, purge)
+    return done[0] if done else None
+
+
 class Jobs:
     def __init__(
         self,
@@ -86,11 +126,13 @@ class Jobs:
         *,
         on_queued: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        metrics: Metrics | None = None,
     ) -> None:
         self.pool = pool
         self.settings = settings
         self.on_queued = on_queued
         self.clock = clock
+        self.metrics = metrics
         self.scheduler = AsyncIOScheduler(
             # Late runs are not skipped (APScheduler's default grace is 1 s): a job missed
             # while the daemon was down or busy runs once when it can, not never.
@@ -98,20 +140,14 @@ class Jobs:
         )
 
     def start(self) -> None:
-        # First run soon after start, so a backlog left by downtime is handled at once.
+        # Daily, but looked at hourly and soon after start: the run is made when due, on
+        # whichever host looks first, and one missed while no daemon was up is made now.
         self.scheduler.add_job(
-            self.purge_receipts,
+            self.retention,
             "interval",
-            hours=1,
-            id="purge_receipts",
-            next_run_time=datetime.now(UTC) + timedelta(seconds=30),
-        )
-        self.scheduler.add_job(
-            self.purge_files,
-            "interval",
-            hours=1,
-            id="purge_files",
-            next_run_time=datetime.now(UTC) + timedelta(seconds=40),
+            seconds=RETENTION_CHECK.total_seconds(),
+            id="retention",
+            next_run_time=datetime.now(UTC) + RETENTION_FIRST_CHECK,
         )
         # Digests go out at whole hours and at subscribers' daily times; checking every 20 s
         # sends them within seconds of their time, and the first run (at start) sends any
@@ -137,29 +173,8 @@ class Jobs:
         except db.UNAVAILABLE as error:
             log.warning("digests postponed: database unavailable", error=type(error).__name__)
 
-    async def purge_receipts(self) -> None:
-        days = self.settings().webhooks.idempotency_days
-
-        async def purge(conn: Conn) -> None:
-            removed = await event_store.purge_receipts(conn, days)
-            log.info("forgot old webhook ids", removed=removed, older_than_days=days)
-
+    async def retention(self) -> None:
         try:
-            await run_exclusive(self.pool, PURGE_RECEIPTS_LOCK, purge)
+            await purge_expired(self.pool, self.settings(), self.clock(), metrics=self.metrics)
         except db.UNAVAILABLE as error:
-            log.warning("purge skipped: database unavailable", error=type(error).__name__)
-
-    async def purge_files(self) -> None:
-        """Clears attachment bytes past their retention and balance history past its use."""
-
-        async def purge(conn: Conn) -> None:
-            files = await attachment_store.purge_due(conn)
-            history = await credit_store.purge_history(
-                conn, datetime.now(UTC) - 2 * SPENDING_WINDOW
-            )
-            log.info("purged expired data", attachments=files, balance_history=history)
-
-        try:
-            await run_exclusive(self.pool, PURGE_FILES_LOCK, purge)
-        except db.UNAVAILABLE as error:
-            log.warning("purge skipped: database unavailable", error=type(error).__name__)
+            log.warning("retention postponed: database unavailable", error=type(error).__name__)

@@ -60,6 +60,17 @@ class Metrics:
             "Times the relay refused everything and delivery was paused.",
             registry=self.registry,
         )
+        self.retention_purged = Counter(
+            "notifyd_retention_purged",
+            "Rows deleted or cleared by the daily retention run, by data class.",
+            ["class"],
+            registry=self.registry,
+        )
+        self.retention_last_run = Gauge(
+            "notifyd_retention_last_run_timestamp_seconds",
+            "When the retention run this daemon made last was due to start (Unix time).",
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

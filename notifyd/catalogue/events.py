@@ -291,6 +291,14 @@ CATALOGUE: dict[str, type[EventData]] = {
 }
 
 
+# Free text a sender writes as it likes (a fax's failure, who changed an allowlist, a
+# payment method, a voicemail's transcript, a browser's identity): it may hold anything, so
+# it is kept only for [retention] payload_days after its notices went out, then removed
+# from the stored event (storage/sql/events.sql strip_free_text; migration 0013 indexes the
+# events that still hold some: the three lists are the same).
+FREE_TEXT_FIELDS = ("reason", "changed_by", "method", "transcript", "user_agent")
+
+
 class Envelope(BaseModel):
     model_config = ConfigDict(extra="ignore")
 

@@ -230,7 +230,7 @@ class Outcomes:
             # The file's bytes now only wait out the retention period.
             async with self.pool.acquire() as conn:
                 await attachment_store.schedule_purge(
-                    conn, notice.event_id, self.mailing.attachments.keep_days
+                    conn, notice.event_id, self.mailing.keep_files_days
                 )
         if verdict is Verdict.SENT:
             # In one statement with the other sends that end in this loop turn.

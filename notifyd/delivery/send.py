@@ -48,6 +48,8 @@ class Mailing:
     links: Links | None = None
     # Right-hand side of the Message-IDs of notices created here (reroutes).
     message_domain: str = "notifyd.invalid"
+    # Days a delivered notice's files are kept: [retention] payload_days.
+    keep_files_days: int = 30
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
@@ -32,7 +32,7 @@ from notifyd.storage import waves as wave_store
 from notifyd.storage.attachments import StoredFile
 from notifyd.storage.db import Conn
 
-SPENDING_WINDOW = timedelta(days=7)
+SPENDING_WINDOW = credit_store.SPENDING_WINDOW
 
 
 # The low-credit levels a wave stores: (account, currency, level, balance, as of).

@@ -3,9 +3,9 @@
 One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
 [dkim] [logging]; intake.py: [sources.<name>] [webhooks] [defaults] [thresholds.<CUR>]
 [calls] [broadcasts]; admin.py: [admin.tokens] [audit]; delivery.py: [delivery]
-[attachments]; privacy.py: [privacy]; root.py: the whole file). Each key is declared once,
-with its type, its limits, its default and the description that config/notifyd.example.toml
-shows (example.py writes that part of it: `make example-config`).
+[attachments]; privacy.py: [privacy]; retention.py: [retention]; root.py: the whole file).
+Each key is declared once, with its type, its limits, its default and the description that
+config/notifyd.example.toml shows (example.py writes that part of it: `make example-config`).
 
 Every problem is reported with the file, the key and what is wrong, all at once, so an
 admin fixes a config in one pass (problems.py turns pydantic's errors into "path: [section]
@@ -42,6 +42,7 @@ from notifyd.settings.intake import (
 )
 from notifyd.settings.problems import ConfigError
 from notifyd.settings.readiness import warnings
+from notifyd.settings.retention import RetentionSettings
 from notifyd.settings.root import Settings, environment_keys, from_mapping, load
 from notifyd.settings.service import (
     LOG_LEVELS,
@@ -76,6 +77,7 @@ __all__ = [
     "HttpSettings",
     "IPNetwork",
     "LoggingSettings",
+    "RetentionSettings",
     "Scope",
     "Settings",
     "SmtpSettings",

@@ -223,9 +223,7 @@ class AttachmentSettings(Section):
         le=3600,
         description="Wait before the next try, doubling (5, 10, 20, 40 s).",
     )
-    keep_days: int = Field(
-        30, ge=0, le=3650, description="Bytes kept after delivery, then cleared."
-    )
+    # How long the bytes are kept after delivery: [retention] payload_days.
     # Checked before a TIFF is decoded (attachments.PageLimits).
     max_pages: int = Field(
         100,

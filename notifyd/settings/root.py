@@ -25,6 +25,7 @@ from notifyd.settings.intake import (
 )
 from notifyd.settings.privacy import PrivacySettings
 from notifyd.settings.problems import ConfigError, problems_of
+from notifyd.settings.retention import RetentionSettings
 from notifyd.settings.service import (
     DaemonSettings,
     DatabaseSettings,
@@ -62,6 +63,7 @@ class Settings(Section):
     audit: AuditSettings = section()
     broadcasts: BroadcastSettings = section()
     privacy: PrivacySettings = section()
+    retention: RetentionSettings = section()
     logging: LoggingSettings = section()
 
     @model_validator(mode="after")
@@ -113,6 +115,8 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings
 def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:
     """Settings from the file's tables, `env` overriding the keys that name a variable."""
     problems = [("[path]", "unknown section")] if "path" in raw else []
+    raw, moved = moved_keys(raw)
+    problems += moved
     tables, from_env = with_environment(raw, env)
     try:
         settings = Settings.model_validate(
@@ -123,6 +127,21 @@ def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> 
     if problems:
         raise ConfigError(path, problems)
     return settings
+
+
+def moved_keys(raw: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[tuple[str, str]]]:
+    """The file's tables with keys from before their section existed moved to it, so an
+    older file still means what it meant: [attachments] keep_days is [retention]
+    payload_days. Both set is a problem (which one would count?)."""
+    attachments, retention = raw.get("attachments"), raw.get("retention", {})
+    if not isinstance(attachments, dict) or "keep_days" not in attachments:
+        return raw, []
+    if not isinstance(retention, dict) or "payload_days" in retention:
+        moved = "moved to [retention] payload_days: set only that"
+        return raw, [("[attachments] keep_days", moved)]
+    attachments = dict(attachments)
+    retention = {**retention, "payload_days": attachments.pop("keep_days")}
+    return {**raw, "attachments": attachments, "retention": retention}, []
 
 
 def environment_keys() -> Iterator[tuple[str, str, str]]:

@@ -83,8 +83,3 @@ async def mark_fetch_failed(conn: Conn, file_id: UUID, error: str, final: bool) 
 
 async def schedule_purge(conn: Conn, event_id: UUID, keep_days: int) -> None:
     await conn.execute(SQL["schedule_purge"], event_id, keep_days)
-
-
-async def purge_due(conn: Conn) -> int:
-    status: str = await conn.execute(SQL["purge_due"])
-    return int(status.split()[-1])

@@ -18,11 +18,6 @@ async def find_receipt(conn: Conn, source: str, webhook_id: str) -> UUID:
     return earlier
 
 
-async def purge_receipts(conn: Conn, older_than_days: int) -> int:
-    status: str = await conn.execute(SQL["purge_receipts"], older_than_days)
-    return int(status.split()[-1])
-
-
 async def decision(conn: Conn, event_id: UUID) -> dict[str, Any] | None:
     """An event with what was decided for it (`decided`); None if unknown."""
     row = await conn.fetchrow(SQL["event_decision"], event_id)

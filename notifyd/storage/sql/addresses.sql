@@ -27,3 +27,10 @@ ORDER BY undeliverable_at DESC LIMIT $1
 
 -- name: clear
 DELETE FROM address_health WHERE address = lower($1)
+
+-- name: purge_bounces
+-- Retention (storage/retention.py; $1 the batch size): hard-bounce records whose last
+-- bounce was before $2. An address marked undeliverable that long ago is tried again.
+DELETE FROM address_health WHERE address IN (
+    SELECT address FROM address_health WHERE last_bounce_at < $2
+    LIMIT $1 FOR UPDATE SKIP LOCKED)

@@ -27,7 +27,10 @@ RETURNING fetch_attempts
 UPDATE attachments SET purge_after = now() + make_interval(days => $2)
 WHERE event_id = $1 AND purge_after IS NULL
 
--- name: purge_due
--- The file names and sizes stay (the notice history refers to them); the bytes go.
+-- name: purge_bytes
+-- Retention (storage/retention.py; $1 the batch size): the bytes whose time ran out
+-- before $2 go; the file names and sizes stay (the notice history refers to them).
 UPDATE attachments SET content = NULL, state = 'purged'
-WHERE purge_after < now() AND content IS NOT NULL
+WHERE id IN (
+    SELECT id FROM attachments WHERE purge_after < $2 AND content IS NOT NULL
+    LIMIT $1 FOR UPDATE SKIP LOCKED)

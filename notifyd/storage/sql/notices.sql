@@ -324,3 +324,22 @@ WHERE n.id = $1
                   WHERE o.event_id = n.event_id AND o.kind = n.kind
                     AND lower(o.recipient) = lower(t.recipient))
 RETURNING recipient
+
+-- name: purge_notices
+-- Retention (storage/retention.py; $1 the batch size): notices done with (the predicate of
+-- migration 0013's index notices_retention) of the categories $3, made before $2. A notice
+-- waiting or being sent is never purged; rows a worker holds are skipped, not waited for.
+DELETE FROM notices WHERE id IN (
+    SELECT id FROM notices
+    WHERE state IN ('sent', 'failed', 'merged', 'cancelled', 'digested')
+      AND category = ANY($3::text[]) AND created_at < $2
+    LIMIT $1 FOR UPDATE SKIP LOCKED)
+
+-- name: purge_closed_notices
+-- Retention: as purge_notices, whatever their age, the notices of the categories $3 of
+-- accounts closed before $2.
+DELETE FROM notices WHERE id IN (
+    SELECT n.id FROM subscribers AS s JOIN notices AS n ON n.account_id = s.account_id
+    WHERE s.closed_at < $2 AND n.category = ANY($3::text[])
+      AND n.state IN ('sent', 'failed', 'merged', 'cancelled', 'digested')
+    LIMIT $1 FOR UPDATE OF n SKIP LOCKED)

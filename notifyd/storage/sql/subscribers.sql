@@ -64,3 +64,20 @@ UPDATE subscribers
 SET restricted_at = CASE WHEN $2 THEN coalesce(restricted_at, now()) END, updated_at = now()
 WHERE account_id = $1
 RETURNING restricted_at
+
+-- name: purge_closed_accounts
+-- Retention (storage/retention.py; $1 the batch size): accounts closed before $2, with
+-- their consent history, credit state and balances (their notices and events went in the
+-- steps before; billing ones stay for their own retention). Suppressions are by address
+-- and stay: an address that unsubscribed is never put back on marketing.
+WITH gone AS (
+    SELECT account_id FROM subscribers WHERE closed_at < $2
+    LIMIT $1 FOR UPDATE SKIP LOCKED
+), consent AS (
+    DELETE FROM consent_events WHERE account_id IN (SELECT account_id FROM gone)
+), credit AS (
+    DELETE FROM credit_states WHERE account_id IN (SELECT account_id FROM gone)
+), balances AS (
+    DELETE FROM balance_history WHERE account_id IN (SELECT account_id FROM gone)
+)
+DELETE FROM subscribers WHERE account_id IN (SELECT account_id FROM gone)
