@@ -136,11 +136,12 @@ def moved_keys(raw: Mapping[str, Any]) -> tuple[Mapping[str, Any], list[tuple[st
     attachments, retention = raw.get("attachments"), raw.get("retention", {})
     if not isinstance(attachments, dict) or "keep_days" not in attachments:
         return raw, []
+    attachments = dict(attachments)
+    keep_days = attachments.pop("keep_days")
     if not isinstance(retention, dict) or "payload_days" in retention:
         moved = "moved to [retention] payload_days: set only that"
-        return raw, [("[attachments] keep_days", moved)]
-    attachments = dict(attachments)
-    retention = {**retention, "payload_days": attachments.pop("keep_days")}
+        return {**raw, "attachments": attachments}, [("[attachments] keep_days", moved)]
+    retention = {**retention, "payload_days": keep_days}
     return {**raw, "attachments": attachments, "retention": retention}, []
 
 
