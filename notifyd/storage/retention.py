@@ -126,6 +126,13 @@ STEPS: tuple[Step, ...] = (
         "purge_history",
         lambda s, now, batch: (batch, now - HISTORY_KEPT),
     ),
+    # Its own period ([audit] keep_days): the trail outlives what it records.
+    Step(
+        "audit",
+        "audit",
+        "purge_audit",
+        lambda s, now, batch: (now - _days(s.audit.keep_days), batch),
+    ),
 )
 
 

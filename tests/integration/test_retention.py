@@ -129,7 +129,7 @@ async def test_free_text_and_files_are_cleared_after_the_payload_days(
     assert outcome.counts["attachment_bytes"] == 1
 
 
-async def test_webhook_ids_bounces_and_balances_go_after_theirs(
+async def test_webhook_ids_bounces_balances_and_the_audit_go_after_theirs(
     db: asyncpg.Connection, daemon_pool: asyncpg.Pool, settings: Settings
 ) -> None:
     for webhook_id, days in (("young", 6.9), ("old", 7.1)):
@@ -154,8 +154,16 @@ async def test_webhook_ids_bounces_and_balances_go_after_theirs(
             ago(days),
         )
 
+    for action, days in (("young", 729), ("old", 731)):  # [audit] keep_days: 730
+        await db.execute(
+            "INSERT INTO audit (at, actor, action, account_id) VALUES ($1, 'ops', $2, 'acc-1')",
+            ago(days),
+            action,
+        )
+
     await purge(daemon_pool, settings)
 
+    assert await db.fetchval("SELECT array_agg(action) FROM audit") == ["young"]
     assert await db.fetchval("SELECT array_agg(webhook_id) FROM webhook_receipts") == ["young"]
     assert await db.fetchval("SELECT array_agg(address) FROM address_health") == [
         "young@example.test"
