@@ -28,9 +28,6 @@ from notifyd.storage.db import Conn
 
 SQL = queries.load("erasure")
 KEY_FILE = "erasure-key"
-# How long billing notices are kept for accounting (SPEC §2: 7 years by default). The
-# retention settings ([retention]) are to replace this constant.
-BILLING_RETENTION = timedelta(days=7 * 365)
 # What a kept billing notice keeps of its event (the rest of the event is deleted).
 ACCOUNTING_FIELDS = ("amount", "currency", "new_balance", "payment_id", "invoice_number")
 BATCH = 500
@@ -115,12 +112,13 @@ async def erase(
     key: bytes,
     *,
     requested_by: str,
+    billing_retention: timedelta,
     batch: int = BATCH,
-    billing_retention: timedelta = BILLING_RETENTION,
     progress: Progress = lambda step, rows: None,
 ) -> Erased | None:
-    """Erase the account; None when nothing is held about it. `progress` is told each
-    batch committed (step, rows)."""
+    """Erase the account; None when nothing is held about it. Billing notices younger than
+    `billing_retention` ([retention] billing_days) are kept, stripped. `progress` is told
+    each batch committed (step, rows)."""
     rows: dict[str, int] = {}
     async with conn.transaction():
         if not await export.account_known(conn, account_id):

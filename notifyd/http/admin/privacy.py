@@ -9,6 +9,7 @@ document (http/openapi.py).
 from __future__ import annotations
 
 import contextlib
+from datetime import timedelta
 
 import structlog
 from aiohttp import web
@@ -99,6 +100,7 @@ async def erase_account(request: web.Request) -> web.Response:
             account_id,
             runtime.erasure_key,
             requested_by=request[TOKEN_NAME],
+            billing_retention=timedelta(days=runtime.settings.retention.billing_days),
             batch=runtime.settings.privacy.erase_batch_rows,
         )
     if erased is None:
