@@ -32,7 +32,7 @@ from notifyd.http.runtime import Runtime
 from notifyd.intake.broadcasts import Broadcaster
 from notifyd.intake.service import Intake
 from notifyd.jobs import Jobs
-from notifyd.links import Links, link_secret
+from notifyd.links import Links
 from notifyd.logs import configure as configure_logging
 from notifyd.logs import log_loop_exceptions
 from notifyd.mail.addresses import wire_mailbox
@@ -43,6 +43,7 @@ from notifyd.mail.transport import Transport, transport_for
 from notifyd.metrics import Metrics
 from notifyd.settings import ConfigError, Settings
 from notifyd.storage import audit, db, schema
+from notifyd.storage import links as link_store
 from notifyd.storage.erasure import erasure_key
 from notifyd.storage.state_folder import StateFolderLock
 
@@ -143,7 +144,7 @@ class Daemon:
     async def _start_delivery(self, database: db.Database, metrics: Metrics) -> Dispatcher:
         s = self.settings
         self.links = Links(
-            link_secret(s.daemon.link_secret, s.daemon.state_dir),
+            await link_store.link_keys(database.pool, s.daemon.link_secret, s.daemon.state_dir),
             s.http.public_url or f"http://{s.http.host}:{s.http.port}",
         )
         mailing = mailing_for(s, transport_for(s.smtp, s.outbox_dir), self.links)

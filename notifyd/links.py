@@ -1,5 +1,9 @@
 """Links in emails: opaque sealed tokens (no personal data), unguessable, and nothing to
-look up to trust them."""
+look up to trust them. Each token carries when it was made; the pages (http/pages/) judge
+its age against [links] and a revocation kept on the subscriber (storage/links.py).
+
+Keys rotate: several link keys may be configured ([daemon] link_secret as an array); the
+first seals, every one opens, so links sent under an older key open until they expire."""
 
 from __future__ import annotations
 
@@ -10,7 +14,9 @@ import hmac
 import json
 import os
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -19,19 +25,23 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
 
+KEY_FILE = "link-secret"
 
-def link_secret(configured: str, state_dir: Path) -> str:
-    """The configured secret, or one kept in the state folder so links survive restarts.
-    (Several hosts must share a configured one: [daemon] link_secret.)"""
-    if configured:
-        return configured
-    path = state_dir / "link-secret"
+
+def link_secret(configured: str | Sequence[str], state_dir: Path) -> tuple[str, ...]:
+    """The configured keys (the first seals), or one kept in the state folder so links
+    survive restarts. (Several hosts must share configured ones: [daemon] link_secret.)"""
+    keys = (configured,) if isinstance(configured, str) else tuple(configured)
+    keys = tuple(key for key in keys if key)
+    if keys:
+        return keys
+    path = state_dir / KEY_FILE
     if not path.exists():
         state_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
             handle.write(secrets.token_urlsafe(32))
-    return path.read_text().strip()
+    return (path.read_text().strip(),)
 
 
 MARKETING = "marketing"
@@ -43,6 +53,16 @@ class Unsubscribe:
     address: str
     # "marketing" (offers), or the category whose digests the subscriber wants no more.
     topic: str = MARKETING
+    # When the link was made; None for links made before tokens carried it.
+    issued: datetime | None = None
+
+
+@dataclass(frozen=True)
+class PreferenceLink:
+    account_id: str
+    # When the link was made; None for links made before tokens carried it (the page
+    # takes them for expired: their age is unknown).
+    issued: datetime | None
 
 
 class _KeptKeySigner(Signer):
@@ -74,9 +94,9 @@ class _Sealer:
     fsync off), 3 to 45 s of database time for the broadcast, plus a table to keep, expire
     and erase with the subscriber.
 
-    The nonce is fixed, so the same items always seal to the same token: the preference
-    link stays the same in every email. GCM-SIV is built for this (RFC 8452): a repeated
-    nonce reveals only that two tokens carry the same items, which the link does anyway.
+    The nonce is fixed, so the same items always seal to the same token. GCM-SIV is built
+    for this (RFC 8452): a repeated nonce reveals only that two tokens carry the same items
+    (the same account, address and millisecond), which the link does anyway.
     Items are padded to a multiple of 16 bytes so a token's length says little of theirs.
     """
 
@@ -103,63 +123,117 @@ class _Sealer:
         return items
 
 
+# What a token is sealed for (its associated data): a token of one page opens on no other.
+# Tokens made before links carried their time were sealed for the first two.
 UNSUBSCRIBE = b"unsubscribe"
 PREFERENCES = b"preferences"
+UNSUBSCRIBE_DATED = b"unsubscribe.dated"
+PREFERENCES_DATED = b"preferences.dated"
 
 
 class Links:
-    def __init__(self, secret: str, base_url: str) -> None:
-        self.base_url = base_url.rstrip("/")
-        self._sealer = _Sealer(secret)
-        self._form_key = _derived_key(secret, b"notifyd.links.form.v1")
-        # Links sent before tokens were sealed: readable base64 of the account and address,
-        # signed. Mail providers and subscribers act on old messages, so they still work.
-        self._old_unsubscribe = URLSafeSerializer(
-            secret, salt="notifyd.unsubscribe", signer=_KeptKeySigner
-        )
-        self._old_preferences = URLSafeSerializer(
-            secret, salt="notifyd.rules.preferences", signer=_KeptKeySigner
-        )
+    """Makes and reads the links of emails with the configured keys: the first seals and
+    makes form tokens, every one opens (key rotation)."""
 
-    def unsubscribe_url(self, account_id: str, address: str, topic: str = MARKETING) -> str:
-        items = [account_id, address] + ([] if topic == MARKETING else [topic])
-        return f"{self.base_url}/v1/unsubscribe/{self._sealer.seal(UNSUBSCRIBE, items)}"
+    def __init__(self, secret: str | Sequence[str], base_url: str) -> None:
+        keys = (secret,) if isinstance(secret, str) else tuple(secret)
+        if not keys:
+            raise ValueError("at least one link key is needed")
+        self.base_url = base_url.rstrip("/")
+        self._sealers = [_Sealer(key) for key in keys]
+        self._form_keys = [_derived_key(key, b"notifyd.links.form.v1") for key in keys]
+        # Links sent before tokens were sealed: readable base64 of the account and address,
+        # signed. Mail providers and subscribers act on old messages, so they still open.
+        self._old_unsubscribe = [
+            URLSafeSerializer(key, salt="notifyd.unsubscribe", signer=_KeptKeySigner)
+            for key in keys
+        ]
+        self._old_preferences = [
+            URLSafeSerializer(key, salt="notifyd.rules.preferences", signer=_KeptKeySigner)
+            for key in keys
+        ]
+
+    def _open(self, page: bytes, token: str) -> list[str] | None:
+        for sealer in self._sealers:
+            items = sealer.open(page, token)
+            if items is not None:
+                return items
+        return None
+
+    def unsubscribe_url(
+        self, account_id: str, address: str, topic: str = MARKETING, *, issued: datetime
+    ) -> str:
+        items = [account_id, address, topic, _stamp(issued)]
+        return f"{self.base_url}/v1/unsubscribe/{self._sealers[0].seal(UNSUBSCRIBE_DATED, items)}"
 
     def read_unsubscribe(self, token: str) -> Unsubscribe | None:
-        """What a token this daemon made unsubscribes from, or None."""
+        """What a token made with one of the keys unsubscribes from, or None."""
         if _is_old(token):
-            try:
-                items = self._old_unsubscribe.loads(token)
-            except BadSignature:
-                return None
+            items = _old_items(self._old_unsubscribe, token)
         else:
-            items = self._sealer.open(UNSUBSCRIBE, token)
+            dated = self._open(UNSUBSCRIBE_DATED, token)
+            if dated is not None and len(dated) == 4 and (issued := _moment(dated[3])):
+                return Unsubscribe(dated[0], dated[1], dated[2], issued)
+            items = self._open(UNSUBSCRIBE, token)
         if not isinstance(items, list) or len(items) not in (2, 3):
             return None
-        return Unsubscribe(*(str(item) for item in items))
+        topic = str(items[2]) if len(items) == 3 else MARKETING
+        return Unsubscribe(str(items[0]), str(items[1]), topic)
 
-    def preferences_url(self, account_id: str) -> str:
-        return f"{self.base_url}/v1/preferences/{self._sealer.seal(PREFERENCES, [account_id])}"
+    def preferences_url(self, account_id: str, *, issued: datetime) -> str:
+        token = self._sealers[0].seal(PREFERENCES_DATED, [account_id, _stamp(issued)])
+        return f"{self.base_url}/v1/preferences/{token}"
 
-    def read_preferences(self, token: str) -> str | None:
-        """The account a preference-page token was made for, or None."""
+    def read_preferences(self, token: str) -> PreferenceLink | None:
+        """The account a preference-page token made with one of the keys was made for, and
+        when; None for any other text."""
         if _is_old(token):
-            try:
-                account_id = self._old_preferences.loads(token)
-            except BadSignature:
-                return None
-            return account_id if isinstance(account_id, str) else None
-        items = self._sealer.open(PREFERENCES, token)
-        return items[0] if items is not None and len(items) == 1 else None
+            account_id = _old_items(self._old_preferences, token)
+            return PreferenceLink(account_id, None) if isinstance(account_id, str) else None
+        dated = self._open(PREFERENCES_DATED, token)
+        if dated is not None and len(dated) == 2 and (issued := _moment(dated[1])):
+            return PreferenceLink(dated[0], issued)
+        items = self._open(PREFERENCES, token)
+        return PreferenceLink(items[0], None) if items is not None and len(items) == 1 else None
 
     def form_token(self, link_token: str) -> str:
         """The token the page of a link puts in its form: a POST carrying it came from that
         page (another site cannot read it), for that link only."""
-        mac = hmac.new(self._form_key, link_token.encode(), hashlib.sha256).digest()[:16]
-        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+        return _form_mac(self._form_keys[0], link_token)
 
     def form_token_valid(self, link_token: str, given: str) -> bool:
-        return hmac.compare_digest(self.form_token(link_token).encode(), given.encode())
+        # Any key: a page shown just before a rotation still saves just after it.
+        return any(
+            hmac.compare_digest(_form_mac(key, link_token).encode(), given.encode())
+            for key in self._form_keys
+        )
+
+
+def _form_mac(key: bytes, link_token: str) -> str:
+    mac = hmac.new(key, link_token.encode(), hashlib.sha256).digest()[:16]
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
+
+
+def _old_items(serializers: list[URLSafeSerializer], token: str) -> object:
+    for serializer in serializers:
+        try:
+            return serializer.loads(token)
+        except BadSignature:
+            continue
+    return None
+
+
+def _stamp(moment: datetime) -> str:
+    """Milliseconds since the epoch: a revocation (storage/links.py, kept to the
+    millisecond) is ordered against the links made before and after it."""
+    return str(int(moment.timestamp() * 1000))
+
+
+def _moment(stamp: str) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(int(stamp) / 1000, UTC)
+    except (ValueError, OverflowError, OSError):
+        return None
 
 
 def _is_old(token: str) -> bool:

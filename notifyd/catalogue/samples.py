@@ -200,7 +200,11 @@ NOTICE_KINDS = (
     "notice.service",
     "marketing.offer",
     "digest",
+    "account.preferences_link",
 )
+# Kinds no event gives: a digest tells its notices through `extra`; a fresh preference link
+# (asked for on a subscriber's page) has only the link every email carries.
+KINDS_WITHOUT_DATA = frozenset({"digest", "account.preferences_link"})
 
 # Broadcasts are not webhooks: their content is what the admin wrote, per language.
 SAMPLE_BROADCASTS = {

@@ -147,7 +147,10 @@ class Sender:
                 return Attempt(Outcome(Verdict.RETRY, reason), from_smtp=False)
         if mailing.links is not None:
             # SPEC §5: every email links to the subscriber's preference page.
-            context["preferences_url"] = mailing.links.preferences_url(notice.account_id)
+            issued = self.clock()
+            context["preferences_url"] = mailing.links.preferences_url(
+                notice.account_id, issued=issued
+            )
             if notice.category == "marketing" or notice.kind == DIGEST_KIND:
                 # RFC 8058 one-click unsubscribe, signed for this account and address:
                 # from offers, or from this category's digests.
@@ -155,6 +158,7 @@ class Sender:
                     notice.account_id,
                     notice.recipient,
                     "marketing" if notice.category == "marketing" else notice.category,
+                    issued=issued,
                 )
         return context, items
 

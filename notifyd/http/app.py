@@ -12,7 +12,7 @@ from notifyd import unstorable
 from notifyd.http import health, openapi, webhooks
 from notifyd.http.admin import create_admin_app
 from notifyd.http.errors import Problem, error_response
-from notifyd.http.pages import preferences, shell, unsubscribe
+from notifyd.http.pages import preferences, renewal, shell, unsubscribe
 from notifyd.http.runtime import RUNTIME, Runtime
 
 log = structlog.get_logger(__name__)
@@ -73,6 +73,7 @@ def create_app(runtime: Runtime) -> web.Application:
         openapi.routes,
         unsubscribe.routes,
         preferences.routes,
+        renewal.routes,
     ):
         routes.add_to(app)
     app.add_subapp("/v1/admin/", create_admin_app())

@@ -11,6 +11,7 @@ import asyncpg
 from aiohttp import web
 
 from notifyd.http.bodies import BodiesInFlight
+from notifyd.http.limits import ClientWindow
 from notifyd.http.signatures import Verifier
 from notifyd.intake.service import Intake
 from notifyd.links import Links
@@ -42,6 +43,8 @@ class Runtime:
     # Keys the hashes of erased addresses (storage/erasure.py): [privacy] erasure_key or
     # the state folder's, read once at start.
     erasure_key: bytes = b""
+    # Asks for a fresh preference link per client address ([links]).
+    renewal_asks: ClientWindow = field(default_factory=ClientWindow)
     bodies: BodiesInFlight = field(init=False)
 
     def __post_init__(self) -> None:

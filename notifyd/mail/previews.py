@@ -7,7 +7,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifyd.catalogue.events import CATALOGUE, stored_fields
-from notifyd.catalogue.samples import KIND_EVENT, SAMPLE_BROADCASTS, sample_data, sample_extra
+from notifyd.catalogue.samples import (
+    KIND_EVENT,
+    KINDS_WITHOUT_DATA,
+    SAMPLE_BROADCASTS,
+    sample_data,
+    sample_extra,
+)
 from notifyd.mail.rendering import NoticeView
 
 
@@ -17,8 +23,8 @@ def sample_view(kind: str, language: str, now: datetime | None = None) -> Notice
     event_type = KIND_EVENT.get(kind, kind)
     if kind in SAMPLE_BROADCASTS:
         data: dict[str, Any] = SAMPLE_BROADCASTS[kind]
-    elif kind == "digest":
-        data = {}  # a digest tells its notices through `extra`
+    elif kind in KINDS_WITHOUT_DATA:
+        data = {}
     else:
         fields = sample_data(event_type, "acc-1001", now)
         data = stored_fields(CATALOGUE[event_type].model_validate(fields))

@@ -3,9 +3,10 @@
 One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
 [dkim] [logging]; intake.py: [sources.<name>] [webhooks] [defaults] [thresholds.<CUR>]
 [calls] [broadcasts]; admin.py: [admin.tokens] [audit]; delivery.py: [delivery]
-[attachments]; privacy.py: [privacy]; retention.py: [retention]; root.py: the whole file).
-Each key is declared once, with its type, its limits, its default and the description that
-config/notifyd.example.toml shows (example.py writes that part of it: `make example-config`).
+[attachments]; links.py: [links]; privacy.py: [privacy]; retention.py: [retention]; root.py:
+the whole file). Each key is declared once, with its type, its limits, its default and the
+description that config/notifyd.example.toml shows (example.py writes that part of it:
+`make example-config`).
 
 Every problem is reported with the file, the key and what is wrong, all at once, so an
 admin fixes a config in one pass (problems.py turns pydantic's errors into "path: [section]
@@ -40,6 +41,7 @@ from notifyd.settings.intake import (
     WebhookSettings,
     check_webhook_secret,
 )
+from notifyd.settings.links import LinkSettings
 from notifyd.settings.problems import ConfigError
 from notifyd.settings.readiness import warnings
 from notifyd.settings.retention import RetentionSettings
@@ -76,6 +78,7 @@ __all__ = [
     "DkimSettings",
     "HttpSettings",
     "IPNetwork",
+    "LinkSettings",
     "LoggingSettings",
     "RetentionSettings",
     "Scope",

@@ -63,6 +63,20 @@ def array(value: object) -> object:
     return value
 
 
+def link_keys(value: object) -> object:
+    """[daemon] link_secret: one key as a string (its form before keys rotated, and the
+    environment's), several as an array; "" is none."""
+    if isinstance(value, str):
+        return (value,) if value else ()
+    return array(value)
+
+
+def distinct(values: tuple[str, ...]) -> tuple[str, ...]:
+    if len(set(values)) != len(values):
+        raise ValueError("lists the same value twice")
+    return values
+
+
 def not_empty(value: str) -> str:
     if not value.strip():
         raise ValueError("must not be empty")

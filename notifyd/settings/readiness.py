@@ -39,18 +39,7 @@ def warnings(settings: Settings) -> list[tuple[str, str]]:
     """What works but should not face subscribers: placeholder or weak secrets, links to
     an address they cannot reach. Keyed like ConfigError's problems; never the secret."""
     found: list[tuple[str, str]] = []
-    link_secret = settings.daemon.link_secret
-    if link_secret and (
-        len(link_secret) < _LINK_SECRET_CHARACTERS
-        or any(word in link_secret.lower() for word in _PLACEHOLDER_WORDS)
-    ):
-        found.append(
-            (
-                "[daemon] link_secret",
-                f"is weak: use {_LINK_SECRET_CHARACTERS} or more random characters "
-                "(or leave it empty for one generated in the state folder)",
-            )
-        )
+    found += _link_key_warnings(settings)
     public_url = settings.http.public_url
     host = urlsplit(public_url).hostname if public_url else settings.http.host
     if not public_url or _unreachable(host or ""):
@@ -86,6 +75,31 @@ def warnings(settings: Settings) -> list[tuple[str, str]]:
                 )
             )
     return found
+
+
+def _link_key_warnings(settings: Settings) -> list[tuple[str, str]]:
+    keys = settings.daemon.link_secret
+    if not keys and settings.database.url:
+        # A database of its own (embedded) has one host; a configured one may have several,
+        # each of which would generate its own key and refuse the others' links.
+        return [
+            (
+                "[daemon] link_secret",
+                "is empty: this host seals links with a key of its own (state_dir/link-secret); "
+                "hosts sharing this database behind one address then refuse each other's "
+                "links. Configure the same key on every host",
+            )
+        ]
+    return [
+        (
+            f"[daemon] link_secret{f'[{index}]' if len(keys) > 1 else ''}",
+            f"is weak: use {_LINK_SECRET_CHARACTERS} or more random characters "
+            "(or leave it empty for one generated in the state folder)",
+        )
+        for index, key in enumerate(keys)
+        if len(key) < _LINK_SECRET_CHARACTERS
+        or any(word in key.lower() for word in _PLACEHOLDER_WORDS)
+    ]
 
 
 def _unreachable(host: str) -> bool:

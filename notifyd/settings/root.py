@@ -23,6 +23,7 @@ from notifyd.settings.intake import (
     currency_code,
     source_name,
 )
+from notifyd.settings.links import LinkSettings
 from notifyd.settings.privacy import PrivacySettings
 from notifyd.settings.problems import ConfigError, problems_of
 from notifyd.settings.retention import RetentionSettings
@@ -44,6 +45,7 @@ class Settings(Section):
     path: Path
     daemon: DaemonSettings = section()
     http: HttpSettings = section()
+    links: LinkSettings = section()
     database: DatabaseSettings = section()
     smtp: SmtpSettings = section()
     sources: Annotated[

@@ -14,8 +14,10 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, fie
 from notifyd.settings.fields import (
     Env,
     Section,
+    distinct,
     existing,
     folder_path,
+    link_keys,
     mailbox,
     not_empty,
     one_of,
@@ -51,12 +53,20 @@ class DaemonSettings(Section):
         validate_default=True,
         description='Name of this host in notice claims and logs; empty: "<hostname>:<pid>".',
     )
-    link_secret: Annotated[str, Env("NOTIFYD_LINK_SECRET")] = Field(
-        "",
+    link_secret: Annotated[
+        tuple[Annotated[str, AfterValidator(not_empty)], ...],
+        Env("NOTIFYD_LINK_SECRET"),
+        BeforeValidator(link_keys),
+        AfterValidator(distinct),
+    ] = Field(
+        (),
         repr=False,
-        description="Seals the links in emails (unsubscribe, preferences) and the pages' form "
-        "tokens; changing it breaks every link already sent. Hosts sharing a database must "
-        "share it; empty: a secret is generated once and kept in state_dir/link-secret.",
+        description="The keys that seal the links in emails (unsubscribe, preferences) and "
+        "the pages' form tokens: a string (one key) or an array (rotation: the first seals, "
+        "every one opens, so links sealed with an older key open until they expire; drop a "
+        "key once [links] unsubscribe_days have passed). Removing or losing every key that "
+        "sealed a link breaks it. Hosts sharing a database must share them; empty: a key is "
+        "generated once and kept in state_dir/link-secret (back that file up).",
     )
 
     @field_validator("instance")

@@ -68,12 +68,13 @@ CLAIMED_COLUMNS = tuple(f.name for f in fields(ClaimedNotice))
 
 async def insert_for_accounts(
     conn: Conn,
-    event_id: UUID,
+    event_id: UUID | None,
     planned: Sequence[tuple[str, NoticePlan]],
     message_domain: str,
 ) -> list[UUID]:
     """Queue notices of one event for several accounts (a broadcast batch) in one statement;
-    the ids of those inserted (not those whose dedupe key the account already had)."""
+    the ids of those inserted (not those whose dedupe key the account already had). No
+    event: a notice nothing was posted for (a fresh link the subscriber asked for)."""
     if not planned:
         return []
     ids, columns = notice_columns(
@@ -84,7 +85,7 @@ async def insert_for_accounts(
 
 
 def notice_columns(
-    planned: Sequence[tuple[UUID, str, NoticePlan, str]],
+    planned: Sequence[tuple[UUID | None, str, NoticePlan, str]],
 ) -> tuple[list[UUID], list[list[Any]]]:
     """New notice ids for (event id, account, plan, message domain) rows, and the columns
     after the id that `insert_notices` (and waves.sql's `queue`) take as arrays."""

@@ -1,11 +1,13 @@
 """Browser defences of the subscriber pages (HTTP level; no browser is installed here):
 every answer of the app carries a Content-Security-Policy and nosniff; a form is saved
 only from the page itself (a form token bound to the link, and no cross-site Origin or
-Sec-Fetch-Site); a mail provider's RFC 8058 one-click POST still unsubscribes; links
-already sent in the old format still work; a bad link says which page it was for."""
+Sec-Fetch-Site); a mail provider's RFC 8058 one-click POST still unsubscribes; unsubscribe
+links already sent in the old format still work (old preference links, of unknown age,
+offer a fresh one); a bad link says which page it was for."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -102,7 +104,7 @@ async def test_a_preference_post_without_the_pages_form_token_changes_nothing(
         link = await welcome(daemon, smtp_sink)
         await daemon.post("billing", sample_event("account.created", "acc-2"), BILLING_SECRET)
         assert daemon.daemon.links is not None
-        other = daemon.daemon.links.preferences_url("acc-2")
+        other = daemon.daemon.links.preferences_url("acc-2", issued=datetime.now(UTC))
         assert other != link
         async with daemon.session.get(other) as page:
             others_token = form_token(await page.text())
@@ -142,7 +144,9 @@ async def marketing_link(daemon: Any, account: str = "acc-1") -> str:
     )
     links = daemon.daemon.links
     assert links is not None
-    return str(links.unsubscribe_url(account, f"{account}@client.example"))
+    return str(
+        links.unsubscribe_url(account, f"{account}@client.example", issued=datetime.now(UTC))
+    )
 
 
 @pytest.mark.parametrize("headers", CROSS_SITE)
@@ -207,14 +211,14 @@ async def test_a_mail_providers_one_click_post_without_origin_unsubscribes(
     assert consent[1]["history"][0]["source"] == "unsubscribe-link"
 
 
-async def test_links_sent_in_the_old_readable_format_still_work(
+async def test_unsubscribe_links_sent_in_the_old_readable_format_still_work(
     tmp_path: Path, database_url: str, smtp_sink: SmtpSink
 ) -> None:
     settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
     async with running_daemon(settings) as daemon:
         await welcome(daemon, smtp_sink)
         await marketing_link(daemon)
-        secret = link_secret(settings.daemon.link_secret, settings.daemon.state_dir)
+        (secret,) = link_secret(settings.daemon.link_secret, settings.daemon.state_dir)
         old_preferences = URLSafeSerializer(secret, salt="notifyd.rules.preferences").dumps("acc-1")
         old_unsubscribe = URLSafeSerializer(secret, salt="notifyd.unsubscribe").dumps(
             ["acc-1", "acc-1@client.example"]
@@ -229,8 +233,10 @@ async def test_links_sent_in_the_old_readable_format_still_work(
         ) as response:
             unsubscribe_status = response.status
         consent = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/consent")
-    assert page_status == 200
-    assert 'name="mode.calls"' in page_text
+    # A preference link of unknown age is taken for expired: it offers a fresh one.
+    assert page_status == 410
+    assert 'name="mode.calls"' not in page_text
+    assert "/renew" in page_text
     assert unsubscribe_status == 200
     assert consent[1]["marketing"]["sendable"] is False
 

@@ -72,6 +72,10 @@ def test_a_ready_config_has_no_warnings(tmp_path: Path, capsys: pytest.CaptureFi
             "[sources.pbx] secrets[0]",
         ),
         ({"daemon": {"link_secret": "changeme"}}, "[daemon] link_secret"),
+        # Rotation: each key is checked, and named by its place.
+        ({"daemon": {"link_secret": [RANDOM_SECRET, "changeme"]}}, "[daemon] link_secret[1]"),
+        # A database other hosts may share, and no key: each host would seal with its own.
+        ({"database": {"url": "postgresql://db.internal/notifyd"}}, "[daemon] link_secret"),
         ({"http": {"public_url": ""}}, "[http] public_url"),
         ({"http": {"public_url": "http://localhost:8080"}}, "[http] public_url"),
         # docs/admin-api.md's example digest is the SHA-256 of "test".

@@ -13,7 +13,7 @@ from aiohttp import web
 from notifyd.catalogue.events import Category
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.http.operations import Answer, Routes
-from notifyd.http.pages import shell
+from notifyd.http.pages import renewal, shell
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.intake import consent
 from notifyd.model import MODES, Preferences, Subscriber, parse_quiet_hours, parse_time_of_day
@@ -45,13 +45,6 @@ PREFERENCE_FORM = {
     },
     "required": [shell.CSRF_FIELD],
 }
-
-
-async def _subscriber_of(request: web.Request) -> tuple[Runtime, str | None]:
-    runtime = request.app[RUNTIME]
-    if runtime.links is None:
-        return runtime, None
-    return runtime, runtime.links.read_preferences(request.match_info["token"])
 
 
 def _form(
@@ -103,12 +96,17 @@ def _form(
 @routes.get(
     "/v1/preferences/{token}",
     "The subscriber's preference page, from the link in every email",
-    answers={200: shell.html_answer("A form"), 404: shell.NOT_A_LINK},
+    answers={
+        200: shell.html_answer("A form"),
+        404: shell.NOT_A_LINK,
+        410: renewal.OFFER,
+    },
 )
 async def preferences_form(request: web.Request) -> web.Response:
-    runtime, account_id = await _subscriber_of(request)
-    if account_id is None:
-        return shell.invalid(shell.asked_language(request), "preferences")
+    runtime = request.app[RUNTIME]
+    account_id = await renewal.open_preferences(request, runtime)
+    if isinstance(account_id, web.Response):
+        return account_id
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
         if subscriber is None:
@@ -192,14 +190,16 @@ def _changed_names(before: Subscriber, after: Subscriber) -> list[str]:
             "From another site, or without the page's form token; nothing saved"
         ),
         404: shell.NOT_A_LINK,
+        410: renewal.OFFER,
         413: Answer("Not the form", media_type="text/plain"),
         422: shell.html_answer("A value is wrong; nothing saved"),
     },
 )
 async def save_preferences(request: web.Request) -> web.Response:
-    runtime, account_id = await _subscriber_of(request)
-    if account_id is None:
-        return shell.invalid(shell.asked_language(request), "preferences")
+    runtime = request.app[RUNTIME]
+    account_id = await renewal.open_preferences(request, runtime)
+    if isinstance(account_id, web.Response):
+        return account_id  # nothing saved
     if shell.cross_site(request, runtime):
         log.warning("cross-site preference change refused", account_id=account_id)
         return shell.refused(shell.asked_language(request), "preferences")

@@ -10,7 +10,7 @@ import structlog
 from aiohttp import web
 
 from notifyd.http.operations import Routes
-from notifyd.http.pages import shell
+from notifyd.http.pages import renewal, shell
 from notifyd.http.runtime import RUNTIME
 from notifyd.intake import consent
 from notifyd.links import MARKETING
@@ -25,7 +25,11 @@ routes = Routes()
 @routes.get(
     "/v1/unsubscribe/{token}",
     "The unsubscribe page of a signed link (changes nothing)",
-    answers={200: shell.html_answer("A page with a button"), 404: shell.NOT_A_LINK},
+    answers={
+        200: shell.html_answer("A page with a button"),
+        404: shell.NOT_A_LINK,
+        410: renewal.OFFER,
+    },
 )
 async def unsubscribe_form(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
@@ -33,6 +37,8 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
     found = runtime.links.read_unsubscribe(token) if runtime.links else None
     if found is None:
         return shell.invalid(shell.asked_language(request), "title")
+    if not renewal.unsubscribe_opens(runtime, found):
+        return renewal.offer(request, runtime, token)
     language = await shell.their_language(request, runtime, found.account_id)
     words = shell.TEXT[language]
     ask = (
@@ -62,6 +68,7 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
             "From another site, or a browser's POST without the page's form token; nothing changed"
         ),
         404: shell.NOT_A_LINK,
+        410: renewal.OFFER,
     },
 )
 async def unsubscribe(request: web.Request) -> web.Response:
@@ -70,6 +77,8 @@ async def unsubscribe(request: web.Request) -> web.Response:
     found = runtime.links.read_unsubscribe(token) if runtime.links else None
     if found is None:
         return shell.invalid(shell.asked_language(request), "title")
+    if not renewal.unsubscribe_opens(runtime, found):
+        return renewal.offer(request, runtime, token)  # past its lifetime: nothing changed
     language = await shell.their_language(request, runtime, found.account_id)
     words = shell.TEXT[language]
     if shell.cross_site(request, runtime):
