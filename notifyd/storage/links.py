@@ -50,7 +50,7 @@ async def link_keys(
 ) -> tuple[str, ...]:
     """The configured link keys, or the state folder's. A key generated now for a database
     that already sent emails means the key file was lost: said loudly, since none of the
-    links already sent will open (docs/operations.md)."""
+    links already sent will open (docs/admin-api.md, "The link keys")."""
     generated = not configured and not (state_dir / KEY_FILE).exists()
     keys = link_secret(configured, state_dir)
     if generated:
