@@ -74,6 +74,7 @@ SUBSCRIBER = "/v1/admin/subscribers/{account_id}"
 PREFERENCES = "/v1/admin/subscribers/{account_id}/preferences"
 CONSENT = "/v1/admin/subscribers/{account_id}/consent"
 RESTRICTION = "/v1/admin/subscribers/{account_id}/restriction"
+REVOKE_LINKS = "/v1/admin/subscribers/{account_id}/links/revoke"
 NOTICES = "/v1/admin/subscribers/{account_id}/notices"
 EVENTS = "/v1/admin/subscribers/{account_id}/events"
 EVENT = "/v1/admin/events/{event_id}"
@@ -120,6 +121,8 @@ async def subscribers_and_their_settings(s: Session) -> None:
     await s.call("GET", SUBSCRIBER, account_id="acc-9")
     await s.call("DELETE", RESTRICTION, account_id="acc-9")
     await s.call("PUT", RESTRICTION, account_id="ghost")
+    await s.call("POST", REVOKE_LINKS, account_id="acc-9")
+    await s.call("POST", REVOKE_LINKS, account_id="ghost")
 
 
 async def events_and_notices(s: Session, db: asyncpg.Connection) -> None:
