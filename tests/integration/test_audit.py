@@ -108,8 +108,8 @@ async def subscriber_changes(daemon: Any, smtp_sink: SmtpSink) -> None:
     assert (await submit(daemon, link, {"mode.fax": "off", "offers": "yes"}))[0] == 200
     links = daemon.daemon.links
     for url in (
-        links.unsubscribe_url("acc-1", "acc-1@client.example"),
-        links.unsubscribe_url("acc-1", "acc-1@client.example", "calls"),
+        links.unsubscribe_url("acc-1", "acc-1@client.example", issued=datetime.now(UTC)),
+        links.unsubscribe_url("acc-1", "acc-1@client.example", "calls", issued=datetime.now(UTC)),
     ):
         async with daemon.session.post(url, data={"List-Unsubscribe": "One-Click"}) as answer:
             assert answer.status == 200

@@ -6,6 +6,7 @@ End to end: signed webhooks and broadcasts in, a real SMTP sink out."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -79,7 +80,7 @@ async def _switch_off_on_the_page(daemon: Running, account: str) -> None:
     """The subscriber's own form, as a browser posts it (its form token and Origin)."""
     links = daemon.daemon.links
     assert links is not None
-    page_url = links.preferences_url(account)
+    page_url = links.preferences_url(account, issued=datetime.now(UTC))
     async with daemon.session.get(page_url) as page:
         token = form_token(await page.text())
     form = {CSRF_FIELD: token, "mode.calls": "off"}
@@ -127,7 +128,7 @@ async def _withdraw(daemon: Running, how: str) -> None:
     if how == "one-click unsubscribe":
         links = daemon.daemon.links
         assert links is not None
-        link = links.unsubscribe_url("acc-1", "ana@client.example")
+        link = links.unsubscribe_url("acc-1", "ana@client.example", issued=datetime.now(UTC))
         async with daemon.session.post(link, data={"List-Unsubscribe": "One-Click"}) as done:
             assert done.status == 200
     elif how == "admin withdrawal":
