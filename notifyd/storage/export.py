@@ -91,6 +91,9 @@ class SubscriberRow(_Row):
     low_credit_threshold: float | None
     preferences: dict[str, Any] = Field(description="Modes, quiet hours, addresses per category")
     restricted_at: Timestamp | None = Field(description="Since when processing is restricted")
+    links_revoked_at: Timestamp | None = Field(
+        description="Preference links issued before this no longer open"
+    )
 
 
 class ErasureRow(_Row):
