@@ -186,6 +186,7 @@ def route(
                 zone,
                 due_at,
                 more,
+                wanted=own.due_at,
             )
         return NoticePlan(
             kind=kind,

@@ -83,17 +83,22 @@ def gather_storm(
     zone: str,
     due_at: datetime,
     reasons: list[str],
+    *,
+    wanted: datetime,
 ) -> tuple[datetime, str | None, list[str]]:
     """A storm does not become a storm of emails: past the hourly cap a notice waits for the
     hourly digest; a missed call soon after the last missed-call email waits for one
     follow-up email at the end of the burst window. (due_at, digest, reasons): a notice
-    held here is no longer "sent at once", whatever its timing said."""
+    held here is no longer "sent at once", whatever its timing said. `wanted`: when it
+    would go but for quiet hours (`due_at` is after them)."""
     if recent is None:
         return due_at, None, reasons
     kept = [reason for reason in reasons if reason not in SENT_AT_ONCE]
     if hourly_cap and recent.last_hour >= hourly_cap:
         quiet = quiet_hours_for(subscriber.preferences, defaults)
-        digest_at = digest_due("hourly", due_at, zone, defaults.digest_time, quiet)
+        # The hour the notice was wanted in, not the one after quiet hours end: that hour
+        # may be quiet again (quiet hours of 23 h or more), which held it a second day.
+        digest_at = digest_due("hourly", wanted, zone, defaults.digest_time, quiet)
         return (
             digest_at,
             "hourly",

@@ -36,8 +36,13 @@ ADDRESSES = ("ana@example.com", "office@example.com", "fax@example.ro", "ANA@exa
 EVENT_TYPES = tuple(CATALOGUE)
 LIFETIMES = DeliverySettings().lifetimes
 # A digest goes out at the end of its period, later if that falls in quiet hours; a period
-# is at most a day, and a day in a zone changing its clocks is 25 hours.
-LONGEST_WAIT = {"hourly": timedelta(hours=25), "daily": timedelta(hours=49)}
+# is at most a day, and a day in a zone changing its clocks is 25 hours. A burst's follow-up
+# goes at the end of its window, later if that falls in quiet hours.
+LONGEST_WAIT = {
+    "hourly": timedelta(hours=25),
+    "daily": timedelta(hours=49),
+    "burst": timedelta(hours=25, seconds=CallSettings().burst_window_seconds),
+}
 
 times_of_day = st.builds(time, st.integers(0, 23), st.integers(0, 59))
 quiet_hours_text = st.one_of(

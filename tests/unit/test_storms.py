@@ -120,3 +120,20 @@ def test_a_call_joins_the_follow_up_already_being_gathered() -> None:
     held = plan(event("call.missed"), recent)
 
     assert (held.due_at, held.digest) == (gathering, "burst")
+
+
+def test_past_the_cap_in_long_quiet_hours_the_digest_is_the_one_when_they_end() -> None:
+    """Quiet hours of 23 h 59 min (a subscriber's 00:01-00:00): the hour after they end is
+    quiet again, so the digest of that hour would have held the notice a second day, past a
+    missed call's one-day lifetime. It goes in the digest sent when these quiet hours end."""
+    nearly_always = DefaultsSettings(
+        timezone="Europe/Bucharest", quiet_hours=QuietHours(time(0, 1), time(0, 0))
+    )
+    facts = Facts(recent={"ana@client.example": RecentEmails(3, DAYTIME)})
+
+    [capped] = route(
+        event("fax.sent"), ANA, facts, nearly_always, CALLS, DAYTIME, hourly_cap=3
+    ).notices
+
+    assert capped.digest == "hourly"
+    assert capped.due_at == datetime(2026, 11, 22, 22, 0, tzinfo=UTC)  # 00:00 local
