@@ -4,7 +4,6 @@ surplus waits for the hourly digest instead of being dropped."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from notifyd.catalogue.samples import sample_event
 from notifyd.jobs import flush_digests
 from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, load_config, running_daemon
 from tests.integration.admin_support import admin_config
+from tests.integration.queue_support import settled_notices
 
 FREQUENT = "+40721555123"
 
@@ -32,7 +32,8 @@ async def test_a_burst_of_missed_calls_gives_one_email_then_one_follow_up(
             event = sample_event("call.missed", "acc-1", call_id=f"c-{n}", caller_number=caller)
             assert (await daemon.post("pbx", event, PBX_SECRET))[0] == 202
         await smtp_sink.wait_for(2)
-        await asyncio.sleep(0.5)
+        # Nothing left to send but what the burst holds for its follow-up.
+        await settled_notices(db)
         before_window = len(smtp_sink.messages)
         held = await db.fetch(
             "SELECT due_at, reasons FROM notices WHERE state = 'held' AND digest = 'burst'"
@@ -46,12 +47,14 @@ async def test_a_burst_of_missed_calls_gives_one_email_then_one_follow_up(
             daemon.daemon.dispatcher.wake if daemon.daemon.dispatcher else lambda: None,
         )
         messages = await smtp_sink.wait_for(3)
-        await asyncio.sleep(0.3)
+        states = [row["state"] for row in await settled_notices(db)]
     assert before_window == 2  # the welcome and the first call
     assert len(held) == 5
     assert len({row["due_at"] for row in held}) == 1  # one follow-up for the whole burst
     assert any("burst" in reason for reason in held[0]["reasons"])
     assert flushed == (1, 5)
+    # The welcome, the first call, the five it gathered and the follow-up.
+    assert states == ["sent", "sent"] + ["digested"] * 5 + ["sent"]
     assert len(smtp_sink.messages) == 3
     follow_up = messages[2]
     text = follow_up.get_body(("plain",)).get_content()  # type: ignore[union-attr]
@@ -73,7 +76,7 @@ async def test_past_the_hourly_cap_notices_wait_for_the_hourly_digest(
             event = sample_event("fax.sent", "acc-1", remote_number=f"+4021555010{n}")
             assert (await daemon.post("pbx", event, PBX_SECRET))[0] == 202
         await smtp_sink.wait_for(3)
-        await asyncio.sleep(0.5)
+        await settled_notices(db)  # nothing left to send but what the cap holds
         capped = await db.fetch("SELECT due_at FROM notices WHERE state = 'held'")
         assert daemon.daemon.database is not None
         flushed = await flush_digests(
@@ -83,7 +86,8 @@ async def test_past_the_hourly_cap_notices_wait_for_the_hourly_digest(
             lambda: None,
         )
         messages = await smtp_sink.wait_for(4)
-        await asyncio.sleep(0.3)
+        states = [row["state"] for row in await settled_notices(db)]
+    assert states == ["sent"] * 3 + ["digested"] * 3 + ["sent"]
     assert len(capped) == 3  # nothing dropped: the surplus waits
     assert all(row["due_at"].minute == 0 for row in capped)  # at the next full hour
     assert flushed == (1, 3)
