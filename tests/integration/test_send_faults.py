@@ -5,7 +5,6 @@ failure with its reason, well before its lease would have handed it back."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +31,7 @@ from tests.conftest import (
     running_daemon,
     smtp_server,
 )
+from tests.integration.queue_support import settled_notices
 
 # Far longer than any wait below: a notice seen out of 'sending' was recorded, not handed
 # back by the end of its lease.
@@ -137,7 +137,9 @@ async def test_a_fault_at_any_stage_of_a_send_ends_in_a_recorded_outcome(
 
             notice = await eventually(ended, f"the notice {injected.end} after {stage} failed")
             assert notice is not None
-            await asyncio.sleep(0.2)  # a duplicate would arrive by now
+            # The only notice, and it has its outcome: the daemon's stop below lets a
+            # send still in progress finish, so the sink's count after it is final.
+            assert len(await settled_notices(db)) == 1
     assert calls, f"the fault at {stage} was never reached"
     assert notice["last_error"] is None or INJECTED in notice["last_error"]
     if injected.end == "failed":
@@ -181,7 +183,9 @@ async def test_a_relay_reply_with_a_nul_byte_is_recorded_and_sent_once(
 
             notice = await eventually(sent, "the notice recorded as sent")
             assert notice is not None
-            await asyncio.sleep(0.2)  # a duplicate would arrive by now
+            # The only notice, and it has its outcome: the daemon's stop below lets a
+            # send still in progress finish, so the sink's count after it is final.
+            assert len(await settled_notices(db)) == 1
     assert len(sink.messages) == 1
     assert notice["attempts"] == 2
     assert "\x00" not in notice["smtp_reply"]
