@@ -11,38 +11,44 @@ can still queue a notice meanwhile: a webhook's notices are committed before it 
 `held` for a digest or a burst's follow-up wait for the digest job, which a test runs.
 Count the sink's messages once the daemon has stopped: a stop lets the sends in progress
 finish, so even a send the database never saw (a bug's) has arrived by then.
-
-A notice queued for later (quiet hours, a long retry, a missed call's voicemail window)
-keeps `settled_notices` waiting: there a test checks the notice's `due_at` instead.
 """
 
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 
 import asyncpg
 
 from tests.conftest import WAIT
 
-UNFINISHED = ("queued", "sending")
+QUERY = """
+SELECT id, kind, state, account_id, recipient, attempts, due_at, last_error,
+       state = 'sending' OR (state = 'queued' AND ($1::interval IS NULL
+                                                   OR due_at <= now() + $1::interval))
+           AS unfinished
+FROM notices ORDER BY created_at, id
+"""
 
 
-async def settled_notices(db: asyncpg.Connection, timeout: float = WAIT) -> list[asyncpg.Record]:
+async def settled_notices(
+    db: asyncpg.Connection, *, later: timedelta | None = None, timeout: float = WAIT
+) -> list[asyncpg.Record]:
     """Every notice (id, kind, state, account_id, recipient, attempts, due_at, last_error),
     in the order they were created, once none is queued or being sent; fails after
-    `timeout` with the unfinished ones."""
-    query = """SELECT id, kind, state, account_id, recipient, attempts, due_at, last_error
-               FROM notices ORDER BY created_at, id"""
+    `timeout` with the unfinished ones.
+
+    `later`: a notice queued to be due more than this from now (quiet hours) is waiting,
+    not unfinished: nothing sends it before then, and the test checks its due_at."""
     try:
         async with asyncio.timeout(timeout):
             while True:
-                rows = await db.fetch(query)
-                if not any(row["state"] in UNFINISHED for row in rows):
+                rows = await db.fetch(QUERY, later)
+                if not any(row["unfinished"] for row in rows):
                     return rows
                 await asyncio.sleep(0.05)
     except TimeoutError:
-        rows = await db.fetch(query)
-        unfinished = [dict(row) for row in rows if row["state"] in UNFINISHED]
+        unfinished = [dict(row) for row in await db.fetch(QUERY, later) if row["unfinished"]]
         raise AssertionError(f"notices still unfinished after {timeout} s: {unfinished}") from None
 
 

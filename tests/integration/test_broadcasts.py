@@ -16,6 +16,7 @@ import asyncpg
 from notifyd.catalogue.samples import SAMPLE_BROADCASTS, sample_event
 from tests.conftest import BILLING_SECRET, WAIT, SmtpSink, load_config, running_daemon
 from tests.integration.admin_support import admin_config, call
+from tests.integration.queue_support import settled_notices
 
 
 def broadcast(kind: str = "notice.service", **extra: Any) -> dict[str, Any]:
@@ -52,10 +53,11 @@ async def test_a_broadcast_reaches_every_open_account_once_in_its_language(
                 1
             ]["sent"] < 28:
                 await asyncio.sleep(0.1)
-        await asyncio.sleep(0.5)
+        states = [row["state"] for row in await settled_notices(db)]
     assert status == 202
     assert progress[1]["state"] == "done"
     assert progress[1]["queued"] == 28
+    assert states == ["sent"] * 28
     recipients = sorted(str(m["To"]) for m in smtp_sink.messages)
     assert len(recipients) == len(set(recipients)) == 28
     assert "user1@client.example" not in recipients  # closed
@@ -76,7 +78,15 @@ async def test_a_scheduled_broadcast_waits_and_can_be_cancelled(
         _, created = await call(
             daemon, "POST", "/v1/admin/broadcasts", json=broadcast(starts_at=later)
         )
-        await asyncio.sleep(0.5)
+        # That it is not fanned out early is what this tests. Rather than a sleep for the
+        # fan-out to have had its chance: a broadcast due now, posted after it, is fanned
+        # out to the end, so the fan-out looked for work while the scheduled one waited.
+        _, now = await call(daemon, "POST", "/v1/admin/broadcasts", json=broadcast())
+        async with asyncio.timeout(WAIT):
+            while (await call(daemon, "GET", f"/v1/admin/broadcasts/{now['id']}"))[1][
+                "state"
+            ] != "done":
+                await asyncio.sleep(0.05)
         waiting = await call(daemon, "GET", f"/v1/admin/broadcasts/{created['id']}")
         cancelled = await call(daemon, "DELETE", f"/v1/admin/broadcasts/{created['id']}")
         again = await call(daemon, "DELETE", f"/v1/admin/broadcasts/{created['id']}")
@@ -89,7 +99,11 @@ async def test_a_scheduled_broadcast_waits_and_can_be_cancelled(
     assert cancelled[1]["state"] == "cancelled"
     assert again[0] == 409
     assert unknown[0] == 404
-    assert await db.fetchval("SELECT count(*) FROM notices") == 0
+    queued = await db.fetch(
+        "SELECT b.id, count(n.id) AS notices FROM broadcasts AS b"
+        " LEFT JOIN notices AS n USING (event_id) GROUP BY b.id"
+    )
+    assert {str(row["id"]): row["notices"] for row in queued} == {created["id"]: 0, now["id"]: 5}
 
 
 async def test_broadcast_fields_are_validated(tmp_path: Path, database_url: str) -> None:
@@ -188,7 +202,8 @@ async def test_a_broadcast_waits_for_each_subscribers_quiet_hours_and_reaches_ev
     async with running_daemon(settings) as daemon:
         status, _ = await call(daemon, "POST", "/v1/admin/broadcasts", json=broadcast())
         await smtp_sink.wait_for(3)
-        await asyncio.sleep(0.5)
+        # The fan-out is one batch; nothing left to send now but the notice that waits.
+        await settled_notices(db, later=timedelta(minutes=30))
         rows = await db.fetch(
             "SELECT account_id, recipient, state, due_at, reasons FROM notices"
             " WHERE kind = 'notice.service' ORDER BY account_id, recipient"
