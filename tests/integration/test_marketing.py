@@ -12,6 +12,7 @@ import asyncpg
 from notifyd.catalogue.samples import SAMPLE_BROADCASTS, sample_event
 from tests.conftest import BILLING_SECRET, SmtpSink, load_config, running_daemon
 from tests.integration.admin_support import admin_config, call
+from tests.integration.queue_support import settled_notices
 
 
 async def setup_accounts(daemon: Any) -> None:
@@ -52,9 +53,9 @@ async def test_offers_reach_only_consenting_subscribers_with_an_unsubscribe_link
     async with running_daemon(settings) as daemon:
         await setup_accounts(daemon)
         await smtp_sink.wait_for(3)  # the welcome emails
-        await offer(daemon)
+        await offer(daemon)  # fanned out to the end: its notices are all queued
         messages = await smtp_sink.wait_for(4)
-        await asyncio.sleep(0.5)
+        await settled_notices(db)
         mail = messages[3]
         link = mail["List-Unsubscribe"].strip("<>")
         async with daemon.session.get(link) as page:
@@ -70,7 +71,7 @@ async def test_offers_reach_only_consenting_subscribers_with_an_unsubscribe_link
             bad_status = bad.status
         # A second offer now reaches nobody.
         await offer(daemon)
-        await asyncio.sleep(0.5)
+        await settled_notices(db)
     assert len(smtp_sink.messages) == 4
     assert mail["To"] == "acc-yes@client.example"
     assert mail["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
@@ -109,8 +110,7 @@ async def test_only_the_subscribers_own_consent_brings_offers_back(
             "/v1/admin/subscribers/acc-gone/consent",
             json={"marketing": True, "source": "subscriber", "wording_version": "v2"},
         )
-        await offer(daemon)
-        await asyncio.sleep(0.3)
+        await offer(daemon)  # fanned out to the end: its notices are all queued
     rows = await db.fetch(
         "SELECT account_id, count(*) AS n FROM notices WHERE kind = 'marketing.offer'"
         " GROUP BY account_id ORDER BY account_id"
