@@ -34,11 +34,22 @@ from tests.conftest import (
     start_cluster,
     stop_cluster,
 )
+from tests.integration.queue_support import settled_notices
 
 
 async def _all_sent(db: asyncpg.Connection, count: int) -> None:
     async with asyncio.timeout(WAIT):
         while await db.fetchval("SELECT count(*) FROM notices WHERE state = 'sent'") < count:
+            await asyncio.sleep(0.05)
+
+
+async def _state_of(db: asyncpg.Connection, account: str, until: str) -> asyncpg.Record:
+    """Wait for the account's only notice to reach state `until`."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            row = await db.fetchrow("SELECT * FROM notices WHERE account_id = $1", account)
+            if row is not None and row["state"] == until:
+                return row
             await asyncio.sleep(0.05)
 
 
@@ -52,6 +63,20 @@ async def _state(db: asyncpg.Connection, until: str, timeout: float = WAIT) -> a
             await asyncio.sleep(0.05)
 
 
+async def _listening(db: asyncpg.Connection) -> list[int]:
+    """The daemon's LISTEN connection(s), once there is one: from then on a NOTIFY wakes
+    its worker (it also wakes itself once, for what was queued before)."""
+    async with asyncio.timeout(WAIT):
+        while True:
+            rows = await db.fetch(
+                "SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                "AND query LIKE 'LISTEN%'"
+            )
+            if rows:
+                return [row["pid"] for row in rows]
+            await asyncio.sleep(0.05)
+
+
 async def test_smtp_451_then_250_delivers_once(
     tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
 ) -> None:
@@ -61,8 +86,8 @@ async def test_smtp_451_then_250_delivers_once(
         event = sample_event("account.created", "acc-1", email="grey@client.example")
         assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
         await smtp_sink.wait_for(1)
-        row = await _state(db, "sent")
-        await asyncio.sleep(0.5)
+        [row] = await settled_notices(db)
+    assert row["state"] == "sent"
     assert len(smtp_sink.messages) == 1
     assert smtp_sink.rcpt_commands == 2
     assert row["attempts"] == 2
@@ -77,8 +102,9 @@ async def test_smtp_550_fails_the_notice_without_retrying(
     async with running_daemon(settings) as daemon:
         event = sample_event("account.created", "acc-1", email="nobody@client.example")
         assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
-        row = await _state(db, "failed")
-        await asyncio.sleep(1.0)  # retries would come every 0.2-1 s
+        # Failed for good: a retry would have queued it again (every 0.2-1 s here).
+        [row] = await settled_notices(db)
+    assert row["state"] == "failed"
     assert smtp_sink.rcpt_commands == 1
     assert smtp_sink.messages == []
     assert row["attempts"] == 1
@@ -133,27 +159,47 @@ async def test_notice_claimed_by_a_host_that_died_is_delivered_after_its_lease(
 
     settings = load_config(tmp_path, base_config(tmp_path, database_url, smtp_sink.port))
     async with running_daemon(settings):
-        # The daemon started, claimed and polled (every 0.5 s): the notice is still the dead
-        # host's, under its lease.
-        await asyncio.sleep(1.0)
-        assert smtp_sink.messages == []
-        assert (await _state(db, "sending"))["claimed_by"] == "dead-host:1"
+        # Another host queues a notice due now: this worker's claim takes it, and would take
+        # the dead host's too were its lease not respected. Once that one is sent, a claim
+        # has come and gone (no sleep for the worker to have had its chance).
+        pool = await storage_db.create_pool(database_url, settings.database)
+        try:
+            other = sample_event("account.created", "acc-8", email="other@client.example")
+            await ingest(
+                pool,
+                source="billing",
+                webhook_id="msg-other",
+                event=parse_event(json.dumps(other).encode()),
+                rules=IntakeRules(settings.defaults, settings.calls, {}, "voip.example"),
+                now=datetime.now(UTC),
+            )
+        finally:
+            await pool.close()
+        await smtp_sink.wait_for(1)
+        sent_first = await _state_of(db, "acc-8", "sent")
+        assert [str(m["To"]) for m in smtp_sink.messages] == ["other@client.example"]
+        assert (await _state_of(db, "acc-9", "sending"))["claimed_by"] == "dead-host:1"
         # The lease runs out (as the clock would move it, without a machine-speed race).
         await db.execute("UPDATE notices SET due_at = now() WHERE claimed_by = 'dead-host:1'")
-        await smtp_sink.wait_for(1)
-        row = await _state(db, "sent")
+        await smtp_sink.wait_for(2)
+        row = await _state_of(db, "acc-9", "sent")
+        await settled_notices(db)
+    assert sent_first["attempts"] == 1
     assert row["attempts"] == 2
     assert row["claimed_by"] is None
-    assert len(smtp_sink.messages) == 1
+    assert [str(m["To"]) for m in smtp_sink.messages] == [
+        "other@client.example",
+        "lease@client.example",
+    ]
 
 
 async def test_notify_from_another_host_wakes_the_worker_before_its_poll(
-    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
 ) -> None:
     config = base_config(tmp_path, database_url, smtp_sink.port, delivery={"poll_seconds": 60})
     settings = load_config(tmp_path, config)
     async with running_daemon(settings):
-        await asyncio.sleep(0.3)  # let the listener connect
+        await _listening(db)
         # Another host's intake: same database, not this daemon's HTTP.
         pool = await storage_db.create_pool(database_url, settings.database)
         try:
@@ -287,8 +333,11 @@ async def test_a_send_slower_than_the_lease_keeps_its_claim_and_is_sent_once(
         event = sample_event("account.created", "acc-1", email="slow@client.example")
         assert (await daemon.post("billing", event, BILLING_SECRET))[0] == 202
         await smtp_sink.wait_for(1)
-        await _state(db, "sent")
-        await asyncio.sleep(1.0)
+        # Sent and recorded. A second claim of it, had the lease not been renewed, would
+        # have begun at 0.6 s and still be sending; the daemon's stop lets it finish.
+        [row] = await settled_notices(db)
+    assert row["state"] == "sent"
+    assert row["attempts"] == 1
     assert smtp_sink.data_commands == 1
     assert len(smtp_sink.messages) == 1
 
@@ -371,7 +420,12 @@ async def test_notices_a_commit_queues_due_now_are_sent_without_a_claim_of_their
     monkeypatch.setattr(notice_store, "claim_due", counted)
     config = base_config(tmp_path, database_url, smtp_sink.port)
     async with running_daemon(load_config(tmp_path, config)) as daemon:
-        await asyncio.sleep(0.3)  # the start's own claim
+        # The start's own claims: the first, and the one its listener's wake-up brings
+        # once it is connected.
+        await _listening(db)
+        async with asyncio.timeout(WAIT):
+            while len(claims) < 2:
+                await asyncio.sleep(0.02)
         before = len(claims)
         for n in range(1, 6):
             event = sample_event("account.created", f"acc-{n}", email=f"u{n}@client.example")
