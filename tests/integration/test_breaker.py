@@ -108,8 +108,9 @@ async def test_a_relay_refusing_everything_pauses_delivery_and_loses_nothing(
         async def all_sent() -> bool:
             return (await states(db)) == {"sent": SUBSCRIBERS}
 
+        # All sent, none left to send: the sink's count after the daemon's stop (which lets
+        # a send in progress finish) is final, duplicates included.
         await eventually(all_sent, "every notice sent once the relay accepts again", timeout=45)
-        await asyncio.sleep(0.5)  # time for a duplicate, if there were one
         paused_after = await metric(daemon, "notifyd_delivery_paused")
 
     assert seen_states["failed"] == 0
@@ -151,12 +152,13 @@ async def test_a_refused_streak_is_never_left_failed_whatever_the_timing(
             return "sending" not in await states(db)
 
         await eventually(paused_and_settled, "the breaker to open and the sends to settle")
-        await asyncio.sleep(0.5)
-        final = await states(db)
-        tried = await db.fetchval("SELECT count(*) FROM notices WHERE attempts >= 1")
-        failed = await db.fetch("SELECT recipient, last_error FROM notices WHERE state = 'failed'")
         paused = await metric(daemon, "notifyd_delivery_paused")
-
+    # Read once the daemon has stopped, not after a sleep: a failure recorded before the
+    # breaker opened is put back by a statement of its own, after the record; the stop
+    # waits for every send in progress to record its outcome, restores included.
+    final = await states(db)
+    tried = await db.fetchval("SELECT count(*) FROM notices WHERE attempts >= 1")
+    failed = await db.fetch("SELECT recipient, last_error FROM notices WHERE state = 'failed'")
     assert tried >= 5  # the breaker's threshold: it opened on refusals, not on nothing
     assert paused == 1.0
     assert failed == [], f"left failed while the relay refused everything: {failed}"
@@ -215,6 +217,8 @@ async def test_a_wrong_relay_password_pauses_delivery_until_the_config_is_fixed(
 
                 await eventually(refused, "the refused login to pause delivery")
                 logins_before = accounts.attempts
+                # The pause is what this tests: for a second (retries come every 0.2-1 s
+                # here), no login at all, and no notice failed.
                 await asyncio.sleep(1.0)
                 while_paused = await states(db)
                 logins_while_paused = accounts.attempts - logins_before
@@ -227,8 +231,8 @@ async def test_a_wrong_relay_password_pauses_delivery_until_the_config_is_fixed(
             async def all_sent() -> bool:
                 return (await states(db)) == {"sent": 4}
 
+            # None left to send: the sink's count after the stop is final.
             await eventually(all_sent, "every notice sent after the password was fixed")
-            await asyncio.sleep(0.3)
             paused_after = await metric(daemon, "notifyd_delivery_paused")
 
     assert "failed" not in while_paused
