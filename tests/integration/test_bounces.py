@@ -21,6 +21,7 @@ from notifyd.catalogue.samples import sample_event
 from tests.conftest import (
     BILLING_SECRET,
     PBX_SECRET,
+    WAIT,
     Running,
     SmtpSink,
     eventually,
@@ -29,6 +30,7 @@ from tests.conftest import (
     smtp_server,
 )
 from tests.integration.admin_support import OPS_TOKEN, admin_config, call
+from tests.integration.queue_support import settled_notices
 
 USER_UNKNOWN = "550 5.1.1 <mailbox>: Recipient address rejected: User unknown"
 CONTENT_REJECTED = "554 5.6.0 Message content rejected"
@@ -84,15 +86,19 @@ async def post(daemon: Running, event_type: str, account: str, **data: Any) -> s
     return str(body["event_id"])
 
 
+async def notices_of(db: asyncpg.Connection, event_id: str) -> list[asyncpg.Record]:
+    return await db.fetch(
+        "SELECT id, state, recipient, smtp_reply, last_error, reasons FROM notices"
+        " WHERE event_id = $1 ORDER BY created_at, recipient",
+        event_id,
+    )
+
+
 async def settled(db: asyncpg.Connection, event_id: str) -> list[asyncpg.Record]:
     """The notices of an event once none is queued or being sent any more."""
 
     async def done() -> list[asyncpg.Record]:
-        rows = await db.fetch(
-            "SELECT id, state, recipient, smtp_reply, last_error, reasons FROM notices"
-            " WHERE event_id = $1 ORDER BY created_at, recipient",
-            event_id,
-        )
+        rows = await notices_of(db, event_id)
         if rows and all(row["state"] in ("sent", "failed") for row in rows):
             return rows
         return []
@@ -178,8 +184,9 @@ async def test_three_hard_bounces_make_an_address_undeliverable_until_the_admin_
         # A mandatory one goes to the account's other address instead.
         mandatory_event = await post(daemon, "account.password_changed", "acc-1")
         [mandatory] = await settled(db, mandatory_event)
-        await asyncio.sleep(0.3)
-        assert sink.refused == [main.lower()] * 3  # nothing more was tried at the address
+        # No notice is left to send: nothing more will be tried at the address.
+        await settled_notices(db)
+        assert sink.refused == [main.lower()] * 3
 
         # The subscriber fixed the mailbox; the admin clears the address.
         sink.refuse.clear()
@@ -234,10 +241,15 @@ async def test_a_mandatory_notice_that_bounces_is_rerouted_to_the_other_address_
         first = await post(daemon, "account.password_changed", "acc-1")
         second = await post(daemon, "account.password_changed", "acc-2")
         await sink.wait_for(4)
-        first_notices = await settled(db, first)
-        second_notices = await settled(db, second)
-        await asyncio.sleep(0.5)  # time for a second copy, if there were one
+        await settled(db, first)
+        await settled(db, second)
+        await settled_notices(db)  # a second copy sent meanwhile is counted below
         one = await bounces(db, "one@client.example")
+    # Read once the daemon has stopped: a reroute is written after the failure it follows,
+    # and the stop waits for every send to record its outcome, reroutes included, so a
+    # second copy queued too late to be sent is a row here.
+    first_notices = await notices_of(db, first)
+    second_notices = await notices_of(db, second)
 
     by_recipient = {row["recipient"]: row for row in first_notices}
     assert set(by_recipient) == {"one@client.example", "b1@o.example"}
@@ -302,10 +314,16 @@ async def test_a_5xx_to_data_fails_the_notice_but_is_not_a_bounce(
         await subscriber(daemon, sink, "acc-1", "user@client.example")
         sink.data_replies.extend([CONTENT_REJECTED] * 4)
         failed = []
-        for n in range(4):
-            event_id = await post(daemon, "fax.sent", "acc-1", remote_number=f"+4021555020{n}")
-            failed.extend(await settled(db, event_id))
-        await asyncio.sleep(0.3)
+        with structlog.testing.capture_logs() as logs:
+            for n in range(4):
+                event_id = await post(daemon, "fax.sent", "acc-1", remote_number=f"+4021555020{n}")
+                failed.extend(await settled(db, event_id))
+            # A bounce would be recorded after the failure, and each send's "delivery" line
+            # is logged once all its records are written: after the fourth, a bounce of
+            # these would be here (the next notice's success would then clear it).
+            async with asyncio.timeout(WAIT):
+                while sum(line["event"] == "delivery" for line in logs) < 4:
+                    await asyncio.sleep(0.02)
         health = await db.fetchval("SELECT count(*) FROM address_health")
         listed = await call(daemon, "GET", "/v1/admin/undeliverable")
         # Still deliverable: the next notice is queued and sent.
