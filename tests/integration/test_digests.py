@@ -27,6 +27,7 @@ from tests.conftest import (
 )
 from tests.integration.admin_support import admin_config, call
 from tests.integration.daemon_support import post, settings_for, subscribe
+from tests.integration.queue_support import settled_notices
 
 BUCHAREST = ZoneInfo("Europe/Bucharest")
 FREQUENT = "+40721555123"
@@ -50,10 +51,11 @@ async def flush(daemon: Running, now: datetime) -> tuple[int, int]:
             await asyncio.sleep(0.05)
 
 
-async def settle(sink: SmtpSink, count: int, seconds: float = 1.0) -> list[EmailMessage]:
-    """Wait for `count` emails, then a little longer to see that no more come."""
+async def settle(sink: SmtpSink, db: asyncpg.Connection, count: int) -> list[EmailMessage]:
+    """Wait for `count` emails, then for every notice to be settled (held ones wait for
+    their digest): no more emails come but a stray one the test counts after the stop."""
     await sink.wait_for(count)
-    await asyncio.sleep(seconds)
+    await settled_notices(db)
     return list(sink.messages)
 
 
@@ -127,16 +129,17 @@ async def test_hourly_digest_gathers_a_subscribers_missed_calls_into_one_email(
         for event in reversed(calls):  # posted out of order: the digest tells event order
             status, body = await daemon.post("pbx", event, PBX_SECRET)
             assert status == 202, body
-        await asyncio.sleep(0.7)  # longer than the worker's poll: nothing is sent meanwhile
+        # Nothing is left to send: the calls are held (checked below) for their digest.
+        await settled_notices(db)
         before = len(smtp_sink.messages)
         held = await db.fetch(
             "SELECT due_at, digest FROM notices WHERE kind = 'call.missed' AND state = 'held'"
         )
 
         first = await flush(daemon, datetime.now(UTC) + timedelta(hours=2))
-        messages = await settle(smtp_sink, 2)
+        messages = await settle(smtp_sink, db, 2)
         second = await flush(daemon, datetime.now(UTC) + timedelta(hours=2))
-        await asyncio.sleep(0.5)
+        await settled_notices(db)  # a second digest would have been sent by now
         await wait_state(db, "SELECT state FROM notices WHERE kind = 'digest'", "sent")
         listed = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/notices?limit=50")
 
@@ -207,10 +210,10 @@ async def test_daily_digest_goes_at_the_subscribers_time_once_per_address(
         (due,) = {row["due_at"] for row in rows}
 
         early = await flush(daemon, due - timedelta(seconds=1))
-        await asyncio.sleep(0.5)
+        await settled_notices(db)  # an early digest would have been sent by now
         after_early = len(smtp_sink.messages)
         on_time = await flush(daemon, due)
-        messages = await settle(smtp_sink, 3)
+        messages = await settle(smtp_sink, db, 3)
 
     assert [row["recipient"] for row in rows] == [offices[0]] * 3 + [offices[1]] * 3
     assert {row["digest"] for row in rows} == {"daily"}
@@ -221,7 +224,7 @@ async def test_daily_digest_goes_at_the_subscribers_time_once_per_address(
     assert early == (0, 0)
     assert after_early == 1
     assert on_time == (2, 6)  # one digest per address, not one for both
-    assert len(messages) == 3
+    assert len(smtp_sink.messages) == 3
     assert sorted(recipient(smtp_sink, i) for i in (1, 2)) == offices
     for digest in messages[1:]:
         assert digest["Subject"] == "Rezumat zilnic: 2 faxuri trimise, un fax netrimis"
@@ -260,14 +263,14 @@ async def test_a_voicemail_absorbs_the_held_missed_call_of_the_same_call(
         merged = await states(db, "acc-1")
 
         flushed = await flush(daemon, datetime.now(UTC) + timedelta(hours=2))
-        messages = await settle(smtp_sink, 3)
+        messages = await settle(smtp_sink, db, 3)
 
     assert held[("call.missed", "held")] == 2
     assert merged[("call.missed", "merged")] == 1
     assert merged[("call.missed", "held")] == 1
     assert "Apel nepreluat și mesaj vocal" in str(voicemail["Subject"])
     assert flushed == (1, 1)
-    assert len(messages) == 3
+    assert len(smtp_sink.messages) == 3
     digest = messages[2]
     assert digest["Subject"] == "Rezumat orar: un apel nepreluat"
     (line,) = items(digest)
@@ -292,11 +295,11 @@ async def test_held_notices_survive_a_restart(
 
     async with running_daemon(settings) as again:
         flushed = await flush(again, datetime.now(UTC) + timedelta(hours=2))
-        messages = await settle(smtp_sink, 2)
+        messages = await settle(smtp_sink, db, 2)
 
     assert held_while_down[("call.missed", "held")] == 2
     assert flushed == (1, 2)
-    assert len(messages) == 2
+    assert len(smtp_sink.messages) == 2
     assert messages[1]["Subject"] == "Hourly digest: 2 missed calls"
     assert len(items(messages[1])) == 2
 
@@ -353,13 +356,14 @@ async def test_two_daemons_on_one_database_send_each_digest_once(
             " WHERE datname = current_database() AND wait_event_type = 'Lock'",
             True,
         )
+        # What this tests: the other daemon's job, started with it, runs while the first
+        # waits for the rows; it leaves no trace when it finds the job's lock taken, so
+        # this gives it the time to.
         await asyncio.sleep(0.5)
         await hold.rollback()
 
-        messages = await settle(smtp_sink, len(accounts), seconds=2.0)
-        await wait_state(
-            db, "SELECT count(*) FROM notices WHERE kind = 'digest' AND state <> 'sent'", 0
-        )
+        # Nothing left to send: the daemons' stops below finish any send in progress.
+        messages = await settle(smtp_sink, db, len(accounts))
         digests = await db.fetchval("SELECT count(*) FROM notices WHERE kind = 'digest'")
         gathered = await db.fetchval("SELECT count(*) FROM notices WHERE state = 'digested'")
     finally:
@@ -375,7 +379,7 @@ async def test_two_daemons_on_one_database_send_each_digest_once(
     assert digests == len(accounts)
     assert gathered == 12
     assert sum(line["digests"] for line in logged) == len(accounts)
-    assert len(messages) == len(accounts)  # exactly one each, none twice
+    assert len(smtp_sink.messages) == len(accounts)  # exactly one each, none twice
     assert sorted(rcpts[0] for _, rcpts in smtp_sink.envelopes) == [
         f"sub{n}@client.example" for n in range(len(accounts))
     ]
@@ -410,7 +414,7 @@ async def test_unsubscribing_from_a_digest_stops_the_notices_already_held_for_th
             status, page = response.status, await response.text()
         after = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/preferences")
         second = await flush(daemon, later)
-        await asyncio.sleep(1.0)
+        await settled_notices(db)  # a digest of the held call would have been sent by now
         left = await states(db, "acc-1")
 
     assert status == 200
@@ -437,16 +441,16 @@ async def test_extra_addresses_get_every_immediate_notice_once_per_call(
             await post(daemon, "call.missed", "acc-1", call_id="call-rg", extension=extension)
             for extension in ("101", "102", "103")
         ]
-        calls = await settle(smtp_sink, 3, seconds=0.7)
+        calls = await settle(smtp_sink, db, 3)
         await post(daemon, "fax.sent", "acc-1")
-        messages = await settle(smtp_sink, 5, seconds=0.7)
+        messages = await settle(smtp_sink, db, 5)
         rows = await db.fetch(
             "SELECT recipient, state FROM notices WHERE kind = 'call.missed' ORDER BY recipient"
         )
 
     assert len({leg["event_id"] for leg in legs}) == 3  # three events, one call
     assert len(calls) == 3  # the welcome and the call, once per address
-    assert len(messages) == 5
+    assert len(smtp_sink.messages) == 5
     by_address = Counter(
         (recipient(smtp_sink, i), str(messages[i]["Subject"])[:20]) for i in range(1, 5)
     )
