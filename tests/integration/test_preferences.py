@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from tests.conftest import (
     write_config,
 )
 from tests.integration.admin_support import admin_config, call
+from tests.integration.queue_support import settled_notices
 
 
 def quiet_now() -> str:
@@ -78,7 +78,10 @@ async def test_a_category_turned_off_sends_nothing_but_security_cannot_be(
         await daemon.post("pbx", sample_event("call.missed", "acc-1"), PBX_SECRET)
         await daemon.post("pbx", sample_event("account.pin_created", "acc-1"), PBX_SECRET)
         messages = await smtp_sink.wait_for(2)
-        await asyncio.sleep(0.5)
+        # Both webhooks' notices were committed before their 202: once they are settled,
+        # a missed call's email would have been sent.
+        kinds = [(row["kind"], row["state"]) for row in await settled_notices(db)]
+    assert kinds == [("account.created", "sent"), ("account.pin_created", "sent")]
     assert off[0] == 200
     assert off[1]["explicit"] == {"modes": {"calls": "off"}}
     assert refused[0] == 422
@@ -128,7 +131,9 @@ async def test_a_subscribers_own_quiet_hours_win_over_the_default(
         for account in ("acc-quiet", "acc-awake"):
             await daemon.post("pbx", sample_event("call.missed", account), PBX_SECRET)
         await smtp_sink.wait_for(3)
-        await asyncio.sleep(0.5)
+        # Nothing left to send but the quiet account's call, queued for the end of its
+        # quiet hours (two hours away; checked below).
+        await settled_notices(db, later=timedelta(minutes=30))
     rows = await db.fetch(
         "SELECT account_id, state, due_at > now() + interval '30 minutes' AS held"
         " FROM notices WHERE kind = 'call.missed'"
