@@ -384,8 +384,15 @@ async def test_after_a_fault_a_notice_queued_by_another_host_wakes_the_worker(
         async with asyncio.timeout(WAIT):
             while await _readyz(daemon) != 200:
                 await asyncio.sleep(0.1)
-        # Give the worker's idle claim loop time to settle into its 60 s sleep.
-        await asyncio.sleep(1.0)
+        # The LISTEN is back (its reconnection backs off, 0.5 s doubling: a fixed sleep
+        # could end before it, and the email then came from the wake-up that follows the
+        # reconnection, not from a NOTIFY).
+        async with asyncio.timeout(WAIT):
+            while not set(await _listener_pids(fault_url)) - set(before):
+                await asyncio.sleep(0.05)
+        # That wake-up's claim, for what was queued while not listening, is over within
+        # this; the worker then sleeps its 60 s, so only the NOTIFY can explain an email.
+        await asyncio.sleep(0.3)
         # Another host's intake: the same database, not this daemon's HTTP.
         pool = await storage_db.create_pool(fault_url, settings.database)
         try:
