@@ -148,7 +148,10 @@ async def test_the_next_message_is_not_accepted_until_the_last_outcome_is_record
         async with relay.sending(message(1), SENDER, "user1@client.example", "<n1@v>") as first:
             assert first.verdict is Verdict.SENT
             second = asyncio.create_task(send(relay, 2))
-            await asyncio.sleep(0.3)  # ample for a loopback round trip or four
+            # That nothing happens is what this tests, and no database or reply can say
+            # "not yet": the time a wrongly released second message would need to be
+            # accepted, a loopback round trip or four.
+            await asyncio.sleep(0.3)
             assert [m["Subject"] for m in sink.messages] == ["Notice 1"]
             assert not second.done()
         assert await asyncio.wait_for(second, 10) == (Verdict.SENT, "", False, False)
