@@ -40,6 +40,17 @@ def warnings(settings: Settings) -> list[tuple[str, str]]:
     an address they cannot reach. Keyed like ConfigError's problems; never the secret."""
     found: list[tuple[str, str]] = []
     found += _link_key_warnings(settings)
+    if not settings.privacy.erasure_key and settings.database.url:
+        # As the link key: hosts sharing this database would each generate their own.
+        found.append(
+            (
+                "[privacy] erasure_key",
+                "is empty: this host keys the hashes of erased addresses with a key of its own "
+                "(state_dir/erasure-key); a host sharing this database with another key does "
+                "not recognise them, and lets an erased address back onto marketing through "
+                "an import. Configure the same key on every host",
+            )
+        )
     public_url = settings.http.public_url
     host = urlsplit(public_url).hostname if public_url else settings.http.host
     if not public_url or _unreachable(host or ""):

@@ -17,6 +17,9 @@ EXAMPLE = Path(__file__).resolve().parents[2] / "config" / "notifyd.example.toml
 RANDOM_SECRET = "whsec_" + base64.b64encode(os.urandom(32)).decode()
 
 
+SHARED_DATABASE = "postgresql://db.internal/notifyd"
+
+
 def _ready(tmp_path: Path, **changes: dict[str, object]) -> Path:
     sections: dict[str, dict[str, object]] = {
         "http": {"public_url": "https://notices.voip.example"},
@@ -74,8 +77,16 @@ def test_a_ready_config_has_no_warnings(tmp_path: Path, capsys: pytest.CaptureFi
         ({"daemon": {"link_secret": "changeme"}}, "[daemon] link_secret"),
         # Rotation: each key is checked, and named by its place.
         ({"daemon": {"link_secret": [RANDOM_SECRET, "changeme"]}}, "[daemon] link_secret[1]"),
-        # A database other hosts may share, and no key: each host would seal with its own.
-        ({"database": {"url": "postgresql://db.internal/notifyd"}}, "[daemon] link_secret"),
+        # A database other hosts may share, and no key: each host would seal links, and
+        # hash erased addresses, with its own.
+        (
+            {"database": {"url": SHARED_DATABASE}, "privacy": {"erasure_key": RANDOM_SECRET}},
+            "[daemon] link_secret",
+        ),
+        (
+            {"database": {"url": SHARED_DATABASE}, "daemon": {"link_secret": RANDOM_SECRET}},
+            "[privacy] erasure_key",
+        ),
         ({"http": {"public_url": ""}}, "[http] public_url"),
         ({"http": {"public_url": "http://localhost:8080"}}, "[http] public_url"),
         # docs/admin-api.md's example digest is the SHA-256 of "test".
