@@ -281,10 +281,11 @@ class Outcomes:
             if a.lower() != notice.recipient.lower()
         ]
         refused = await address_store.undeliverable_among(conn, others)
+        deliverable = [a for a in others if a.lower() not in refused]
         rerouted = await notice_store.reroute(
             conn,
             notice.id,
-            [a for a in others if a.lower() not in refused],
+            deliverable,
             "rerouted: another address of the account refused this notice (hard bounce)",
             self.mailing.message_domain,
             recipient_reasons(notice.category),
@@ -292,6 +293,11 @@ class Outcomes:
         if rerouted:
             log.info("mandatory notice rerouted", notice_id=str(notice.id), copies=len(rerouted))
             await notice_store.wake_workers(conn)
+        elif deliverable:
+            # The account's other addresses were sent their own copies: nothing is lost.
+            log.info(
+                "mandatory notice: the other addresses have their copies", notice_id=str(notice.id)
+            )
         else:
             log.error(
                 "mandatory notice undeliverable: no other address; see the dead letters",

@@ -238,12 +238,13 @@ async def test_a_mandatory_notice_that_bounces_is_rerouted_to_the_other_address_
         sink.refuse["one@client.example"] = USER_UNKNOWN
         sink.refuse["two@client.example"] = USER_UNKNOWN
 
-        first = await post(daemon, "account.password_changed", "acc-1")
-        second = await post(daemon, "account.password_changed", "acc-2")
-        await sink.wait_for(4)
-        await settled(db, first)
-        await settled(db, second)
-        await settled_notices(db)  # a second copy sent meanwhile is counted below
+        with structlog.testing.capture_logs() as logs:
+            first = await post(daemon, "account.password_changed", "acc-1")
+            second = await post(daemon, "account.password_changed", "acc-2")
+            await sink.wait_for(4)
+            await settled(db, first)
+            await settled(db, second)
+            await settled_notices(db)  # a second copy sent meanwhile is counted below
         one = await bounces(db, "one@client.example")
     # Read once the daemon has stopped: a reroute is written after the failure it follows,
     # and the stop waits for every send to record its outcome, reroutes included, so a
@@ -266,6 +267,12 @@ async def test_a_mandatory_notice_that_bounces_is_rerouted_to_the_other_address_
         "b2@o.example": "sent",
     }
     assert sink.to("b2@o.example") == 1
+    # Nothing was lost: no error says so.
+    said = {(line["event"], line["log_level"]) for line in logs if "mandatory" in line["event"]}
+    assert said == {
+        ("mandatory notice rerouted", "info"),
+        ("mandatory notice: the other addresses have their copies", "info"),
+    }
     assert sorted(sink.refused) == ["one@client.example", "two@client.example"]
     assert one is not None
     assert one["hard_bounces"] == 1
