@@ -158,3 +158,27 @@ def test_the_withholding_at_the_claim_spares_the_catalogues_mandatory_categories
     assert spared is not None
     named = {name.strip().strip("'") for name in spared.group(1).split(",")}
     assert named == {category.value for category in MANDATORY_CATEGORIES}
+
+
+PRIVACY_DOC = (Path(__file__).resolve().parents[2] / "docs" / "privacy.md").read_text("utf-8")
+
+
+async def test_the_privacy_data_map_names_every_table_and_column(db: asyncpg.Connection) -> None:
+    """docs/privacy.md tells a data-protection officer what each column holds and when it
+    goes: a migration that adds a table or a column adds its row or its name there."""
+    data_map = PRIVACY_DOC.split("## The data map", 1)[1].split("\n## ", 1)[0]
+    rows = {
+        line.split("|")[1].strip().strip("`"): line.split("|")[2]
+        for line in data_map.splitlines()
+        if line.startswith("| `")
+    }
+    columns = await db.fetch(
+        "SELECT table_name, column_name FROM information_schema.columns"
+        " WHERE table_schema = 'public' ORDER BY table_name, ordinal_position"
+    )
+    missing = [
+        f"{c['table_name']}.{c['column_name']}"
+        for c in columns
+        if f"`{c['column_name']}`" not in rows.get(c["table_name"], "")
+    ]
+    assert missing == []
