@@ -268,6 +268,13 @@ class Daemon:
                 problems=[f"{key}: {message}" for key, message in error.problems],
             )
             systemd.notify("READY=1", "STATUS=reload refused: config invalid")
+            assert self.database is not None
+            await audit.record_apart(
+                self.database.pool,
+                audit.CONFIG,
+                "config.reload_refused",
+                detail={"problems": len(error.problems)},
+            )
             return False
         for section in RESTART_ONLY:
             old_value, new_value = getattr(self.settings, section), getattr(new, section)

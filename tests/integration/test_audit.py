@@ -127,6 +127,8 @@ async def test_each_kind_of_change_is_recorded_and_none_holds_personal_data(
         config["delivery"]["poll_seconds"] = 1
         write_config(settings.path, config)
         assert await daemon.daemon.reload()
+        write_config(settings.path, {**config, "delivery": {"poll_seconds": "soon"}})
+        assert not await daemon.daemon.reload()  # refused: the running config stays
     # Every column of every row, as text: none of what the calls carried.
     whole = "\n".join(await db.fetchval("SELECT array_agg(audit::text) FROM audit")).lower()
     assert [value for value in PERSONAL if value.lower() in whole] == []
@@ -152,6 +154,7 @@ async def test_each_kind_of_change_is_recorded_and_none_holds_personal_data(
         (link, "consent.withdrawn", "acc-1", {"via": "unsubscribe"}),
         (link, "preferences.changed", "acc-1", {"fields": ["modes.calls"], "via": "unsubscribe"}),
         ("config", "config.reloaded", None, {"sections": ["delivery", "admin"]}),
+        ("config", "config.reload_refused", None, {"problems": 1}),
     ]
 
 
