@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
 from notifyd.settings import Settings
@@ -108,8 +108,7 @@ async def erase(settings: Settings, conn: Conn, account_id: str) -> int:
         account_id,
         erasure.erasure_key(settings.privacy.erasure_key, settings.daemon.state_dir),
         requested_by="cli",
-        billing_retention=timedelta(days=settings.retention.billing_days),
-        batch=settings.privacy.erase_batch_rows,
+        settings=settings,
         progress=progress,
     )
     if erased is None:

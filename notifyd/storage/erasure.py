@@ -3,13 +3,14 @@ keep an erased address off marketing (tables `erasures`, `erased_addresses`).
 
 `erase()` deletes everything of the account but its billing notices within billing
 retention, which lose every field accounting does not need. It works in bounded
-transactions of at most `batch` rows, each step run until it finds nothing left, and every
-step does nothing once done: run again after a crash (or twice), it finishes the work. The
-subscriber row goes last, so a resumed erasure still finds the account's addresses; their
-HMACs are kept (`erasure_key`), and `resuppress()` puts an address given again by an
-import or the admin API (http/admin/imports.py, subscribers.py) back on the suppression
-list. Called by `notifyd privacy erase` (cli.py) and DELETE /v1/admin/subscribers/{id}
-(http/admin/privacy.py); what it reads of an account is what storage/export.py exports.
+transactions of at most [privacy] erase_batch_rows rows, each step run until it finds
+nothing left, and every step does nothing once done: run again after a crash (or twice), it
+finishes the work. The subscriber row goes last, so a resumed erasure still finds the
+account's addresses; their HMACs are kept (`erasure_key`), and `resuppress()` puts an
+address given again by an import or the admin API (http/admin/imports.py, subscribers.py)
+back on the suppression list. Called by `notifyd privacy erase` (privacy_cli.py) and
+DELETE /v1/admin/subscribers/{id} (http/admin/privacy.py); what it reads of an account is
+what storage/export.py exports.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from notifyd.settings import Settings
 from notifyd.storage import export, queries
 from notifyd.storage.db import Conn
 
@@ -30,7 +32,6 @@ SQL = queries.load("erasure")
 KEY_FILE = "erasure-key"
 # What a kept billing notice keeps of its event (the rest of the event is deleted).
 ACCOUNTING_FIELDS = ("amount", "currency", "new_balance", "payment_id", "invoice_number")
-BATCH = 500
 
 # The batched steps, in order; each is run until it changes no row.
 STEPS = (
@@ -112,13 +113,14 @@ async def erase(
     key: bytes,
     *,
     requested_by: str,
-    billing_retention: timedelta,
-    batch: int = BATCH,
+    settings: Settings,
     progress: Progress = lambda step, rows: None,
 ) -> Erased | None:
     """Erase the account; None when nothing is held about it. Billing notices younger than
-    `billing_retention` ([retention] billing_days) are kept, stripped. `progress` is told
-    each batch committed (step, rows)."""
+    [retention] billing_days are kept, stripped; at most [privacy] erase_batch_rows rows
+    change in a transaction. `progress` is told each batch committed (step, rows)."""
+    billing_retention = timedelta(days=settings.retention.billing_days)
+    batch = settings.privacy.erase_batch_rows
     rows: dict[str, int] = {}
     async with conn.transaction():
         if not await export.account_known(conn, account_id):

@@ -9,7 +9,6 @@ document (http/openapi.py).
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
 
 import structlog
 from aiohttp import web
@@ -100,8 +99,7 @@ async def erase_account(request: web.Request) -> web.Response:
             account_id,
             runtime.erasure_key,
             requested_by=request[TOKEN_NAME],
-            billing_retention=timedelta(days=runtime.settings.retention.billing_days),
-            batch=runtime.settings.privacy.erase_batch_rows,
+            settings=runtime.settings,
         )
     if erased is None:
         raise no_subscriber(account_id)
