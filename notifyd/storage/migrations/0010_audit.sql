@@ -1,4 +1,4 @@
--- The audit trail (docs/privacy.md, "Scoped admin tokens and the audit trail"): who changed
+-- The audit trail (docs/privacy.md): who changed
 -- what and when, never the personal data itself. Append only: the daemon inserts rows, and
 -- deletes only those older than [audit] keep_days (purge_audit); an UPDATE is refused here.
 -- Expand only: hosts of the version before this one neither read nor write it.
