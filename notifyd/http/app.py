@@ -34,7 +34,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
                 error.status, error.reason.lower().replace(" ", "_"), error.reason
             )
         except Exception:
-            log.exception("unhandled error", path=request.path)
+            # The route as declared, not the path: a subscriber page's path is its link.
+            resource = request.match_info.route.resource
+            route = resource.canonical if resource is not None else "(no route)"
+            log.exception("unhandled error", method=request.method, route=route)
             response = error_response(500, "internal", "internal error; see the daemon log")
         response.headers["X-Request-Id"] = request_id
         # Every answer, not only the pages': an error or JSON body shown in a browser must

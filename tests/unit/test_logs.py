@@ -18,7 +18,15 @@ import structlog
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifyd.logs import configure, log_loop_exceptions, mask, mask_email, mask_phone, mask_pii
+from notifyd.logs import (
+    configure,
+    log_loop_exceptions,
+    mask,
+    mask_credentials,
+    mask_email,
+    mask_phone,
+    mask_pii,
+)
 
 
 @pytest.fixture
@@ -250,7 +258,26 @@ def test_secrets_nested_in_a_logged_mapping_are_redacted() -> None:
 )
 def test_the_quick_checks_mask_exactly_what_the_full_masking_does(text: str) -> None:
     # `mask` skips the address pass when the text has no "@".
-    assert mask(text) == mask_phone(mask_email(text))
+    assert mask(text) == mask_phone(mask_email(mask_credentials(text)))
+
+
+@pytest.mark.parametrize(
+    ("text", "masked"),
+    [
+        # aiohttp's parser error for an over-long line quotes its first hundred bytes.
+        (
+            "Got more than 8190 bytes when reading: bytearray(b'/v1/preferences/QUJD-_9x?aa...')",
+            "Got more than 8190 bytes when reading: bytearray(b'/v1/preferences/***?aa...')",
+        ),
+        ("/v1/links/QUJD-_9x/renew", "/v1/links/***/renew"),
+        ("POST /v1/unsubscribe/QUJD%2F HTTP/1.1", "POST /v1/unsubscribe/*** HTTP/1.1"),
+        ("b'Bearer ops-token-7c1f' b'bearer\tx'", "b'Bearer [redacted]' b'bearer\t[redacted]'"),
+        # The route as declared names no token.
+        ("/v1/preferences/{token}", "/v1/preferences/{token}"),
+    ],
+)
+def test_link_and_bearer_tokens_in_any_text_are_masked(text: str, masked: str) -> None:
+    assert mask(text) == masked
 
 
 # -- addresses beyond ASCII, SIP and tel URIs --------------------------------------------------

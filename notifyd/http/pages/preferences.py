@@ -205,8 +205,9 @@ async def save_preferences(request: web.Request) -> web.Response:
         return shell.refused(shell.asked_language(request), "preferences")
     if request.content_length is None or request.content_length > shell.FORM_LIMIT:
         return web.Response(status=413, text="the form is too large")
-    form = await request.post()
-    if not shell.form_token_valid(runtime, request.match_info["token"], form.get(shell.CSRF_FIELD)):
+    form = await shell.read_form(request)
+    given = form.get(shell.CSRF_FIELD) if form is not None else None
+    if form is None or not shell.form_token_valid(runtime, request.match_info["token"], given):
         log.warning("preference change without the page's form token", account_id=account_id)
         return shell.refused(shell.asked_language(request), "preferences")
     async with runtime.pool.acquire() as conn, conn.transaction():

@@ -146,8 +146,8 @@ async def renew(request: web.Request) -> web.Response:
     account_id = _account_of(runtime, token)
     if account_id is None:
         return shell.invalid(language, "preferences")
-    small = request.content_length is not None and request.content_length <= shell.FORM_LIMIT
-    given = (await request.post()).get(shell.CSRF_FIELD) if small else None
+    form = await shell.read_form(request)
+    given = form.get(shell.CSRF_FIELD) if form is not None else None
     if shell.cross_site(request, runtime) or not shell.form_token_valid(runtime, token, given):
         log.warning("fresh link asked for from outside its page", account_id=account_id)
         return shell.refused(language, "preferences")

@@ -9,6 +9,8 @@ import html
 
 import structlog
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from multidict import MultiDict, MultiDictProxy
 from yarl import URL
 
 from notifyd.catalogue.locale import LANGUAGES
@@ -169,6 +171,34 @@ def cross_site(request: web.Request, runtime: Runtime) -> bool:
 
 def has_browser_headers(request: web.Request) -> bool:
     return "Origin" in request.headers or "Sec-Fetch-Site" in request.headers
+
+
+# What aiohttp's form reader raises on a body that is no form it can read: an unknown
+# charset (LookupError), broken multipart (ValueError), an unknown transfer encoding
+# (RuntimeError), too many parts or headers (HTTPException, HttpProcessingError).
+_UNREADABLE = (
+    ValueError,
+    LookupError,
+    RuntimeError,
+    TypeError,
+    HttpProcessingError,
+    web.HTTPException,
+)
+
+
+async def read_form(request: web.Request) -> MultiDictProxy[str] | None:
+    """The text fields of a POST of the pages' form size; None when the body is larger or
+    is no form aiohttp can read. Our pages send a small urlencoded form, so such a body did
+    not come from them: it is answered as a form without the page's token (never a 500,
+    whose log line would hold the link). A file sent where text belongs is left out."""
+    if request.content_length is None or request.content_length > FORM_LIMIT:
+        return None
+    try:
+        form = await request.post()
+    except _UNREADABLE as error:
+        log.info("a page's POST is no readable form", error=type(error).__name__)
+        return None
+    return MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
 
 
 def form_token_field(runtime: Runtime, link_token: str) -> str:

@@ -86,8 +86,8 @@ async def unsubscribe(request: web.Request) -> web.Response:
         return shell.refused(language, "title")
     # Read only a form of the page's size: a one-click POST needs no body to be taken, as
     # before forms had tokens (RFC 8058 fixes what it sends, not how it is framed).
-    small = request.content_length is not None and request.content_length <= shell.FORM_LIMIT
-    given = (await request.post()).get(shell.CSRF_FIELD) if small else None
+    form = await shell.read_form(request)
+    given = form.get(shell.CSRF_FIELD) if form is not None else None
     # The page's own button sends its form token; a mail provider's one-click POST has
     # none, and no browser headers either. A browser's POST without it is not from us.
     from_browser = given is not None or shell.has_browser_headers(request)
