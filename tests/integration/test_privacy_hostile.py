@@ -22,11 +22,16 @@ from tests.conftest import (
     BILLING_SECRET,
     WAIT,
     SmtpSink,
+    load_config,
+    running_daemon,
     signed_request,
     spawn_daemon,
+    write_config,
 )
+from tests.integration.admin_support import admin_config, call
 from tests.integration.daemon_support import form_token
 from tests.integration.links_support import NEW_KEY, days_ago, link_settings
+from tests.integration.privacy_support import notifyd_command
 
 ADDRESS = "ana.popescu@example.com"
 NUMBER = "+40721555123"
@@ -114,3 +119,31 @@ def _refused_page(answer: tuple[int, str, str]) -> bool:
     """A 4xx page, or the unsubscribe done (200) for a POST that is no browser's."""
     status, content_type, text = answer
     return status < 500 and content_type.startswith("text/html") and "Traceback" not in text
+
+
+async def test_an_audit_page_before_a_moment_outside_the_calendar_is_a_422(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = admin_config(tmp_path, database_url, None)
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        answers = [
+            await call(daemon, "GET", f"/v1/admin/{path}?before={moment}")
+            for path in ("audit", "dead-letters", "subscribers/acc-1/events")
+            for moment in ("9999-12-31T23:59:59-23:59", "0001-01-01T00:00:00%2B23:59")
+        ]
+    assert [status for status, _ in answers] == [422] * 6
+    assert all("before" in body["fields"] for _, body in answers)
+
+
+async def test_a_command_given_an_account_id_that_is_not_text_says_so_in_one_line(
+    tmp_path: Path, database_url: str
+) -> None:
+    path = write_config(tmp_path / "cli.toml", admin_config(tmp_path, database_url, None))
+    # Bytes that are not UTF-8 reach Python as lone surrogates, which PostgreSQL refuses.
+    for action in ("export", "erase", "restrict", "lift"):
+        code, out, err = await notifyd_command(path, "privacy", action, "acc-\udcff")
+        assert (code, out) == (2, ""), err
+        assert "Traceback" not in err
+        assert err.strip().splitlines() == [
+            "notifyd privacy: ACCOUNT_ID must not contain a lone surrogate (it is not text)"
+        ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field, WithJsonSchema
@@ -34,7 +34,11 @@ def _rfc3339(value: object) -> object:
         raise ValueError("must be an RFC 3339 time") from None
     if moment.tzinfo is None:
         raise ValueError("must carry a time zone offset")
-    return moment
+    try:
+        # PostgreSQL is given it in UTC: 9999-12-31T23:59-01:00 is past the last year.
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must be within the years 1 to 9999 in UTC") from None
 
 
 # At most 500 of a list, 50 unless asked.
