@@ -14,6 +14,7 @@ import sys
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, TextIO
 
+from notifyd import unstorable
 from notifyd.settings import Settings
 
 if TYPE_CHECKING:  # the storage is imported when a command runs, not for every `notifyd`
@@ -21,6 +22,8 @@ if TYPE_CHECKING:  # the storage is imported when a command runs, not for every 
 
 # sysexits.h EX_NOUSER ("addressee unknown").
 EXIT_UNKNOWN_ACCOUNT = 67
+# As argparse exits for a command line it cannot take.
+EXIT_USAGE = 2
 
 
 def declare(actions: argparse._SubParsersAction[argparse.ArgumentParser], config: str) -> None:
@@ -58,6 +61,12 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
     from notifyd.logs import configure
     from notifyd.storage import audit, db
 
+    # Bytes that are not UTF-8 reach argv as lone surrogates: no account has such an id,
+    # and PostgreSQL cannot even look one up.
+    wrong = unstorable.problem(args.account_id)
+    if wrong is not None:
+        print(f"notifyd privacy: ACCOUNT_ID {wrong}", file=sys.stderr)
+        return EXIT_USAGE
     configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
     async with (
         db.open_database(settings.database, settings.pgdata_dir) as database,
