@@ -223,6 +223,8 @@ class Daemon:
             dsn=database.dsn,
             erasure_key=erasure_key(s.privacy.erasure_key, s.daemon.state_dir),
         )
+        # After the server's cleanup (the stack runs backwards): no request can spawn more.
+        self.stack.push_async_callback(self.runtime.drain)
         runner = web.AppRunner(
             create_app(self.runtime),
             handle_signals=False,

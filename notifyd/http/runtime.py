@@ -3,9 +3,11 @@ services the daemon built (the intake)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import asyncio
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -46,10 +48,24 @@ class Runtime:
     # Asks for a fresh preference link per client address ([links]).
     renewal_asks: ClientWindow = field(default_factory=ClientWindow)
     bodies: BodiesInFlight = field(init=False)
+    # Work a request starts and does not wait for (the email of a fresh link: its answer
+    # must not take longer for an account that exists). Kept so that no task is lost, and
+    # awaited by the daemon's stop, after the server's, before the pool closes.
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.bodies = BodiesInFlight(self.settings.webhooks.max_bytes_in_flight)
         self.apply(self.settings)
+
+    def spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for the work spawned (each task logs its own failure)."""
+        if self.tasks:
+            await asyncio.gather(*self.tasks, return_exceptions=True)
 
     def apply(self, settings: Settings) -> None:
         """Switch to reloaded settings; requests already running finish with the old ones."""

@@ -1,8 +1,8 @@
 """The page of a link that no longer opens (a preference link past [links]
 preferences_days or revoked by the admin, an unsubscribe link past unsubscribe_days), and
 the fresh preference link it offers to email: preferences.py and unsubscribe.py answer with
-offer(); the button posts to /v1/links/{token}/renew, which queues the email
-(intake/renewals.py) and answers the same whether or not anything was sent.
+offer(); the button posts to /v1/links/{token}/renew, which answers at once, the same
+whether or not anything will be sent, and then queues the email (intake/renewals.py).
 
 One button, no address typed: the fresh link goes only to the address on file for the
 link's account, so the page never shows an address, asks for none, and has nothing to
@@ -155,6 +155,14 @@ async def renew(request: web.Request) -> web.Response:
     if not runtime.renewal_asks.allow(request.remote or "", limit):
         log.warning("fresh link refused: too many asks from one client")
         return _page(language, words["sent_title"], f"<p>{words['busy']}</p>", status=429)
-    if await renewals.renew(runtime.pool, runtime.settings, account_id, runtime.clock()):
-        runtime.on_queued()
+    # Queued after the answer: its time is the same whether the account exists or not.
+    runtime.spawn(_queue_fresh_link(runtime, account_id))
     return _page(language, words["sent_title"], f"<p>{words['sent']}</p>", status=200)
+
+
+async def _queue_fresh_link(runtime: Runtime, account_id: str) -> None:
+    try:
+        if await renewals.renew(runtime.pool, runtime.settings, account_id, runtime.clock()):
+            runtime.on_queued()
+    except Exception:  # no request waits for it to say so: the log does
+        log.exception("fresh preference link not queued", account_id=account_id)
