@@ -21,13 +21,15 @@ from tests.integration.admin_support import OPS_TOKEN, admin_config
 pytestmark = pytest.mark.slow
 
 
-def fuzz(base_url: str) -> tuple[list[str], dict[str, int]]:
+def fuzz(base_url: str) -> tuple[list[str], dict[str, int], list[str]]:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     problems: list[str] = []
     calls: dict[str, int] = {}
+    documented: list[str] = []
     for result in schema.get_all_operations():
         assert isinstance(result, Ok), result
         operation = result.ok()
+        documented.append(operation.label)
 
         @settings(
             max_examples=15,
@@ -53,7 +55,7 @@ def fuzz(base_url: str) -> tuple[list[str], dict[str, int]]:
             check()
         except (Exception, BaseExceptionGroup) as error:  # collect every failure, report all
             problems.append(f"{operation.label}: {str(error)[:1500]}")
-    return problems, calls
+    return problems, calls, documented
 
 
 async def test_the_api_answers_as_its_openapi_document_says(
@@ -62,10 +64,25 @@ async def test_the_api_answers_as_its_openapi_document_says(
     path = write_config(tmp_path / "notifyd.toml", admin_config(tmp_path, database_url, None))
     daemon = await spawn_daemon(path)
     try:
-        problems, calls = await asyncio.wait_for(asyncio.to_thread(fuzz, daemon.base_url), 90)
+        problems, calls, documented = await asyncio.wait_for(
+            asyncio.to_thread(fuzz, daemon.base_url), 150
+        )
     finally:
         daemon.process.send_signal(signal.SIGTERM)
         await daemon.wait_exit()
     assert problems == []
-    assert len(calls) >= 13  # every documented operation was exercised...
-    assert sum(calls.values()) >= 100  # ...with a fair number of generated requests
+    # Every documented operation was exercised (the privacy routes of issue 18 among them:
+    # a route added later is fuzzed the day it is documented)...
+    assert sorted(calls) == sorted(documented)
+    assert {
+        "POST /v1/links/{token}/renew",
+        "GET /v1/admin/subscribers/{account_id}/export",
+        "DELETE /v1/admin/subscribers/{account_id}",
+        "PUT /v1/admin/subscribers/{account_id}/restriction",
+        "DELETE /v1/admin/subscribers/{account_id}/restriction",
+        "POST /v1/admin/subscribers/{account_id}/links/revoke",
+        "PATCH /v1/admin/subscribers/{account_id}",
+        "GET /v1/admin/audit",
+        "GET /export.schema.json",
+    } <= set(calls)
+    assert sum(calls.values()) >= 10 * len(documented)  # ...with a fair number of requests
