@@ -121,6 +121,10 @@ TEXT: dict[str, dict[str, str]] = {
 }
 
 
+# The referrer only to this site; the Origin of the page's own POSTs is then its own.
+REFERRER_POLICY = "same-origin"
+
+
 def html_page(language: str, title: str, body: str, status: int = 200) -> web.Response:
     document = (
         f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8">'
@@ -129,8 +133,11 @@ def html_page(language: str, title: str, body: str, status: int = 200) -> web.Re
         "<body>"
         f"<h1>{html.escape(title)}</h1>{body}</body></html>"
     )
-    # The token in the address is the credential: keep the page out of caches and referrers.
-    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    # The token in the address is the credential: keep the page out of caches, and out of
+    # the referrer of any request to another site. Not "no-referrer": under it a browser
+    # sends "Origin: null" with the page's own form POST (Fetch, "serialize a request
+    # origin"), which cross_site() must refuse, so no button worked in a real browser.
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": REFERRER_POLICY}
     return web.Response(text=document, content_type="text/html", status=status, headers=headers)
 
 
