@@ -156,6 +156,22 @@ async def test_every_page_lets_the_browser_send_its_own_origin_with_its_forms(
     assert policies == dict.fromkeys(policies, "same-origin")
 
 
+async def test_the_pages_keep_off_the_screens_edges_and_have_buttons_to_touch(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    """Seen at 360x740 in Chromium: the text touched both edges and the buttons were
+    20 px high. Their style (the one the Content-Security-Policy allows) pads both."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        async with daemon.session.get(await welcome(daemon, smtp_sink)) as page:
+            text = await page.text()
+    style = text.split("<style>", 1)[1].split("</style>", 1)[0]
+    rules = dict(rule.split("{", 1) for rule in style.rstrip("}").split("}"))
+    assert "padding:0 1em" in rules["body"]
+    assert "padding:.6em 1.2em" in rules["button"]
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in text
+
+
 async def marketing_link(daemon: Any, account: str = "acc-1") -> str:
     """An unsubscribe link from offers, for a subscriber who consented to them."""
     await call(
@@ -266,8 +282,18 @@ async def test_unsubscribe_links_sent_in_the_old_readable_format_still_work(
 @pytest.mark.parametrize(
     ("language", "heading", "invalid", "other"),
     [
-        ("ro", "Preferințe de notificare", "Linkul nu este valid.", "Dezabonare"),
-        ("en", "Notification preferences", "This link is not valid.", "Unsubscribe"),
+        (
+            "ro",
+            "Preferințe de notificare",
+            "Linkul nu este valid. Deschideți-l din nou din email, întreg",
+            "Dezabonare",
+        ),
+        (
+            "en",
+            "Notification preferences",
+            "This link is not valid. Open it again from the email, whole",
+            "Unsubscribe",
+        ),
     ],
 )
 async def test_a_tampered_preference_link_says_it_is_the_preference_page(

@@ -29,7 +29,13 @@ CSRF_FIELD = "form_token"
 
 # The pages' only style, allowed by its hash: no inline script or style can run, even if
 # some text ever escaped html.escape.
-PAGE_STYLE = "body{font-family:Arial,sans-serif;max-width:40em;margin:2em auto}"
+# Seen at 360 px wide in Chromium: without the padding the text touched the screen's edges,
+# and the buttons were 20 px high, below a finger's target; inherited fonts keep the
+# controls' text as large as the page's.
+PAGE_STYLE = (
+    "body{font-family:Arial,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}"
+    "button,input,select{font:inherit}button{padding:.6em 1.2em}"
+)
 _STYLE_HASH = base64.b64encode(hashlib.sha256(PAGE_STYLE.encode()).digest()).decode()
 # Sent with every answer of the app (JSON ones too: a browser shown one runs nothing).
 CONTENT_SECURITY_POLICY = (
@@ -87,7 +93,8 @@ TEXT: dict[str, dict[str, str]] = {
         "button": "Dezabonare",
         "done": "V-ați dezabonat. Nu veți mai primi oferte la această adresă.",
         "done_digest": "V-ați dezabonat. Nu veți mai primi notificări: {category}.",
-        "invalid": "Linkul nu este valid.",
+        "invalid": "Linkul nu este valid. Deschideți-l din nou din email, întreg: un link "
+        "copiat pe bucăți nu se deschide.",
         "refused": "Cererea nu vine din această pagină. Deschideți din nou linkul din email.",
         "preferences": "Preferințe de notificare",
         "mandatory": "Notificările de securitate și anunțurile de serviciu se trimit întotdeauna.",
@@ -106,7 +113,8 @@ TEXT: dict[str, dict[str, str]] = {
         "button": "Unsubscribe",
         "done": "You are unsubscribed. This address will receive no more offers.",
         "done_digest": "You are unsubscribed. You will receive no more notices: {category}.",
-        "invalid": "This link is not valid.",
+        "invalid": "This link is not valid. Open it again from the email, whole: a link copied "
+        "in pieces does not open.",
         "refused": "This request did not come from this page. Open the link in the email again.",
         "preferences": "Notification preferences",
         "mandatory": "Security notices and service announcements are always sent.",
