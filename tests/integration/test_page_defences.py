@@ -163,7 +163,8 @@ async def test_the_pages_keep_off_the_screens_edges_and_have_buttons_to_touch(
     20 px high. Their style (the one the Content-Security-Policy allows) pads both."""
     settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
     async with running_daemon(settings) as daemon:
-        async with daemon.session.get(await welcome(daemon, smtp_sink)) as page:
+        link = await welcome(daemon, smtp_sink)
+        async with daemon.session.get(link) as page:
             text = await page.text()
     style = text.split("<style>", 1)[1].split("</style>", 1)[0]
     rules = dict(rule.split("{", 1) for rule in style.rstrip("}").split("}"))
