@@ -17,7 +17,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
+from notifyd.catalogue.events import MANDATORY_CATEGORIES
 from notifyd.delivery.breaker import Breaker
 from notifyd.delivery.enclosing import KINDS_WITH_FILES
 from notifyd.delivery.send import Attempt, Mailing
@@ -40,7 +40,6 @@ log = structlog.get_logger(__name__)
 _TRANSIENT = (*db.UNAVAILABLE, asyncpg.TransactionRollbackError)
 
 _MANDATORY = frozenset(c.value for c in MANDATORY_CATEGORIES)
-_OPTIONAL = frozenset(c.value for c in Category) - _MANDATORY
 
 
 class Outcomes:
@@ -260,16 +259,8 @@ class Outcomes:
             conn, notice.recipient, reply, self.mailing.delivery.bounce_limit
         )
         if undeliverable:
+            # record_bounce cancelled what else waits for this address, of every account.
             log.warning("address marked undeliverable", notice_id=str(notice.id), bounces=bounces)
-            # What else of the account waits for this address would bounce too (issue 18);
-            # claim_due withholds other accounts' notices to it as they come due.
-            await notice_store.cancel_waiting(
-                conn,
-                notice.account_id,
-                _OPTIONAL,
-                "cancelled: the address is undeliverable (hard bounces)",
-                [notice.recipient],
-            )
         if notice.category not in _MANDATORY:
             return
         subscriber = await subscriber_store.get(conn, notice.account_id)

@@ -1,6 +1,8 @@
 """A marketing consent choice, from the subscriber's page, the unsubscribe link, the admin
 API or an import: recorded in the history and applied to the account's marketing addresses
-as `rules.consent` says; a withdrawal also cancels the offers not sent yet (issue 18)."""
+as `rules.consent` says; a withdrawal also cancels the offers not sent yet (issue 18): the
+account's own, and every other account's to the addresses it suppresses
+(storage/consent.py)."""
 
 from __future__ import annotations
 
@@ -35,13 +37,15 @@ async def decide(
         wording_version=wording_version,
         recorded_by=recorded_by,
     )
+    if suppresses(granted):
+        # First, so that the account's own offers say why: its consent was withdrawn.
+        # Suppressing then cancels other accounts' offers to these addresses.
+        await cancel_offers(conn, account_id, source)
     for address in set(addresses):
         if suppresses(granted):
             await consent_store.suppress(conn, address, f"withdrawn via {source}")
         elif lifts_suppression(granted, source):
             await consent_store.lift(conn, address)
-    if suppresses(granted):
-        await cancel_offers(conn, account_id, source)
     return event
 
 

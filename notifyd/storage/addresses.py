@@ -1,21 +1,33 @@
-"""Address health (table `address_health`): hard bounces and undeliverable addresses."""
+"""Address health (table `address_health`): hard bounces and undeliverable addresses.
+Neighbour: notices.py, whose waiting notices to an address marked undeliverable here are
+cancelled with it (but the mandatory categories'), whichever account they are of."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
 
-from notifyd.storage import queries
+from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
+from notifyd.storage import notices, queries
 from notifyd.storage.db import Conn
 
 SQL = queries.load("addresses")
+# What an undeliverable address no longer gets: all but the mandatory categories, which
+# the delivery reroutes to the account's other addresses instead (delivery/outcomes.py).
+OPTIONAL = sorted(c.value for c in Category if c not in MANDATORY_CATEGORIES)
 
 
 async def record_bounce(conn: Conn, address: str, reply: str, limit: int) -> tuple[int, bool]:
-    """(hard bounces so far, undeliverable now)."""
-    row = await conn.fetchrow(SQL["record_bounce"], address, reply, limit)
-    assert row is not None
-    return int(row["hard_bounces"]), bool(row["undeliverable"])
+    """(hard bounces so far, undeliverable now). Undeliverable: every notice to it not sent
+    yet, of any account, is cancelled but the mandatory ones (they would bounce too; the
+    claim would withhold them as each comes due)."""
+    async with conn.transaction():  # the mark and what it cancels, together
+        row = await conn.fetchrow(SQL["record_bounce"], address, reply, limit)
+        assert row is not None
+        undeliverable = bool(row["undeliverable"])
+        if undeliverable:
+            await notices.cancel_waiting_to(conn, [address], OPTIONAL, notices.UNDELIVERABLE)
+    return int(row["hard_bounces"]), undeliverable
 
 
 async def forgive_bounces(conn: Conn, addresses: Iterable[str], limit: int) -> None:

@@ -1,10 +1,12 @@
-"""Consent history and the suppression list (tables `consent_events`, `suppressions`)."""
+"""Consent history and the suppression list (tables `consent_events`, `suppressions`).
+Neighbour: notices.py, whose waiting marketing notices to an address suppressed here are
+cancelled with it, whichever account they are of."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from notifyd.storage import queries
+from notifyd.storage import notices, queries
 from notifyd.storage.db import Conn
 
 SQL = queries.load("consent")
@@ -37,7 +39,11 @@ async def has_consent(conn: Conn, account_id: str) -> bool:
 
 
 async def suppress(conn: Conn, address: str, reason: str) -> None:
+    """Put the address on the marketing suppression list, and cancel every marketing notice
+    to it not sent yet, of any account (SPEC §2: an unsubscribe acts at once; the claim
+    would withhold them anyway, but only as each comes due)."""
     await conn.execute(SQL["suppress"], address, MARKETING, reason)
+    await notices.cancel_waiting_to(conn, [address], [MARKETING], notices.UNSUBSCRIBED)
 
 
 async def lift(conn: Conn, address: str) -> None:

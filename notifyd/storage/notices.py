@@ -181,6 +181,27 @@ async def cancel_waiting(
     return int(status.split()[-1])
 
 
+# Why the notices to an address are cancelled when the address changes state: the words of
+# parts.sql's withholding, which cancels the same notices as they are claimed.
+UNSUBSCRIBED = "cancelled: the address unsubscribed from marketing"
+UNDELIVERABLE = "cancelled: the address is undeliverable (hard bounces)"
+
+
+async def cancel_waiting_to(
+    conn: Conn, addresses: Iterable[str], categories: Iterable[str], reason: str
+) -> int:
+    """Cancel the notices of `categories` to `addresses` not sent yet, of every account
+    (an address suppressed or undeliverable is so for all that write to it), with `reason`;
+    how many."""
+    wanted = sorted({a.lower() for a in addresses})
+    if not wanted:
+        return 0
+    status: str = await conn.execute(
+        SQL["cancel_waiting_to"], wanted, sorted(set(categories)), reason
+    )
+    return int(status.split()[-1])
+
+
 async def restrict_waiting(conn: Conn, account_id: str, mandatory: Iterable[str]) -> int:
     """Hold the account's waiting notices but the `mandatory` categories'; how many."""
     status: str = await conn.execute(SQL["restrict_waiting"], account_id, sorted(mandatory))

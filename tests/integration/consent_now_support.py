@@ -1,6 +1,7 @@
-"""Helpers of test_consent_now and test_restriction: a daemon that sends to a real SMTP
-sink with the admin API open, notices put in each waiting state by the rules themselves
-(quiet hours, a digest, a burst), and the clock moved past what they wait for."""
+"""Helpers of test_consent_now, test_address_state_now and test_restriction: a daemon that
+sends to a real SMTP sink with the admin API open, notices put in each waiting state by the
+rules themselves (quiet hours, a digest, a burst), a marketing withdrawal made each way a
+subscriber or an admin makes one, and the clock moved past what they wait for."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from notifyd.catalogue.samples import SAMPLE_BROADCASTS
 from notifyd.jobs import flush_digests
 from notifyd.settings import Settings
 from tests.conftest import WAIT, Running, SmtpSink, load_config
-from tests.integration.admin_support import admin_config, call
+from tests.integration.admin_support import admin_config, call, post_import
 from tests.integration.catalogue_support import FAST_DELIVERY
 from tests.integration.daemon_support import post
 
@@ -57,6 +58,33 @@ async def broadcast(daemon: Running, kind: str) -> None:
             "state"
         ] != "done":
             await asyncio.sleep(0.05)
+
+
+# The ways a marketing withdrawal is made, and the source each records.
+WITHDRAWALS = {
+    "one-click unsubscribe": "unsubscribe-link",
+    "admin withdrawal": "admin",
+    "import": "import",
+}
+
+
+async def withdraw(
+    daemon: Running, how: str, account: str = "acc-1", address: str = "ana@client.example"
+) -> None:
+    """The account withdraws marketing consent `how` (a key of WITHDRAWALS)."""
+    if how == "one-click unsubscribe":
+        links = daemon.daemon.links
+        assert links is not None
+        link = links.unsubscribe_url(account, address, issued=datetime.now(UTC))
+        async with daemon.session.post(link, data={"List-Unsubscribe": "One-Click"}) as done:
+            assert done.status == 200
+    elif how == "admin withdrawal":
+        withdrawn = {"marketing": False, "source": "admin", "wording_version": "v1"}
+        path = f"/v1/admin/subscribers/{account}/consent"
+        assert (await call(daemon, "POST", path, json=withdrawn))[0] == 201
+    else:
+        rows = f"account_id,email,marketing\n{account},{address},false\n"
+        assert (await post_import(daemon, rows.encode(), "text/csv"))[0] == 200
 
 
 async def missed_calls_waiting(daemon: Running, account: str) -> None:

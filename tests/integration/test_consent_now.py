@@ -14,8 +14,9 @@ import pytest
 
 from notifyd.http.pages.shell import CSRF_FIELD
 from tests.conftest import Running, SmtpSink, running_daemon
-from tests.integration.admin_support import call, post_import
+from tests.integration.admin_support import call
 from tests.integration.consent_now_support import (
+    WITHDRAWALS,
     broadcast,
     missed_calls_waiting,
     move_clock_past_waits,
@@ -24,6 +25,7 @@ from tests.integration.consent_now_support import (
     quiet_now,
     settings_for,
     settled,
+    withdraw,
 )
 from tests.integration.daemon_support import form_token, post, subscribe
 
@@ -90,7 +92,7 @@ async def _switch_off_on_the_page(daemon: Running, account: str) -> None:
         assert saved.status == 200, await saved.text()
 
 
-@pytest.mark.parametrize("how", ["one-click unsubscribe", "admin withdrawal", "import"])
+@pytest.mark.parametrize("how", list(WITHDRAWALS))
 async def test_a_marketing_withdrawal_cancels_every_waiting_offer(
     tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection, how: str
 ) -> None:
@@ -109,7 +111,7 @@ async def test_a_marketing_withdrawal_cancels_every_waiting_offer(
         before = await db.fetch(
             "SELECT state FROM notices WHERE kind = 'marketing.offer' ORDER BY state"
         )
-        await _withdraw(daemon, how)
+        await withdraw(daemon, how)
         offers = await db.fetch(
             "SELECT state, last_error FROM notices WHERE kind = 'marketing.offer'"
         )
@@ -117,27 +119,10 @@ async def test_a_marketing_withdrawal_cancels_every_waiting_offer(
         subjects = await settled(smtp_sink, 2, db)  # the welcome, the maintenance
     assert [row["state"] for row in before] == ["held", "queued"]
     assert [row["state"] for row in offers] == ["cancelled", "cancelled"]
-    source = {"one-click unsubscribe": "unsubscribe-link", "admin withdrawal": "admin"}
-    reason = f"cancelled: marketing consent withdrawn via {source.get(how, 'import')}"
+    reason = f"cancelled: marketing consent withdrawn via {WITHDRAWALS[how]}"
     assert {row["last_error"] for row in offers} == {reason}
     assert len(subjects) == 2
     assert await db.fetchval("SELECT count(*) FROM notices WHERE state = 'sent'") == 2
-
-
-async def _withdraw(daemon: Running, how: str) -> None:
-    if how == "one-click unsubscribe":
-        links = daemon.daemon.links
-        assert links is not None
-        link = links.unsubscribe_url("acc-1", "ana@client.example", issued=datetime.now(UTC))
-        async with daemon.session.post(link, data={"List-Unsubscribe": "One-Click"}) as done:
-            assert done.status == 200
-    elif how == "admin withdrawal":
-        withdrawn = {"marketing": False, "source": "admin", "wording_version": "v1"}
-        path = "/v1/admin/subscribers/acc-1/consent"
-        assert (await call(daemon, "POST", path, json=withdrawn))[0] == 201
-    else:
-        rows = "account_id,email,marketing\nacc-1,ana@client.example,false\n"
-        assert (await post_import(daemon, rows.encode(), "text/csv"))[0] == 200
 
 
 async def test_a_change_that_lands_while_notices_wait_wins_at_the_claim(

@@ -291,5 +291,7 @@ async def _save(conn: Any, row: ImportRow, erasure_key: bytes) -> None:
                 recorded_by=None,
             )
         if not row.marketing:
-            await consent_store.suppress(conn, row.email, "withdrawn in an import")
+            # The account's offers first, cancelled as its withdrawal; then the address's
+            # suppression cancels other accounts' offers to it.
             await consent.cancel_offers(conn, row.account_id, "import")
+            await consent_store.suppress(conn, row.email, "withdrawn in an import")

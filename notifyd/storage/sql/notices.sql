@@ -40,6 +40,17 @@ WHERE account_id = $1 AND state IN ('queued', 'held', 'restricted')
   AND category = ANY($2::text[])
   AND ($3::text[] IS NULL OR lower(recipient) = ANY($3::text[]))
 
+-- name: cancel_waiting_to
+-- An address changed state (issue 18): it unsubscribed from marketing, or it is
+-- undeliverable. The notices of the categories $2 to the addresses $1 (lower case), of
+-- every account, not sent yet (the states of cancel_waiting) are cancelled in the caller's
+-- transaction with the reason $3: those parts.sql's withholding would cancel as they come
+-- due, cancelled at once. Found by migration 0019's index notices_waiting_recipient.
+UPDATE notices
+SET state = 'cancelled', last_error = $3
+WHERE lower(recipient) = ANY($1::text[]) AND state IN ('queued', 'held', 'restricted')
+  AND category = ANY($2::text[])
+
 -- name: restrict_waiting
 -- The account $1 is restricted: its notices waiting, but those of the mandatory categories
 -- $2, are held (not sent, not cancelled) until it is lifted.
