@@ -199,6 +199,8 @@ class Daemon:
     ) -> None:
         """The intake, and the HTTP app that hands it the webhooks, on the bound sockets."""
         s = self.settings
+        # Read once: the webhooks and the admin API recognise the same erased addresses.
+        erased = erasure_key(s.privacy.erasure_key, s.daemon.state_dir)
         self.intake = Intake(
             database.pool,
             s,
@@ -207,6 +209,7 @@ class Daemon:
             on_queued=dispatcher.wake,
             claim_terms=dispatcher.claim_terms,
             on_claimed=dispatcher.adopt,
+            erasure_key=erased,
         )
         # Registered before the HTTP server: closed after it has answered its last webhook.
         self.stack.push_async_callback(self.intake.close)
@@ -221,7 +224,7 @@ class Daemon:
             on_broadcast=broadcaster.wake,
             links=self.links,
             dsn=database.dsn,
-            erasure_key=erasure_key(s.privacy.erasure_key, s.daemon.state_dir),
+            erasure_key=erased,
         )
         # After the server's cleanup (the stack runs backwards): no request can spawn more.
         self.stack.push_async_callback(self.runtime.drain)

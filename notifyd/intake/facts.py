@@ -48,6 +48,10 @@ class IntakeRules:
     thresholds: Mapping[str, Thresholds]
     message_domain: str
     hourly_cap: int = 0
+    # Keys the hashes of erased addresses (storage/erasure.py), for an account.created or
+    # account.updated that brings one back. The daemon's Intake sets the host's key; b""
+    # only in tests that bring no erased address.
+    erasure_key: bytes = b""
 
 
 @dataclass(frozen=True)

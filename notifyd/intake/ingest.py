@@ -160,7 +160,9 @@ async def _store(
         if step.incoming.files:
             await attachment_store.insert(conn, step.event_id, list(step.incoming.files))
         step.before = locked.subscribers.get(account_of(step))
-        step.after = await _apply_to_subscriber(conn, step.incoming.event, step.before)
+        step.after = await _apply_to_subscriber(
+            conn, step.incoming.event, step.before, step.incoming.rules.erasure_key
+        )
     return fresh, await look_up_facts(conn, [s for s in fresh if s.after is not None])
 
 
@@ -234,11 +236,16 @@ async def _settle(
 
 
 async def _apply_to_subscriber(
-    conn: Conn, event: Event, current: Subscriber | None
+    conn: Conn, event: Event, current: Subscriber | None, erasure_key: bytes
 ) -> Subscriber | None:
+    """The subscriber as the event leaves it, saved; an address it gives the account that
+    was erased before goes back on the suppression list (storage/subscribers.py)."""
     after = subscriber_after(event, current)
     if after is None or after == current:
         return after
-    if isinstance(event.data, AccountCreated):
-        return await subscriber_store.upsert(conn, after)
-    return await subscriber_store.update(conn, after)
+    save = (
+        subscriber_store.upsert
+        if isinstance(event.data, AccountCreated)
+        else subscriber_store.update
+    )
+    return await save(conn, after, before=current, erasure_key=erasure_key)

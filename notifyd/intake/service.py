@@ -30,16 +30,20 @@ class Intake:
         on_queued: Callable[[], None] = lambda: None,
         claim_terms: Callable[[], ClaimTerms | None] = lambda: None,
         on_claimed: Callable[[Sequence[ClaimedNotice]], None] = lambda _notices: None,
+        erasure_key: bytes = b"",
     ) -> None:
         """`on_queued` wakes this host's worker after a commit that queued a notice due now,
         without waiting for the NOTIFY round trip. `claim_terms` are the terms on which a
         commit may claim the notices it queues due now (None: it may not, now), and
         `on_claimed` where those go once committed: a notice handed over so is sent without
-        a claim of its own, a round trip less between a webhook's commit and its email."""
+        a claim of its own, a round trip less between a webhook's commit and its email.
+        `erasure_key` keys the hashes of erased addresses (storage/erasure.py), read once
+        at start as the admin API's."""
         self.clock = clock
+        self.erasure_key = erasure_key
         self.on_queued = on_queued
         self.claim_terms = claim_terms
-        self.rules = _rules(settings)
+        self.rules = _rules(settings, erasure_key)
         # Lanes hold a connection each while they commit: leave some of the pool to delivery
         # and the admin API. A batch costs about as much as a single webhook (one statement
         # per step), so fewer, larger batches pay: 2 lanes (one commits while the other
@@ -55,7 +59,7 @@ class Intake:
 
     def apply(self, settings: Settings) -> None:
         """Reloaded settings: webhooks already waiting for a commit keep the old rules."""
-        self.rules = _rules(settings)
+        self.rules = _rules(settings, self.erasure_key)
 
     async def accept(
         self, source: str, webhook_id: str, event: Event, files: Sequence[StoredFile]
@@ -78,7 +82,7 @@ class Intake:
         await self.commits.close()
 
 
-def _rules(settings: Settings) -> IntakeRules:
+def _rules(settings: Settings, erasure_key: bytes) -> IntakeRules:
     """The parts of the settings that decide what an event queues, taken once per (re)load,
     not once per webhook."""
     return IntakeRules(
@@ -87,4 +91,5 @@ def _rules(settings: Settings) -> IntakeRules:
         thresholds=settings.thresholds,
         message_domain=settings.message_domain,
         hourly_cap=settings.delivery.hourly_cap,
+        erasure_key=erasure_key,
     )

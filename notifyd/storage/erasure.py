@@ -7,10 +7,10 @@ transactions of at most [privacy] erase_batch_rows rows, each step run until it 
 nothing left, and every step does nothing once done: run again after a crash (or twice), it
 finishes the work. The subscriber row goes last, so a resumed erasure still finds the
 account's addresses; their HMACs are kept (`erasure_key`), and `resuppress()` puts an
-address given again by an import or the admin API (http/admin/imports.py, subscribers.py)
-back on the suppression list. Called by `notifyd privacy erase` (privacy_cli.py) and
-DELETE /v1/admin/subscribers/{id} (http/admin/privacy.py); what it reads of an account is
-what storage/export.py exports.
+address given again back on the suppression list: storage/subscribers.py calls it on every
+save that gives an account an address (webhooks, imports, the admin API, preferences).
+Called by `notifyd privacy erase` (privacy_cli.py) and DELETE /v1/admin/subscribers/{id}
+(http/admin/privacy.py); what it reads of an account is what storage/export.py exports.
 """
 
 from __future__ import annotations
@@ -19,13 +19,14 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from notifyd.settings import Settings
-from notifyd.storage import export, queries
+from notifyd.storage import export, notices, queries
+from notifyd.storage.consent import MARKETING
 from notifyd.storage.db import Conn
 
 SQL = queries.load("erasure")
@@ -86,10 +87,18 @@ def address_hash(key: bytes, address: str) -> bytes:
     return hmac.new(key, address.strip().lower().encode(), hashlib.sha256).digest()
 
 
-async def resuppress(conn: Conn, key: bytes, address: str) -> None:
-    """If `address` was erased, put it on the suppression list again: only the subscriber's
-    own new consent may take it off."""
-    await conn.execute(SQL["resuppress"], address, address_hash(key, address))
+async def resuppress(conn: Conn, key: bytes, addresses: Iterable[str]) -> list[str]:
+    """Put those of `addresses` that were erased back on the suppression list (only the
+    subscriber's own new consent may take one off), cancelling the marketing notices to
+    them not sent yet; the addresses put back. storage/subscribers.py calls it for every
+    address a save gives an account."""
+    given = sorted({a.strip().lower() for a in addresses})
+    if not given:
+        return []
+    rows = await conn.fetch(SQL["resuppress"], given, [address_hash(key, a) for a in given])
+    back = sorted({row["address"] for row in rows})
+    await notices.cancel_waiting_to(conn, back, [MARKETING], notices.UNSUBSCRIBED)
+    return back
 
 
 @dataclass(frozen=True)

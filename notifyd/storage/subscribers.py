@@ -1,5 +1,8 @@
 """Subscribers (table `subscribers`): their details, preferences and restriction of
-processing. Neighbour: notices.py, whose waiting notices a category switched off cancels."""
+processing. Neighbours: notices.py, whose waiting notices a category switched off cancels;
+erasure.py, which every save asks whether an address it gives the account was erased
+before (then it goes back on the suppression list): every path that brings an address in
+(webhooks, imports, the admin API, the preference page) saves through here."""
 
 from __future__ import annotations
 
@@ -10,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from notifyd.model import Preferences, Subscriber
-from notifyd.storage import notices, queries
+from notifyd.storage import erasure, notices, queries
 from notifyd.storage.db import Conn
 
 SQL = queries.load("subscribers")
@@ -28,14 +31,22 @@ async def get(conn: Conn, account_id: str, *, lock: bool = False) -> Subscriber 
     return None if row is None else subscriber_of(row)
 
 
-async def upsert(conn: Conn, subscriber: Subscriber) -> Subscriber:
-    """Create the subscriber or update it (details left None keep their value; reopens it)."""
-    return await _save_details(conn, "upsert_subscriber", subscriber)
+async def upsert(
+    conn: Conn, subscriber: Subscriber, *, before: Subscriber | None, erasure_key: bytes
+) -> Subscriber:
+    """Create the subscriber or update it (details left None keep their value; reopens it).
+    `before`: the subscriber as stored (None: unknown, every address is checked), and the
+    key of erased addresses' hashes, as for every save here."""
+    saved = await _save_details(conn, "upsert_subscriber", subscriber)
+    return await _given_again(conn, before, saved, erasure_key)
 
 
-async def replace(conn: Conn, subscriber: Subscriber) -> Subscriber:
+async def replace(
+    conn: Conn, subscriber: Subscriber, *, before: Subscriber | None, erasure_key: bytes
+) -> Subscriber:
     """Create the subscriber or set its details to these (None clears one)."""
-    return await _save_details(conn, "replace_subscriber", subscriber)
+    saved = await _save_details(conn, "replace_subscriber", subscriber)
+    return await _given_again(conn, before, saved, erasure_key)
 
 
 async def _save_details(conn: Conn, query: str, subscriber: Subscriber) -> Subscriber:
@@ -52,7 +63,9 @@ async def _save_details(conn: Conn, query: str, subscriber: Subscriber) -> Subsc
     return subscriber_of(row)
 
 
-async def update(conn: Conn, subscriber: Subscriber) -> Subscriber:
+async def update(
+    conn: Conn, subscriber: Subscriber, *, before: Subscriber | None, erasure_key: bytes
+) -> Subscriber:
     row = await conn.fetchrow(
         SQL["update_subscriber"],
         subscriber.account_id,
@@ -63,10 +76,12 @@ async def update(conn: Conn, subscriber: Subscriber) -> Subscriber:
         subscriber.closed_at,
     )
     assert row is not None
-    return subscriber_of(row)
+    return await _given_again(conn, before, subscriber_of(row), erasure_key)
 
 
-async def save_preferences(conn: Conn, subscriber: Subscriber) -> Subscriber:
+async def save_preferences(
+    conn: Conn, subscriber: Subscriber, *, before: Subscriber | None, erasure_key: bytes
+) -> Subscriber:
     """Store the choices; every notice of a category now off that is not sent yet is
     cancelled with them (SPEC §2: whatever it waits for)."""
     off = [category for category, mode in subscriber.preferences.modes.items() if mode == "off"]
@@ -87,7 +102,29 @@ async def save_preferences(conn: Conn, subscriber: Subscriber) -> Subscriber:
         subscriber.timezone,
     )
     assert row is not None
-    return subscriber_of(row)
+    return await _given_again(conn, before, subscriber_of(row), erasure_key)
+
+
+def addresses_of(subscriber: Subscriber) -> frozenset[str]:
+    """Every address the subscriber has (lower case): its own, the extra ones and those its
+    preferences give categories."""
+    chosen = subscriber.preferences
+    named = [a for addresses in chosen.addresses.values() for a in addresses]
+    return frozenset(a.lower() for a in (subscriber.email, *chosen.extra_emails, *named))
+
+
+async def _given_again(
+    conn: Conn, before: Subscriber | None, saved: Subscriber, erasure_key: bytes
+) -> Subscriber:
+    """The addresses this save gave the account (those it did not have `before`) that were
+    erased go back on the suppression list (SPEC §2: an erased address is never re-added to
+    marketing). Only new ones: an address the account kept was checked when it came, and
+    the subscriber's own consent may have lifted its suppression since. No statement when
+    the save brought no address."""
+    new = addresses_of(saved) - (addresses_of(before) if before is not None else frozenset())
+    if new:
+        await erasure.resuppress(conn, erasure_key, new)
+    return saved
 
 
 async def set_restriction(conn: Conn, account_id: str, restricted: bool) -> datetime | None:

@@ -9,10 +9,13 @@ import sys
 from pathlib import Path
 
 import asyncpg
+import pytest
 
-from notifyd.catalogue.samples import SAMPLE_BROADCASTS
-from tests.conftest import SmtpSink, load_config, running_daemon, write_config
+from notifyd.catalogue.samples import SAMPLE_BROADCASTS, sample_event
+from tests.conftest import Running, SmtpSink, load_config, running_daemon, write_config
 from tests.integration.admin_support import admin_config, call, post_import
+from tests.integration.catalogue_support import post_ok
+from tests.integration.consent_now_support import broadcast
 from tests.integration.privacy_support import (
     ACCOUNT,
     EMAIL,
@@ -22,8 +25,10 @@ from tests.integration.privacy_support import (
     notifyd_command,
     sending_config,
 )
+from tests.integration.queue_support import settled_notices
 
 SUBSCRIBER = f"/v1/admin/subscribers/{ACCOUNT}"
+OTHER = "m.popescu@other.example"
 
 
 async def test_nothing_personal_is_left_but_billing_notices_within_retention_stripped(
@@ -95,11 +100,65 @@ async def test_an_erased_address_stays_off_marketing_through_an_import_and_a_put
         consent = "/v1/admin/subscribers/acc-new-2/consent"
         assert (await call(daemon, "POST", consent, json=by_admin))[0] == 201
         recreated = await call(daemon, "GET", consent)
+        # The subscriber's own consent lifts it, and a later correction that keeps the
+        # address does not put it back: only an address given again is checked.
+        assert (await call(daemon, "POST", consent, json=grant))[0] == 201
+        patch = {"name": "Maria P."}
+        path = "/v1/admin/subscribers/acc-new-2"
+        assert (await call(daemon, "PATCH", path, json=patch))[0] == 200
+        lifted = await call(daemon, "GET", consent)
+    assert lifted[1]["marketing"] == {"consent": True, "suppressed": False, "sendable": True}
     assert hashed == []  # erased: the address is nowhere in clear, the hash table included
     assert await db.fetchval("SELECT count(*) FROM erased_addresses") == 1
     assert imported[1]["marketing"] == {"consent": True, "suppressed": True, "sendable": False}
     # An admin's grant is no subscriber's own: the suppression stays.
     assert recreated[1]["marketing"]["suppressed"] is True
+
+
+async def _given_again(daemon: Running, how: str, address: str) -> None:
+    """acc-new is created, and given `address` `how`."""
+    if how == "account.created":
+        await post_ok(daemon, sample_event("account.created", "acc-new", email=address))
+        return
+    await post_ok(daemon, sample_event("account.created", "acc-new", email=OTHER))
+    if how == "account.updated":
+        await post_ok(daemon, sample_event("account.updated", "acc-new", email=address))
+    else:
+        path = "/v1/admin/subscribers/acc-new/preferences"
+        chosen = {"extra_emails": [address]} if how == "extra_emails" else {}
+        chosen = chosen or {"addresses": {"marketing": [OTHER, address]}}
+        assert (await call(daemon, "PATCH", path, json=chosen))[0] == 200
+
+
+@pytest.mark.parametrize("how", ["account.created", "account.updated", "extra_emails", "addresses"])
+async def test_an_erased_address_given_again_by_a_webhook_or_preferences_stays_off_marketing(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection, smtp_sink: SmtpSink, how: str
+) -> None:
+    """Each way an address comes into an account, but the admin API's and an import's
+    (tested above): the address, written as another system may write it, is suppressed,
+    the admin API says so, and a marketing broadcast to the account (which consented, by
+    the admin: not the subscriber's own consent, which alone lifts it) sends it nothing."""
+    config = sending_config(tmp_path, database_url, smtp_sink)
+    by_admin = {"marketing": True, "source": "admin", "wording_version": "2026-11"}
+    consent = "/v1/admin/subscribers/acc-new/consent"
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        await post_ok(daemon, sample_event("account.created", ACCOUNT, email=EMAIL))
+        assert (await call(daemon, "DELETE", SUBSCRIBER))[0] == 200
+        await _given_again(daemon, how, EMAIL.upper())
+        assert (await call(daemon, "POST", consent, json=by_admin))[0] == 201
+        marketing = (await call(daemon, "GET", consent))[1]["marketing"]
+        await broadcast(daemon, "marketing.offer")
+        await settled_notices(db)
+    offers = await db.fetch(
+        "SELECT lower(recipient) AS address FROM notices WHERE kind = $1", "marketing.offer"
+    )
+    # The other address, where the account keeps one, gets its offer: only the erased one
+    # is kept off.
+    kept = [OTHER] if how in ("extra_emails", "addresses") else []
+    assert [o["address"] for o in offers] == kept
+    assert await db.fetchval("SELECT array_agg(address) FROM suppressions") == [EMAIL]
+    assert marketing["consent"] is True
+    assert marketing["suppressed"] is True
 
 
 async def test_an_unknown_account_is_a_404_and_a_clear_exit(

@@ -41,7 +41,6 @@ from notifyd.intake import consent
 from notifyd.intake.subscriber_files import BadFile, Record, csv_records, json_lines_records
 from notifyd.model import Subscriber
 from notifyd.storage import consent as consent_store
-from notifyd.storage import erasure
 from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
@@ -266,6 +265,8 @@ async def import_subscribers(request: web.Request) -> web.Response:
 
 
 async def _save(conn: Any, row: ImportRow, erasure_key: bytes) -> None:
+    # An address erased before stays off marketing, whatever the file says of consent
+    # (storage/subscribers.py): an address new to the account is checked as it is saved.
     await subscriber_store.upsert(
         conn,
         Subscriber(
@@ -276,9 +277,9 @@ async def _save(conn: Any, row: ImportRow, erasure_key: bytes) -> None:
             language=row.language,
             timezone=row.timezone,
         ),
+        before=await subscriber_store.get(conn, row.account_id, lock=True),
+        erasure_key=erasure_key,
     )
-    # An address erased before stays off marketing, whatever the file says of consent.
-    await erasure.resuppress(conn, erasure_key, row.email)
     if row.marketing is not None:
         # Recorded only when it changes what is on file, so a re-import adds no history.
         if await consent_store.has_consent(conn, row.account_id) != row.marketing:

@@ -241,7 +241,9 @@ async def patch_preferences(request: web.Request) -> web.Response:
     body = await json_body(request, PreferencesPatch)
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await existing_subscriber(conn, account_id, lock=True)
-        saved = await subscriber_store.save_preferences(conn, body.apply(subscriber))
+        saved = await subscriber_store.save_preferences(
+            conn, body.apply(subscriber), before=subscriber, erasure_key=runtime.erasure_key
+        )
     note(request, fields=sorted(body.model_fields_set))
     log.info(
         "preferences changed",

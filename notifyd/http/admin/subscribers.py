@@ -20,7 +20,6 @@ from notifyd.http.errors import Problem
 from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
 from notifyd.http.validation import DecimalText, Reply, Timestamp, json_body, respond
-from notifyd.storage import erasure
 from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage.db import Conn
 
@@ -165,9 +164,10 @@ async def put_subscriber(request: web.Request) -> web.Response:
             language=body.language,
             timezone=body.timezone,
         )
-        saved = await subscriber_store.replace(conn, wanted)
-        # An address erased before stays off marketing (storage/erasure.py).
-        await erasure.resuppress(conn, runtime.erasure_key, saved.email)
+        # An address erased before stays off marketing (storage/subscribers.py).
+        saved = await subscriber_store.replace(
+            conn, wanted, before=current, erasure_key=runtime.erasure_key
+        )
     note(request, created=current is None, fields=changed_fields(current, saved))
     log.info(
         "subscriber saved",
@@ -198,8 +198,9 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     body = await json_body(request, SubscriberPatch)
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await existing_subscriber(conn, account_id, lock=True)
-        saved = await subscriber_store.replace(conn, body.apply(subscriber))
-        await erasure.resuppress(conn, runtime.erasure_key, saved.email)
+        saved = await subscriber_store.replace(
+            conn, body.apply(subscriber), before=subscriber, erasure_key=runtime.erasure_key
+        )
     note(request, fields=changed_fields(subscriber, saved))
     log.info(
         "subscriber changed",

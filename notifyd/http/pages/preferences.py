@@ -228,7 +228,9 @@ async def save_preferences(request: web.Request) -> web.Response:
             )
             body = _form(request, subscriber, runtime, offers, language, note)
             return shell.html_page(language, words["preferences"], body, status=422)
-        saved = await subscriber_store.save_preferences(conn, changed)
+        saved = await subscriber_store.save_preferences(
+            conn, changed, before=subscriber, erasure_key=runtime.erasure_key
+        )
         await audit_store.record(
             conn,
             audit_store.SUBSCRIBER_LINK,

@@ -119,6 +119,8 @@ async def unsubscribe(request: web.Request) -> web.Response:
                 await subscriber_store.save_preferences(
                     conn,
                     replace(subscriber, preferences=replace(subscriber.preferences, modes=modes)),
+                    before=subscriber,
+                    erasure_key=runtime.erasure_key,
                 )
             done = words["done_digest"].format(category=shell.topic_name(found.topic, language))
         if action is not None:

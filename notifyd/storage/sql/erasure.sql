@@ -103,9 +103,13 @@ WHERE account_id = $1
 RETURNING finished_at, kept_notices
 
 -- name: resuppress
--- An address given again (an import, the admin API) that was erased before goes back on
--- the lists it was kept off: $1 the address, $2 its hash.
+-- Addresses given again (storage/subscribers.py: a webhook, an import, the admin API, the
+-- preference page) that were erased before go back on the lists they were kept off: $1 the
+-- addresses (lower case), $2 their hashes, in step. The (address, list) pairs put back.
 INSERT INTO suppressions (address, list, reason)
-SELECT lower($1), list, 'erased before, given again' FROM erased_addresses
-WHERE address_hash = $2
+SELECT given.address, e.list, 'erased before, given again'
+FROM unnest($1::text[], $2::bytea[]) AS given (address, hash)
+JOIN erased_addresses AS e ON e.address_hash = given.hash
 ON CONFLICT (address, list) DO NOTHING
+RETURNING address, list
+
