@@ -114,5 +114,7 @@ class AuditSettings(Section):
         ge=1,
         le=36500,
         description="Audit rows older than this many days are deleted by the retention job "
-        "(query purge_audit). Default: 2 years.",
+        "(query purge_audit), and so are the records of erasures finished that long ago "
+        "(purge_erasures; the hashes keeping erased addresses off marketing stay). "
+        "Default: 2 years.",
     )

@@ -10,7 +10,8 @@ account's addresses; their HMACs are kept (`erasure_key`), and `resuppress()` pu
 address given again back on the suppression list: storage/subscribers.py calls it on every
 save that gives an account an address (webhooks, imports, the admin API, preferences).
 Called by `notifyd privacy erase` (privacy_cli.py) and DELETE /v1/admin/subscribers/{id}
-(http/admin/privacy.py); what it reads of an account is what storage/export.py exports.
+(http/admin/privacy.py); what it reads of an account is what storage/export.py exports. A
+finished erasure's record goes with the audit trail's retention (`purge_erasures`).
 """
 
 from __future__ import annotations

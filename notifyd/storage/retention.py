@@ -133,6 +133,14 @@ STEPS: tuple[Step, ...] = (
         "purge_audit",
         lambda s, now, batch: (now - _days(s.audit.keep_days), batch),
     ),
+    # A finished erasure's record (the account id, when, by whom) is the audit trail's
+    # `subscriber.erased` row told again: it goes with it.
+    Step(
+        "erasure_records",
+        "erasure",
+        "purge_erasures",
+        _before(lambda s: s.audit.keep_days),
+    ),
 )
 
 

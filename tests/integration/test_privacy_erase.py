@@ -12,7 +12,16 @@ import asyncpg
 import pytest
 
 from notifyd.catalogue.samples import SAMPLE_BROADCASTS, sample_event
-from tests.conftest import Running, SmtpSink, load_config, running_daemon, write_config
+from notifyd.jobs import purge_expired
+from tests.conftest import (
+    WAIT,
+    Running,
+    SmtpSink,
+    base_config,
+    load_config,
+    running_daemon,
+    write_config,
+)
 from tests.integration.admin_support import admin_config, call, post_import
 from tests.integration.catalogue_support import post_ok
 from tests.integration.consent_now_support import broadcast
@@ -26,6 +35,7 @@ from tests.integration.privacy_support import (
     sending_config,
 )
 from tests.integration.queue_support import settled_notices
+from tests.integration.retention_support import NOW, ago
 
 SUBSCRIBER = f"/v1/admin/subscribers/{ACCOUNT}"
 OTHER = "m.popescu@other.example"
@@ -159,6 +169,36 @@ async def test_an_erased_address_given_again_by_a_webhook_or_preferences_stays_o
     assert await db.fetchval("SELECT array_agg(address) FROM suppressions") == [EMAIL]
     assert marketing["consent"] is True
     assert marketing["suppressed"] is True
+
+
+async def test_a_finished_erasure_record_goes_with_the_audit_trail_its_hashes_stay(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection, daemon_pool: asyncpg.Pool
+) -> None:
+    """The record of a finished erasure holds the account id, when and by whom: the audit
+    trail's `subscriber.erased` told again, so it goes after [audit] keep_days (730) as the
+    audit row does. One not finished stays whatever its age: a resumed erasure starts from
+    it. The hashes of erased addresses stay: they keep the addresses off marketing."""
+    settings = load_config(tmp_path, base_config(tmp_path, database_url, None))
+    for account, finished in (("acc-young", 729), ("acc-old", 731), ("acc-unfinished", None)):
+        await db.execute(
+            "INSERT INTO erasures (account_id, requested_at, finished_at, requested_by)"
+            " VALUES ($1, $2, $3, 'ops')",
+            account,
+            ago(1500),
+            None if finished is None else ago(finished),
+        )
+    await db.execute(
+        "INSERT INTO erased_addresses (address_hash, list, erased_at)"
+        " VALUES ('\\x00ff'::bytea, 'marketing', $1)",
+        ago(1500),
+    )
+    async with asyncio.timeout(WAIT * 4):
+        outcome = await purge_expired(daemon_pool, settings, NOW, force=True)
+    assert outcome is not None
+    assert outcome.counts["erasure_records"] == 1
+    left = await db.fetch("SELECT account_id FROM erasures ORDER BY account_id")
+    assert [row["account_id"] for row in left] == ["acc-unfinished", "acc-young"]
+    assert await db.fetchval("SELECT count(*) FROM erased_addresses") == 1
 
 
 async def test_an_unknown_account_is_a_404_and_a_clear_exit(

@@ -113,3 +113,11 @@ JOIN erased_addresses AS e ON e.address_hash = given.hash
 ON CONFLICT (address, list) DO NOTHING
 RETURNING address, list
 
+-- name: purge_erasures
+-- Retention (storage/retention.py; $1 the batch size): the records of erasures finished
+-- before $2 ([audit] keep_days), which go with the audit trail that tells the same. One not
+-- finished stays whatever its age: it is what a resumed erasure starts from. The hashes in
+-- erased_addresses stay: they keep the addresses off marketing.
+DELETE FROM erasures WHERE account_id IN (
+    SELECT account_id FROM erasures WHERE finished_at < $2
+    LIMIT $1 FOR UPDATE SKIP LOCKED)
