@@ -7,14 +7,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import structlog
 
 from notifyd.catalogue.samples import sample_event
-from notifyd.links import Links
+from notifyd.links import KEY_FILE, Links
 from notifyd.rules.links import RENEWAL_KIND
-from tests.conftest import PBX_SECRET, SmtpSink, running_daemon
-from tests.integration.admin_support import call
+from tests.conftest import PBX_SECRET, SmtpSink, load_config, running_daemon
+from tests.integration.admin_support import admin_config, call
 from tests.integration.daemon_support import preferences_link, welcome
 from tests.integration.links_support import (
     NEW_KEY,
@@ -177,3 +179,37 @@ async def test_an_unsubscribe_link_opens_for_its_lifetime_and_then_offers_a_fres
     assert still[1]["marketing"]["suppressed"] is False
     assert status == 200
     assert after[1]["marketing"]["suppressed"] is True
+
+
+async def test_a_lost_key_file_is_said_loudly_and_the_links_already_sent_stop_opening(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    """No key configured: the daemon keeps the one it generated in state_dir/link-secret.
+    A restart with the file opens the links already sent; without it (lost, not backed up)
+    a new key is generated, which the log says at warning, and they no longer open
+    (docs/admin-api.md, "The link keys")."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    assert not settings.daemon.link_secret
+    key_file = settings.daemon.state_dir / KEY_FILE
+
+    async def open_link(logs: list[dict[str, Any]]) -> int:
+        """The emailed link's page, on a daemon started now (another port: its path)."""
+        with structlog.testing.capture_logs() as captured:
+            async with running_daemon(settings) as daemon:
+                status, _ = await get(daemon, daemon.base_url + path)
+        logs.extend(captured)
+        return status
+
+    async with running_daemon(settings) as daemon:
+        link = await welcome(daemon, smtp_sink)
+    path = link[link.index("/v1/preferences/") :]
+    kept_logs: list[dict[str, Any]] = []
+    kept = await open_link(kept_logs)
+    key_file.unlink()
+    lost_logs: list[dict[str, Any]] = []
+    lost = await open_link(lost_logs)
+    assert (kept, lost) == (200, 404)
+    said = [line for line in lost_logs if line["event"].startswith("link key generated anew")]
+    assert [line["log_level"] for line in said] == ["warning"]
+    assert said[0]["key_file"] == str(key_file)
+    assert not [line for line in kept_logs if line["event"].startswith("link key generated")]

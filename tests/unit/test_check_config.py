@@ -125,3 +125,23 @@ def test_warnings_never_print_the_secret(capsys: pytest.CaptureFixture[str]) -> 
     err = capsys.readouterr().err
     assert "whsec_" not in err
     assert "UkVQTEFDRS1NRT" not in err
+
+
+def test_hosts_that_would_each_generate_a_link_key_are_told_what_breaks_and_what_to_do(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A database several hosts may share and no [daemon] link_secret: each host would seal
+    links with a key of its own (state_dir/link-secret) and refuse the others'. The warning
+    says so and names the fix; the same key configured on every host silences it, and so
+    does the embedded database (one host: test_a_ready_config_has_no_warnings)."""
+    shared = {"database": {"url": SHARED_DATABASE}, "privacy": {"erasure_key": RANDOM_SECRET}}
+    path = _ready(tmp_path, **shared)
+    assert main(["check-config", "--config", str(path)]) == 0
+    (warning,) = capsys.readouterr().err.splitlines()
+    assert warning.startswith(f"{path}: warning: [daemon] link_secret: is empty: ")
+    assert "state_dir/link-secret" in warning
+    assert "refuse each other's links" in warning
+    assert warning.endswith("Configure the same key on every host")
+    keyed = _ready(tmp_path, daemon={"link_secret": RANDOM_SECRET}, **shared)
+    assert main(["check-config", "--strict", "--config", str(keyed)]) == 0
+    assert capsys.readouterr().err == ""
