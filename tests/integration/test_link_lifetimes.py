@@ -6,6 +6,7 @@ earlier moment, with its keys."""
 from __future__ import annotations
 
 import re
+from collections.abc import MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -192,7 +193,7 @@ async def test_a_lost_key_file_is_said_loudly_and_the_links_already_sent_stop_op
     assert not settings.daemon.link_secret
     key_file = settings.daemon.state_dir / KEY_FILE
 
-    async def open_link(logs: list[dict[str, Any]]) -> int:
+    async def open_link(logs: list[MutableMapping[str, Any]]) -> int:
         """The emailed link's page, on a daemon started now (another port: its path)."""
         with structlog.testing.capture_logs() as captured:
             async with running_daemon(settings) as daemon:
@@ -203,10 +204,10 @@ async def test_a_lost_key_file_is_said_loudly_and_the_links_already_sent_stop_op
     async with running_daemon(settings) as daemon:
         link = await welcome(daemon, smtp_sink)
     path = link[link.index("/v1/preferences/") :]
-    kept_logs: list[dict[str, Any]] = []
+    kept_logs: list[MutableMapping[str, Any]] = []
     kept = await open_link(kept_logs)
     key_file.unlink()
-    lost_logs: list[dict[str, Any]] = []
+    lost_logs: list[MutableMapping[str, Any]] = []
     lost = await open_link(lost_logs)
     assert (kept, lost) == (200, 404)
     said = [line for line in lost_logs if line["event"].startswith("link key generated anew")]

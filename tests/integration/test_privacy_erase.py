@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -135,8 +136,9 @@ async def _given_again(daemon: Running, how: str, address: str) -> None:
         await post_ok(daemon, sample_event("account.updated", "acc-new", email=address))
     else:
         path = "/v1/admin/subscribers/acc-new/preferences"
-        chosen = {"extra_emails": [address]} if how == "extra_emails" else {}
-        chosen = chosen or {"addresses": {"marketing": [OTHER, address]}}
+        chosen: dict[str, Any] = {"extra_emails": [address]}
+        if how == "addresses":
+            chosen = {"addresses": {"marketing": [OTHER, address]}}
         assert (await call(daemon, "PATCH", path, json=chosen))[0] == 200
 
 

@@ -134,7 +134,10 @@ def test_hosts_that_would_each_generate_a_link_key_are_told_what_breaks_and_what
     links with a key of its own (state_dir/link-secret) and refuse the others'. The warning
     says so and names the fix; the same key configured on every host silences it, and so
     does the embedded database (one host: test_a_ready_config_has_no_warnings)."""
-    shared = {"database": {"url": SHARED_DATABASE}, "privacy": {"erasure_key": RANDOM_SECRET}}
+    shared: dict[str, dict[str, object]] = {
+        "database": {"url": SHARED_DATABASE},
+        "privacy": {"erasure_key": RANDOM_SECRET},
+    }
     path = _ready(tmp_path, **shared)
     assert main(["check-config", "--config", str(path)]) == 0
     (warning,) = capsys.readouterr().err.splitlines()
