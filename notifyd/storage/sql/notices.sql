@@ -45,7 +45,7 @@ WHERE account_id = $1 AND state IN ('queued', 'held', 'restricted')
 -- undeliverable. The notices of the categories $2 to the addresses $1 (lower case), of
 -- every account, not sent yet (the states of cancel_waiting) are cancelled in the caller's
 -- transaction with the reason $3: those parts.sql's withholding would cancel as they come
--- due, cancelled at once. Found by migration 0019's index notices_waiting_recipient.
+-- due, cancelled at once. Found by migration 0015's index notices_waiting_recipient.
 UPDATE notices
 SET state = 'cancelled', last_error = $3
 WHERE lower(recipient) = ANY($1::text[]) AND state IN ('queued', 'held', 'restricted')
