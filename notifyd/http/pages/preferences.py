@@ -22,6 +22,7 @@ from notifyd.rules.preferences import CONFIGURABLE
 from notifyd.storage import audit as audit_store
 from notifyd.storage import consent as consent_store
 from notifyd.storage import subscribers as subscriber_store
+from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
 routes = Routes()
@@ -240,29 +241,33 @@ async def save_preferences(request: web.Request) -> web.Response:
         )
         wants_offers = form.get("offers") == "yes"
         if wants_offers != offers:
-            # The subscriber's own choice: the one source that may lift a suppression.
-            await consent.decide(
-                conn,
-                account_id,
-                [
-                    saved.email,
-                    *preferences_module.addresses_for(
-                        Category.MARKETING, saved.preferences, saved.email
-                    ),
-                ],
-                granted=wants_offers,
-                source="subscriber",
-                wording_version=shell.OFFERS_WORDING,
-                recorded_by=None,
-            )
-            await audit_store.record(
-                conn,
-                audit_store.SUBSCRIBER_LINK,
-                audit_store.consent_action(wants_offers),
-                account_id,
-                {"via": "preferences"},
-            )
+            await _record_offers_choice(conn, saved, granted=wants_offers)
     log.info("preferences changed by the subscriber", account_id=account_id)
     note = f"<p><strong>{words['saved']}</strong></p>"
     body = _form(request, saved, runtime, wants_offers, language, note)
     return shell.html_page(language, words["preferences"], body)
+
+
+async def _record_offers_choice(conn: Conn, saved: Subscriber, *, granted: bool) -> None:
+    """The subscriber's own choice of offers, as the page's checkbox changed it: recorded
+    as consent (with the wording shown) and in the audit trail."""
+    # The subscriber's own choice: the one source that may lift a suppression.
+    await consent.decide(
+        conn,
+        saved.account_id,
+        [
+            saved.email,
+            *preferences_module.addresses_for(Category.MARKETING, saved.preferences, saved.email),
+        ],
+        granted=granted,
+        source="subscriber",
+        wording_version=shell.OFFERS_WORDING,
+        recorded_by=None,
+    )
+    await audit_store.record(
+        conn,
+        audit_store.SUBSCRIBER_LINK,
+        audit_store.consent_action(granted),
+        saved.account_id,
+        {"via": "preferences"},
+    )
