@@ -107,6 +107,9 @@ class NoticePlan:
     dedupe_key: str | None = None
     # "hourly" | "daily": held for the digest that goes out at `due_at`.
     digest: str | None = None
+    # The account's processing is restricted (SPEC §2): stored 'restricted', neither sent
+    # nor cancelled until the restriction is lifted.
+    restricted: bool = False
 
 
 @dataclass(frozen=True)

@@ -114,7 +114,8 @@ async def _ingest_wave(
         return terms
     routed = [(step, _route(step)) for step in fresh]
     planned = [(step, plan) for step, routing in routed for plan in routing.notices]
-    due_now = [plan.due_at <= step.incoming.now for step, plan in planned]
+    # A notice held by a restriction is not due, whenever it was planned for.
+    due_now = [plan.due_at <= step.incoming.now and not plan.restricted for step, plan in planned]
     claim = _claims(planned, due_now, terms)
     result = await wave_store.queue(
         conn,

@@ -169,6 +169,10 @@ def route(
         kind, category, mode, subscriber, defaults, zone, own.due_at, waited=own.due_at > now
     )
 
+    # Routed as usual, but held while the account is restricted: lifting the restriction
+    # releases them as they were planned. The subscriber's row is locked for the whole
+    # wave, so the flag read here is the one at commit (a restriction waits for the lock).
+    restricted = subscriber.restricted_at is not None and not mandatory
     # Storms: only what can wait, and only one email at a time per address.
     can_gather = digest is None and not mandatory and kind not in IMMEDIATE_KINDS
 
@@ -199,6 +203,7 @@ def route(
             context={**own.context, **extra},
             dedupe_key=own.dedupe_key,
             digest=gathered,
+            restricted=restricted,
         )
 
     if kind == "account.email_changed":

@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from uuid import UUID
 
-from notifyd.catalogue.events import Event, stored_fields
+from notifyd.catalogue.events import MANDATORY_CATEGORIES, Event, stored_fields
 from notifyd.model import Level, NoticePlan, RecentEmails, Skip, Subscriber
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
@@ -142,11 +142,19 @@ async def queue(
 ) -> Queued:
     """Insert each (event id, account, plan, message domain), save each (account,
     currency, level, balance, as of) and store each decision with its event. A new notice
-    `due_now` is claimed under `terms` where `claim` says so, else the delivery workers are
-    woken for it at commit."""
+    `due_now` is claimed under `terms` where `claim` says so (unless its address turned
+    undeliverable since the facts were read), else the delivery workers are woken for it at
+    commit. A plan of a restricted account is stored 'restricted'."""
     ids, columns = notice_columns(planned)
     takes = list(claim) if terms is not None else [False] * len(ids)
     claimed = [notice_id for notice_id, take in zip(ids, takes, strict=True) if take]
+    plans = [plan for _, _, plan, _ in planned]
+    # Claimed notices that claim_due would withhold were their address undeliverable now.
+    checked = [
+        notice_id
+        for notice_id, take, plan in zip(ids, takes, plans, strict=True)
+        if take and plan.category not in MANDATORY_CATEGORIES
+    ]
     # Only the notices left to the workers need to wake them.
     waking = [n for n, now, take in zip(ids, due_now, takes, strict=True) if now and not take]
     rows = await conn.fetch(
@@ -167,6 +175,8 @@ async def queue(
         [d.event_id for d in decisions],
         [json.dumps({"code": d.skip.code, "reason": d.skip.reason}) for d in decisions],
         [d.unless_queued for d in decisions],
+        [notice_id for notice_id, plan in zip(ids, plans, strict=True) if plan.restricted],
+        checked,
     )
     inserted = {row["id"] for row in rows}
     return Queued(

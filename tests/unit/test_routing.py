@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import pytest
 
-from notifyd.catalogue.events import Category, Event, EventData, parse_event
+from notifyd.catalogue.events import CATALOGUE, Category, Event, EventData, parse_event
 from notifyd.catalogue.samples import sample_event
 from notifyd.model import Level, NoticePlan, QuietHours, Subscriber
 from notifyd.rules.routing import Facts, Routing, route, subscriber_after
@@ -365,3 +365,26 @@ def test_every_security_event_is_mandatory_and_immediate(kind: str) -> None:
 
     assert plan.category is Category.SECURITY
     assert plan.due_at == NIGHT
+
+
+# -- restriction -------------------------------------------------------------------------------
+
+
+def test_a_restricted_accounts_notices_are_planned_held_but_mandatory_ones() -> None:
+    """The wave stores what routing marks 'restricted' (waves.sql's queue): planned as
+    usual, to be released as planned when the restriction is lifted."""
+    restricted = replace(ANA, restricted_at=DAYTIME)
+    call = event("call.missed", now=NIGHT)
+    held = only_plan(call, restricted, NIGHT)
+    told = only_plan(event("account.password_changed", now=NIGHT), restricted, NIGHT)
+    free = only_plan(call, ANA, NIGHT)
+    assert held.restricted
+    assert replace(held, restricted=False) == free
+    assert not told.restricted
+
+
+def test_no_event_of_the_catalogue_is_marketing() -> None:
+    """Which is why a wave of webhooks checks neither consent nor suppressions as it queues
+    (waves.sql's queue): offers come from broadcasts only, and the claim checks those."""
+    categories = {data.category for data in CATALOGUE.values()}
+    assert Category.MARKETING not in categories

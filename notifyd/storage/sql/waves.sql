@@ -88,6 +88,14 @@ GROUP BY account_id, category, lower(recipient)
 -- whose $28 is true only if none of its notices was inserted (their dedupe keys taken).
 -- An update of a row this transaction inserted: no extra round trip, and only for the
 -- events that queue nothing.
+-- What claim_due withholds (parts.sql's withholding) routing already decided, on the
+-- subscriber's row this wave holds locked since store_and_lock (its preferences, modes and
+-- restriction: every change of them writes that row, so waits for this commit), and on
+-- the facts: the notices of $29 are of a restricted account, stored 'restricted' with
+-- restrict_waiting's reason. No event of the catalogue is marketing, so consent and
+-- suppressions have nothing to say here. An address marked undeliverable by a bounce
+-- after the facts were read locks no subscriber: a notice of $30 (claimed, not mandatory)
+-- to such an address is left queued instead, for claim_due to cancel, saying why.
 WITH added AS (
     INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
                          timezone, reasons, due_at, message_id, context, dedupe_key, digest,
@@ -95,23 +103,23 @@ WITH added AS (
     SELECT id, event_id, account_id, kind, category, recipient, language, timezone,
            reasons::jsonb, CASE WHEN claim THEN now() + make_interval(secs => $24) ELSE due_at END,
            message_id, context::jsonb, dedupe_key, digest,
-           CASE WHEN withheld IS NOT NULL THEN withheld WHEN digest IS NOT NULL THEN 'held'
+           CASE WHEN held THEN 'restricted' WHEN digest IS NOT NULL THEN 'held'
                 WHEN claim THEN 'sending' ELSE 'queued' END,
            CASE WHEN claim THEN $22 END, CASE WHEN claim THEN $23::uuid END,
-           CASE WHEN claim THEN 1 ELSE 0 END, CASE WHEN claim THEN due_at END, why
-    -- As claim_due, what the subscriber or the address does not allow now is neither handed
-    -- over nor queued (parts.sql's withholding): above all, a notice of a restricted account
-    -- is stored 'restricted' (routing plans it as usual; the flag is read here).
-    FROM (SELECT t.*, w.withheld, w.why, t.take AND w.withheld IS NULL AS claim
-          FROM (SELECT *, id = ANY($21::uuid[]) AS take
-                FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[],
-                            $6::text[], $7::text[], $8::text[], $9::text[],
-                            $10::timestamptz[], $11::text[], $12::text[], $13::text[],
-                            $14::text[])
-                     AS t (id, event_id, account_id, kind, category, recipient, language,
-                           timezone, reasons, due_at, message_id, context, dedupe_key,
-                           digest)) AS t
-          {{withholding}}) AS t
+           CASE WHEN claim THEN 1 ELSE 0 END, CASE WHEN claim THEN due_at END,
+           CASE WHEN held THEN 'held: processing of the account is restricted' END
+    FROM (SELECT t.*,
+                 id = ANY($21::uuid[])
+                 AND NOT (id = ANY($30::uuid[])
+                          AND EXISTS (SELECT 1 FROM address_health AS h
+                                      WHERE h.address = lower(t.recipient)
+                                        AND h.undeliverable_at IS NOT NULL)) AS claim,
+                 id = ANY($29::uuid[]) AS held
+          FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::text[], $5::text[], $6::text[],
+                      $7::text[], $8::text[], $9::text[], $10::timestamptz[], $11::text[],
+                      $12::text[], $13::text[], $14::text[])
+               AS t (id, event_id, account_id, kind, category, recipient, language, timezone,
+                     reasons, due_at, message_id, context, dedupe_key, digest)) AS t
     ON CONFLICT (account_id, dedupe_key, recipient) WHERE dedupe_key IS NOT NULL DO NOTHING
     RETURNING *
 ), levels AS (
