@@ -41,6 +41,7 @@ from notifyd.mail.previews import sample_view
 from notifyd.mail.rendering import Renderer
 from notifyd.mail.transport import Transport, transport_for
 from notifyd.metrics import Metrics
+from notifyd.rules.preferences import off_by_default
 from notifyd.settings import ConfigError, Settings
 from notifyd.storage import audit, db, schema
 from notifyd.storage import links as link_store
@@ -327,6 +328,7 @@ def mailing_for(settings: Settings, transport: Transport, links: Links | None = 
         links=links,
         message_domain=settings.message_domain,
         keep_files_days=settings.retention.payload_days,
+        off_by_default=off_by_default(settings.defaults),
     )
 
 

@@ -50,6 +50,9 @@ class Mailing:
     message_domain: str = "notifyd.invalid"
     # Days a delivered notice's files are kept: [retention] payload_days.
     keep_files_days: int = 30
+    # The categories [defaults.modes] turns off: withheld at the claim from subscribers who
+    # chose no mode of their own (rules.preferences.off_by_default).
+    off_by_default: frozenset[str] = frozenset()
 
 
 @dataclass(frozen=True, slots=True)

@@ -213,6 +213,7 @@ class Dispatcher:
                 self.token,
                 self.delivery.lease_seconds,
                 self.pacer.throttled(loop_now, PACING_HORIZON),
+                self.mailing.off_by_default,
             )
         self._later = claim.later
         for notice in claim.notices:

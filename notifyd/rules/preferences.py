@@ -24,6 +24,17 @@ def mode_for(category: Category, preferences: Preferences, defaults: DefaultsSet
     return preferences.modes.get(category.value) or defaults.modes.get(category.value, "immediate")
 
 
+def off_by_default(defaults: DefaultsSettings) -> frozenset[str]:
+    """The categories whose notices the defaults turn off: a subscriber who chose no mode
+    of one gets none of them, also those queued before a reload turned it off (the claim
+    withholds them). Never a mandatory one."""
+    return frozenset(
+        category
+        for category in CONFIGURABLE
+        if mode_for(Category(category), Preferences(), defaults) == "off"
+    )
+
+
 def quiet_hours_for(preferences: Preferences, defaults: DefaultsSettings) -> QuietHours | None:
     if preferences.quiet_hours is None:
         return defaults.quiet_hours

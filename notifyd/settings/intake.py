@@ -167,8 +167,10 @@ class DefaultsSettings(Section):
             default_factory=dict,
             examples=[dict.fromkeys(DEFAULT_MODE_CATEGORIES, "immediate")],
             description='Per category: "immediate" (the default), "hourly" or "daily" (a digest '
-            'email listing the period\'s notices), or "off". Security and service are mandatory: '
-            "always immediate. Marketing also needs the subscriber's recorded consent.",
+            'email listing the period\'s notices), or "off". A category turned off (a reload '
+            "is enough) also cancels, as they come due, the notices of it already waiting for "
+            "subscribers who chose no mode. Security and service are mandatory: always "
+            "immediate. Marketing also needs the subscriber's recorded consent.",
         )
     )
 

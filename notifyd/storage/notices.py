@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -261,9 +261,19 @@ async def claim_due(
     token: UUID,
     lease_seconds: float,
     skip_domains: Sequence[str] = (),
+    off_by_default: Collection[str] = (),
 ) -> Claim:
+    """Claim up to `limit` due notices, but those to `skip_domains`; those their subscriber
+    or address no longer allows are withheld instead, a category of `off_by_default` too
+    where the subscriber chose no mode of it."""
     rows = await conn.fetch(
-        SQL["claim_due"], limit, owner, token, lease_seconds, list(skip_domains)
+        SQL["claim_due"],
+        limit,
+        owner,
+        token,
+        lease_seconds,
+        list(skip_domains),
+        sorted(off_by_default),
     )
     return Claim([claimed_notice(row) for row in rows if row["id"] is not None], rows[0]["later"])
 

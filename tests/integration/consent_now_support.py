@@ -26,12 +26,19 @@ BUCHAREST = ZoneInfo("Europe/Bucharest")
 
 def settings_for(tmp_path: Path, database_url: str, sink: SmtpSink, **sections: Any) -> Settings:
     """Admin tokens, quick retries, bursts gathered for two minutes; `sections` added."""
+    return load_config(tmp_path, config_for(tmp_path, database_url, sink, **sections))
+
+
+def config_for(
+    tmp_path: Path, database_url: str, sink: SmtpSink, **sections: Any
+) -> dict[str, dict[str, Any]]:
+    """The sections of settings_for's file, for a test to change and reload."""
     config = admin_config(tmp_path, database_url, sink.port)
     config["delivery"].update(FAST_DELIVERY)
     config["calls"] = {"burst_window_seconds": 120}
     for section, values in sections.items():
         config.setdefault(section.replace("__", "."), {}).update(values)
-    return load_config(tmp_path, config)
+    return config
 
 
 def quiet_now() -> str:

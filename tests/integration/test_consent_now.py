@@ -13,11 +13,12 @@ import asyncpg
 import pytest
 
 from notifyd.http.pages.shell import CSRF_FIELD
-from tests.conftest import Running, SmtpSink, running_daemon
+from tests.conftest import Running, SmtpSink, load_config, running_daemon, write_config
 from tests.integration.admin_support import call
 from tests.integration.consent_now_support import (
     WITHDRAWALS,
     broadcast,
+    config_for,
     missed_calls_waiting,
     move_clock_past_waits,
     notices,
@@ -187,3 +188,47 @@ async def test_a_change_that_lands_while_notices_wait_wins_at_the_claim(
         ),
     ]
     assert len(smtp_sink.messages) == 6
+
+
+async def test_a_reload_that_turns_a_category_off_by_default_cancels_what_waits_at_the_claim(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    """Missed calls queued for the end of quiet hours while calls were on by default; an
+    operator's reload turns them off by default ([defaults.modes]): past the quiet hours
+    the claim cancels the call of the subscriber who chose no mode, saying so, and sends
+    the one of the subscriber who chose calls themselves. No restart."""
+    config = config_for(tmp_path, database_url, smtp_sink)
+    settings = load_config(tmp_path, config)
+    async with running_daemon(settings) as daemon:
+        quiet = {"quiet_hours": quiet_now()}
+        await subscribe(daemon, "acc-default", quiet, email="acc-default@client.example")
+        await subscribe(
+            daemon,
+            "acc-chose",
+            {**quiet, "modes": {"calls": "immediate"}},
+            email="acc-chose@client.example",
+        )
+        for account in ("acc-default", "acc-chose"):
+            await post(daemon, "call.missed", account, call_id=f"call-{account}")
+        waiting = await db.fetchval(
+            "SELECT count(*) FROM notices WHERE state = 'queued' AND due_at > now()"
+        )
+        write_config(settings.path, {**config, "defaults.modes": {"calls": "off"}})
+        assert await daemon.daemon.reload()
+        await move_clock_past_waits(daemon, db)
+        subjects = await settled(smtp_sink, 3, db)  # two welcomes, acc-chose's call
+        calls = {
+            row["account_id"]: (row["state"], row["last_error"])
+            for row in await db.fetch(
+                "SELECT account_id, state, last_error FROM notices WHERE kind = 'call.missed'"
+            )
+        }
+    assert waiting == 2
+    assert calls == {
+        "acc-default": (
+            "cancelled",
+            "cancelled: calls notices are off by default ([defaults.modes])",
+        ),
+        "acc-chose": ("sent", None),
+    }
+    assert len(subjects) == 3

@@ -98,9 +98,11 @@ FROM changed
 -- A due notice that its subscriber or address no longer allows (parts.sql's withholding:
 -- a category now off, an unsubscribed or undeliverable address, consent withdrawn, the
 -- account restricted) is not handed over: it is cancelled, or held as 'restricted', with
--- the reason in last_error, in this statement.
+-- the reason in last_error, in this statement. $6: the categories the running config
+-- turns off by default ([defaults.modes]), withheld where the subscriber chose no mode.
 WITH due AS (
-    SELECT id, account_id, category, recipient FROM notices
+    SELECT id, account_id, category, recipient, category = ANY($6::text[]) AS off_by_default
+    FROM notices
     WHERE state IN ('queued', 'sending') AND due_at <= now()
       AND (cardinality($5::text[]) = 0
            OR lower(split_part(recipient, '@', 2)) <> ALL($5::text[]))

@@ -28,20 +28,25 @@ LEFT JOIN LATERAL (SELECT name, username, voicemail_audio FROM subscribers
     ON true
 
 -- name: withholding
--- Whether the notice row `t` (its account_id, category and recipient) may be sent now, as
--- its subscriber and address stand at this moment (issue 18: a change that lands while a
--- notice waits wins at the claim): w.withheld is NULL when it may, else the state it takes
--- instead ('restricted': held while the account is restricted; 'cancelled'), and w.why
--- the reason the admin API shows. Mandatory categories (the catalogue's
--- MANDATORY_CATEGORIES, which test_schema compares with this list) are never withheld:
--- nothing is looked up for them. The lookups are by primary key or index, and a notice
--- outside marketing reads neither consent table.
+-- Whether the notice row `t` (its account_id, category and recipient, and off_by_default:
+-- whether the running config's [defaults.modes] turns its category off) may be sent now,
+-- as its subscriber and address stand at this moment (issue 18: a change that lands while
+-- a notice waits wins at the claim; so does a reload that turns a category off by default
+-- for the subscribers who did not choose its mode): w.withheld is NULL when it may, else
+-- the state it takes instead ('restricted': held while the account is restricted;
+-- 'cancelled'), and w.why the reason the admin API shows. Mandatory categories (the
+-- catalogue's MANDATORY_CATEGORIES, which test_schema compares with this list) are never
+-- withheld: nothing is looked up for them. The lookups are by primary key or index, and a
+-- notice outside marketing reads neither consent table. notices.sql's claim_due uses it;
+-- a wave of webhooks (waves.sql's queue) has routing decide the same on its locked rows.
 LEFT JOIN LATERAL (
     SELECT CASE x.code WHEN 'restricted' THEN 'restricted' ELSE 'cancelled' END AS withheld,
            CASE x.code
                WHEN 'restricted' THEN 'held: processing of the account is restricted'
                WHEN 'off' THEN 'cancelled: the subscriber turned ' || t.category
                                || ' notices off'
+               WHEN 'off_by_default' THEN 'cancelled: ' || t.category
+                               || ' notices are off by default ([defaults.modes])'
                WHEN 'suppressed' THEN 'cancelled: the address unsubscribed from marketing'
                WHEN 'no_consent' THEN 'cancelled: marketing consent is withdrawn'
                ELSE 'cancelled: the address is undeliverable (hard bounces)'
@@ -50,6 +55,8 @@ LEFT JOIN LATERAL (
         SELECT CASE
             WHEN s.restricted_at IS NOT NULL THEN 'restricted'
             WHEN s.preferences -> 'modes' ->> t.category = 'off' THEN 'off'
+            WHEN t.off_by_default AND s.preferences -> 'modes' ->> t.category IS NULL
+                THEN 'off_by_default'
             WHEN t.category = 'marketing'
                  AND EXISTS (SELECT 1 FROM suppressions AS p
                              WHERE p.address = lower(t.recipient) AND p.list = 'marketing')
