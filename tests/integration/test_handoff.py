@@ -169,7 +169,10 @@ async def _held_by(change: str, conn: Conn) -> None:
         assert subscriber is not None
         off = dataclasses.replace(subscriber.preferences, modes={"fax": "off"})
         await subscriber_store.save_preferences(
-            conn, dataclasses.replace(subscriber, preferences=off)
+            conn,
+            dataclasses.replace(subscriber, preferences=off),
+            before=subscriber,
+            erasure_key=b"",
         )
 
 
