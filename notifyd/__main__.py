@@ -1,3 +1,3 @@
-from notifyd.cli import main
+from notifyd.command import main
 
 raise SystemExit(main())

@@ -1,5 +1,6 @@
 """The `notifyd` command: run | check-config | migrate | simulate | preview |
-privacy export|erase|restrict|lift | --version."""
+privacy export|erase|restrict|lift | send | --version. command.py (the executable) sends
+`notifyd send` straight to send_cli.py; it is declared here too, so `--help` lists it."""
 
 from __future__ import annotations
 
@@ -8,12 +9,11 @@ import asyncio
 import json
 import os
 import sys
-import uuid
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from notifyd import __version__, privacy_cli
+from notifyd import __version__, privacy_cli, send_cli
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.settings import ConfigError, Settings, load
 
@@ -61,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     simulate.add_argument("--url", help="daemon base URL (default: from [http] in the config)")
 
+    send = "sign an event and post it to notifyd, as a PBX or billing system does (no config)"
+    send_cli.add_arguments(
+        commands.add_parser("send", help=send, description=send, usage=send_cli.USAGE)
+    )
+
     rights = "the subscriber's rights (SPEC §2), account by account"
     privacy = commands.add_parser("privacy", help=rights, description=rights)
     privacy_cli.declare(
@@ -86,6 +91,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "preview":
         return _preview(args)
+    if args.command == "send":
+        return send_cli.run(args)
     try:
         settings = load(args.config)
     except ConfigError as error:
@@ -105,7 +112,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "migrate":
         return asyncio.run(_migrate(settings))
     if args.command == "simulate":
-        return asyncio.run(_simulate(settings, args))
+        return _simulate(settings, args)
     if args.command == "privacy":
         return asyncio.run(privacy_cli.run(settings, args))
     raise AssertionError(args.command)
@@ -168,10 +175,10 @@ async def _migrate(settings: Settings) -> int:
     return 0
 
 
-async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
-    import aiohttp
-    from standardwebhooks import Webhook
-
+def _simulate(settings: Settings, args: argparse.Namespace) -> int:
+    """A sample event, posted by notifyd.client as `notifyd send` posts any event, signed
+    with the source's first secret from the daemon's own config."""
+    from notifyd import client
     from notifyd.catalogue.samples import USUAL_SOURCE, sample_event
 
     source_name = args.source or USUAL_SOURCE.get(args.event_type)
@@ -182,38 +189,28 @@ async def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         return EXIT_CONFIG
     try:
         overrides = typed_overrides(args.event_type, args.set)
+        event = sample_event(args.event_type, args.account, datetime.now(UTC), **overrides)
     except ValueError as error:
         print(error, file=sys.stderr)
         return 2
-    now = datetime.now(UTC)
-    try:
-        event = sample_event(args.event_type, args.account, now, **overrides)
     except KeyError as error:
         print(error.args[0], file=sys.stderr)
         return 2
-    body = json.dumps(event)
-    webhook_id = f"msg_{uuid.uuid4().hex}"
-    signature = Webhook(settings.sources[source_name].secrets[0]).sign(webhook_id, now, body)
     host = settings.http.host if settings.http.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
     base = args.url or f"http://{host}:{settings.http.port}"
     url = f"{base.rstrip('/')}/v1/webhooks/{source_name}"
-    headers = {
-        "Content-Type": "application/json",
-        "webhook-id": webhook_id,
-        "webhook-timestamp": str(int(now.timestamp())),
-        "webhook-signature": signature,
-    }
+    sender = client.Client(url, settings.sources[source_name].secrets[0])
     try:
-        async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session,
-            session.post(url, data=body, headers=headers) as response,
-        ):
-            text = await response.text()
-    except aiohttp.ClientError as error:
+        receipt = sender.send(event)
+    except client.Refused as refusal:
+        print(f"POST {url} -> {refusal}", file=sys.stderr)
+        return 1
+    except client.Unavailable as error:
         print(f"cannot reach the daemon at {url}: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    print(f"POST {url} -> {response.status} {text}")
-    return 0 if response.status < 300 else 1
+    answer = {"event_id": receipt.event_id, "duplicate": receipt.duplicate}
+    print(f"POST {url} -> {receipt.status} {json.dumps(answer)}")
+    return 0
 
 
 # Event types whose notice has another kind: preview the usual one.

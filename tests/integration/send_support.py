@@ -1,0 +1,166 @@
+"""What the tests of `notifyd send` and of docs/integrations.md share: the command run as a
+PBX runs it (a process of its own), a proxy that answers 503 before it forwards, a server
+that accepts and never answers, and the snippets of the doc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+import asyncpg
+from aiohttp import web
+
+from tests.conftest import WAIT
+
+ROOT = Path(__file__).resolve().parents[2]
+INTEGRATIONS = ROOT / "docs" / "integrations.md"
+# The `notifyd` executable of this environment, found by the doc's snippets by its name.
+BIN = str(Path(sys.executable).parent)
+
+
+@dataclass
+class Ran:
+    code: int
+    out: str
+    err: str
+    seconds: float
+
+
+async def run(
+    argv: list[str],
+    *,
+    env: dict[str, str] | None = None,
+    stdin: bytes = b"",
+    timeout: float = WAIT,
+) -> Ran:
+    """A process, as a dialplan's System() or cron starts it; its exit code, output and
+    wall time."""
+    started = time.monotonic()
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={**os.environ, "PATH": f"{BIN}:{os.environ.get('PATH', '')}", **(env or {})},
+    )
+    try:
+        async with asyncio.timeout(timeout):
+            out, err = await process.communicate(stdin)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise
+    assert process.returncode is not None
+    return Ran(process.returncode, out.decode(), err.decode(), time.monotonic() - started)
+
+
+async def send(*args: str, env: dict[str, str] | None = None, stdin: bytes = b"") -> Ran:
+    """`notifyd send ARGS` through the `notifyd` executable, as a PBX runs it."""
+    return await run([f"{BIN}/notifyd", "send", *args], env=env, stdin=stdin)
+
+
+def one_line(text: str) -> str:
+    """The text, asserted to be a single line and no traceback."""
+    assert "Traceback" not in text, text
+    assert len(text.strip().splitlines()) == 1, text
+    return text.strip()
+
+
+def secret_file(tmp_path: Path, secret: str) -> Path:
+    """The secret as an operator writes it: its own file, readable by its user only."""
+    path = tmp_path / "notifyd-send.secret"
+    path.write_text(secret + "\n", encoding="utf-8")
+    path.chmod(0o600)
+    return path
+
+
+async def webhook_ids(db: asyncpg.Connection) -> list[str]:
+    return [row["webhook_id"] for row in await db.fetch("SELECT webhook_id FROM events")]
+
+
+@asynccontextmanager
+async def serving(app: web.Application) -> AsyncIterator[str]:
+    """`app` on loopback, on a port the OS picks; its base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        yield f"http://127.0.0.1:{runner.addresses[0][1]}"
+    finally:
+        await runner.cleanup()
+
+
+@dataclass
+class FlakyProxy:
+    """Answers the first `failures` POSTs 503 (with Retry-After), then forwards to notifyd."""
+
+    target: str
+    failures: int
+    retry_after: str = "1"
+    seen: list[tuple[float, str]] = field(default_factory=list)  # (monotonic, webhook-id)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.seen.append((time.monotonic(), request.headers["webhook-id"]))
+        body = await request.read()
+        if len(self.seen) <= self.failures:
+            text = '{"error": "unavailable", "detail": "the database cannot take it now"}'
+            headers = {"Retry-After": self.retry_after}
+            return web.Response(status=503, text=text, headers=headers)
+        forwarded = {k: v for k, v in request.headers.items() if k.lower().startswith("webhook-")}
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT)) as session,
+            session.post(
+                f"{self.target}{request.path}",
+                data=body,
+                headers={**forwarded, "Content-Type": "application/json"},
+            ) as answer,
+        ):
+            return web.Response(
+                status=answer.status, body=await answer.read(), content_type="application/json"
+            )
+
+
+@asynccontextmanager
+async def flaky_proxy(target: str, failures: int) -> AsyncIterator[tuple[str, FlakyProxy]]:
+    proxy = FlakyProxy(target, failures)
+    app = web.Application()
+    app.router.add_post("/v1/webhooks/{source}", proxy.handle)
+    async with serving(app) as url:
+        yield url, proxy
+
+
+@asynccontextmanager
+async def silent_server() -> AsyncIterator[str]:
+    """Accepts connections, reads the request and never answers: a hung notifyd, or a
+    firewall that lets the SYN through. Its base URL."""
+    held: list[asyncio.StreamWriter] = []
+
+    async def hold(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        await reader.read()  # until the client gives up and closes
+
+    server = await asyncio.start_server(hold, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+        await server.wait_closed()
+
+
+def snippet(name: str) -> str:
+    """The fenced block that follows `<!-- snippet: NAME -->` in docs/integrations.md, as an
+    operator copies it."""
+    text = INTEGRATIONS.read_text(encoding="utf-8")
+    found = re.search(rf"<!-- snippet: {re.escape(name)} -->\s*```\w*\n(.*?)```", text, re.S)
+    assert found, f"docs/integrations.md has no snippet {name!r}"
+    return found.group(1)
