@@ -4,10 +4,10 @@ posts what an earlier `send --spool` kept. client.py signs and posts, spool.py k
 Called once per call on a busy PBX, so it starts fast: command.py (the `notifyd`
 executable) hands `send` here before anything of the daemon is imported, and this module,
 client.py and spool.py import the standard library and `standardwebhooks` only. Measured
-with hyperfine, 20 runs, on the 2-core test machine under the other engineers' load:
-`python -c pass` 33 ms; `notifyd send --help` 375 ms before (every command loaded the
-daemon), 62 ms after; a send answered 202 by a local stub 556 ms before (`notifyd
-simulate`), 90 ms after. docs/integrations.md has the table.
+with hyperfine (20 runs, user CPU, on a shared 2-core machine): `python -c pass` 27 ms;
+`notifyd send --help` 81 ms, where loading the daemon first took 319 ms; a send answered 202
+by a local stub 83 ms, where `notifyd simulate` took 502 ms. docs/integrations.md has the
+table and its conditions.
 
 The secret comes from `--secret-file` or NOTIFYD_SEND_SECRET, never from the command line
 (any local user reads it in `ps`) and never from the daemon's config (a PBX host has none).
