@@ -18,7 +18,7 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from tests.conftest import WAIT
+from tests.conftest import BILLING_SECRET, PBX_SECRET, WAIT
 
 ROOT = Path(__file__).resolve().parents[2]
 INTEGRATIONS = ROOT / "docs" / "integrations.md"
@@ -164,3 +164,20 @@ def snippet(name: str) -> str:
     found = re.search(rf"<!-- snippet: {re.escape(name)} -->\s*```\w*\n(.*?)```", text, re.S)
     assert found, f"docs/integrations.md has no snippet {name!r}"
     return found.group(1)
+
+
+def localized(text: str, base_url: str, tmp_path: Path) -> str:
+    """A snippet with the test's notifyd, secrets, folders and executable in place of the
+    doc's placeholders (its other sections can use the same ones)."""
+    places = {
+        "http://notifyd.internal:8080": base_url,
+        "/etc/notifyd/pbx.secret": str(tmp_path / "pbx.secret"),
+        "/etc/notifyd/billing.secret": str(tmp_path / "billing.secret"),
+        "/var/spool/notifyd-send": str(tmp_path / "spool"),
+        "/opt/notifyd-send/bin/": f"{BIN}/",
+    }
+    for doc, here in places.items():
+        text = text.replace(doc, here)
+    (tmp_path / "pbx.secret").write_text(f"{PBX_SECRET}\n")
+    (tmp_path / "billing.secret").write_text(f"{BILLING_SECRET}\n")
+    return text

@@ -13,25 +13,9 @@ import pytest
 from notifyd import spool
 from notifyd.catalogue.samples import sample_event
 from notifyd.client import prepare
-from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, running_daemon
+from tests.conftest import SmtpSink, running_daemon
 from tests.integration.catalogue_support import sending_settings
-from tests.integration.send_support import BIN, run, snippet, webhook_ids
-
-
-def localized(text: str, base_url: str, tmp_path: Path) -> str:
-    """The snippet with this test's notifyd, secrets and folders in place of the doc's."""
-    places = {
-        "http://notifyd.internal:8080": base_url,
-        "/etc/notifyd/pbx.secret": str(tmp_path / "pbx.secret"),
-        "/etc/notifyd/billing.secret": str(tmp_path / "billing.secret"),
-        "/var/spool/notifyd-send": str(tmp_path / "spool"),
-        "/opt/notifyd-send/bin/": f"{BIN}/",
-    }
-    for doc, here in places.items():
-        text = text.replace(doc, here)
-    (tmp_path / "pbx.secret").write_text(f"{PBX_SECRET}\n")
-    (tmp_path / "billing.secret").write_text(f"{BILLING_SECRET}\n")
-    return text
+from tests.integration.send_support import localized, run, snippet, webhook_ids
 
 
 async def types_stored(db: asyncpg.Connection) -> list[str]:
