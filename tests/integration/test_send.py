@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 
-from notifyd.catalogue.samples import sample_event
+from notifyd.catalogue.samples import sample_event, sample_wav
 from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, running_daemon
 from tests.integration.catalogue_support import sending_settings
 from tests.integration.send_support import (
@@ -170,3 +170,57 @@ async def test_a_drain_sets_aside_what_notifyd_refuses_and_posts_the_rest(
     assert "call.dropped" in record["body"]
     assert list(folder.glob("*.json")) == []
     assert len(await webhook_ids(db)) == 1
+
+
+async def test_a_recording_attached_with_attach_reaches_the_subscriber_as_it_was(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    """--attach audio=PATH: the voicemail a PBX recorded goes in the event, named and typed
+    by its file, and comes out of the email byte for byte."""
+    recording = tmp_path / "msg0001.wav"
+    recording.write_bytes(sample_wav())
+    settings = sending_settings(tmp_path, database_url, smtp_sink)
+    async with running_daemon(settings) as daemon:
+        created = await send(
+            *("--type", "account.created", "--account", "acc-1"),
+            *("--data", "email=acc-1@client.example", "--data", "username=101"),
+            *("--url", f"{daemon.base_url}/v1/webhooks/billing"),
+            env={"NOTIFYD_SEND_SECRET": BILLING_SECRET},
+        )
+        assert created.code == 0, created
+        ran = await send(
+            *("--type", "voicemail.received", "--account", "acc-1", "--data", "mailbox=101"),
+            *("--data", "caller_number=+40721000001", "--data", "duration_seconds:=1"),
+            *("--data", "received_at=2026-12-05T10:00:00Z", "--attach", f"audio={recording}"),
+            *("--url", f"{daemon.base_url}/v1/webhooks/pbx"),
+            env={"NOTIFYD_SEND_SECRET": PBX_SECRET},
+        )
+        assert ran.code == 0, ran
+        await smtp_sink.wait_for(2)
+    parts = [
+        part
+        for message in smtp_sink.messages
+        for part in message.walk()
+        if part.get_filename() == "msg0001.wav"
+    ]
+    assert [p.get_content_type() for p in parts] == ["audio/wav"]
+    assert parts[0].get_payload(decode=True) == sample_wav()
+
+
+async def test_an_attachment_that_cannot_be_read_is_one_line_and_nothing_sent(
+    tmp_path: Path,
+) -> None:
+    missing = await send(
+        *("--type", "voicemail.received", "--account", "acc-1"),
+        *("--attach", f"audio={tmp_path / 'gone.wav'}", "--url", "http://127.0.0.1:9/x"),
+        env={"NOTIFYD_SEND_SECRET": PBX_SECRET},
+    )
+    malformed = await send(
+        *("--type", "voicemail.received", "--account", "acc-1", "--attach", "audio"),
+        *("--url", "http://127.0.0.1:9/x"),
+        env={"NOTIFYD_SEND_SECRET": PBX_SECRET},
+    )
+    assert missing.code == 2, missing
+    assert "gone.wav" in one_line(missing.err)
+    assert malformed.code == 2, malformed
+    assert "--attach takes KEY=PATH" in one_line(malformed.err)
