@@ -211,6 +211,7 @@ class Daemon:
             claim_terms=dispatcher.claim_terms,
             on_claimed=dispatcher.adopt,
             erasure_key=erased,
+            links=self.links,
         )
         # Registered before the HTTP server: closed after it has answered its last webhook.
         self.stack.push_async_callback(self.intake.close)
@@ -329,6 +330,8 @@ def mailing_for(settings: Settings, transport: Transport, links: Links | None = 
         message_domain=settings.message_domain,
         keep_files_days=settings.retention.payload_days,
         off_by_default=off_by_default(settings.defaults),
+        bounce_domain=settings.smtp.bounce_domain,
+        bounce_local_part=settings.smtp.bounce_local_part,
     )
 
 

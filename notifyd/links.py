@@ -1,6 +1,8 @@
 """Links in emails: opaque sealed tokens (no personal data), unguessable, and nothing to
 look up to trust them. Each token carries when it was made; the pages (http/pages/) judge
 its age against [links] and a revocation kept on the subscriber (storage/links.py).
+The same keys make the bounce tokens of envelope senders (VERP, [smtp] bounce_domain):
+delivery/send.py puts them in MAIL FROM, intake/reports.py reads them back.
 
 Keys rotate: several link keys may be configured ([daemon] link_secret as an array); the
 first seals, every one opens, so links sent under an older key open until they expire."""
@@ -18,9 +20,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from uuid import UUID
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCMSIV
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from itsdangerous import BadSignature, Signer, URLSafeSerializer
@@ -123,6 +127,40 @@ class _Sealer:
         return items
 
 
+class _BounceTokens:
+    """A notice's bounce token: its id encrypted (AES-256 of the id's one block, a
+    pseudo-random permutation: the token tells nothing of the id, which the Message-ID
+    carries anyway) and 4 bytes of HMAC-SHA256 over that, in lower-case base32 (relays
+    may fold the case of a local part): 20 bytes, 32 characters. A forged token fails
+    the tag (1 in 4 billion passes it), and then decrypts to no notice.
+
+    Not sealed like links (AES-GCM-SIV with a 16-byte tag and padding: 43 characters and
+    more): an envelope address is short, and every message carries one."""
+
+    def __init__(self, secret: str) -> None:
+        key = _derived_key(secret, b"notifyd.bounces.v1")
+        self._cipher = Cipher(algorithms.AES(key), modes.ECB())  # noqa: S305 one block
+        self._mac_key = _derived_key(secret, b"notifyd.bounces.mac.v1")
+
+    def make(self, notice_id: UUID) -> str:
+        block = self._cipher.encryptor().update(notice_id.bytes)
+        tag = hmac.digest(self._mac_key, block, "sha256")[:4]
+        return base64.b32encode(block + tag).decode("ascii").lower()
+
+    def read(self, token: str) -> UUID | None:
+        try:
+            raw = base64.b32decode(token.upper())
+        except ValueError:  # binascii.Error
+            return None
+        if len(raw) != 20:
+            return None
+        block, tag = raw[:16], raw[16:]
+        expected = hmac.digest(self._mac_key, block, "sha256")[:4]
+        if not hmac.compare_digest(expected, tag):
+            return None
+        return UUID(bytes=self._cipher.decryptor().update(block))
+
+
 # What a token is sealed for (its associated data): a token of one page opens on no other.
 # Tokens made before links carried their time were sealed for the first two.
 UNSUBSCRIBE = b"unsubscribe"
@@ -142,6 +180,7 @@ class Links:
         self.base_url = base_url.rstrip("/")
         self._sealers = [_Sealer(key) for key in keys]
         self._form_keys = [_derived_key(key, b"notifyd.links.form.v1") for key in keys]
+        self._bounce_tokens = [_BounceTokens(key) for key in keys]
         # Links sent before tokens were sealed: readable base64 of the account and address,
         # signed. Mail providers and subscribers act on old messages, so they still open.
         self._old_unsubscribe = [
@@ -207,6 +246,19 @@ class Links:
             hmac.compare_digest(_form_mac(key, link_token).encode(), given.encode())
             for key in self._form_keys
         )
+
+    def bounce_token(self, notice_id: UUID) -> str:
+        """The token of a notice's envelope sender (VERP)."""
+        return self._bounce_tokens[0].make(notice_id)
+
+    def bounced_notice(self, token: str) -> UUID | None:
+        """The notice whose envelope sender carried `token` (any key: a bounce may come
+        days after a rotation), or None for a token no key made."""
+        for tokens in self._bounce_tokens:
+            notice_id = tokens.read(token)
+            if notice_id is not None:
+                return notice_id
+        return None
 
 
 def _form_mac(key: bytes, link_token: str) -> str:

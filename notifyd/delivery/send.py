@@ -53,6 +53,17 @@ class Mailing:
     # The categories [defaults.modes] turns off: withheld at the claim from subscribers who
     # chose no mode of their own (rules.preferences.off_by_default).
     off_by_default: frozenset[str] = frozenset()
+    # [smtp] bounce_domain and bounce_local_part: set, each notice's envelope sender is
+    # its own (VERP), whose token intake/reports.py maps a bounce or complaint back by.
+    bounce_domain: str = ""
+    bounce_local_part: str = "bounce"
+
+    def sender_for(self, notice: ClaimedNotice) -> str:
+        """MAIL FROM for this notice: its own bounce address, or the configured sender's."""
+        if not self.bounce_domain or self.links is None:
+            return self.envelope_sender
+        token = self.links.bounce_token(notice.id)
+        return f"{self.bounce_local_part}+{token}@{self.bounce_domain}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +107,7 @@ class Sender:
         if pause:
             await asyncio.sleep(pause)  # the destination domain's rate
         async with mailing.transport.sending(
-            data, mailing.envelope_sender, recipient, notice.message_id
+            data, mailing.sender_for(notice), recipient, notice.message_id
         ) as sent:
             yield Attempt(sent)
 

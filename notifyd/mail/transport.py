@@ -67,7 +67,8 @@ class Transport(Protocol):
 
 
 class EmlFolder:
-    """Writes each notice as `<notice id>.eml` (a retry overwrites it, never duplicates)."""
+    """Writes each notice as `<notice id>.eml` (a retry overwrites it, never duplicates),
+    with the Return-Path a mailbox would add: the envelope sender, shown as delivered."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
@@ -75,7 +76,8 @@ class EmlFolder:
 
     async def send(self, data: bytes, sender: str, recipient: str, message_id: str) -> Outcome:
         name = message_id.strip("<>").split("@", 1)[0] + ".eml"
-        await asyncio.to_thread(self._write, self.folder / name, data)
+        delivered = b"Return-Path: <" + sender.encode() + b">\r\n" + data
+        await asyncio.to_thread(self._write, self.folder / name, delivered)
         return Outcome(Verdict.SENT, f"250 written to {self.folder / name}")
 
     @contextlib.asynccontextmanager

@@ -4,6 +4,7 @@ runs, where it listens, what it talks to and how it writes."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 from email.utils import parseaddr
 from pathlib import Path
@@ -25,6 +26,8 @@ from notifyd.settings.fields import (
 )
 
 SMTP_SECURITY = ("none", "starttls", "tls")
+_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
+_LOCAL_PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
 # At most this many SMTP connections, opened as the load needs them. Each carries one message
@@ -150,6 +153,39 @@ class SmtpSettings(Section):
     reply_to: str = Field(
         "", description="Reply-To: for subscribers who answer a notice (e.g. support)."
     )
+    bounce_domain: str = Field(
+        "",
+        examples=["bounces.example.com"],
+        description="Set: each message's envelope sender is bounce_local_part+<token>@ this "
+        "domain (VERP), so a bounce or complaint maps to its notice (route the domain to "
+        "contrib/postfix/notifyd-bounce, docs/integrations.md). Empty: the sender's address.",
+    )
+    bounce_local_part: str = Field(
+        "bounce",
+        description="The local part of the per-notice envelope sender, before '+<token>'.",
+    )
+
+    @field_validator("bounce_domain")
+    @classmethod
+    def _a_domain(cls, value: str) -> str:
+        if not value:
+            return value
+        try:
+            # As sent in MAIL FROM: the A-label form of an internationalised domain.
+            ascii_form = value.strip().rstrip(".").encode("idna").decode("ascii").lower()
+        except UnicodeError:
+            raise ValueError(f"is not a domain name: {value!r}") from None
+        if not _DOMAIN.fullmatch(ascii_form):
+            raise ValueError(f"is not a domain name: {value!r}")
+        return ascii_form
+
+    @field_validator("bounce_local_part")
+    @classmethod
+    def _a_local_part(cls, value: str) -> str:
+        # No '+': it separates the token; lower case, since some relays fold local parts.
+        if not _LOCAL_PART.fullmatch(value):
+            raise ValueError("must be 1-32 lowercase letters, digits, '.', '_' or '-'")
+        return value
 
     @field_validator("reply_to")
     @classmethod
