@@ -1,7 +1,6 @@
 """What a send's outcome becomes: the notice recorded sent, retried or failed (past its
-lifetime a retry fails; a hard bounce counts against the address and a mandatory notice
-goes to the account's other addresses), after the relay's circuit breaker has had its say,
-with the delivery metrics.
+lifetime a retry fails; a hard bounce does what bounces.py says), after the relay's
+circuit breaker has had its say, with the delivery metrics.
 
 Neighbours: send.py says what happened to a notice; worker.py, which holds the claims,
 asks for it to be recorded and reads the breaker before it claims.
@@ -17,29 +16,24 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from notifyd.catalogue.events import MANDATORY_CATEGORIES
+from notifyd.delivery.bounces import hard_bounce
 from notifyd.delivery.breaker import Breaker
 from notifyd.delivery.enclosing import KINDS_WITH_FILES
 from notifyd.delivery.send import Attempt, Mailing
 from notifyd.delivery.sent_records import SentRecords
 from notifyd.mail.transport import Outcome, Verdict
 from notifyd.metrics import Metrics
-from notifyd.rules.preferences import all_addresses
-from notifyd.rules.routing import recipient_reasons
 from notifyd.rules.schedule import retry_delay
 from notifyd.storage import addresses as address_store
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
-from notifyd.storage import subscribers as subscriber_store
 from notifyd.storage.notices import ClaimedNotice
 
 log = structlog.get_logger(__name__)
 
 # Faults of a record that another try may not meet.
 _TRANSIENT = (*db.UNAVAILABLE, asyncpg.TransactionRollbackError)
-
-_MANDATORY = frozenset(c.value for c in MANDATORY_CATEGORIES)
 
 
 class Outcomes:
@@ -241,7 +235,13 @@ class Outcomes:
             else:
                 await notice_store.mark_failed(conn, notice.id, self.token, error, reply)
                 if bounce:
-                    await self._bounced(conn, notice, error)
+                    await hard_bounce(
+                        conn,
+                        notice,
+                        error,
+                        bounce_limit=self.mailing.delivery.bounce_limit,
+                        message_domain=self.mailing.message_domain,
+                    )
                 if notice.id in self.held and notice.id not in (restore or ()):
                     # The breaker opened while this failure was being written: the opener's
                     # restore may have run before it was; this one is committed now, so put
@@ -251,46 +251,3 @@ class Outcomes:
                 again = await notice_store.restore_refused(conn, restore, due_at)
                 bounce_limit = self.mailing.delivery.bounce_limit
                 await address_store.forgive_bounces(conn, again, bounce_limit)
-
-    async def _bounced(self, conn: db.Conn, notice: ClaimedNotice, reply: str) -> None:
-        """A hard bounce: counted against the address (undeliverable at the limit); a
-        mandatory notice goes to the account's other addresses."""
-        bounces, undeliverable = await address_store.record_bounce(
-            conn, notice.recipient, reply, self.mailing.delivery.bounce_limit
-        )
-        if undeliverable:
-            # record_bounce cancelled what else waits for this address, of every account.
-            log.warning("address marked undeliverable", notice_id=str(notice.id), bounces=bounces)
-        if notice.category not in _MANDATORY:
-            return
-        subscriber = await subscriber_store.get(conn, notice.account_id)
-        if subscriber is None:
-            return
-        others = [
-            a
-            for a in all_addresses(subscriber.preferences, subscriber.email)
-            if a.lower() != notice.recipient.lower()
-        ]
-        refused = await address_store.undeliverable_among(conn, others)
-        deliverable = [a for a in others if a.lower() not in refused]
-        rerouted = await notice_store.reroute(
-            conn,
-            notice.id,
-            deliverable,
-            "rerouted: another address of the account refused this notice (hard bounce)",
-            self.mailing.message_domain,
-            recipient_reasons(notice.category),
-        )
-        if rerouted:
-            log.info("mandatory notice rerouted", notice_id=str(notice.id), copies=len(rerouted))
-            await notice_store.wake_workers(conn)
-        elif deliverable:
-            # The account's other addresses were sent their own copies: nothing is lost.
-            log.info(
-                "mandatory notice: the other addresses have their copies", notice_id=str(notice.id)
-            )
-        else:
-            log.error(
-                "mandatory notice undeliverable: no other address; see the dead letters",
-                notice_id=str(notice.id),
-            )

@@ -9,7 +9,7 @@ import structlog
 from aiohttp import web
 
 from notifyd import unstorable
-from notifyd.http import health, openapi, webhooks
+from notifyd.http import health, openapi, reports, webhooks
 from notifyd.http.admin import create_admin_app
 from notifyd.http.errors import Problem, error_response
 from notifyd.http.pages import preferences, renewal, shell, unsubscribe
@@ -72,6 +72,7 @@ def create_app(runtime: Runtime) -> web.Application:
     # Each module declares its routes with what the document says of them (operations.py).
     for routes in (
         webhooks.routes,
+        reports.routes,
         health.routes,
         openapi.routes,
         unsubscribe.routes,

@@ -6,7 +6,7 @@ import asyncio
 import functools
 import ipaddress
 import operator
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
@@ -38,6 +38,8 @@ from notifyd.storage.attachments import StoredFile
 log = structlog.get_logger(__name__)
 
 JSON_TYPES = ("application/json",)
+# A raw RFC 5322 message: the body of a report (http/reports.py).
+MESSAGE_TYPE = "message/rfc822"
 
 routes = Routes()
 
@@ -113,16 +115,29 @@ def _is_json(content_type: str) -> bool:
     return content_type in JSON_TYPES or content_type.endswith("+json")
 
 
-def _refusal_before_body(
-    request: web.Request, runtime: Runtime, name: str, *, logged: bool = True
+def _is_message(content_type: str) -> bool:
+    return content_type == MESSAGE_TYPE
+
+
+def refusal_before_body(
+    request: web.Request,
+    runtime: Runtime,
+    name: str,
+    *,
+    logged: bool = True,
+    kind: str = "events",
 ) -> web.Response | SignedHeaders:
     """What can be refused from the request line and headers alone, or the signed headers.
+    `kind`: the sources this route serves (an `mta` source posts reports, not events).
 
     Checked before the body is read: an unsigned upload is refused while it is still on
     the wire, and costs no memory."""
     source = runtime.settings.sources.get(name)
     if source is None:
         return error_response(404, "unknown_source", f"no source named {name!r}")
+    if source.kind != kind:
+        route = "reports" if source.kind == "mta" else "webhooks"
+        return error_response(404, "unknown_source", f"source {name!r} posts to /v1/{route}/{name}")
     if source.allow_from is not None and not _allowed(request.remote, source.allow_from):
         if logged:
             log.warning("webhook from outside the allowlist", source=name, remote=request.remote)
@@ -136,22 +151,27 @@ def _refusal_before_body(
         if logged:
             log.warning("webhook signature refused", source=name, reason=str(error))
         return error_response(401, "bad_signature", str(error))
-    if "Content-Type" not in request.headers or not _is_json(request.content_type):
+    wanted = _is_json if kind == "events" else _is_message
+    if "Content-Type" not in request.headers or not wanted(request.content_type):
         given = request.content_type if "Content-Type" in request.headers else "none"
-        return error_response(
-            415, "unsupported_media_type", f"expected application/json, got {given}"
-        )
+        expected = "application/json" if kind == "events" else MESSAGE_TYPE
+        return error_response(415, "unsupported_media_type", f"expected {expected}, got {given}")
     return signed
 
 
-async def expect_webhook(request: web.Request) -> None:
+def expect_for(kind: str) -> Callable[[web.Request], Awaitable[None]]:
     """`Expect: 100-continue`: invite the body only if its headers pass. Else no 100 is sent
     and the handler answers the refusal; the sender need not send the body at all.
     (The invitation is the router's own, which a route's expect handler replaces.)"""
-    runtime = request.app[RUNTIME]
-    checked = _refusal_before_body(request, runtime, request.match_info["source"], logged=False)
-    if isinstance(checked, SignedHeaders):
-        await _default_expect_handler(request)
+
+    async def expect(request: web.Request) -> None:
+        runtime = request.app[RUNTIME]
+        name = request.match_info["source"]
+        checked = refusal_before_body(request, runtime, name, logged=False, kind=kind)
+        if isinstance(checked, SignedHeaders):
+            await _default_expect_handler(request)
+
+    return expect
 
 
 @routes.post(
@@ -174,7 +194,7 @@ async def expect_webhook(request: web.Request) -> None:
         422: error("Unknown type or invalid data; `fields` names each error"),
         503: error("The database cannot take it now, or too many bodies are being received; retry"),
     },
-    expect_handler=expect_webhook,
+    expect_handler=expect_for("events"),
 )
 async def receive_webhook(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
@@ -186,7 +206,7 @@ async def receive_webhook(request: web.Request) -> web.Response:
     return response
 
 
-class _Refused(Exception):
+class Refused(Exception):
     """A webhook answered with an error; `event_type` labels the metric ("-": not known)."""
 
     def __init__(self, response: web.Response, event_type: str = "-") -> None:
@@ -199,16 +219,16 @@ async def _receive(
 ) -> tuple[web.Response, str]:
     """The steps a webhook goes through, each of which may refuse it: headers, body,
     signature, schema, attachments, commit. The answer, and the event type for the metric."""
-    checked = _refusal_before_body(request, runtime, name)
+    checked = refusal_before_body(request, runtime, name)
     if not isinstance(checked, SignedHeaders):
         return checked, "-"
     try:
-        body = await _body(request, runtime.settings.webhooks.max_body_bytes, name, room)
+        body = await read_body(request, runtime.settings.webhooks.max_body_bytes, name, room)
         _verify(runtime, name, checked, body)
         event = _event(body)
         files = await _files(request, runtime.settings, name, event)
         receipt = await _stored(runtime, name, checked.webhook_id, event, files)
-    except _Refused as refused:
+    except Refused as refused:
         return refused.response, refused.event_type
     if receipt.duplicate:
         log.info("webhook replay", source=name, event_id=str(receipt.event_id))
@@ -225,16 +245,16 @@ async def _receive(
     return respond(Receipt(event_id=receipt.event_id, duplicate=False), status=202), event.type
 
 
-async def _body(request: web.Request, limit: int, name: str, room: Reservation) -> bytes:
+async def read_body(request: web.Request, limit: int, name: str, room: Reservation) -> bytes:
     try:
         return await _read_body(request, limit, room)
     except BodyTooLarge:
-        raise _Refused(
+        raise Refused(
             error_response(413, "body_too_large", f"the body is over {limit} bytes")
         ) from None
     except NoRoom:
         log.warning("webhook refused: bodies in flight at the cap", source=name)
-        raise _Refused(
+        raise Refused(
             error_response(
                 503,
                 "busy",
@@ -249,20 +269,20 @@ def _verify(runtime: Runtime, name: str, signed: SignedHeaders, body: bytes) -> 
         try:
             text = body.decode("utf-8")
         except UnicodeDecodeError:
-            raise _Refused(error_response(400, "malformed_body", "the body is not UTF-8")) from None
+            raise Refused(error_response(400, "malformed_body", "the body is not UTF-8")) from None
         runtime.verifiers[name].verify(signed, text, runtime.clock())
     except SignatureError as error:
         log.warning("webhook signature refused", source=name, reason=str(error))
-        raise _Refused(error_response(401, "bad_signature", str(error))) from None
+        raise Refused(error_response(401, "bad_signature", str(error))) from None
 
 
 def _event(body: bytes) -> Event:
     try:
         return parse_event(body)
     except MalformedBody as error:
-        raise _Refused(error_response(400, "malformed_json", str(error))) from None
+        raise Refused(error_response(400, "malformed_json", str(error))) from None
     except InvalidEvent as error:
-        raise _Refused(
+        raise Refused(
             error_response(422, error.code, error.detail, error.fields), error.event_type or "-"
         ) from None
 
@@ -282,7 +302,7 @@ async def _files(
         # Most events carry no bytes: a thread hop per webhook would cost more than this.
         return incoming_files(event, settings.attachments, hosts)
     except InvalidAttachment as error:
-        raise _Refused(
+        raise Refused(
             error_response(422, "invalid_event", "an attachment is unusable", error.fields),
             event.type,
         ) from None
@@ -295,7 +315,7 @@ async def _stored(
         return await runtime.intake.accept(name, webhook_id, event, files)
     except db.UNAVAILABLE as error:
         log.error("database unavailable: webhook refused", source=name, error=type(error).__name__)
-        raise _Refused(
+        raise Refused(
             error_response(
                 503,
                 "unavailable",

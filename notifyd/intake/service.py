@@ -1,6 +1,7 @@
 """The intake as the daemon runs it: a verified, validated webhook in, its committed
-`Receipt` out. Built by the daemon and handed to the HTTP app, which only translates HTTP
-to `accept()` and back; webhooks arriving together share a transaction (`group_commit`).
+`Receipt` out; a bounce or complaint report in, its `Decision` out (reports.py). Built by
+the daemon and handed to the HTTP app, which only translates HTTP to `accept()` or
+`report()` and back; webhooks arriving together share a transaction (`group_commit`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from notifyd.catalogue.events import Event
 from notifyd.intake.facts import Incoming, IntakeRules
 from notifyd.intake.group_commit import GroupCommit
 from notifyd.intake.ingest import Receipt, ingest_batch
+from notifyd.intake.reports import Decision, Terms, apply
+from notifyd.links import Links
+from notifyd.mail.reports import Report
 from notifyd.settings import Settings
 from notifyd.storage.attachments import StoredFile
 from notifyd.storage.notices import ClaimedNotice, ClaimTerms
@@ -31,6 +35,7 @@ class Intake:
         claim_terms: Callable[[], ClaimTerms | None] = lambda: None,
         on_claimed: Callable[[Sequence[ClaimedNotice]], None] = lambda _notices: None,
         erasure_key: bytes = b"",
+        links: Links | None = None,
     ) -> None:
         """`on_queued` wakes this host's worker after a commit that queued a notice due now,
         without waiting for the NOTIFY round trip. `claim_terms` are the terms on which a
@@ -39,8 +44,11 @@ class Intake:
         a claim of its own, a round trip less between a webhook's commit and its email.
         `erasure_key` keys the hashes of erased addresses (storage/erasure.py), read once
         at start as the admin API's."""
+        self.pool = pool
         self.clock = clock
         self.erasure_key = erasure_key
+        self.links = links
+        self.settings = settings
         self.on_queued = on_queued
         self.claim_terms = claim_terms
         self.rules = _rules(settings, erasure_key)
@@ -60,6 +68,18 @@ class Intake:
     def apply(self, settings: Settings) -> None:
         """Reloaded settings: webhooks already waiting for a commit keep the old rules."""
         self.rules = _rules(settings, self.erasure_key)
+        self.settings = settings
+
+    async def report(self, report: Report) -> Decision:
+        """Act on a bounce or complaint report (reports.py); what was done."""
+        assert self.links is not None, "the daemon gives the intake its link keys"
+        terms = Terms(
+            links=self.links,
+            bounce_local_part=self.settings.smtp.bounce_local_part,
+            bounce_limit=self.settings.delivery.bounce_limit,
+            message_domain=self.settings.message_domain,
+        )
+        return await apply(self.pool, report, terms)
 
     async def accept(
         self, source: str, webhook_id: str, event: Event, files: Sequence[StoredFile]

@@ -10,7 +10,7 @@ import re
 from collections.abc import Mapping
 from datetime import time
 from decimal import Decimal, InvalidOperation
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
@@ -59,8 +59,17 @@ def _some(secrets: tuple[str, ...]) -> tuple[str, ...]:
     return secrets
 
 
+SOURCE_KINDS = ("events", "mta")
+
+
 class SourceSettings(Section):
     """One webhook sender: POST /v1/webhooks/<name> (the table's name)."""
+
+    kind: Annotated[Literal["events", "mta"], one_of(SOURCE_KINDS)] = Field(
+        "events",
+        description='"events": JSON events of the catalogue; "mta": bounce and complaint '
+        "reports (DSN, ARF) as raw messages, from contrib/postfix/notifyd-bounce.",
+    )
 
     # Several may be valid at once while a secret is rotated; any one's signature is accepted.
     secrets: Annotated[

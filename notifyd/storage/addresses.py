@@ -1,4 +1,5 @@
-"""Address health (table `address_health`): hard bounces and undeliverable addresses.
+"""Address health (table `address_health`): hard bounces and undeliverable addresses, and
+the soft bounces the relay's reports count (intake/reports.py).
 Neighbour: notices.py, whose waiting notices to an address marked undeliverable here are
 cancelled with it (but the mandatory categories'), whichever account they are of."""
 
@@ -17,17 +18,32 @@ SQL = queries.load("addresses")
 OPTIONAL = sorted(c.value for c in Category if c not in MANDATORY_CATEGORIES)
 
 
-async def record_bounce(conn: Conn, address: str, reply: str, limit: int) -> tuple[int, bool]:
+async def record_bounce(
+    conn: Conn, address: str, reply: str, limit: int, *, reported: bool = False
+) -> tuple[int, bool]:
     """(hard bounces so far, undeliverable now). Undeliverable: every notice to it not sent
     yet, of any account, is cancelled but the mandatory ones (they would bounce too; the
-    claim would withhold them as each comes due)."""
+    claim would withhold them as each comes due). `reported`: a report after the relay
+    accepted the message counted it (the relay's next 250 then clears nothing)."""
     async with conn.transaction():  # the mark and what it cancels, together
-        row = await conn.fetchrow(SQL["record_bounce"], address, reply, limit)
+        row = await conn.fetchrow(SQL["record_bounce"], address, reply, limit, reported)
         assert row is not None
         undeliverable = bool(row["undeliverable"])
         if undeliverable:
             await notices.cancel_waiting_to(conn, [address], OPTIONAL, notices.UNDELIVERABLE)
     return int(row["hard_bounces"]), undeliverable
+
+
+async def record_soft_bounce(conn: Conn, address: str) -> int:
+    """One more soft bounce (a delay, a 4.x.x report); how many so far."""
+    count: int = await conn.fetchval(SQL["record_soft_bounce"], address)
+    return count
+
+
+async def record_soft_bounce(conn: Conn, address: str) -> int:
+    """One more soft bounce (a delay, a 4.x.x report); how many so far."""
+    count: int = await conn.fetchval(SQL["record_soft_bounce"], address)
+    return count
 
 
 async def forgive_bounces(conn: Conn, addresses: Iterable[str], limit: int) -> None:

@@ -28,6 +28,8 @@ SQL = queries.load("audit")
 SUBSCRIBER_LINK = "subscriber link"
 CONFIG = "config"
 CLI = "cli"
+# A relay's report (a spam complaint) posted by the `mta` source: intake/reports.py.
+MAIL_REPORT = "mail report"
 
 # A value of `detail`: a field's name, an action, a uuid, a count. No '@', '+', space or
 # other punctuation, so that no address, phone number in international form, name with a

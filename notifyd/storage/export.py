@@ -117,12 +117,16 @@ class AddressHealthRow(_Row):
     last_reply: str | None = Field(description="The relay's reply to the last hard bounce")
     last_bounce_at: Timestamp | None
     undeliverable_at: Timestamp | None
+    soft_bounces: int = Field(description="Delays and 4.x.x failures the relay reported later")
+    last_report_at: Timestamp | None = Field(
+        description="When a relay's report (a bounce after it accepted the message) last counted"
+    )
 
 
 class Address(_Row):
     address: str
     suppressions: list[SuppressionRow] = Field(description="Lists the address is kept off")
-    health: AddressHealthRow | None = Field(description="Hard bounces, when there were any")
+    health: AddressHealthRow | None = Field(description="Bounces, when there were any")
 
 
 class ConsentRow(_Row):

@@ -399,3 +399,16 @@ async def reroute(
         SQL["reroute"], notice_id, list(addresses), ids, why, message_domain, list(not_of_copies)
     )
     return [row["recipient"] for row in rows]
+
+
+async def reported(conn: Conn, notice_id: UUID) -> asyncpg.Record | None:
+    """The notice a bounce or complaint report names: its id, account, category, recipient,
+    state and Message-ID; None if there is none (any more)."""
+    row: asyncpg.Record | None = await conn.fetchrow(SQL["reported_notice"], notice_id)
+    return row
+
+
+async def mark_bounced(conn: Conn, notice_id: UUID, reply: str) -> bool:
+    """A sent notice failed after all (a bounce report); False if it was not 'sent'."""
+    status: str = await conn.execute(SQL["mark_bounced"], notice_id, reply)
+    return status.endswith(" 1")

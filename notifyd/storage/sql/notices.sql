@@ -141,7 +141,7 @@ LEFT JOIN (claimed AS c {{claimed_notice_lookups}}) ON true
 -- The sends of one event-loop turn, in one statement (one write to the socket); $1, $2:
 -- the notices and their replies, in step. Only the holder of the claim may record it: a
 -- host whose lease ran out is ignored. An address that accepts mail again loses its
--- bounce record. The connection's next message waits for this commit, so it does not
+-- bounce record, unless a report after a 250 counted in it (the relay accepted those too). The connection's next message waits for this commit, so it does not
 -- wait for the WAL flush (synchronous_commit off for this transaction only): a daemon
 -- crash loses nothing; a database crash may lose the last few hundred ms of these
 -- records, and those notices are sent again: duplicates, not loss.
@@ -157,7 +157,8 @@ WITH sent AS (
       AND set_config('synchronous_commit', 'off', true) = 'off'
     RETURNING n.id, n.recipient
 ), healed AS (
-    DELETE FROM address_health WHERE address IN (SELECT lower(recipient) FROM sent)
+    DELETE FROM address_health
+    WHERE address IN (SELECT lower(recipient) FROM sent) AND last_report_at IS NULL
 )
 SELECT id FROM sent
 
@@ -356,3 +357,14 @@ DELETE FROM notices WHERE id IN (
     WHERE s.closed_at < $2 AND n.category = ANY($3::text[])
       AND n.state IN ('sent', 'failed', 'merged', 'cancelled', 'digested')
     LIMIT $1 FOR UPDATE OF n SKIP LOCKED)
+
+-- name: reported_notice
+-- The notice a bounce or complaint report names (intake/reports.py).
+SELECT id, account_id, category, recipient, state, message_id FROM notices WHERE id = $1
+
+-- name: mark_bounced
+-- A bounce report for a notice the relay had accepted: failed, the report's words as its
+-- reply. Once: the same report posted again finds it failed already and changes nothing.
+UPDATE notices
+SET state = 'failed', last_error = $2, smtp_reply = $2, failed_at = now()
+WHERE id = $1 AND state = 'sent'

@@ -1,0 +1,121 @@
+"""POST /v1/reports/{source}: a bounce or complaint report (a raw DSN or ARF message) from an
+`mta` source, signed as webhooks are, read and handed to the intake; 202 with what was
+done, or why nothing was, once it is committed.
+
+Neighbours: webhooks.py checks the headers, reads the body within its limits and checks
+the signature the same way for both routes; mail/reports.py reads the message;
+intake/reports.py finds the notice and acts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import UUID
+
+import structlog
+from aiohttp import web
+from pydantic import Field
+
+from notifyd.http.bodies import Reservation
+from notifyd.http.errors import error_response
+from notifyd.http.operations import Answer, Routes, error
+from notifyd.http.runtime import RUNTIME, Runtime
+from notifyd.http.signatures import SignatureError, SignedHeaders
+from notifyd.http.validation import Reply, respond
+from notifyd.http.webhooks import MESSAGE_TYPE, Refused, expect_for, read_body, refusal_before_body
+from notifyd.mail import reports
+from notifyd.storage import db
+
+log = structlog.get_logger(__name__)
+
+routes = Routes()
+
+# Parsed on the event loop below this size; a larger message (one enclosing the whole
+# original, with its files) in a thread, not to hold up other requests.
+_PARSE_INLINE_BYTES = 64 * 1024
+
+
+class ReportDecision(Reply):
+    action: str = Field(
+        description="hard_bounce, soft_bounce, complaint, or nothing (`reason` says why)"
+    )
+    reason: str = Field(
+        description="For nothing: not_a_bounce_or_complaint, forged_token, no_notice_named, "
+        "no_such_notice, notice_failed (reported already), already_suppressed; else the "
+        "report's status (5.1.1) or feedback type (abuse)"
+    )
+    notice_id: UUID | None = Field(description="The notice the report is about, if found")
+
+
+@routes.post(
+    "/v1/reports/{source}",
+    "Receive a bounce or complaint report from an `mta` source",
+    description="A raw RFC 5322 message: a delivery status notification (RFC 3464) or an "
+    "abuse report (ARF, RFC 5965), as contrib/postfix/notifyd-bounce posts it, with the "
+    "envelope recipient in a first Notifyd-Envelope-Recipient header. Signed as webhooks "
+    "are (Standard Webhooks, over the body's bytes). 202 once what it does is committed; "
+    "a report that names no notice of ours is answered 202 too, with why nothing was done.",
+    headers=("webhook-id", "webhook-timestamp", "webhook-signature"),
+    other_bodies={MESSAGE_TYPE: {"type": "string", "format": "binary"}},
+    answers={
+        202: Answer("Done, or nothing to do: `action` and `reason` say which", ReportDecision),
+        401: error("Bad or missing signature, stale timestamp"),
+        403: error("Sender outside the source's allow_from"),
+        404: error("Unknown source, or not an `mta` source"),
+        413: error("Body over the limit"),
+        415: error("Not message/rfc822"),
+        503: error("The database cannot take it now, or too many bodies are being received; retry"),
+    },
+    expect_handler=expect_for("mta"),
+)
+async def receive_report(request: web.Request) -> web.Response:
+    runtime = request.app[RUNTIME]
+    name = request.match_info["source"]
+    with runtime.bodies.reservation() as room:
+        response, kind = await _receive(request, runtime, name, room)
+    source_label = name if name in runtime.settings.sources else "-"
+    runtime.metrics.webhooks.labels(source_label, kind, str(response.status)).inc()
+    return response
+
+
+async def _receive(
+    request: web.Request, runtime: Runtime, name: str, room: Reservation
+) -> tuple[web.Response, str]:
+    """Headers, body, signature, the message read, what it does committed; the answer and
+    the report's kind for the metric."""
+    checked = refusal_before_body(request, runtime, name, kind="mta")
+    if not isinstance(checked, SignedHeaders):
+        return checked, "-"
+    try:
+        body = await read_body(request, runtime.settings.webhooks.max_body_bytes, name, room)
+        _verify(runtime, name, checked, body)
+    except Refused as refused:
+        return refused.response, "-"
+    if len(body) > _PARSE_INLINE_BYTES:
+        report = await asyncio.to_thread(reports.parse, body)
+    else:
+        report = reports.parse(body)
+    label = f"report.{report.kind or 'other'}"
+    try:
+        decision = await runtime.intake.report(report)
+    except db.UNAVAILABLE as error:
+        log.error("database unavailable: report refused", source=name, error=type(error).__name__)
+        unavailable = error_response(
+            503,
+            "unavailable",
+            "the report could not be stored now; retry later",
+            headers={"Retry-After": "5"},
+        )
+        return unavailable, label
+    answer = ReportDecision(
+        action=decision.action, reason=decision.reason, notice_id=decision.notice_id
+    )
+    return respond(answer, status=202), label
+
+
+def _verify(runtime: Runtime, name: str, signed: SignedHeaders, body: bytes) -> None:
+    try:
+        runtime.verifiers[name].verify_bytes(signed, body, runtime.clock())
+    except SignatureError as error:
+        log.warning("report signature refused", source=name, reason=str(error))
+        raise Refused(error_response(401, "bad_signature", str(error))) from None
