@@ -229,3 +229,16 @@ def test_overlong_or_unprintable_webhook_id_is_refused(webhook_id: str) -> None:
 
     with pytest.raises(SignatureError, match="webhook-id must be printable"):
         read_headers(given)
+
+
+# -- bodies of bytes (bounce reports) ----------------------------------------------------------
+
+
+def test_a_body_of_bytes_verifies_as_the_library_signs_its_text() -> None:
+    given = read_headers(headers(OTHER_SECRET, body=BODY + " ț"))
+    verifier = Verifier([SECRET, OTHER_SECRET], 300)
+    verifier.verify_bytes(given, (BODY + " ț").encode(), NOW)
+    with pytest.raises(SignatureError):
+        verifier.verify_bytes(given, (BODY + " ţ").encode(), NOW)
+    with pytest.raises(SignatureError, match="300 s allowed"):
+        verifier.verify_bytes(given, (BODY + " ț").encode(), NOW + timedelta(hours=1))
