@@ -102,4 +102,4 @@ def test_bounce_settings_take_a_domain_and_a_plain_local_part() -> None:
     assert SmtpSettings(bounce_domain="bounces.ţară.ro").bounce_domain == "bounces.xn--ar-kla59a.ro"
     for bad in ({"bounce_domain": "not a domain"}, {"bounce_local_part": "bounce+x"}):
         with pytest.raises(ValidationError):
-            SmtpSettings(**bad)
+            SmtpSettings.model_validate(bad)
