@@ -40,12 +40,6 @@ async def record_soft_bounce(conn: Conn, address: str) -> int:
     return count
 
 
-async def record_soft_bounce(conn: Conn, address: str) -> int:
-    """One more soft bounce (a delay, a 4.x.x report); how many so far."""
-    count: int = await conn.fetchval(SQL["record_soft_bounce"], address)
-    return count
-
-
 async def forgive_bounces(conn: Conn, addresses: Iterable[str], limit: int) -> None:
     await conn.execute(SQL["forgive_bounces"], sorted({a.lower() for a in addresses}), limit)
 
