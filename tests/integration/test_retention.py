@@ -224,8 +224,12 @@ async def test_years_of_rows_go_in_short_batches_around_rows_others_hold(
     await years_of_calls(db, hours)
     older = await db.fetchval("SELECT count(*) FROM notices WHERE created_at < $1", ago(365))
     held_id = await db.fetchval("SELECT id FROM notices ORDER BY created_at LIMIT 1")
+    # Not the held row: the writer would wait for the holder, not for the purge (50 rows of
+    # 26,280: one run in 500 failed so, its lock_timeout firing after a purge of 1 s).
     others = await db.fetch(
-        "SELECT id FROM notices WHERE created_at < $1 ORDER BY random() LIMIT 50", ago(365)
+        "SELECT id FROM notices WHERE created_at < $1 AND id <> $2 ORDER BY random() LIMIT 50",
+        ago(365),
+        held_id,
     )
     holder = await asyncpg.connect(database_url)
     writer = await asyncpg.connect(database_url)
@@ -253,14 +257,20 @@ async def test_years_of_rows_go_in_short_batches_around_rows_others_hold(
         finally:
             done.set()
             await meanwhile
-        assert outcome.counts["notices"] == older - 1  # all but the one held elsewhere
+        # All but the one held elsewhere, and any the writer was updating at the moment the
+        # last batch looked (skipped, as every row someone holds: rare, but not a fault).
+        left = {
+            row["id"]
+            for row in await db.fetch("SELECT id FROM notices WHERE created_at < $1", ago(365))
+        }
+        assert held_id in left
+        assert left - {held_id} <= {row["id"] for row in others}
+        assert outcome.counts["notices"] == older - len(left)
         assert outcome.batches >= older // 500
-        left = await db.fetchval("SELECT count(*) FROM notices WHERE created_at < $1", ago(365))
-        assert left == 1
         await holding.rollback()
-        # The row held during the run goes at the next one.
+        # The rows held during the run go at the next one.
         again = await purge(daemon_pool, settings)
-        assert again.counts["notices"] == 1
+        assert again.counts["notices"] == len(left)
     finally:
         await holder.close()
         await writer.close()
