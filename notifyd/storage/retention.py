@@ -4,8 +4,12 @@ record of the daily runs (table `job_runs`).
 A step is a named query of the table's own family (storage/sql/<family>.sql) that deletes
 or clears one batch of rows past their time: a DELETE or UPDATE (its status counts the
 rows) of at most `batch` rows, found with FOR UPDATE SKIP LOCKED so that it never waits for
-a row another transaction holds (that row goes at the next run). `run` repeats a step, one
-short transaction a batch, until a batch comes back short, then goes to the next step.
+a row another transaction holds (that row goes at the next run). Nor for a row its DELETE
+changes through a foreign key: a notices batch locks the notices its digests told, without
+waiting, and leaves a digest one of whose is held (sql/parts.sql purge_notice_batch). `run`
+repeats a step, one short transaction a batch, until a batch removes nothing (not merely
+fewer than `batch`: rows left for a later run make a batch short while more are due), then
+goes to the next step.
 
 A new data class is one more `Step` in `STEPS`: its name (the log's and the metric's
 label), the query, and the query's arguments from the settings and the run's time.
@@ -114,7 +118,7 @@ STEPS: tuple[Step, ...] = (
         "closed_accounts",
         "subscribers",
         "purge_closed_accounts",
-        _before(lambda s: s.retention.closed_account_days),
+        _before(lambda s: s.retention.closed_account_days, OTHER_CATEGORIES, OTHER_TYPES),
     ),
     Step(
         "bounce_records", "addresses", "purge_bounces", _before(lambda s: s.retention.notice_days)
@@ -178,7 +182,7 @@ async def run(
             outcome.batches += 1
             outcome.counts[step.name] += rows
             on_batch(step.name, rows)
-            if rows < batch:
+            if rows == 0:
                 break
     return outcome
 

@@ -131,3 +131,29 @@ async def years_of_calls(db: asyncpg.Connection, hours: int, accounts: int = 200
         accounts,
         NOW,
     )
+
+
+async def digest(db: asyncpg.Connection, account: str, category: str, days_ago: float) -> uuid.UUID:
+    """A digest notice sent `days_ago`, telling nothing yet (`tell`): its id."""
+    digest_id = uuid.uuid4()
+    await db.execute(
+        "INSERT INTO notices (id, account_id, kind, category, recipient, language, timezone,"
+        " message_id, state, created_at, due_at, sent_at)"
+        " VALUES ($1, $2, 'digest', $3, $4, 'ro', 'UTC', $5, 'sent', $6, $6, $6)",
+        digest_id,
+        account,
+        category,
+        f"{account}@example.test",
+        f"<{digest_id.hex}@voip.example>",
+        ago(days_ago),
+    )
+    return digest_id
+
+
+async def tell(db: asyncpg.Connection, digest_id: uuid.UUID, events: list[uuid.UUID]) -> None:
+    """The notices of `events` told in the digest: `digested`, their digest_id pointing to it."""
+    await db.execute(
+        "UPDATE notices SET state = 'digested', digest_id = $1 WHERE event_id = ANY($2::uuid[])",
+        digest_id,
+        events,
+    )

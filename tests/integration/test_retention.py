@@ -27,9 +27,11 @@ from tests.integration.retention_support import (
     DAY,
     NOW,
     ago,
+    digest,
     event,
     kept,
     subscriber,
+    tell,
     years_of_calls,
 )
 
@@ -279,6 +281,50 @@ async def test_years_of_rows_go_in_short_batches_around_rows_others_hold(
     assert newer == hours - older
     assert waits
     assert max(waits) < 3
+
+
+@pytest.mark.parametrize(
+    ("step", "closed_days_ago", "days_ago"),
+    [("notices", None, 400), ("closed_account_notices", 1100, 100)],
+)
+async def test_a_digest_whose_told_notice_someone_holds_waits_and_holds_up_nothing(
+    tmp_path: Path,
+    database_url: str,
+    db: asyncpg.Connection,
+    daemon_pool: asyncpg.Pool,
+    step: str,
+    closed_days_ago: float | None,
+    days_ago: float,
+) -> None:
+    """Deleting a digest sets the digest_id of the notices it told to NULL. When another
+    transaction holds one of those (an erasure stripping it, an operator's UPDATE), a batch
+    must not wait for it while holding the rest of its rows: the digest stays for the next
+    run, and everything else goes now (batches of 10, each taking the digest again)."""
+    settings = load_config(
+        tmp_path, base_config(tmp_path, database_url, None, retention={"batch_size": 10})
+    )
+    await subscriber(db, "acc-1", closed_days_ago=closed_days_ago)
+    # Made first and older than the calls: the first row every batch finds.
+    digest_id = await digest(db, "acc-1", "calls", days_ago + 1)
+    calls = [await event(db, "acc-1", "call.missed", days_ago, category="calls") for _ in range(20)]
+    await tell(db, digest_id, calls[:2])
+    held_id = await db.fetchval("SELECT id FROM notices WHERE event_id = $1", calls[0])
+    holder = await asyncpg.connect(database_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("UPDATE notices SET attempts = 1 WHERE id = $1", held_id)
+            outcome = await purge(daemon_pool, settings)
+            assert outcome.counts[step] == len(calls) - 1  # all but the digest and the held
+            left = await db.fetch("SELECT id FROM notices")
+            assert {row["id"] for row in left} == {digest_id, held_id}
+        again = await purge(daemon_pool, settings)
+    finally:
+        await holder.close()
+    assert again.counts[step] == 2
+    assert await db.fetchval("SELECT count(*) FROM notices") == 0
+    # A closed account goes once nothing of it is left for a later run (its notices are
+    # found through it), an open one stays.
+    assert await db.fetchval("SELECT count(*) FROM subscribers") == (closed_days_ago is None)
 
 
 async def test_one_host_runs_it_once_a_day(

@@ -342,21 +342,26 @@ RETURNING recipient
 -- name: purge_notices
 -- Retention (storage/retention.py; $1 the batch size): notices done with (the predicate of
 -- migration 0013's index notices_retention) of the categories $3, made before $2. A notice
--- waiting or being sent is never purged; rows a worker holds are skipped, not waited for.
-DELETE FROM notices WHERE id IN (
+-- waiting or being sent is never purged; rows a worker holds are skipped, not waited for,
+-- and so is a digest whose told notices someone holds (parts.sql purge_notice_batch).
+WITH batch AS (
     SELECT id FROM notices
     WHERE state IN ('sent', 'failed', 'merged', 'cancelled', 'digested')
       AND category = ANY($3::text[]) AND created_at < $2
-    LIMIT $1 FOR UPDATE SKIP LOCKED)
+    LIMIT $1 FOR UPDATE SKIP LOCKED
+)
+{{purge_notice_batch}}
 
 -- name: purge_closed_notices
 -- Retention: as purge_notices, whatever their age, the notices of the categories $3 of
 -- accounts closed before $2.
-DELETE FROM notices WHERE id IN (
+WITH batch AS (
     SELECT n.id FROM subscribers AS s JOIN notices AS n ON n.account_id = s.account_id
     WHERE s.closed_at < $2 AND n.category = ANY($3::text[])
       AND n.state IN ('sent', 'failed', 'merged', 'cancelled', 'digested')
-    LIMIT $1 FOR UPDATE OF n SKIP LOCKED)
+    LIMIT $1 FOR UPDATE OF n SKIP LOCKED
+)
+{{purge_notice_batch}}
 
 -- name: reported_notice
 -- The notice a bounce or complaint report names (intake/reports.py).

@@ -100,3 +100,21 @@ FROM subscribers AS s,
 WHERE s.account_id = $1
 UNION
 SELECT lower(recipient) FROM notices WHERE account_id = $1 AND recipient <> ''
+
+-- name: purge_notice_batch
+-- The rest of retention's DELETE of notices (notices.sql purge_notices and
+-- purge_closed_notices) after their CTE `batch`, the ids it locked. Deleting a digest sets
+-- the digest_id of the notices it told to NULL (migration 0006's foreign key), an UPDATE of
+-- those rows: had another transaction one of them, the DELETE would wait for it (up to the
+-- batch's lock_timeout) while holding every row of the batch, and whoever wanted one of
+-- those would wait for both. So the told notices are locked first, without waiting, and a
+-- digest one of whose told notices is held by someone else stays for a later batch; the
+-- foreign key's UPDATE then finds every row it changes already locked by this one.
+, told AS MATERIALIZED (
+    SELECT id FROM notices WHERE digest_id IN (SELECT id FROM batch)
+    FOR NO KEY UPDATE SKIP LOCKED
+), busy AS (
+    SELECT m.digest_id AS id FROM notices AS m LEFT JOIN told AS t ON t.id = m.id
+    WHERE m.digest_id IN (SELECT id FROM batch) AND t.id IS NULL
+)
+DELETE FROM notices WHERE id IN (SELECT id FROM batch EXCEPT SELECT id FROM busy)

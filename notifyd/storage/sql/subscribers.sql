@@ -69,10 +69,19 @@ RETURNING restricted_at
 -- Retention (storage/retention.py; $1 the batch size): accounts closed before $2, with
 -- their consent history, credit state and balances (their notices and events went in the
 -- steps before; billing ones stay for their own retention). Suppressions are by address
--- and stay: an address that unsubscribed is never put back on marketing.
+-- and stay: an address that unsubscribed is never put back on marketing. An account that
+-- still has notices of the categories $3 or events of the types $4 (rows the steps before
+-- left for a later run, because another transaction held them, or a notice still waiting)
+-- stays until they have gone: purge_closed_notices and purge_closed_events find them
+-- through the subscriber row, so without it they would outlive the closed-account period.
 WITH gone AS (
-    SELECT account_id FROM subscribers WHERE closed_at < $2
-    LIMIT $1 FOR UPDATE SKIP LOCKED
+    SELECT s.account_id FROM subscribers AS s
+    WHERE s.closed_at < $2
+      AND NOT EXISTS (SELECT 1 FROM notices AS n
+                      WHERE n.account_id = s.account_id AND n.category = ANY($3::text[]))
+      AND NOT EXISTS (SELECT 1 FROM events AS e
+                      WHERE e.account_id = s.account_id AND e.type = ANY($4::text[]))
+    LIMIT $1 FOR UPDATE OF s SKIP LOCKED
 ), consent AS (
     DELETE FROM consent_events WHERE account_id IN (SELECT account_id FROM gone)
 ), credit AS (
