@@ -25,6 +25,7 @@ from notifyd import settings as settings_module
 from notifyd import systemd
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.catalogue.samples import NOTICE_KINDS
+from notifyd.delivery.callbacks import CallbackSender
 from notifyd.delivery.send import Mailing
 from notifyd.delivery.worker import Clock, Dispatcher, utcnow
 from notifyd.http.app import create_app
@@ -42,7 +43,7 @@ from notifyd.mail.rendering import Renderer
 from notifyd.mail.transport import Transport, transport_for
 from notifyd.metrics import Metrics
 from notifyd.rules.preferences import off_by_default
-from notifyd.settings import ConfigError, Settings
+from notifyd.settings import ConfigError, Settings, callback_sources
 from notifyd.storage import audit, db, schema
 from notifyd.storage import links as link_store
 from notifyd.storage.erasure import erasure_key
@@ -169,7 +170,7 @@ class Daemon:
     async def _start_background_work(
         self, database: db.Database, dispatcher: Dispatcher
     ) -> Broadcaster:
-        """The scheduled jobs (digests, purges) and the broadcasts' fan-out."""
+        """The scheduled jobs, the delivery callbacks and the broadcasts' fan-out."""
         jobs = Jobs(
             database.pool,
             lambda: self.settings,
@@ -179,6 +180,13 @@ class Daemon:
         )
         jobs.start()
         self.stack.callback(jobs.stop)
+        # Delivery callbacks out: woken by each outcome that wrote one; stopped before delivery.
+        callbacks = CallbackSender(
+            database.pool, lambda: self.settings, dispatcher.metrics, self.clock
+        )
+        await callbacks.start()
+        self.stack.push_async_callback(callbacks.stop)
+        dispatcher.outcomes.on_told = callbacks.wake
         broadcaster = Broadcaster(
             database.pool,
             lambda: self.settings,
@@ -332,6 +340,7 @@ def mailing_for(settings: Settings, transport: Transport, links: Links | None = 
         off_by_default=off_by_default(settings.defaults),
         bounce_domain=settings.smtp.bounce_domain,
         bounce_local_part=settings.smtp.bounce_local_part,
+        callback_sources=callback_sources(settings),
     )
 
 

@@ -7,6 +7,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 class Metrics:
     def __init__(self) -> None:
+        # Long on purpose: one declaration per metric, nothing else; splitting would only
+        # scatter them.
         self.registry = CollectorRegistry()
         self.webhooks = Counter(
             "notifyd_webhooks",
@@ -58,6 +60,14 @@ class Metrics:
         self.breaker_trips = Counter(
             "notifyd_breaker_trips",
             "Times the relay refused everything and delivery was paused.",
+            registry=self.registry,
+        )
+        self.callbacks = Counter(
+            "notifyd_callbacks",
+            "Delivery callbacks posted to the sources, by outcome: delivered (2xx), retry "
+            "(another answer or a fault; posted again later), abandoned (past max_age_hours, "
+            "or the source's callback removed).",
+            ["outcome"],
             registry=self.registry,
         )
         self.retention_purged = Counter(

@@ -59,7 +59,9 @@ class Outcomes:
         )
         # Notices the open breaker put back with a due time at the end of its pause.
         self.held: set[UUID] = set()
-        self._sent = SentRecords(pool, token)
+        self._sent = SentRecords(pool, token, lambda: self.mailing.callback_sources)
+        # Called when an outcome wrote a callback row (the sender posts it at once).
+        self.on_told: Callable[[], None] = lambda: None
 
     def configure(self, mailing: Mailing) -> None:
         """New settings on reload: the outcomes recorded from now on follow them."""
@@ -163,7 +165,14 @@ class Outcomes:
                     reply if from_smtp else None,
                     due_at,
                     restore,
+                    # The relay refused it for good; else notifyd gave up (its lifetime
+                    # passed, or a reason of ours).
+                    "failed"
+                    if from_smtp and outcome.verdict is Verdict.FAILED
+                    else "dead_lettered",
                 )
+                if verdict is not Verdict.RETRY and self.mailing.callback_sources:
+                    self.on_told()
                 return
             except Exception as fault:  # not `error`: the except clause would unbind it
                 if verdict is not Verdict.SENT and not isinstance(fault, _TRANSIENT):
@@ -213,8 +222,10 @@ class Outcomes:
         reply: str | None,
         due_at: datetime,
         restore: list[UUID] | None,
+        failure: str,
     ) -> None:
-        """One try at the statements of an outcome."""
+        """One try at the statements of an outcome; `failure` names a failed one in its
+        callback (notice.failed or notice.dead_lettered), if its source has one."""
         if (
             verdict is not Verdict.RETRY
             and notice.kind in KINDS_WITH_FILES
@@ -233,7 +244,8 @@ class Outcomes:
             if verdict is Verdict.RETRY:
                 await notice_store.mark_retry(conn, notice.id, self.token, due_at, error, reply)
             else:
-                await notice_store.mark_failed(conn, notice.id, self.token, error, reply)
+                told = (self.mailing.callback_sources, f"notice.{failure}")
+                await notice_store.mark_failed(conn, notice.id, self.token, error, reply, told)
                 if bounce:
                     await hard_bounce(
                         conn,

@@ -64,6 +64,8 @@ class Mailing:
             return self.envelope_sender
         token = self.links.bounce_token(notice.id)
         return f"{self.bounce_local_part}+{token}@{self.bounce_domain}"
+    # Sources with a [sources.<name>.callback]: their events' notices' outcomes are told.
+    callback_sources: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

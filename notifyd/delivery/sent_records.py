@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
 import asyncpg
@@ -22,9 +23,13 @@ from notifyd.storage import notices as notice_store
 
 
 class SentRecords:
-    def __init__(self, pool: asyncpg.Pool, token: UUID) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, token: UUID, told: Callable[[], Sequence[str]] = tuple
+    ) -> None:
         self.pool = pool
         self.token = token
+        # The sources with a delivery callback now: their notices' records write it too.
+        self.told = told
         self._pending: list[tuple[UUID, str, asyncio.Future[bool]]] = []
         self._loop: asyncio.AbstractEventLoop | None = None
         self._batches: set[asyncio.Task[None]] = set()
@@ -50,7 +55,7 @@ class SentRecords:
         try:
             async with self.pool.acquire() as conn:
                 recorded = await notice_store.mark_sent_many(
-                    conn, [(i, reply) for i, reply, _ in batch], self.token
+                    conn, [(i, reply) for i, reply, _ in batch], self.token, self.told()
                 )
         except Exception as error:
             for _, _, done in batch:

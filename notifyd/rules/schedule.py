@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime, time, timedelta
+from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from notifyd.model import QuietHours
-from notifyd.settings import DeliverySettings
 
 
 def _in_window(moment: time, window: QuietHours) -> bool:
@@ -97,9 +97,17 @@ def digest_due(
     return release_time(due, quiet, zone)
 
 
-def retry_delay(
-    attempt: int, settings: DeliverySettings, rng: random.Random | None = None
-) -> float:
+class BackOff(Protocol):
+    """What a back-off reads: [delivery]'s for notices, [callbacks]' for callbacks."""
+
+    @property
+    def retry_initial_seconds(self) -> float: ...
+
+    @property
+    def retry_max_seconds(self) -> float: ...
+
+
+def retry_delay(attempt: int, settings: BackOff, rng: random.Random | None = None) -> float:
     """Seconds to wait after failed attempt number `attempt` (1-based): exponential, capped,
     with +-20 % jitter so a relay that comes back is not hit by every notice at once."""
     # The exponent is bounded first: 2**1024 overflows a float long before attempts run out.

@@ -1,12 +1,12 @@
 """Settings: the TOML file plus NOTIFYD_* environment, read into frozen pydantic models.
 
 One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
-[dkim] [logging]; intake.py: [sources.<name>] [webhooks] [defaults] [thresholds.<CUR>]
-[calls] [broadcasts]; admin.py: [admin.tokens] [audit]; delivery.py: [delivery]
-[attachments]; links.py: [links]; privacy.py: [privacy]; retention.py: [retention]; root.py:
-the whole file). Each key is declared once, with its type, its limits, its default and the
-description that config/notifyd.example.toml shows (example.py writes that part of it:
-`make example-config`).
+[dkim] [logging]; intake.py: [sources.<name>] and [sources.<name>.callback] [webhooks]
+[defaults] [thresholds.<CUR>] [calls] [broadcasts]; admin.py: [admin.tokens] [audit];
+delivery.py: [delivery] [attachments] [callbacks]; links.py: [links]; privacy.py:
+[privacy]; retention.py: [retention]; root.py: the whole file). Each key is declared once,
+with its type, its limits, its default and the description that config/notifyd.example.toml
+shows (example.py writes that part of it: `make example-config`).
 
 Every problem is reported with the file, the key and what is wrong, all at once, so an
 admin fixes a config in one pass (problems.py turns pydantic's errors into "path: [section]
@@ -29,10 +29,16 @@ checked like it; a problem with it names the variable. The keys are:
 from __future__ import annotations
 
 from notifyd.settings.admin import SCOPES, AdminSettings, AdminToken, AuditSettings, Scope
-from notifyd.settings.delivery import DEFAULT_LIFETIMES, AttachmentSettings, DeliverySettings
+from notifyd.settings.delivery import (
+    DEFAULT_LIFETIMES,
+    AttachmentSettings,
+    CallbackSenderSettings,
+    DeliverySettings,
+)
 from notifyd.settings.intake import (
     DEFAULT_MODE_CATEGORIES,
     BroadcastSettings,
+    CallbackSettings,
     CallSettings,
     DefaultsSettings,
     IPNetwork,
@@ -45,7 +51,7 @@ from notifyd.settings.links import LinkSettings
 from notifyd.settings.problems import ConfigError
 from notifyd.settings.readiness import warnings
 from notifyd.settings.retention import RetentionSettings
-from notifyd.settings.root import Settings, environment_keys, from_mapping, load
+from notifyd.settings.root import Settings, callback_sources, environment_keys, from_mapping, load
 from notifyd.settings.service import (
     LOG_LEVELS,
     SMTP_SECURITY,
@@ -70,6 +76,8 @@ __all__ = [
     "AuditSettings",
     "BroadcastSettings",
     "CallSettings",
+    "CallbackSenderSettings",
+    "CallbackSettings",
     "ConfigError",
     "DaemonSettings",
     "DatabaseSettings",
@@ -88,6 +96,7 @@ __all__ = [
     "TemplateSettings",
     "Thresholds",
     "WebhookSettings",
+    "callback_sources",
     "check_webhook_secret",
     "environment_keys",
     "from_mapping",

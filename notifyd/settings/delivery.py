@@ -1,5 +1,6 @@
-"""How notices go out: [delivery] (claims, retries, caps, the breaker, pacing) and
-[attachments] (what is accepted, fetched, attached and kept)."""
+"""How notices go out: [delivery] (claims, retries, caps, the breaker, pacing),
+[attachments] (what is accepted, fetched, attached and kept) and [callbacks] (how what
+became of them is told back to the sources)."""
 
 from __future__ import annotations
 
@@ -242,4 +243,28 @@ class AttachmentSettings(Section):
     )
     portal_url: Annotated[str, AfterValidator(web_url)] = Field(
         "", description="Where subscribers find what could not be attached."
+    )
+
+
+class CallbackSenderSettings(Section):
+    """How delivery callbacks ([sources.<name>.callback]) are posted, by every host: claimed
+    with a lease like notices, retried with back-off until the receiver answers 2xx or the
+    source's max_age_hours has passed."""
+
+    concurrency: int = Field(8, ge=1, le=256, description="Callbacks posted at once per host.")
+    lease_seconds: float = Field(
+        60.0,
+        ge=5,
+        le=3600,
+        description="A claimed callback another host takes over after this (a host that "
+        "died); longer than any source's timeout_seconds.",
+    )
+    poll_seconds: float = Field(
+        2.0, ge=0.05, le=300, description="How often each host looks for callbacks due."
+    )
+    retry_initial_seconds: float = Field(
+        5.0, ge=0.01, le=86400, description="First wait after a failed post; doubles."
+    )
+    retry_max_seconds: float = Field(
+        900.0, ge=0.01, le=86400, description="Longest wait between two posts of a callback."
     )

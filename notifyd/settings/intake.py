@@ -1,5 +1,6 @@
-"""What decides on a webhook: [sources.<name>], [webhooks], [defaults], [thresholds.<CUR>],
-[calls] and [broadcasts]."""
+"""What decides on a webhook: [sources.<name>] (and the callback that tells a source what
+became of its events' notices, [sources.<name>.callback]), [webhooks], [defaults],
+[thresholds.<CUR>], [calls] and [broadcasts]."""
 
 from __future__ import annotations
 
@@ -10,13 +11,21 @@ import re
 from collections.abc import Mapping
 from datetime import time
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from notifyd.catalogue.locale import LANGUAGES, check_timezone
 from notifyd.model import MODES, QuietHours, parse_quiet_hours, parse_time_of_day
-from notifyd.settings.fields import Section, array, one_of
+from notifyd.settings.fields import Section, array, existing, one_of
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -44,6 +53,10 @@ def _secret(value: str) -> str:
     return value
 
 
+def _secret_or_none(value: str) -> str:
+    return _secret(value) if value else value
+
+
 def _network(value: object) -> object:
     if isinstance(value, ipaddress.IPv4Network | ipaddress.IPv6Network):
         return value
@@ -60,6 +73,42 @@ def _some(secrets: tuple[str, ...]) -> tuple[str, ...]:
 
 
 SOURCE_KINDS = ("events", "mta")
+
+
+def _callback_url(url: str) -> str:
+    if not url.startswith(("https://", "http://")) or any(c in url for c in " \r\n"):
+        raise ValueError("must be an http(s) URL")
+    return url
+
+
+class CallbackSettings(Section):
+    """Where notifyd tells the source what became of the notices of its events: a signed
+    Standard Webhooks POST (notice.delivered, notice.failed, notice.dead_lettered; see
+    docs/integrations.md), retried until the receiver answers 2xx."""
+
+    url: Annotated[str, AfterValidator(_callback_url)] = Field(repr=False)
+    # Its own secret, not one of the source's: the source verifies what notifyd signs.
+    secret: Annotated[str, AfterValidator(_secret_or_none)] = Field("", repr=False)
+    # Or a file holding it (read at start and reload), to keep it out of the config file.
+    secret_file: Annotated[Path | None, BeforeValidator(existing("file"))] = None
+    timeout_seconds: float = Field(10.0, ge=0.1, le=300)
+    # Past this age (from the notice's outcome) a callback not acknowledged is given up.
+    max_age_hours: float = Field(72.0, gt=0, le=24 * 90)
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> CallbackSettings:
+        if self.secret and self.secret_file:
+            raise ValueError("set secret or secret_file, not both")
+        if self.secret_file is not None:
+            text = self.secret_file.read_text("utf-8").strip()
+            message = check_webhook_secret(text)
+            if message:
+                raise ValueError(f"secret_file {self.secret_file}: the secret {message}")
+            # Frozen: set once, here; the sender signs with `secret` either way.
+            object.__setattr__(self, "secret", text)
+        if not self.secret:
+            raise ValueError("needs secret or secret_file (a whsec_ secret of its own)")
+        return self
 
 
 class SourceSettings(Section):
@@ -82,6 +131,7 @@ class SourceSettings(Section):
         tuple[Annotated[IPNetwork, BeforeValidator(_network)], ...] | None,
         BeforeValidator(array),
     ] = None
+    callback: CallbackSettings | None = None
 
 
 def source_name(name: str) -> str:

@@ -11,7 +11,12 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, BaseModel, ValidationError, model_validator
 
 from notifyd.settings.admin import AdminSettings, AuditSettings
-from notifyd.settings.delivery import IN_FLIGHT_PER_CONNECTION, AttachmentSettings, DeliverySettings
+from notifyd.settings.delivery import (
+    IN_FLIGHT_PER_CONNECTION,
+    AttachmentSettings,
+    CallbackSenderSettings,
+    DeliverySettings,
+)
 from notifyd.settings.fields import Env, Section, TablesOf, section
 from notifyd.settings.intake import (
     BroadcastSettings,
@@ -54,6 +59,7 @@ class Settings(Section):
     defaults: DefaultsSettings = section()
     webhooks: WebhookSettings = section()
     delivery: DeliverySettings = section()
+    callbacks: CallbackSenderSettings = section()
     thresholds: Annotated[
         Mapping[Annotated[str, AfterValidator(currency_code)], Thresholds], TablesOf("CURRENCY")
     ] = section()
@@ -172,3 +178,8 @@ def with_environment(
             tables[name] = {**table, key: value}
             used[(name, key)] = variable
     return tables, used
+
+
+def callback_sources(settings: Settings) -> tuple[str, ...]:
+    """The sources told what became of their events' notices ([sources.<name>.callback])."""
+    return tuple(sorted(name for name, s in settings.sources.items() if s.callback is not None))

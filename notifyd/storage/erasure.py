@@ -38,6 +38,7 @@ ACCOUNTING_FIELDS = ("amount", "currency", "new_balance", "payment_id", "invoice
 # The batched steps, in order; each is run until it changes no row.
 STEPS = (
     "cancel_pending",
+    "delete_callbacks",
     "strip_billing_notices",
     "delete_notices",
     "delete_events",
@@ -51,6 +52,7 @@ TABLES: Mapping[str, str] = {
     "subscribers": "deleted, last (finish_erasure)",
     "notices": "deleted; billing ones within billing retention stripped (recipient '')",
     "events": "deleted (delete_events)",
+    "callbacks": "deleted (delete_callbacks), also those of the billing notices kept",
     "attachments": "deleted with their events (ON DELETE CASCADE)",
     "consent_events": "deleted (delete_consent)",
     "balance_history": "deleted (delete_balances)",

@@ -42,6 +42,7 @@ SECTIONS: tuple[tuple[str, str, bool], ...] = (
     ("events", "export_events", True),
     ("attachments", "export_attachments", True),
     ("notices", "export_notices", True),
+    ("callbacks", "export_callbacks", True),
     ("audit", "export_audit", True),
 )
 
@@ -57,6 +58,7 @@ TABLES: Mapping[str, str] = {
     "events": "events",
     "attachments": "attachments",
     "notices": "notices",
+    "callbacks": "callbacks",
     "audit": "audit",
 }
 # Tables tied to accounts that the export leaves out, and why.
@@ -214,6 +216,27 @@ class NoticeRow(_Row):
     claimed_due_at: Timestamp | None
 
 
+class CallbackRow(_Row):
+    id: Uuid = Field(description="Also the webhook-id it was posted with")
+    notice_id: Uuid
+    event_id: Uuid
+    account_id: str
+    source: str
+    source_webhook_id: str
+    event_type: str
+    type: str = Field(description="notice.delivered, notice.failed or notice.dead_lettered")
+    category: str
+    notice_state: str
+    smtp_code: int | None
+    occurred_at: Timestamp
+    state: str = Field(description="pending, sending, delivered or abandoned")
+    due_at: Timestamp
+    attempts: int
+    claim_token: Uuid | None
+    last_error: str | None
+    done_at: Timestamp | None
+
+
 class AuditRow(_Row):
     id: int
     at: Timestamp
@@ -242,6 +265,7 @@ class ExportDocument(_Row):
     events: list[EventRow]
     attachments: list[AttachmentRow]
     notices: list[NoticeRow]
+    callbacks: list[CallbackRow] = Field(description="What its notices became, told to sources")
     audit: list[AuditRow] = Field(description="What was done to the account, by whom, when")
 
 

@@ -278,12 +278,17 @@ async def claim_due(
     return Claim([claimed_notice(row) for row in rows if row["id"] is not None], rows[0]["later"])
 
 
-async def mark_sent_many(conn: Conn, sent: Sequence[tuple[UUID, str]], token: UUID) -> set[UUID]:
+async def mark_sent_many(
+    conn: Conn, sent: Sequence[tuple[UUID, str]], token: UUID, told: Sequence[str] = ()
+) -> set[UUID]:
     """Mark these notices (id, reply) sent where this host holds their claim; returns the
-    ones recorded."""
-    rows = await conn.fetch(
-        SQL["mark_sent_many"], [i for i, _ in sent], [reply for _, reply in sent], token
-    )
+    ones recorded. `told`: the sources with a callback, whose events' notices get their
+    `notice.delivered` callback in the same statement (none: the plain statement)."""
+    arguments = [[i for i, _ in sent], [reply for _, reply in sent], token]
+    if told:
+        rows = await conn.fetch(SQL["mark_sent_many_told"], *arguments, list(told))
+    else:
+        rows = await conn.fetch(SQL["mark_sent_many"], *arguments)
     return {row["id"] for row in rows}
 
 
@@ -300,8 +305,21 @@ async def mark_retry(
 
 
 async def mark_failed(
-    conn: Conn, notice_id: UUID, token: UUID, error: str, reply: str | None
+    conn: Conn,
+    notice_id: UUID,
+    token: UUID,
+    error: str,
+    reply: str | None,
+    told: tuple[Sequence[str], str] | None = None,
 ) -> bool:
+    """`told`: (the sources with a callback, the callback's type), for the notice's
+    callback to be written in the same statement when its event came from one of them."""
+    if told and told[0]:
+        sources, kind = told
+        failed = await conn.fetchval(
+            SQL["mark_failed_told"], notice_id, token, error, reply, list(sources), kind
+        )
+        return bool(failed)
     status: str = await conn.execute(SQL["mark_failed"], notice_id, token, error, reply)
     return status.endswith(" 1")
 

@@ -123,6 +123,8 @@ STEPS: tuple[Step, ...] = (
     Step(
         "bounce_records", "addresses", "purge_bounces", _before(lambda s: s.retention.notice_days)
     ),
+    # Also with their notice (ON DELETE CASCADE); a finished one is of no use past this.
+    Step("callbacks", "callbacks", "purge_callbacks", _before(lambda s: s.retention.notice_days)),
     Step("webhook_ids", "events", "purge_receipts", _before(lambda s: s.webhooks.idempotency_days)),
     Step(
         "balance_history",

@@ -42,6 +42,12 @@ WHERE id IN (SELECT id FROM notices
              WHERE account_id = $1 AND state IN ('queued', 'held')
              LIMIT $2)
 
+-- name: delete_callbacks
+-- What the account's notices became, told to their sources (issue 19): nothing accounting
+-- needs, so also those of the billing notices kept.
+DELETE FROM callbacks
+WHERE id IN (SELECT id FROM callbacks WHERE account_id = $1 LIMIT $2)
+
 -- name: strip_billing_notices
 -- Billing notices within billing retention stay for accounting, with what accounting
 -- needs only: kind, category, state, times, Message-ID, and the event's accounting fields

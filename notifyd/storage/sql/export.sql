@@ -54,5 +54,9 @@ WHERE e.account_id = $1 ORDER BY a.created_at, a.id
 -- name: export_notices
 SELECT to_jsonb(n)::text FROM notices AS n WHERE n.account_id = $1 ORDER BY n.created_at, n.id
 
+-- name: export_callbacks
+SELECT to_jsonb(c)::text FROM callbacks AS c WHERE c.account_id = $1
+ORDER BY c.occurred_at, c.id
+
 -- name: export_audit
 SELECT to_jsonb(a)::text FROM audit AS a WHERE a.account_id = $1 ORDER BY a.at, a.id

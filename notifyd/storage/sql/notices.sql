@@ -147,19 +147,20 @@ LEFT JOIN (claimed AS c {{claimed_notice_lookups}}) ON true
 -- records, and those notices are sent again: duplicates, not loss.
 -- due_at gets back the time the notice was due (the claim put its lease there); never
 -- later than the send, should a host's clock run ahead of the database's.
-WITH sent AS (
-    UPDATE notices AS n
-    SET state = 'sent', sent_at = now(), smtp_reply = r.reply, last_error = NULL,
-        claimed_by = NULL, claim_token = NULL,
-        due_at = least(coalesce(n.claimed_due_at, n.due_at), now()), claimed_due_at = NULL
-    FROM unnest($1::uuid[], $2::text[]) AS r (id, reply)
-    WHERE n.id = r.id AND n.claim_token = $3
-      AND set_config('synchronous_commit', 'off', true) = 'off'
-    RETURNING n.id, n.recipient
-), healed AS (
-    DELETE FROM address_health
-    WHERE address IN (SELECT lower(recipient) FROM sent) AND last_report_at IS NULL
-)
+WITH sent AS ({{mark_sent}} RETURNING n.id, n.recipient), {{healed}}
+SELECT id FROM sent
+
+-- name: mark_sent_many_told
+-- mark_sent_many, and in the same statement a callback for each notice whose event came
+-- from a source of $4 (those with a [sources.<name>.callback]); only used while one has,
+-- so that delivery without callbacks pays nothing for them. The callback shares the
+-- record's commit: a crash of the database loses both or neither.
+WITH wanted AS (SELECT $4::text[] AS sources),
+sent AS ({{mark_sent}} RETURNING n.id, n.recipient, n.event_id, n.category, n.smtp_reply),
+{{healed}},
+told AS (SELECT id, event_id, category, 'sent' AS state, smtp_reply,
+                'notice.delivered' AS type FROM sent),
+{{tell_callbacks}}
 SELECT id FROM sent
 
 -- name: mark_retry
@@ -170,12 +171,18 @@ SET state = 'queued', due_at = $3, last_error = $4, smtp_reply = coalesce($5, sm
 WHERE id = $1 AND claim_token = $2
 
 -- name: mark_failed
--- As mark_sent_many, due_at gets back the time the notice was due.
-UPDATE notices
-SET state = 'failed', last_error = $3, smtp_reply = coalesce($4, smtp_reply),
-    claimed_by = NULL, claim_token = NULL, failed_at = now(),
-    due_at = least(coalesce(claimed_due_at, due_at), now()), claimed_due_at = NULL
-WHERE id = $1 AND claim_token = $2
+{{mark_failed}}
+
+-- name: mark_failed_told
+-- mark_failed, and in the same statement the notice's callback ($6: notice.failed or
+-- notice.dead_lettered) when its event came from a source of $5. The number of notices
+-- recorded (0 or 1).
+WITH wanted AS (SELECT $5::text[] AS sources),
+failed AS ({{mark_failed}} RETURNING n.id, n.event_id, n.category, n.smtp_reply),
+told AS (SELECT id, event_id, category, 'failed' AS state, smtp_reply, $6::text AS type
+         FROM failed),
+{{tell_callbacks}}
+SELECT count(*) FROM failed
 
 -- name: release_claims
 -- On a clean stop, whatever this process still holds goes back at once instead of waiting
@@ -307,11 +314,18 @@ LIMIT $1
 
 -- name: restore_refused
 -- The circuit breaker opened: notices it had let fail were the relay's refusal, not theirs.
-UPDATE notices
-SET state = 'queued', due_at = $2, failed_at = NULL,
-    last_error = 'held while the relay refused everything: ' || coalesce(last_error, '')
-WHERE id = ANY($1::uuid[]) AND state = 'failed'
-RETURNING lower(recipient) AS recipient
+-- Their failure's callbacks not posted yet are withdrawn: they are not failed after all.
+WITH restored AS (
+    UPDATE notices
+    SET state = 'queued', due_at = $2, failed_at = NULL,
+        last_error = 'held while the relay refused everything: ' || coalesce(last_error, '')
+    WHERE id = ANY($1::uuid[]) AND state = 'failed'
+    RETURNING id, lower(recipient) AS recipient
+), untold AS (
+    DELETE FROM callbacks
+    WHERE notice_id IN (SELECT id FROM restored) AND state IN ('pending', 'sending')
+)
+SELECT recipient FROM restored
 
 -- name: release_held
 -- The relay settings were fixed: notices held by the circuit breaker need not wait out its pause.

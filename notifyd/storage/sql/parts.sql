@@ -118,3 +118,53 @@ SELECT lower(recipient) FROM notices WHERE account_id = $1 AND recipient <> ''
     WHERE m.digest_id IN (SELECT id FROM batch) AND t.id IS NULL
 )
 DELETE FROM notices WHERE id IN (SELECT id FROM batch EXCEPT SELECT id FROM busy)
+-- name: mark_sent
+-- notices.sql mark_sent_many's record of the sends ($1, $2: notices and replies, in step;
+-- $3 the claim token), as the CTE `sent` of both its forms; each adds its RETURNING.
+UPDATE notices AS n
+SET state = 'sent', sent_at = now(), smtp_reply = r.reply, last_error = NULL,
+    claimed_by = NULL, claim_token = NULL,
+    due_at = least(coalesce(n.claimed_due_at, n.due_at), now()), claimed_due_at = NULL
+FROM unnest($1::uuid[], $2::text[]) AS r (id, reply)
+WHERE n.id = r.id AND n.claim_token = $3
+  AND set_config('synchronous_commit', 'off', true) = 'off'
+
+-- name: healed
+-- (A CTE after `sent`.) An address that accepts mail again loses its bounce record, but
+-- one a relay's later report counted in (last_report_at): that relay accepts everything.
+healed AS (
+    DELETE FROM address_health
+    WHERE address IN (SELECT lower(recipient) FROM sent) AND last_report_at IS NULL
+)
+
+-- name: mark_failed
+-- notices.sql mark_failed ($1 notice, $2 claim token, $3 reason, $4 the SMTP reply or
+-- null to keep the last one). As mark_sent_many, due_at gets back the time the notice was
+-- due.
+UPDATE notices AS n
+SET state = 'failed', last_error = $3, smtp_reply = coalesce($4, n.smtp_reply),
+    claimed_by = NULL, claim_token = NULL, failed_at = now(),
+    due_at = least(coalesce(n.claimed_due_at, n.due_at), now()), claimed_due_at = NULL
+WHERE n.id = $1 AND n.claim_token = $2
+
+-- name: tell_callbacks
+-- (A CTE after `wanted` (its sources: those with a callback) and `told` (id, event_id,
+-- category, state, smtp_reply, type of each notice whose outcome the statement records).)
+-- One callback row for each told notice whose event came from a wanted source; a digest,
+-- which has no event, tells each notice it gathered, under that notice's id. The event is
+-- read by its primary key. storage/callbacks.py and delivery/callbacks.py send the rows.
+tell AS (
+    INSERT INTO callbacks (notice_id, event_id, account_id, source, source_webhook_id,
+                           event_type, type, category, notice_state, smtp_code)
+    SELECT coalesce(i.id, t.id), e.id, e.account_id, e.source, e.webhook_id, e.type,
+           t.type, t.category, t.state,
+           -- A relay's acceptance of the final dot is a 250, which the reply kept may
+           -- not repeat (its text only).
+           coalesce(substring(t.smtp_reply FROM '^[2-5][0-9][0-9]')::smallint,
+                    CASE WHEN t.state = 'sent' THEN 250 END)
+    FROM told AS t
+    CROSS JOIN wanted AS w
+    LEFT JOIN notices AS i ON t.event_id IS NULL AND i.digest_id = t.id
+    JOIN events AS e ON e.id = coalesce(t.event_id, i.event_id)
+    WHERE e.source = ANY(w.sources)
+)
