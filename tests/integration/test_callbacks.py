@@ -22,6 +22,7 @@ from tests.conftest import (
     spawn_daemon,
     write_config,
 )
+from tests.integration.admin_support import call
 from tests.integration.callbacks_support import (
     CALLBACK_PATH,
     CALLBACK_SECRET,
@@ -229,3 +230,24 @@ async def _post_call(base_url: str) -> None:
 
 async def _posts_at_least(receiver: Receiver, count: int) -> bool:
     return len(receiver.posts) >= count
+
+
+async def test_callbacks_are_exported_and_erased_even_of_the_billing_notices_kept(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    async with callback_receiver() as receiver:
+        config = callback_config(tmp_path, database_url, smtp_sink.port, receiver, "billing")
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            created = sample_event("account.created", "acc-1", email="ana@client.example")
+            assert (await daemon.post("billing", created, BILLING_SECRET))[0] == 202
+            paid = sample_event("billing.credit_added", "acc-1")
+            assert (await daemon.post("billing", paid, BILLING_SECRET))[0] == 202
+            rows = await wait_callback_state(db, "delivered", 2)
+            exported = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/export")
+            assert (await call(daemon, "DELETE", "/v1/admin/subscribers/acc-1"))[0] == 200
+        kept = await db.fetchval("SELECT count(*) FROM notices WHERE category = 'billing'")
+    assert exported[0] == 200
+    assert {c["id"] for c in exported[1]["callbacks"]} == {str(r["id"]) for r in rows}
+    # The billing notice stays, stripped, for accounting; what was told of it does not.
+    assert kept == 1
+    assert await callback_rows(db) == []
