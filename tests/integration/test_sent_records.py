@@ -53,10 +53,13 @@ def counting_statements(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     mark_sent_many = notice_store.mark_sent_many
 
     async def counted(
-        conn: storage_db.Conn, sent: Sequence[tuple[UUID, str]], token: UUID
+        conn: storage_db.Conn,
+        sent: Sequence[tuple[UUID, str]],
+        token: UUID,
+        told: Sequence[str] = (),
     ) -> set[UUID]:
         sizes.append(len(sent))
-        return await mark_sent_many(conn, sent, token)
+        return await mark_sent_many(conn, sent, token, told)
 
     monkeypatch.setattr(notice_store, "mark_sent_many", counted)
     return sizes
