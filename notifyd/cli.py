@@ -99,7 +99,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
-        from notifyd.daemon import renderer_for
+        from notifyd.mail.previews import renderer_for
 
         try:
             renderer_for(settings)
@@ -219,8 +219,7 @@ PREVIEW_KIND = {"account.updated": "account.email_changed", "billing.balance_upd
 
 def _preview(args: argparse.Namespace) -> int:
     from notifyd.catalogue.samples import NOTICE_KINDS
-    from notifyd.daemon import renderer_for
-    from notifyd.mail.previews import sample_view
+    from notifyd.mail.previews import renderer_for, sample_view
     from notifyd.mail.rendering import Renderer, TemplateError
 
     kind = PREVIEW_KIND.get(args.event_type, args.event_type)

@@ -23,10 +23,8 @@ from aiohttp import web
 
 from notifyd import settings as settings_module
 from notifyd import systemd
-from notifyd.catalogue.locale import LANGUAGES
-from notifyd.catalogue.samples import NOTICE_KINDS
 from notifyd.delivery.callbacks import CallbackSender
-from notifyd.delivery.send import Mailing
+from notifyd.delivery.send import mailing_for
 from notifyd.delivery.worker import Clock, Dispatcher, utcnow
 from notifyd.http.app import create_app
 from notifyd.http.runtime import Runtime
@@ -36,14 +34,9 @@ from notifyd.jobs import Jobs
 from notifyd.links import Links
 from notifyd.logs import configure as configure_logging
 from notifyd.logs import log_loop_exceptions
-from notifyd.mail.addresses import wire_mailbox
-from notifyd.mail.dkim import DkimError, DkimSigner
-from notifyd.mail.previews import sample_view
-from notifyd.mail.rendering import Renderer
-from notifyd.mail.transport import Transport, transport_for
+from notifyd.mail.transport import transport_for
 from notifyd.metrics import Metrics
-from notifyd.rules.preferences import off_by_default
-from notifyd.settings import ConfigError, Settings, callback_sources
+from notifyd.settings import ConfigError, Settings
 from notifyd.storage import audit, db, schema
 from notifyd.storage import links as link_store
 from notifyd.storage.erasure import erasure_key
@@ -317,47 +310,6 @@ class Daemon:
         log.info("config reloaded", sources=sorted(new.sources))
         systemd.notify("READY=1", "STATUS=config reloaded")
         return True
-
-
-def mailing_for(settings: Settings, transport: Transport, links: Links | None = None) -> Mailing:
-    """Everything that turns a notice into mail, checked now (templates, DKIM key)."""
-    signer = None
-    if settings.dkim.enabled:
-        try:
-            signer = DkimSigner(settings.dkim)
-        except DkimError as error:
-            raise ConfigError(settings.path, [("[dkim] private_key_file", str(error))]) from None
-    return Mailing(
-        delivery=settings.delivery,
-        attachments=settings.attachments,
-        transport=transport,
-        renderer=renderer_for(settings),
-        envelope_sender=wire_mailbox(settings.smtp.sender_address),
-        signer=signer,
-        links=links,
-        message_domain=settings.message_domain,
-        keep_files_days=settings.retention.payload_days,
-        off_by_default=off_by_default(settings.defaults),
-        bounce_domain=settings.smtp.bounce_domain,
-        bounce_local_part=settings.smtp.bounce_local_part,
-        callback_sources=callback_sources(settings),
-    )
-
-
-def renderer_for(settings: Settings) -> Renderer:
-    """The renderer for these settings, every template tried with sample data first: a broken
-    override is a config error at start or reload, never a failure at send time."""
-    renderer = Renderer(
-        settings.smtp.sender,
-        reply_to=settings.smtp.reply_to,
-        override_folder=settings.templates_folder,
-    )
-    problems = renderer.check(
-        [sample_view(kind, language) for kind in NOTICE_KINDS for language in LANGUAGES]
-    )
-    if problems:
-        raise ConfigError(settings.path, [("[templates] folder", p) for p in problems])
-    return renderer
 
 
 def _bind(host: str, port: int) -> list[socket.socket]:

@@ -21,14 +21,22 @@ from structlog.typing import FilteringBoundLogger
 from notifyd.delivery.enclosing import Enclosure, enclose
 from notifyd.delivery.pacing import Pacer
 from notifyd.links import Links
-from notifyd.mail.addresses import Unsendable, wire_form
-from notifyd.mail.dkim import DkimSigner
+from notifyd.mail.addresses import Unsendable, wire_form, wire_mailbox
+from notifyd.mail.dkim import DkimError, DkimSigner
+from notifyd.mail.previews import renderer_for
 from notifyd.mail.rendering import NoticeView, Renderer
 from notifyd.mail.transport import Outcome, Transport, Verdict
 from notifyd.model import DigestItem
 from notifyd.rules import digests
 from notifyd.rules.digests import DIGEST_KIND
-from notifyd.settings import AttachmentSettings, DeliverySettings
+from notifyd.rules.preferences import off_by_default
+from notifyd.settings import (
+    AttachmentSettings,
+    ConfigError,
+    DeliverySettings,
+    Settings,
+    callback_sources,
+)
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimedNotice
@@ -57,6 +65,8 @@ class Mailing:
     # its own (VERP), whose token intake/reports.py maps a bounce or complaint back by.
     bounce_domain: str = ""
     bounce_local_part: str = "bounce"
+    # Sources with a [sources.<name>.callback]: their events' notices' outcomes are told.
+    callback_sources: tuple[str, ...] = ()
 
     def sender_for(self, notice: ClaimedNotice) -> str:
         """MAIL FROM for this notice: its own bounce address, or the configured sender's."""
@@ -64,8 +74,32 @@ class Mailing:
             return self.envelope_sender
         token = self.links.bounce_token(notice.id)
         return f"{self.bounce_local_part}+{token}@{self.bounce_domain}"
-    # Sources with a [sources.<name>.callback]: their events' notices' outcomes are told.
-    callback_sources: tuple[str, ...] = ()
+
+
+def mailing_for(settings: Settings, transport: Transport, links: Links | None = None) -> Mailing:
+    """Everything that turns a notice into mail, checked now (templates, DKIM key): a
+    problem is a config error at start or reload."""
+    signer = None
+    if settings.dkim.enabled:
+        try:
+            signer = DkimSigner(settings.dkim)
+        except DkimError as error:
+            raise ConfigError(settings.path, [("[dkim] private_key_file", str(error))]) from None
+    return Mailing(
+        delivery=settings.delivery,
+        attachments=settings.attachments,
+        transport=transport,
+        renderer=renderer_for(settings),
+        envelope_sender=wire_mailbox(settings.smtp.sender_address),
+        signer=signer,
+        links=links,
+        message_domain=settings.message_domain,
+        keep_files_days=settings.retention.payload_days,
+        off_by_default=off_by_default(settings.defaults),
+        bounce_domain=settings.smtp.bounce_domain,
+        bounce_local_part=settings.smtp.bounce_local_part,
+        callback_sources=callback_sources(settings),
+    )
 
 
 @dataclass(frozen=True, slots=True)

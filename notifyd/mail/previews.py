@@ -1,5 +1,6 @@
 """A notice of each kind with sample data, rendered without a database: `notifyd preview`,
-the template tests and the benchmarks."""
+the template tests and the benchmarks; and `renderer_for`, which tries every template
+with them before the daemon or `check-config` takes a config."""
 
 from __future__ import annotations
 
@@ -7,14 +8,17 @@ from datetime import UTC, datetime
 from typing import Any
 
 from notifyd.catalogue.events import CATALOGUE, stored_fields
+from notifyd.catalogue.locale import LANGUAGES
 from notifyd.catalogue.samples import (
     KIND_EVENT,
     KINDS_WITHOUT_DATA,
+    NOTICE_KINDS,
     SAMPLE_BROADCASTS,
     sample_data,
     sample_extra,
 )
-from notifyd.mail.rendering import NoticeView
+from notifyd.mail.rendering import NoticeView, Renderer
+from notifyd.settings import ConfigError, Settings
 
 
 def sample_view(kind: str, language: str, now: datetime | None = None) -> NoticeView:
@@ -42,3 +46,19 @@ def sample_view(kind: str, language: str, now: datetime | None = None) -> Notice
         },
         message_id=f"<preview-{kind}@voip.example>",
     )
+
+
+def renderer_for(settings: Settings) -> Renderer:
+    """The renderer for these settings, every template tried with sample data first: a broken
+    override is a config error at start or reload, never a failure at send time."""
+    renderer = Renderer(
+        settings.smtp.sender,
+        reply_to=settings.smtp.reply_to,
+        override_folder=settings.templates_folder,
+    )
+    problems = renderer.check(
+        [sample_view(kind, language) for kind in NOTICE_KINDS for language in LANGUAGES]
+    )
+    if problems:
+        raise ConfigError(settings.path, [("[templates] folder", p) for p in problems])
+    return renderer

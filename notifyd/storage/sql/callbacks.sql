@@ -1,4 +1,4 @@
--- Delivery callbacks (table `callbacks`, migration 0015): the rows notices.sql writes with
+-- Delivery callbacks (table `callbacks`, migration 0017): the rows notices.sql writes with
 -- an outcome, claimed and posted by delivery/callbacks.py.
 
 -- name: claim_due
