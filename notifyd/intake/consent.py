@@ -11,7 +11,7 @@ from typing import Any
 
 from notifyd.rules.consent import lifts_suppression, suppresses
 from notifyd.storage import consent as consent_store
-from notifyd.storage import notices as notice_store
+from notifyd.storage import waiting
 from notifyd.storage.consent import MARKETING
 from notifyd.storage.db import Conn
 
@@ -52,6 +52,6 @@ async def decide(
 async def cancel_offers(conn: Conn, account_id: str, source: str) -> int:
     """Consent withdrawn: the account's marketing notices not sent yet are cancelled in the
     same transaction (SPEC §2); how many."""
-    return await notice_store.cancel_waiting(
+    return await waiting.cancel_waiting(
         conn, account_id, [MARKETING], f"cancelled: marketing consent withdrawn via {source}"
     )

@@ -21,6 +21,7 @@ from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
 from notifyd.settings import DeliverySettings
 from notifyd.storage import notices as notice_store
 from notifyd.storage import subscribers as subscriber_store
+from notifyd.storage import waiting
 from notifyd.storage.db import Conn
 
 _MANDATORY = sorted(c.value for c in MANDATORY_CATEGORIES)
@@ -48,7 +49,7 @@ async def restrict(conn: Conn, account_id: str) -> Restriction | None:
             since = await subscriber_store.set_restriction(conn, account_id, True)
         except KeyError:
             return None
-        held = await notice_store.restrict_waiting(conn, account_id, _MANDATORY)
+        held = await waiting.restrict_waiting(conn, account_id, _MANDATORY)
     return Restriction(account_id, since, held=held)
 
 
@@ -62,7 +63,7 @@ async def lift(conn: Conn, account_id: str, delivery: DeliverySettings) -> Restr
             await subscriber_store.set_restriction(conn, account_id, False)
         except KeyError:
             return None
-        released, cancelled = await notice_store.release_restricted(
+        released, cancelled = await waiting.release_restricted(
             conn, account_id, lifetimes, delivery.retry_lifetime_seconds
         )
         if released:

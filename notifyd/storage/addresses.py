@@ -9,7 +9,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
-from notifyd.storage import notices, queries
+from notifyd.storage import queries, waiting
 from notifyd.storage.db import Conn
 
 SQL = queries.load("addresses")
@@ -30,7 +30,7 @@ async def record_bounce(
         assert row is not None
         undeliverable = bool(row["undeliverable"])
         if undeliverable:
-            await notices.cancel_waiting_to(conn, [address], OPTIONAL, notices.UNDELIVERABLE)
+            await waiting.cancel_waiting_to(conn, [address], OPTIONAL, waiting.UNDELIVERABLE)
     return int(row["hard_bounces"]), undeliverable
 
 

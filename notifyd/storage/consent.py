@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from notifyd.storage import notices, queries
+from notifyd.storage import queries, waiting
 from notifyd.storage.db import Conn
 
 SQL = queries.load("consent")
@@ -43,7 +43,7 @@ async def suppress(conn: Conn, address: str, reason: str) -> None:
     to it not sent yet, of any account (SPEC §2: an unsubscribe acts at once; the claim
     would withhold them anyway, but only as each comes due)."""
     await conn.execute(SQL["suppress"], address, MARKETING, reason)
-    await notices.cancel_waiting_to(conn, [address], [MARKETING], notices.UNSUBSCRIBED)
+    await waiting.cancel_waiting_to(conn, [address], [MARKETING], waiting.UNSUBSCRIBED)
 
 
 async def lift(conn: Conn, address: str) -> None:

@@ -26,7 +26,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from notifyd.settings import Settings
-from notifyd.storage import export, notices, queries
+from notifyd.storage import export, queries, waiting
 from notifyd.storage.consent import MARKETING
 from notifyd.storage.db import Conn
 
@@ -100,7 +100,7 @@ async def resuppress(conn: Conn, key: bytes, addresses: Iterable[str]) -> list[s
         return []
     rows = await conn.fetch(SQL["resuppress"], given, [address_hash(key, a) for a in given])
     back = sorted({row["address"] for row in rows})
-    await notices.cancel_waiting_to(conn, back, [MARKETING], notices.UNSUBSCRIBED)
+    await waiting.cancel_waiting_to(conn, back, [MARKETING], waiting.UNSUBSCRIBED)
     return back
 
 

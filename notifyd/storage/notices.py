@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
@@ -162,67 +162,6 @@ async def mark_merged(conn: Conn, notice_ids: Sequence[UUID], note: str) -> None
 async def wake_workers(conn: Conn) -> None:
     """Delivered at commit; only a hint, the workers also poll."""
     await conn.execute("SELECT pg_notify($1, '')", CHANNEL)
-
-
-async def cancel_waiting(
-    conn: Conn,
-    account_id: str,
-    categories: Iterable[str],
-    reason: str,
-    addresses: Iterable[str] | None = None,
-) -> int:
-    """Cancel the account's notices of `categories` not sent yet (to `addresses` only, if
-    given), whatever they wait for, with `reason` ("{category}" in it is the notice's);
-    how many."""
-    wanted = None if addresses is None else sorted({a.lower() for a in addresses})
-    status: str = await conn.execute(
-        SQL["cancel_waiting"], account_id, sorted(set(categories)), wanted, reason
-    )
-    return int(status.split()[-1])
-
-
-# Why the notices to an address are cancelled when the address changes state: the words of
-# parts.sql's withholding, which cancels the same notices as they are claimed.
-UNSUBSCRIBED = "cancelled: the address unsubscribed from marketing"
-UNDELIVERABLE = "cancelled: the address is undeliverable (hard bounces)"
-
-
-async def cancel_waiting_to(
-    conn: Conn, addresses: Iterable[str], categories: Iterable[str], reason: str
-) -> int:
-    """Cancel the notices of `categories` to `addresses` not sent yet, of every account
-    (an address suppressed or undeliverable is so for all that write to it), with `reason`;
-    how many."""
-    wanted = sorted({a.lower() for a in addresses})
-    if not wanted:
-        return 0
-    status: str = await conn.execute(
-        SQL["cancel_waiting_to"], wanted, sorted(set(categories)), reason
-    )
-    return int(status.split()[-1])
-
-
-async def restrict_waiting(conn: Conn, account_id: str, mandatory: Iterable[str]) -> int:
-    """Hold the account's waiting notices but the `mandatory` categories'; how many."""
-    status: str = await conn.execute(SQL["restrict_waiting"], account_id, sorted(mandatory))
-    return int(status.split()[-1])
-
-
-async def release_restricted(
-    conn: Conn, account_id: str, lifetimes: Mapping[str, float], default_lifetime: float
-) -> tuple[int, int]:
-    """Release the account's restricted notices still within their category's lifetime
-    (seconds; `default_lifetime` for a category not in `lifetimes`) and cancel the others:
-    (released, cancelled)."""
-    row = await conn.fetchrow(
-        SQL["release_restricted"],
-        account_id,
-        list(lifetimes),
-        list(lifetimes.values()),
-        default_lifetime,
-    )
-    assert row is not None  # an aggregate
-    return int(row["released"]), int(row["cancelled"])
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from typing import Any
 import asyncpg
 
 from notifyd.model import Preferences, Subscriber
-from notifyd.storage import erasure, notices, queries
+from notifyd.storage import erasure, queries, waiting
 from notifyd.storage.db import Conn
 
 SQL = queries.load("subscribers")
@@ -86,7 +86,7 @@ async def save_preferences(
     cancelled with them (SPEC §2: whatever it waits for)."""
     off = [category for category, mode in subscriber.preferences.modes.items() if mode == "off"]
     if off:
-        await notices.cancel_waiting(
+        await waiting.cancel_waiting(
             conn,
             subscriber.account_id,
             off,
