@@ -13,7 +13,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from notifyd.storage.notices import UNDELIVERABLE, UNSUBSCRIBED
+from notifyd.storage.waiting import UNDELIVERABLE, UNSUBSCRIBED
 from tests.conftest import Running, SmtpSink, eventually, running_daemon
 from tests.integration.admin_support import call
 from tests.integration.consent_now_support import (
