@@ -129,6 +129,7 @@ async def test_a_call_to_voicemail_is_one_email_with_the_recording(
     assert voicemail["mailbox"] == "101"
     assert voicemail["duration_seconds"] == 7
     # The missed call went into the voicemail's email: "missed call and voicemail from …".
-    assert "Apel nepreluat și mesaj vocal de la Ion Ionescu" in str(smtp_sink.messages[1]["Subject"])
+    subject = str(smtp_sink.messages[1]["Subject"])
+    assert "Apel nepreluat și mesaj vocal de la Ion Ionescu" in subject, subject
     parts = [p for p in smtp_sink.messages[1].walk() if p.get_filename() == recording.name]
     assert [p.get_payload(decode=True) for p in parts] == [sample_wav()]
