@@ -16,7 +16,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from notifyd.delivery.bounces import hard_bounce
+from notifyd.bounces import hard_bounce
 from notifyd.delivery.breaker import Breaker
 from notifyd.delivery.enclosing import KINDS_WITH_FILES
 from notifyd.delivery.send import Attempt, Mailing

@@ -24,7 +24,7 @@ from uuid import UUID
 import asyncpg
 import structlog
 
-from notifyd.delivery.bounces import hard_bounce
+from notifyd.bounces import hard_bounce
 from notifyd.intake import consent
 from notifyd.links import Links
 from notifyd.mail.reports import Kind, Report

@@ -1,9 +1,11 @@
-"""What a hard bounce does, however it came: a 5xx to RCPT while sending (outcomes.py) or a
-bounce report afterwards (intake/reports.py, the relay's DSN). It counts against the
-address (undeliverable at [delivery] bounce_limit, and then what else of any account waits
-for it is cancelled), and a mandatory notice goes to the account's other addresses.
+"""What a hard bounce does, however it came: a 5xx to RCPT while sending
+(delivery/outcomes.py) or a bounce report afterwards (intake/reports.py, the relay's DSN).
+It counts against the address (undeliverable at [delivery] bounce_limit, and then what
+else of any account waits for it is cancelled), and a mandatory notice goes to the
+account's other addresses.
 
-Neighbours: storage/addresses.py keeps the count; rules/routing.py no longer queues for an
+Neighbours: both callers (it sits below the two stages, so neither imports the other);
+storage/addresses.py keeps the count; rules/routing.py no longer queues for an
 undeliverable address; storage/notices.py reroutes the copies.
 """
 
