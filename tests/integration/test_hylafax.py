@@ -121,8 +121,14 @@ def hylafax_spool(tmp_path: Path, base_url: str) -> tuple[Path, dict[str, str]]:
     accounts.write_text(snippet("hylafax-accounts"))
     conf = localized(snippet("hylafax-conf"), base_url, tmp_path)
     (tmp_path / "hylafax.conf").write_text(conf.replace("/etc/notifyd/fax-accounts", str(accounts)))
-    for name, file in (("hylafax-faxdispatch", "FaxDispatch"), ("hylafax-faxnotify", "FaxNotify")):
-        (spool / "etc" / file).write_text(snippet(name).replace(INSTALLED, f"{CONTRIB}/"))
+    # Appended to what the FaxDispatch had: HylaFAX's own routing by mail, now replaced.
+    routed = 'case "$DEVICE" in ttyIAX*) SENDTO=faxes@office.example ;; esac\n'
+    for name, file, before in (
+        ("hylafax-faxdispatch", "FaxDispatch", routed),
+        ("hylafax-faxnotify", "FaxNotify", ""),
+    ):
+        text = before + snippet(name).replace(INSTALLED, f"{CONTRIB}/")
+        (spool / "etc" / file).write_text(text)
     return spool, {"NOTIFYD_HYLAFAX_CONF": str(tmp_path / "hylafax.conf")}
 
 
