@@ -1,6 +1,7 @@
 """POST /v1/reports/{source}: a bounce or complaint report (a raw DSN or ARF message) from an
 `mta` source, signed as webhooks are, read and handed to the intake; 202 with what was
-done, or why nothing was, once it is committed.
+done, or why nothing was, once it is committed. A sending service's source (postmark,
+mailgun) is handed to service_reports.py, and answered 200 the same way.
 
 Neighbours: webhooks.py checks the headers, reads the body within its limits and checks
 the signature the same way for both routes; mail/reports.py reads the message;
@@ -14,16 +15,21 @@ from uuid import UUID
 
 import structlog
 from aiohttp import web
+from aiohttp.web_urldispatcher import _default_expect_handler
 from pydantic import Field
 
+from notifyd.http import service_reports
 from notifyd.http.bodies import Reservation
 from notifyd.http.errors import error_response
 from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME, Runtime
+from notifyd.http.service_reports import unavailable
 from notifyd.http.signatures import SignatureError, SignedHeaders
 from notifyd.http.validation import Reply, respond
 from notifyd.http.webhooks import MESSAGE_TYPE, Refused, expect_for, read_body, refusal_before_body
+from notifyd.intake.reports import Decision
 from notifyd.mail import reports
+from notifyd.settings.intake import SERVICE_KINDS
 from notifyd.storage import db
 
 log = structlog.get_logger(__name__)
@@ -47,32 +53,59 @@ class ReportDecision(Reply):
     notice_id: UUID | None = Field(description="The notice the report is about, if found")
 
 
+_expect_mta = expect_for("mta")
+
+
+async def _expect(request: web.Request) -> None:
+    """`Expect: 100-continue`: an `mta` source's headers checked first; a sending service's
+    are checked by its handler (the services do not send Expect)."""
+    source = request.app[RUNTIME].settings.sources.get(request.match_info["source"])
+    if source is not None and source.kind in SERVICE_KINDS:
+        await _default_expect_handler(request)
+    else:
+        await _expect_mta(request)
+
+
 @routes.post(
     "/v1/reports/{source}",
-    "Receive a bounce or complaint report from an `mta` source",
-    description="A raw RFC 5322 message: a delivery status notification (RFC 3464) or an "
-    "abuse report (ARF, RFC 5965), as contrib/postfix/notifyd-bounce posts it, with the "
-    "envelope recipient in a first Notifyd-Envelope-Recipient header. Signed as webhooks "
-    "are (Standard Webhooks, over the body's bytes). 202 once what it does is committed; "
-    "a report that names no notice of ours is answered 202 too, with why nothing was done.",
+    "Receive a bounce or complaint report from an `mta` source or a sending service",
+    description="From an `mta` source: a raw RFC 5322 message, a delivery status "
+    "notification (RFC 3464) or an abuse report (ARF, RFC 5965), as "
+    "contrib/postfix/notifyd-bounce posts it, with the envelope recipient in a first "
+    "Notifyd-Envelope-Recipient header, signed as webhooks are (Standard Webhooks, over the "
+    "body's bytes); 202 once what it does is committed. From a `postmark` or `mailgun` "
+    "source: that service's JSON bounce or complaint webhook, authenticated its way (HTTP "
+    "basic auth; the body's HMAC signature); 200 once committed. A report that names no "
+    "notice of ours is answered 2xx too, with why nothing was done.",
     headers=("webhook-id", "webhook-timestamp", "webhook-signature"),
-    other_bodies={MESSAGE_TYPE: {"type": "string", "format": "binary"}},
+    other_bodies={
+        MESSAGE_TYPE: {"type": "string", "format": "binary"},
+        "application/json": {"type": "object", "description": "A Postmark or Mailgun webhook"},
+    },
     answers={
+        200: Answer("A sending service's report: done or nothing to do", ReportDecision),
         202: Answer("Done, or nothing to do: `action` and `reason` say which", ReportDecision),
-        401: error("Bad or missing signature, stale timestamp"),
+        400: error("A sending service's body that is not a JSON object"),
+        401: error("Bad or missing signature or credentials, stale timestamp"),
         403: error("Sender outside the source's allow_from"),
-        404: error("Unknown source, or not an `mta` source"),
+        404: error("Unknown source, or an `events` source"),
         413: error("Body over the limit"),
-        415: error("Not message/rfc822"),
+        415: error("Not message/rfc822 (`mta`), not application/json (a sending service)"),
         503: error("The database cannot take it now, or too many bodies are being received; retry"),
     },
-    expect_handler=expect_for("mta"),
+    expect_handler=_expect,
 )
 async def receive_report(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
     name = request.match_info["source"]
+    source = runtime.settings.sources.get(name)
     with runtime.bodies.reservation() as room:
-        response, kind = await _receive(request, runtime, name, room)
+        if source is not None and source.kind in SERVICE_KINDS:
+            done, kind = await service_reports.receive(request, runtime, name, room)
+            # 200, not 202: Postmark and Mailgun take a 200 as delivered, retry the rest.
+            response = done if isinstance(done, web.Response) else _answer(done, 200)
+        else:
+            response, kind = await _receive(request, runtime, name, room)
     source_label = name if name in runtime.settings.sources else "-"
     runtime.metrics.webhooks.labels(source_label, kind, str(response.status)).inc()
     return response
@@ -100,17 +133,15 @@ async def _receive(
         decision = await runtime.intake.report(report)
     except db.UNAVAILABLE as error:
         log.error("database unavailable: report refused", source=name, error=type(error).__name__)
-        unavailable = error_response(
-            503,
-            "unavailable",
-            "the report could not be stored now; retry later",
-            headers={"Retry-After": "5"},
-        )
-        return unavailable, label
+        return unavailable(), label
+    return _answer(decision, 202), label
+
+
+def _answer(decision: Decision, status: int) -> web.Response:
     answer = ReportDecision(
         action=decision.action, reason=decision.reason, notice_id=decision.notice_id
     )
-    return respond(answer, status=202), label
+    return respond(answer, status=status)
 
 
 def _verify(runtime: Runtime, name: str, signed: SignedHeaders, body: bytes) -> None:

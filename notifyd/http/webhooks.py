@@ -99,7 +99,7 @@ async def _read_body(request: web.Request, limit: int, room: Reservation) -> byt
     return b"".join(chunks)
 
 
-def _allowed(remote: str | None, networks: tuple[IPNetwork, ...]) -> bool:
+def allowed_sender(remote: str | None, networks: tuple[IPNetwork, ...]) -> bool:
     if remote is None:
         return False
     try:
@@ -136,9 +136,9 @@ def refusal_before_body(
     if source is None:
         return error_response(404, "unknown_source", f"no source named {name!r}")
     if source.kind != kind:
-        route = "reports" if source.kind == "mta" else "webhooks"
+        route = "webhooks" if source.kind == "events" else "reports"
         return error_response(404, "unknown_source", f"source {name!r} posts to /v1/{route}/{name}")
-    if source.allow_from is not None and not _allowed(request.remote, source.allow_from):
+    if source.allow_from is not None and not allowed_sender(request.remote, source.allow_from):
         if logged:
             log.warning("webhook from outside the allowlist", source=name, remote=request.remote)
         return error_response(

@@ -1,4 +1,5 @@
-"""What decides on a webhook: [sources.<name>] (and the callback that tells a source what
+"""What decides on a webhook: [sources.<name>] (what authenticates it: Standard
+Webhooks secrets, or a sending service's own credentials; and the callback that tells a source what
 became of its events' notices, [sources.<name>.callback]), [webhooks], [defaults],
 [thresholds.<CUR>], [calls] and [broadcasts]."""
 
@@ -66,13 +67,10 @@ def _network(value: object) -> object:
         raise ValueError(f"is not an IP address or CIDR: {value!r}") from None
 
 
-def _some(secrets: tuple[str, ...]) -> tuple[str, ...]:
-    if not secrets:
-        raise ValueError("must list at least one secret")
-    return secrets
-
-
-SOURCE_KINDS = ("events", "mta")
+SOURCE_KINDS = ("events", "mta", "postmark", "mailgun")
+# The sending services whose JSON bounce and complaint webhooks POST /v1/reports/<name>
+# takes, each authenticated its own way (http/service_reports.py).
+SERVICE_KINDS = ("postmark", "mailgun")
 
 
 def _callback_url(url: str) -> str:
@@ -112,26 +110,61 @@ class CallbackSettings(Section):
 
 
 class SourceSettings(Section):
-    """One webhook sender: POST /v1/webhooks/<name> (the table's name)."""
+    """One webhook sender: POST /v1/webhooks/<name> (the table's name), or for a source of
+    bounce and complaint reports POST /v1/reports/<name>."""
 
-    kind: Annotated[Literal["events", "mta"], one_of(SOURCE_KINDS)] = Field(
+    kind: Annotated[Literal["events", "mta", "postmark", "mailgun"], one_of(SOURCE_KINDS)] = Field(
         "events",
         description='"events": JSON events of the catalogue; "mta": bounce and complaint '
-        "reports (DSN, ARF) as raw messages, from contrib/postfix/notifyd-bounce.",
+        "reports (DSN, ARF) as raw messages, from contrib/postfix/notifyd-bounce; "
+        '"postmark", "mailgun": that sending service\'s bounce and complaint webhooks '
+        "(docs/integrations.md).",
     )
 
     # Several may be valid at once while a secret is rotated; any one's signature is accepted.
+    # Needed by "events" and "mta" sources (a sending service authenticates its own way).
     secrets: Annotated[
         tuple[Annotated[str, AfterValidator(_secret)], ...],
         BeforeValidator(array),
-        AfterValidator(_some),
-    ] = Field(repr=False)
+    ] = Field((), repr=False, validate_default=True)
     # Only these addresses or networks may post for this source (others get 403); None: any.
     allow_from: Annotated[
         tuple[Annotated[IPNetwork, BeforeValidator(_network)], ...] | None,
         BeforeValidator(array),
     ] = None
     callback: CallbackSettings | None = None
+    # "postmark": the HTTP basic auth user and password put in the webhook's URL in Postmark.
+    user: str = ""
+    password: str = Field("", repr=False)
+    # "mailgun": the HTTP webhook signing key (Mailgun: Sending > Webhooks); several while
+    # one is rotated.
+    signing_keys: Annotated[tuple[str, ...], BeforeValidator(array)] = Field((), repr=False)
+
+    @field_validator("secrets")
+    @classmethod
+    def _some(cls, value: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        if not value and info.data.get("kind", "events") in ("events", "mta"):
+            raise ValueError("must list at least one secret")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials_of_its_kind(self) -> SourceSettings:
+        wanted = {
+            "events": ("secrets",),
+            "mta": ("secrets",),
+            "postmark": ("user", "password"),
+            "mailgun": ("signing_keys",),
+        }[self.kind]
+        for key in wanted:
+            if not getattr(self, key):
+                raise ValueError(f'a "{self.kind}" source needs {key}')
+        given = {"secrets", "user", "password", "signing_keys"} - set(wanted)
+        stray = sorted(key for key in given if getattr(self, key))
+        if stray:
+            raise ValueError(f'a "{self.kind}" source takes no {", ".join(stray)}')
+        if self.kind == "postmark" and len(self.password) < 16:
+            raise ValueError("password: use at least 16 characters (secrets.token_urlsafe(24))")
+        return self
 
 
 def source_name(name: str) -> str:

@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 import pytest
@@ -18,14 +17,23 @@ import structlog
 
 from notifyd.settings import Settings
 from tests.conftest import Running, SmtpSink, load_config, running_daemon, smtp_server
-from tests.integration.admin_support import admin_config, call
-from tests.integration.consent_now_support import broadcast, preferences, quiet_now
+from tests.integration.admin_support import admin_config
 from tests.integration.daemon_support import post, subscribe
 from tests.integration.queue_support import settled_notices
-from tests.integration.report_support import EX_TEMPFAIL, MTA_SECRET, Piped, pipe, sample
+from tests.integration.report_support import (
+    ANA,
+    EX_TEMPFAIL,
+    MTA_SECRET,
+    Piped,
+    after_complaint,
+    health,
+    offers,
+    pipe,
+    sample,
+    sent_notice,
+)
 
 BOUNCE_DOMAIN = "bounces.voip.example"
-ANA = "ana@client.example"
 
 
 @pytest.fixture
@@ -59,19 +67,6 @@ def reports_url(daemon: Running, source: str = "mta") -> str:
     return f"{daemon.base_url}/v1/reports/{source}"
 
 
-async def sent_notice(db: asyncpg.Connection, kind: str) -> asyncpg.Record:
-    """The latest notice of `kind`, once every notice is settled."""
-    await settled_notices(db)
-    row = await db.fetchrow(
-        "SELECT id, state, recipient, message_id, smtp_reply FROM notices WHERE kind = $1"
-        " ORDER BY created_at DESC LIMIT 1",
-        kind,
-    )
-    assert row is not None
-    assert row["state"] == "sent", row
-    return row
-
-
 def envelope_sender(sink: SmtpSink, message_id: str) -> str:
     [sender] = [
         sender
@@ -92,14 +87,6 @@ async def report(
         piped = await pipe(reports_url(daemon), secret_file, to, raw)
     [line] = [dict(entry) for entry in logs if entry["event"] == "bounce report"]
     return piped, line
-
-
-async def health(db: asyncpg.Connection, address: str) -> asyncpg.Record | None:
-    return await db.fetchrow(
-        "SELECT hard_bounces, soft_bounces, undeliverable_at, last_reply FROM address_health"
-        " WHERE address = lower($1)",
-        address,
-    )
 
 
 async def test_dsns_for_verp_senders_fail_their_notices_and_make_the_address_undeliverable(
@@ -204,47 +191,6 @@ async def test_soft_bounces_are_counted_and_nothing_else(
     assert [row["state"] for row in states] == ["sent", "sent"]
 
 
-async def _offers(daemon: Running, db: asyncpg.Connection) -> tuple[asyncpg.Record, UUID]:
-    """A subscriber who agreed to offers: one offer sent, another waiting (quiet hours)."""
-    await subscribe(daemon, "acc-1", {}, email=ANA)
-    given = {"marketing": True, "source": "subscriber", "wording_version": "v1"}
-    assert (await call(daemon, "POST", "/v1/admin/subscribers/acc-1/consent", json=given))[0] == 201
-    await broadcast(daemon, "marketing.offer")
-    sent = await sent_notice(db, "marketing.offer")
-    await preferences(daemon, "acc-1", quiet_hours=quiet_now())
-    await broadcast(daemon, "marketing.offer")
-    waiting = await db.fetchval(
-        "SELECT id FROM notices WHERE kind = 'marketing.offer' AND state = 'queued'"
-    )
-    assert waiting is not None
-    return sent, waiting
-
-
-async def _after_complaint(db: asyncpg.Connection, waiting: UUID) -> dict[str, Any]:
-    return {
-        "waiting": tuple(
-            await db.fetchrow("SELECT state, last_error FROM notices WHERE id = $1", waiting) or ()
-        ),
-        "suppressed": await db.fetchval(
-            "SELECT count(*) FROM suppressions WHERE address = $1 AND list = 'marketing'",
-            ANA,
-        ),
-        "consent": [
-            tuple(row)
-            for row in await db.fetch(
-                "SELECT granted, source FROM consent_events WHERE account_id = 'acc-1'"
-                " ORDER BY at, id"
-            )
-        ],
-        "audit": [
-            tuple(row)
-            for row in await db.fetch(
-                "SELECT actor, action FROM audit WHERE actor = 'mail report' ORDER BY at"
-            )
-        ],
-    }
-
-
 async def test_a_complaint_suppresses_marketing_at_once_and_withdraws_consent(
     tmp_path: Path,
     database_url: str,
@@ -254,10 +200,10 @@ async def test_a_complaint_suppresses_marketing_at_once_and_withdraws_consent(
 ) -> None:
     settings = settings_for(tmp_path, database_url, sink)
     async with running_daemon(settings) as daemon:
-        sent, waiting = await _offers(daemon, db)
+        sent, waiting = await offers(daemon, db)
         sender = envelope_sender(sink, sent["message_id"])
         piped, line = await report(daemon, secret_file, "arf-complaint.eml", sender, sent)
-        after = await _after_complaint(db, waiting)
+        after = await after_complaint(db, waiting)
         # The same complaint again: already suppressed, nothing recorded twice.
         _, again = await report(daemon, secret_file, "arf-complaint.eml", sender, sent)
     assert piped.code == 0, piped.stderr
@@ -283,12 +229,12 @@ async def test_without_verp_a_feedback_loop_complaint_maps_by_its_message_id(
 ) -> None:
     settings = settings_for(tmp_path, database_url, sink, verp=False)
     async with running_daemon(settings) as daemon:
-        sent, waiting = await _offers(daemon, db)
+        sent, waiting = await offers(daemon, db)
         sender = envelope_sender(sink, sent["message_id"])
         piped, line = await report(
             daemon, secret_file, "fbl-complaint-8bit.eml", "fbl@voip.example", sent
         )
-        after = await _after_complaint(db, waiting)
+        after = await after_complaint(db, waiting)
     # VERP off: the configured sender, as before.
     assert sender == "notificari@voip.example"
     assert piped.code == 0, piped.stderr

@@ -1,0 +1,158 @@
+"""A sending service's bounce and complaint webhook, POST /v1/reports/{source} of a source of
+kind "postmark" or "mailgun": authenticated the service's own way, read into a `Report`,
+handed to the intake; 200 with what was done, or why nothing was (a service retries
+anything else, so a report of nothing of ours is answered 200 too).
+
+How each service authenticates, as it documents it:
+- Postmark signs nothing; its webhook URL carries HTTP basic auth credentials
+  (https://postmarkapp.com/email-webhooks: "secure them using HTTP Auth"), checked here
+  from the Authorization header before the body is read.
+- Mailgun puts `signature: {timestamp, token, signature}` in the body: the hex HMAC-SHA256
+  of timestamp + token under the webhook signing key
+  (https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks);
+  a timestamp further from now than [webhooks] timestamp_tolerance_seconds is refused too,
+  so a captured post cannot be replayed later.
+
+Neighbours: reports.py owns the route and hands these sources here; webhooks.py reads the
+body within its limits; mail/service_reports.py reads the payloads; intake/reports.py acts.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+from collections.abc import Mapping
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from notifyd.http.bodies import Reservation
+from notifyd.http.errors import error_response
+from notifyd.http.runtime import Runtime
+from notifyd.http.webhooks import Refused, allowed_sender, read_body
+from notifyd.intake.reports import Decision
+from notifyd.mail import service_reports
+from notifyd.mail.reports import Report
+from notifyd.settings import Settings, SourceSettings
+from notifyd.storage import db
+
+log = structlog.get_logger(__name__)
+
+_REALM = 'Basic realm="notifyd", charset="UTF-8"'
+
+
+async def receive(
+    request: web.Request, runtime: Runtime, name: str, room: Reservation
+) -> tuple[web.Response | Decision, str]:
+    """Sender, credentials, body, payload, what it does committed: what was done (reports.py
+    answers it 200), or the refusal; and the report's kind for the metric."""
+    source = runtime.settings.sources[name]
+    try:
+        _check_sender(request, source, name)
+        if source.kind == "postmark":
+            _check_basic_auth(request, source, name)
+        if "Content-Type" not in request.headers or request.content_type != "application/json":
+            given = request.content_type if "Content-Type" in request.headers else "none"
+            raise Refused(
+                error_response(
+                    415, "unsupported_media_type", f"expected application/json, got {given}"
+                )
+            )
+        body = await read_body(request, runtime.settings.webhooks.max_body_bytes, name, room)
+        payload = _json(body)
+        if source.kind == "mailgun":
+            _check_mailgun(payload, source, runtime, name)
+        report = _report(source.kind, payload, runtime.settings)
+    except Refused as refused:
+        return refused.response, "-"
+    label = f"report.{report.kind or 'other'}"
+    try:
+        decision = await runtime.intake.report(report)
+    except db.UNAVAILABLE as error:
+        log.error("database unavailable: report refused", source=name, error=type(error).__name__)
+        return unavailable(), label
+    return decision, label
+
+
+def unavailable() -> web.Response:
+    """The database cannot take a report now: the sender posts it again."""
+    return error_response(
+        503,
+        "unavailable",
+        "the report could not be stored now; retry later",
+        headers={"Retry-After": "5"},
+    )
+
+
+def _report(kind: str, payload: Mapping[str, Any], settings: Settings) -> Report:
+    if kind == "postmark":
+        return service_reports.postmark(payload)
+    return service_reports.mailgun(payload, settings.smtp.bounce_domain)
+
+
+def _check_sender(request: web.Request, source: SourceSettings, name: str) -> None:
+    if source.allow_from is not None and not allowed_sender(request.remote, source.allow_from):
+        log.warning("report from outside the allowlist", source=name, remote=request.remote)
+        raise Refused(
+            error_response(403, "forbidden", f"sender address is not allowed for source {name!r}")
+        )
+
+
+def _refused(name: str, reason: str, headers: Mapping[str, str] | None = None) -> Refused:
+    log.warning("report signature refused", source=name, reason=reason)
+    return Refused(error_response(401, "bad_signature", reason, headers=headers))
+
+
+def _check_basic_auth(request: web.Request, source: SourceSettings, name: str) -> None:
+    scheme, _, encoded = request.headers.get("Authorization", "").partition(" ")
+    try:
+        user, colon, password = (
+            base64.b64decode(encoded.strip(), validate=True).decode("utf-8").partition(":")
+        )
+    except (binascii.Error, ValueError):
+        user, colon, password = "", "", ""
+    if scheme.lower() != "basic" or not colon:
+        raise _refused(name, "no basic auth credentials", {"WWW-Authenticate": _REALM})
+    # Both compared whatever the first gives: the time taken says nothing of which is wrong.
+    same_user = hmac.compare_digest(user.encode(), source.user.encode())
+    same_password = hmac.compare_digest(password.encode(), source.password.encode())
+    if not (same_user and same_password):
+        raise _refused(name, "wrong basic auth credentials", {"WWW-Authenticate": _REALM})
+
+
+def _check_mailgun(
+    payload: Mapping[str, Any], source: SourceSettings, runtime: Runtime, name: str
+) -> None:
+    signature = payload.get("signature")
+    if not isinstance(signature, Mapping):
+        raise _refused(name, "no signature object in the body")
+    timestamp, token, given = (
+        str(signature.get(key, "")) for key in ("timestamp", "token", "signature")
+    )
+    if not timestamp.isdigit() or not token or not given:
+        raise _refused(name, "signature needs timestamp, token and signature")
+    drift = abs(runtime.clock().timestamp() - int(timestamp))
+    tolerance = runtime.settings.webhooks.timestamp_tolerance_seconds
+    if drift > tolerance:
+        raise _refused(
+            name, f"signature timestamp is {int(drift)} s from now; at most {tolerance} s allowed"
+        )
+    signed = (timestamp + token).encode()
+    for key in source.signing_keys:
+        expected = hmac.new(key.encode(), signed, "sha256").hexdigest()
+        if hmac.compare_digest(expected, given.lower()):
+            return
+    raise _refused(name, "no signature matches a signing key of this source")
+
+
+def _json(body: bytes) -> Mapping[str, Any]:
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(error_response(400, "malformed_json", "the body is not JSON")) from None
+    if not isinstance(payload, dict):
+        raise Refused(error_response(400, "malformed_json", "the body is not a JSON object"))
+    return payload

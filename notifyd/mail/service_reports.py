@@ -1,0 +1,139 @@
+"""Bounce and complaint reports read from the JSON webhooks of sending services, each made
+into the same `Report` a DSN or ARF message makes (mail/reports.py): what happened, and
+what names the notice it is about (the original message's Message-ID, or the bounce
+address it was sent from when the service quotes it). Reads, decides nothing, checks no
+signature (http/service_reports.py does, before a byte of this runs).
+
+The payloads, as the services document them:
+- Postmark, bounce and spam-complaint webhooks: https://postmarkapp.com/email-webhooks
+  (`RecordType`, `Type` HardBounce / SoftBounce / SpamComplaint ..., `MessageID`,
+  `Metadata`, `Details`, `Content` with the bounce's headers when "Include bounce content"
+  is on). Postmark's `MessageID` is Postmark's own id, not our Message-ID header.
+- Mailgun: https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/webhook-payloads
+  and .../events/event-types (`event-data.event` failed with `severity` permanent or
+  temporary, complained; `event-data.message.headers.message-id` without brackets;
+  `delivery-status`).
+
+Neighbours: intake/reports.py maps a Report to its notice and acts on it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from notifyd.mail.reports import Kind, Report
+
+_STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_ANGLED = re.compile(r"<[^<>\s]+@[^<>\s]+>")
+_BARE = re.compile(r"[^<>\s@]+@[^<>\s@]+")
+# A Message-ID header of a notice (storage/notices.py: <notice id@message domain>).
+_NOTICE_ID_HEADER = re.compile(
+    r"^message-id:[ \t]*(<[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}@[^<>\s]+>)",
+    re.IGNORECASE | re.MULTILINE,
+)
+
+# Postmark's bounce types: those that say the address will never take mail, those that may
+# pass tomorrow (counted only). Others (AutoResponder, Unsubscribe, ...) are not bounces.
+_POSTMARK_HARD = {"HardBounce", "BadEmailAddress", "ManuallyDeactivated"}
+_POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "Blocked", "SMTPApiError"}
+# The metadata key an X-PM-Metadata-notifyd-message-id header would give (Postmark's way of
+# carrying a value of ours to its webhooks).
+POSTMARK_METADATA_KEY = "notifyd-message-id"
+
+
+def message_id(value: object) -> str | None:
+    """A Message-ID as notices store it, `<id@domain>`, from one with or without brackets."""
+    if not isinstance(value, str):
+        return None
+    found = _ANGLED.search(value)
+    if found:
+        return found.group(0)
+    bare = _BARE.fullmatch(value.strip())
+    return f"<{bare.group(0)}>" if bare else None
+
+
+def postmark(body: Mapping[str, Any]) -> Report:
+    """One Postmark bounce or spam-complaint webhook."""
+    record = str(body.get("RecordType", ""))
+    kind_name = str(body.get("Type", ""))
+    details = " ".join(str(body.get("Details", "") or body.get("Description", "")).split())
+    if record == "SpamComplaint" or kind_name in ("SpamComplaint", "SpamNotification"):
+        kind: Kind | None = Kind.COMPLAINT
+    elif record not in ("Bounce", ""):
+        return Report(None, f"a postmark {record or 'unknown'} record, not a bounce")
+    elif kind_name in _POSTMARK_HARD:
+        kind = Kind.FAILED
+    elif kind_name in _POSTMARK_SOFT:
+        kind = Kind.DELAYED
+    else:
+        return Report(None, f"a postmark {kind_name or 'untyped'} bounce, not a delivery failure")
+    metadata = body.get("Metadata")
+    named = metadata.get(POSTMARK_METADATA_KEY) if isinstance(metadata, Mapping) else None
+    found = _STATUS.search(details)
+    return Report(
+        kind,
+        message_id=(
+            message_id(named)
+            or _content_message_id(body.get("Content"))
+            or _angled_only(body.get("MessageID"))
+        ),
+        status=".".join(found.groups()) if found else "",
+        diagnostic=f"postmark {kind_name}: {details}" if details else f"postmark {kind_name}",
+        feedback_type="abuse" if kind is Kind.COMPLAINT else "",
+    )
+
+
+def mailgun(body: Mapping[str, Any], bounce_domain: str) -> Report:
+    """One Mailgun webhook (its `event-data`). `bounce_domain`: [smtp] bounce_domain; the
+    envelope sender is taken for a bounce address only in it (Mailgun's own bounce
+    addresses are bounce+...@ too, and must not read as forged tokens of ours)."""
+    data = body.get("event-data")
+    if not isinstance(data, Mapping):
+        return Report(None, "a mailgun webhook without event-data")
+    event = str(data.get("event", ""))
+    severity = str(data.get("severity", ""))
+    if event == "failed":
+        kind: Kind | None = Kind.FAILED if severity == "permanent" else Kind.DELAYED
+    elif event == "complained":
+        kind = Kind.COMPLAINT
+    else:
+        return Report(None, f"a mailgun {event or 'unnamed'} event, not a bounce or complaint")
+    message = data.get("message")
+    headers = message.get("headers") if isinstance(message, Mapping) else None
+    status = data.get("delivery-status")
+    words = ""
+    if isinstance(status, Mapping):
+        said = status.get("message", "") or status.get("description", "")
+        words = " ".join(f"{status.get('code', '')} {said}".split())
+    found = _STATUS.search(words)
+    envelope = data.get("envelope")
+    sender = envelope.get("sender") if isinstance(envelope, Mapping) else None
+    return Report(
+        kind,
+        quoted_bounce_address=_in_domain(sender, bounce_domain),
+        message_id=message_id(headers.get("message-id")) if isinstance(headers, Mapping) else None,
+        status=".".join(found.groups()) if found else ("4.0.0" if kind is Kind.DELAYED else ""),
+        diagnostic=f"mailgun {severity or event}: {words}".strip(),
+        feedback_type="abuse" if kind is Kind.COMPLAINT else "",
+    )
+
+
+def _in_domain(address: object, domain: str) -> str | None:
+    if not domain or not isinstance(address, str):
+        return None
+    return address if address.strip().lower().endswith("@" + domain.lower()) else None
+
+
+def _angled_only(value: object) -> str | None:
+    """A Message-ID only in its `<id@domain>` form: a bare id (Postmark's own) is not ours."""
+    found = _ANGLED.search(value) if isinstance(value, str) else None
+    return found.group(0) if found else None
+
+
+def _content_message_id(content: object) -> str | None:
+    """The Message-ID of ours among the headers the bounce content quotes (the bounce's own
+    Message-ID comes first there, and is no notice's)."""
+    found = _NOTICE_ID_HEADER.search(content) if isinstance(content, str) else None
+    return found.group(1) if found else None
