@@ -201,7 +201,10 @@ async def test_mailgun_events_by_their_signature(
         await post(daemon, "fax.sent", "acc-2")
         fax = await sent_notice(db, "fax.sent")
         sent, waiting = await offers(daemon, db)
-        failed = {"severity": "permanent", "delivery-status": {"code": 550, "message": "5.1.1 no"}}
+        failed: dict[str, Any] = {
+            "severity": "permanent",
+            "delivery-status": {"code": 550, "message": "5.1.1 no"},
+        }
         refused = [
             await post_report(
                 daemon, "mailgun", mailgun_event("failed", fax["message_id"], key="k2", **failed)
