@@ -181,11 +181,21 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
     from notifyd import client
     from notifyd.catalogue.samples import USUAL_SOURCE, sample_event
 
+    # Events go to `events` sources only; the others take bounce reports (/v1/reports/).
+    takes_events = [name for name, s in settings.sources.items() if s.kind == "events"]
     source_name = args.source or USUAL_SOURCE.get(args.event_type)
     if source_name not in settings.sources:
-        source_name = args.source or next(iter(settings.sources), None)
+        source_name = args.source or next(iter(takes_events), None)
     if source_name is None or source_name not in settings.sources:
         print(f"no source {source_name!r} in {settings.path}", file=sys.stderr)
+        return EXIT_CONFIG
+    if source_name not in takes_events:
+        kind = settings.sources[source_name].kind
+        print(
+            f"source {source_name!r} is a {kind!r} source, which takes bounce reports, not"
+            f" events: name an events source with --source",
+            file=sys.stderr,
+        )
         return EXIT_CONFIG
     try:
         overrides = typed_overrides(args.event_type, args.set)
