@@ -26,8 +26,6 @@ from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
 
-MANDATORY = frozenset(c.value for c in MANDATORY_CATEGORIES)
-
 
 class Bounced(Protocol):
     """The notice that bounced, as much of it as a bounce needs (a claimed notice has it)."""
@@ -60,7 +58,7 @@ async def hard_bounce(
     if undeliverable:
         # record_bounce cancelled what else waits for this address, of every account.
         log.warning("address marked undeliverable", notice_id=str(notice.id), bounces=bounces)
-    if notice.category in MANDATORY:
+    if notice.category in MANDATORY_CATEGORIES:
         await _reroute(conn, notice, message_domain)
 
 

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from notifyd.storage import queries
 from notifyd.storage.db import Conn
-
-SQL = queries.load("notices")
+from notifyd.storage.notices import SQL  # the table's statements, notices.sql
 
 
 async def cancel_waiting(
