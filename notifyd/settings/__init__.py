@@ -3,10 +3,11 @@
 One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
 [dkim] [logging]; intake.py: [sources.<name>] and [sources.<name>.callback] [webhooks]
 [defaults] [thresholds.<CUR>] [calls] [broadcasts]; admin.py: [admin.tokens] [audit];
-delivery.py: [delivery] [attachments] [callbacks]; links.py: [links]; privacy.py:
-[privacy]; retention.py: [retention]; root.py: the whole file). Each key is declared once,
-with its type, its limits, its default and the description that config/notifyd.example.toml
-shows (example.py writes that part of it: `make example-config`).
+delivery.py: [delivery] [attachments] [callbacks]; links.py: [links]; branding.py:
+[branding]; privacy.py: [privacy]; retention.py: [retention]; root.py: the whole file).
+Each key is declared once, with its type, its limits, its default and the description that
+config/notifyd.example.toml shows (example.py writes that part of it: `make
+example-config`).
 
 Every problem is reported with the file, the key and what is wrong, all at once, so an
 admin fixes a config in one pass (problems.py turns pydantic's errors into "path: [section]
@@ -29,6 +30,7 @@ checked like it; a problem with it names the variable. The keys are:
 from __future__ import annotations
 
 from notifyd.settings.admin import SCOPES, AdminSettings, AdminToken, AuditSettings, Scope
+from notifyd.settings.branding import BrandingSettings
 from notifyd.settings.delivery import (
     DEFAULT_LIFETIMES,
     AttachmentSettings,
@@ -74,6 +76,7 @@ __all__ = [
     "AdminToken",
     "AttachmentSettings",
     "AuditSettings",
+    "BrandingSettings",
     "BroadcastSettings",
     "CallSettings",
     "CallbackSenderSettings",

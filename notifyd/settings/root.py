@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Iterator, Mapping
+from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ValidationError, model_validator
 
 from notifyd.settings.admin import AdminSettings, AuditSettings
+from notifyd.settings.branding import BrandingSettings
 from notifyd.settings.delivery import (
     IN_FLIGHT_PER_CONNECTION,
     AttachmentSettings,
@@ -66,6 +68,7 @@ class Settings(Section):
     calls: CallSettings = section()
     attachments: AttachmentSettings = section()
     templates: TemplateSettings = section()
+    branding: BrandingSettings = section()
     dkim: DkimSettings = section()
     admin: AdminSettings = section()
     audit: AuditSettings = section()
@@ -89,6 +92,15 @@ class Settings(Section):
     @property
     def templates_folder(self) -> Path | None:
         return self.templates.folder
+
+    @property
+    def company(self) -> str:
+        """The provider's name as pages and emails show it: [branding] company_name, else the
+        display name of [smtp] sender, else its domain."""
+        if self.branding.company_name:
+            return self.branding.company_name
+        display, _ = parseaddr(self.smtp.sender)
+        return display or self.message_domain
 
     @property
     def message_domain(self) -> str:
