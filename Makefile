@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/notifyd.dev.toml
 
-.PHONY: lua all run test lint types unit install clean bench bench-full lock soak example-config
+.PHONY: lua browser all run test lint types unit install clean bench bench-full lock soak example-config
 
 all: test
 
@@ -50,7 +50,7 @@ unit: install
 	$(BIN)/pytest -q tests/unit
 
 # The whole gate: lint, types, every test (two workers: the machine has two cores).
-test: lint types lua
+test: lint types lua browser
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # tests/integration/test_freeswitch.py runs contrib/freeswitch/*.lua under Debian's lua5.4:
@@ -62,6 +62,22 @@ lua:
 	       && { apt-get install -y -q lua5.4 >/dev/null 2>&1 \
 	            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q lua5.4 >/dev/null 2>&1; }; }; } \
 	  || echo "no Lua interpreter and no way to install one: the FreeSWITCH hook tests will skip"
+
+# The browser tests (tests/integration/browser_support.py) drive Debian's chromium, never a
+# browser Playwright downloads, and run axe-core from the npm registry inside the page
+# (tests/browser/package-lock.json): chromium is installed here when missing, if we are
+# root and have apt-get; axe by `npm ci` where npm is. Otherwise those tests skip and say
+# why. Never fails the build.
+browser:
+	@command -v chromium >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && { apt-get install -y -q chromium >/dev/null 2>&1 \
+	            || { apt-get update -q >/dev/null 2>&1 \
+	                 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
+	  || echo "no chromium and no way to install one: the browser tests will skip"
+	@[ -f tests/browser/node_modules/axe-core/axe.min.js ] \
+	  || { command -v npm >/dev/null && npm ci --prefix tests/browser --no-audit --no-fund --silent; } \
+	  || echo "no npm, or the npm registry is out of reach: the accessibility checks will skip"
 
 # config/notifyd.example.toml's block of every key with its default is written from the
 # settings models (notifyd/settings/example.py); tests/unit/test_example_config.py fails
