@@ -35,7 +35,8 @@ def test_contrast_is_wcag_s_ratio() -> None:
 def test_a_primary_colour_unreadable_on_white_is_refused_with_its_ratio() -> None:
     [(key, message)] = problems(primary_colour="#7fb3e6")
     assert key == "[branding] primary_colour"
-    assert "contrast of 2.2:1 with white" in message and "4.5:1" in message
+    assert "contrast of 2.2:1 with white" in message
+    assert "4.5:1" in message
 
 
 def test_text_unreadable_on_the_background_is_refused() -> None:
@@ -46,14 +47,16 @@ def test_text_unreadable_on_the_background_is_refused() -> None:
 
 def test_colours_are_written_rrggbb() -> None:
     [(key, message)] = problems(primary_colour="blue")
-    assert key == "[branding] primary_colour" and '"#rrggbb"' in message
+    assert key == "[branding] primary_colour"
+    assert '"#rrggbb"' in message
     assert settings(branding={"primary_colour": "#0B5CAD"}).branding.primary_colour == "#0b5cad"
 
 
 @pytest.mark.parametrize("key", ["logo_url", "support_url", "privacy_url", "terms_url"])
 def test_links_are_https_only(key: str) -> None:
     [(where, message)] = problems(**{key: "http://www.example.com/x"})
-    assert where == f"[branding] {key}" and "https URL" in message
+    assert where == f"[branding] {key}"
+    assert "https URL" in message
     assert problems(**{key: "javascript:alert(1)"})
 
 
