@@ -118,11 +118,11 @@ def _base64(data: bytes) -> bytes:
     return lines.replace(b"\n", CRLF)
 
 
-def _filename(name: str) -> str:
-    """Content-Disposition filename: quoted when plain, RFC 2231 otherwise."""
+def _file_parameter(parameter: str, name: str) -> str:
+    """A file's name as a header parameter: quoted when plain, RFC 2231 otherwise."""
     if name.isascii() and name.isprintable() and not any(c in name for c in '"\\\r\n'):
-        return f'filename="{name}"'
-    return "filename*=utf-8''" + quote(name, safe="")
+        return f'{parameter}="{name}"'
+    return f"{parameter}*=utf-8''" + quote(name, safe="")
 
 
 def _text_part(subtype: str, text: str) -> bytes:
@@ -168,14 +168,18 @@ def compose(
         for filename, content_type, data in attachments:
             if "\r" in content_type or "\n" in content_type:
                 raise HeaderInjection("line break in an attachment's content type")
+            # The name on Content-Type too: older Outlook reads only that one, and shows a
+            # file without it as "ATT00001.bin".
+            named = _file_parameter("name", filename)
+            disposition = _file_parameter("filename", filename)
             parts.append(
                 f"--{mixed}".encode()
                 + CRLF
-                + f"Content-Type: {content_type}".encode()
+                + f"Content-Type: {content_type}; {named}".encode()
                 + CRLF
                 + b"Content-Transfer-Encoding: base64"
                 + CRLF
-                + f"Content-Disposition: attachment; {_filename(filename)}".encode()
+                + f"Content-Disposition: attachment; {disposition}".encode()
                 + CRLF
                 + CRLF
                 + _base64(data)

@@ -78,6 +78,26 @@ def test_attachments_keep_their_bytes_and_names(filename: str) -> None:
     assert attachment.get_content() == data
 
 
+@pytest.mark.parametrize(
+    ("filename", "written"),
+    [
+        ("msg0001.wav", b'name="msg0001.wav"'),
+        ("faxul-nr-1-ăîșț.pdf", b"name*=utf-8''faxul-nr-1-%C4%83%C3%AE%C8%99%C8%9B.pdf"),
+    ],
+)
+def test_an_attachment_is_named_on_its_content_type_too(filename: str, written: bytes) -> None:
+    # Older Outlook reads the name from Content-Type only ("ATT00001.bin" without it).
+    raw = mime.compose([], "text", "<p>html</p>", [(filename, "audio/wav", b"RIFF")])
+
+    [content_type] = [
+        line for line in raw.split(b"\r\n") if line.startswith(b"Content-Type: audio")
+    ]
+    assert content_type == b"Content-Type: audio/wav; " + written
+    [attachment] = list(parse(raw).iter_attachments())
+    assert attachment.get_param("name") == filename
+    assert attachment.get_filename() == filename
+
+
 def test_lines_stay_within_the_smtp_limit() -> None:
     data = mime.compose(
         [mime.header("Subject", "ș" * 400)], "y" * 5000, "<p>" + "z" * 5000 + "</p>"
