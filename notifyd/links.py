@@ -59,6 +59,9 @@ class Unsubscribe:
     topic: str = MARKETING
     # When the link was made; None for links made before tokens carried it.
     issued: datetime | None = None
+    # Made for a notice of the category `topic` (not a digest of it): the page says that
+    # category's emails stop. Either way the category is turned off.
+    from_notice: bool = False
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,9 @@ UNSUBSCRIBE = b"unsubscribe"
 PREFERENCES = b"preferences"
 UNSUBSCRIBE_DATED = b"unsubscribe.dated"
 PREFERENCES_DATED = b"preferences.dated"
+# A notice's one-click link that turns its category off (the same items as a dated
+# unsubscribe link, sealed for its own page: its words are the category's, not a digest's).
+CATEGORY_OFF = b"unsubscribe.category"
 
 
 class Links:
@@ -205,14 +211,25 @@ class Links:
         items = [account_id, address, topic, _stamp(issued)]
         return f"{self.base_url}/v1/unsubscribe/{self._sealers[0].seal(UNSUBSCRIBE_DATED, items)}"
 
+    def category_off_url(
+        self, account_id: str, address: str, category: str, *, issued: datetime
+    ) -> str:
+        """The one-click link of a notice of `category` (RFC 8058): it turns the category
+        off for the account. Read by `read_unsubscribe`, under the same lifetime."""
+        items = [account_id, address, category, _stamp(issued)]
+        return f"{self.base_url}/v1/unsubscribe/{self._sealers[0].seal(CATEGORY_OFF, items)}"
+
     def read_unsubscribe(self, token: str) -> Unsubscribe | None:
         """What a token made with one of the keys unsubscribes from, or None."""
         if _is_old(token):
             items = _old_items(self._old_unsubscribe, token)
         else:
-            dated = self._open(UNSUBSCRIBE_DATED, token)
-            if dated is not None and len(dated) == 4 and (issued := _moment(dated[3])):
-                return Unsubscribe(dated[0], dated[1], dated[2], issued)
+            for page in (UNSUBSCRIBE_DATED, CATEGORY_OFF):
+                dated = self._open(page, token)
+                if dated is not None and len(dated) == 4 and (issued := _moment(dated[3])):
+                    return Unsubscribe(
+                        dated[0], dated[1], dated[2], issued, from_notice=page == CATEGORY_OFF
+                    )
             items = self._open(UNSUBSCRIBE, token)
         if not isinstance(items, list) or len(items) not in (2, 3):
             return None

@@ -80,6 +80,15 @@ def test_links_read_back_what_they_carry_and_when_they_were_made() -> None:
     assert links.read_unsubscribe(token(digest)) == Unsubscribe(
         "acc-1", "ana@client.example", "calls", NOW
     )
+    # A notice's category-off link: the same items, sealed for its own page.
+    off = links.category_off_url("acc-1", "ana@client.example", "calls", issued=NOW)
+    assert off.startswith("https://notify.example/v1/unsubscribe/")
+    assert off != digest
+    assert links.read_unsubscribe(token(off)) == Unsubscribe(
+        "acc-1", "ana@client.example", "calls", NOW, from_notice=True
+    )
+    assert links.read_preferences(token(off)) is None
+    assert Links("another-secret", "https://notify.example").read_unsubscribe(token(off)) is None
     # Made a millisecond apart, two links differ: a revocation falls between them.
     later = links.preferences_url("acc-1", issued=NOW + timedelta(milliseconds=1))
     assert later != links.preferences_url("acc-1", issued=NOW)
