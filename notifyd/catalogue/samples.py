@@ -290,9 +290,12 @@ def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
             "period": "hourly",
             "category": "calls",
             "items": [
-                "22 noiembrie 2026, 10:05 – apel nepreluat de la +40 721 555 123",
-                "22 noiembrie 2026, 10:20 – apel nepreluat de la +40 721 555 123",
-                "22 noiembrie 2026, 10:41 – apel nepreluat de la +40 745 000 111",
+                "22 noiembrie 2026, 10:05 (Europe/Bucharest) – apel nepreluat de la "
+                "+40 721 555 123",
+                "22 noiembrie 2026, 10:20 (Europe/Bucharest) – apel nepreluat de la "
+                "+40 721 555 123",
+                "22 noiembrie 2026, 10:41 (Europe/Bucharest) – apel nepreluat de la "
+                "+40 745 000 111",
             ],
             "totals": {
                 "count": 3,

@@ -18,6 +18,7 @@ from typing import Any
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
+from notifyd.catalogue.events import stoppable_by_link
 from notifyd.delivery.enclosing import Enclosure, enclose
 from notifyd.delivery.pacing import Pacer
 from notifyd.links import Links
@@ -210,6 +211,14 @@ class Sender:
                     "marketing" if notice.category == "marketing" else notice.category,
                     issued=issued,
                 )
+            elif stoppable_by_link(notice.category):
+                # RFC 8058 too, on a notice the subscriber can stop: it turns the category
+                # off. `unsubscribe_url`, as offers have it, for the header and the HTML
+                # layout; the category names it in the plain footer.
+                context["unsubscribe_url"] = mailing.links.category_off_url(
+                    notice.account_id, notice.recipient, notice.category, issued=issued
+                )
+                context["unsubscribe_category"] = notice.category
         return context, items
 
     def _rendered(

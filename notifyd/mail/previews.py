@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from notifyd.catalogue.events import CATALOGUE, stored_fields
+from notifyd.catalogue.events import CATALOGUE, stoppable_by_link, stored_fields
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.catalogue.samples import (
     KIND_EVENT,
@@ -17,6 +17,7 @@ from notifyd.catalogue.samples import (
     sample_data,
     sample_extra,
 )
+from notifyd.mail.branding import Brand
 from notifyd.mail.rendering import NoticeView, Renderer
 from notifyd.settings import ConfigError, Settings
 
@@ -36,14 +37,20 @@ def sample_view(kind: str, language: str, now: datetime | None = None) -> Notice
         data["email"] = "ana.new@example.com"
     if kind == "credit.critical":
         data["balance"] = "0.40"
+    context = {
+        **sample_extra(kind, data),
+        "preferences_url": "https://notices.voip.example/v1/preferences/sample-token",
+    }
+    category = CATALOGUE[event_type].category if event_type in CATALOGUE else None
+    if category is not None and stoppable_by_link(category):
+        # As delivery/send.py gives it: the notice's one-click link turning its category off.
+        context["unsubscribe_url"] = "https://notices.voip.example/v1/unsubscribe/sample-token"
+        context["unsubscribe_category"] = category.value
     return NoticeView(
         kind=kind,
         language=language,
         data=data,
-        context={
-            **sample_extra(kind, data),
-            "preferences_url": "https://notices.voip.example/v1/preferences/sample-token",
-        },
+        context=context,
         message_id=f"<preview-{kind}@voip.example>",
     )
 
@@ -55,6 +62,7 @@ def renderer_for(settings: Settings) -> Renderer:
         settings.smtp.sender,
         reply_to=settings.smtp.reply_to,
         override_folder=settings.templates_folder,
+        brand=Brand.of(settings),
     )
     problems = renderer.check(
         [sample_view(kind, language) for kind in NOTICE_KINDS for language in LANGUAGES]

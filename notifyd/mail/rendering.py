@@ -32,6 +32,7 @@ from babel.numbers import format_currency, format_decimal
 from notifyd.catalogue.phones import is_withheld, parse_international
 from notifyd.mail import mime
 from notifyd.mail.addresses import wire_form, wire_mailbox
+from notifyd.mail.branding import Brand
 
 
 class Renderable(Protocol):
@@ -141,6 +142,7 @@ class Renderer:
         *,
         reply_to: str = "",
         override_folder: Path | None = None,
+        brand: Brand | None = None,
     ) -> None:
         # The operator's own domain may be an IDN: headers carry its A-label.
         self.sender = wire_mailbox(sender)
@@ -177,6 +179,9 @@ class Renderer:
                 filesize=filesize,
                 number=number,
             )
+            # [branding] as `brand` (mail/branding.py): the footers' support contact and
+            # legal links, the same in every message, so a global and not per render.
+            env.globals["brand"] = brand or Brand()
 
     def render(self, notice: Renderable) -> RenderedNotice:
         context = template_context(notice)
@@ -233,7 +238,8 @@ class Renderer:
         ]
         unsubscribe = notice.context.get("unsubscribe_url")
         if unsubscribe:
-            # RFC 8058 one-click unsubscribe, for marketing and digests.
+            # RFC 8058 one-click unsubscribe: offers, digests, and the notices of a category
+            # the subscriber can switch off (delivery/send.py decides which).
             headers.append(mime.header("List-Unsubscribe", f"<{unsubscribe}>"))
             headers.append(mime.header("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"))
         return mime.compose(
@@ -309,9 +315,19 @@ def _moment(value: str | datetime) -> datetime:
 
 @_FORMATTED
 def local_datetime(value: str | datetime, zone: str, language: str) -> str:
-    """'22 noiembrie 2026, 10:15' in the subscriber's zone and language."""
+    """'22 noiembrie 2026, 10:15 (Europe/Bucharest)' in the subscriber's zone and language.
+    The zone is named because a subscriber reads the email elsewhere too (travelling, or an
+    address shared with an office abroad). Its IANA name, not an abbreviation: the CLDR data
+    has 'EET' in Romanian but '+0200' in English for the same zone, and names like 'CST'
+    mean three zones; the name reads the same in both languages."""
     moment = _moment(value).astimezone(ZoneInfo(zone))
-    return format_datetime(moment, format="d MMMM y, HH:mm", locale=language)
+    shown = format_datetime(moment, format="d MMMM y, HH:mm", locale=language)
+    return f"{shown} ({zone_name(zone)})"
+
+
+def zone_name(zone: str) -> str:
+    """'America/New_York' -> 'America/New York': the IANA name as read, not as a path."""
+    return zone.replace("_", " ")
 
 
 @_FORMATTED

@@ -215,10 +215,14 @@ def test_text_part_shows_no_raw_timestamps_and_ends_with_the_footer(
     text = part_text(reparsed(view(kind, language)), "plain")
 
     assert not RAW_DATE.search(text)
-    # The footer, then the link to the preference page (SPEC §5: in every email).
-    *_, footer, preferences = text.rstrip().splitlines()
+    # The signature after "-- ": the footer, then the link to the preference page (SPEC §5:
+    # in every email), then the category's one-click link where it can be stopped.
+    _, signature = text.rstrip().split("\n-- \n")
+    footer, preferences, *stop = signature.splitlines()
     assert footer == FOOTER[language]
-    assert preferences.endswith(" " + view(kind, language).context["preferences_url"])
+    context = view(kind, language).context
+    assert preferences.endswith(" " + context["preferences_url"])
+    assert stop == ([] if "unsubscribe_category" not in context else [stop[0]])
     assert "None" not in text
 
 

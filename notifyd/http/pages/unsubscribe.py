@@ -46,6 +46,8 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
         if found.topic == MARKETING
         else words["ask_digest"].format(category=shell.topic_name(found.topic, language))
     )
+    if found.from_notice:
+        ask = category_off_words(found.topic, language)[0]
     action = html.escape(request.path)
     form = (
         f"<p>{html.escape(ask)}</p>"
@@ -123,6 +125,8 @@ async def unsubscribe(request: web.Request) -> web.Response:
                     erasure_key=runtime.erasure_key,
                 )
             done = words["done_digest"].format(category=shell.topic_name(found.topic, language))
+            if found.from_notice:
+                done = category_off_words(found.topic, language)[1]
         if action is not None:
             await audit_store.record(
                 conn,
@@ -133,6 +137,44 @@ async def unsubscribe(request: web.Request) -> web.Response:
             )
     log.info("unsubscribed by link", account_id=found.account_id, topic=found.topic)
     return shell.html_page(language, words["title"], f"<p>{html.escape(done)}</p>")
+
+
+# What a notice's one-click link stops (links.Links.category_off_url), as the button page
+# asks it and the page after says it; a category not named here is named by its title.
+STOPPED_EMAILS = {
+    "ro": {
+        "calls": "emailuri despre apeluri nepreluate",
+        "voicemail": "emailuri despre mesaje vocale",
+        "fax": "emailuri despre faxuri",
+        "billing": "emailuri despre plăți și alimentări ale contului",
+        "low_credit": "avertizări de credit scăzut",
+    },
+    "en": {
+        "calls": "missed-call emails",
+        "voicemail": "voicemail emails",
+        "fax": "fax emails",
+        "billing": "payment and top-up emails",
+        "low_credit": "low-credit warnings",
+    },
+}
+CATEGORY_OFF_TEXT = {
+    "ro": (
+        "Nu mai doresc să primesc {stopped}.",
+        "Gata. Nu veți mai primi {stopped}. Le puteți reactiva din preferințele de notificare.",
+    ),
+    "en": (
+        "I no longer want to receive {stopped}.",
+        "Done. You will no longer receive {stopped}. You can turn them back on in your "
+        "notification preferences.",
+    ),
+}
+
+
+def category_off_words(category: str, language: str) -> tuple[str, str]:
+    """The button page's question and the answer after, for a category-off link."""
+    stopped = STOPPED_EMAILS[language].get(category) or shell.topic_name(category, language)
+    ask, done = CATEGORY_OFF_TEXT[language]
+    return ask.format(stopped=stopped), done.format(stopped=stopped)
 
 
 # -- preferences ------------------------------------------------------------------------------
