@@ -64,14 +64,6 @@ class Category(StrEnum):
 MANDATORY_CATEGORIES = frozenset({Category.SECURITY, Category.SERVICE})
 
 
-def stoppable_by_link(category: str) -> bool:
-    """Whether a notice of `category` carries a one-click link that turns the category off
-    (links.Links.category_off_url): one the subscriber may switch off, but marketing, whose
-    own unsubscribe link withdraws consent instead."""
-    known = category in Category.__members__.values()
-    return known and category not in MANDATORY_CATEGORIES and category != Category.MARKETING
-
-
 class Attachment(BaseModel):
     """A file carried inline (`data_base64`) or fetched by notifyd from the PBX (`url`)."""
 

@@ -18,7 +18,7 @@ from typing import Any
 import asyncpg
 from structlog.typing import FilteringBoundLogger
 
-from notifyd.catalogue.events import stoppable_by_link
+from notifyd.catalogue.stoppable import stoppable_by_link
 from notifyd.delivery.enclosing import Enclosure, enclose
 from notifyd.delivery.pacing import Pacer
 from notifyd.links import Links

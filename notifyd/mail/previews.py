@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from notifyd.catalogue.events import CATALOGUE, stoppable_by_link, stored_fields
+from notifyd.catalogue.events import CATALOGUE, stored_fields
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.catalogue.samples import (
     KIND_EVENT,
@@ -17,6 +17,7 @@ from notifyd.catalogue.samples import (
     sample_data,
     sample_extra,
 )
+from notifyd.catalogue.stoppable import stoppable_by_link
 from notifyd.mail.branding import Brand
 from notifyd.mail.rendering import NoticeView, Renderer
 from notifyd.settings import ConfigError, Settings
