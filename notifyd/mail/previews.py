@@ -18,7 +18,6 @@ from notifyd.catalogue.samples import (
     sample_extra,
 )
 from notifyd.catalogue.stoppable import stoppable_by_link
-from notifyd.mail.branding import Brand
 from notifyd.mail.rendering import NoticeView, Renderer
 from notifyd.settings import ConfigError, Settings
 
@@ -63,7 +62,8 @@ def renderer_for(settings: Settings) -> Renderer:
         settings.smtp.sender,
         reply_to=settings.smtp.reply_to,
         override_folder=settings.templates_folder,
-        brand=Brand.of(settings),
+        branding=settings.branding,
+        company=settings.company,
     )
     problems = renderer.check(
         [sample_view(kind, language) for kind in NOTICE_KINDS for language in LANGUAGES]

@@ -32,7 +32,7 @@ from babel.numbers import format_currency, format_decimal
 from notifyd.catalogue.phones import is_withheld, parse_international
 from notifyd.mail import mime
 from notifyd.mail.addresses import wire_form, wire_mailbox
-from notifyd.mail.branding import Brand
+from notifyd.settings.branding import BrandingSettings
 
 
 class Renderable(Protocol):
@@ -142,7 +142,8 @@ class Renderer:
         *,
         reply_to: str = "",
         override_folder: Path | None = None,
-        brand: Brand | None = None,
+        branding: BrandingSettings | None = None,
+        company: str = "",
     ) -> None:
         # The operator's own domain may be an IDN: headers carry its A-label.
         self.sender = wire_mailbox(sender)
@@ -179,9 +180,8 @@ class Renderer:
                 filesize=filesize,
                 number=number,
             )
-            # [branding] as `brand` (mail/branding.py): the footers' support contact and
-            # legal links, the same in every message, so a global and not per render.
-            env.globals["brand"] = brand or Brand()
+            # Before any template is loaded: each snapshots the globals (_Environment).
+            env.globals["brand"] = brand_values(branding or BrandingSettings(), company, sender)
 
     def render(self, notice: Renderable) -> RenderedNotice:
         context = template_context(notice)
@@ -282,6 +282,15 @@ def _date_header(moment: datetime, _zone: object) -> str:
     # To the second, as the header is: the messages of one second share it. The zone is in
     # the key because equal moments in two zones are equal datetimes.
     return email.utils.format_datetime(moment)
+
+
+def brand_values(branding: BrandingSettings, company: str, sender: str) -> dict[str, str]:
+    """What templates read as `brand`: [branding]'s values (the inlined SVG logo aside: mail
+    clients drop it) and `brand.company`, the name to show (Settings.company, else the
+    sender's display name)."""
+    values = branding.model_dump(exclude={"logo_svg_file"})
+    values["company"] = company or email.utils.parseaddr(sender)[0] or branding.company_name
+    return values
 
 
 def _one_line(value: object) -> str:

@@ -18,20 +18,20 @@ import pytest
 from notifyd.catalogue.events import CATALOGUE, MANDATORY_CATEGORIES
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.catalogue.samples import KIND_EVENT, NOTICE_KINDS, SAMPLE_BROADCASTS
-from notifyd.mail.branding import Brand
 from notifyd.mail.previews import sample_view
 from notifyd.mail.rendering import NoticeView, Renderer
 from notifyd.rules.digests import DIGEST_KIND
+from notifyd.settings.branding import BrandingSettings
 
 SENDER = "Operator <notificari@voip.example>"
 NOW = datetime(2026, 11, 22, 10, 5, tzinfo=UTC)
-BRAND = Brand(
-    company="Exemplu Telecom",
+BRANDING = BrandingSettings(
+    company_name="Exemplu Telecom",
     support_email="suport@voip.example",
     support_phone="+40 21 000 0000",
     support_url="https://www.voip.example/suport",
 )
-BRANDED = Renderer(SENDER, brand=BRAND)
+BRANDED = Renderer(SENDER, branding=BRANDING, company="Exemplu Telecom")
 EVERY_NOTICE = [
     pytest.param(kind, language, id=f"{kind}-{language}")
     for kind in NOTICE_KINDS
@@ -71,9 +71,9 @@ def test_every_plain_footer_gives_the_support_contact_after_the_separator(
     assert (
         support
         == {
-            "ro": "Asistență Exemplu Telecom: suport@voip.example · +40 21 000 0000 · "
+            "ro": "Suport Exemplu Telecom: suport@voip.example · +40 21 000 0000 · "
             "https://www.voip.example/suport",
-            "en": "Exemplu Telecom support: suport@voip.example · +40 21 000 0000 · "
+            "en": "Support Exemplu Telecom: suport@voip.example · +40 21 000 0000 · "
             "https://www.voip.example/suport",
         }[language]
     )
@@ -83,9 +83,12 @@ def test_every_plain_footer_gives_the_support_contact_after_the_separator(
 def test_a_footer_without_a_support_contact_shows_no_empty_line_for_it(language: str) -> None:
     lines = signature(plain(Renderer(SENDER), view("call.missed", language)))
 
-    assert not any(line.startswith(("Asistență", "Support", " support")) for line in lines)
-    only_phone = Renderer(SENDER, brand=Brand(support_phone="+40 21 000 0000"))
-    assert {"ro": "Asistență: +40 21 000 0000", "en": "Support: +40 21 000 0000"}[
+    assert not any(line.startswith(("Suport", "Support")) for line in lines)
+    # No name to give: the sender has no display name and [branding] no company_name.
+    only_phone = Renderer(
+        "notificari@voip.example", branding=BrandingSettings(support_phone="+40 21 000 0000")
+    )
+    assert {"ro": "Suport: +40 21 000 0000", "en": "Support: +40 21 000 0000"}[
         language
     ] in signature(plain(only_phone, view("call.missed", language)))
 
@@ -95,7 +98,9 @@ def test_the_brand_reaches_the_html_templates_too(tmp_path: Path) -> None:
     (tmp_path / "call.missed.en.html").write_text(
         "<p>{{ brand.company }} | {{ brand.support_email }} | {{ brand.primary_colour }}</p>"
     )
-    renderer = Renderer(SENDER, override_folder=tmp_path, brand=BRAND)
+    renderer = Renderer(
+        SENDER, override_folder=tmp_path, branding=BRANDING, company="Exemplu Telecom"
+    )
 
     html = renderer.render(view("call.missed", "en")).html
 
