@@ -172,6 +172,8 @@ class Renderer:
         # (text, html) by "<kind>.<lang>": Jinja's own cache takes a lock and a loader call.
         self._templates: dict[str, tuple[jinja2.Template, jinja2.Template]] = {}
         for env in (self._text, self._html):
+            # Before any template is loaded: each snapshots the globals (_Environment).
+            env.globals["brand"] = brand_values(branding or BrandingSettings(), company, sender)
             env.filters.update(
                 local_datetime=local_datetime,
                 local_date=local_date,
@@ -180,8 +182,6 @@ class Renderer:
                 filesize=filesize,
                 number=number,
             )
-            # Before any template is loaded: each snapshots the globals (_Environment).
-            env.globals["brand"] = brand_values(branding or BrandingSettings(), company, sender)
 
     def render(self, notice: Renderable) -> RenderedNotice:
         context = template_context(notice)
