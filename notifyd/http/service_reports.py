@@ -12,6 +12,11 @@ How each service authenticates, as it documents it:
   (https://documentation.mailgun.com/docs/mailgun/user-manual/webhooks/securing-webhooks);
   a timestamp further from now than [webhooks] timestamp_tolerance_seconds is refused too,
   so a captured post cannot be replayed later.
+- SendGrid's Signed Event Webhook signs timestamp + body with ECDSA (P-256, SHA-256):
+  `X-Twilio-Email-Event-Webhook-Signature` (base64 DER), `...-Timestamp`; checked against
+  the source's public keys before the JSON is parsed, the timestamp as Mailgun's
+  (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features).
+  A post is a batch of events: each is a report, acted on in turn (`Batch`).
 
 Neighbours: reports.py owns the route and hands these sources here; webhooks.py reads the
 body within its limits; mail/service_reports.py reads the payloads; intake/reports.py acts.
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import json
 from collections.abc import Mapping
@@ -28,6 +34,9 @@ from typing import Any
 
 import structlog
 from aiohttp import web
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
 
 from notifyd.http.bodies import Reservation
 from notifyd.http.errors import error_response
@@ -37,16 +46,22 @@ from notifyd.intake.reports import Decision
 from notifyd.mail import service_reports
 from notifyd.mail.reports import Report
 from notifyd.settings import Settings, SourceSettings
+from notifyd.settings.intake import sendgrid_key
 from notifyd.storage import db
 
 log = structlog.get_logger(__name__)
+
+# What a SendGrid post did: each event's decision and its label for the metric.
+Batch = list[tuple[Decision, str]]
+_SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+_SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 _REALM = 'Basic realm="notifyd", charset="UTF-8"'
 
 
 async def receive(
     request: web.Request, runtime: Runtime, name: str, room: Reservation
-) -> tuple[web.Response | Decision, str]:
+) -> tuple[web.Response | Decision | Batch, str]:
     """Sender, credentials, body, payload, what it does committed: what was done (reports.py
     answers it 200), or the refusal; and the report's kind for the metric."""
     source = runtime.settings.sources[name]
@@ -54,6 +69,7 @@ async def receive(
         _check_sender(request, source, name)
         if source.kind == "postmark":
             _check_basic_auth(request, source, name)
+        signed = _sendgrid_headers(request, runtime, name) if source.kind == "sendgrid" else None
         if "Content-Type" not in request.headers or request.content_type != "application/json":
             given = request.content_type if "Content-Type" in request.headers else "none"
             raise Refused(
@@ -62,6 +78,9 @@ async def receive(
                 )
             )
         body = await read_body(request, runtime.settings.webhooks.max_body_bytes, name, room)
+        if signed is not None:
+            _check_sendgrid(signed, body, source, name)
+            return await _sendgrid(runtime, name, _events(body)), "-"
         payload = _json(body)
         if source.kind == "mailgun":
             _check_mailgun(payload, source, runtime, name)
@@ -134,12 +153,7 @@ def _check_mailgun(
     )
     if not timestamp.isdigit() or not token or not given:
         raise _refused(name, "signature needs timestamp, token and signature")
-    drift = abs(runtime.clock().timestamp() - int(timestamp))
-    tolerance = runtime.settings.webhooks.timestamp_tolerance_seconds
-    if drift > tolerance:
-        raise _refused(
-            name, f"signature timestamp is {int(drift)} s from now; at most {tolerance} s allowed"
-        )
+    _check_fresh(timestamp, runtime, name)
     signed = (timestamp + token).encode()
     for key in source.signing_keys:
         expected = hmac.new(key.encode(), signed, "sha256").hexdigest()
@@ -148,11 +162,83 @@ def _check_mailgun(
     raise _refused(name, "no signature matches a signing key of this source")
 
 
-def _json(body: bytes) -> Mapping[str, Any]:
+def _check_fresh(timestamp: str, runtime: Runtime, name: str) -> None:
+    """A signed timestamp further from now than the tolerance: a replay, refused."""
+    drift = abs(runtime.clock().timestamp() - int(timestamp))
+    tolerance = runtime.settings.webhooks.timestamp_tolerance_seconds
+    if drift > tolerance:
+        raise _refused(
+            name, f"signature timestamp is {int(drift)} s from now; at most {tolerance} s allowed"
+        )
+
+
+def _sendgrid_headers(request: web.Request, runtime: Runtime, name: str) -> tuple[str, bytes]:
+    """SendGrid's timestamp (fresh) and signature, checked before the body is read."""
+    timestamp = request.headers.get(_SENDGRID_TIMESTAMP, "").strip()
+    encoded = request.headers.get(_SENDGRID_SIGNATURE, "").strip()
+    if not timestamp.isdigit() or not encoded:
+        raise _refused(name, f"needs {_SENDGRID_SIGNATURE} and {_SENDGRID_TIMESTAMP}")
+    _check_fresh(timestamp, runtime, name)
     try:
-        payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise Refused(error_response(400, "malformed_json", "the body is not JSON")) from None
+        return timestamp, base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise _refused(name, "the signature is not base64") from None
+
+
+def _check_sendgrid(
+    signed: tuple[str, bytes], body: bytes, source: SourceSettings, name: str
+) -> None:
+    timestamp, signature = signed
+    for text in source.public_keys:
+        try:
+            _sendgrid_key(text).verify(
+                signature, timestamp.encode() + body, ec.ECDSA(hashes.SHA256())
+            )
+        except InvalidSignature:
+            continue
+        return
+    raise _refused(name, "no signature matches a public key of this source")
+
+
+@functools.lru_cache(maxsize=16)
+def _sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
+    # Checked when the config loaded; loaded once per key, not per post.
+    return sendgrid_key(text)
+
+
+async def _sendgrid(runtime: Runtime, name: str, events: list[Any]) -> web.Response | Batch:
+    """Each event of the post acted on in turn, each committed on its own: a post taken
+    again after a 503 finds the ones done already done (notice_failed, already_suppressed)."""
+    done: Batch = []
+    for event in events:
+        report = service_reports.sendgrid(event)
+        try:
+            decision = await runtime.intake.report(report)
+        except db.UNAVAILABLE as error:
+            log.error(
+                "database unavailable: report refused", source=name, error=type(error).__name__
+            )
+            return unavailable()
+        done.append((decision, f"report.{report.kind or 'other'}"))
+    return done
+
+
+def _events(body: bytes) -> list[Any]:
+    events = _parsed(body)
+    if not isinstance(events, list):
+        raise Refused(error_response(400, "malformed_json", "the body is not a JSON array"))
+    return events
+
+
+def _json(body: bytes) -> Mapping[str, Any]:
+    payload = _parsed(body)
     if not isinstance(payload, dict):
         raise Refused(error_response(400, "malformed_json", "the body is not a JSON object"))
     return payload
+
+
+def _parsed(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise Refused(error_response(400, "malformed_json", "the body is not JSON")) from None

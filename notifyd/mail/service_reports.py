@@ -13,6 +13,11 @@ The payloads, as the services document them:
   and .../events/event-types (`event-data.event` failed with `severity` permanent or
   temporary, complained; `event-data.message.headers.message-id` without brackets;
   `delivery-status`).
+- SendGrid's Event Webhook:
+  https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event (a JSON array
+  of events, each read here on its own: `event` bounce with `type` bounce or blocked,
+  dropped with its `reason`, deferred, spamreport; `status`; `smtp-id`, the Message-ID the
+  message was submitted with; custom or unique arguments merged into the event's keys).
 
 Neighbours: intake/reports.py maps a Report to its notice and acts on it.
 """
@@ -41,6 +46,17 @@ _POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "Blocked", "SMTPApiErro
 # The metadata key an X-PM-Metadata-notifyd-message-id header would give (Postmark's way of
 # carrying a value of ours to its webhooks).
 POSTMARK_METADATA_KEY = "notifyd-message-id"
+
+# SendGrid drops (never sends) a message to an address on its suppression lists. Dropped
+# for a bounce it recorded or an address it finds invalid: this address will take no mail
+# through SendGrid, what a hard bounce says. For a spam report it recorded: the subscriber
+# complained, read as a complaint (consent withdrawn is the cautious reading). The other
+# reasons (unsubscribed at SendGrid, spam content, a bad SMTPAPI header) say nothing of the
+# address's mailbox, and are not acted on.
+_SENDGRID_DROPPED_HARD = {"Bounced Address", "Invalid"}
+_SENDGRID_DROPPED_COMPLAINT = {"Spam Reporting Address"}
+# A unique argument of that name (X-SMTPAPI: {"unique_args": {...}}) names the notice.
+SENDGRID_ARGUMENT = POSTMARK_METADATA_KEY
 
 
 def message_id(value: object) -> str | None:
@@ -118,6 +134,44 @@ def mailgun(body: Mapping[str, Any], bounce_domain: str) -> Report:
         diagnostic=f"mailgun {severity or event}: {words}".strip(),
         feedback_type="abuse" if kind is Kind.COMPLAINT else "",
     )
+
+
+def sendgrid(event: object) -> Report:
+    """One event of a SendGrid Event Webhook post. The notice is named by a
+    `notifyd-message-id` argument if one was given (an X-SMTPAPI unique_args), else by
+    `smtp-id`, the Message-ID SendGrid was handed (its own id when there was none, which
+    names no notice)."""
+    if not isinstance(event, Mapping):
+        return Report(None, "a sendgrid event that is not an object")
+    name = str(event.get("event", ""))
+    said = " ".join(str(event.get("reason", "") or event.get("response", "")).split())
+    kind = _sendgrid_kind(name, str(event.get("type", "")), said)
+    if kind is None:
+        return Report(None, f"a sendgrid {name or 'unnamed'} event, not a bounce or complaint")
+    found = _STATUS.search(f"{event.get('status', '')} {said}")
+    return Report(
+        kind,
+        message_id=message_id(event.get(SENDGRID_ARGUMENT)) or message_id(event.get("smtp-id")),
+        status=".".join(found.groups()) if found else ("4.0.0" if kind is Kind.DELAYED else ""),
+        diagnostic=f"sendgrid {name}: {said}".strip(),
+        feedback_type="abuse" if kind is Kind.COMPLAINT else "",
+    )
+
+
+def _sendgrid_kind(name: str, bounce_type: str, reason: str) -> Kind | None:
+    if name == "bounce":
+        # "blocked": the receiver refused for now (a reputation or content block), not a
+        # mailbox that does not exist.
+        return Kind.DELAYED if bounce_type == "blocked" else Kind.FAILED
+    if name == "deferred":
+        return Kind.DELAYED
+    if name == "spamreport":
+        return Kind.COMPLAINT
+    if name == "dropped" and reason in _SENDGRID_DROPPED_HARD:
+        return Kind.FAILED
+    if name == "dropped" and reason in _SENDGRID_DROPPED_COMPLAINT:
+        return Kind.COMPLAINT
+    return None
 
 
 def _in_domain(address: object, domain: str) -> str | None:

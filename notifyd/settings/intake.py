@@ -15,6 +15,9 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Literal
 
+from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -67,10 +70,33 @@ def _network(value: object) -> object:
         raise ValueError(f"is not an IP address or CIDR: {value!r}") from None
 
 
-SOURCE_KINDS = ("events", "mta", "postmark", "mailgun")
+SOURCE_KINDS = ("events", "mta", "postmark", "mailgun", "sendgrid")
 # The sending services whose JSON bounce and complaint webhooks POST /v1/reports/<name>
 # takes, each authenticated its own way (http/service_reports.py).
-SERVICE_KINDS = ("postmark", "mailgun")
+SERVICE_KINDS = ("postmark", "mailgun", "sendgrid")
+
+
+def sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
+    """SendGrid's verification key: base64 DER SubjectPublicKeyInfo of a P-256 (prime256v1)
+    key, as its console shows it (a PEM block is taken too). ValueError saying why if not."""
+    body = "".join(line for line in text.strip().splitlines() if not line.startswith("-----"))
+    try:
+        der = base64.b64decode("".join(body.split()), validate=True)
+        key = serialization.load_der_public_key(der)
+    except (binascii.Error, ValueError, UnsupportedAlgorithm):
+        raise ValueError(
+            "is not a public key: paste the base64 verification key SendGrid shows "
+            "(Settings > Mail Settings > Event Webhook > Signed Event Webhook)"
+        ) from None
+    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
+        found = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
+        raise ValueError(f"is a {found} key; SendGrid signs with ECDSA on P-256 (secp256r1)")
+    return key
+
+
+def _sendgrid_key(text: str) -> str:
+    sendgrid_key(text)
+    return text
 
 
 def _callback_url(url: str) -> str:
@@ -113,7 +139,9 @@ class SourceSettings(Section):
     """One webhook sender: POST /v1/webhooks/<name> (the table's name), or for a source of
     bounce and complaint reports POST /v1/reports/<name>."""
 
-    kind: Annotated[Literal["events", "mta", "postmark", "mailgun"], one_of(SOURCE_KINDS)] = Field(
+    kind: Annotated[
+        Literal["events", "mta", "postmark", "mailgun", "sendgrid"], one_of(SOURCE_KINDS)
+    ] = Field(
         "events",
         description='"events": JSON events of the catalogue; "mta": bounce and complaint '
         "reports (DSN, ARF) as raw messages, from contrib/postfix/notifyd-bounce; "
@@ -139,6 +167,11 @@ class SourceSettings(Section):
     # "mailgun": the HTTP webhook signing key (Mailgun: Sending > Webhooks); several while
     # one is rotated.
     signing_keys: Annotated[tuple[str, ...], BeforeValidator(array)] = Field((), repr=False)
+    # "sendgrid": the Signed Event Webhook's verification key (base64, as SendGrid's console
+    # shows it); several while one is rotated.
+    public_keys: Annotated[
+        tuple[Annotated[str, AfterValidator(_sendgrid_key)], ...], BeforeValidator(array)
+    ] = Field((), repr=False)
 
     @field_validator("secrets")
     @classmethod
@@ -154,11 +187,12 @@ class SourceSettings(Section):
             "mta": ("secrets",),
             "postmark": ("user", "password"),
             "mailgun": ("signing_keys",),
+            "sendgrid": ("public_keys",),
         }[self.kind]
         for key in wanted:
             if not getattr(self, key):
                 raise ValueError(f'a "{self.kind}" source needs {key}')
-        given = {"secrets", "user", "password", "signing_keys"} - set(wanted)
+        given = {"secrets", "user", "password", "signing_keys", "public_keys"} - set(wanted)
         stray = sorted(key for key in given if getattr(self, key))
         if stray:
             raise ValueError(f'a "{self.kind}" source takes no {", ".join(stray)}')
