@@ -8,6 +8,7 @@ answered, in order, in one 200; a key that is not P-256 is refused when the conf
 from __future__ import annotations
 
 import time
+import tomllib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.conftest import SmtpSink, load_config, running_daemon, smtp_server
 from tests.integration.admin_support import admin_config
 from tests.integration.daemon_support import post, subscribe
 from tests.integration.report_support import after_complaint, health, offers, sent_notice
+from tests.integration.send_support import snippet
 from tests.integration.sendgrid_support import (
     SIGNATURE,
     batch,
@@ -43,9 +45,10 @@ async def sink() -> AsyncIterator[SmtpSink]:
 def settings_for(tmp_path: Path, database_url: str, sink: SmtpSink) -> Settings:
     config = admin_config(tmp_path, database_url, sink.port)
     config["delivery"].update(bounce_limit=3)
-    # Two keys while one is rotated: the old one first.
+    # As docs/integrations.md sets it, with two keys while one is rotated (the old first).
+    source = tomllib.loads(snippet("sendgrid-source"))["sources"]["sendgrid"]
     config["sources.sendgrid"] = {
-        "kind": "sendgrid",
+        **source,
         "public_keys": [public_text(new_key()), public_text(KEY)],
     }
     return load_config(tmp_path, config)
