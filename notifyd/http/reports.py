@@ -1,8 +1,8 @@
 """POST /v1/reports/{source}: a bounce or complaint report (a raw DSN or ARF message) from an
 `mta` source, signed as webhooks are, read and handed to the intake; 202 with what was
 done, or why nothing was, once it is committed. A sending service's source (postmark,
-mailgun, sendgrid) is handed to service_reports.py, and answered 200 the same way (SendGrid's
-batch of events with one such answer per event, in order).
+mailgun, sendgrid, ses) is handed to service_reports.py, and answered 200 the same way
+(SendGrid's batch of events with one such answer per event, in order).
 
 Neighbours: webhooks.py checks the headers, reads the body within its limits and checks
 the signature the same way for both routes; mail/reports.py reads the message;
@@ -48,8 +48,9 @@ class ReportDecision(Reply):
     )
     reason: str = Field(
         description="For nothing: not_a_bounce_or_complaint, forged_token, no_notice_named, "
-        "no_such_notice, notice_failed (reported already), already_suppressed; else the "
-        "report's status (5.1.1) or feedback type (abuse)"
+        "no_such_notice, notice_failed (reported already), already_suppressed; for an SNS "
+        "confirmation: subscription_confirmed, unsubscribed; else the report's status "
+        "(5.1.1) or feedback type (abuse)"
     )
     notice_id: UUID | None = Field(description="The notice the report is about, if found")
 
@@ -84,11 +85,13 @@ async def _expect(request: web.Request) -> None:
     "notification (RFC 3464) or an abuse report (ARF, RFC 5965), as "
     "contrib/postfix/notifyd-bounce posts it, with the envelope recipient in a first "
     "Notifyd-Envelope-Recipient header, signed as webhooks are (Standard Webhooks, over the "
-    "body's bytes); 202 once what it does is committed. From a `postmark`, `mailgun` or "
-    "`sendgrid` source: that service's JSON bounce or complaint webhook, authenticated its "
-    "way (HTTP basic auth; the body's HMAC signature; SendGrid's ECDSA signature headers); "
-    "200 once committed, SendGrid's batch with one decision per event in `events`. A report "
-    "that names no notice of ours is answered 2xx too, with why nothing was done.",
+    "body's bytes); 202 once what it does is committed. From a `postmark`, `mailgun`, "
+    "`sendgrid` or `ses` source: that service's JSON bounce or complaint webhook, "
+    "authenticated its way (HTTP basic auth; the body's HMAC signature; SendGrid's ECDSA "
+    "signature headers; SNS's signature by its certificate, an SNS subscription confirmed "
+    "by its SubscribeURL); 200 once committed, SendGrid's batch with one decision per event "
+    "in `events`. A report that names no notice of ours is answered 2xx too, with why "
+    "nothing was done.",
     headers=("webhook-id", "webhook-timestamp", "webhook-signature"),
     other_bodies={
         MESSAGE_TYPE: {"type": "string", "format": "binary"},
@@ -97,6 +100,7 @@ async def _expect(request: web.Request) -> None:
             "description": "A Postmark or Mailgun webhook (an object), a SendGrid Event "
             "Webhook post (an array of events)",
         },
+        "text/plain": {"type": "string", "description": "An Amazon SNS message (JSON)"},
     },
     answers={
         200: Answer(
@@ -110,7 +114,10 @@ async def _expect(request: web.Request) -> None:
         404: error("Unknown source, or an `events` source"),
         413: error("Body over the limit"),
         415: error("Not message/rfc822 (`mta`), not application/json (a sending service)"),
-        503: error("The database cannot take it now, or too many bodies are being received; retry"),
+        503: error(
+            "The database cannot take it now, too many bodies are being received, or SNS's "
+            "certificate could not be fetched; retry"
+        ),
     },
     expect_handler=_expect,
 )

@@ -15,6 +15,7 @@ from aiohttp import web
 from notifyd.http.bodies import BodiesInFlight
 from notifyd.http.limits import ClientWindow
 from notifyd.http.signatures import Verifier
+from notifyd.http.sns import Certificates
 from notifyd.intake.service import Intake
 from notifyd.links import Links
 from notifyd.metrics import Metrics
@@ -47,6 +48,8 @@ class Runtime:
     erasure_key: bytes = b""
     # Asks for a fresh preference link per client address ([links]).
     renewal_asks: ClientWindow = field(default_factory=ClientWindow)
+    # Amazon SNS's signing certificates, fetched once each (a source of kind "ses").
+    sns_certificates: Certificates = field(default_factory=Certificates)
     bodies: BodiesInFlight = field(init=False)
     # Work a request starts and does not wait for (the email of a fresh link: its answer
     # must not take longer for an account that exists). Kept so that no task is lost, and

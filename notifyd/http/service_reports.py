@@ -1,5 +1,5 @@
 """A sending service's bounce and complaint webhook, POST /v1/reports/{source} of a source of
-kind "postmark" or "mailgun": authenticated the service's own way, read into a `Report`,
+kind "postmark", "mailgun" or "ses": authenticated the service's own way, read into a `Report`,
 handed to the intake; 200 with what was done, or why nothing was (a service retries
 anything else, so a report of nothing of ours is answered 200 too).
 
@@ -17,6 +17,8 @@ How each service authenticates, as it documents it:
   the source's public keys before the JSON is parsed, the timestamp as Mailgun's
   (https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/getting-started-event-webhook-security-features).
   A post is a batch of events: each is a report, acted on in turn (`Batch`).
+- Amazon SES publishes to an SNS topic, and SNS posts (as text/plain) a message it signs
+  with the key of a certificate it serves; sns.py checks it and confirms a subscription.
 
 Neighbours: reports.py owns the route and hands these sources here; webhooks.py reads the
 body within its limits; mail/service_reports.py reads the payloads; intake/reports.py acts.
@@ -38,6 +40,7 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from notifyd.http import sns
 from notifyd.http.bodies import Reservation
 from notifyd.http.errors import error_response
 from notifyd.http.runtime import Runtime
@@ -57,6 +60,8 @@ _SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
 _SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 _REALM = 'Basic realm="notifyd", charset="UTF-8"'
+# SNS posts its JSON as text/plain; charset=UTF-8.
+_MEDIA_TYPES = {"ses": ("application/json", "text/plain")}
 
 
 async def receive(
@@ -70,11 +75,12 @@ async def receive(
         if source.kind == "postmark":
             _check_basic_auth(request, source, name)
         signed = _sendgrid_headers(request, runtime, name) if source.kind == "sendgrid" else None
-        if "Content-Type" not in request.headers or request.content_type != "application/json":
+        expected = _MEDIA_TYPES.get(source.kind, ("application/json",))
+        if "Content-Type" not in request.headers or request.content_type not in expected:
             given = request.content_type if "Content-Type" in request.headers else "none"
             raise Refused(
                 error_response(
-                    415, "unsupported_media_type", f"expected application/json, got {given}"
+                    415, "unsupported_media_type", f"expected {expected[0]}, got {given}"
                 )
             )
         body = await read_body(request, runtime.settings.webhooks.max_body_bytes, name, room)
@@ -84,7 +90,13 @@ async def receive(
         payload = _json(body)
         if source.kind == "mailgun":
             _check_mailgun(payload, source, runtime, name)
-        report = _report(source.kind, payload, runtime.settings)
+        if source.kind == "ses":
+            read = await _ses(payload, source, runtime, name)
+            if isinstance(read, Decision):
+                return read, "sns.confirmation"
+            report = read
+        else:
+            report = _report(source.kind, payload, runtime.settings)
     except Refused as refused:
         return refused.response, "-"
     label = f"report.{report.kind or 'other'}"
@@ -228,6 +240,33 @@ def _events(body: bytes) -> list[Any]:
     if not isinstance(events, list):
         raise Refused(error_response(400, "malformed_json", "the body is not a JSON array"))
     return events
+
+
+async def _ses(
+    payload: Mapping[str, Any], source: SourceSettings, runtime: Runtime, name: str
+) -> Report | Decision:
+    """An SNS message checked; a notification's SES report, or what a confirmation did."""
+    try:
+        kind = await sns.verify(
+            payload,
+            source,
+            runtime.sns_certificates,
+            runtime.clock(),
+            runtime.settings.webhooks.timestamp_tolerance_seconds,
+        )
+        if kind == "SubscriptionConfirmation":
+            await sns.confirm(payload, source, name)
+            return Decision("nothing", "subscription_confirmed")
+    except sns.SnsRefused as refused:
+        raise _refused(name, str(refused)) from None
+    except sns.SnsUnreachable as unreachable:
+        raise Refused(
+            error_response(503, "unavailable", str(unreachable), headers={"Retry-After": "30"})
+        ) from None
+    if kind == "UnsubscribeConfirmation":
+        log.warning("sns subscription ended", source=name, topic=payload.get("TopicArn"))
+        return Decision("nothing", "unsubscribed")
+    return service_reports.ses(str(payload.get("Message", "")), runtime.settings.smtp.bounce_domain)
 
 
 def _json(body: bytes) -> Mapping[str, Any]:

@@ -18,12 +18,20 @@ The payloads, as the services document them:
   of events, each read here on its own: `event` bounce with `type` bounce or blocked,
   dropped with its `reason`, deferred, spamreport; `status`; `smtp-id`, the Message-ID the
   message was submitted with; custom or unique arguments merged into the event's keys).
+- Amazon SES through SNS: the SNS message's `Message` is SES's notification,
+  https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html (`notificationType`,
+  or `eventType` from a configuration set's event destination: Bounce with `bounceType`
+  Permanent / Transient / Undetermined, Complaint, Delivery ...). SES overwrites the
+  Message-ID header when it sends (`mail.messageId` is its own id); ours is in
+  `mail.headers` and `mail.commonHeaders.messageId`, present when the notifications
+  include the original headers.
 
 Neighbours: intake/reports.py maps a Report to its notice and acts on it.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -172,6 +180,64 @@ def _sendgrid_kind(name: str, bounce_type: str, reason: str) -> Kind | None:
     if name == "dropped" and reason in _SENDGRID_DROPPED_COMPLAINT:
         return Kind.COMPLAINT
     return None
+
+
+def ses(message: str, bounce_domain: str) -> Report:
+    """One SES notification, the `Message` of an SNS notification. One notification may
+    name several recipients of one message; the message is one notice, and the first
+    recipient's status and words are shown on it. `bounce_domain` as for mailgun()."""
+    try:
+        body = json.loads(message)
+    except ValueError:
+        body = None
+    if not isinstance(body, Mapping):
+        return Report(None, "an SNS message that is no SES notification")
+    event = str(body.get("notificationType") or body.get("eventType") or "")
+    if event == "Bounce":
+        details = body.get("bounce")
+        recipients_key = "bouncedRecipients"
+    elif event == "Complaint":
+        details = body.get("complaint")
+        recipients_key = "complainedRecipients"
+    else:
+        return Report(None, f"an SES {event or 'untyped'} notification, not a bounce or complaint")
+    details = details if isinstance(details, Mapping) else {}
+    recipients = details.get(recipients_key)
+    first = recipients[0] if isinstance(recipients, list) and recipients else {}
+    first = first if isinstance(first, Mapping) else {}
+    mail = body.get("mail")
+    mail = mail if isinstance(mail, Mapping) else {}
+    named, sender = _ses_message_id(mail), _in_domain(mail.get("source"), bounce_domain)
+    if event == "Complaint":
+        return Report(
+            Kind.COMPLAINT,
+            quoted_bounce_address=sender,
+            message_id=named,
+            diagnostic="ses complaint",
+            feedback_type=str(details.get("complaintFeedbackType", "") or "abuse"),
+        )
+    bounce_type = str(details.get("bounceType", ""))
+    words = " ".join(str(first.get("diagnosticCode", "")).split())
+    found = _STATUS.search(f"{first.get('status', '')} {words}")
+    kind = Kind.FAILED if bounce_type == "Permanent" else Kind.DELAYED
+    return Report(
+        kind,
+        quoted_bounce_address=sender,
+        message_id=named,
+        status=".".join(found.groups()) if found else ("4.0.0" if kind is Kind.DELAYED else ""),
+        diagnostic=f"ses {bounce_type} {details.get('bounceSubType', '')}: {words}".strip(),
+    )
+
+
+def _ses_message_id(mail: Mapping[str, Any]) -> str | None:
+    """Our Message-ID as SES quotes the original headers: the header list first, then
+    commonHeaders; never `mail.messageId` (SES's own)."""
+    headers = mail.get("headers")
+    for header in headers if isinstance(headers, list) else ():
+        if isinstance(header, Mapping) and str(header.get("name", "")).lower() == "message-id":
+            return message_id(header.get("value"))
+    common = mail.get("commonHeaders")
+    return message_id(common.get("messageId")) if isinstance(common, Mapping) else None
 
 
 def _in_domain(address: object, domain: str) -> str | None:

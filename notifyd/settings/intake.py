@@ -70,10 +70,10 @@ def _network(value: object) -> object:
         raise ValueError(f"is not an IP address or CIDR: {value!r}") from None
 
 
-SOURCE_KINDS = ("events", "mta", "postmark", "mailgun", "sendgrid")
+SOURCE_KINDS = ("events", "mta", "postmark", "mailgun", "sendgrid", "ses")
 # The sending services whose JSON bounce and complaint webhooks POST /v1/reports/<name>
 # takes, each authenticated its own way (http/service_reports.py).
-SERVICE_KINDS = ("postmark", "mailgun", "sendgrid")
+SERVICE_KINDS = ("postmark", "mailgun", "sendgrid", "ses")
 
 
 def sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
@@ -97,6 +97,28 @@ def sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
 def _sendgrid_key(text: str) -> str:
     sendgrid_key(text)
     return text
+
+
+# Amazon SNS signs with a certificate it serves from https://sns.<region>.amazonaws.com/
+# (.com.cn in China); a SigningCertURL on any other host is refused before it is fetched.
+SNS_CERTIFICATE_HOSTS = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
+_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+
+
+def _topic_arn(value: str) -> str:
+    if not _TOPIC_ARN.match(value):
+        raise ValueError(
+            f"is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>): {value!r}"
+        )
+    return value
+
+
+def _pattern(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as error:
+        raise ValueError(f"is not a regular expression: {error}") from None
+    return value
 
 
 def _callback_url(url: str) -> str:
@@ -140,13 +162,13 @@ class SourceSettings(Section):
     bounce and complaint reports POST /v1/reports/<name>."""
 
     kind: Annotated[
-        Literal["events", "mta", "postmark", "mailgun", "sendgrid"], one_of(SOURCE_KINDS)
+        Literal["events", "mta", "postmark", "mailgun", "sendgrid", "ses"], one_of(SOURCE_KINDS)
     ] = Field(
         "events",
         description='"events": JSON events of the catalogue; "mta": bounce and complaint '
         "reports (DSN, ARF) as raw messages, from contrib/postfix/notifyd-bounce; "
-        '"postmark", "mailgun": that sending service\'s bounce and complaint webhooks '
-        "(docs/integrations.md).",
+        '"postmark", "mailgun", "sendgrid", "ses": that sending service\'s bounce and '
+        "complaint webhooks (docs/integrations.md).",
     )
 
     # Several may be valid at once while a secret is rotated; any one's signature is accepted.
@@ -172,6 +194,17 @@ class SourceSettings(Section):
     public_keys: Annotated[
         tuple[Annotated[str, AfterValidator(_sendgrid_key)], ...], BeforeValidator(array)
     ] = Field((), repr=False)
+    # "ses": the SNS topics SES publishes this source's bounces and complaints to; a message
+    # of any other topic is refused, signed by SNS or not (anyone can make a topic).
+    topic_arns: Annotated[
+        tuple[Annotated[str, AfterValidator(_topic_arn)], ...], BeforeValidator(array)
+    ] = ()
+    # "ses": the hosts SNS's SigningCertURL and SubscribeURL may name (a regular expression
+    # over the host). Change only for a test: any other host could sign what it likes.
+    certificate_hosts: Annotated[str, AfterValidator(_pattern)] = SNS_CERTIFICATE_HOSTS
+    # "ses": a PEM bundle of the CA to trust when fetching SNS's certificate; empty: the
+    # system's CAs (what SNS's hosts need). Set only for a test.
+    certificate_ca_file: Annotated[Path | None, BeforeValidator(existing("file"))] = None
 
     @field_validator("secrets")
     @classmethod
@@ -188,11 +221,13 @@ class SourceSettings(Section):
             "postmark": ("user", "password"),
             "mailgun": ("signing_keys",),
             "sendgrid": ("public_keys",),
+            "ses": ("topic_arns",),
         }[self.kind]
         for key in wanted:
             if not getattr(self, key):
                 raise ValueError(f'a "{self.kind}" source needs {key}')
-        given = {"secrets", "user", "password", "signing_keys", "public_keys"} - set(wanted)
+        given = {"secrets", "user", "password", "signing_keys", "public_keys", "topic_arns"}
+        given -= set(wanted)
         stray = sorted(key for key in given if getattr(self, key))
         if stray:
             raise ValueError(f'a "{self.kind}" source takes no {", ".join(stray)}')
