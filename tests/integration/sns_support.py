@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import json
 import ssl
+import tomllib
 from collections import Counter
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -24,6 +25,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from notifyd.http.sns import string_to_sign
+from tests.integration.send_support import snippet
 
 TOPIC = "arn:aws:sns:eu-central-1:123456789012:notifyd-ses"
 OTHER_TOPIC = "arn:aws:sns:eu-central-1:210987654321:someone-else"
@@ -53,7 +55,8 @@ class FakeSns:
             **message,
             **more,
         }
-        digest = hashes.SHA1() if version == "1" else hashes.SHA256()
+        # SignatureVersion 1 is SHA1 as SNS defines it, what a topic uses unless told otherwise.
+        digest = hashes.SHA1() if version == "1" else hashes.SHA256()  # noqa: S303
         signed = string_to_sign(body, body["Type"])
         signature = self.key.sign(signed, padding.PKCS1v15(), digest)
         return {**body, "Signature": base64.b64encode(signature).decode()}
@@ -113,10 +116,12 @@ async def fake_sns(tmp_path: Path) -> AsyncIterator[FakeSns]:
 
 
 def ses_source(sns: FakeSns) -> dict[str, Any]:
-    """[sources.ses] for a daemon that takes the fake SNS's messages."""
+    """[sources.ses] as docs/integrations.md gives it, told to take the fake SNS's
+    certificate host (its topic is the doc's)."""
+    documented = tomllib.loads(snippet("ses-source"))["sources"]["ses"]
+    assert documented["topic_arns"] == [TOPIC]
     return {
-        "kind": "ses",
-        "topic_arns": [TOPIC],
+        **documented,
         "certificate_hosts": HOST_PATTERN,
         "certificate_ca_file": str(sns.ca_file),
     }

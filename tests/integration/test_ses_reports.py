@@ -109,15 +109,11 @@ async def test_signed_ses_bounces_act_and_forgeries_do_not(
     ] * 4
     assert fetched_elsewhere == 0
     assert after_refused == ("sent", None)
-    assert (soft[0], soft[1]["action"], soft[1]["reason"]) == (200, "soft_bounce", "4.2.2")
-    assert (done[0], done[1]["action"], done[1]["notice_id"]) == (
-        200,
-        "hard_bounce",
-        str(notice["id"]),
-    )
+    answers = [(status, answer["action"], answer["reason"]) for status, answer, _ in (soft, done)]
+    assert answers == [(200, "soft_bounce", "4.2.2"), (200, "hard_bounce", "5.1.1")]
+    assert done[1]["notice_id"] == str(notice["id"])
     assert row is not None
-    assert row["state"] == "failed"
-    assert row["smtp_reply"].startswith("bounce report 5.1.1: 550 5.1.1")
+    assert (row["state"], row["smtp_reply"][:30]) == ("failed", "bounce report 5.1.1: 550 5.1.1")
     assert record is not None
     assert (record["hard_bounces"], record["soft_bounces"]) == (1, 1)
     assert (delivery[0], delivery[1]["action"]) == (200, "nothing")
