@@ -18,6 +18,7 @@ Neighbours: http/service_reports.py calls these and turns their errors into answ
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import re
@@ -75,24 +76,34 @@ class Certificates:
     """SNS's signing keys by certificate URL, fetched once each (the last _KEPT)."""
 
     keys: OrderedDict[str, rsa.RSAPublicKey] = field(default_factory=OrderedDict)
-    fetches: int = 0
+    # SNS posts in parallel: the messages that come together after a start wait for one
+    # fetch rather than each making its own.
+    _fetching: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def key(self, url: str, source: SourceSettings) -> rsa.RSAPublicKey:
-        if url in self.keys:
-            self.keys.move_to_end(url)
-            return self.keys[url]
-        self.fetches += 1
-        pem = await _fetch(url, source, _MAX_CERTIFICATE_BYTES)
-        try:
-            public = x509.load_pem_x509_certificate(pem).public_key()
-        except ValueError:
-            raise SnsRefused("SigningCertURL is not a PEM certificate") from None
-        if not isinstance(public, rsa.RSAPublicKey):
-            raise SnsRefused("SigningCertURL's certificate has no RSA key")
+        if url not in self.keys:
+            async with self._fetching:
+                if url not in self.keys:
+                    self._keep(url, await _public_key(url, source))
+        self.keys.move_to_end(url)
+        return self.keys[url]
+
+    def _keep(self, url: str, public: rsa.RSAPublicKey) -> None:
         self.keys[url] = public
         while len(self.keys) > _KEPT:
             self.keys.popitem(last=False)
-        return public
+
+
+async def _public_key(url: str, source: SourceSettings) -> rsa.RSAPublicKey:
+    """The key of the certificate at an SNS URL (checked by the caller)."""
+    pem = await _fetch(url, source, _MAX_CERTIFICATE_BYTES)
+    try:
+        public = x509.load_pem_x509_certificate(pem).public_key()
+    except ValueError:
+        raise SnsRefused("SigningCertURL is not a PEM certificate") from None
+    if not isinstance(public, rsa.RSAPublicKey):
+        raise SnsRefused("SigningCertURL's certificate has no RSA key")
+    return public
 
 
 async def verify(

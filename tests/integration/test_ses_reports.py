@@ -7,8 +7,10 @@ SubscribeURL once."""
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, MutableMapping
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -54,15 +56,19 @@ def settings_for(tmp_path: Path, database_url: str, sink: SmtpSink, sns: FakeSns
 
 
 async def post_sns(
-    daemon: Running, body: dict[str, Any]
+    daemon: Running, body: dict[str, Any], *, logged: bool = True
 ) -> tuple[int, dict[str, Any], list[dict[str, Any]]]:
-    """POST as SNS does (its JSON as text/plain); status, answer, the daemon's log lines."""
+    """POST as SNS does (its JSON as text/plain); status, answer, the daemon's log lines
+    (none when not `logged`: capturing them is not for posts running at once)."""
     headers = {
         "Content-Type": "text/plain; charset=UTF-8",
         "x-amz-sns-message-type": str(body.get("Type")),
         "x-amz-sns-topic-arn": str(body.get("TopicArn")),
     }
-    with structlog.testing.capture_logs() as logs:
+    capture: AbstractContextManager[list[MutableMapping[str, Any]]] = (
+        structlog.testing.capture_logs() if logged else nullcontext([])
+    )
+    with capture as logs:
         async with daemon.session.post(
             f"{daemon.base_url}/v1/reports/ses", data=json.dumps(body).encode(), headers=headers
         ) as response:
@@ -84,8 +90,12 @@ async def test_signed_ses_bounces_act_and_forgeries_do_not(
         genuine = sns.notification(hard)
         forged = {**genuine, "Message": genuine["Message"].replace("Permanent", "Transient")}
         elsewhere = sns.notification(hard, SigningCertURL=sns.url(CERTIFICATE, host="127.0.0.1"))
+        # Two at once, as SNS posts in parallel: they wait for one fetch of the certificate.
+        forged_v1 = {**sns.notification(hard, version="1"), "Timestamp": forged["Timestamp"]}
+        at_once = await asyncio.gather(
+            post_sns(daemon, forged, logged=False), post_sns(daemon, forged_v1, logged=False)
+        )
         refused = [
-            await post_sns(daemon, forged),
             await post_sns(daemon, sns.notification(hard, TopicArn=OTHER_TOPIC)),
             await post_sns(daemon, sns.notification(hard, Timestamp="2020-01-01T00:00:00.000Z")),
         ]
@@ -99,14 +109,18 @@ async def test_signed_ses_bounces_act_and_forgeries_do_not(
         )
         # SignatureVersion 1 (SHA1), SNS's default for a topic.
         done = await post_sns(daemon, sns.notification(hard, version="1"))
+        # SNS's host cannot give the certificate now: 503, SNS posts again later.
+        unreachable = await post_sns(
+            daemon, sns.notification(hard, SigningCertURL=sns.url("/missing.pem"))
+        )
         delivery = await post_sns(
             daemon, sns.notification(ses_event("Delivery", notice["message_id"], [ANA]))
         )
         row = await db.fetchrow("SELECT state, smtp_reply FROM notices WHERE id = $1", notice["id"])
         record = await health(db, ANA)
-    assert [(status, answer["error"]) for status, answer, _ in refused] == [
+    assert [(status, answer["error"]) for status, answer, _ in (*at_once, *refused)] == [
         (401, "bad_signature")
-    ] * 4
+    ] * 5
     assert fetched_elsewhere == 0
     assert after_refused == ("sent", None)
     answers = [(status, answer["action"], answer["reason"]) for status, answer, _ in (soft, done)]
@@ -117,6 +131,7 @@ async def test_signed_ses_bounces_act_and_forgeries_do_not(
     assert record is not None
     assert (record["hard_bounces"], record["soft_bounces"]) == (1, 1)
     assert (delivery[0], delivery[1]["action"]) == (200, "nothing")
+    assert (unreachable[0], unreachable[1]["error"]) == (503, "unavailable")
     # The certificate fetched once, kept for the messages after it.
     assert sns.fetches[CERTIFICATE] == 1
     logged = [line for _, _, lines in (*refused, soft, done, delivery) for line in lines]
