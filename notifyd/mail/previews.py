@@ -55,6 +55,8 @@ def renderer_for(settings: Settings) -> Renderer:
         settings.smtp.sender,
         reply_to=settings.smtp.reply_to,
         override_folder=settings.templates_folder,
+        branding=settings.branding,
+        company=settings.company,
     )
     problems = renderer.check(
         [sample_view(kind, language) for kind in NOTICE_KINDS for language in LANGUAGES]

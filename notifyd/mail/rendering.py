@@ -32,6 +32,7 @@ from babel.numbers import format_currency, format_decimal
 from notifyd.catalogue.phones import is_withheld, parse_international
 from notifyd.mail import mime
 from notifyd.mail.addresses import wire_form, wire_mailbox
+from notifyd.settings.branding import BrandingSettings
 
 
 class Renderable(Protocol):
@@ -141,6 +142,8 @@ class Renderer:
         *,
         reply_to: str = "",
         override_folder: Path | None = None,
+        branding: BrandingSettings | None = None,
+        company: str = "",
     ) -> None:
         # The operator's own domain may be an IDN: headers carry its A-label.
         self.sender = wire_mailbox(sender)
@@ -169,6 +172,8 @@ class Renderer:
         # (text, html) by "<kind>.<lang>": Jinja's own cache takes a lock and a loader call.
         self._templates: dict[str, tuple[jinja2.Template, jinja2.Template]] = {}
         for env in (self._text, self._html):
+            # Before any template is loaded: each snapshots the globals (_Environment).
+            env.globals["brand"] = brand_values(branding or BrandingSettings(), company, sender)
             env.filters.update(
                 local_datetime=local_datetime,
                 local_date=local_date,
@@ -276,6 +281,15 @@ def _date_header(moment: datetime, _zone: object) -> str:
     # To the second, as the header is: the messages of one second share it. The zone is in
     # the key because equal moments in two zones are equal datetimes.
     return email.utils.format_datetime(moment)
+
+
+def brand_values(branding: BrandingSettings, company: str, sender: str) -> dict[str, str]:
+    """What templates read as `brand`: [branding]'s values (the inlined SVG logo aside: mail
+    clients drop it) and `brand.company`, the name to show (Settings.company, else the
+    sender's display name)."""
+    values = branding.model_dump(exclude={"logo_svg_file"})
+    values["company"] = company or email.utils.parseaddr(sender)[0] or branding.company_name
+    return values
 
 
 def _one_line(value: object) -> str:
