@@ -34,7 +34,7 @@ from notifyd.jobs import Jobs
 from notifyd.links import Links
 from notifyd.logs import configure as configure_logging
 from notifyd.logs import log_loop_exceptions
-from notifyd.mail.transport import transport_for
+from notifyd.mail.transport import Relays
 from notifyd.metrics import Metrics
 from notifyd.settings import ConfigError, Settings
 from notifyd.storage import audit, db, schema
@@ -142,7 +142,7 @@ class Daemon:
             await link_store.link_keys(database.pool, s.daemon.link_secret, s.daemon.state_dir),
             s.http.public_url or f"http://{s.http.host}:{s.http.port}",
         )
-        mailing = mailing_for(s, transport_for(s.smtp, s.outbox_dir), self.links)
+        mailing = mailing_for(s, Relays(s.smtp, s.outbox_dir), self.links)
         self.stack.push_async_callback(lambda: self._close_transport())
         dispatcher = Dispatcher(
             pool=database.pool,
@@ -268,7 +268,7 @@ class Daemon:
             new = settings_module.load(self.settings.path)
             transport = current
             if new.smtp != self.settings.smtp:
-                transport = transport_for(new.smtp, new.outbox_dir)
+                transport = Relays(new.smtp, new.outbox_dir)
             mailing = mailing_for(new, transport, self.links)
         except ConfigError as error:
             log.error(

@@ -30,7 +30,7 @@ from notifyd.delivery.breaker import Breaker
 from notifyd.delivery.outcomes import Outcomes
 from notifyd.delivery.pacing import Pacer
 from notifyd.delivery.send import Mailing, Sender
-from notifyd.mail.transport import Outcome, Transport, Verdict
+from notifyd.mail.transport import Outcome, Relays, Verdict
 from notifyd.metrics import Metrics
 from notifyd.settings import DatabaseSettings, DeliverySettings
 from notifyd.storage import db
@@ -111,7 +111,7 @@ class Dispatcher:
         """The relay's circuit breaker (outcomes.py feeds it; claims wait while it is open)."""
         return self.outcomes.breaker
 
-    def reconfigure(self, mailing: Mailing) -> Transport:
+    def reconfigure(self, mailing: Mailing) -> Relays:
         """Take new settings on reload; returns the old transport for the caller to close.
         Sends in progress finish with what they started with."""
         old = self.mailing.transport

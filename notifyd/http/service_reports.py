@@ -121,7 +121,7 @@ def unavailable() -> web.Response:
 def _report(kind: str, payload: Mapping[str, Any], settings: Settings) -> Report:
     if kind == "postmark":
         return service_reports.postmark(payload)
-    return service_reports.mailgun(payload, settings.smtp.bounce_domain)
+    return service_reports.mailgun(payload, settings.smtp.bounce_domains)
 
 
 def _check_sender(request: web.Request, source: SourceSettings, name: str) -> None:
@@ -266,7 +266,8 @@ async def _ses(
     if kind == "UnsubscribeConfirmation":
         log.warning("sns subscription ended", source=name, topic=payload.get("TopicArn"))
         return Decision("nothing", "unsubscribed")
-    return service_reports.ses(str(payload.get("Message", "")), runtime.settings.smtp.bounce_domain)
+    message = str(payload.get("Message", ""))
+    return service_reports.ses(message, runtime.settings.smtp.bounce_domains)
 
 
 def _json(body: bytes) -> Mapping[str, Any]:

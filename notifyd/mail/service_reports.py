@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from notifyd.mail.reports import Kind, Report
@@ -109,10 +109,11 @@ def postmark(body: Mapping[str, Any]) -> Report:
     )
 
 
-def mailgun(body: Mapping[str, Any], bounce_domain: str) -> Report:
-    """One Mailgun webhook (its `event-data`). `bounce_domain`: [smtp] bounce_domain; the
-    envelope sender is taken for a bounce address only in it (Mailgun's own bounce
-    addresses are bounce+...@ too, and must not read as forged tokens of ours)."""
+def mailgun(body: Mapping[str, Any], bounce_domains: Collection[str]) -> Report:
+    """One Mailgun webhook (its `event-data`). `bounce_domains`: [smtp] bounce_domain and
+    each stream's; the envelope sender is taken for a bounce address only in one of them
+    (Mailgun's own bounce addresses are bounce+...@ too, and must not read as forged tokens
+    of ours)."""
     data = body.get("event-data")
     if not isinstance(data, Mapping):
         return Report(None, "a mailgun webhook without event-data")
@@ -136,7 +137,7 @@ def mailgun(body: Mapping[str, Any], bounce_domain: str) -> Report:
     sender = envelope.get("sender") if isinstance(envelope, Mapping) else None
     return Report(
         kind,
-        quoted_bounce_address=_in_domain(sender, bounce_domain),
+        quoted_bounce_address=_in_domain(sender, bounce_domains),
         message_id=message_id(headers.get("message-id")) if isinstance(headers, Mapping) else None,
         status=".".join(found.groups()) if found else ("4.0.0" if kind is Kind.DELAYED else ""),
         diagnostic=f"mailgun {severity or event}: {words}".strip(),
@@ -182,10 +183,10 @@ def _sendgrid_kind(name: str, bounce_type: str, reason: str) -> Kind | None:
     return None
 
 
-def ses(message: str, bounce_domain: str) -> Report:
+def ses(message: str, bounce_domains: Collection[str]) -> Report:
     """One SES notification, the `Message` of an SNS notification. One notification may
     name several recipients of one message; the message is one notice, and the first
-    recipient's status and words are shown on it. `bounce_domain` as for mailgun()."""
+    recipient's status and words are shown on it. `bounce_domains` as for mailgun()."""
     try:
         body = json.loads(message)
     except ValueError:
@@ -207,7 +208,7 @@ def ses(message: str, bounce_domain: str) -> Report:
     first = first if isinstance(first, Mapping) else {}
     mail = body.get("mail")
     mail = mail if isinstance(mail, Mapping) else {}
-    named, sender = _ses_message_id(mail), _in_domain(mail.get("source"), bounce_domain)
+    named, sender = _ses_message_id(mail), _in_domain(mail.get("source"), bounce_domains)
     if event == "Complaint":
         return Report(
             Kind.COMPLAINT,
@@ -240,10 +241,11 @@ def _ses_message_id(mail: Mapping[str, Any]) -> str | None:
     return message_id(common.get("messageId")) if isinstance(common, Mapping) else None
 
 
-def _in_domain(address: object, domain: str) -> str | None:
-    if not domain or not isinstance(address, str):
+def _in_domain(address: object, domains: Collection[str]) -> str | None:
+    if not isinstance(address, str):
         return None
-    return address if address.strip().lower().endswith("@" + domain.lower()) else None
+    domain = address.strip().lower().rpartition("@")[2]
+    return address if domain in {d.lower() for d in domains if d} else None
 
 
 def _angled_only(value: object) -> str | None:

@@ -56,7 +56,6 @@ from notifyd.settings.retention import RetentionSettings
 from notifyd.settings.root import Settings, callback_sources, environment_keys, from_mapping, load
 from notifyd.settings.service import (
     LOG_LEVELS,
-    SMTP_SECURITY,
     DaemonSettings,
     DatabaseSettings,
     DkimSettings,
@@ -65,13 +64,23 @@ from notifyd.settings.service import (
     SmtpSettings,
     TemplateSettings,
 )
+from notifyd.settings.streams import (
+    MARKETING,
+    SMTP_SECURITY,
+    STREAMS,
+    TRANSACTIONAL,
+    StreamSettings,
+)
 
 __all__ = [
     "DEFAULT_LIFETIMES",
     "DEFAULT_MODE_CATEGORIES",
     "LOG_LEVELS",
+    "MARKETING",
     "SCOPES",
     "SMTP_SECURITY",
+    "STREAMS",
+    "TRANSACTIONAL",
     "AdminSettings",
     "AdminToken",
     "AttachmentSettings",
@@ -96,6 +105,7 @@ __all__ = [
     "Settings",
     "SmtpSettings",
     "SourceSettings",
+    "StreamSettings",
     "TemplateSettings",
     "Thresholds",
     "WebhookSettings",
