@@ -37,6 +37,7 @@ from notifyd.settings import (
     DeliverySettings,
     Settings,
     callback_sources,
+    stream_of,
 )
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
@@ -64,8 +65,8 @@ class Mailing:
     renderer: Renderer
     # By stream name: its From, envelope sender and bounce domain ([smtp.streams]).
     streams: Mapping[str, Stream]
-    # The stream of a notice, by its category and kind (SmtpSettings.stream_of).
-    stream_of: Callable[[str, str], str]
+    # Kinds outside the marketing category that leave by the marketing stream.
+    marketing_kinds: tuple[str, ...] = ()
     signer: DkimSigner | None = None
     links: Links | None = None
     # Right-hand side of the Message-IDs of notices created here (reroutes).
@@ -80,6 +81,9 @@ class Mailing:
     bounce_local_part: str = "bounce"
     # Sources with a [sources.<name>.callback]: their events' notices' outcomes are told.
     callback_sources: tuple[str, ...] = ()
+
+    def stream_of(self, notice: ClaimedNotice) -> str:
+        return stream_of(notice.category, notice.kind, self.marketing_kinds)
 
     def sender_for(self, notice: ClaimedNotice, stream: Stream) -> str:
         """MAIL FROM for this notice: its own bounce address, or its stream's sender's."""
@@ -114,7 +118,7 @@ def mailing_for(settings: Settings, transport: Relays, links: Links | None = Non
         transport=transport,
         renderer=renderer_for(settings),
         streams=streams_of(settings),
-        stream_of=settings.smtp.stream_of,
+        marketing_kinds=settings.smtp.marketing_kinds,
         signer=signer,
         links=links,
         message_domain=settings.message_domain,
@@ -202,7 +206,7 @@ class Sender:
         if isinstance(given, Attempt):
             return given
         context, items = given
-        stream = mailing.stream_of(notice.category, notice.kind)
+        stream = mailing.stream_of(notice)
         data = self._rendered(notice, mailing, (context, items, stream), enclosure, bound)
         return data if isinstance(data, Attempt) else (recipient, data, stream)
 

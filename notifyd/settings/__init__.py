@@ -70,6 +70,7 @@ from notifyd.settings.streams import (
     STREAMS,
     TRANSACTIONAL,
     StreamSettings,
+    stream_of,
 )
 
 __all__ = [
@@ -114,5 +115,6 @@ __all__ = [
     "environment_keys",
     "from_mapping",
     "load",
+    "stream_of",
     "warnings",
 ]

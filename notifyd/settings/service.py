@@ -35,6 +35,7 @@ from notifyd.settings.streams import (
     StreamSettings,
     a_domain,
     stream_names,
+    stream_of,
 )
 
 _LOCAL_PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
@@ -244,12 +245,13 @@ class SmtpSettings(Section):
     def stream_of(self, category: str, kind: str) -> str:
         """The stream a notice of this category and kind belongs to: offers are marketing,
         and so are policy-change broadcasts where the marketing stream says so."""
-        if category == MARKETING:
-            return MARKETING
+        return stream_of(category, kind, self.marketing_kinds)
+
+    @property
+    def marketing_kinds(self) -> tuple[str, ...]:
+        """The kinds of notices outside the marketing category that are marketing mail."""
         marketing = self.streams.get(MARKETING)
-        if marketing is not None and marketing.policy_changes and kind == "notice.policy_changed":
-            return MARKETING
-        return TRANSACTIONAL
+        return ("notice.policy_changed",) if marketing and marketing.policy_changes else ()
 
     @property
     def relay(self) -> tuple[object, ...]:

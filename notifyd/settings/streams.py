@@ -12,7 +12,7 @@ delivery/send.py picks a notice's stream by its category.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -28,6 +28,12 @@ _DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0
 TRANSACTIONAL = "transactional"
 MARKETING = "marketing"
 STREAMS = (TRANSACTIONAL, MARKETING)
+
+
+def stream_of(category: str, kind: str, marketing_kinds: Collection[str]) -> str:
+    """The stream of a notice: marketing for offers and `marketing_kinds`. (The claim's
+    statement, notices.sql claim_due, says the same in SQL.)"""
+    return MARKETING if category == MARKETING or kind in marketing_kinds else TRANSACTIONAL
 
 
 def a_domain(value: str) -> str:

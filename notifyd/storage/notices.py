@@ -193,6 +193,15 @@ class Claim:
     later: datetime | None
 
 
+@dataclass(frozen=True)
+class StreamTerms:
+    """Which mail streams a claim leaves queued (`paused`: their relay's breaker is open),
+    and the kinds besides offers that are marketing mail (settings.stream_of)."""
+
+    paused: frozenset[str] = frozenset()
+    marketing_kinds: tuple[str, ...] = ()
+
+
 async def claim_due(
     conn: Conn,
     limit: int,
@@ -201,10 +210,11 @@ async def claim_due(
     lease_seconds: float,
     skip_domains: Sequence[str] = (),
     off_by_default: Collection[str] = (),
+    streams: StreamTerms = StreamTerms(),
 ) -> Claim:
-    """Claim up to `limit` due notices, but those to `skip_domains`; those their subscriber
-    or address no longer allows are withheld instead, a category of `off_by_default` too
-    where the subscriber chose no mode of it."""
+    """Claim up to `limit` due notices, but those to `skip_domains` and of the streams
+    `streams` pauses; those their subscriber or address no longer allows are withheld
+    instead, a category of `off_by_default` too where the subscriber chose no mode of it."""
     rows = await conn.fetch(
         SQL["claim_due"],
         limit,
@@ -213,6 +223,8 @@ async def claim_due(
         lease_seconds,
         list(skip_domains),
         sorted(off_by_default),
+        list(streams.marketing_kinds),
+        sorted(streams.paused),
     )
     return Claim([claimed_notice(row) for row in rows if row["id"] is not None], rows[0]["later"])
 

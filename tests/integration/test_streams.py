@@ -5,6 +5,7 @@ The From display name follows the subscriber's language ([smtp] sender_names).""
 
 from __future__ import annotations
 
+from collections import deque
 from email.headerregistry import Address
 from email.message import EmailMessage
 from pathlib import Path
@@ -12,10 +13,12 @@ from typing import Any
 
 import asyncpg
 
-from tests.conftest import SmtpSink, load_config, running_daemon, smtp_server
+from notifyd.settings import MARKETING as MARKETING_STREAM
+from notifyd.settings import TRANSACTIONAL
+from tests.conftest import SmtpSink, eventually, load_config, running_daemon, smtp_server
 from tests.integration.admin_support import admin_config, call
 from tests.integration.consent_now_support import broadcast
-from tests.integration.daemon_support import subscribe
+from tests.integration.daemon_support import post, subscribe
 from tests.integration.queue_support import settled_notices
 
 NAMES = {"ro": "Notificări Exemplu", "en": "Example Notifications"}
@@ -97,3 +100,35 @@ async def test_without_streams_both_leave_through_smtp_as_before(
     assert {envelope for envelope, _ in sent.values()} == {"notificari@voip.example"}
     assert {str(m["From"]) for _, m in sent.values()} == {"Operator VoIP <notificari@voip.example>"}
     assert smtp_sink.connections == 1  # one pool: the marketing stream shares it
+
+
+async def test_a_marketing_relay_refusing_everything_does_not_stop_transactional_mail(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    refusing = SmtpSink(rcpt_replies=deque(["550 5.7.1 Relaying denied"] * 50))
+    async with smtp_server(refusing) as marketing_sink:
+        config = admin_config(tmp_path, database_url, smtp_sink.port)
+        # One refusal opens a breaker, and its pause outlasts the test.
+        config["delivery"] |= {"breaker_threshold": 1, "breaker_cooldown_seconds": 60}
+        config["smtp.streams.marketing"] = {**MARKETING, "port": marketing_sink.port}
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            await subscribe(daemon, "acc-1", {}, email="ana@client.example")
+            await smtp_sink.wait_for(1)  # the welcome
+            given = {"marketing": True, "source": "subscriber", "wording_version": "v1"}
+            await call(daemon, "POST", "/v1/admin/subscribers/acc-1/consent", json=given)
+            await broadcast(daemon, "marketing.offer")
+            breakers = daemon.daemon.dispatcher.outcomes.breakers  # type: ignore[union-attr]
+
+            async def marketing_paused() -> bool:
+                return breakers[MARKETING_STREAM].is_open
+
+            await eventually(marketing_paused, "the marketing relay's breaker to open")
+            await post(daemon, "call.missed", "acc-1")
+            # Within seconds, not after the marketing relay's minute of pause.
+            messages = await smtp_sink.wait_for(2, timeout=10)
+            offer = await db.fetchrow("SELECT state FROM notices WHERE kind = 'marketing.offer'")
+    assert messages[1]["X-Notifyd-Stream"] == "transactional"
+    assert not breakers[TRANSACTIONAL].is_open
+    assert refusing.messages == []
+    assert offer is not None
+    assert offer["state"] == "queued"  # held for the relay, not failed

@@ -100,12 +100,18 @@ FROM changed
 -- account restricted) is not handed over: it is cancelled, or held as 'restricted', with
 -- the reason in last_error, in this statement. $6: the categories the running config
 -- turns off by default ([defaults.modes]), withheld where the subscriber chose no mode.
+-- $8: the mail streams whose relay's breaker has paused them (settings/streams.py
+-- stream_of: 'marketing' for the marketing category and the kinds $7, else
+-- 'transactional'); their notices stay queued while the other stream's go.
 WITH due AS (
     SELECT id, account_id, category, recipient, category = ANY($6::text[]) AS off_by_default
     FROM notices
     WHERE state IN ('queued', 'sending') AND due_at <= now()
       AND (cardinality($5::text[]) = 0
            OR lower(split_part(recipient, '@', 2)) <> ALL($5::text[]))
+      AND (cardinality($8::text[]) = 0
+           OR CASE WHEN category = 'marketing' OR kind = ANY($7::text[]) THEN 'marketing'
+                   ELSE 'transactional' END <> ALL($8::text[]))
     ORDER BY due_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
