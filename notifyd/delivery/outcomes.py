@@ -194,6 +194,11 @@ class Outcomes:
         reply = outcome.reply.replace("\x00", "")
         verdict, error, due_at = self._decided(notice, outcome.verdict, reply, retry_after, now)
         self.metrics.deliveries.labels(verdict.value).inc()
+        # The relay refused it for good; else notifyd gave up (its lifetime passed, or a
+        # reason of ours): the cause a dead letter's counter and its callback both name.
+        refused = from_smtp and outcome.verdict is Verdict.FAILED
+        if verdict is Verdict.FAILED:
+            self.metrics.dead_lettered.labels("refused" if refused else "gave_up").inc()
         if verdict is Verdict.SENT:
             self.metrics.delivery_latency.observe(
                 max((now - notice.created_at).total_seconds(), 0.0)
@@ -212,11 +217,7 @@ class Outcomes:
                     reply if from_smtp else None,
                     due_at,
                     restore,
-                    # The relay refused it for good; else notifyd gave up (its lifetime
-                    # passed, or a reason of ours).
-                    "failed"
-                    if from_smtp and outcome.verdict is Verdict.FAILED
-                    else "dead_lettered",
+                    "failed" if refused else "dead_lettered",
                 )
                 if verdict is not Verdict.RETRY and self.mailing.callback_sources:
                     self.on_told()

@@ -12,6 +12,7 @@ intake/reports.py finds the notice and acts.
 from __future__ import annotations
 
 import asyncio
+import time
 from uuid import UUID
 
 import structlog
@@ -122,6 +123,7 @@ async def _expect(request: web.Request) -> None:
     expect_handler=_expect,
 )
 async def receive_report(request: web.Request) -> web.Response:
+    started = time.monotonic()
     runtime = request.app[RUNTIME]
     name = request.match_info["source"]
     source = runtime.settings.sources.get(name)
@@ -129,20 +131,24 @@ async def receive_report(request: web.Request) -> web.Response:
         if source is not None and source.kind in SERVICE_KINDS:
             done, kind = await service_reports.receive(request, runtime, name, room)
             if isinstance(done, list):
-                return _batch_answer(runtime, name, done)
+                return _batch_answer(runtime, name, done, started)
             # 200, not 202: the services take a 200 as delivered, retry the rest.
             response = done if isinstance(done, web.Response) else _answer(done, 200)
         else:
             response, kind = await _receive(request, runtime, name, room)
     source_label = name if name in runtime.settings.sources else "-"
-    runtime.metrics.webhooks.labels(source_label, kind, str(response.status)).inc()
+    runtime.metrics.webhook_answered(source_label, kind, response.status, started)
     return response
 
 
-def _batch_answer(runtime: Runtime, name: str, batch: service_reports.Batch) -> web.Response:
-    """A SendGrid post acted on: 200 with each event's decision; each event counted."""
+def _batch_answer(
+    runtime: Runtime, name: str, batch: service_reports.Batch, started: float
+) -> web.Response:
+    """A SendGrid post acted on: 200 with each event's decision; each event counted, the
+    post's latency observed once."""
     for _, kind in batch:
         runtime.metrics.webhooks.labels(name, kind, "200").inc()
+    runtime.metrics.webhook_latency.labels(name).observe(max(time.monotonic() - started, 0.0))
     return respond(ReportDecisions(events=[_decision(done) for done, _ in batch]), status=200)
 
 

@@ -285,11 +285,11 @@ async def renew_leases(conn: Conn, token: UUID, lease_seconds: float) -> int:
     return int(status.split()[-1])
 
 
-async def count_sendable(conn: Conn) -> dict[str, int]:
-    rows = await conn.fetch(SQL["count_sendable"])
-    counts = {"queued": 0, "sending": 0}
-    counts.update({row["state"]: int(row["total"]) for row in rows})
-    return counts
+async def scrape_gauges(conn: Conn, now: datetime) -> dict[str, float]:
+    """/metrics' queue gauges: queued, sending, failed, oldest_due_seconds (at `now`)."""
+    row = await conn.fetchrow(SQL["scrape_gauges"], now)
+    assert row is not None  # an aggregate always answers one row
+    return {name: float(value) for name, value in row.items()}
 
 
 async def of_event(conn: Conn, event_id: UUID) -> list[dict[str, Any]]:

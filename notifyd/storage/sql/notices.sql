@@ -209,9 +209,21 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 
--- name: count_sendable
-SELECT state, count(*) AS total FROM notices
-WHERE state IN ('queued', 'sending') GROUP BY state
+-- name: scrape_gauges
+-- /metrics' queue gauges, one round trip (docs/operations.md): notices queued and being
+-- sent, failed ones (the dead letters), and how long the oldest notice due at $1 has waited
+-- (0 when none waits). A 'sending' notice is due again once its lease (due_at) ends. The
+-- partial indexes notices_sendable_due and notices_dead_letters answer every part; the
+-- oldest is the first entry of notices_sendable_due (docs/performance.md "Scraping").
+SELECT
+    count(*) FILTER (WHERE state = 'queued') AS queued,
+    count(*) FILTER (WHERE state = 'sending') AS sending,
+    (SELECT count(*) FROM notices WHERE state = 'failed') AS failed,
+    coalesce(extract(epoch FROM $1::timestamptz - (
+        SELECT min(due_at) FROM notices
+        WHERE state IN ('queued', 'sending') AND due_at <= $1::timestamptz
+    )), 0)::float8 AS oldest_due_seconds
+FROM notices WHERE state IN ('queued', 'sending')
 
 -- name: notices_of_event
 -- An event's notices, as notices_of_account shows them.
