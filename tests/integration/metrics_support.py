@@ -71,9 +71,12 @@ def exposed_names(text: str) -> set[str]:
 
 
 def promql_names(expression: str) -> set[str]:
-    """The metric names an expression selects: identifiers not followed by `(`, outside
-    braces (label matchers), strings, range brackets and `by (...)` lists."""
+    """The metric names an expression (PromQL, or a Grafana label_values query) selects:
+    identifiers not followed by `(`, outside braces (label matchers), strings, range
+    brackets and `by (...)` lists."""
     text = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expression)
+    # Grafana's label_values(metric, label): its second argument is a label.
+    text = re.sub(r"label_values\(([^,()]+),\s*\w+\)", r"(\1)", text)
     text = re.sub(r"\{[^}]*\}", "", text)
     text = re.sub(r"\[[^\]]*\]", "", text)
     text = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", "", text)
