@@ -27,6 +27,7 @@ from notifyd.rules.schedule import retry_delay
 from notifyd.settings import TRANSACTIONAL
 from notifyd.storage import addresses as address_store
 from notifyd.storage import attachments as attachment_store
+from notifyd.storage import callbacks as callback_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimedNotice
@@ -60,6 +61,8 @@ class Outcomes:
         self.breakers: dict[str, Breaker] = self._breakers(mailing, {})
         # Notices the open breaker put back with a due time at the end of its pause.
         self.held: set[UUID] = set()
+        # Refusals a delivery showed were the notices' own: their held callbacks may go.
+        self._confirmed: list[UUID] = []
         self._sent = SentRecords(pool, token, lambda: self.mailing.callback_sources)
         # Called when an outcome wrote a callback row (the sender posts it at once).
         self.on_told: Callable[[], None] = lambda: None
@@ -139,7 +142,23 @@ class Outcomes:
             self.metrics.possible_duplicates.inc()
         outcome, retry_after, restore = self._judge(notice, sent)
         await self.record(notice, outcome, retry_after, restore=restore)
+        if self._confirmed:
+            await self._confirm_failures()
         return outcome
+
+    async def _confirm_failures(self) -> None:
+        """The refusals of a streak a delivery ended were the notices' own: their
+        notice.failed callbacks, held while the breaker might withdraw them, go now."""
+        confirmed, self._confirmed = self._confirmed, []
+        if not self.mailing.callback_sources:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                due = await callback_store.confirm_failures(conn, confirmed)
+        except db.UNAVAILABLE:
+            return  # they go when their hold ends
+        if due:
+            self.on_told()
 
     def _judge(
         self, notice: ClaimedNotice, outcome: Outcome
@@ -152,7 +171,7 @@ class Outcomes:
         breaker = self.breaker_of(notice)
         was_open = breaker.is_open
         if outcome.verdict is Verdict.SENT:
-            breaker.succeeded()
+            self._confirmed.extend(breaker.succeeded())
             if was_open:
                 self.held.clear()
         elif outcome.error_kind in ("auth", "refused"):
@@ -293,7 +312,14 @@ class Outcomes:
                 await notice_store.mark_retry(conn, notice.id, self.token, due_at, error, reply)
             else:
                 told = (self.mailing.callback_sources, f"notice.{failure}")
-                await notice_store.mark_failed(conn, notice.id, self.token, error, reply, told)
+                # A refusal the breaker may still withdraw (should the relay prove to refuse
+                # everything) is told only after its cooldown, or once a delivery ends the
+                # streak: the source is never told of a failure that is taken back.
+                breaker = self.breaker_of(notice)
+                hold = breaker.cooldown if breaker.may_withdraw(notice.id) else 0.0
+                await notice_store.mark_failed(
+                    conn, notice.id, self.token, error, reply, told, hold
+                )
                 if bounce:
                     await hard_bounce(
                         conn,

@@ -262,13 +262,22 @@ async def mark_failed(
     error: str,
     reply: str | None,
     told: tuple[Sequence[str], str] | None = None,
+    hold_seconds: float = 0.0,
 ) -> bool:
     """`told`: (the sources with a callback, the callback's type), for the notice's
-    callback to be written in the same statement when its event came from one of them."""
+    callback to be written in the same statement when its event came from one of them, not
+    posted before `hold_seconds`."""
     if told and told[0]:
         sources, kind = told
         failed = await conn.fetchval(
-            SQL["mark_failed_told"], notice_id, token, error, reply, list(sources), kind
+            SQL["mark_failed_told"],
+            notice_id,
+            token,
+            error,
+            reply,
+            list(sources),
+            kind,
+            hold_seconds,
         )
         return bool(failed)
     status: str = await conn.execute(SQL["mark_failed"], notice_id, token, error, reply)

@@ -165,7 +165,7 @@ WITH wanted AS (SELECT $4::text[] AS sources),
 sent AS ({{mark_sent}} RETURNING n.id, n.recipient, n.event_id, n.category, n.smtp_reply),
 {{healed}},
 told AS (SELECT id, event_id, category, 'sent' AS state, smtp_reply,
-                'notice.delivered' AS type FROM sent),
+                'notice.delivered' AS type, 0::float8 AS hold FROM sent),
 {{tell_callbacks}}
 SELECT id FROM sent
 
@@ -181,11 +181,13 @@ WHERE id = $1 AND claim_token = $2
 
 -- name: mark_failed_told
 -- mark_failed, and in the same statement the notice's callback ($6: notice.failed or
--- notice.dead_lettered) when its event came from a source of $5. The number of notices
--- recorded (0 or 1).
+-- notice.dead_lettered) when its event came from a source of $5, not posted before $7
+-- seconds (a refusal the circuit breaker may still withdraw: restore_refused deletes it).
+-- The number of notices recorded (0 or 1).
 WITH wanted AS (SELECT $5::text[] AS sources),
 failed AS ({{mark_failed}} RETURNING n.id, n.event_id, n.category, n.smtp_reply),
-told AS (SELECT id, event_id, category, 'failed' AS state, smtp_reply, $6::text AS type
+told AS (SELECT id, event_id, category, 'failed' AS state, smtp_reply, $6::text AS type,
+                $7::float8 AS hold
          FROM failed),
 {{tell_callbacks}}
 SELECT count(*) FROM failed
