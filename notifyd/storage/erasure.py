@@ -39,6 +39,7 @@ ACCOUNTING_FIELDS = ("amount", "currency", "new_balance", "payment_id", "invoice
 STEPS = (
     "cancel_pending",
     "delete_callbacks",
+    "delete_soft_bounce_reports",
     "strip_billing_notices",
     "delete_notices",
     "delete_events",
@@ -53,6 +54,8 @@ TABLES: Mapping[str, str] = {
     "notices": "deleted; billing ones within billing retention stripped (recipient '')",
     "events": "deleted (delete_events)",
     "callbacks": "deleted (delete_callbacks), also those of the billing notices kept",
+    "soft_bounce_reports": "deleted (delete_soft_bounce_reports), also those of the billing "
+    "notices kept",
     "attachments": "deleted with their events (ON DELETE CASCADE)",
     "consent_events": "deleted (delete_consent)",
     "balance_history": "deleted (delete_balances)",

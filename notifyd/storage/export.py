@@ -43,6 +43,7 @@ SECTIONS: tuple[tuple[str, str, bool], ...] = (
     ("attachments", "export_attachments", True),
     ("notices", "export_notices", True),
     ("callbacks", "export_callbacks", True),
+    ("soft_bounce_reports", "export_soft_bounce_reports", True),
     ("audit", "export_audit", True),
 )
 
@@ -59,6 +60,7 @@ TABLES: Mapping[str, str] = {
     "attachments": "attachments",
     "notices": "notices",
     "callbacks": "callbacks",
+    "soft_bounce_reports": "soft_bounce_reports",
     "audit": "audit",
 }
 # Tables tied to accounts that the export leaves out, and why.
@@ -237,6 +239,12 @@ class CallbackRow(_Row):
     done_at: Timestamp | None
 
 
+class SoftBounceReportRow(_Row):
+    notice_id: Uuid
+    status: str = Field(description="RFC 3463 status of the report, e.g. 4.2.2")
+    reported_at: Timestamp
+
+
 class AuditRow(_Row):
     id: int
     at: Timestamp
@@ -266,6 +274,9 @@ class ExportDocument(_Row):
     attachments: list[AttachmentRow]
     notices: list[NoticeRow]
     callbacks: list[CallbackRow] = Field(description="What its notices became, told to sources")
+    soft_bounce_reports: list[SoftBounceReportRow] = Field(
+        description="Reports that a notice was delayed (mailbox full, ...), each counted once"
+    )
     audit: list[AuditRow] = Field(description="What was done to the account, by whom, when")
 
 

@@ -17,7 +17,7 @@ import structlog
 
 from notifyd.settings import Settings
 from tests.conftest import Running, SmtpSink, load_config, running_daemon, smtp_server
-from tests.integration.admin_support import admin_config
+from tests.integration.admin_support import admin_config, call
 from tests.integration.daemon_support import post, subscribe
 from tests.integration.queue_support import settled_notices
 from tests.integration.report_support import (
@@ -212,6 +212,10 @@ async def test_a_soft_bounce_posted_twice_is_counted_once(
             piped, line = await report(daemon, secret_file, name, sender, notice)
             assert piped.code == 0, piped.stderr
             lines.append((line["action"], line["reason"]))
+        status, exported = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/export")
+    assert status == 200, exported
+    # The subscriber's export shows what was counted (docs/privacy.md).
+    assert [r["status"] for r in exported["soft_bounce_reports"]] == ["4.4.1", "4.2.2"]
     assert lines == [
         ("soft_bounce", "4.4.1"),
         ("nothing", "reported_already"),

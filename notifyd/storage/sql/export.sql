@@ -58,5 +58,9 @@ SELECT to_jsonb(n)::text FROM notices AS n WHERE n.account_id = $1 ORDER BY n.cr
 SELECT to_jsonb(c)::text FROM callbacks AS c WHERE c.account_id = $1
 ORDER BY c.occurred_at, c.id
 
+-- name: export_soft_bounce_reports
+SELECT to_jsonb(s)::text FROM soft_bounce_reports AS s JOIN notices AS n ON n.id = s.notice_id
+WHERE n.account_id = $1 ORDER BY s.reported_at, s.notice_id, s.status
+
 -- name: export_audit
 SELECT to_jsonb(a)::text FROM audit AS a WHERE a.account_id = $1 ORDER BY a.at, a.id
