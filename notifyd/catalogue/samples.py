@@ -217,10 +217,12 @@ NOTICE_KINDS = (
     "marketing.offer",
     "digest",
     "account.preferences_link",
+    "billing.statement",
 )
 # Kinds no event gives: a digest tells its notices through `extra`; a fresh preference link
-# (asked for on a subscriber's page) has only the link every email carries.
-KINDS_WITHOUT_DATA = frozenset({"digest", "account.preferences_link"})
+# (asked for on a subscriber's page) has only the link every email carries; the monthly
+# credit statement is made by its job from the month's billing events.
+KINDS_WITHOUT_DATA = frozenset({"digest", "account.preferences_link", "billing.statement"})
 
 # Broadcasts are not webhooks: their content is what the admin wrote, per language.
 SAMPLE_BROADCASTS = {
@@ -262,6 +264,29 @@ KIND_EVENT = {
     "account.email_changed": "account.updated",
     "credit.low": "billing.balance_updated",
     "credit.critical": "billing.balance_updated",
+}
+
+
+# A month that adds up: 12.40 + 50.00 topped up - 38.65 spent = 23.75, the spending (about
+# 1.29 a day) leaving 18 days; the payment settles an invoice, not the credit.
+SAMPLE_STATEMENT: dict[str, Any] = {
+    "period": "2026-10-01",
+    "period_end": "2026-10-31",
+    "currencies": [
+        {
+            "currency": "RON",
+            "opening": "12.40",
+            "closing": "23.75",
+            "top_ups": 2,
+            "top_up_sum": "50.00",
+            "payments": 1,
+            "payment_sum": "119.00",
+            "low_crossings": 1,
+            "critical_crossings": 0,
+            "limit_events": 0,
+            "days_left": 18,
+        }
+    ],
 }
 
 
@@ -309,6 +334,8 @@ def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
         return {"threshold": "5.00", "days_left": 3}
     if kind == "credit.critical":
         return {"threshold": "1.00", "days_left": None}
+    if kind == "billing.statement":
+        return dict(SAMPLE_STATEMENT)
     if kind == "digest":
         return {
             "period": "hourly",

@@ -64,6 +64,7 @@ from notifyd.settings.service import (
     SmtpSettings,
     TemplateSettings,
 )
+from notifyd.settings.statements import StatementSettings
 from notifyd.settings.streams import (
     MARKETING,
     SMTP_SECURITY,
@@ -106,6 +107,7 @@ __all__ = [
     "Settings",
     "SmtpSettings",
     "SourceSettings",
+    "StatementSettings",
     "StreamSettings",
     "TemplateSettings",
     "Thresholds",

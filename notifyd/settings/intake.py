@@ -34,7 +34,15 @@ from notifyd.settings.fields import Section, array, existing, one_of
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # Categories whose default mode the admin may set (security and service are mandatory).
-DEFAULT_MODE_CATEGORIES = ("calls", "voicemail", "fax", "billing", "low_credit", "marketing")
+DEFAULT_MODE_CATEGORIES = (
+    "calls",
+    "voicemail",
+    "fax",
+    "billing",
+    "low_credit",
+    "statement",
+    "marketing",
+)
 
 
 def check_webhook_secret(secret: str) -> str | None:
@@ -326,10 +334,13 @@ class DefaultsSettings(Section):
     modes: Mapping[Annotated[str, AfterValidator(_configurable)], Annotated[str, one_of(MODES)]] = (
         Field(
             default_factory=dict,
-            examples=[dict.fromkeys(DEFAULT_MODE_CATEGORIES, "immediate")],
+            examples=[
+                {c: "off" if c == "statement" else "immediate" for c in DEFAULT_MODE_CATEGORIES}
+            ],
             description='Per category: "immediate" (the default), "hourly" or "daily" (a digest '
-            'email listing the period\'s notices), or "off". A category turned off (a reload '
-            "is enough) also cancels, as they come due, the notices of it already waiting for "
+            'email listing the period\'s notices), or "off" (the default of "statement", the '
+            "monthly credit statement: any other mode turns it on, [statements]). A category "
+            "turned off (a reload is enough) also cancels, as they come due, the notices of it already waiting for "
             "subscribers who chose no mode. Security and service are mandatory: always "
             "immediate. Marketing also needs the subscriber's recorded consent.",
         )

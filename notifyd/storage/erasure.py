@@ -46,6 +46,7 @@ STEPS = (
     "delete_consent",
     "delete_balances",
     "delete_credit_states",
+    "delete_statements",
 )
 
 # What the erasure does with each table that holds something of an account.
@@ -60,6 +61,7 @@ TABLES: Mapping[str, str] = {
     "consent_events": "deleted (delete_consent)",
     "balance_history": "deleted (delete_balances)",
     "credit_states": "deleted (delete_credit_states)",
+    "credit_statements": "deleted (delete_statements)",
     "suppressions": "the account's addresses' rows deleted, kept as erased_addresses hashes",
     "address_health": "the account's addresses' rows deleted (forget_addresses)",
     "erasures": "kept: when the erasure was asked for and done, and by whom",

@@ -39,6 +39,7 @@ SECTIONS: tuple[tuple[str, str, bool], ...] = (
     ("consent_history", "export_consent", True),
     ("credit_states", "export_credit_states", True),
     ("balance_history", "export_balance_history", True),
+    ("credit_statements", "export_credit_statements", True),
     ("events", "export_events", True),
     ("attachments", "export_attachments", True),
     ("notices", "export_notices", True),
@@ -56,6 +57,7 @@ TABLES: Mapping[str, str] = {
     "consent_events": "consent_history",
     "credit_states": "credit_states",
     "balance_history": "balance_history",
+    "credit_statements": "credit_statements",
     "events": "events",
     "attachments": "attachments",
     "notices": "notices",
@@ -157,6 +159,23 @@ class BalanceRow(_Row):
     currency: str
     balance: float
     at: Timestamp
+
+
+class StatementRow(_Row):
+    account_id: str
+    period: str = Field(description="The first day of the subscriber's local month")
+    currency: str
+    opening: float | None
+    closing: float | None
+    closing_at: Timestamp | None
+    top_ups: int
+    top_up_sum: float
+    payments: int
+    payment_sum: float
+    low_crossings: int
+    critical_crossings: int
+    limit_events: int
+    queued_at: Timestamp | None = Field(description="When its statement was queued")
 
 
 class EventRow(_Row):
@@ -270,6 +289,9 @@ class ExportDocument(_Row):
     consent_history: list[ConsentRow]
     credit_states: list[CreditStateRow]
     balance_history: list[BalanceRow]
+    credit_statements: list[StatementRow] = Field(
+        description="The monthly credit statements' running record"
+    )
     events: list[EventRow]
     attachments: list[AttachmentRow]
     notices: list[NoticeRow]

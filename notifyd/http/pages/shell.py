@@ -58,6 +58,7 @@ CATEGORY_NAMES = {
         "fax": "Faxuri",
         "billing": "Plăți și alimentări ale contului",
         "low_credit": "Credit scăzut",
+        "statement": "Situația lunară a creditului (sold, alimentări, plăți), o dată pe lună",
         "marketing": "Oferte și modificări de tarife",
     },
     "en": {
@@ -66,6 +67,7 @@ CATEGORY_NAMES = {
         "fax": "Faxes",
         "billing": "Payments and top-ups",
         "low_credit": "Low credit",
+        "statement": "Monthly credit statement (balance, top-ups, payments), once a month",
         "marketing": "Offers and tariff changes",
     },
 }

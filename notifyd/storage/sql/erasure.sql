@@ -108,6 +108,11 @@ DELETE FROM credit_states
 WHERE ctid IN (SELECT ctid FROM credit_states
                WHERE account_id = $1 LIMIT $2)
 
+-- name: delete_statements
+DELETE FROM credit_statements
+WHERE ctid IN (SELECT ctid FROM credit_statements
+               WHERE account_id = $1 LIMIT $2)
+
 -- name: finish_erasure
 -- The subscriber goes last: until then a crashed erasure finds the account's addresses.
 WITH gone AS (DELETE FROM subscribers WHERE account_id = $1)

@@ -12,7 +12,8 @@ SELECT $1 <> '*' AND (
     OR EXISTS (SELECT 1 FROM notices WHERE account_id = $1)
     OR EXISTS (SELECT 1 FROM consent_events WHERE account_id = $1)
     OR EXISTS (SELECT 1 FROM credit_states WHERE account_id = $1)
-    OR EXISTS (SELECT 1 FROM balance_history WHERE account_id = $1))
+    OR EXISTS (SELECT 1 FROM balance_history WHERE account_id = $1)
+    OR EXISTS (SELECT 1 FROM credit_statements WHERE account_id = $1))
 
 -- name: export_subscriber
 SELECT to_jsonb(s)::text FROM subscribers AS s WHERE s.account_id = $1
@@ -40,6 +41,10 @@ SELECT to_jsonb(c)::text FROM credit_states AS c WHERE c.account_id = $1 ORDER B
 -- name: export_balance_history
 SELECT to_jsonb(b)::text FROM balance_history AS b WHERE b.account_id = $1
 ORDER BY b.currency, b.at
+
+-- name: export_credit_statements
+SELECT to_jsonb(c)::text FROM credit_statements AS c WHERE c.account_id = $1
+ORDER BY c.period, c.currency
 
 -- name: export_events
 SELECT to_jsonb(e)::text FROM events AS e WHERE e.account_id = $1 ORDER BY e.received_at, e.id
