@@ -150,7 +150,9 @@ async def _statement(
         recipient="",
         language=subscriber.language or defaults.language,
         timezone=zone,
-        due_at=now,
+        # Due at once, on the real clock (as a digest's now()): `now` decides only whether
+        # the period's statement is due.
+        due_at=datetime.now(UTC),
         reasons=(f"monthly credit statement of {unsent.period:%Y-%m}",),
         context=statements.content(unsent.period, unsent.rows, left),
         dedupe_key=f"statement:{unsent.period:%Y-%m}",
