@@ -340,9 +340,9 @@ class DefaultsSettings(Section):
             description='Per category: "immediate" (the default), "hourly" or "daily" (a digest '
             'email listing the period\'s notices), or "off" (the default of "statement", the '
             "monthly credit statement: any other mode turns it on, [statements]). A category "
-            "turned off (a reload is enough) also cancels, as they come due, the notices of it already waiting for "
-            "subscribers who chose no mode. Security and service are mandatory: always "
-            "immediate. Marketing also needs the subscriber's recorded consent.",
+            "turned off (a reload is enough) also cancels, as they come due, the notices of it "
+            "already waiting for subscribers who chose no mode. Security and service are "
+            "mandatory: always immediate. Marketing also needs the subscriber's recorded consent.",
         )
     )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -24,7 +25,7 @@ from notifyd.settings import Settings
 from tests.conftest import BILLING_SECRET, WAIT, Running, SmtpSink, load_config, running_daemon
 from tests.integration.admin_support import admin_config
 from tests.integration.catalogue_support import FAST_DELIVERY, NO_QUIET_HOURS
-from tests.integration.daemon_support import subscribe
+from tests.integration.daemon_support import submit, subscribe, welcome
 
 ZONE = "Europe/Bucharest"
 SEND_AT = time(8, 0)
@@ -146,7 +147,7 @@ async def test_one_statement_per_month_across_a_month_boundary_and_two_hosts(
         early = await asyncio.gather(
             run_job(host_a, due - timedelta(minutes=1)), run_job(host_b, due - timedelta(minutes=1))
         )
-        assert early == [0, 0]
+        assert list(early) == [0, 0]
         # Just after: both hosts look at once, one statement is queued.
         late = await asyncio.gather(
             run_job(host_a, due + timedelta(seconds=30)),
@@ -244,6 +245,29 @@ async def test_a_statement_turned_off_before_its_day_is_not_sent(
         )
         # Passed over, not left for every later run to look at again.
         assert await db.fetchval("SELECT bool_and(queued_at IS NOT NULL) FROM credit_statements")
+
+
+async def test_the_preference_page_offers_the_statement_off_and_turns_it_on(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    settings = settings_for(tmp_path, database_url, smtp_sink)
+    async with running_daemon(settings) as daemon:
+        link = await welcome(daemon, smtp_sink)
+        async with daemon.session.get(link) as page:
+            form = await page.text()
+        # Named with what it sends, and off until the subscriber turns it on.
+        select = form.split('name="mode.statement"', 1)[1].split("</select>", 1)[0]
+        assert '<option value="off" selected>' in select
+        assert "Situația lunară a creditului (sold, alimentări, plăți), o dată pe lună" in form
+        status, _ = await submit(daemon, link, {"mode.statement": "immediate"})
+        assert status == 200
+        await billing(
+            daemon, "billing.balance_updated", "acc-1", at(months_ahead(2), 5), balance="9.00"
+        )
+    saved = await db.fetchval("SELECT preferences FROM subscribers WHERE account_id = 'acc-1'")
+    assert json_of(saved)["modes"] == {"statement": "immediate"}
+    # Chosen: its billing events now add to the month's record.
+    assert await db.fetchval("SELECT closing FROM credit_statements") == Decimal("9.00")
 
 
 def json_of(value: Any) -> dict[str, Any]:
