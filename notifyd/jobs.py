@@ -106,7 +106,9 @@ async def queue_statements(
     queued = [0]
 
     async def run(conn: Conn) -> None:
-        for period in await statement_store.unsent(conn, now):
+        config = settings.statements
+        through = statements.last_due(now, config.day_of_month, config.time)
+        for period in await statement_store.unsent(conn, through):
             async with conn.transaction():
                 queued[0] += await _statement(conn, settings, now, period)
         if queued[0]:

@@ -25,6 +25,9 @@ from notifyd.catalogue.events import (
 from notifyd.model import Level, StatementEntry
 
 STATEMENT_KIND = "billing.statement"
+# The zone whose clock is furthest ahead (UTC+14): no subscriber's statement is due before
+# it is due there.
+EARLIEST_ZONE = "Pacific/Kiritimati"
 
 
 def period_of(moment: datetime, zone: str) -> date:
@@ -70,6 +73,16 @@ def send_point(period: date, zone: str, day_of_month: int, at: time) -> datetime
     the subscriber's local time, in UTC."""
     local = datetime.combine(next_period(period).replace(day=day_of_month), at)
     return local.replace(tzinfo=ZoneInfo(zone)).astimezone(UTC)
+
+
+def last_due(now: datetime, day_of_month: int, at: time) -> date:
+    """The latest period whose statement may be due somewhere at `now`: the job need not
+    look at later ones (whose rows are all of the month still running, or not yet due)."""
+    local = now.astimezone(ZoneInfo(EARLIEST_ZONE)).date().replace(day=1)
+    previous = (local - timedelta(days=1)).replace(day=1)
+    if send_point(previous, EARLIEST_ZONE, day_of_month, at) <= now:
+        return previous
+    return (previous - timedelta(days=1)).replace(day=1)
 
 
 def content(

@@ -38,9 +38,10 @@ class Unsent:
     rows: Sequence[dict[str, Any]]
 
 
-async def unsent(conn: Conn, now: datetime) -> list[Unsent]:
+async def unsent(conn: Conn, through: date) -> list[Unsent]:
+    """The periods up to `through` not yet told, one per account and period."""
     found: dict[tuple[str, date], Unsent] = {}
-    for row in await conn.fetch(SQL["unsent"], now):
+    for row in await conn.fetch(SQL["unsent"], through):
         key = (row["account_id"], row["period"])
         if key not in found:
             subscriber = subscriber_of({name: row[name] for name in _SUBSCRIBER})

@@ -11,7 +11,7 @@ from decimal import Decimal
 from notifyd.catalogue.events import Event, parse_event
 from notifyd.catalogue.samples import SAMPLE_STATEMENT, sample_event
 from notifyd.model import Level
-from notifyd.rules.statements import content, entry, send_point
+from notifyd.rules.statements import content, entry, last_due, send_point
 from notifyd.rules.thresholds import days_left
 
 ZONE = "Europe/Bucharest"
@@ -90,3 +90,12 @@ def test_days_left_are_the_thresholds_spending_rate_and_the_sample_adds_up() -> 
     )
     # The sample `preview` and `simulate` show is what the job would say of such a month.
     assert said == SAMPLE_STATEMENT
+
+
+def test_the_job_looks_only_at_periods_due_somewhere_already() -> None:
+    # 08:00 on 2 December at UTC+14 is 18:00 on 1 December in UTC: from then on November's
+    # statements may be due somewhere (Bucharest's 12 hours later); before, October's at most.
+    first = datetime(2026, 12, 1, 18, tzinfo=UTC)
+    assert last_due(first, 2, time(8, 0)) == date(2026, 11, 1)
+    assert last_due(first - timedelta(minutes=1), 2, time(8, 0)) == date(2026, 10, 1)
+    assert send_point(date(2026, 11, 1), ZONE, 2, time(8, 0)) > first

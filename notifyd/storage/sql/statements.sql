@@ -2,9 +2,10 @@
 -- the rows are written by waves.sql queue as billing events are stored).
 
 -- name: unsent
--- The rows of periods not yet told whose month has ended everywhere ($1 is now: a local
--- month ends at most 14 hours after the UTC one), with their subscriber, for the job to
--- decide per zone which are due (rules/statements.py send_point).
+-- The rows of periods not yet told up to $1 (the latest period due somewhere now:
+-- rules/statements.py last_due), with their subscriber, for the job to decide in each
+-- subscriber's zone which are due (send_point). Between the first of a month and the
+-- statements' day no row qualifies, so the job's minute looks cost an index probe.
 SELECT c.account_id, c.period, c.currency, c.opening, c.closing, c.top_ups, c.top_up_sum,
        c.payments, c.payment_sum, c.low_crossings, c.critical_crossings, c.limit_events,
        s.email, s.name, s.username, s.language, s.timezone, s.closed_at, s.voicemail_audio,
@@ -12,7 +13,7 @@ SELECT c.account_id, c.period, c.currency, c.opening, c.closing, c.top_ups, c.to
 FROM credit_statements AS c
 JOIN subscribers AS s ON s.account_id = c.account_id
 WHERE c.queued_at IS NULL
-  AND c.period <= (($1::timestamptz AT TIME ZONE 'UTC')::date + 1 - interval '1 month')::date
+  AND c.period <= $1::date
 ORDER BY c.account_id, c.period, c.currency
 
 -- name: mark_told
