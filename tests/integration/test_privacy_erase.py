@@ -71,7 +71,7 @@ async def test_nothing_personal_is_left_but_billing_notices_within_retention_str
     left = {needle: await columns_holding(db, needle) for needle in PERSONAL}
     assert left == {needle: [] for needle in PERSONAL}
     tables = ("subscribers", "events", "attachments", "consent_events", "credit_states")
-    for table in (*tables, "soft_bounce_reports"):
+    for table in (*tables, "soft_bounce_reports", "credit_statements"):
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
     assert await db.fetchval("SELECT count(*) FROM balance_history") == 0
     kept = await db.fetch("SELECT * FROM notices")
