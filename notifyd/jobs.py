@@ -248,7 +248,7 @@ class Jobs:
             next_run_time=datetime.now(UTC),
         )
         self.scheduler.add_job(
-            self.statements,
+            self.monthly_statements,
             "interval",
             seconds=STATEMENTS_CHECK.total_seconds(),
             id="statements",
@@ -268,7 +268,7 @@ class Jobs:
         except db.UNAVAILABLE as error:
             log.warning("digests postponed: database unavailable", error=type(error).__name__)
 
-    async def statements(self) -> None:
+    async def monthly_statements(self) -> None:
         try:
             await queue_statements(self.pool, self.settings(), self.clock(), self.on_queued)
         except db.UNAVAILABLE as error:

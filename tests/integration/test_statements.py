@@ -23,7 +23,7 @@ from notifyd.jobs import queue_statements
 from notifyd.rules.statements import next_period, send_point
 from notifyd.settings import Settings
 from tests.conftest import BILLING_SECRET, WAIT, Running, SmtpSink, load_config, running_daemon
-from tests.integration.admin_support import admin_config
+from tests.integration.admin_support import admin_config, call
 from tests.integration.catalogue_support import FAST_DELIVERY, NO_QUIET_HOURS
 from tests.integration.daemon_support import submit, subscribe, welcome
 
@@ -245,6 +245,26 @@ async def test_a_statement_turned_off_before_its_day_is_not_sent(
         )
         # Passed over, not left for every later run to look at again.
         assert await db.fetchval("SELECT bool_and(queued_at IS NOT NULL) FROM credit_statements")
+
+
+async def test_a_restricted_accounts_statement_waits_for_the_restriction_to_be_lifted(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    settings = settings_for(tmp_path, database_url, smtp_sink)
+    first = months_ahead(2)
+    due = send_point(first, ZONE, DAY, SEND_AT)
+    restriction = "/v1/admin/subscribers/acc-on/restriction"
+    async with running_daemon(settings) as daemon:
+        await subscribe(daemon, "acc-on", {"modes": {"statement": "immediate"}}, language="en")
+        await month_of_events(daemon, "acc-on", first)
+        assert (await call(daemon, "PUT", restriction))[0] == 200
+        assert await run_job(daemon, due) == 0
+        assert (
+            await db.fetchval("SELECT count(*) FROM notices WHERE kind = 'billing.statement'") == 0
+        )
+        assert (await call(daemon, "DELETE", restriction))[0] == 200
+        assert await run_job(daemon, due + timedelta(days=3)) == 1
+        await statements_sent(db, "acc-on", 1)
 
 
 async def test_the_preference_page_offers_the_statement_off_and_turns_it_on(
