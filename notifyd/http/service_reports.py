@@ -49,7 +49,7 @@ from notifyd.intake.reports import Decision
 from notifyd.mail import service_reports
 from notifyd.mail.reports import Report
 from notifyd.settings import Settings, SourceSettings
-from notifyd.settings.intake import sendgrid_key
+from notifyd.settings.service_credentials import sendgrid_key
 from notifyd.storage import db
 
 log = structlog.get_logger(__name__)

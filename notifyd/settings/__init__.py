@@ -1,10 +1,12 @@
 """Settings: the TOML file plus NOTIFYD_* environment, read into frozen pydantic models.
 
 One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
-[dkim] [logging]; intake.py: [sources.<name>] and [sources.<name>.callback] [webhooks]
-[defaults] [thresholds.<CUR>] [calls] [broadcasts]; admin.py: [admin.tokens] [audit];
-delivery.py: [delivery] [attachments] [callbacks]; links.py: [links]; branding.py:
-[branding]; privacy.py: [privacy]; retention.py: [retention]; root.py: the whole file).
+[dkim] [logging]; streams.py: [smtp.streams.marketing]; intake.py: [sources.<name>] and
+[sources.<name>.callback] [webhooks] [defaults] [thresholds.<CUR>] [calls] [broadcasts],
+with service_credentials.py checking a sending service's keys; admin.py: [admin.tokens]
+[audit]; delivery.py: [delivery] [attachments] [callbacks]; links.py: [links]; branding.py:
+[branding]; statements.py: [statements]; privacy.py: [privacy]; retention.py: [retention];
+root.py: the whole file).
 Each key is declared once, with its type, its limits, its default and the description that
 config/notifyd.example.toml shows (example.py writes that part of it: `make
 example-config`).

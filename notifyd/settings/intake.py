@@ -15,9 +15,6 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Annotated, Literal
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import (
     AfterValidator,
     BeforeValidator,
@@ -30,6 +27,12 @@ from pydantic import (
 from notifyd.catalogue.locale import LANGUAGES, check_timezone
 from notifyd.model import MODES, QuietHours, parse_quiet_hours, parse_time_of_day
 from notifyd.settings.fields import Section, array, existing, one_of
+from notifyd.settings.service_credentials import (
+    SNS_CERTIFICATE_HOSTS,
+    regular_expression,
+    sendgrid_public_key,
+    topic_arn,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -82,51 +85,6 @@ SOURCE_KINDS = ("events", "mta", "postmark", "mailgun", "sendgrid", "ses")
 # The sending services whose JSON bounce and complaint webhooks POST /v1/reports/<name>
 # takes, each authenticated its own way (http/service_reports.py).
 SERVICE_KINDS = ("postmark", "mailgun", "sendgrid", "ses")
-
-
-def sendgrid_key(text: str) -> ec.EllipticCurvePublicKey:
-    """SendGrid's verification key: base64 DER SubjectPublicKeyInfo of a P-256 (prime256v1)
-    key, as its console shows it (a PEM block is taken too). ValueError saying why if not."""
-    body = "".join(line for line in text.strip().splitlines() if not line.startswith("-----"))
-    try:
-        der = base64.b64decode("".join(body.split()), validate=True)
-        key = serialization.load_der_public_key(der)
-    except (binascii.Error, ValueError, UnsupportedAlgorithm):
-        raise ValueError(
-            "is not a public key: paste the base64 verification key SendGrid shows "
-            "(Settings > Mail Settings > Event Webhook > Signed Event Webhook)"
-        ) from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
-        found = key.curve.name if isinstance(key, ec.EllipticCurvePublicKey) else type(key).__name__
-        raise ValueError(f"is a {found} key; SendGrid signs with ECDSA on P-256 (secp256r1)")
-    return key
-
-
-def _sendgrid_key(text: str) -> str:
-    sendgrid_key(text)
-    return text
-
-
-# Amazon SNS signs with a certificate it serves from https://sns.<region>.amazonaws.com/
-# (.com.cn in China); a SigningCertURL on any other host is refused before it is fetched.
-SNS_CERTIFICATE_HOSTS = r"^sns\.[a-z0-9-]+\.amazonaws\.com(\.cn)?$"
-_TOPIC_ARN = re.compile(r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
-
-
-def _topic_arn(value: str) -> str:
-    if not _TOPIC_ARN.match(value):
-        raise ValueError(
-            f"is not an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>): {value!r}"
-        )
-    return value
-
-
-def _pattern(value: str) -> str:
-    try:
-        re.compile(value)
-    except re.error as error:
-        raise ValueError(f"is not a regular expression: {error}") from None
-    return value
 
 
 def _callback_url(url: str) -> str:
@@ -200,16 +158,16 @@ class SourceSettings(Section):
     # "sendgrid": the Signed Event Webhook's verification key (base64, as SendGrid's console
     # shows it); several while one is rotated.
     public_keys: Annotated[
-        tuple[Annotated[str, AfterValidator(_sendgrid_key)], ...], BeforeValidator(array)
+        tuple[Annotated[str, AfterValidator(sendgrid_public_key)], ...], BeforeValidator(array)
     ] = Field((), repr=False)
     # "ses": the SNS topics SES publishes this source's bounces and complaints to; a message
     # of any other topic is refused, signed by SNS or not (anyone can make a topic).
     topic_arns: Annotated[
-        tuple[Annotated[str, AfterValidator(_topic_arn)], ...], BeforeValidator(array)
+        tuple[Annotated[str, AfterValidator(topic_arn)], ...], BeforeValidator(array)
     ] = ()
     # "ses": the hosts SNS's SigningCertURL and SubscribeURL may name (a regular expression
     # over the host). Change only for a test: any other host could sign what it likes.
-    certificate_hosts: Annotated[str, AfterValidator(_pattern)] = SNS_CERTIFICATE_HOSTS
+    certificate_hosts: Annotated[str, AfterValidator(regular_expression)] = SNS_CERTIFICATE_HOSTS
     # "ses": a PEM bundle of the CA to trust when fetching SNS's certificate; empty: the
     # system's CAs (what SNS's hosts need). Set only for a test.
     certificate_ca_file: Annotated[Path | None, BeforeValidator(existing("file"))] = None
