@@ -27,6 +27,7 @@ from notifyd.delivery.callbacks import CallbackSender
 from notifyd.delivery.send import mailing_for
 from notifyd.delivery.worker import Clock, Dispatcher, utcnow
 from notifyd.http.app import create_app
+from notifyd.http.pages.checks import pages_for
 from notifyd.http.runtime import Runtime
 from notifyd.intake.broadcasts import Broadcaster
 from notifyd.intake.service import Intake
@@ -228,6 +229,7 @@ class Daemon:
             links=self.links,
             dsn=database.dsn,
             erasure_key=erased,
+            checked_pages=pages_for(s),
         )
         # After the server's cleanup (the stack runs backwards): no request can spawn more.
         self.stack.push_async_callback(self.runtime.drain)
@@ -270,6 +272,7 @@ class Daemon:
             if new.smtp != self.settings.smtp:
                 transport = Relays(new.smtp, new.outbox_dir)
             mailing = mailing_for(new, transport, self.links)
+            pages = pages_for(new)
         except ConfigError as error:
             log.error(
                 "reload refused: config invalid, keeping the running one",
@@ -293,7 +296,7 @@ class Daemon:
             if old_value != new_value:
                 log.warning("config section changed; takes effect after a restart", section=section)
         configure_logging(new.logging.level, new.logging.format)
-        self.runtime.apply(new)
+        self.runtime.apply(new, pages)
         self.intake.apply(new)
         old = self.dispatcher.reconfigure(mailing)
         if old is not transport:
