@@ -63,7 +63,8 @@ def form_context(
                 "name": shell.topic_name(category, language),
                 "description": descriptions.get(category, ""),
                 "mode": view["modes"][category],
-                "addresses": ", ".join(chosen.get(category, ())),
+                # Masked, as the account's own: a forwarded email's page reveals no address.
+                "addresses": ", ".join(mask_email(a) for a in chosen.get(category, ())),
             }
             for category in CHOSEN_BY_MODE
         ],
@@ -129,14 +130,16 @@ def changes(
                 modes[category] = chosen
             else:
                 problems.append(f"{category}: {chosen!r}")
-        asked = form.get(f"addresses.{category}")
-        if asked is not None and asked.strip() != ", ".join(addresses.get(category, ())):
+        # The page shows no address to edit: typed ones replace the category's own, and
+        # "reset" sends it to the account's address again; an empty field changes nothing.
+        typed = form.get(f"addresses.{category}", "").strip()
+        if form.get(f"addresses.{category}.reset") == "yes":
+            addresses.pop(category, None)
+        elif typed:
             try:
-                addresses[category] = _addresses(asked)
+                addresses[category] = _addresses(typed)
             except ValueError as error:
                 problems.append(f"{shell.topic_name(category, 'en')}: {error}")
-            if not addresses.get(category):
-                addresses.pop(category, None)
     quiet = current.quiet_hours
     try:
         asked = _quiet_hours(form)

@@ -42,7 +42,16 @@ PREFERENCE_FORM = {
         **{
             f"addresses.{category}": {
                 "type": "string",
-                "description": "Addresses separated by commas; empty: the account's",
+                "description": "Addresses separated by commas, replacing the category's own; "
+                "empty: unchanged",
+            }
+            for category in CHOSEN_BY_MODE
+        },
+        **{
+            f"addresses.{category}.reset": {
+                "type": "string",
+                "enum": ["yes"],
+                "description": "The category's notices go to the account's address again",
             }
             for category in CHOSEN_BY_MODE
         },

@@ -51,7 +51,10 @@ LABELS: dict[str, dict[str, str]] = {
         "always": "Trimise întotdeauna",
         "mode": "Cum primiți",
         "sent_to": "Trimise la",
-        "addresses_hint": "Una sau mai multe adrese, separate prin virgulă; gol: adresa contului.",
+        "addresses_hint": "Una sau mai multe adrese, separate prin virgulă, înlocuiesc adresele "
+        "de mai sus; gol: nimic nu se schimbă.",
+        "other_addresses": "Trimiteți la alte adrese",
+        "reset_addresses": "Trimiteți din nou la adresa contului",
         "when": "Când",
         "quiet_hours": "Interval de liniște",
         "quiet_hint": "Nu trimitem nimic între aceste ore (în afara celor de securitate). "
@@ -86,8 +89,10 @@ LABELS: dict[str, dict[str, str]] = {
         "always": "Always sent",
         "mode": "How you receive them",
         "sent_to": "Sent to",
-        "addresses_hint": "One or more addresses, separated by commas; empty: the account's "
-        "address.",
+        "addresses_hint": "One or more addresses, separated by commas, replace the ones above; "
+        "empty: nothing changes.",
+        "other_addresses": "Send to other addresses",
+        "reset_addresses": "Send to the account's address again",
         "when": "When",
         "quiet_hours": "Quiet hours",
         "quiet_hint": "Nothing is sent between these times (except security notices). Leave "
