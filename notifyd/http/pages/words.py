@@ -2,7 +2,7 @@
 (shell.TEXT): what each category sends, the languages in their own names, the labels of
 the controls and the sentences of the confirmation after saving. The templates in
 notifyd/templates/pages/ write them; an operator's override may write its own instead.
-Romanian follows /work/shared/GLOSSARY-ro.md (preferințe de notificare, interval de liniște,
+Romanian follows the project glossary (preferințe de notificare, interval de liniște,
 rezumat orar / zilnic, mesaj vocal)."""
 
 from __future__ import annotations
