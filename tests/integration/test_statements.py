@@ -278,7 +278,8 @@ async def test_the_preference_page_offers_the_statement_off_and_turns_it_on(
         # Named with what it sends, and off until the subscriber turns it on.
         select = form.split('name="mode.statement"', 1)[1].split("</select>", 1)[0]
         assert '<option value="off" selected>' in select
-        assert "Situația lunară a creditului (sold, alimentări, plăți), o dată pe lună" in form
+        assert "Situația lunară a creditului" in form
+        assert "soldul de la început și de la sfârșit" in form
         status, _ = await submit(daemon, link, {"mode.statement": "immediate"})
         assert status == 200
         await billing(

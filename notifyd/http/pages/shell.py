@@ -48,7 +48,7 @@ CATEGORY_NAMES = {
         "fax": "Faxuri",
         "billing": "Plăți și alimentări ale contului",
         "low_credit": "Credit scăzut",
-        "statement": "Situația lunară a creditului (sold, alimentări, plăți), o dată pe lună",
+        "statement": "Situația lunară a creditului",
         "marketing": "Oferte și modificări de tarife",
     },
     "en": {
@@ -57,7 +57,7 @@ CATEGORY_NAMES = {
         "fax": "Faxes",
         "billing": "Payments and top-ups",
         "low_credit": "Low credit",
-        "statement": "Monthly credit statement (balance, top-ups, payments), once a month",
+        "statement": "Monthly credit statement",
         "marketing": "Offers and tariff changes",
     },
 }

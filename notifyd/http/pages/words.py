@@ -21,6 +21,8 @@ CATEGORY_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "fax": "Faxurile primite (atașate ca PDF) și cele trimise sau netrimise.",
         "billing": "Confirmarea plăților și a alimentărilor contului cu credit.",
         "low_credit": "Avertizarea când creditul disponibil scade sub pragul stabilit.",
+        "statement": "O dată pe lună: soldul de la început și de la sfârșit, alimentările, "
+        "plățile și câte zile vă mai ajunge creditul.",
         "marketing": "Oferte și modificări de tarife, doar cu acordul dvs.",
         "security": "Parola schimbată, recuperarea parolei, PIN-ul de securitate, adresele IP "
         "permise.",
@@ -32,6 +34,8 @@ CATEGORY_DESCRIPTIONS: dict[str, dict[str, str]] = {
         "fax": "Faxes received (attached as PDF), and faxes sent or not sent.",
         "billing": "Confirmation of payments and of credit added to your account.",
         "low_credit": "A warning when your available credit falls below its threshold.",
+        "statement": "Once a month: your opening and closing balance, top-ups, payments and "
+        "how many days your credit will last.",
         "marketing": "Offers and tariff changes, only with your consent.",
         "security": "Password changed, password recovery, security PIN, allowed IP addresses.",
         "service": "Service announcements and maintenance work.",
