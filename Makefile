@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/notifyd.dev.toml
 
-.PHONY: lua browser all run test lint types unit install clean bench bench-full lock soak example-config
+.PHONY: lua browser prometheus all run test lint types unit install clean bench bench-full lock soak example-config
 
 all: test
 
@@ -50,7 +50,7 @@ unit: install
 	$(BIN)/pytest -q tests/unit
 
 # The whole gate: lint, types, every test (two workers: the machine has two cores).
-test: lint types lua browser
+test: lint types lua browser prometheus
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # tests/integration/test_freeswitch.py runs contrib/freeswitch/*.lua under Debian's lua5.4:
@@ -78,6 +78,18 @@ browser:
 	@[ -f tests/browser/node_modules/axe-core/axe.min.js ] \
 	  || { command -v npm >/dev/null && npm ci --prefix tests/browser --no-audit --no-fund --silent; } \
 	  || echo "no npm, or the npm registry is out of reach: the accessibility checks will skip"
+
+# tests/integration/test_monitoring_contrib.py runs Debian's promtool (package prometheus)
+# on contrib/prometheus/: installed here when missing, if we are root and have apt-get
+# (without its recommends; the package also brings the Prometheus server, which a host
+# running systemd starts); otherwise those tests skip and say why. Never fails the build.
+prometheus:
+	@command -v promtool >/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && { apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
+	            || { apt-get update -q >/dev/null 2>&1 \
+	                 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }; }; } \
+	  || echo "no promtool and no way to install one: the alert rule tests will skip"
 
 # config/notifyd.example.toml's block of every key with its default is written from the
 # settings models (notifyd/settings/example.py); tests/unit/test_example_config.py fails

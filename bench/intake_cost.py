@@ -5,7 +5,7 @@ on the same server. Figures are CPU per webhook (the backend's, read from /proc,
 process's: routing, asyncpg) and each statement's time, so they hardly move with the
 machine's load, unlike a rate.
 
-    .venv/bin/python bench/intake_cost.py [--webhooks 4200] [--batch 7]
+    .venv/bin/python bench/intake_cost.py [--webhooks 4200] [--batch 7] [--statements]
 """
 
 from __future__ import annotations
@@ -53,8 +53,13 @@ NAMES = {
 }
 
 
-def _incoming(requests: list[dict[str, Any]]) -> list[Incoming]:
-    rules = IntakeRules(DefaultsSettings(quiet_hours=None), CallSettings(), {}, "voip.example")
+def _incoming(requests: list[dict[str, Any]], statements: bool = False) -> list[Incoming]:
+    # --statements: every subscriber chose the monthly credit statement, so each billing
+    # event also adds to its month's row (waves.sql queue).
+    modes = {"statement": "immediate"} if statements else {}
+    rules = IntakeRules(
+        DefaultsSettings(quiet_hours=None, modes=modes), CallSettings(), {}, "voip.example"
+    )
     return [
         Incoming(
             r["path"].rsplit("/", 1)[1],
@@ -110,25 +115,25 @@ async def _baseline(dsn: str, requests: list[dict[str, Any]]) -> dict[str, float
     return {key: value / len(requests) * 1e6 for key, value in used.items()}
 
 
-async def measure(pg: Postgres, count: int, batch: int) -> list[Row]:
+async def measure(pg: Postgres, count: int, batch: int, statements: bool = False) -> list[Row]:
     dsn = await pg.fresh_database()
     await add_subscribers(dsn, ACCOUNTS)
     requests = signed_requests(count, ACCOUNTS, seed=7)
-    ours = await _ours(dsn, _incoming(requests), batch)
+    ours = await _ours(dsn, _incoming(requests, statements), batch)
     base = await _baseline(dsn, requests[len(requests) // 5 :])
     rows = [
         Row(f"intake alone, {what} CPU per webhook", "us", [ours[key]], [base[key]], BASELINE)
         for what, key in (("PostgreSQL", "server"), ("client", "client"))
     ]
-    statements = sorted((k for k in ours if k not in ("server", "client")), key=ours.__getitem__)
-    for name in reversed(statements):
+    names = sorted((k for k in ours if k not in ("server", "client")), key=ours.__getitem__)
+    for name in reversed(names):
         rows.append(Row(f"intake alone, {name}, time per webhook", "us", [ours[name]], [], ""))
     return rows
 
 
-async def main(count: int, batch: int) -> None:
+async def main(count: int, batch: int, statements: bool) -> None:
     async with throwaway_postgres() as pg:
-        rows = await measure(pg, count, batch)
+        rows = await measure(pg, count, batch, statements)
     print(f"intake of {count:,} webhooks in transactions of {batch}, one connection; {machine()}")
     print(table(rows))
 
@@ -137,5 +142,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--webhooks", type=int, default=4200)
     parser.add_argument("--batch", type=int, default=BATCH)
+    parser.add_argument(
+        "--statements", action="store_true", help="every subscriber chose the monthly statement"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.webhooks, args.batch))
+    asyncio.run(main(args.webhooks, args.batch, args.statements))

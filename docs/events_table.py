@@ -62,6 +62,13 @@ def table() -> str:
             f"| `{name}`{note} | {category} | {mandatory} | {fields} "
             f"| {subjects['ro']} | {subjects['en']} |"
         )
+    lines += [
+        "",
+        "No event sends `billing.statement`, the monthly credit statement (category",
+        "`statement`, off unless the subscriber chooses it): the statement job makes it",
+        "from the month's `billing.*` and `usage.daily_limit_exceeded` events (README",
+        '"The monthly credit statement").',
+    ]
     return "\n".join(lines) + "\n"
 
 

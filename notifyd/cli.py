@@ -99,10 +99,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(error, file=sys.stderr)
         return EXIT_CONFIG
     if args.command == "check-config":
+        from notifyd.http.pages.checks import pages_for
         from notifyd.mail.previews import renderer_for
 
         try:
             renderer_for(settings)
+            pages_for(settings)
         except ConfigError as error:
             print(error, file=sys.stderr)
             return EXIT_CONFIG

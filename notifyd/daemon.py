@@ -27,6 +27,7 @@ from notifyd.delivery.callbacks import CallbackSender
 from notifyd.delivery.send import mailing_for
 from notifyd.delivery.worker import Clock, Dispatcher, utcnow
 from notifyd.http.app import create_app
+from notifyd.http.pages.checks import pages_for
 from notifyd.http.runtime import Runtime
 from notifyd.intake.broadcasts import Broadcaster
 from notifyd.intake.service import Intake
@@ -34,7 +35,7 @@ from notifyd.jobs import Jobs
 from notifyd.links import Links
 from notifyd.logs import configure as configure_logging
 from notifyd.logs import log_loop_exceptions
-from notifyd.mail.transport import transport_for
+from notifyd.mail.transport import Relays
 from notifyd.metrics import Metrics
 from notifyd.settings import ConfigError, Settings
 from notifyd.storage import audit, db, schema
@@ -142,7 +143,7 @@ class Daemon:
             await link_store.link_keys(database.pool, s.daemon.link_secret, s.daemon.state_dir),
             s.http.public_url or f"http://{s.http.host}:{s.http.port}",
         )
-        mailing = mailing_for(s, transport_for(s.smtp, s.outbox_dir), self.links)
+        mailing = mailing_for(s, Relays(s.smtp, s.outbox_dir), self.links)
         self.stack.push_async_callback(lambda: self._close_transport())
         dispatcher = Dispatcher(
             pool=database.pool,
@@ -228,6 +229,7 @@ class Daemon:
             links=self.links,
             dsn=database.dsn,
             erasure_key=erased,
+            checked_pages=pages_for(s),
         )
         # After the server's cleanup (the stack runs backwards): no request can spawn more.
         self.stack.push_async_callback(self.runtime.drain)
@@ -268,8 +270,9 @@ class Daemon:
             new = settings_module.load(self.settings.path)
             transport = current
             if new.smtp != self.settings.smtp:
-                transport = transport_for(new.smtp, new.outbox_dir)
+                transport = Relays(new.smtp, new.outbox_dir)
             mailing = mailing_for(new, transport, self.links)
+            pages = pages_for(new)
         except ConfigError as error:
             log.error(
                 "reload refused: config invalid, keeping the running one",
@@ -293,7 +296,7 @@ class Daemon:
             if old_value != new_value:
                 log.warning("config section changed; takes effect after a restart", section=section)
         configure_logging(new.logging.level, new.logging.format)
-        self.runtime.apply(new)
+        self.runtime.apply(new, pages)
         self.intake.apply(new)
         old = self.dispatcher.reconfigure(mailing)
         if old is not transport:

@@ -1,23 +1,33 @@
 """Periodic work, the only APScheduler import. Jobs that must run once across hosts take a
 PostgreSQL advisory lock; every job is idempotent, so running late or twice is harmless.
 
-The jobs: digests (every 20 s) and retention (daily, storage/retention.py's purge steps).
+The jobs: digests (every 20 s), the monthly credit statements (looked at every minute:
+rules/statements.py, storage/statements.py) and retention (daily, storage/retention.py's
+purge steps).
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from notifyd.catalogue.events import Category
 from notifyd.metrics import Metrics
+from notifyd.model import NoticePlan
+from notifyd.rules import statements
+from notifyd.rules.preferences import addresses_for, mode_for
+from notifyd.rules.thresholds import days_left
 from notifyd.settings import Settings
+from notifyd.storage import credit as credit_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage import retention as retention_store
+from notifyd.storage import statements as statement_store
 from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
@@ -26,6 +36,10 @@ log = structlog.get_logger(__name__)
 # were the hourly purges of webhook ids and files, now retention steps).
 DIGESTS_LOCK = 0x6E6F746903
 RETENTION_LOCK = 0x6E6F746904
+STATEMENTS_LOCK = 0x6E6F746905
+# Statements go out at subscribers' local times; a minute's delay is nothing for a monthly
+# email, and the first look (at start) sends those that fell due while no daemon ran.
+STATEMENTS_CHECK = timedelta(minutes=1)
 # Whether the daily retention run is due is looked at this often, and this soon after start
 # (so that a run missed while the daemon was down is made then).
 RETENTION_CHECK = timedelta(hours=1)
@@ -81,6 +95,80 @@ async def flush_digests(
     if total[0]:
         log.info("digests queued", digests=total[0], notices=total[1])
     return total[0], total[1]
+
+
+async def queue_statements(
+    pool: asyncpg.Pool, settings: Settings, now: datetime, on_queued: Callable[[], None]
+) -> int | None:
+    """Queue every monthly credit statement due at `now`, once across hosts (the lock, and
+    each period marked told in the transaction that queues it): how many, or None when
+    another host is doing it."""
+    queued = [0]
+
+    async def run(conn: Conn) -> None:
+        config = settings.statements
+        through = statements.last_due(now, config.day_of_month, config.time)
+        for period in await statement_store.unsent(conn, through):
+            async with conn.transaction():
+                queued[0] += await _statement(conn, settings, now, period)
+        if queued[0]:
+            await notice_store.wake_workers(conn)
+            on_queued()
+
+    if not await run_exclusive(pool, STATEMENTS_LOCK, run):
+        return None
+    if queued[0]:
+        log.info("statements queued", notices=queued[0])
+    return queued[0]
+
+
+async def _statement(
+    conn: Conn, settings: Settings, now: datetime, unsent: statement_store.Unsent
+) -> int:
+    """One account's statement of one period, if due: the notices queued (one per address)."""
+    subscriber, defaults = unsent.subscriber, settings.defaults
+    zone = subscriber.timezone or defaults.timezone
+    config = settings.statements
+    if now < statements.send_point(unsent.period, zone, config.day_of_month, config.time):
+        return 0
+    if subscriber.restricted_at is not None:
+        return 0  # neither sent nor passed over: it goes once the restriction is lifted
+    if not await statement_store.mark_told(conn, unsent.account_id, unsent.period, now):
+        return 0
+    wanted = mode_for(Category.STATEMENT, subscriber.preferences, defaults) != "off"
+    if subscriber.closed_at is not None or not wanted:
+        return 0  # passed over: the record stops here (the next event adds nothing)
+    left = {}
+    for row in unsent.rows:
+        currency = str(row["currency"])
+        closing = row["closing"] if row["closing"] is not None else row["opening"]
+        history = await credit_store.recent(
+            conn, unsent.account_id, currency, now - credit_store.SPENDING_WINDOW
+        )
+        left[currency] = None if closing is None else days_left(history, closing, now)
+    plan = NoticePlan(
+        kind=statements.STATEMENT_KIND,
+        category=Category.STATEMENT,
+        recipient="",
+        language=subscriber.language or defaults.language,
+        timezone=zone,
+        # Due at once, on the real clock (as a digest's now()): `now` decides only whether
+        # the period's statement is due.
+        due_at=datetime.now(UTC),
+        reasons=(f"monthly credit statement of {unsent.period:%Y-%m}",),
+        context=statements.content(unsent.period, unsent.rows, left),
+        dedupe_key=f"statement:{unsent.period:%Y-%m}",
+    )
+    addresses = addresses_for(Category.STATEMENT, subscriber.preferences, subscriber.email)
+    ids = await notice_store.insert_for_accounts(
+        conn,
+        None,
+        [(unsent.account_id, replace(plan, recipient=address)) for address in addresses],
+        settings.message_domain,
+    )
+    following = statements.next_period(unsent.period)
+    await statement_store.carry_forward(conn, unsent.account_id, unsent.period, following)
+    return len(ids)
 
 
 async def purge_expired(
@@ -159,6 +247,13 @@ class Jobs:
             id="digests",
             next_run_time=datetime.now(UTC),
         )
+        self.scheduler.add_job(
+            self.monthly_statements,
+            "interval",
+            seconds=STATEMENTS_CHECK.total_seconds(),
+            id="statements",
+            next_run_time=datetime.now(UTC),
+        )
         self.scheduler.start()
 
     def stop(self) -> None:
@@ -172,6 +267,12 @@ class Jobs:
             )
         except db.UNAVAILABLE as error:
             log.warning("digests postponed: database unavailable", error=type(error).__name__)
+
+    async def monthly_statements(self) -> None:
+        try:
+            await queue_statements(self.pool, self.settings(), self.clock(), self.on_queued)
+        except db.UNAVAILABLE as error:
+            log.warning("statements postponed: database unavailable", error=type(error).__name__)
 
     async def retention(self) -> None:
         try:

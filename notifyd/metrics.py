@@ -1,8 +1,27 @@
-"""Prometheus metrics, on a registry of the daemon's own (no global state between tests)."""
+"""Prometheus metrics, on a registry of the daemon's own (no global state between tests).
+
+Every stage counts into it; http/health.py serves it at /metrics, reading the queue's gauges
+from the database at scrape time. What each metric answers, and the alerts built on them
+(contrib/prometheus/), are in docs/operations.md.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import math
+import platform
+import time
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    ProcessCollector,
+    generate_latest,
+)
+
+from notifyd import __version__
 
 
 class Metrics:
@@ -81,6 +100,67 @@ class Metrics:
             "When the retention run this daemon made last was due to start (Unix time).",
             registry=self.registry,
         )
+
+        self._on_call()
+
+    def _on_call(self) -> None:
+        """What on-call asks first (issue 21, docs/operations.md): is it up, is it keeping
+        up, is anything lost. The gauges read from the database are set by `scraped`."""
+        Info(
+            "notifyd_build",
+            "The running notifyd: its version and Python's (always 1).",
+            registry=self.registry,
+        ).info({"version": __version__, "python": platform.python_version()})
+        # CPU seconds, resident memory, open and maximum file descriptors, start time.
+        ProcessCollector(registry=self.registry)
+        self.webhook_latency = Histogram(
+            "notifyd_webhook_latency_seconds",
+            "From a webhook's request being handled to its answer, by source (any status).",
+            ["source"],
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.dead_lettered = Counter(
+            "notifyd_notices_dead_lettered",
+            "Notices that failed for good at delivery, by cause: refused (the relay's "
+            "permanent refusal) or gave_up (their lifetime passed, or a reason of notifyd's).",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.database_up = Gauge(
+            "notifyd_database_up",
+            "1 if the scrape's query answered in time, else 0 (read at scrape time).",
+            registry=self.registry,
+        )
+        self.dead_letters = Gauge(
+            "notifyd_dead_letters",
+            "Failed notices kept for the dead-letter view (read at scrape time; NaN when "
+            "the database did not answer).",
+            registry=self.registry,
+        )
+        self.oldest_due_age = Gauge(
+            "notifyd_oldest_due_notice_age_seconds",
+            "How long the oldest notice due now has waited past its due time; 0 when none "
+            "waits (read at scrape time; NaN when the database did not answer).",
+            registry=self.registry,
+        )
+
+    def webhook_answered(self, source: str, event_type: str, status: int, started: float) -> None:
+        """One webhook answered: counted by status, its latency from `started`
+        (time.monotonic() when its handler began)."""
+        self.webhooks.labels(source, event_type, str(status)).inc()
+        self.webhook_latency.labels(source).observe(max(time.monotonic() - started, 0.0))
+
+    def scraped(self, queue: dict[str, float] | None) -> None:
+        """The gauges read from the database at scrape time: `queue` (notices by state,
+        `failed`, `oldest_due_seconds`), or None when the database did not answer in time,
+        so that a stale value is not taken for a current one."""
+        self.database_up.set(0 if queue is None else 1)
+        unknown = math.nan
+        for state in ("queued", "sending"):
+            self.notices.labels(state).set(unknown if queue is None else queue[state])
+        self.dead_letters.set(unknown if queue is None else queue["failed"])
+        self.oldest_due_age.set(unknown if queue is None else queue["oldest_due_seconds"])
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import date, datetime, time
 from decimal import Decimal
 from enum import StrEnum
 from typing import Any
@@ -170,3 +170,23 @@ def parse_quiet_hours(value: str) -> QuietHours | None:
     if start == end:
         raise ValueError(f"start and end are equal in {value!r}; use '' for no quiet hours")
     return QuietHours(start, end)
+
+
+@dataclass(frozen=True)
+class StatementEntry:
+    """One billing event's share of its monthly credit statement (rules/statements.py):
+    the row of (account, period, currency) it adds to (storage/waves.py)."""
+
+    account_id: str
+    period: date
+    currency: str
+    # The balance the event reports (closing, if it is the latest), and the opening balance
+    # it implies, for the first row of an account and currency.
+    balance: Decimal | None
+    at: datetime
+    opening: Decimal | None
+    top_up: Decimal | None = None
+    payment: Decimal | None = None
+    low: int = 0
+    critical: int = 0
+    limit: int = 0

@@ -22,6 +22,7 @@ import argparse
 import base64
 import json
 import os
+import stat
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -168,6 +169,13 @@ def _fail(message: str, code: int) -> int:
 
 def _secret(path: str | None) -> str:
     if path:
+        if os.stat(path).st_mode & stat.S_IROTH:
+            # Any local user could sign events as this source. A warning, not a refusal:
+            # a PBX that posts today keeps posting while the admin fixes it.
+            print(
+                f"notifyd send: warning: {path} is readable by every local user; chmod o-r {path}",
+                file=sys.stderr,
+            )
         return read_secret(path)
     from_env = os.environ.get(SECRET_ENV, "").strip()
     if not from_env:

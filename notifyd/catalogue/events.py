@@ -57,11 +57,16 @@ class Category(StrEnum):
     SECURITY = "security"
     BILLING = "billing"
     LOW_CREDIT = "low_credit"
+    # The monthly credit statement (kind billing.statement): no event sends it, the
+    # statement job does (jobs.py); off unless the subscriber turns it on.
+    STATEMENT = "statement"
     SERVICE = "service"
     MARKETING = "marketing"
 
 
 MANDATORY_CATEGORIES = frozenset({Category.SECURITY, Category.SERVICE})
+# Categories a subscriber gets only once they (or [defaults.modes]) turn them on.
+OFF_BY_DEFAULT = frozenset({Category.STATEMENT})
 
 
 class Attachment(BaseModel):

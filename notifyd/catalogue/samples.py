@@ -3,11 +3,32 @@
 from __future__ import annotations
 
 import base64
-import io
 import uuid
-import wave
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
+
+from notifyd.catalogue.attachments import prepare
+from notifyd.catalogue.sample_files import sample_fax_tiff, sample_pdf, sample_wav
+
+__all__ = [
+    "KINDS_WITHOUT_DATA",
+    "KIND_EVENT",
+    "NOTICE_KINDS",
+    "SAMPLE_BROADCASTS",
+    "USUAL_SOURCE",
+    "sample_data",
+    "sample_event",
+    "sample_extra",
+    "sample_pdf",
+    "sample_wav",
+]
+
+# The sample subscriber's zone: the dates in the samples' file names are its days, as the
+# email shows the event's time in it.
+SAMPLE_ZONE = ZoneInfo("Europe/Bucharest")
+VOICEMAIL_SECONDS = 14
+FAX_FROM = "+40215550199"
 
 # Which configured source usually sends each type (SPEC §4, column "from").
 USUAL_SOURCE = {
@@ -28,39 +49,6 @@ USUAL_SOURCE = {
     "billing.credit_added": "billing",
     "billing.payment_confirmed": "billing",
 }
-
-
-def sample_wav(seconds: float = 0.25, rate: int = 8000) -> bytes:
-    """A short 8 kHz mono 16-bit WAV, the format Asterisk's voicemail writes."""
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as audio:
-        audio.setnchannels(1)
-        audio.setsampwidth(2)
-        audio.setframerate(rate)
-        audio.writeframes(b"\x00\x01" * int(seconds * rate))
-    return buffer.getvalue()
-
-
-def sample_pdf() -> bytes:
-    """A one-page PDF, small but well-formed (with a correct cross-reference table)."""
-    objects = [
-        b"<< /Type /Catalog /Pages 2 0 R >>",
-        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] >>",
-    ]
-    out = io.BytesIO()
-    out.write(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(out.tell())
-        out.write(b"%d 0 obj\n%s\nendobj\n" % (number, body))
-    xref = out.tell()
-    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
-    for offset in offsets:
-        out.write(b"%010d 00000 n \n" % offset)
-    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\n" % (len(objects) + 1))
-    out.write(b"startxref\n%d\n%%%%EOF\n" % xref)
-    return out.getvalue()
 
 
 def _inline(filename: str, content_type: str, data: bytes) -> dict[str, str]:
@@ -103,17 +91,11 @@ def sample_data(
             "mailbox": "101",
             "caller_number": "+40721555123",
             "caller_name": "Ion Ionescu",
-            "duration_seconds": 14,
+            "duration_seconds": VOICEMAIL_SECONDS,
             "received_at": earlier,
-            "audio": _inline("msg0001.wav", "audio/wav", sample_wav()),
             "transcript": "Bună ziua, vă rog să mă sunați înapoi.",
         },
-        "fax.received": {
-            "remote_number": "+40215550199",
-            "pages": 1,
-            "received_at": earlier,
-            "document": _inline("fax-20261122.pdf", "application/pdf", sample_pdf()),
-        },
+        "fax.received": {"remote_number": FAX_FROM, "pages": 1, "received_at": earlier},
         "fax.sent": {"remote_number": "+40215550199", "pages": 3, "sent_at": earlier},
         "fax.failed": {
             "remote_number": "+40215550199",
@@ -142,7 +124,7 @@ def sample_data(
             "limit": "50.00",
             "spent": "52.35",
             "currency": "RON",
-            "date": now.date().isoformat(),
+            "date": now.astimezone(SAMPLE_ZONE).date().isoformat(),
         },
         "billing.balance_updated": {"balance": "3.20", "currency": "RON"},
         "billing.credit_added": {
@@ -161,7 +143,41 @@ def sample_data(
     }
     if event_type not in samples:
         raise KeyError(f"no sample for {event_type!r}; known: {', '.join(sorted(samples))}")
-    return {"account_id": account_id, **samples[event_type], **overrides}
+    data = {"account_id": account_id, **samples[event_type], **overrides}
+    return {**_files(event_type, data), **data}
+
+
+def _files(event_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The sample's files, made to agree with it (unless the caller gave its own): the audio
+    lasts duration_seconds, the fax is dated the day it was received. A value a test
+    overrides with something invalid (the event is to be refused) leaves the default's."""
+    if event_type == "voicemail.received":
+        seconds = data["duration_seconds"]
+        if not isinstance(seconds, int | float) or not 0 <= seconds <= 600:
+            seconds = VOICEMAIL_SECONDS
+        return {"audio": _inline("msg0001.wav", "audio/wav", voicemail_audio(seconds))}
+    if event_type == "fax.received":
+        try:
+            day = local_day(data["received_at"])
+        except (TypeError, ValueError):
+            day = datetime.now(UTC).astimezone(SAMPLE_ZONE).date()
+        tiff = sample_fax_tiff(day, str(data["remote_number"]))
+        return {"document": _inline(fax_file_name(day), "image/tiff", tiff)}
+    return {}
+
+
+def voicemail_audio(seconds: float) -> bytes:
+    """8-bit: a 14-second sample is 112 KB, half of what Asterisk's 16-bit would be."""
+    return sample_wav(float(seconds), width=1)
+
+
+def local_day(moment: str | datetime) -> date:
+    when = datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+    return when.astimezone(SAMPLE_ZONE).date()
+
+
+def fax_file_name(day: date) -> str:
+    return f"fax-{day:%Y%m%d}.tif"
 
 
 def sample_event(
@@ -201,10 +217,12 @@ NOTICE_KINDS = (
     "marketing.offer",
     "digest",
     "account.preferences_link",
+    "billing.statement",
 )
 # Kinds no event gives: a digest tells its notices through `extra`; a fresh preference link
-# (asked for on a subscriber's page) has only the link every email carries.
-KINDS_WITHOUT_DATA = frozenset({"digest", "account.preferences_link"})
+# (asked for on a subscriber's page) has only the link every email carries; the monthly
+# credit statement is made by its job from the month's billing events.
+KINDS_WITHOUT_DATA = frozenset({"digest", "account.preferences_link", "billing.statement"})
 
 # Broadcasts are not webhooks: their content is what the admin wrote, per language.
 SAMPLE_BROADCASTS = {
@@ -249,6 +267,29 @@ KIND_EVENT = {
 }
 
 
+# A month that adds up: 12.40 + 50.00 topped up - 38.65 spent = 23.75, the spending (about
+# 1.29 a day) leaving 18 days; the payment settles an invoice, not the credit.
+SAMPLE_STATEMENT: dict[str, Any] = {
+    "period": "2026-10-01",
+    "period_end": "2026-10-31",
+    "currencies": [
+        {
+            "currency": "RON",
+            "opening": "12.40",
+            "closing": "23.75",
+            "top_ups": 2,
+            "top_up_sum": "50.00",
+            "payments": 1,
+            "payment_sum": "119.00",
+            "low_crossings": 1,
+            "critical_crossings": 0,
+            "limit_events": 0,
+            "days_left": 18,
+        }
+    ],
+}
+
+
 def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
     """The `extra` a notice of this kind carries (see docs/templates.md)."""
     if kind == "account.email_changed":
@@ -265,14 +306,22 @@ def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
                 "extension": "101",
                 "ring_seconds": 20,
             },
-            "attachment": {"filename": "msg0001.wav", "size_bytes": 4044, "status": "attached"},
+            "attachment": {
+                "filename": "msg0001.wav",
+                "size_bytes": len(voicemail_audio(data["duration_seconds"])),
+                "status": "attached",
+            },
             "portal_url": "https://portal.voip.example/voicemail",
         }
     if kind == "fax.received":
+        # As the email carries it: the TIFF made a PDF (attachments.prepare).
+        day = local_day(data["received_at"])
+        tiff = sample_fax_tiff(day, data["remote_number"])
+        document = prepare("document", fax_file_name(day), "image/tiff", tiff)
         return {
             "attachment": {
-                "filename": "fax-20261122.pdf",
-                "size_bytes": 187_000,
+                "filename": document.filename,
+                "size_bytes": len(document.content),
                 "status": "attached",
             },
             "portal_url": "https://portal.voip.example/fax",
@@ -285,6 +334,8 @@ def sample_extra(kind: str, data: dict[str, Any]) -> dict[str, Any]:
         return {"threshold": "5.00", "days_left": 3}
     if kind == "credit.critical":
         return {"threshold": "1.00", "days_left": None}
+    if kind == "billing.statement":
+        return dict(SAMPLE_STATEMENT)
     if kind == "digest":
         return {
             "period": "hourly",

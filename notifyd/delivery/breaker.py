@@ -49,10 +49,19 @@ class Breaker:
     def is_open(self) -> bool:
         return self.state is not State.CLOSED
 
-    def succeeded(self) -> None:
+    def succeeded(self) -> list[UUID]:
+        """A delivery: the relay works. Returns the notices of the streak, whose refusals
+        were theirs after all (their failure will not be withdrawn)."""
+        confirmed = [notice_id for notice_id, _ in self.streak]
         self.state = State.CLOSED
         self.streak.clear()
         self.current_cooldown = 0.0
+        return confirmed
+
+    def may_withdraw(self, notice_id: UUID) -> bool:
+        """Whether the notice's refusal is in the streak: should the breaker open, its
+        failure is taken back (and its callback with it)."""
+        return any(refused == notice_id for refused, _ in self.streak)
 
     def refused(self, notice_id: UUID, address: str, now: float) -> list[UUID] | None:
         """A 5xx. Returns the notices to put back when this refusal opens the breaker (the

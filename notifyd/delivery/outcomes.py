@@ -17,15 +17,17 @@ import asyncpg
 import structlog
 
 from notifyd.bounces import hard_bounce
-from notifyd.delivery.breaker import Breaker
+from notifyd.delivery.breaker import MAX_COOLDOWN, Breaker
 from notifyd.delivery.enclosing import KINDS_WITH_FILES
 from notifyd.delivery.send import Attempt, Mailing
 from notifyd.delivery.sent_records import SentRecords
 from notifyd.mail.transport import Outcome, Verdict
 from notifyd.metrics import Metrics
 from notifyd.rules.schedule import retry_delay
+from notifyd.settings import TRANSACTIONAL
 from notifyd.storage import addresses as address_store
 from notifyd.storage import attachments as attachment_store
+from notifyd.storage import callbacks as callback_store
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimedNotice
@@ -54,25 +56,70 @@ class Outcomes:
         self.metrics = metrics
         self.clock = clock
         self.monotonic = monotonic
-        self.breaker = Breaker(
-            mailing.delivery.breaker_threshold, mailing.delivery.breaker_cooldown_seconds
-        )
+        # A breaker a relay: each stream's, shared by streams that share a transport, so a
+        # marketing relay refusing everything pauses only the offers.
+        self.breakers: dict[str, Breaker] = self._breakers(mailing, {})
         # Notices the open breaker put back with a due time at the end of its pause.
         self.held: set[UUID] = set()
+        # Refusals a delivery showed were the notices' own: their held callbacks may go.
+        self._confirmed: list[UUID] = []
         self._sent = SentRecords(pool, token, lambda: self.mailing.callback_sources)
         # Called when an outcome wrote a callback row (the sender posts it at once).
         self.on_told: Callable[[], None] = lambda: None
+
+    @property
+    def breaker(self) -> Breaker:
+        """The transactional relay's breaker (the only one without [smtp.streams])."""
+        return self.breakers[TRANSACTIONAL]
+
+    def breaker_of(self, notice: ClaimedNotice) -> Breaker:
+        return self.breakers[self.mailing.stream_of(notice)]
+
+    @staticmethod
+    def _breakers(mailing: Mailing, old: dict[str, Breaker]) -> dict[str, Breaker]:
+        """A breaker for each stream, one a transport; a stream keeps its old breaker (and
+        its state) where it has one of its own."""
+        made: dict[int, Breaker] = {}
+        breakers: dict[str, Breaker] = {}
+        for stream, transport in mailing.transport.by_stream.items():
+            if id(transport) not in made:
+                kept = old.get(stream)
+                shared = kept is not None and any(kept is b for b in made.values())
+                made[id(transport)] = kept if kept is not None and not shared else Breaker(0, 0)
+            breaker = breakers[stream] = made[id(transport)]
+            breaker.threshold = mailing.delivery.breaker_threshold
+            breaker.cooldown = mailing.delivery.breaker_cooldown_seconds
+        return breakers
+
+    def paused_streams(self, now: float, busy: set[str]) -> tuple[set[str], list[str], float]:
+        """The streams whose relay's breaker keeps their notices queued now; of those, the
+        ones whose relay may be tried with one notice (half open, and no notice of a stream
+        on that relay among `busy`, the streams of the notices in flight); and the seconds
+        until the next such trial."""
+        paused: set[str] = set()
+        trials: list[str] = []
+        wait = MAX_COOLDOWN
+        for stream, breaker in self.breakers.items():
+            allowed = breaker.allowance(now)
+            if allowed is None:
+                continue
+            paused.add(stream)
+            sharing = {s for s, b in self.breakers.items() if b is breaker}
+            if allowed and not busy & sharing:
+                trials.append(stream)
+            wait = min(wait, breaker.wait(now))
+        return paused, trials, wait
 
     def configure(self, mailing: Mailing) -> None:
         """New settings on reload: the outcomes recorded from now on follow them."""
         old = self.mailing
         self.mailing = mailing
-        self.breaker.threshold = mailing.delivery.breaker_threshold
-        self.breaker.cooldown = mailing.delivery.breaker_cooldown_seconds
-        if self.breaker.is_open and old.transport is not mailing.transport:
-            # New relay settings (the fixed password): try again now rather than later;
-            # `release_held` makes the held notices due.
-            self.breaker.open_until = 0.0
+        self.breakers = self._breakers(mailing, self.breakers)
+        for stream, breaker in self.breakers.items():
+            if breaker.is_open and old.transport[stream] is not mailing.transport[stream]:
+                # New relay settings (the fixed password): try again now rather than later;
+                # `release_held` makes the held notices due.
+                breaker.open_until = 0.0
 
     async def release_held(self) -> int:
         """Make the notices held by the open breaker due now (the relay settings changed)."""
@@ -95,7 +142,23 @@ class Outcomes:
             self.metrics.possible_duplicates.inc()
         outcome, retry_after, restore = self._judge(notice, sent)
         await self.record(notice, outcome, retry_after, restore=restore)
+        if self._confirmed:
+            await self._confirm_failures()
         return outcome
+
+    async def _confirm_failures(self) -> None:
+        """The refusals of a streak a delivery ended were the notices' own: their
+        notice.failed callbacks, held while the breaker might withdraw them, go now."""
+        confirmed, self._confirmed = self._confirmed, []
+        if not self.mailing.callback_sources:
+            return
+        try:
+            async with self.pool.acquire() as conn:
+                due = await callback_store.confirm_failures(conn, confirmed)
+        except db.UNAVAILABLE:
+            return  # they go when their hold ends
+        if due:
+            self.on_told()
 
     def _judge(
         self, notice: ClaimedNotice, outcome: Outcome
@@ -105,28 +168,31 @@ class Outcomes:
         same streak already failed: returned to be queued again)."""
         now = self.monotonic()
         restore: list[UUID] = []
-        was_open = self.breaker.is_open
+        breaker = self.breaker_of(notice)
+        was_open = breaker.is_open
         if outcome.verdict is Verdict.SENT:
-            self.breaker.succeeded()
+            self._confirmed.extend(breaker.succeeded())
             if was_open:
                 self.held.clear()
         elif outcome.error_kind in ("auth", "refused"):
-            self.breaker.refused_us(now)
+            breaker.refused_us(now)
         elif outcome.verdict is Verdict.FAILED and outcome.error_kind == "5xx":
-            restore = self.breaker.refused(notice.id, notice.recipient, now) or []
-        self.metrics.delivery_paused.set(1 if self.breaker.is_open else 0)
-        if self.breaker.is_open and not was_open:
+            restore = breaker.refused(notice.id, notice.recipient, now) or []
+        paused = any(b.is_open for b in self.breakers.values())
+        self.metrics.delivery_paused.set(1 if paused else 0)
+        if breaker.is_open and not was_open:
             self.metrics.breaker_trips.inc()
             log.error(
                 "the relay refuses everything: delivery paused, notices kept",
+                stream=self.mailing.stream_of(notice),
                 reply=outcome.reply[:200],
-                pause_seconds=round(self.breaker.wait(now), 1),
+                pause_seconds=round(breaker.wait(now), 1),
             )
-        if self.breaker.is_open and outcome.verdict is not Verdict.SENT:
+        if breaker.is_open and outcome.verdict is not Verdict.SENT:
             self.held.add(notice.id)
             self.held.update(restore)
             held = Outcome(Verdict.RETRY, outcome.reply, outcome.error_kind)
-            return held, max(self.breaker.wait(now), 1.0), restore
+            return held, max(breaker.wait(now), 1.0), restore
         return outcome, None, restore
 
     async def record(
@@ -147,6 +213,11 @@ class Outcomes:
         reply = outcome.reply.replace("\x00", "")
         verdict, error, due_at = self._decided(notice, outcome.verdict, reply, retry_after, now)
         self.metrics.deliveries.labels(verdict.value).inc()
+        # The relay refused it for good; else notifyd gave up (its lifetime passed, or a
+        # reason of ours): the cause a dead letter's counter and its callback both name.
+        refused = from_smtp and outcome.verdict is Verdict.FAILED
+        if verdict is Verdict.FAILED:
+            self.metrics.dead_lettered.labels("refused" if refused else "gave_up").inc()
         if verdict is Verdict.SENT:
             self.metrics.delivery_latency.observe(
                 max((now - notice.created_at).total_seconds(), 0.0)
@@ -165,11 +236,7 @@ class Outcomes:
                     reply if from_smtp else None,
                     due_at,
                     restore,
-                    # The relay refused it for good; else notifyd gave up (its lifetime
-                    # passed, or a reason of ours).
-                    "failed"
-                    if from_smtp and outcome.verdict is Verdict.FAILED
-                    else "dead_lettered",
+                    "failed" if refused else "dead_lettered",
                 )
                 if verdict is not Verdict.RETRY and self.mailing.callback_sources:
                     self.on_told()
@@ -245,7 +312,14 @@ class Outcomes:
                 await notice_store.mark_retry(conn, notice.id, self.token, due_at, error, reply)
             else:
                 told = (self.mailing.callback_sources, f"notice.{failure}")
-                await notice_store.mark_failed(conn, notice.id, self.token, error, reply, told)
+                # A refusal the breaker may still withdraw (should the relay prove to refuse
+                # everything) is told only after its cooldown, or once a delivery ends the
+                # streak: the source is never told of a failure that is taken back.
+                breaker = self.breaker_of(notice)
+                hold = breaker.cooldown if breaker.may_withdraw(notice.id) else 0.0
+                await notice_store.mark_failed(
+                    conn, notice.id, self.token, error, reply, told, hold
+                )
                 if bounce:
                     await hard_bounce(
                         conn,

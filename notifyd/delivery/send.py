@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -22,25 +22,37 @@ from notifyd.catalogue.stoppable import stoppable_by_link
 from notifyd.delivery.enclosing import Enclosure, enclose
 from notifyd.delivery.pacing import Pacer
 from notifyd.links import Links
-from notifyd.mail.addresses import Unsendable, wire_form, wire_mailbox
+from notifyd.mail.addresses import Origin, Unsendable, wire_form, wire_mailbox
 from notifyd.mail.dkim import DkimError, DkimSigner
 from notifyd.mail.previews import renderer_for
 from notifyd.mail.rendering import NoticeView, Renderer
-from notifyd.mail.transport import Outcome, Transport, Verdict
+from notifyd.mail.transport import Outcome, Relays, Verdict
 from notifyd.model import DigestItem
 from notifyd.rules import digests
 from notifyd.rules.digests import DIGEST_KIND
 from notifyd.rules.preferences import off_by_default
 from notifyd.settings import (
+    STREAMS,
     AttachmentSettings,
     ConfigError,
     DeliverySettings,
     Settings,
     callback_sources,
+    stream_of,
 )
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimedNotice
+
+
+@dataclass(frozen=True)
+class Stream:
+    """Who a stream's mail is from (From, Reply-To) and where its bounces go: MAIL FROM is
+    the sender's address, or with a bounce domain each notice's own (VERP)."""
+
+    origin: Origin
+    envelope_sender: str
+    bounce_domain: str = ""
 
 
 @dataclass(frozen=True)
@@ -49,10 +61,13 @@ class Mailing:
 
     delivery: DeliverySettings
     attachments: AttachmentSettings
-    transport: Transport
+    # The transport of each stream (settings.TRANSACTIONAL, MARKETING).
+    transport: Relays
     renderer: Renderer
-    # MAIL FROM: where bounces go (the address of the configured sender).
-    envelope_sender: str
+    # By stream name: its From, envelope sender and bounce domain ([smtp.streams]).
+    streams: Mapping[str, Stream]
+    # Kinds outside the marketing category that leave by the marketing stream.
+    marketing_kinds: tuple[str, ...] = ()
     signer: DkimSigner | None = None
     links: Links | None = None
     # Right-hand side of the Message-IDs of notices created here (reroutes).
@@ -62,22 +77,34 @@ class Mailing:
     # The categories [defaults.modes] turns off: withheld at the claim from subscribers who
     # chose no mode of their own (rules.preferences.off_by_default).
     off_by_default: frozenset[str] = frozenset()
-    # [smtp] bounce_domain and bounce_local_part: set, each notice's envelope sender is
-    # its own (VERP), whose token intake/reports.py maps a bounce or complaint back by.
-    bounce_domain: str = ""
+    # [smtp] bounce_local_part: with a stream's bounce domain, each notice's envelope
+    # sender is its own (VERP), whose token intake/reports.py maps a bounce back by.
     bounce_local_part: str = "bounce"
     # Sources with a [sources.<name>.callback]: their events' notices' outcomes are told.
     callback_sources: tuple[str, ...] = ()
 
-    def sender_for(self, notice: ClaimedNotice) -> str:
-        """MAIL FROM for this notice: its own bounce address, or the configured sender's."""
-        if not self.bounce_domain or self.links is None:
-            return self.envelope_sender
+    def stream_of(self, notice: ClaimedNotice) -> str:
+        return stream_of(notice.category, notice.kind, self.marketing_kinds)
+
+    def sender_for(self, notice: ClaimedNotice, stream: Stream) -> str:
+        """MAIL FROM for this notice: its own bounce address, or its stream's sender's."""
+        if not stream.bounce_domain or self.links is None:
+            return stream.envelope_sender
         token = self.links.bounce_token(notice.id)
-        return f"{self.bounce_local_part}+{token}@{self.bounce_domain}"
+        return f"{self.bounce_local_part}+{token}@{stream.bounce_domain}"
 
 
-def mailing_for(settings: Settings, transport: Transport, links: Links | None = None) -> Mailing:
+def streams_of(settings: Settings) -> dict[str, Stream]:
+    """Each stream's sender and bounce domain, from [smtp] and [smtp.streams]."""
+    streams = {}
+    for name in STREAMS:
+        smtp = settings.smtp.stream(name)
+        origin = Origin.of(smtp.sender, smtp.sender_names, smtp.reply_to)
+        streams[name] = Stream(origin, wire_mailbox(smtp.sender_address), smtp.bounce_domain)
+    return streams
+
+
+def mailing_for(settings: Settings, transport: Relays, links: Links | None = None) -> Mailing:
     """Everything that turns a notice into mail, checked now (templates, DKIM key): a
     problem is a config error at start or reload."""
     signer = None
@@ -91,13 +118,13 @@ def mailing_for(settings: Settings, transport: Transport, links: Links | None = 
         attachments=settings.attachments,
         transport=transport,
         renderer=renderer_for(settings),
-        envelope_sender=wire_mailbox(settings.smtp.sender_address),
+        streams=streams_of(settings),
+        marketing_kinds=settings.smtp.marketing_kinds,
         signer=signer,
         links=links,
         message_domain=settings.message_domain,
         keep_files_days=settings.retention.payload_days,
         off_by_default=off_by_default(settings.defaults),
-        bounce_domain=settings.smtp.bounce_domain,
         bounce_local_part=settings.smtp.bounce_local_part,
         callback_sources=callback_sources(settings),
     )
@@ -139,19 +166,20 @@ class Sender:
         if isinstance(made, Attempt):  # decided before any SMTP
             yield made
             return
-        recipient, data = made
+        recipient, data, stream = made
         pause = self.pacer.reserve(notice.recipient, self.monotonic())
         if pause:
             await asyncio.sleep(pause)  # the destination domain's rate
-        async with mailing.transport.sending(
-            data, mailing.sender_for(notice), recipient, notice.message_id
+        async with mailing.transport[stream].sending(
+            data, mailing.sender_for(notice, mailing.streams[stream]), recipient, notice.message_id
         ) as sent:
             yield Attempt(sent)
 
     async def _made(
         self, notice: ClaimedNotice, mailing: Mailing, bound: FilteringBoundLogger
-    ) -> tuple[str, bytes] | Attempt:
-        """The envelope recipient and the message, signed; or why there is none to send."""
+    ) -> tuple[str, bytes, str] | Attempt:
+        """The envelope recipient, the message, signed, and its stream; or why there is none
+        to send."""
         age = (self.clock() - notice.lifetime_from).total_seconds()
         if age >= mailing.delivery.lifetime(notice.category):
             # Waited too long (an outage, a paused relay): worth a dead letter, not an email.
@@ -179,8 +207,9 @@ class Sender:
         if isinstance(given, Attempt):
             return given
         context, items = given
-        data = self._rendered(notice, mailing, context, items, enclosure, bound)
-        return data if isinstance(data, Attempt) else (recipient, data)
+        stream = mailing.stream_of(notice)
+        data = self._rendered(notice, mailing, (context, items, stream), enclosure, bound)
+        return data if isinstance(data, Attempt) else (recipient, data, stream)
 
     async def _context(
         self, notice: ClaimedNotice, mailing: Mailing, enclosure: Enclosure
@@ -225,18 +254,25 @@ class Sender:
         self,
         notice: ClaimedNotice,
         mailing: Mailing,
-        context: dict[str, Any],
-        items: list[DigestItem],
+        given: tuple[dict[str, Any], list[DigestItem], str],
         enclosure: Enclosure,
         bound: FilteringBoundLogger,
     ) -> bytes | Attempt:
-        """The message, signed if DKIM is on."""
+        """The message of `given` (the templates' context, a digest's items, the stream),
+        signed if DKIM is on."""
+        context, items, stream = given
         step = "rendering"
         try:
             if notice.kind == DIGEST_KIND:
                 context.update(_digest_context(notice, items, mailing.renderer))
             view = replace(notice, context=context)
-            data = mailing.renderer.mail(view, self.clock(), enclosure.files)
+            data = mailing.renderer.mail(
+                view,
+                self.clock(),
+                enclosure.files,
+                origin=mailing.streams[stream].origin,
+                stream=stream,
+            )
             if mailing.signer is not None:
                 step = "DKIM signing"
                 data = mailing.signer.sign(data)

@@ -30,9 +30,9 @@ from notifyd.delivery.breaker import Breaker
 from notifyd.delivery.outcomes import Outcomes
 from notifyd.delivery.pacing import Pacer
 from notifyd.delivery.send import Mailing, Sender
-from notifyd.mail.transport import Outcome, Transport, Verdict
+from notifyd.mail.transport import Outcome, Relays, Verdict
 from notifyd.metrics import Metrics
-from notifyd.settings import DatabaseSettings, DeliverySettings
+from notifyd.settings import STREAMS, DatabaseSettings, DeliverySettings
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimedNotice
@@ -74,6 +74,8 @@ class Dispatcher:
         self._wake = asyncio.Event()
         self._stopping = asyncio.Event()
         self._in_flight: dict[UUID, asyncio.Task[None]] = {}
+        # The mail stream of each notice in flight: a paused relay's trial waits for its own.
+        self._streams_in_flight: dict[UUID, str] = {}
         self._listener: asyncpg.Connection | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.pacer = Pacer(mailing.delivery.domain_rate, mailing.delivery.domain_rates)
@@ -111,7 +113,7 @@ class Dispatcher:
         """The relay's circuit breaker (outcomes.py feeds it; claims wait while it is open)."""
         return self.outcomes.breaker
 
-    def reconfigure(self, mailing: Mailing) -> Transport:
+    def reconfigure(self, mailing: Mailing) -> Relays:
         """Take new settings on reload; returns the old transport for the caller to close.
         Sends in progress finish with what they started with."""
         old = self.mailing.transport
@@ -197,14 +199,23 @@ class Dispatcher:
             await self._wait_for_slots(self.delivery.poll_seconds)
             return None
         loop_now = self._monotonic()
-        allowed = self.breaker.allowance(loop_now)
-        if allowed is not None and (allowed == 0 or self._in_flight):
-            # The relay refuses everything: paused; after the cooldown one notice at a time.
-            await self._wait_for_slots(max(self.breaker.wait(loop_now), 0.05))
-            return None
-        if allowed is not None:
-            free = min(free, allowed)
-        asked = min(free, self.delivery.batch_size)
+        busy = set(self._streams_in_flight.values())
+        paused, trials, wait = self.outcomes.paused_streams(loop_now, busy)
+        wait = min(wait, self.delivery.poll_seconds)
+        if len(paused) == len(STREAMS):
+            # Every relay refuses everything: paused; after the cooldown, one notice.
+            if not trials:
+                await self._wait_for_slots(max(wait, 0.05))
+                return None
+            return await self._claim_some(1, paused - {trials[0]}, loop_now)
+        for stream in trials:
+            # A paused relay's trial notice, while the other stream's notices go on.
+            await self._claim_some(1, set(STREAMS) - {stream}, loop_now)
+        return await self._claim_some(min(free, self.delivery.batch_size), paused, loop_now)
+
+    async def _claim_some(self, asked: int, paused: set[str], loop_now: float) -> bool:
+        """Claim up to `asked` due notices but those of the `paused` streams, and start
+        them; whether it took as many as it asked for."""
         async with self.pool.acquire() as conn:
             claim = await notice_store.claim_due(
                 conn,
@@ -214,6 +225,7 @@ class Dispatcher:
                 self.delivery.lease_seconds,
                 self.pacer.throttled(loop_now, PACING_HORIZON),
                 self.mailing.off_by_default,
+                notice_store.StreamTerms(frozenset(paused), self.mailing.marketing_kinds),
             )
         self._later = claim.later
         for notice in claim.notices:
@@ -225,7 +237,8 @@ class Dispatcher:
         them: as many as its free slots, none while the relay refuses everything (the
         breaker's pause and trial stay with the claim loop) or delivery is stopping."""
         free = self.delivery.concurrency - len(self._in_flight)
-        if free <= 0 or self.breaker.is_open or self._stopping.is_set():
+        paused = any(b.is_open for b in self.outcomes.breakers.values())
+        if free <= 0 or paused or self._stopping.is_set():
             return None
         skip = self.pacer.throttled(self._monotonic(), PACING_HORIZON)
         return notice_store.ClaimTerms(
@@ -248,10 +261,12 @@ class Dispatcher:
             self._deliver(notice), name=f"notice-{notice.id}", context=contextvars.Context()
         )
         self._in_flight[notice.id] = task
+        self._streams_in_flight[notice.id] = self.mailing.stream_of(notice)
         task.add_done_callback(functools.partial(self._finished, notice.id))
 
     def _finished(self, notice_id: UUID, _task: asyncio.Task[None]) -> None:
         self._in_flight.pop(notice_id, None)
+        self._streams_in_flight.pop(notice_id, None)
         if self._awaiting_slots:
             # Only a worker waiting for slots needs to hear of one: an idle worker is woken
             # by what is queued, and waking it for every send that ends would turn each one

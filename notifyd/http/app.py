@@ -42,7 +42,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         response.headers["X-Request-Id"] = request_id
         # Every answer, not only the pages': an error or JSON body shown in a browser must
         # not be framed, sniffed into HTML or allowed to load anything either.
-        response.headers["Content-Security-Policy"] = shell.CONTENT_SECURITY_POLICY
+        response.headers["Content-Security-Policy"] = request.config_dict[RUNTIME].pages.policy
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
 
@@ -77,6 +77,7 @@ def create_app(runtime: Runtime) -> web.Application:
         openapi.routes,
         unsubscribe.routes,
         preferences.routes,
+        shell.routes,
         renewal.routes,
     ):
         routes.add_to(app)

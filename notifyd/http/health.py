@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from notifyd.http.operations import Answer, Routes
 from notifyd.http.runtime import RUNTIME
@@ -52,22 +53,25 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready", "schema": version})
 
 
+# A hung database must not hang the scrape: Prometheus' own timeout is 10 s by default, and
+# a scrape that times out loses every metric, the database_up that says why among them.
+SCRAPE_DATABASE_TIMEOUT = 2.0
+
+
 @routes.get(
     "/metrics", "Prometheus metrics", answers={200: Answer("text", media_type="text/plain")}
 )
 async def metrics(request: web.Request) -> web.Response:
     runtime = request.app[RUNTIME]
+    queue: dict[str, float] | None
     try:
-        async with asyncio.timeout(2):
+        async with asyncio.timeout(SCRAPE_DATABASE_TIMEOUT):
             async with runtime.pool.acquire() as conn:
-                counts = await notice_store.count_sendable(conn)
-        for state, total in counts.items():
-            runtime.metrics.notices.labels(state).set(total)
-    except (TimeoutError, *db.UNAVAILABLE):
-        pass  # the other metrics are still worth serving while the database is away
+                queue = await notice_store.scrape_gauges(conn, runtime.clock())
+    except Exception:  # whatever it is, the database did not answer: database_up says 0
+        queue = None  # the other metrics are still worth serving while the database is away
+    runtime.metrics.scraped(queue)
+    # The text format's own type with its version, as Prometheus expects it.
     return web.Response(
-        body=runtime.metrics.render(),
-        content_type="text/plain",
-        charset="utf-8",
-        headers={"X-Prometheus-Format": "0.0.4"},
+        body=runtime.metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST}
     )

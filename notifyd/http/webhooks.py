@@ -6,6 +6,7 @@ import asyncio
 import functools
 import ipaddress
 import operator
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -197,12 +198,13 @@ def expect_for(kind: str) -> Callable[[web.Request], Awaitable[None]]:
     expect_handler=expect_for("events"),
 )
 async def receive_webhook(request: web.Request) -> web.Response:
+    started = time.monotonic()
     runtime = request.app[RUNTIME]
     name = request.match_info["source"]
     with runtime.bodies.reservation() as room:
         response, event_type = await _receive(request, runtime, name, room)
     source_label = name if name in runtime.settings.sources else "-"
-    runtime.metrics.webhooks.labels(source_label, event_type, str(response.status)).inc()
+    runtime.metrics.webhook_answered(source_label, event_type, response.status, started)
     return response
 
 

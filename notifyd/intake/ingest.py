@@ -19,6 +19,7 @@ import asyncpg
 
 from notifyd.catalogue.events import (
     AccountCreated,
+    Category,
     Event,
 )
 from notifyd.intake.facts import (
@@ -29,7 +30,9 @@ from notifyd.intake.facts import (
     account_of,
     look_up_facts,
 )
-from notifyd.model import NoticePlan, Subscriber
+from notifyd.model import NoticePlan, StatementEntry, Subscriber
+from notifyd.rules import statements
+from notifyd.rules.preferences import mode_for
 from notifyd.rules.routing import Routing, route, subscriber_after
 from notifyd.storage import attachments as attachment_store
 from notifyd.storage import events as event_store
@@ -128,6 +131,7 @@ async def _ingest_wave(
         claim,
         terms,
         _decisions(routed),
+        [entry for step in fresh if (entry := _statement_entry(step)) is not None],
     )
     await _settle(conn, routed, planned, result, receipts)
     if terms is None:
@@ -178,6 +182,19 @@ def _route(step: Step) -> Routing:
         step.incoming.now,
         hourly_cap=rules.hourly_cap,
     )
+
+
+def _statement_entry(step: Step) -> StatementEntry | None:
+    """What the event adds to its month's credit statement: only for a subscriber who chose
+    statements (minimal data: no running record of anyone else's credit)."""
+    subscriber, defaults = step.after, step.incoming.rules.defaults
+    if subscriber is None:
+        return None
+    if mode_for(Category.STATEMENT, subscriber.preferences, defaults) == "off":
+        return None
+    crossed = step.facts.credit.notify if step.facts.credit is not None else None
+    zone = subscriber.timezone or defaults.timezone
+    return statements.entry(step.incoming.event, crossed, zone)
 
 
 def _claims(

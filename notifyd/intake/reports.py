@@ -98,8 +98,11 @@ async def _act(conn: db.Conn, notice: asyncpg.Record, report: Report, terms: Ter
         )
         return Decision("hard_bounce", report.status or "failed", notice_id)
     if report.kind is Kind.DELAYED:
-        await address_store.record_soft_bounce(conn, recipient)
-        return Decision("soft_bounce", report.status or "delayed", notice_id)
+        status = report.status or "delayed"
+        if await address_store.record_soft_bounce(conn, recipient, notice_id, status) is None:
+            # The same report posted again (a pipe script retrying after a timeout).
+            return Decision("nothing", "reported_already", notice_id)
+        return Decision("soft_bounce", status, notice_id)
     if await consent_store.is_suppressed(conn, recipient):
         return Decision("nothing", "already_suppressed", notice_id)
     account_id: str = notice["account_id"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import email.utils
 import functools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 # The second import of email-validator (the catalogue's is the first): the same library
 # that normalised the address gives its ASCII domain back, by the same IDNA rules.
@@ -48,3 +50,26 @@ def wire_mailbox(mailbox: str) -> str:
     except Unsendable:
         return mailbox
     return mailbox.replace(address, wire) if wire != address else mailbox
+
+
+@dataclass(frozen=True)
+class Origin:
+    """Who a stream's messages are from: the From mailbox (`Name <address>`, in wire form),
+    its display name by language ([smtp] sender_names), and the Reply-To, if any."""
+
+    sender: str
+    names: Mapping[str, str] = field(default_factory=dict)
+    reply_to: str = ""
+
+    @classmethod
+    def of(cls, sender: str, names: Mapping[str, str], reply_to: str = "") -> Origin:
+        return cls(wire_mailbox(sender), dict(names), wire_mailbox(reply_to) if reply_to else "")
+
+    def sender_in(self, language: str) -> str:
+        """The From mailbox for a notice in `language`: the same address, the display name
+        the subscriber reads (a Romanian name on an English email reads as a mistake)."""
+        name = self.names.get(language)
+        if not name:
+            return self.sender
+        # Quoted as is; mime.address_header encodes it (RFC 2047) when it is not ASCII.
+        return f'"{name}" <{email.utils.parseaddr(self.sender)[1]}>'

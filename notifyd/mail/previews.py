@@ -61,6 +61,7 @@ def renderer_for(settings: Settings) -> Renderer:
     renderer = Renderer(
         settings.smtp.sender,
         reply_to=settings.smtp.reply_to,
+        sender_names=settings.smtp.sender_names,
         override_folder=settings.templates_folder,
         branding=settings.branding,
         company=settings.company,

@@ -31,7 +31,7 @@ from babel.numbers import format_currency, format_decimal
 
 from notifyd.catalogue.phones import is_withheld, parse_international
 from notifyd.mail import mime
-from notifyd.mail.addresses import wire_form, wire_mailbox
+from notifyd.mail.addresses import Origin, wire_form
 from notifyd.settings.branding import BrandingSettings
 
 
@@ -141,13 +141,13 @@ class Renderer:
         sender: str,
         *,
         reply_to: str = "",
+        sender_names: Mapping[str, str] | None = None,
         override_folder: Path | None = None,
         branding: BrandingSettings | None = None,
         company: str = "",
     ) -> None:
         # The operator's own domain may be an IDN: headers carry its A-label.
-        self.sender = wire_mailbox(sender)
-        self.reply_to = wire_mailbox(reply_to) if reply_to else ""
+        self.origin = Origin.of(sender, sender_names or {}, reply_to)
         loaders: list[jinja2.BaseLoader] = []
         if override_folder is not None:
             loaders.append(jinja2.FileSystemLoader(str(override_folder)))
@@ -217,16 +217,22 @@ class Renderer:
         notice: Renderable,
         now: datetime,
         attachments: Sequence[MailAttachment] = (),
+        *,
+        origin: Origin | None = None,
+        stream: str = "",
     ) -> bytes:
-        """The message as sent: bytes with CRLF line ends (see `mime`)."""
+        """The message as sent: bytes with CRLF line ends (see `mime`). `origin`: the From
+        and Reply-To of the notice's stream (else the renderer's); `stream`: its name, for
+        the X-Notifyd-Stream header (docs/delivery.md "Mail streams")."""
         rendered = self.render(notice)
+        origin = origin or self.origin
         headers = [
-            mime.address_header("From", self.sender),
+            mime.address_header("From", origin.sender_in(notice.language)),
             # The domain as its A-label: a Unicode one would become an encoded word.
             mime.mailbox_header("To", wire_form(notice.recipient)),
         ]
-        if self.reply_to:
-            headers.append(mime.address_header("Reply-To", self.reply_to))
+        if origin.reply_to:
+            headers.append(mime.address_header("Reply-To", origin.reply_to))
         headers += [
             mime.text_header("Subject", rendered.subject),
             mime.header("Date", _date_header(now.replace(microsecond=0), now.tzinfo)),
@@ -236,6 +242,9 @@ class Renderer:
             mime.header("X-Auto-Response-Suppress", "All"),
             mime.header("Content-Language", notice.language),
         ]
+        if stream:
+            # Which stream this is, for the relay's routing and the operator's filters.
+            headers.append(mime.header("X-Notifyd-Stream", stream))
         unsubscribe = notice.context.get("unsubscribe_url")
         if unsubscribe:
             # RFC 8058 one-click unsubscribe: offers, digests, and the notices of a category

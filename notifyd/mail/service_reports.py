@@ -13,14 +13,27 @@ The payloads, as the services document them:
   and .../events/event-types (`event-data.event` failed with `severity` permanent or
   temporary, complained; `event-data.message.headers.message-id` without brackets;
   `delivery-status`).
+- SendGrid's Event Webhook:
+  https://www.twilio.com/docs/sendgrid/for-developers/tracking-events/event (a JSON array
+  of events, each read here on its own: `event` bounce with `type` bounce or blocked,
+  dropped with its `reason`, deferred, spamreport; `status`; `smtp-id`, the Message-ID the
+  message was submitted with; custom or unique arguments merged into the event's keys).
+- Amazon SES through SNS: the SNS message's `Message` is SES's notification,
+  https://docs.aws.amazon.com/ses/latest/dg/notification-contents.html (`notificationType`,
+  or `eventType` from a configuration set's event destination: Bounce with `bounceType`
+  Permanent / Transient / Undetermined, Complaint, Delivery ...). SES overwrites the
+  Message-ID header when it sends (`mail.messageId` is its own id); ours is in
+  `mail.headers` and `mail.commonHeaders.messageId`, present when the notifications
+  include the original headers.
 
 Neighbours: intake/reports.py maps a Report to its notice and acts on it.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from notifyd.mail.reports import Kind, Report
@@ -41,6 +54,17 @@ _POSTMARK_SOFT = {"SoftBounce", "Transient", "DnsError", "Blocked", "SMTPApiErro
 # The metadata key an X-PM-Metadata-notifyd-message-id header would give (Postmark's way of
 # carrying a value of ours to its webhooks).
 POSTMARK_METADATA_KEY = "notifyd-message-id"
+
+# SendGrid drops (never sends) a message to an address on its suppression lists. Dropped
+# for a bounce it recorded or an address it finds invalid: this address will take no mail
+# through SendGrid, what a hard bounce says. For a spam report it recorded: the subscriber
+# complained, read as a complaint (consent withdrawn is the cautious reading). The other
+# reasons (unsubscribed at SendGrid, spam content, a bad SMTPAPI header) say nothing of the
+# address's mailbox, and are not acted on.
+_SENDGRID_DROPPED_HARD = {"Bounced Address", "Invalid"}
+_SENDGRID_DROPPED_COMPLAINT = {"Spam Reporting Address"}
+# A unique argument of that name (X-SMTPAPI: {"unique_args": {...}}) names the notice.
+SENDGRID_ARGUMENT = POSTMARK_METADATA_KEY
 
 
 def message_id(value: object) -> str | None:
@@ -85,10 +109,11 @@ def postmark(body: Mapping[str, Any]) -> Report:
     )
 
 
-def mailgun(body: Mapping[str, Any], bounce_domain: str) -> Report:
-    """One Mailgun webhook (its `event-data`). `bounce_domain`: [smtp] bounce_domain; the
-    envelope sender is taken for a bounce address only in it (Mailgun's own bounce
-    addresses are bounce+...@ too, and must not read as forged tokens of ours)."""
+def mailgun(body: Mapping[str, Any], bounce_domains: Collection[str]) -> Report:
+    """One Mailgun webhook (its `event-data`). `bounce_domains`: [smtp] bounce_domain and
+    each stream's; the envelope sender is taken for a bounce address only in one of them
+    (Mailgun's own bounce addresses are bounce+...@ too, and must not read as forged tokens
+    of ours)."""
     data = body.get("event-data")
     if not isinstance(data, Mapping):
         return Report(None, "a mailgun webhook without event-data")
@@ -112,7 +137,7 @@ def mailgun(body: Mapping[str, Any], bounce_domain: str) -> Report:
     sender = envelope.get("sender") if isinstance(envelope, Mapping) else None
     return Report(
         kind,
-        quoted_bounce_address=_in_domain(sender, bounce_domain),
+        quoted_bounce_address=_in_domain(sender, bounce_domains),
         message_id=message_id(headers.get("message-id")) if isinstance(headers, Mapping) else None,
         status=".".join(found.groups()) if found else ("4.0.0" if kind is Kind.DELAYED else ""),
         diagnostic=f"mailgun {severity or event}: {words}".strip(),
@@ -120,10 +145,107 @@ def mailgun(body: Mapping[str, Any], bounce_domain: str) -> Report:
     )
 
 
-def _in_domain(address: object, domain: str) -> str | None:
-    if not domain or not isinstance(address, str):
+def sendgrid(event: object) -> Report:
+    """One event of a SendGrid Event Webhook post. The notice is named by a
+    `notifyd-message-id` argument if one was given (an X-SMTPAPI unique_args), else by
+    `smtp-id`, the Message-ID SendGrid was handed (its own id when there was none, which
+    names no notice)."""
+    if not isinstance(event, Mapping):
+        return Report(None, "a sendgrid event that is not an object")
+    name = str(event.get("event", ""))
+    said = " ".join(str(event.get("reason", "") or event.get("response", "")).split())
+    kind = _sendgrid_kind(name, str(event.get("type", "")), said)
+    if kind is None:
+        return Report(None, f"a sendgrid {name or 'unnamed'} event, not a bounce or complaint")
+    found = _STATUS.search(f"{event.get('status', '')} {said}")
+    return Report(
+        kind,
+        message_id=message_id(event.get(SENDGRID_ARGUMENT)) or message_id(event.get("smtp-id")),
+        status=".".join(found.groups()) if found else ("4.0.0" if kind is Kind.DELAYED else ""),
+        diagnostic=f"sendgrid {name}: {said}".strip(),
+        feedback_type="abuse" if kind is Kind.COMPLAINT else "",
+    )
+
+
+def _sendgrid_kind(name: str, bounce_type: str, reason: str) -> Kind | None:
+    if name == "bounce":
+        # "blocked": the receiver refused for now (a reputation or content block), not a
+        # mailbox that does not exist.
+        return Kind.DELAYED if bounce_type == "blocked" else Kind.FAILED
+    if name == "deferred":
+        return Kind.DELAYED
+    if name == "spamreport":
+        return Kind.COMPLAINT
+    if name == "dropped" and reason in _SENDGRID_DROPPED_HARD:
+        return Kind.FAILED
+    if name == "dropped" and reason in _SENDGRID_DROPPED_COMPLAINT:
+        return Kind.COMPLAINT
+    return None
+
+
+def ses(message: str, bounce_domains: Collection[str]) -> Report:
+    """One SES notification, the `Message` of an SNS notification. One notification may
+    name several recipients of one message; the message is one notice, and the first
+    recipient's status and words are shown on it. `bounce_domains` as for mailgun()."""
+    try:
+        body = json.loads(message)
+    except ValueError:
+        body = None
+    if not isinstance(body, Mapping):
+        return Report(None, "an SNS message that is no SES notification")
+    event = str(body.get("notificationType") or body.get("eventType") or "")
+    if event == "Bounce":
+        details = body.get("bounce")
+        recipients_key = "bouncedRecipients"
+    elif event == "Complaint":
+        details = body.get("complaint")
+        recipients_key = "complainedRecipients"
+    else:
+        return Report(None, f"an SES {event or 'untyped'} notification, not a bounce or complaint")
+    details = details if isinstance(details, Mapping) else {}
+    recipients = details.get(recipients_key)
+    first = recipients[0] if isinstance(recipients, list) and recipients else {}
+    first = first if isinstance(first, Mapping) else {}
+    mail = body.get("mail")
+    mail = mail if isinstance(mail, Mapping) else {}
+    named, sender = _ses_message_id(mail), _in_domain(mail.get("source"), bounce_domains)
+    if event == "Complaint":
+        return Report(
+            Kind.COMPLAINT,
+            quoted_bounce_address=sender,
+            message_id=named,
+            diagnostic="ses complaint",
+            feedback_type=str(details.get("complaintFeedbackType", "") or "abuse"),
+        )
+    bounce_type = str(details.get("bounceType", ""))
+    words = " ".join(str(first.get("diagnosticCode", "")).split())
+    found = _STATUS.search(f"{first.get('status', '')} {words}")
+    kind = Kind.FAILED if bounce_type == "Permanent" else Kind.DELAYED
+    return Report(
+        kind,
+        quoted_bounce_address=sender,
+        message_id=named,
+        status=".".join(found.groups()) if found else ("4.0.0" if kind is Kind.DELAYED else ""),
+        diagnostic=f"ses {bounce_type} {details.get('bounceSubType', '')}: {words}".strip(),
+    )
+
+
+def _ses_message_id(mail: Mapping[str, Any]) -> str | None:
+    """Our Message-ID as SES quotes the original headers: the header list first, then
+    commonHeaders; never `mail.messageId` (SES's own)."""
+    headers = mail.get("headers")
+    for header in headers if isinstance(headers, list) else ():
+        if isinstance(header, Mapping) and str(header.get("name", "")).lower() == "message-id":
+            return message_id(header.get("value"))
+    common = mail.get("commonHeaders")
+    return message_id(common.get("messageId")) if isinstance(common, Mapping) else None
+
+
+def _in_domain(address: object, domains: Collection[str]) -> str | None:
+    if not isinstance(address, str):
         return None
-    return address if address.strip().lower().endswith("@" + domain.lower()) else None
+    domain = address.strip().lower().rpartition("@")[2]
+    return address if domain in {d.lower() for d in domains if d} else None
 
 
 def _angled_only(value: object) -> str | None:

@@ -26,7 +26,7 @@ import structlog
 
 from notifyd.mail.addresses import needs_smtputf8
 from notifyd.mail.pipelined import Lost, PipelinedSession, Refused
-from notifyd.settings import SmtpSettings
+from notifyd.settings import STREAMS, SmtpSettings
 
 log = structlog.get_logger(__name__)
 
@@ -380,3 +380,25 @@ def transport_for(settings: SmtpSettings, outbox: Path) -> Transport:
     if settings.host:
         return SmtpRelay(settings)
     return EmlFolder(outbox)
+
+
+class Relays:
+    """The transport of each mail stream ([smtp.streams]): streams whose relay settings are
+    the same share one pool (so, with no stream of its own, marketing leaves as all mail
+    does); a marketing relay of its own gets a pool of its own."""
+
+    def __init__(self, settings: SmtpSettings, outbox: Path) -> None:
+        pools: dict[tuple[object, ...], Transport] = {}
+        self.by_stream: dict[str, Transport] = {}
+        for name in STREAMS:
+            stream = settings.stream(name)
+            if stream.relay not in pools:
+                pools[stream.relay] = transport_for(stream, outbox)
+            self.by_stream[name] = pools[stream.relay]
+
+    def __getitem__(self, stream: str) -> Transport:
+        return self.by_stream[stream]
+
+    async def close(self) -> None:
+        for transport in {id(t): t for t in self.by_stream.values()}.values():
+            await transport.close()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import time
 from typing import Any
 
-from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
+from notifyd.catalogue.events import MANDATORY_CATEGORIES, OFF_BY_DEFAULT, Category
 from notifyd.model import Preferences, QuietHours, parse_quiet_hours, parse_time_of_day
 from notifyd.settings import DefaultsSettings
 
@@ -21,7 +21,8 @@ CONFIGURABLE = tuple(c.value for c in Category if c not in MANDATORY_CATEGORIES)
 def mode_for(category: Category, preferences: Preferences, defaults: DefaultsSettings) -> str:
     if category in MANDATORY_CATEGORIES:
         return "immediate"
-    return preferences.modes.get(category.value) or defaults.modes.get(category.value, "immediate")
+    fallback = "off" if category in OFF_BY_DEFAULT else "immediate"
+    return preferences.modes.get(category.value) or defaults.modes.get(category.value, fallback)
 
 
 def off_by_default(defaults: DefaultsSettings) -> frozenset[str]:

@@ -1,10 +1,12 @@
 """Settings: the TOML file plus NOTIFYD_* environment, read into frozen pydantic models.
 
 One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
-[dkim] [logging]; intake.py: [sources.<name>] and [sources.<name>.callback] [webhooks]
-[defaults] [thresholds.<CUR>] [calls] [broadcasts]; admin.py: [admin.tokens] [audit];
-delivery.py: [delivery] [attachments] [callbacks]; links.py: [links]; branding.py:
-[branding]; privacy.py: [privacy]; retention.py: [retention]; root.py: the whole file).
+[dkim] [logging]; streams.py: [smtp.streams.marketing]; intake.py: [sources.<name>] and
+[sources.<name>.callback] [webhooks] [defaults] [thresholds.<CUR>] [calls] [broadcasts],
+with service_credentials.py checking a sending service's keys; admin.py: [admin.tokens]
+[audit]; delivery.py: [delivery] [attachments] [callbacks]; links.py: [links]; branding.py:
+[branding]; statements.py: [statements]; privacy.py: [privacy]; retention.py: [retention];
+root.py: the whole file).
 Each key is declared once, with its type, its limits, its default and the description that
 config/notifyd.example.toml shows (example.py writes that part of it: `make
 example-config`).
@@ -56,7 +58,6 @@ from notifyd.settings.retention import RetentionSettings
 from notifyd.settings.root import Settings, callback_sources, environment_keys, from_mapping, load
 from notifyd.settings.service import (
     LOG_LEVELS,
-    SMTP_SECURITY,
     DaemonSettings,
     DatabaseSettings,
     DkimSettings,
@@ -65,13 +66,25 @@ from notifyd.settings.service import (
     SmtpSettings,
     TemplateSettings,
 )
+from notifyd.settings.statements import StatementSettings
+from notifyd.settings.streams import (
+    MARKETING,
+    SMTP_SECURITY,
+    STREAMS,
+    TRANSACTIONAL,
+    StreamSettings,
+    stream_of,
+)
 
 __all__ = [
     "DEFAULT_LIFETIMES",
     "DEFAULT_MODE_CATEGORIES",
     "LOG_LEVELS",
+    "MARKETING",
     "SCOPES",
     "SMTP_SECURITY",
+    "STREAMS",
+    "TRANSACTIONAL",
     "AdminSettings",
     "AdminToken",
     "AttachmentSettings",
@@ -96,6 +109,8 @@ __all__ = [
     "Settings",
     "SmtpSettings",
     "SourceSettings",
+    "StatementSettings",
+    "StreamSettings",
     "TemplateSettings",
     "Thresholds",
     "WebhookSettings",
@@ -104,5 +119,6 @@ __all__ = [
     "environment_keys",
     "from_mapping",
     "load",
+    "stream_of",
     "warnings",
 ]

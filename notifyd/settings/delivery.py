@@ -22,6 +22,7 @@ DEFAULT_LIFETIMES = {
     "fax": 5 * DAY,
     "billing": 5 * DAY,
     "low_credit": 2 * DAY,
+    "statement": 5 * DAY,
     "marketing": 2 * DAY,
     "service": 5 * DAY,
     "security": 5 * DAY,

@@ -27,11 +27,25 @@ from pydantic import (
 from notifyd.catalogue.locale import LANGUAGES, check_timezone
 from notifyd.model import MODES, QuietHours, parse_quiet_hours, parse_time_of_day
 from notifyd.settings.fields import Section, array, existing, one_of
+from notifyd.settings.service_credentials import (
+    SNS_CERTIFICATE_HOSTS,
+    regular_expression,
+    sendgrid_public_key,
+    topic_arn,
+)
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # Categories whose default mode the admin may set (security and service are mandatory).
-DEFAULT_MODE_CATEGORIES = ("calls", "voicemail", "fax", "billing", "low_credit", "marketing")
+DEFAULT_MODE_CATEGORIES = (
+    "calls",
+    "voicemail",
+    "fax",
+    "billing",
+    "low_credit",
+    "statement",
+    "marketing",
+)
 
 
 def check_webhook_secret(secret: str) -> str | None:
@@ -67,10 +81,10 @@ def _network(value: object) -> object:
         raise ValueError(f"is not an IP address or CIDR: {value!r}") from None
 
 
-SOURCE_KINDS = ("events", "mta", "postmark", "mailgun")
+SOURCE_KINDS = ("events", "mta", "postmark", "mailgun", "sendgrid", "ses")
 # The sending services whose JSON bounce and complaint webhooks POST /v1/reports/<name>
 # takes, each authenticated its own way (http/service_reports.py).
-SERVICE_KINDS = ("postmark", "mailgun")
+SERVICE_KINDS = ("postmark", "mailgun", "sendgrid", "ses")
 
 
 def _callback_url(url: str) -> str:
@@ -113,12 +127,14 @@ class SourceSettings(Section):
     """One webhook sender: POST /v1/webhooks/<name> (the table's name), or for a source of
     bounce and complaint reports POST /v1/reports/<name>."""
 
-    kind: Annotated[Literal["events", "mta", "postmark", "mailgun"], one_of(SOURCE_KINDS)] = Field(
+    kind: Annotated[
+        Literal["events", "mta", "postmark", "mailgun", "sendgrid", "ses"], one_of(SOURCE_KINDS)
+    ] = Field(
         "events",
         description='"events": JSON events of the catalogue; "mta": bounce and complaint '
         "reports (DSN, ARF) as raw messages, from contrib/postfix/notifyd-bounce; "
-        '"postmark", "mailgun": that sending service\'s bounce and complaint webhooks '
-        "(docs/integrations.md).",
+        '"postmark", "mailgun", "sendgrid", "ses": that sending service\'s bounce and '
+        "complaint webhooks (docs/integrations.md).",
     )
 
     # Several may be valid at once while a secret is rotated; any one's signature is accepted.
@@ -139,6 +155,22 @@ class SourceSettings(Section):
     # "mailgun": the HTTP webhook signing key (Mailgun: Sending > Webhooks); several while
     # one is rotated.
     signing_keys: Annotated[tuple[str, ...], BeforeValidator(array)] = Field((), repr=False)
+    # "sendgrid": the Signed Event Webhook's verification key (base64, as SendGrid's console
+    # shows it); several while one is rotated.
+    public_keys: Annotated[
+        tuple[Annotated[str, AfterValidator(sendgrid_public_key)], ...], BeforeValidator(array)
+    ] = Field((), repr=False)
+    # "ses": the SNS topics SES publishes this source's bounces and complaints to; a message
+    # of any other topic is refused, signed by SNS or not (anyone can make a topic).
+    topic_arns: Annotated[
+        tuple[Annotated[str, AfterValidator(topic_arn)], ...], BeforeValidator(array)
+    ] = ()
+    # "ses": the hosts SNS's SigningCertURL and SubscribeURL may name (a regular expression
+    # over the host). Change only for a test: any other host could sign what it likes.
+    certificate_hosts: Annotated[str, AfterValidator(regular_expression)] = SNS_CERTIFICATE_HOSTS
+    # "ses": a PEM bundle of the CA to trust when fetching SNS's certificate; empty: the
+    # system's CAs (what SNS's hosts need). Set only for a test.
+    certificate_ca_file: Annotated[Path | None, BeforeValidator(existing("file"))] = None
 
     @field_validator("secrets")
     @classmethod
@@ -154,11 +186,14 @@ class SourceSettings(Section):
             "mta": ("secrets",),
             "postmark": ("user", "password"),
             "mailgun": ("signing_keys",),
+            "sendgrid": ("public_keys",),
+            "ses": ("topic_arns",),
         }[self.kind]
         for key in wanted:
             if not getattr(self, key):
                 raise ValueError(f'a "{self.kind}" source needs {key}')
-        given = {"secrets", "user", "password", "signing_keys"} - set(wanted)
+        given = {"secrets", "user", "password", "signing_keys", "public_keys", "topic_arns"}
+        given -= set(wanted)
         stray = sorted(key for key in given if getattr(self, key))
         if stray:
             raise ValueError(f'a "{self.kind}" source takes no {", ".join(stray)}')
@@ -257,12 +292,15 @@ class DefaultsSettings(Section):
     modes: Mapping[Annotated[str, AfterValidator(_configurable)], Annotated[str, one_of(MODES)]] = (
         Field(
             default_factory=dict,
-            examples=[dict.fromkeys(DEFAULT_MODE_CATEGORIES, "immediate")],
+            examples=[
+                {c: "off" if c == "statement" else "immediate" for c in DEFAULT_MODE_CATEGORIES}
+            ],
             description='Per category: "immediate" (the default), "hourly" or "daily" (a digest '
-            'email listing the period\'s notices), or "off". A category turned off (a reload '
-            "is enough) also cancels, as they come due, the notices of it already waiting for "
-            "subscribers who chose no mode. Security and service are mandatory: always "
-            "immediate. Marketing also needs the subscriber's recorded consent.",
+            'email listing the period\'s notices), or "off" (the default of "statement", the '
+            "monthly credit statement: any other mode turns it on, [statements]). A category "
+            "turned off (a reload is enough) also cancels, as they come due, the notices of it "
+            "already waiting for subscribers who chose no mode. Security and service are "
+            "mandatory: always immediate. Marketing also needs the subscriber's recorded consent.",
         )
     )
 

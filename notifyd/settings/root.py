@@ -43,6 +43,7 @@ from notifyd.settings.service import (
     SmtpSettings,
     TemplateSettings,
 )
+from notifyd.settings.statements import StatementSettings
 
 
 class Settings(Section):
@@ -75,6 +76,7 @@ class Settings(Section):
     broadcasts: BroadcastSettings = section()
     privacy: PrivacySettings = section()
     retention: RetentionSettings = section()
+    statements: StatementSettings = section()
     logging: LoggingSettings = section()
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import re
 import socket
+from collections.abc import Mapping
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Annotated, Literal
@@ -15,6 +16,7 @@ from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, fie
 from notifyd.settings.fields import (
     Env,
     Section,
+    TablesOf,
     distinct,
     existing,
     folder_path,
@@ -24,9 +26,18 @@ from notifyd.settings.fields import (
     one_of,
     web_url,
 )
+from notifyd.settings.streams import (
+    MARKETING,
+    SENDER_NAMES_HELP,
+    SMTP_SECURITY,
+    TRANSACTIONAL,
+    SenderNames,
+    StreamSettings,
+    a_domain,
+    stream_names,
+    stream_of,
+)
 
-SMTP_SECURITY = ("none", "starttls", "tls")
-_DOMAIN = re.compile(r"(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 _LOCAL_PART = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("json", "console")
@@ -134,6 +145,11 @@ class SmtpSettings(Section):
         examples=["Notificări <notificari@example.com>"],
         description="From: and envelope sender.",
     )
+    sender_names: SenderNames = Field(
+        default_factory=dict,
+        examples=[{"ro": "Notificări Exemplu", "en": "Example Notifications"}],
+        description=SENDER_NAMES_HELP,
+    )
     timeout_seconds: float = Field(30.0, ge=0.1, le=600)
     pool_size: int = Field(
         SMTP_CONNECTIONS,
@@ -165,19 +181,31 @@ class SmtpSettings(Section):
         description="The local part of the per-notice envelope sender, before '+<token>'.",
     )
 
+    streams: Annotated[
+        Mapping[str, StreamSettings], AfterValidator(stream_names), TablesOf("stream")
+    ] = Field(
+        default_factory=dict,
+        examples=[
+            {
+                "marketing": {
+                    "sender": "Oferte Exemplu <oferte@news.example.com>",
+                    "bounce_domain": "bounces.news.example.com",
+                    "host": "marketing-relay.example.com",
+                    "port": 587,
+                    "security": "starttls",
+                }
+            }
+        ],
+        description="[smtp.streams.marketing]: offers (and, with policy_changes = true, "
+        "policy-change broadcasts) leave with their own sender, bounce domain and, if set, "
+        "relay and credentials; any key left out is [smtp]'s. Unset: they leave like all "
+        "other mail. Every message names its stream in X-Notifyd-Stream (docs/delivery.md).",
+    )
+
     @field_validator("bounce_domain")
     @classmethod
     def _a_domain(cls, value: str) -> str:
-        if not value:
-            return value
-        try:
-            # As sent in MAIL FROM: the A-label form of an internationalised domain.
-            ascii_form = value.strip().rstrip(".").encode("idna").decode("ascii").lower()
-        except UnicodeError:
-            raise ValueError(f"is not a domain name: {value!r}") from None
-        if not _DOMAIN.fullmatch(ascii_form):
-            raise ValueError(f"is not a domain name: {value!r}")
-        return ascii_form
+        return a_domain(value)
 
     @field_validator("bounce_local_part")
     @classmethod
@@ -202,6 +230,49 @@ class SmtpSettings(Section):
     @property
     def sender_address(self) -> str:
         return parseaddr(self.sender)[1]
+
+    def stream(self, name: str) -> SmtpSettings:
+        """The settings `name`'s mail leaves with: [smtp] with the stream's own keys. A
+        stream with a sender of its own and no sender_names shows its sender's name."""
+        own = self.streams.get(name) if name != TRANSACTIONAL else None
+        if own is None:
+            return self
+        names: dict[str, object] = (
+            {"sender_names": {}} if own.sender and own.sender_names is None else {}
+        )
+        return self.model_copy(update={**names, **own.overrides(), "streams": {}})
+
+    def stream_of(self, category: str, kind: str) -> str:
+        """The stream a notice of this category and kind belongs to: offers are marketing,
+        and so are policy-change broadcasts where the marketing stream says so."""
+        return stream_of(category, kind, self.marketing_kinds)
+
+    @property
+    def marketing_kinds(self) -> tuple[str, ...]:
+        """The kinds of notices outside the marketing category that are marketing mail."""
+        marketing = self.streams.get(MARKETING)
+        return ("notice.policy_changed",) if marketing and marketing.policy_changes else ()
+
+    @property
+    def relay(self) -> tuple[object, ...]:
+        """What makes a connection pool: streams with equal ones share one."""
+        return (
+            self.host,
+            self.port,
+            self.security,
+            self.username,
+            self.password,
+            self.timeout_seconds,
+            self.pool_size,
+            self.verify_tls,
+            self.ca_file,
+        )
+
+    @property
+    def bounce_domains(self) -> tuple[str, ...]:
+        """Every stream's bounce domain: a bounce address in any of them is ours."""
+        domains = [self.bounce_domain, *(s.bounce_domain or "" for s in self.streams.values())]
+        return tuple(dict.fromkeys(d for d in domains if d))
 
 
 class TemplateSettings(Section):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from typing import Any
+from uuid import UUID
 
 from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
 from notifyd.storage import queries, waiting
@@ -34,9 +35,11 @@ async def record_bounce(
     return int(row["hard_bounces"]), undeliverable
 
 
-async def record_soft_bounce(conn: Conn, address: str) -> int:
-    """One more soft bounce (a delay, a 4.x.x report); how many so far."""
-    count: int = await conn.fetchval(SQL["record_soft_bounce"], address)
+async def record_soft_bounce(conn: Conn, address: str, notice_id: UUID, status: str) -> int | None:
+    """One more soft bounce (a delay, a 4.x.x report about the notice); how many so far.
+    None: this notice's soft bounce of this status was counted already (a report posted
+    again)."""
+    count: int | None = await conn.fetchval(SQL["record_soft_bounce"], address, notice_id, status)
     return count
 
 

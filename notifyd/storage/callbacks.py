@@ -5,6 +5,7 @@ post's outcome. The rows are written by notices.py with the outcome of their not
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 from uuid import UUID
@@ -62,6 +63,13 @@ async def mark_retry(
 async def mark_abandoned(conn: Conn, callback_id: UUID, token: UUID, why: str) -> bool:
     status: str = await conn.execute(SQL["mark_abandoned"], callback_id, token, why)
     return status.endswith(" 1")
+
+
+async def confirm_failures(conn: Conn, notice_ids: Sequence[UUID]) -> int:
+    """The failures' callbacks held while the circuit breaker might withdraw them are due
+    now (a delivery showed the relay works); how many."""
+    status: str = await conn.execute(SQL["confirm_failures"], list(notice_ids))
+    return int(status.split()[-1])
 
 
 async def release_claims(conn: Conn, token: UUID) -> int:

@@ -39,12 +39,14 @@ ACCOUNTING_FIELDS = ("amount", "currency", "new_balance", "payment_id", "invoice
 STEPS = (
     "cancel_pending",
     "delete_callbacks",
+    "delete_soft_bounce_reports",
     "strip_billing_notices",
     "delete_notices",
     "delete_events",
     "delete_consent",
     "delete_balances",
     "delete_credit_states",
+    "delete_statements",
 )
 
 # What the erasure does with each table that holds something of an account.
@@ -53,10 +55,13 @@ TABLES: Mapping[str, str] = {
     "notices": "deleted; billing ones within billing retention stripped (recipient '')",
     "events": "deleted (delete_events)",
     "callbacks": "deleted (delete_callbacks), also those of the billing notices kept",
+    "soft_bounce_reports": "deleted (delete_soft_bounce_reports), also those of the billing "
+    "notices kept",
     "attachments": "deleted with their events (ON DELETE CASCADE)",
     "consent_events": "deleted (delete_consent)",
     "balance_history": "deleted (delete_balances)",
     "credit_states": "deleted (delete_credit_states)",
+    "credit_statements": "deleted (delete_statements)",
     "suppressions": "the account's addresses' rows deleted, kept as erased_addresses hashes",
     "address_health": "the account's addresses' rows deleted (forget_addresses)",
     "erasures": "kept: when the erasure was asked for and done, and by whom",

@@ -39,10 +39,12 @@ SECTIONS: tuple[tuple[str, str, bool], ...] = (
     ("consent_history", "export_consent", True),
     ("credit_states", "export_credit_states", True),
     ("balance_history", "export_balance_history", True),
+    ("credit_statements", "export_credit_statements", True),
     ("events", "export_events", True),
     ("attachments", "export_attachments", True),
     ("notices", "export_notices", True),
     ("callbacks", "export_callbacks", True),
+    ("soft_bounce_reports", "export_soft_bounce_reports", True),
     ("audit", "export_audit", True),
 )
 
@@ -55,10 +57,12 @@ TABLES: Mapping[str, str] = {
     "consent_events": "consent_history",
     "credit_states": "credit_states",
     "balance_history": "balance_history",
+    "credit_statements": "credit_statements",
     "events": "events",
     "attachments": "attachments",
     "notices": "notices",
     "callbacks": "callbacks",
+    "soft_bounce_reports": "soft_bounce_reports",
     "audit": "audit",
 }
 # Tables tied to accounts that the export leaves out, and why.
@@ -157,6 +161,23 @@ class BalanceRow(_Row):
     at: Timestamp
 
 
+class StatementRow(_Row):
+    account_id: str
+    period: str = Field(description="The first day of the subscriber's local month")
+    currency: str
+    opening: float | None
+    closing: float | None
+    closing_at: Timestamp | None
+    top_ups: int
+    top_up_sum: float
+    payments: int
+    payment_sum: float
+    low_crossings: int
+    critical_crossings: int
+    limit_events: int
+    queued_at: Timestamp | None = Field(description="When its statement was queued")
+
+
 class EventRow(_Row):
     id: Uuid
     source: str
@@ -237,6 +258,12 @@ class CallbackRow(_Row):
     done_at: Timestamp | None
 
 
+class SoftBounceReportRow(_Row):
+    notice_id: Uuid
+    status: str = Field(description="RFC 3463 status of the report, e.g. 4.2.2")
+    reported_at: Timestamp
+
+
 class AuditRow(_Row):
     id: int
     at: Timestamp
@@ -262,10 +289,16 @@ class ExportDocument(_Row):
     consent_history: list[ConsentRow]
     credit_states: list[CreditStateRow]
     balance_history: list[BalanceRow]
+    credit_statements: list[StatementRow] = Field(
+        description="The monthly credit statements' running record"
+    )
     events: list[EventRow]
     attachments: list[AttachmentRow]
     notices: list[NoticeRow]
     callbacks: list[CallbackRow] = Field(description="What its notices became, told to sources")
+    soft_bounce_reports: list[SoftBounceReportRow] = Field(
+        description="Reports that a notice was delayed (mailbox full, ...), each counted once"
+    )
     audit: list[AuditRow] = Field(description="What was done to the account, by whom, when")
 
 

@@ -193,6 +193,15 @@ class Claim:
     later: datetime | None
 
 
+@dataclass(frozen=True)
+class StreamTerms:
+    """Which mail streams a claim leaves queued (`paused`: their relay's breaker is open),
+    and the kinds besides offers that are marketing mail (settings.stream_of)."""
+
+    paused: frozenset[str] = frozenset()
+    marketing_kinds: tuple[str, ...] = ()
+
+
 async def claim_due(
     conn: Conn,
     limit: int,
@@ -201,10 +210,11 @@ async def claim_due(
     lease_seconds: float,
     skip_domains: Sequence[str] = (),
     off_by_default: Collection[str] = (),
+    streams: StreamTerms = StreamTerms(),
 ) -> Claim:
-    """Claim up to `limit` due notices, but those to `skip_domains`; those their subscriber
-    or address no longer allows are withheld instead, a category of `off_by_default` too
-    where the subscriber chose no mode of it."""
+    """Claim up to `limit` due notices, but those to `skip_domains` and of the streams
+    `streams` pauses; those their subscriber or address no longer allows are withheld
+    instead, a category of `off_by_default` too where the subscriber chose no mode of it."""
     rows = await conn.fetch(
         SQL["claim_due"],
         limit,
@@ -213,6 +223,8 @@ async def claim_due(
         lease_seconds,
         list(skip_domains),
         sorted(off_by_default),
+        list(streams.marketing_kinds),
+        sorted(streams.paused),
     )
     return Claim([claimed_notice(row) for row in rows if row["id"] is not None], rows[0]["later"])
 
@@ -250,13 +262,22 @@ async def mark_failed(
     error: str,
     reply: str | None,
     told: tuple[Sequence[str], str] | None = None,
+    hold_seconds: float = 0.0,
 ) -> bool:
     """`told`: (the sources with a callback, the callback's type), for the notice's
-    callback to be written in the same statement when its event came from one of them."""
+    callback to be written in the same statement when its event came from one of them, not
+    posted before `hold_seconds`."""
     if told and told[0]:
         sources, kind = told
         failed = await conn.fetchval(
-            SQL["mark_failed_told"], notice_id, token, error, reply, list(sources), kind
+            SQL["mark_failed_told"],
+            notice_id,
+            token,
+            error,
+            reply,
+            list(sources),
+            kind,
+            hold_seconds,
         )
         return bool(failed)
     status: str = await conn.execute(SQL["mark_failed"], notice_id, token, error, reply)
@@ -273,11 +294,11 @@ async def renew_leases(conn: Conn, token: UUID, lease_seconds: float) -> int:
     return int(status.split()[-1])
 
 
-async def count_sendable(conn: Conn) -> dict[str, int]:
-    rows = await conn.fetch(SQL["count_sendable"])
-    counts = {"queued": 0, "sending": 0}
-    counts.update({row["state"]: int(row["total"]) for row in rows})
-    return counts
+async def scrape_gauges(conn: Conn, now: datetime) -> dict[str, float]:
+    """/metrics' queue gauges: queued, sending, failed, oldest_due_seconds (at `now`)."""
+    row = await conn.fetchrow(SQL["scrape_gauges"], now)
+    assert row is not None  # an aggregate always answers one row
+    return {name: float(value) for name, value in row.items()}
 
 
 async def of_event(conn: Conn, event_id: UUID) -> list[dict[str, Any]]:

@@ -33,6 +33,7 @@ from notifyd.settings import Settings
 from notifyd.storage import queries
 from notifyd.storage.credit import HISTORY_KEPT
 from notifyd.storage.db import Conn
+from notifyd.storage.statements import KEPT as STATEMENTS_KEPT
 
 log = structlog.get_logger(__name__)
 SQL = queries.load("job_runs")
@@ -131,6 +132,12 @@ STEPS: tuple[Step, ...] = (
         "credit",
         "purge_history",
         lambda s, now, batch: (batch, now - HISTORY_KEPT),
+    ),
+    Step(
+        "credit_statements",
+        "statements",
+        "purge_statements",
+        lambda s, now, batch: (batch, (now - STATEMENTS_KEPT).date()),
     ),
     # Its own period ([audit] keep_days): the trail outlives what it records.
     Step(

@@ -12,7 +12,7 @@ from decimal import Decimal
 from uuid import UUID
 
 from notifyd.catalogue.events import MANDATORY_CATEGORIES, Event, stored_fields
-from notifyd.model import Level, NoticePlan, RecentEmails, Skip, Subscriber
+from notifyd.model import Level, NoticePlan, RecentEmails, Skip, StatementEntry, Subscriber
 from notifyd.storage import queries
 from notifyd.storage.db import Conn
 from notifyd.storage.notices import (
@@ -139,12 +139,14 @@ async def queue(
     claim: Sequence[bool] = (),
     terms: ClaimTerms | None = None,
     decisions: Sequence[Decision] = (),
+    statements: Sequence[StatementEntry] = (),
 ) -> Queued:
     """Insert each (event id, account, plan, message domain), save each (account,
     currency, level, balance, as of) and store each decision with its event. A new notice
     `due_now` is claimed under `terms` where `claim` says so (unless its address turned
     undeliverable since the facts were read), else the delivery workers are woken for it at
-    commit. A plan of a restricted account is stored 'restricted'."""
+    commit. A plan of a restricted account is stored 'restricted'. Each of `statements` is
+    added to its period's credit statement row."""
     ids, columns = notice_columns(planned)
     takes = list(claim) if terms is not None else [False] * len(ids)
     claimed = [notice_id for notice_id, take in zip(ids, takes, strict=True) if take]
@@ -177,9 +179,26 @@ async def queue(
         [d.unless_queued for d in decisions],
         [notice_id for notice_id, plan in zip(ids, plans, strict=True) if plan.restricted],
         checked,
+        *_statement_columns(statements),
     )
     inserted = {row["id"] for row in rows}
     return Queued(
         [notice_id if notice_id in inserted else None for notice_id in ids],
         [claimed_notice(row) for row in rows if row["claimed"]],
     )
+
+
+def _statement_columns(entries: Sequence[StatementEntry]) -> list[list[object]]:
+    return [
+        [e.account_id for e in entries],
+        [e.period for e in entries],
+        [e.currency for e in entries],
+        [e.balance for e in entries],
+        [e.at for e in entries],
+        [e.opening for e in entries],
+        [e.top_up for e in entries],
+        [e.payment for e in entries],
+        [e.low for e in entries],
+        [e.critical for e in entries],
+        [e.limit for e in entries],
+    ]

@@ -239,3 +239,25 @@ def walk_inbound(text: str, channel: dict[str, str]) -> tuple[dict[str, str], bo
         elif app == "VoiceMail":
             return variables, True
     return variables, False
+
+
+def expand(text: str, channel: dict[str, str]) -> str:
+    """An application's argument as Asterisk's pbx_substitute_variables expands it: each
+    ${...} from the innermost out, its result never expanded again (a caller ID holding
+    "${...}" stays text); a function SHELL_QUOTE (func_strings.c: single quotes, each ' as
+    '\\''), anything else a channel value, unset ones empty."""
+    out, at = [], 0
+    while (start := text.find("${", at)) >= 0:
+        depth, end = 1, start + 2
+        while depth:
+            depth += {"{": 1, "}": -1}.get(text[end], 0)
+            end += 1
+        out.append(text[at:start])
+        inner = expand(text[start + 2 : end - 1], channel)
+        if inner.startswith("SHELL_QUOTE(") and inner.endswith(")"):
+            out.append("'" + inner[len("SHELL_QUOTE(") : -1].replace("'", "'\\''") + "'")
+        else:
+            out.append(channel.get(inner, ""))
+        at = end
+    out.append(text[at:])
+    return "".join(out)

@@ -81,12 +81,20 @@ async def phone(**context: Any) -> AsyncIterator[Page]:
             await opened.close()
 
 
+def viewport_width(page: Page) -> int:
+    """The width the page was opened at. Not window.innerWidth: a mobile browser widens its
+    layout viewport to content that does not fit (and zooms out), so innerWidth grows with
+    the overflow it should reveal (an offer measured 381 against 381)."""
+    return (page.viewport_size or PHONE)["width"]
+
+
 async def horizontal_overflow(page: Page) -> int:
     """How many CSS pixels the page is wider than its viewport (0: nothing to scroll
-    sideways), and the widest element's tag for the message when it is not 0."""
+    sideways)."""
     width: int = await page.evaluate(
-        "Math.max(document.documentElement.scrollWidth, document.body ? "
-        "document.body.scrollWidth : 0) - window.innerWidth"
+        "(viewport) => Math.max(document.documentElement.scrollWidth, document.body ? "
+        "document.body.scrollWidth : 0) - viewport",
+        viewport_width(page),
     )
     return max(width, 0)
 
@@ -94,13 +102,13 @@ async def horizontal_overflow(page: Page) -> int:
 async def widest_elements(page: Page, limit: int = 3) -> list[str]:
     """The elements that reach furthest right, for a failure message."""
     found: list[str] = await page.evaluate(
-        """(limit) => [...document.querySelectorAll('body *')]
+        """([limit, viewport]) => [...document.querySelectorAll('body *')]
             .map(e => [e.getBoundingClientRect().right, e])
-            .filter(([right]) => right > window.innerWidth)
+            .filter(([right]) => right > viewport)
             .sort((a, b) => b[0] - a[0]).slice(0, limit)
             .map(([right, e]) => `${e.tagName.toLowerCase()}${e.className ? '.' + e.className : ''}`
                  + ` right=${Math.round(right)} "${(e.textContent || '').trim().slice(0, 40)}"`)""",
-        limit,
+        [limit, viewport_width(page)],
     )
     return found
 
@@ -109,7 +117,7 @@ async def assert_fits(page: Page, what: str) -> None:
     overflow = await horizontal_overflow(page)
     if overflow:
         widest = "; ".join(await widest_elements(page))
-        raise AssertionError(f"{what} is {overflow} px wider than {PHONE['width']}: {widest}")
+        raise AssertionError(f"{what} is {overflow} px wider than {viewport_width(page)}: {widest}")
 
 
 def axe_path() -> Path:

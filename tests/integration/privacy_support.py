@@ -65,13 +65,16 @@ async def build_account(daemon: Running, sink: SmtpSink, db: asyncpg.Connection)
     """The account: subscriber, preferences (fax to the office, calls in an hourly digest),
     consent granted then withdrawn (a suppression), a missed call (held), a voicemail with
     its recording (sent), a fax the office's relay refuses (failed, a hard bounce), billing
-    (two billing notices sent, a balance with its credit state)."""
+    (two billing notices sent, a balance with its credit state and its month's statement
+    record)."""
     created = sample_event(
         "account.created", ACCOUNT, email=EMAIL, name=NAME, username=USERNAME, language="ro"
     )
     ids = {"account.created": await post_ok(daemon, created)}
     await sink.wait_for(1)
-    chosen = {"quiet_hours": "", "addresses": {"fax": [OFFICE]}, "modes": {"calls": "hourly"}}
+    # The monthly statement too: its running record is something held of the account.
+    modes = {"calls": "hourly", "statement": "immediate"}
+    chosen = {"quiet_hours": "", "addresses": {"fax": [OFFICE]}, "modes": modes}
     path = f"/v1/admin/subscribers/{ACCOUNT}"
     assert (await call(daemon, "PATCH", f"{path}/preferences", json=chosen))[0] == 200
     for granted in (True, False):

@@ -17,7 +17,7 @@ import structlog
 
 from notifyd.settings import Settings
 from tests.conftest import Running, SmtpSink, load_config, running_daemon, smtp_server
-from tests.integration.admin_support import admin_config
+from tests.integration.admin_support import admin_config, call
 from tests.integration.daemon_support import post, subscribe
 from tests.integration.queue_support import settled_notices
 from tests.integration.report_support import (
@@ -189,6 +189,41 @@ async def test_soft_bounces_are_counted_and_nothing_else(
     )
     # The reported notice stays sent, and the address still gets the next one.
     assert [row["state"] for row in states] == ["sent", "sent"]
+
+
+async def test_a_soft_bounce_posted_twice_is_counted_once(
+    tmp_path: Path,
+    database_url: str,
+    sink: SmtpSink,
+    db: asyncpg.Connection,
+    secret_file: Path,
+) -> None:
+    """The pipe script retried after a timeout (the report reached notifyd the first time)
+    posts the same report again: one soft bounce, not two. Another status for the same
+    message is another trouble, and counts."""
+    settings = settings_for(tmp_path, database_url, sink)
+    async with running_daemon(settings) as daemon:
+        await subscribe(daemon, "acc-1", {}, email=ANA)
+        await post(daemon, "fax.sent", "acc-1")
+        notice = await sent_notice(db, "fax.sent")
+        sender = envelope_sender(sink, notice["message_id"])
+        lines = []
+        for name in ("postfix-delayed.eml", "postfix-delayed.eml", "postfix-expired-4xx.eml"):
+            piped, line = await report(daemon, secret_file, name, sender, notice)
+            assert piped.code == 0, piped.stderr
+            lines.append((line["action"], line["reason"]))
+        status, exported = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/export")
+    assert status == 200, exported
+    # The subscriber's export shows what was counted (docs/privacy.md).
+    assert [r["status"] for r in exported["soft_bounce_reports"]] == ["4.4.1", "4.2.2"]
+    assert lines == [
+        ("soft_bounce", "4.4.1"),
+        ("nothing", "reported_already"),
+        ("soft_bounce", "4.2.2"),
+    ]
+    record = await health(db, ANA)
+    assert record is not None
+    assert record["soft_bounces"] == 2
 
 
 async def test_a_complaint_suppresses_marketing_at_once_and_withdraws_consent(

@@ -29,6 +29,12 @@ from tests.conftest import (
     write_config,
 )
 from tests.integration.admin_support import admin_config, call
+from tests.integration.callbacks_support import (
+    callback_config,
+    callback_receiver,
+    callback_rows,
+    wait_callback_state,
+)
 
 RELAYING_DENIED = "550 5.7.1 Relaying denied"
 SUBSCRIBERS = 6
@@ -247,3 +253,60 @@ async def test_a_wrong_relay_password_pauses_delivery_until_the_config_is_fixed(
         f"user{n}@client.example" for n in range(4)
     ]
     assert paused_after == 0.0
+
+
+async def test_a_failure_the_breaker_withdraws_is_never_told_to_the_source(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    """The refusals that open the breaker were the relay's, not the notices': the source's
+    callback hears `notice.delivered` once the relay accepts again, never a `notice.failed`
+    for a failure the breaker took back (the PBX would act on it: keep a voicemail, alert)."""
+    addresses = await add_subscribers(db, SUBSCRIBERS)
+    async with callback_receiver() as receiver:
+        config = callback_config(tmp_path, database_url, smtp_sink.port, receiver)
+        config["delivery"].update(breaker_threshold=3, breaker_cooldown_seconds=1)
+        smtp_sink.rcpt_replies.extend([RELAYING_DENIED] * 10_000)
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            await post_faxes(daemon, SUBSCRIBERS)
+
+            async def paused() -> bool:
+                return await metric(daemon, "notifyd_delivery_paused") == 1.0
+
+            await eventually(paused, "the breaker to open")
+            # Time for the sender to post anything it had been given (it polls every 0.2 s
+            # here, and is woken at once by a failure's record).
+            await asyncio.sleep(1.0)
+            smtp_sink.rcpt_replies.clear()
+            await wait_callback_state(db, "delivered", SUBSCRIBERS)
+        rows = await callback_rows(db)
+    assert delivered_once(smtp_sink, addresses) == dict.fromkeys(addresses, 1)
+    told = Counter(p.body["type"] for p in receiver.posts)
+    assert told == {"notice.delivered": SUBSCRIBERS}, told
+    assert {r["type"] for r in rows} == {"notice.delivered"}
+
+
+async def test_a_refusal_a_delivery_confirms_is_told_at_once(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink, db: asyncpg.Connection
+) -> None:
+    """A refusal is held back from the callback only while the breaker might withdraw it:
+    a delivery right after shows the relay works, and the failure is told then, not at the
+    end of the (here minute-long) cooldown."""
+    await add_subscribers(db, 2)
+    async with callback_receiver() as receiver:
+        config = callback_config(tmp_path, database_url, smtp_sink.port, receiver)
+        config["delivery"].update(breaker_threshold=3, breaker_cooldown_seconds=60)
+        smtp_sink.rcpt_replies.append("550 5.1.1 No such user")
+        async with running_daemon(load_config(tmp_path, config)) as daemon:
+            await post_fax(daemon, 0)
+            await eventually(
+                lambda: db.fetchval("SELECT count(*) = 1 FROM callbacks"), "the failure recorded"
+            )
+            held = await db.fetchval("SELECT due_at - now() FROM callbacks")
+            await post_fax(daemon, 1)
+            rows = await wait_callback_state(db, "delivered", 2)
+    assert held.total_seconds() > 30
+    assert Counter(r["type"] for r in rows) == {"notice.failed": 1, "notice.delivered": 1}
+    assert Counter(p.body["type"] for p in receiver.posts) == {
+        "notice.failed": 1,
+        "notice.delivered": 1,
+    }

@@ -119,6 +119,9 @@ async def test_a_refused_notice_is_told_failed_and_an_expired_one_dead_lettered(
 ) -> None:
     async with callback_receiver() as receiver:
         config = callback_config(tmp_path, database_url, smtp_sink.port, receiver)
+        # A lone refusal is told once the circuit breaker can no longer withdraw it: after
+        # its cooldown, with no delivery in between (test_breaker.py).
+        config["delivery"]["breaker_cooldown_seconds"] = 0.5
         async with running_daemon(load_config(tmp_path, config)) as daemon:
             created = sample_event("account.created", "acc-1", email="ana@client.example")
             assert (await daemon.post("billing", created, BILLING_SECRET))[0] == 202

@@ -7,6 +7,7 @@ offer a fresh one); a bad link says which page it was for."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,8 @@ def assert_defended(headers: CIMultiDictProxy[str], what: str) -> None:
     assert directives.get("frame-ancestors") == "frame-ancestors 'none'", (what, policy)
     assert directives.get("form-action") == "form-action 'self'", (what, policy)
     assert directives.get("base-uri") == "base-uri 'none'", (what, policy)
+    assert directives.get("style-src") == "style-src 'self'", (what, policy)
+    assert directives.get("img-src") == "img-src 'self'", (what, policy)
     assert "'unsafe-inline'" not in policy, (what, policy)
     assert headers.get("X-Content-Type-Options") == "nosniff", what
 
@@ -160,15 +163,34 @@ async def test_the_pages_keep_off_the_screens_edges_and_have_buttons_to_touch(
     tmp_path: Path, database_url: str, smtp_sink: SmtpSink
 ) -> None:
     """Seen at 360x740 in Chromium: the text touched both edges and the buttons were
-    20 px high. Their style (the one the Content-Security-Policy allows) pads both."""
+    20 px high. Their stylesheet, served by notifyd (the one origin the
+    Content-Security-Policy allows styles from), pads both; it is cached, and linked with
+    its content's hash so that a changed one is fetched again."""
     settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
     async with running_daemon(settings) as daemon:
         link = await welcome(daemon, smtp_sink)
         async with daemon.session.get(link) as page:
             text = await page.text()
-    style = text.split("<style>", 1)[1].split("</style>", 1)[0]
-    rules = dict(rule.split("{", 1) for rule in style.rstrip("}").split("}"))
-    assert "padding:0 1em" in rules["body"]
+        found = re.search(r'<link rel="stylesheet" href="(/v1/pages/style\.css\?v=\w+)">', text)
+        assert found, text
+        async with daemon.session.get(daemon.base_url + found.group(1)) as sheet:
+            assert sheet.status == 200
+            assert sheet.content_type == "text/css"
+            assert "max-age" in sheet.headers["Cache-Control"]
+            style = await sheet.text()
+            etag = sheet.headers["ETag"]
+        async with daemon.session.get(
+            daemon.base_url + found.group(1), headers={"If-None-Match": etag}
+        ) as again:
+            assert again.status == 304
+    assert "<style" not in text
+    assert " style=" not in text
+    assert "<script" not in text
+    rules = dict(
+        rule.split("{", 1)
+        for rule in re.sub(r"/\*.*?\*/|\s*\n\s*", "", style, flags=re.S).rstrip("}").split("}")
+    )
+    assert "padding:1em" in rules[".card"]
     assert "padding:.6em 1.2em" in rules["button"]
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in text
 

@@ -55,6 +55,10 @@ async def test_nothing_personal_is_left_but_billing_notices_within_retention_str
         )
         held = {needle: await columns_holding(db, needle) for needle in PERSONAL}
         assert all(held.values()), held  # the scan finds each where it is held
+        # A mailbox-full report counted for each notice, the billing one kept included.
+        await db.execute(
+            "INSERT INTO soft_bounce_reports (notice_id, status) SELECT id, '4.2.2' FROM notices"
+        )
         first = await call(daemon, "DELETE", SUBSCRIBER)
         again = await call(daemon, "DELETE", SUBSCRIBER)
         exported = await call(daemon, "GET", f"{SUBSCRIBER}/export")
@@ -66,7 +70,8 @@ async def test_nothing_personal_is_left_but_billing_notices_within_retention_str
     assert again[1]["already_erased"] is True
     left = {needle: await columns_holding(db, needle) for needle in PERSONAL}
     assert left == {needle: [] for needle in PERSONAL}
-    for table in ("subscribers", "events", "attachments", "consent_events", "credit_states"):
+    tables = ("subscribers", "events", "attachments", "consent_events", "credit_states")
+    for table in (*tables, "soft_bounce_reports", "credit_statements"):
         assert await db.fetchval(f"SELECT count(*) FROM {table}") == 0, table  # noqa: S608
     assert await db.fetchval("SELECT count(*) FROM balance_history") == 0
     kept = await db.fetch("SELECT * FROM notices")

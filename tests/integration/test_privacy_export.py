@@ -69,6 +69,8 @@ async def test_the_export_holds_every_kind_of_data_and_matches_its_schema(
     assert sent["smtp_reply"] == "2.0.0 Ok: queued"
     assert served["credit_states"][0]["balance"] == 80
     assert [b["balance"] for b in served["balance_history"]] == [53.2, 80]  # credit, update
+    (month,) = served["credit_statements"]
+    assert (month["closing"], month["top_ups"], month["payments"]) == (80, 1, 1)
 
     # The CLI writes the same document (but for the moment it was made).
     code, _, err = await notifyd_command(

@@ -155,6 +155,12 @@ async def test_webhook_ids_bounces_balances_and_the_audit_go_after_theirs(
             days,
             ago(days),
         )
+    for days in (99, 101):  # a statement month's record: 100 days from the period's start
+        await db.execute(
+            "INSERT INTO credit_statements (account_id, period, currency)"
+            " VALUES ('acc-1', $1, 'EUR')",
+            ago(days).date(),
+        )
 
     for action, days in (("young", 729), ("old", 731)):  # [audit] keep_days: 730
         await db.execute(
@@ -171,6 +177,7 @@ async def test_webhook_ids_bounces_balances_and_the_audit_go_after_theirs(
         "young@example.test"
     ]
     assert await db.fetchval("SELECT array_agg(balance::int) FROM balance_history") == [13]
+    assert await db.fetchval("SELECT array_agg(period) FROM credit_statements") == [ago(99).date()]
 
 
 async def test_a_closed_account_goes_after_its_period_but_its_billing_notices(

@@ -117,7 +117,7 @@ async def test_the_values_a_check_constraint_allows_are_those_the_code_names(
 
 def _queue_arguments(token: uuid.UUID) -> list[object]:
     """Arguments for waves.sql's queue that insert nothing."""
-    return [*([[]] * 20), [], "host", token, 60.0, "channel", [], [], [], [], []]
+    return [*([[]] * 20), [], "host", token, 60.0, "channel", [], [], [], [], [], *([[]] * 11)]
 
 
 async def test_the_claim_and_the_hand_over_give_the_columns_of_a_claimed_notice(

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import time
 
 from notifyd.catalogue.events import Category
+from notifyd.http.pages.shell import CATEGORY_NAMES
+from notifyd.http.pages.words import CATEGORY_DESCRIPTIONS, MANDATORY_NAMES
 from notifyd.model import Preferences, QuietHours
 from notifyd.rules.preferences import addresses_for, effective, mode_for, quiet_hours_for
 from notifyd.settings import DefaultsSettings
@@ -86,3 +88,14 @@ def test_effective_view_lists_every_category() -> None:
     assert view["modes"]["security"] == "immediate"
     assert set(view["modes"]) == {c.value for c in Category}
     assert view["quiet_hours"] == "22:00-08:00"
+
+
+def test_every_category_on_the_page_has_a_name_and_a_sentence_in_each_language() -> None:
+    for language in ("ro", "en"):
+        names = {**CATEGORY_NAMES[language], **MANDATORY_NAMES[language]}
+        missing = [
+            c.value
+            for c in Category
+            if c.value not in names or c.value not in CATEGORY_DESCRIPTIONS[language]
+        ]
+        assert missing == [], language

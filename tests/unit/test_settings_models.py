@@ -78,7 +78,8 @@ def test_a_table_of_tables_is_reported_under_its_own_header(tmp_path: Path) -> N
 
     assert dict(problems(tmp_path, text)) == {
         "[defaults.modes] pizza": (
-            "unknown category; known: calls, voicemail, fax, billing, low_credit, marketing"
+            "unknown category; known: calls, voicemail, fax, billing, low_credit, statement, "
+            "marketing"
         ),
         "[defaults.modes] calls": (
             "must be one of 'immediate', 'hourly', 'daily', 'off', got 'weekly'"

@@ -3,8 +3,6 @@ what they changed (a value submitted unchanged stays "follow the default")."""
 
 from __future__ import annotations
 
-import html
-from dataclasses import replace
 from typing import Any
 
 import structlog
@@ -14,11 +12,17 @@ from notifyd.catalogue.events import Category
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.http.operations import Answer, Routes
 from notifyd.http.pages import renewal, shell
+from notifyd.http.pages.preference_form import (
+    CHOSEN_BY_MODE,
+    changed_names,
+    changes,
+    changes_in_words,
+    form_context,
+)
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.intake import consent
-from notifyd.model import MODES, Preferences, Subscriber, parse_quiet_hours, parse_time_of_day
+from notifyd.model import MODES, Subscriber
 from notifyd.rules import preferences as preferences_module
-from notifyd.rules.preferences import CONFIGURABLE
 from notifyd.storage import audit as audit_store
 from notifyd.storage import consent as consent_store
 from notifyd.storage import subscribers as subscriber_store
@@ -26,18 +30,38 @@ from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
 routes = Routes()
-# The preference form as a browser sends it (_form writes it, _changes reads it).
+# The preference form as a browser sends it (preferences.html writes it, preference_form.py
+# reads it).
 PREFERENCE_FORM = {
     "type": "object",
     "properties": {
         **{
             f"mode.{category}": {"type": "string", "enum": list(MODES)}
-            for category in CONFIGURABLE
-            if category != Category.MARKETING.value
+            for category in CHOSEN_BY_MODE
         },
-        "quiet_hours": {"type": "string"},
+        **{
+            f"addresses.{category}": {
+                "type": "string",
+                "description": "Addresses separated by commas, replacing the category's own; "
+                "empty: unchanged",
+            }
+            for category in CHOSEN_BY_MODE
+        },
+        **{
+            f"addresses.{category}.reset": {
+                "type": "string",
+                "enum": ["yes"],
+                "description": "The category's notices go to the account's address again",
+            }
+            for category in CHOSEN_BY_MODE
+        },
+        "quiet_from": {"type": "string", "description": "HH:MM; empty with quiet_to: none"},
+        "quiet_to": {"type": "string", "description": "HH:MM"},
+        "quiet_hours": {"type": "string", "description": "Older pages' one field: 22:00-07:00"},
         "digest_time": {"type": "string"},
+        "timezone": {"type": "string", "description": "An IANA zone, or a city's name"},
         "language": {"type": "string", "enum": list(LANGUAGES)},
+        "voicemail_audio": {"type": "string", "enum": ["on", "off"]},
         "offers": {"type": "string", "enum": ["yes"]},
         shell.CSRF_FIELD: {
             "type": "string",
@@ -48,49 +72,22 @@ PREFERENCE_FORM = {
 }
 
 
-def _form(
+def _page(
     request: web.Request,
-    subscriber: Subscriber,
     runtime: Runtime,
-    offers: bool,
+    context: dict[str, Any],
     language: str,
-    note: str = "",
-) -> str:
-    words = shell.TEXT[language]
-    view = preferences_module.effective(subscriber.preferences, runtime.settings.defaults)
-    rows = []
-    for category in CONFIGURABLE:
-        if category == Category.MARKETING.value:
-            continue  # offers are a consent, asked below
-        options = "".join(
-            f'<option value="{mode}"{" selected" if view["modes"][category] == mode else ""}>'
-            f"{shell.MODE_NAMES[language][mode]}</option>"
-            for mode in MODES
-        )
-        rows.append(
-            f'<p><label>{shell.CATEGORY_NAMES[language][category]}: <select name="mode.{category}">'
-            f"{options}</select></label></p>"
-        )
-    current_language = subscriber.language or runtime.settings.defaults.language
-    languages = "".join(
-        f'<option value="{code}"{" selected" if code == current_language else ""}>{code}</option>'
-        for code in LANGUAGES
-    )
-    action = html.escape(request.path)
-    return (
-        note
-        + f'<form method="post" action="{action}">'
-        + shell.form_token_field(runtime, request.match_info["token"])
-        + "".join(rows)
-        + f"<p>{words['mandatory']}</p>"
-        + f'<p><label>{words["quiet_hours"]}: <input name="quiet_hours" '
-        f'value="{html.escape(view["quiet_hours"])}"></label></p>'
-        + f'<p><label>{words["digest_time"]}: <input name="digest_time" '
-        f'value="{html.escape(view["digest_time"])}"></label></p>'
-        + f'<p><label>{words["language"]}: <select name="language">{languages}</select>'
-        "</label></p>" + f'<p><label><input type="checkbox" name="offers" value="yes"'
-        f"{' checked' if offers else ''}> {words['offers']}</label></p>"
-        + f'<p><button type="submit">{words["save"]}</button></p></form>'
+    status: int = 200,
+) -> web.Response:
+    return shell.page(
+        runtime,
+        "preferences.html",
+        language,
+        shell.TEXT[language]["preferences"],
+        status=status,
+        action=request.path,
+        **context,
+        form=shell.form_token(runtime, request.match_info["token"]),
     )
 
 
@@ -111,73 +108,13 @@ async def preferences_form(request: web.Request) -> web.Response:
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
         if subscriber is None:
-            return shell.invalid(shell.asked_language(request), "preferences")
+            return shell.invalid(runtime, shell.asked_language(request), "preferences")
         offers = await consent_store.has_consent(conn, account_id)
     language = shell.asked_language(
         request, subscriber.language or runtime.settings.defaults.language
     )
-    return shell.html_page(
-        language,
-        shell.TEXT[language]["preferences"],
-        _form(request, subscriber, runtime, offers, language),
-    )
-
-
-def _changes(form: Any, subscriber: Subscriber, runtime: Runtime) -> tuple[Subscriber, list[str]]:
-    """The subscriber with what the form changed; the problems, if any (nothing is saved)."""
-    defaults = runtime.settings.defaults
-    current = subscriber.preferences
-    view = preferences_module.effective(current, defaults)
-    problems: list[str] = []
-    modes = dict(current.modes)
-    for category in CONFIGURABLE:
-        chosen = form.get(f"mode.{category}")
-        if chosen is None or chosen == view["modes"][category]:
-            continue
-        if chosen not in MODES:
-            problems.append(f"{category}: {chosen!r}")
-            continue
-        modes[category] = chosen
-    quiet = current.quiet_hours
-    asked = form.get("quiet_hours")
-    if asked is not None and asked.strip() != view["quiet_hours"]:
-        try:
-            parsed = parse_quiet_hours(asked)
-            quiet = str(parsed) if parsed else ""
-        except ValueError as error:
-            problems.append(f"quiet hours {error}")
-    digest_time = current.digest_time
-    asked = form.get("digest_time")
-    if asked is not None and asked.strip() != view["digest_time"]:
-        try:
-            digest_time = parse_time_of_day(asked).strftime("%H:%M")
-        except ValueError as error:
-            problems.append(f"digest time {error}")
-    language = subscriber.language
-    asked = form.get("language")
-    if asked is not None and asked != (subscriber.language or defaults.language):
-        if asked in LANGUAGES:
-            language = asked
-        else:
-            problems.append(f"language {asked!r}")
-    preferences: Preferences = replace(
-        current, modes=modes, quiet_hours=quiet, digest_time=digest_time
-    )
-    return replace(subscriber, preferences=preferences, language=language), problems
-
-
-def _changed_names(before: Subscriber, after: Subscriber) -> list[str]:
-    """What the audit trail says the form changed: names, never the values."""
-    was, now = before.preferences, after.preferences
-    names = [
-        f"modes.{category}"
-        for category in sorted(set(was.modes) | set(now.modes))
-        if was.modes.get(category) != now.modes.get(category)
-    ]
-    names += [
-        name for name in ("quiet_hours", "digest_time") if getattr(was, name) != getattr(now, name)
-    ]
-    return names + (["language"] if before.language != after.language else [])
+    context = form_context(subscriber, runtime.settings, offers, language)
+    return _page(request, runtime, context, language)
 
 
 @routes.post(
@@ -203,32 +140,27 @@ async def save_preferences(request: web.Request) -> web.Response:
         return account_id  # nothing saved
     if shell.cross_site(request, runtime):
         log.warning("cross-site preference change refused", account_id=account_id)
-        return shell.refused(shell.asked_language(request), "preferences")
+        return shell.refused(runtime, shell.asked_language(request), "preferences")
     if request.content_length is None or request.content_length > shell.FORM_LIMIT:
         return web.Response(status=413, text="the form is too large")
     form = await shell.read_form(request)
     given = form.get(shell.CSRF_FIELD) if form is not None else None
     if form is None or not shell.form_token_valid(runtime, request.match_info["token"], given):
         log.warning("preference change without the page's form token", account_id=account_id)
-        return shell.refused(shell.asked_language(request), "preferences")
+        return shell.refused(runtime, shell.asked_language(request), "preferences")
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
         if subscriber is None:
-            return shell.invalid(shell.asked_language(request), "preferences")
-        changed, problems = _changes(form, subscriber, runtime)
+            return shell.invalid(runtime, shell.asked_language(request), "preferences")
+        changed, problems = changes(form, subscriber, runtime.settings)
         offers = await consent_store.has_consent(conn, account_id)
         language = shell.asked_language(
             request, changed.language or runtime.settings.defaults.language
         )
-        words = shell.TEXT[language]
         if problems:
-            note = (
-                f"<p><strong>{words['fix']}</strong></p><ul>"
-                + "".join(f"<li>{html.escape(p)}</li>" for p in problems)
-                + "</ul>"
-            )
-            body = _form(request, subscriber, runtime, offers, language, note)
-            return shell.html_page(language, words["preferences"], body, status=422)
+            context = form_context(subscriber, runtime.settings, offers, language)
+            context["problems"] = problems
+            return _page(request, runtime, context, language, status=422)
         saved = await subscriber_store.save_preferences(
             conn, changed, before=subscriber, erasure_key=runtime.erasure_key
         )
@@ -237,15 +169,22 @@ async def save_preferences(request: web.Request) -> web.Response:
             audit_store.SUBSCRIBER_LINK,
             "preferences.changed",
             account_id,
-            {"fields": _changed_names(subscriber, saved), "via": "preferences"},
+            {"fields": changed_names(subscriber, saved), "via": "preferences"},
         )
         wants_offers = form.get("offers") == "yes"
         if wants_offers != offers:
             await _record_offers_choice(conn, saved, granted=wants_offers)
     log.info("preferences changed by the subscriber", account_id=account_id)
-    note = f"<p><strong>{words['saved']}</strong></p>"
-    body = _form(request, saved, runtime, wants_offers, language, note)
-    return shell.html_page(language, words["preferences"], body)
+    before = form_context(subscriber, runtime.settings, offers, language)
+    after = form_context(saved, runtime.settings, wants_offers, language)
+    return shell.page(
+        runtime,
+        "saved.html",
+        language,
+        shell.TEXT[language]["saved"],
+        changes=changes_in_words(before, after, language),
+        back=request.path,
+    )
 
 
 async def _record_offers_choice(conn: Conn, saved: Subscriber, *, granted: bool) -> None:

@@ -13,8 +13,6 @@ default, never the account's: it says nothing of the account either.
 
 from __future__ import annotations
 
-import html
-
 import structlog
 from aiohttp import web
 
@@ -63,24 +61,22 @@ def _language(request: web.Request, runtime: Runtime) -> str:
     return shell.asked_language(request, runtime.settings.defaults.language)
 
 
-def _page(language: str, title: str, body: str, status: int) -> web.Response:
-    other = "en" if language == "ro" else "ro"
-    switch = f'<p><a href="?lang={other}" hreflang="{other}">{WORDS[language]["other"]}</a></p>'
-    return shell.html_page(language, title, body + switch, status=status)
-
-
 def offer(request: web.Request, runtime: Runtime, token: str) -> web.Response:
     """410: the link no longer opens; a button to email a fresh one."""
     language = _language(request, runtime)
     words = WORDS[language]
-    action = html.escape(f"/v1/links/{token}/renew?lang={language}")
-    body = (
-        f"<p>{words['expired']}</p><p>{words['offer']}</p>"
-        f'<form method="post" action="{action}">'
-        + shell.form_token_field(runtime, token)
-        + f'<button type="submit">{words["button"]}</button></form>'
+    other = "en" if language == "ro" else "ro"
+    return shell.page(
+        runtime,
+        "expired.html",
+        language,
+        words["title"],
+        status=410,
+        words=words,
+        action=f"/v1/links/{token}/renew?lang={language}",
+        switch={"lang": other, "name": words["other"]},
+        form=shell.form_token(runtime, token),
     )
-    return _page(language, words["title"], body, status=410)
 
 
 async def open_preferences(request: web.Request, runtime: Runtime) -> str | web.Response:
@@ -89,14 +85,14 @@ async def open_preferences(request: web.Request, runtime: Runtime) -> str | web.
     token = request.match_info["token"]
     link = runtime.links.read_preferences(token) if runtime.links else None
     if link is None:
-        return shell.invalid(shell.asked_language(request), "preferences")
+        return shell.invalid(runtime, shell.asked_language(request), "preferences")
     now, days = runtime.clock(), runtime.settings.links.preferences_days
     if preference_link_state(link.issued, None, now, days) != "open":
         return offer(request, runtime, token)  # past its age: the same whoever it was for
     async with runtime.pool.acquire() as conn:
         revocation = await link_store.revocation(conn, link.account_id)
     if revocation is None:
-        return shell.invalid(shell.asked_language(request), "preferences")
+        return shell.invalid(runtime, shell.asked_language(request), "preferences")
     if preference_link_state(link.issued, revocation.since, now, days) != "open":
         return offer(request, runtime, token)
     return link.account_id
@@ -145,19 +141,21 @@ async def renew(request: web.Request) -> web.Response:
     words = WORDS[language]
     account_id = _account_of(runtime, token)
     if account_id is None:
-        return shell.invalid(language, "preferences")
+        return shell.invalid(runtime, language, "preferences")
     form = await shell.read_form(request)
     given = form.get(shell.CSRF_FIELD) if form is not None else None
     if shell.cross_site(request, runtime) or not shell.form_token_valid(runtime, token, given):
         log.warning("fresh link asked for from outside its page", account_id=account_id)
-        return shell.refused(language, "preferences")
+        return shell.refused(runtime, language, "preferences")
     limit = runtime.settings.links.renewals_per_client_per_hour
     if not runtime.renewal_asks.allow(request.remote or "", limit):
         log.warning("fresh link refused: too many asks from one client")
-        return _page(language, words["sent_title"], f"<p>{words['busy']}</p>", status=429)
+        return shell.message(
+            runtime, language, words["sent_title"], [words["busy"]], status=429, switch=True
+        )
     # Queued after the answer: its time is the same whether the account exists or not.
     runtime.spawn(_queue_fresh_link(runtime, account_id))
-    return _page(language, words["sent_title"], f"<p>{words['sent']}</p>", status=200)
+    return shell.message(runtime, language, words["sent_title"], [words["sent"]], switch=True)
 
 
 async def _queue_fresh_link(runtime: Runtime, account_id: str) -> None:

@@ -1,11 +1,10 @@
-"""What the subscriber's pages share: the page around a form, its language, the browser
-defences (CSP, the form token, the cross-site check) and the words in both languages."""
+"""What the subscriber's pages share: a page from its template (views.py renders it, with the
+[branding] layout), the stylesheet's route, the page's language, the browser defences (CSP,
+the form token, the cross-site check) and the words in both languages."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import html
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -14,11 +13,14 @@ from multidict import MultiDict, MultiDictProxy
 from yarl import URL
 
 from notifyd.catalogue.locale import LANGUAGES
-from notifyd.http.operations import Answer
-from notifyd.http.runtime import Runtime
+from notifyd.http.operations import Answer, Routes
+from notifyd.http.pages import views
+from notifyd.http.pages.words import LANGUAGE_NAMES
+from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.storage import subscribers as subscriber_store
 
 log = structlog.get_logger(__name__)
+routes = Routes()
 
 # The wording a subscriber agrees to on the preference page, recorded with their consent.
 OFFERS_WORDING = "preferences-page-1"
@@ -27,21 +29,9 @@ FORM_LIMIT = 16 * 1024
 # Named in the forms of both pages: proves a POST came from the page of that link.
 CSRF_FIELD = "form_token"
 
-# The pages' only style, allowed by its hash: no inline script or style can run, even if
-# some text ever escaped html.escape.
-# Seen at 360 px wide in Chromium: without the padding the text touched the screen's edges,
-# and the buttons were 20 px high, below a finger's target; inherited fonts keep the
-# controls' text as large as the page's.
-PAGE_STYLE = (
-    "body{font-family:Arial,sans-serif;max-width:40em;margin:2em auto;padding:0 1em}"
-    "button,input,select{font:inherit}button{padding:.6em 1.2em}"
-)
-_STYLE_HASH = base64.b64encode(hashlib.sha256(PAGE_STYLE.encode()).digest()).decode()
-# Sent with every answer of the app (JSON ones too: a browser shown one runs nothing).
-CONTENT_SECURITY_POLICY = (
-    f"default-src 'none'; style-src 'sha256-{_STYLE_HASH}'; form-action 'self'; "
-    "frame-ancestors 'none'; base-uri 'none'"
-)
+# Sent with every answer of the app (JSON ones too: a browser shown one runs nothing); the
+# pages' answers carry the current config's (views.Pages.policy: the logo's origin added).
+CONTENT_SECURITY_POLICY = views.CONTENT_SECURITY_POLICY
 
 
 def html_answer(description: str) -> Answer:
@@ -58,6 +48,7 @@ CATEGORY_NAMES = {
         "fax": "Faxuri",
         "billing": "Plăți și alimentări ale contului",
         "low_credit": "Credit scăzut",
+        "statement": "Situația lunară a creditului",
         "marketing": "Oferte și modificări de tarife",
     },
     "en": {
@@ -66,6 +57,7 @@ CATEGORY_NAMES = {
         "fax": "Faxes",
         "billing": "Payments and top-ups",
         "low_credit": "Low credit",
+        "statement": "Monthly credit statement",
         "marketing": "Offers and tariff changes",
     },
 }
@@ -133,14 +125,17 @@ TEXT: dict[str, dict[str, str]] = {
 REFERRER_POLICY = "same-origin"
 
 
-def html_page(language: str, title: str, body: str, status: int = 200) -> web.Response:
-    document = (
-        f'<!DOCTYPE html><html lang="{language}"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head>"
-        "<body>"
-        f"<h1>{html.escape(title)}</h1>{body}</body></html>"
-    )
+def page(
+    runtime: Runtime,
+    template: str,
+    language: str,
+    title: str,
+    *,
+    status: int = 200,
+    **context: Any,
+) -> web.Response:
+    """A page from its template (views.py), with the headers every page needs."""
+    document = runtime.pages.render(template, language, title, **context)
     # The token in the address is the credential: keep the page out of caches, and out of
     # the referrer of any request to another site. Not "no-referrer": under it a browser
     # sends "Origin: null" with the page's own form POST (Fetch, "serialize a request
@@ -149,21 +144,53 @@ def html_page(language: str, title: str, body: str, status: int = 200) -> web.Re
     return web.Response(text=document, content_type="text/html", status=status, headers=headers)
 
 
+def message(
+    runtime: Runtime,
+    language: str,
+    title: str,
+    paragraphs: list[str],
+    status: int = 200,
+    switch: bool = False,
+) -> web.Response:
+    """A page that only says something; `switch` links the same page in the other language."""
+    other = "en" if language == "ro" else "ro"
+    shown = {"lang": other, "name": LANGUAGE_NAMES[other]} if switch else None
+    return page(
+        runtime, "message.html", language, title, status=status, paragraphs=paragraphs, switch=shown
+    )
+
+
+@routes.get(
+    views.STYLE_PATH,
+    "The subscriber pages' stylesheet, in the colours of [branding]",
+    answers={200: Answer("The stylesheet", media_type="text/css")},
+)
+async def stylesheet(request: web.Request) -> web.Response:
+    pages = request.app[RUNTIME].pages
+    # Pages link it with ?v=<hash of its content>: a day's caching never shows a stale one.
+    headers = {"Cache-Control": "public, max-age=86400", "ETag": f'"{pages.style_version}"'}
+    if request.headers.get("If-None-Match") == headers["ETag"]:
+        return web.Response(status=304, headers=headers)
+    return web.Response(
+        text=pages.stylesheet, content_type="text/css", charset="utf-8", headers=headers
+    )
+
+
 def asked_language(request: web.Request, fallback: str = "ro") -> str:
     asked = request.query.get("lang")
     return asked if asked in LANGUAGES else fallback
 
 
-def invalid(language: str, page: str) -> web.Response:
+def invalid(runtime: Runtime, language: str, heading: str) -> web.Response:
     """A link that is not valid, under the heading of the page it was for ("title" for
     unsubscribe, "preferences")."""
     words = TEXT[language]
-    return html_page(language, words[page], f"<p>{words['invalid']}</p>", status=404)
+    return message(runtime, language, words[heading], [words["invalid"]], status=404)
 
 
-def refused(language: str, page: str) -> web.Response:
+def refused(runtime: Runtime, language: str, heading: str) -> web.Response:
     words = TEXT[language]
-    return html_page(language, words[page], f"<p>{words['refused']}</p>", status=403)
+    return message(runtime, language, words[heading], [words["refused"]], status=403)
 
 
 def cross_site(request: web.Request, runtime: Runtime) -> bool:
@@ -216,10 +243,10 @@ async def read_form(request: web.Request) -> MultiDictProxy[str] | None:
     return MultiDictProxy(MultiDict((k, v) for k, v in form.items() if isinstance(v, str)))
 
 
-def form_token_field(runtime: Runtime, link_token: str) -> str:
+def form_token(runtime: Runtime, link_token: str) -> dict[str, str]:
+    """The hidden field of a page's form, as its template writes it."""
     assert runtime.links is not None  # the page of a valid link
-    value = runtime.links.form_token(link_token)
-    return f'<input type="hidden" name="{CSRF_FIELD}" value="{value}">'
+    return {"field": CSRF_FIELD, "token": runtime.links.form_token(link_token)}
 
 
 def form_token_valid(runtime: Runtime, link_token: str, given: object) -> bool:

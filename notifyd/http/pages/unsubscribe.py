@@ -3,7 +3,6 @@ links); POST unsubscribes, from the button or a mail client's one-click request.
 
 from __future__ import annotations
 
-import html
 from dataclasses import replace
 
 import structlog
@@ -36,7 +35,7 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     found = runtime.links.read_unsubscribe(token) if runtime.links else None
     if found is None:
-        return shell.invalid(shell.asked_language(request), "title")
+        return shell.invalid(runtime, shell.asked_language(request), "title")
     if not renewal.unsubscribe_opens(runtime, found):
         return renewal.offer(request, runtime, token)
     language = await shell.their_language(request, runtime, found.account_id)
@@ -48,15 +47,16 @@ async def unsubscribe_form(request: web.Request) -> web.Response:
     )
     if found.from_notice:
         ask = category_off_words(found.topic, language)[0]
-    action = html.escape(request.path)
-    form = (
-        f"<p>{html.escape(ask)}</p>"
-        f'<form method="post" action="{action}">'
-        '<input type="hidden" name="List-Unsubscribe" value="One-Click">'
-        + shell.form_token_field(runtime, token)
-        + f'<button type="submit">{words["button"]}</button></form>'
+    return shell.page(
+        runtime,
+        "unsubscribe.html",
+        language,
+        words["title"],
+        ask=ask,
+        action=request.path,
+        button=words["button"],
+        form=shell.form_token(runtime, token),
     )
-    return shell.html_page(language, words["title"], form)
 
 
 @routes.post(
@@ -78,14 +78,14 @@ async def unsubscribe(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     found = runtime.links.read_unsubscribe(token) if runtime.links else None
     if found is None:
-        return shell.invalid(shell.asked_language(request), "title")
+        return shell.invalid(runtime, shell.asked_language(request), "title")
     if not renewal.unsubscribe_opens(runtime, found):
         return renewal.offer(request, runtime, token)  # past its lifetime: nothing changed
     language = await shell.their_language(request, runtime, found.account_id)
     words = shell.TEXT[language]
     if shell.cross_site(request, runtime):
         log.warning("cross-site unsubscribe refused", account_id=found.account_id)
-        return shell.refused(language, "title")
+        return shell.refused(runtime, language, "title")
     # Read only a form of the page's size: a one-click POST needs no body to be taken, as
     # before forms had tokens (RFC 8058 fixes what it sends, not how it is framed).
     form = await shell.read_form(request)
@@ -95,7 +95,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
     from_browser = given is not None or shell.has_browser_headers(request)
     if from_browser and not shell.form_token_valid(runtime, token, given):
         log.warning("unsubscribe without the page's form token", account_id=found.account_id)
-        return shell.refused(language, "title")
+        return shell.refused(runtime, language, "title")
     async with runtime.pool.acquire() as conn, conn.transaction():
         if found.topic == MARKETING:
             await consent.decide(
@@ -136,7 +136,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
                 {**detail, "via": "unsubscribe"},
             )
     log.info("unsubscribed by link", account_id=found.account_id, topic=found.topic)
-    return shell.html_page(language, words["title"], f"<p>{html.escape(done)}</p>")
+    return shell.message(runtime, language, words["title"], [done])
 
 
 # What a notice's one-click link stops (links.Links.category_off_url), as the button page
@@ -148,6 +148,7 @@ STOPPED_EMAILS = {
         "fax": "emailuri despre faxuri",
         "billing": "emailuri despre plăți și alimentări ale contului",
         "low_credit": "avertizări de credit scăzut",
+        "statement": "situația lunară a creditului",
     },
     "en": {
         "calls": "missed-call emails",
@@ -155,6 +156,7 @@ STOPPED_EMAILS = {
         "fax": "fax emails",
         "billing": "payment and top-up emails",
         "low_credit": "low-credit warnings",
+        "statement": "monthly credit statements",
     },
 }
 CATEGORY_OFF_TEXT = {

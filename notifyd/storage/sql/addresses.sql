@@ -13,10 +13,17 @@ SET hard_bounces = h.hard_bounces + 1, last_reply = $2, last_bounce_at = now(),
 RETURNING hard_bounces, undeliverable_at IS NOT NULL AS undeliverable
 
 -- name: record_soft_bounce
--- A report that a message to the address is delayed or failed for now (4.x.x): counted
--- only; the address stays deliverable.
+-- A report that a message to the address ($2 its notice) is delayed or failed for now
+-- ($3 the status, 4.x.x): counted only; the address stays deliverable. Once per notice and
+-- status (soft_bounce_reports, migration 0018): the same report posted again counts
+-- nothing and returns no row.
+WITH first AS (
+    INSERT INTO soft_bounce_reports (notice_id, status) VALUES ($2, $3)
+    ON CONFLICT DO NOTHING
+    RETURNING notice_id
+)
 INSERT INTO address_health AS h (address, soft_bounces, last_report_at)
-VALUES (lower($1), 1, now())
+SELECT lower($1), 1, now() FROM first
 ON CONFLICT (address) DO UPDATE
 SET soft_bounces = h.soft_bounces + 1, last_report_at = now()
 RETURNING soft_bounces

@@ -39,6 +39,13 @@ UPDATE callbacks
 SET state = 'abandoned', done_at = now(), claim_token = NULL, last_error = $3
 WHERE id = $1 AND claim_token = $2
 
+-- name: confirm_failures
+-- A delivery closed the circuit breaker's streak: the notice.failed callbacks of its
+-- refusals ($1 their notices), held in case the breaker withdrew them, are due now.
+UPDATE callbacks SET due_at = now()
+WHERE notice_id = ANY($1::uuid[]) AND state = 'pending' AND due_at > now()
+  AND type = 'notice.failed'
+
 -- name: release_claims
 -- A clean stop: this host's claims are due again at once, for another host or the next start.
 UPDATE callbacks SET state = 'pending', due_at = now(), claim_token = NULL

@@ -48,6 +48,15 @@ WHERE id IN (SELECT id FROM notices
 DELETE FROM callbacks
 WHERE id IN (SELECT id FROM callbacks WHERE account_id = $1 LIMIT $2)
 
+-- name: delete_soft_bounce_reports
+-- The soft bounces reported of the account's notices (migration 0018): nothing accounting
+-- needs, so also those of the billing notices kept.
+DELETE FROM soft_bounce_reports
+WHERE (notice_id, status) IN (
+    SELECT s.notice_id, s.status FROM soft_bounce_reports AS s
+    JOIN notices AS n ON n.id = s.notice_id
+    WHERE n.account_id = $1 LIMIT $2)
+
 -- name: strip_billing_notices
 -- Billing notices within billing retention stay for accounting, with what accounting
 -- needs only: kind, category, state, times, Message-ID, and the event's accounting fields
@@ -97,6 +106,11 @@ WHERE ctid IN (SELECT ctid FROM balance_history
 -- name: delete_credit_states
 DELETE FROM credit_states
 WHERE ctid IN (SELECT ctid FROM credit_states
+               WHERE account_id = $1 LIMIT $2)
+
+-- name: delete_statements
+DELETE FROM credit_statements
+WHERE ctid IN (SELECT ctid FROM credit_statements
                WHERE account_id = $1 LIMIT $2)
 
 -- name: finish_erasure

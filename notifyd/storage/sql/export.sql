@@ -12,7 +12,8 @@ SELECT $1 <> '*' AND (
     OR EXISTS (SELECT 1 FROM notices WHERE account_id = $1)
     OR EXISTS (SELECT 1 FROM consent_events WHERE account_id = $1)
     OR EXISTS (SELECT 1 FROM credit_states WHERE account_id = $1)
-    OR EXISTS (SELECT 1 FROM balance_history WHERE account_id = $1))
+    OR EXISTS (SELECT 1 FROM balance_history WHERE account_id = $1)
+    OR EXISTS (SELECT 1 FROM credit_statements WHERE account_id = $1))
 
 -- name: export_subscriber
 SELECT to_jsonb(s)::text FROM subscribers AS s WHERE s.account_id = $1
@@ -41,6 +42,10 @@ SELECT to_jsonb(c)::text FROM credit_states AS c WHERE c.account_id = $1 ORDER B
 SELECT to_jsonb(b)::text FROM balance_history AS b WHERE b.account_id = $1
 ORDER BY b.currency, b.at
 
+-- name: export_credit_statements
+SELECT to_jsonb(c)::text FROM credit_statements AS c WHERE c.account_id = $1
+ORDER BY c.period, c.currency
+
 -- name: export_events
 SELECT to_jsonb(e)::text FROM events AS e WHERE e.account_id = $1 ORDER BY e.received_at, e.id
 
@@ -57,6 +62,10 @@ SELECT to_jsonb(n)::text FROM notices AS n WHERE n.account_id = $1 ORDER BY n.cr
 -- name: export_callbacks
 SELECT to_jsonb(c)::text FROM callbacks AS c WHERE c.account_id = $1
 ORDER BY c.occurred_at, c.id
+
+-- name: export_soft_bounce_reports
+SELECT to_jsonb(s)::text FROM soft_bounce_reports AS s JOIN notices AS n ON n.id = s.notice_id
+WHERE n.account_id = $1 ORDER BY s.reported_at, s.notice_id, s.status
 
 -- name: export_audit
 SELECT to_jsonb(a)::text FROM audit AS a WHERE a.account_id = $1 ORDER BY a.at, a.id

@@ -100,12 +100,18 @@ FROM changed
 -- account restricted) is not handed over: it is cancelled, or held as 'restricted', with
 -- the reason in last_error, in this statement. $6: the categories the running config
 -- turns off by default ([defaults.modes]), withheld where the subscriber chose no mode.
+-- $8: the mail streams whose relay's breaker has paused them (settings/streams.py
+-- stream_of: 'marketing' for the marketing category and the kinds $7, else
+-- 'transactional'); their notices stay queued while the other stream's go.
 WITH due AS (
     SELECT id, account_id, category, recipient, category = ANY($6::text[]) AS off_by_default
     FROM notices
     WHERE state IN ('queued', 'sending') AND due_at <= now()
       AND (cardinality($5::text[]) = 0
            OR lower(split_part(recipient, '@', 2)) <> ALL($5::text[]))
+      AND (cardinality($8::text[]) = 0
+           OR CASE WHEN category = 'marketing' OR kind = ANY($7::text[]) THEN 'marketing'
+                   ELSE 'transactional' END <> ALL($8::text[]))
     ORDER BY due_at
     LIMIT $1
     FOR UPDATE SKIP LOCKED
@@ -159,7 +165,7 @@ WITH wanted AS (SELECT $4::text[] AS sources),
 sent AS ({{mark_sent}} RETURNING n.id, n.recipient, n.event_id, n.category, n.smtp_reply),
 {{healed}},
 told AS (SELECT id, event_id, category, 'sent' AS state, smtp_reply,
-                'notice.delivered' AS type FROM sent),
+                'notice.delivered' AS type, 0::float8 AS hold FROM sent),
 {{tell_callbacks}}
 SELECT id FROM sent
 
@@ -175,11 +181,13 @@ WHERE id = $1 AND claim_token = $2
 
 -- name: mark_failed_told
 -- mark_failed, and in the same statement the notice's callback ($6: notice.failed or
--- notice.dead_lettered) when its event came from a source of $5. The number of notices
--- recorded (0 or 1).
+-- notice.dead_lettered) when its event came from a source of $5, not posted before $7
+-- seconds (a refusal the circuit breaker may still withdraw: restore_refused deletes it).
+-- The number of notices recorded (0 or 1).
 WITH wanted AS (SELECT $5::text[] AS sources),
 failed AS ({{mark_failed}} RETURNING n.id, n.event_id, n.category, n.smtp_reply),
-told AS (SELECT id, event_id, category, 'failed' AS state, smtp_reply, $6::text AS type
+told AS (SELECT id, event_id, category, 'failed' AS state, smtp_reply, $6::text AS type,
+                $7::float8 AS hold
          FROM failed),
 {{tell_callbacks}}
 SELECT count(*) FROM failed
@@ -203,9 +211,21 @@ WHERE id IN (
     FOR UPDATE SKIP LOCKED
 )
 
--- name: count_sendable
-SELECT state, count(*) AS total FROM notices
-WHERE state IN ('queued', 'sending') GROUP BY state
+-- name: scrape_gauges
+-- /metrics' queue gauges, one round trip (docs/operations.md): notices queued and being
+-- sent, failed ones (the dead letters), and how long the oldest notice due at $1 has waited
+-- (0 when none waits). A 'sending' notice is due again once its lease (due_at) ends. The
+-- partial indexes notices_sendable_due and notices_dead_letters answer every part; the
+-- oldest is the first entry of notices_sendable_due (docs/performance.md "Scraping").
+SELECT
+    count(*) FILTER (WHERE state = 'queued') AS queued,
+    count(*) FILTER (WHERE state = 'sending') AS sending,
+    (SELECT count(*) FROM notices WHERE state = 'failed') AS failed,
+    coalesce(extract(epoch FROM $1::timestamptz - (
+        SELECT min(due_at) FROM notices
+        WHERE state IN ('queued', 'sending') AND due_at <= $1::timestamptz
+    )), 0)::float8 AS oldest_due_seconds
+FROM notices WHERE state IN ('queued', 'sending')
 
 -- name: notices_of_event
 -- An event's notices, as notices_of_account shows them.

@@ -149,19 +149,21 @@ WHERE n.id = $1 AND n.claim_token = $2
 
 -- name: tell_callbacks
 -- (A CTE after `wanted` (its sources: those with a callback) and `told` (id, event_id,
--- category, state, smtp_reply, type of each notice whose outcome the statement records).)
+-- category, state, smtp_reply, type, hold of each notice whose outcome the statement
+-- records; hold: seconds before the callback may be posted).)
 -- One callback row for each told notice whose event came from a wanted source; a digest,
 -- which has no event, tells each notice it gathered, under that notice's id. The event is
 -- read by its primary key. storage/callbacks.py and delivery/callbacks.py send the rows.
 tell AS (
     INSERT INTO callbacks (notice_id, event_id, account_id, source, source_webhook_id,
-                           event_type, type, category, notice_state, smtp_code)
+                           event_type, type, category, notice_state, smtp_code, due_at)
     SELECT coalesce(i.id, t.id), e.id, e.account_id, e.source, e.webhook_id, e.type,
            t.type, t.category, t.state,
            -- A relay's acceptance of the final dot is a 250, which the reply kept may
            -- not repeat (its text only).
            coalesce(substring(t.smtp_reply FROM '^[2-5][0-9][0-9]')::smallint,
-                    CASE WHEN t.state = 'sent' THEN 250 END)
+                    CASE WHEN t.state = 'sent' THEN 250 END),
+           now() + make_interval(secs => t.hold)
     FROM told AS t
     CROSS JOIN wanted AS w
     LEFT JOIN notices AS i ON t.event_id IS NULL AND i.digest_id = t.id

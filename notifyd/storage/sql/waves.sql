@@ -96,6 +96,11 @@ GROUP BY account_id, category, lower(recipient)
 -- suppressions have nothing to say here. An address marked undeliverable by a bounce
 -- after the facts were read locks no subscriber: a notice of $30 (claimed, not mandatory)
 -- to such an address is left queued instead, for claim_due to cancel, saying why.
+-- The billing events of subscribers who chose the monthly statement add to their period's
+-- row of credit_statements ($31-$41, model.StatementEntry; a wave has an account once, so
+-- a row at most once): counts and sums add up, the latest balance is the closing one, and
+-- a new row opens at the previous period's closing balance, else at the one the event
+-- implies.
 WITH added AS (
     INSERT INTO notices (id, event_id, account_id, kind, category, recipient, language,
                          timezone, reasons, due_at, message_id, context, dedupe_key, digest,
@@ -133,6 +138,39 @@ WITH added AS (
     SELECT account_id, currency, balance, as_of FROM levels
 ), woke AS (
     SELECT pg_notify($25, '') FROM added WHERE id = ANY($15::uuid[]) LIMIT 1
+), statement AS (
+    INSERT INTO credit_statements AS s (account_id, period, currency, opening, closing,
+                                        closing_at, top_ups, top_up_sum, payments,
+                                        payment_sum, low_crossings, critical_crossings,
+                                        limit_events)
+    SELECT e.account_id, e.period, e.currency,
+           coalesce((SELECT p.closing FROM credit_statements AS p
+                     WHERE p.account_id = e.account_id AND p.currency = e.currency
+                       AND p.period < e.period AND p.closing IS NOT NULL
+                     ORDER BY p.period DESC LIMIT 1), e.opening),
+           e.balance, CASE WHEN e.balance IS NOT NULL THEN e.at END,
+           (e.top_up IS NOT NULL)::int, coalesce(e.top_up, 0),
+           (e.payment IS NOT NULL)::int, coalesce(e.payment, 0), e.low, e.critical, e.lim
+    FROM unnest($31::text[], $32::date[], $33::text[], $34::numeric[], $35::timestamptz[],
+                $36::numeric[], $37::numeric[], $38::numeric[], $39::int[], $40::int[],
+                $41::int[])
+         AS e (account_id, period, currency, balance, at, opening, top_up, payment, low,
+               critical, lim)
+    ON CONFLICT (account_id, period, currency) DO UPDATE SET
+        opening = coalesce(s.opening, excluded.opening),
+        -- A balance older than the one kept (arriving late) is not the closing one.
+        closing = CASE WHEN excluded.closing_at >= s.closing_at OR s.closing_at IS NULL
+                       THEN coalesce(excluded.closing, s.closing) ELSE s.closing END,
+        closing_at = CASE WHEN excluded.closing_at >= s.closing_at OR s.closing_at IS NULL
+                          THEN coalesce(excluded.closing_at, s.closing_at)
+                          ELSE s.closing_at END,
+        top_ups = s.top_ups + excluded.top_ups,
+        top_up_sum = s.top_up_sum + excluded.top_up_sum,
+        payments = s.payments + excluded.payments,
+        payment_sum = s.payment_sum + excluded.payment_sum,
+        low_crossings = s.low_crossings + excluded.low_crossings,
+        critical_crossings = s.critical_crossings + excluded.critical_crossings,
+        limit_events = s.limit_events + excluded.limit_events
 ), decided AS (
     UPDATE events AS e SET decision = d.decision::jsonb
     FROM unnest($26::uuid[], $27::text[], $28::bool[]) AS d (id, decision, unless_queued)
