@@ -96,8 +96,11 @@ def test_without_branding_the_sender_name_heads_it_and_no_empty_contact_shows(
     assert parsed.images == []
     assert "Operator VoIP" in markup
     assert {"ro": "Suport", "en": "Support"}[language] not in markup
+    # The preference page and the one-click link that turns missed-call emails off.
+    context = sample_view("call.missed", language, NOW).context
     assert [href for href, _ in parsed.links] == [
-        sample_view("call.missed", language, NOW).context["preferences_url"]
+        context["preferences_url"],
+        context["unsubscribe_url"],
     ]
 
 

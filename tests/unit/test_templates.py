@@ -39,6 +39,7 @@ FOOTER = {
 }
 # The words the HTML part shows for its links (the raw URLs are in the plain part only).
 PREFERENCES = {"ro": "Preferințe de notificare", "en": "Preferences"}
+UNSUBSCRIBE = {"ro": "Dezabonare", "en": "Unsubscribe"}
 PORTAL = {"ro": "în portalul de client", "en": "in the customer portal"}
 RESET = {"ro": "Setați o parolă nouă", "en": "Set a new password"}
 LOCAL_TIME = {"ro": "22 noiembrie 2026, 12:04", "en": "22 November 2026, 12:04"}
@@ -538,9 +539,12 @@ def test_too_large_attachment_without_a_portal_address_names_the_portal(
     portal = {"ro": "portalul de client", "en": "customer portal"}[language]
     assert portal in rendered.text
     assert portal in rendered.html
-    # No portal link; only the preference page's.
+    # No portal link; only the preference page's and the category's one-click link.
     preferences = notice.context["preferences_url"]
-    assert parse_html(rendered.html).links == [(preferences, PREFERENCES[language])]
+    assert parse_html(rendered.html).links == [
+        (preferences, PREFERENCES[language]),
+        (notice.context["unsubscribe_url"], UNSUBSCRIBE[language]),
+    ]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
