@@ -195,3 +195,44 @@ def test_only_categories_a_subscriber_can_switch_off_get_a_category_link(
         assert context["unsubscribe_category"] == category
     if category in MANDATORY_CATEGORIES:
         assert "List-Unsubscribe" not in BRANDED.message(view(kind, language), NOW)
+
+
+ASKS_FOR_SUPPORT = ("our support team", "echipa noastră de asistență")
+
+
+@pytest.mark.parametrize(("kind", "language"), EVERY_NOTICE)
+def test_a_message_that_asks_to_contact_support_says_how(kind: str, language: str) -> None:
+    """Security notices ask the subscriber to reach support at once: with [branding]'s
+    contact set, the sentence gives it; without, it reads as before (no empty brackets)."""
+    notice = view(kind, language)
+    branded = BRANDED.render(notice)
+    bare = Renderer(SENDER).render(notice)
+    contact = "(suport@voip.example · +40 21 000 0000 · https://www.voip.example/suport)"
+    for body in (branded.text, branded.html):
+        for ask in ASKS_FOR_SUPPORT:
+            for at in [m.end() for m in re.finditer(re.escape(ask), body)]:
+                assert body[at:].lstrip().startswith(contact), (kind, body[at : at + 80])
+    for body in (bare.text, bare.html):
+        assert "()" not in body
+        assert "( )" not in body
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "account.password_changed",
+        "account.password_reset_requested",
+        "account.pin_created",
+        "account.email_changed",
+        "account.ip_allowlist_changed",
+        "usage.daily_limit_exceeded",
+    ],
+)
+def test_the_security_notices_name_the_support_contact_in_their_advice(
+    kind: str, language: str
+) -> None:
+    rendered = BRANDED.render(view(kind, language))
+    advice = {"ro": "echipa noastră de asistență (", "en": "our support team ("}[language]
+    assert advice + "suport@voip.example · +40 21 000 0000" in rendered.text
+    assert advice + "suport@voip.example · +40 21 000 0000" in rendered.html
