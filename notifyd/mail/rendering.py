@@ -25,13 +25,12 @@ from zoneinfo import ZoneInfo
 
 import jinja2
 import markupsafe
-import phonenumbers
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 
-from notifyd.catalogue.phones import is_withheld, parse_international
 from notifyd.mail import mime
 from notifyd.mail.addresses import Origin, wire_form
+from notifyd.mail.caller_ids import caller_in_language, phone_in_language
 from notifyd.settings.branding import BrandingSettings
 
 
@@ -178,7 +177,8 @@ class Renderer:
                 local_datetime=local_datetime,
                 local_date=local_date,
                 money=money,
-                phone=_phone_in_language,
+                phone=phone_in_language,
+                caller=caller_in_language,
                 filesize=filesize,
                 number=number,
             )
@@ -371,30 +371,6 @@ def money(amount: str | Decimal, currency: str, language: str) -> str:
 @_FORMATTED
 def number(value: int | float | Decimal, language: str) -> str:
     return format_decimal(value, locale=language)
-
-
-WITHHELD_NUMBER = {"ro": "Număr ascuns", "en": "Withheld number"}
-# How a number is kept once validated (events.py): formatted for reading only in this shape.
-_E164 = re.compile(r"\+[0-9]{2,15}")
-
-
-@_FORMATTED
-def phone(value: str, language: str) -> str:
-    """+40721555123 -> '+40 721 555 123'; a withheld number -> 'Număr ascuns' (ro),
-    'Withheld number' (en); anything else (an extension, a name, a SIP URI) as given."""
-    if is_withheld(value):
-        return WITHHELD_NUMBER.get(language, WITHHELD_NUMBER["en"])
-    parsed = parse_international(value) if _E164.fullmatch(value) else None
-    if parsed is None:
-        return value
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-
-
-@jinja2.pass_context
-def _phone_in_language(context: jinja2.runtime.Context, value: str) -> str:
-    # Templates write `number | phone`: the notice's language comes from the context, so
-    # neither the packaged templates nor an operator's overrides have to pass it.
-    return phone(value, context["lang"])
 
 
 @_FORMATTED
