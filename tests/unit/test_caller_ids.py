@@ -23,8 +23,8 @@ from notifyd.catalogue.events import InvalidEvent, parse_event
 from notifyd.catalogue.fields import CALLER_ID_MAX
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.catalogue.samples import sample_event
-from notifyd.mail.previews import sample_view
 from notifyd.mail.caller_ids import phone
+from notifyd.mail.previews import sample_view
 from notifyd.mail.rendering import NoticeView, Renderer
 from notifyd.model import DigestItem
 from notifyd.rules.digests import totals
