@@ -7,6 +7,7 @@ answered, in order, in one 200; a key that is not P-256 is refused when the conf
 
 from __future__ import annotations
 
+import json
 import time
 import tomllib
 from collections.abc import AsyncIterator
@@ -20,6 +21,7 @@ from notifyd.settings import Settings
 from tests.conftest import SmtpSink, load_config, running_daemon, smtp_server
 from tests.integration.admin_support import admin_config
 from tests.integration.daemon_support import post, subscribe
+from tests.integration.doc_support import like
 from tests.integration.report_support import after_complaint, health, offers, sent_notice
 from tests.integration.send_support import snippet
 from tests.integration.sendgrid_support import (
@@ -94,6 +96,9 @@ async def test_a_signed_batch_is_acted_on_event_by_event(
         ("complaint", "abuse", str(sent["id"])),
         ("nothing", "not_a_bounce_or_complaint", None),
     ]
+    # The doc's sample answer is this one's hard bounce and a delivery, in that order.
+    decisions = answer["events"]
+    like(json.loads(snippet("sendgrid-answer")), {"events": [decisions[2], decisions[0]]})
     assert row is not None
     assert row["state"] == "failed"
     assert row["smtp_reply"].startswith("bounce report 5.1.1: sendgrid bounce: 550 5.1.1")

@@ -23,7 +23,9 @@ from notifyd.settings import Settings
 from tests.conftest import Running, SmtpSink, load_config, running_daemon, smtp_server
 from tests.integration.admin_support import admin_config
 from tests.integration.daemon_support import post, subscribe
+from tests.integration.doc_support import filled, merged
 from tests.integration.report_support import ANA, after_complaint, health, offers, sent_notice
+from tests.integration.send_support import snippet
 
 PM_USER, PM_PASSWORD = "postmark", "c2VydmljZS1wYXNzd29yZC0x"
 MG_KEY = "key-mailgun-signing-key-for-tests"
@@ -41,8 +43,11 @@ def settings_for(tmp_path: Path, database_url: str, sink: SmtpSink) -> Settings:
     config = admin_config(tmp_path, database_url, sink.port)
     config["delivery"].update(bounce_limit=3)
     config["smtp"]["bounce_domain"] = BOUNCE_DOMAIN
-    config["sources.postmark"] = {"kind": "postmark", "user": PM_USER, "password": PM_PASSWORD}
-    config["sources.mailgun"] = {"kind": "mailgun", "signing_keys": ["old-key", MG_KEY]}
+    # As docs/integrations.md sets them, the elided values filled in (the doc's Postmark user
+    # is PM_USER); Mailgun with two keys while one is rotated (the old first).
+    merged(config, filled(snippet("postmark-source"), tmp_path, password=PM_PASSWORD))
+    merged(config, filled(snippet("mailgun-source"), tmp_path))
+    config["sources.mailgun"]["signing_keys"] = ["old-key", MG_KEY]
     return load_config(tmp_path, config)
 
 
