@@ -5,6 +5,9 @@ answer, a callback's body) compared with what notifyd really sent."""
 
 from __future__ import annotations
 
+import grp
+import os
+import pwd
 import re
 import tomllib
 from dataclasses import dataclass
@@ -42,6 +45,11 @@ def blocks() -> list[Block]:
             found.append(Block(number, line[3:].strip(), marker.group(1) if marker else None))
         inside = not inside
     return found
+
+
+def owner() -> str:
+    """install(1)'s owner options for the test's user, in place of the doc's (root, uucp)."""
+    return f"-o {pwd.getpwuid(os.getuid()).pw_name} -g {grp.getgrgid(os.getgid()).gr_name}"
 
 
 def filled(toml_text: str, secret_file: Path, **values: str) -> str:
@@ -89,13 +97,16 @@ def like(documented: Any, real: Any, where: str = "") -> None:
         for key, value in documented.items():
             like(value, real[key], f"{where}.{key}")
     elif isinstance(documented, list):
-        assert isinstance(real, list) and len(real) == len(documented), (where, real)
+        assert isinstance(real, list), (where, real)
+        assert len(real) == len(documented), (where, real)
         for n, (doc_item, real_item) in enumerate(zip(documented, real, strict=True)):
             like(doc_item, real_item, f"{where}[{n}]")
     elif isinstance(documented, str) and ELIDED in documented:
-        assert isinstance(real, str) and real, (where, real)
+        assert isinstance(real, str), (where, real)
+        assert real, where
     elif isinstance(documented, str) and TIMESTAMP.fullmatch(documented):
         form = re.sub(r"\d", r"\\d", documented).replace(".", r"\.").replace("+", r"\+")
-        assert isinstance(real, str) and re.fullmatch(form, real), (where, documented, real)
+        assert isinstance(real, str), (where, real)
+        assert re.fullmatch(form, real), (where, documented, real)
     else:
         assert real == documented, (where, documented, real)

@@ -14,7 +14,14 @@ from aiohttp import web
 from standardwebhooks import Webhook
 
 from notifyd.catalogue.samples import sample_event
-from tests.conftest import BILLING_SECRET, PBX_SECRET, SmtpSink, eventually, load_config, running_daemon
+from tests.conftest import (
+    BILLING_SECRET,
+    PBX_SECRET,
+    SmtpSink,
+    eventually,
+    load_config,
+    running_daemon,
+)
 from tests.integration.admin_support import admin_config
 from tests.integration.callbacks_support import CALLBACK_SECRET
 from tests.integration.doc_support import filled, like, merged

@@ -82,13 +82,23 @@ def test_postfix_parses_the_lines_and_builds_the_transport_map(tmp_path: Path) -
 
     def postfix(*argv: str) -> str:
         ran = subprocess.run(argv, capture_output=True, text=True, timeout=20, check=False)
-        assert ran.returncode == 0 and "warning" not in ran.stderr, (argv, ran.stderr)
+        assert ran.returncode == 0, (argv, ran.stderr)
+        assert "warning" not in ran.stderr, (argv, ran.stderr)
         return ran.stdout
 
     service = postfix("postconf", "-c", str(tmp_path), "-M", "notifyd-bounce/unix")
     assert "argv=/usr/local/bin/notifyd-bounce" in service, service
-    limit = postfix("postconf", "-c", str(tmp_path), "-h", "notifyd-bounce_destination_recipient_limit")
+    limit = postfix(
+        "postconf", "-c", str(tmp_path), "-h", "notifyd-bounce_destination_recipient_limit"
+    )
     assert limit.strip() == "1"
     postfix("postmap", "-c", str(tmp_path), f"hash:{tmp_path / 'transport'}")
-    found = postfix("postmap", "-c", str(tmp_path), "-q", "bounces.example.com", f"hash:{tmp_path / 'transport'}")
+    found = postfix(
+        "postmap",
+        "-c",
+        str(tmp_path),
+        "-q",
+        "bounces.example.com",
+        f"hash:{tmp_path / 'transport'}",
+    )
     assert found.strip() == "notifyd-bounce:"

@@ -1,13 +1,15 @@
-"""contrib/hylafax's hooks, run as HylaFAX runs them against a real notifyd: the doc's
-FaxDispatch lines sourced by bash in a spool folder with the variables bin/faxrcvd sets
-(the hook itself runs under /bin/sh), and the doc's FaxNotify lines with bin/notify's
-QFILE, WHY and JTIME over a q-file as faxq writes it. A fax received reaches the
-subscriber as a PDF; a job done gives fax.sent, a failed one fax.failed with its status;
-a requeued one nothing; with notifyd down the fax is spooled and the hook exits 0."""
+"""contrib/hylafax's hooks, installed by the doc's install block and run as HylaFAX runs
+them against a real notifyd: the doc's FaxDispatch lines sourced by bash in a spool folder
+with the variables bin/faxrcvd sets (the hook itself runs under /bin/sh), and the doc's
+FaxNotify lines with bin/notify's QFILE, WHY and JTIME over a q-file as faxq writes it. A
+fax received reaches the subscriber as a PDF; a job done gives fax.sent, a failed one
+fax.failed with its status; a requeued one nothing; with notifyd down the fax is spooled
+and the hook exits 0."""
 
 from __future__ import annotations
 
 import io
+import subprocess
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -17,9 +19,9 @@ from PIL import Image
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, Running, SmtpSink, running_daemon
 from tests.integration.catalogue_support import sending_settings
+from tests.integration.doc_support import owner
 from tests.integration.send_support import BIN, ROOT, Ran, localized, run, snippet
 
-CONTRIB = ROOT / "contrib" / "hylafax"
 INSTALLED = "/usr/local/share/notifyd/hylafax/"
 COMMID = "000000012"
 # faxrcvd's variables for a fax on iaxmodem ttyIAX0: CALLID1..4 as its CallIDPatterns
@@ -110,10 +112,28 @@ def tiff(pages: int) -> bytes:
     return out.getvalue()
 
 
+def installed_hooks(tmp_path: Path, base_url: str) -> Path:
+    """The doc's install block, run in this checkout with the test's folders and owner (its
+    spool the one hylafax.conf names); the folder the hooks are in."""
+    text = localized(snippet("hylafax-install"), base_url, tmp_path).replace(
+        "-o uucp -g uucp", owner()
+    )
+    text = text.replace("/usr/local/share/notifyd", str(tmp_path / "share-notifyd"))
+    subprocess.run(["/bin/bash", "-e", "-c", text], cwd=ROOT, check=True, timeout=30)
+    hooks = tmp_path / "share-notifyd" / "hylafax"
+    assert sorted(hook.name for hook in hooks.iterdir() if hook.stat().st_mode & 0o111) == [
+        "notifyd-faxrcvd",
+        "notifyd-notify",
+    ]
+    assert (tmp_path / "spool").stat().st_mode & 0o777 == 0o750
+    return hooks
+
+
 def hylafax_spool(tmp_path: Path, base_url: str) -> tuple[Path, dict[str, str]]:
-    """/var/spool/hylafax with the doc's etc/FaxDispatch and etc/FaxNotify (the hooks of
-    contrib/hylafax in place of the installed ones), and the environment that points the
+    """/var/spool/hylafax with the doc's etc/FaxDispatch and etc/FaxNotify (naming the hooks
+    the doc's install block put in place), and the environment that points the
     hooks at the doc's hylafax.conf and account map, localized."""
+    hooks = installed_hooks(tmp_path, base_url)
     spool = tmp_path / "hylafax"
     for folder in ("etc", "recvq", "sendq"):
         (spool / folder).mkdir(parents=True, exist_ok=True)
@@ -127,7 +147,7 @@ def hylafax_spool(tmp_path: Path, base_url: str) -> tuple[Path, dict[str, str]]:
         ("hylafax-faxdispatch", "FaxDispatch", routed),
         ("hylafax-faxnotify", "FaxNotify", ""),
     ):
-        text = before + snippet(name).replace(INSTALLED, f"{CONTRIB}/")
+        text = before + snippet(name).replace(INSTALLED, f"{hooks}/")
         (spool / "etc" / file).write_text(text)
     return spool, {"NOTIFYD_HYLAFAX_CONF": str(tmp_path / "hylafax.conf")}
 

@@ -1,12 +1,16 @@
 """The install blocks of docs/integrations.md, run as written (only prefixes and owners
 replaced, tests/integration/install_support.py): the wheel built from the checkout and
 installed on a "PBX host" with `standardwebhooks` alone, the secret file the doc makes,
-Asterisk's scripts; then that install posts to a running notifyd: one event, one email."""
+the drain's systemd units (`systemd-analyze verify`), Asterisk's scripts; then that
+install posts to a running notifyd: one event, one email."""
 
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import stat
+import subprocess
 from pathlib import Path
 
 import asyncpg
@@ -50,6 +54,30 @@ def secret_file(host: Host) -> Path:
     script = host.place(snippet("secret-file")).replace("whsec_…", PBX_SECRET)
     shell(script, host.root, host.wheelhouse)
     return host.root / "etc-notifyd" / "pbx.secret"
+
+
+def test_the_drain_units_name_the_installed_notifyd_and_verify(host: Host, tmp_path: Path) -> None:
+    service = tmp_path / "notifyd-send-drain.service"
+    service.write_text(host.place(snippet("drain-systemd")))
+    timer = tmp_path / "notifyd-send-drain.timer"
+    timer.write_text(snippet("drain-systemd-timer"))
+    [start] = [line for line in service.read_text().splitlines() if line.startswith("ExecStart=")]
+    command = start.removeprefix("ExecStart=").split()[0]
+    assert command == host.notifyd
+    assert os.access(command, os.X_OK)
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        pytest.skip("no systemd-analyze here to verify the units with (the command is checked)")
+    # The timer starts the service of its own name; verify reads both and the command.
+    ran = subprocess.run(
+        [analyze, "verify", str(service), str(timer)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert ran.returncode == 0, ran.stderr
+    assert not ran.stderr, ran.stderr
 
 
 def test_the_pbx_host_has_notifyd_send_and_standardwebhooks_only(host: Host) -> None:

@@ -6,10 +6,7 @@ sender notifyd used, and a report to a forged token is answered as the doc shows
 
 from __future__ import annotations
 
-import grp
 import json
-import os
-import pwd
 import shlex
 from pathlib import Path
 
@@ -18,19 +15,17 @@ import asyncpg
 from tests.conftest import SmtpSink, load_config, running_daemon, signed_request
 from tests.integration.admin_support import admin_config
 from tests.integration.daemon_support import post, subscribe
-from tests.integration.doc_support import filled, like, merged
+from tests.integration.doc_support import filled, like, merged, owner
 from tests.integration.report_support import ANA, MTA_SECRET, sample, sent_notice
 from tests.integration.send_support import ROOT, run, snippet
 
 
 def placed(text: str, root: Path) -> str:
     """A doc block with the test's folders and owner for the doc's."""
-    user = pwd.getpwuid(os.getuid()).pw_name
-    group = grp.getgrgid(os.getgid()).gr_name
     for doc, here in {
         "/usr/local/bin": str(root / "bin"),
         "/etc/notifyd": str(root / "etc-notifyd"),
-        "-o root -g notifyd": f"-o {user} -g {group}",
+        "-o root -g notifyd": owner(),
         "whsec_…": MTA_SECRET,
     }.items():
         text = text.replace(doc, here)
@@ -66,7 +61,8 @@ async def test_the_relay_steps_of_the_doc_fail_a_bounced_notice(
             for message, (sender, _) in zip(smtp_sink.messages, smtp_sink.envelopes, strict=True)
             if message["Message-ID"] == notice["message_id"]
         ]
-        assert sender.startswith("bounce+") and sender.endswith("@bounces.example.com"), sender
+        assert sender.startswith("bounce+"), sender
+        assert sender.endswith("@bounces.example.com"), sender
         report = sample(
             "postfix-hard.eml",
             bounce_address=sender,
