@@ -86,6 +86,7 @@ def test_postfix_parses_the_lines_and_builds_the_transport_map(tmp_path: Path) -
         assert "warning" not in ran.stderr, (argv, ran.stderr)
         return ran.stdout
 
+    postfix("postconf", "-c", str(tmp_path), "-n")  # warns of a parameter it does not know
     service = postfix("postconf", "-c", str(tmp_path), "-M", "notifyd-bounce/unix")
     assert "argv=/usr/local/bin/notifyd-bounce" in service, service
     limit = postfix(
