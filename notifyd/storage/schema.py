@@ -71,12 +71,17 @@ async def migrate(conn: Conn) -> list[Migration]:
     applied: list[Migration] = []
     await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
     try:
-        await conn.execute(
-            """CREATE TABLE IF NOT EXISTS schema_migrations (
-                   version integer PRIMARY KEY,
-                   name text NOT NULL,
-                   applied_at timestamptz NOT NULL DEFAULT now())"""
-        )
+        # Made only when missing: CREATE TABLE IF NOT EXISTS asks for CREATE on the schema
+        # even when the table exists, which a runtime role without DDL rights has not
+        # (docs/operations.md "Roles"); a current schema then needs no privilege here.
+        exists = await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        if not exists:
+            await conn.execute(
+                """CREATE TABLE IF NOT EXISTS schema_migrations (
+                       version integer PRIMARY KEY,
+                       name text NOT NULL,
+                       applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
         done = await current_version(conn)
         for migration in available():
             if migration.version <= done:

@@ -22,6 +22,7 @@ from tests.conftest import BILLING_SECRET, PBX_SECRET, WAIT
 
 ROOT = Path(__file__).resolve().parents[2]
 INTEGRATIONS = ROOT / "docs" / "integrations.md"
+OPERATIONS = ROOT / "docs" / "operations.md"
 # The `notifyd` executable of this environment, found by the doc's snippets by its name.
 BIN = str(Path(sys.executable).parent)
 
@@ -157,12 +158,12 @@ async def silent_server() -> AsyncIterator[str]:
         await server.wait_closed()
 
 
-def snippet(name: str) -> str:
-    """The fenced block that follows `<!-- snippet: NAME -->` in docs/integrations.md, as an
-    operator copies it."""
-    text = INTEGRATIONS.read_text(encoding="utf-8")
+def snippet(name: str, doc: Path = INTEGRATIONS) -> str:
+    """The fenced block that follows `<!-- snippet: NAME -->` in `doc` (docs/integrations.md
+    unless told), as an operator copies it."""
+    text = doc.read_text(encoding="utf-8")
     found = re.search(rf"<!-- snippet: {re.escape(name)} -->\s*```\w*\n(.*?)```", text, re.S)
-    assert found, f"docs/integrations.md has no snippet {name!r}"
+    assert found, f"docs/{doc.name} has no snippet {name!r}"
     return found.group(1)
 
 
