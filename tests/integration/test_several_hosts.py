@@ -47,6 +47,7 @@ ACCOUNTS = 60  # one missed call each, half before the kill and half after
 DIGESTS = ("acc-d1", "acc-d2", "acc-d3")  # hourly digests of missed calls
 T = TypeVar("T")
 LINK_KEY = "a-link-key-every-host-shares-0123456789"
+ERASURE_KEY = "an-erasure-key-every-host-shares-0123456"
 
 
 def shared_config(tmp_path: Path, database_url: str, smtp_port: int, proxy: str) -> list[Path]:
@@ -56,6 +57,7 @@ def shared_config(tmp_path: Path, database_url: str, smtp_port: int, proxy: str)
     config: dict[str, Any] = admin_config(tmp_path, database_url, smtp_port)
     config["daemon"].update(state_dir="state", link_secret=[LINK_KEY])
     config["http"]["public_url"] = proxy
+    config["privacy"] = {"erasure_key": ERASURE_KEY}
     config["smtp"]["timeout_seconds"] = 30  # the relay is held at MAIL for a while
     config["delivery"].update(
         lease_seconds=2, poll_seconds=0.2, concurrency=4, batch_size=2, retry_initial_seconds=0.2
