@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
+import shutil
 import signal
 import socket
+import tomllib
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -20,7 +23,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+import aiohttp
 import asyncpg
+import pytest
 
 from notifyd import settings as settings_module
 from notifyd.catalogue.samples import sample_event
@@ -31,6 +36,7 @@ from tests.conftest import (
     WAIT,
     DaemonProcess,
     Running,
+    SmtpSink,
     eventually,
     running_daemon,
     signed_request,
@@ -39,25 +45,28 @@ from tests.conftest import (
     write_config,
 )
 from tests.integration.admin_support import admin_config
+from tests.integration.catalogue_support import sending_settings
 from tests.integration.daemon_support import preferences_link, subscribe
 from tests.integration.hosts_support import GatedSink, RoundRobin, round_robin_proxy
 from tests.integration.queue_support import settled_notices
+from tests.integration.send_support import BIN, OPERATIONS, run, snippet
 
 ACCOUNTS = 60  # one missed call each, half before the kill and half after
 DIGESTS = ("acc-d1", "acc-d2", "acc-d3")  # hourly digests of missed calls
 T = TypeVar("T")
-LINK_KEY = "a-link-key-every-host-shares-0123456789"
-ERASURE_KEY = "an-erasure-key-every-host-shares-0123456"
 
 
 def shared_config(tmp_path: Path, database_url: str, smtp_port: int, proxy: str) -> list[Path]:
-    """One config, copied to each host's folder (its state folder beside it, each host its
-    own): the proxy's public URL, shared link keys, short leases (a dead host's claims come
-    back in 2 s) and small claims (each host takes some)."""
+    """docs/operations.md's config for several hosts (its shared link and erasure keys, its
+    pool) on the test's database, relay and proxy, copied to each host's folder (its state
+    folder beside it, each host its own); short leases (a dead host's claims come back in
+    2 s) and small claims (each host takes some)."""
+    recipe = tomllib.loads(snippet("several-hosts-config", OPERATIONS))
     config: dict[str, Any] = admin_config(tmp_path, database_url, smtp_port)
-    config["daemon"].update(state_dir="state", link_secret=[LINK_KEY])
-    config["http"]["public_url"] = proxy
-    config["privacy"] = {"erasure_key": ERASURE_KEY}
+    config["daemon"].update(state_dir="state", link_secret=recipe["daemon"]["link_secret"])
+    config["http"]["public_url"] = proxy  # the doc's is the proxy's public name
+    config["privacy"] = recipe["privacy"]
+    config["database"]["pool_max"] = recipe["database"]["pool_max"]
     config["smtp"]["timeout_seconds"] = 30  # the relay is held at MAIL for a while
     config["delivery"].update(
         lease_seconds=2, poll_seconds=0.2, concurrency=4, batch_size=2, retry_initial_seconds=0.2
@@ -243,3 +252,71 @@ async def at_the_same_moment(jobs: list[Callable[[], Awaitable[T | None]]]) -> l
             if ran:
                 return ran
             await asyncio.sleep(0.05)
+
+
+async def test_the_docs_config_for_several_hosts_passes_check_config(tmp_path: Path) -> None:
+    text = snippet("several-hosts-config", OPERATIONS).replace(
+        "/var/lib/notifyd", str(tmp_path / "state")
+    )
+    path = tmp_path / "notifyd.toml"
+    path.write_text(text, encoding="utf-8")
+    ran = await run([f"{BIN}/notifyd", "check-config", "--config", str(path)])
+    assert ran.code == 0, ran.out + ran.err
+
+
+async def test_the_docs_nginx_upstream_serves_notifyd_over_tls(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    nginx = shutil.which("nginx", path=f"{os.environ.get('PATH', '')}:/usr/sbin")
+    if nginx is None:
+        pytest.skip("nginx is not installed (apt-get install nginx-light)")
+    certificate, key = tmp_path / "notices.pem", tmp_path / "notices.key"
+    made = await run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-subj", "/CN=notices.voip.example", "-keyout", str(key), "-out", str(certificate)),
+        ]
+    )
+    assert made.code == 0, made.err
+    port = free_port()
+    async with running_daemon(sending_settings(tmp_path, database_url, smtp_sink)) as daemon:
+        host = daemon.base_url.removeprefix("http://")
+        block = re.sub(
+            r"server 10\.0\.0\.1\d:8080", f"server {host}", snippet("nginx-upstream", OPERATIONS)
+        )
+        block = block.replace("listen 443 ssl;", f"listen 127.0.0.1:{port} ssl;")
+        block = block.replace("/etc/nginx/tls/notices.pem", str(certificate))
+        block = block.replace("/etc/nginx/tls/notices.key", str(key))
+        conf = tmp_path / "nginx.conf"
+        conf.write_text(
+            f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{}}\n"
+            f"http {{\naccess_log off;\nclient_body_temp_path {tmp_path}/body;\n"
+            f"proxy_temp_path {tmp_path}/proxy;\n{block}}}\n",
+            encoding="utf-8",
+        )
+        checked = await run([nginx, "-t", "-p", str(tmp_path), "-c", str(conf)])
+        assert checked.code == 0, checked.err
+        server = await asyncio.create_subprocess_exec(
+            nginx, "-p", str(tmp_path), "-c", str(conf), "-g", "daemon off;"
+        )
+        try:
+
+            async def healthy() -> bool:
+                try:
+                    async with daemon.session.get(
+                        f"https://127.0.0.1:{port}/healthz", ssl=False
+                    ) as answer:
+                        return answer.status == 200
+                except aiohttp.ClientConnectionError:
+                    return False
+
+            await eventually(healthy, "notifyd's /healthz through the doc's nginx")
+        finally:
+            server.terminate()
+            await server.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
