@@ -14,8 +14,6 @@ import aiosmtplib
 import asyncpg
 import pytest
 from aiosmtpd.smtp import SMTP, Envelope, Session
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from notifyd.catalogue.samples import sample_event
 from notifyd.mail.dkim import DkimSigner
@@ -32,6 +30,7 @@ from tests.conftest import (
     smtp_server,
 )
 from tests.integration.queue_support import settled_notices
+from tests.integration.smtp_support import dkim_key
 
 # Far longer than any wait below: a notice seen out of 'sending' was recorded, not handed
 # back by the end of its lease.
@@ -58,19 +57,6 @@ def fail_once(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[in
 
     monkeypatch.setattr(owner, name, first_call_fails)
     return calls
-
-
-def dkim_key(tmp_path: Path) -> Path:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    path = tmp_path / "dkim.pem"
-    path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    return path
 
 
 @dataclass(frozen=True)

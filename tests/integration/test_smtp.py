@@ -19,21 +19,7 @@ from tests.conftest import (
     running_daemon,
     smtp_server,
 )
-from tests.integration.smtp_support import Accounts, certificates
-
-
-def _auth_relay(tmp_path: Path, password: str) -> tuple[Any, Accounts, Path]:
-    """A relay demanding STARTTLS then AUTH as notifyd/`password`, and its CA file."""
-    server_context, ca_file = certificates(tmp_path)
-    accounts = Accounts("notifyd", password)
-    relay = smtp_server(
-        SmtpSink(),
-        tls_context=server_context,
-        require_starttls=True,
-        auth_required=True,
-        authenticator=accounts,
-    )
-    return relay, accounts, ca_file
+from tests.integration.smtp_support import auth_relay, certificates
 
 
 def _starttls_config(
@@ -49,7 +35,7 @@ def _starttls_config(
 
 
 async def test_starttls_with_auth_against_a_private_ca(tmp_path: Path, database_url: str) -> None:
-    relay, accounts, ca_file = _auth_relay(tmp_path, "s3cret-relay-pass")
+    relay, accounts, ca_file = auth_relay(tmp_path, "s3cret-relay-pass")
     async with relay as sink:
         config = _starttls_config(tmp_path, database_url, sink.port, ca_file, "s3cret-relay-pass")
         async with running_daemon(load_config(tmp_path, config)) as daemon:
@@ -95,7 +81,7 @@ async def test_untrusted_relay_certificate_is_not_used(
 async def test_wrong_relay_password_keeps_notices_queued(
     tmp_path: Path, database_url: str, db: asyncpg.Connection
 ) -> None:
-    relay, _accounts, ca_file = _auth_relay(tmp_path, "right")
+    relay, _accounts, ca_file = auth_relay(tmp_path, "right")
     async with relay as sink:
         config = _starttls_config(tmp_path, database_url, sink.port, ca_file, "wrong")
         # The refused login opens the circuit breaker; a short pause lets it try again.
