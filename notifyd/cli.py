@@ -1,6 +1,7 @@
 """The `notifyd` command: run | check-config | migrate | simulate | preview |
-privacy export|erase|restrict|lift | send | --version. command.py (the executable) sends
-`notifyd send` straight to send_cli.py; it is declared here too, so `--help` lists it."""
+privacy export|erase|restrict|lift | send | test-email (relay_cli.py) | --version.
+command.py (the executable) sends `notifyd send` straight to send_cli.py; it is declared
+here too, so `--help` lists it."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from notifyd import __version__, privacy_cli, send_cli
+from notifyd import __version__, privacy_cli, relay_cli, send_cli
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.settings import ConfigError, Settings, load
 
@@ -60,6 +61,14 @@ def _parser() -> argparse.ArgumentParser:
         help="override a data field, e.g. --set email=me@example.com (repeatable)",
     )
     simulate.add_argument("--url", help="daemon base URL (default: from [http] in the config)")
+
+    relay_cli.declare(
+        with_config(
+            "test-email",
+            "send one message through the configured relay, printing every SMTP step, then "
+            "the SPF, DKIM and DMARC records the sender domain needs",
+        )
+    )
 
     send = "sign an event and post it to notifyd, as a PBX or billing system does (no config)"
     send_cli.add_arguments(
@@ -117,6 +126,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _simulate(settings, args)
     if args.command == "privacy":
         return asyncio.run(privacy_cli.run(settings, args))
+    if args.command == "test-email":
+        return relay_cli.run(settings, args)
     raise AssertionError(args.command)
 
 

@@ -1,4 +1,5 @@
-"""Sending: the only module that speaks SMTP (aiosmtplib), plus the `.eml` folder stand-in.
+"""Sending: the only module that speaks SMTP (aiosmtplib), plus the `.eml` folder stand-in;
+`notifyd test-email` (probe.py) drives the same connection, `smtp_client`, step by step.
 
 Every send ends in an `Outcome`: sent (with the server's reply), retry (4xx, timeouts,
 connection faults) or failed (5xx). Connections are pooled and reused: a new connection
@@ -165,6 +166,31 @@ class Turn:
     settled: asyncio.Future[None]
 
 
+def tls_context(settings: SmtpSettings) -> ssl.SSLContext:
+    """How the relay's certificate is checked: [smtp] ca_file, or the system's CAs; none of
+    it with verify_tls = false."""
+    context = ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+    if not settings.verify_tls:
+        context.check_hostname = False
+        context.verify_mode = ssl.CERT_NONE
+    return context
+
+
+def smtp_client(settings: SmtpSettings, tls: ssl.SSLContext) -> aiosmtplib.SMTP:
+    """A connection to the relay as the daemon makes it (`notifyd test-email` too)."""
+    s = settings
+    return aiosmtplib.SMTP(
+        hostname=s.host,
+        port=s.port,
+        use_tls=s.security == "tls",
+        start_tls=s.security == "starttls",
+        username=s.username or None,
+        password=s.password or None,
+        timeout=s.timeout_seconds,
+        tls_context=tls if s.security != "none" else None,
+    )
+
+
 class SmtpRelay:
     """A bounded pool of reusable SMTP connections to one relay."""
 
@@ -178,25 +204,10 @@ class SmtpRelay:
         self._slots = asyncio.Semaphore(settings.pool_size)
         self._closed = False
         # One SSL context for every connection: building one per connection costs 5x.
-        self._tls = ssl.create_default_context(
-            cafile=str(settings.ca_file) if settings.ca_file else None
-        )
-        if not settings.verify_tls:
-            self._tls.check_hostname = False
-            self._tls.verify_mode = ssl.CERT_NONE
+        self._tls = tls_context(settings)
 
     def _client(self) -> aiosmtplib.SMTP:
-        s = self.settings
-        return aiosmtplib.SMTP(
-            hostname=s.host,
-            port=s.port,
-            use_tls=s.security == "tls",
-            start_tls=s.security == "starttls",
-            username=s.username or None,
-            password=s.password or None,
-            timeout=s.timeout_seconds,
-            tls_context=self._tls if s.security != "none" else None,
-        )
+        return smtp_client(self.settings, self._tls)
 
     async def send(self, data: bytes, sender: str, recipient: str, message_id: str) -> Outcome:
         async with self.sending(data, sender, recipient, message_id) as outcome:
