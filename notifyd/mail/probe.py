@@ -21,7 +21,7 @@ import aiosmtplib
 from cryptography import x509
 
 from notifyd.mail import mime
-from notifyd.mail.addresses import needs_smtputf8, wire_form
+from notifyd.mail.addresses import needs_smtputf8, wire_form, wire_mailbox
 from notifyd.mail.dkim import DkimSigner
 from notifyd.mail.transport import smtp_client, tls_context
 from notifyd.settings import SmtpSettings
@@ -61,7 +61,7 @@ def probe_message(
     """A short plain message from the stream's sender to `recipient`, signed as notices are."""
     domain = smtp.sender_address.rpartition("@")[2] or "notifyd.invalid"
     headers = [
-        mime.address_header("From", wire_form(smtp.sender_address)),
+        mime.address_header("From", wire_mailbox(smtp.sender)),
         mime.mailbox_header("To", wire_form(recipient)),
         mime.text_header("Subject", "notifyd test email"),
         mime.header("Date", email.utils.formatdate(localtime=True)),
@@ -69,6 +69,8 @@ def probe_message(
         mime.header("Auto-Submitted", "auto-generated"),
         mime.header("X-Notifyd-Stream", stream),
     ]
+    if smtp.reply_to:
+        headers.append(mime.address_header("Reply-To", wire_mailbox(smtp.reply_to)))
     text = (
         "This message was sent by `notifyd test-email` to prove that the relay takes "
         f"notifyd's {stream} mail.\n"

@@ -16,7 +16,7 @@ import pytest
 from notifyd import relay_cli
 from notifyd.mail.sender_dns import records_needed
 from notifyd.settings import load
-from tests.conftest import base_config, load_config, write_config
+from tests.conftest import SmtpSink, base_config, load_config, write_config
 from tests.integration.send_support import BIN, ROOT, Ran, run, snippet
 from tests.integration.smtp_support import auth_relay, certificates, dkim_key
 
@@ -214,3 +214,27 @@ async def test_the_operations_guide_commands(tmp_path: Path) -> None:
     assert accounts.logins == ["notifyd"]
     assert "AUTH PLAIN as notifyd: 235" in ran.out
     assert "sent: the relay accepted the message" in ran.out
+
+
+async def test_the_marketing_stream_leaves_by_its_own_relay_and_sender(
+    tmp_path: Path, smtp_sink: SmtpSink
+) -> None:
+    marketing = {
+        "host": "127.0.0.1",
+        "port": smtp_sink.port,
+        "sender": "Oferte <oferte@news.voip.example>",
+    }
+    # [smtp] itself names a relay that is down: only the stream's may be used.
+    config = base_config(
+        tmp_path, "postgresql://unused/db", _dead_port(), smtp__streams__marketing=marketing
+    )
+    path = write_config(tmp_path / "notifyd.toml", config)
+    ran = await _test_email(path, "ana@client.example", "--stream", "marketing")
+    assert ran.code == 0, ran.err
+    assert f"connect: 127.0.0.1:{smtp_sink.port} (no TLS" in ran.out
+    assert "AUTH" not in ran.out  # no username: no login
+    assert "_dmarc.news.voip.example" in ran.out
+    (message,) = await smtp_sink.wait_for(1)
+    assert message["From"] == "Oferte <oferte@news.voip.example>"
+    assert message["X-Notifyd-Stream"] == "marketing"
+    assert smtp_sink.envelopes == [("oferte@news.voip.example", ["ana@client.example"])]
