@@ -1,7 +1,7 @@
-"""The `notifyd` command: run | check-config | migrate | simulate | preview |
+"""The `notifyd` command: run | check-config | migrate [--check] | simulate | preview |
 privacy export|erase|restrict|lift | send | test-email (relay_cli.py) | --version.
 command.py (the executable) sends `notifyd send` straight to send_cli.py; it is declared
-here too, so `--help` lists it."""
+here too, so `--help` lists it; `migrate` is migrate_cli.py's."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from notifyd import __version__, privacy_cli, relay_cli, send_cli
+from notifyd import __version__, migrate_cli, privacy_cli, relay_cli, send_cli
 from notifyd.catalogue.locale import LANGUAGES
 from notifyd.settings import ConfigError, Settings, load
 
@@ -48,7 +48,13 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="also exit 78 on warnings (placeholder or weak secrets, unreachable links)",
     )
-    with_config("migrate", "apply database migrations and exit")
+    migrate = with_config("migrate", "apply database migrations and exit")
+    migrate.add_argument(
+        "--check",
+        action="store_true",
+        help="change nothing: exit 0 if the schema is current, 3 if migrations are pending, "
+        "4 if a newer notifyd migrated it (docs/operations.md)",
+    )
     simulate = with_config("simulate", "sign a sample event and post it to the running daemon")
     simulate.add_argument("event_type", metavar="EVENT_TYPE", help="e.g. call.missed")
     simulate.add_argument("--source", help="configured source to sign for (default: usual one)")
@@ -121,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "run":
         return _run(settings)
     if args.command == "migrate":
-        return asyncio.run(_migrate(settings))
+        return asyncio.run(migrate_cli.migrate(settings, check=args.check))
     if args.command == "simulate":
         return _simulate(settings, args)
     if args.command == "privacy":
@@ -169,22 +175,6 @@ def _run(settings: Settings) -> int:
     except OSError as error:
         print(f"notifyd: cannot start: {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
-    return 0
-
-
-async def _migrate(settings: Settings) -> int:
-    from notifyd.logs import configure
-    from notifyd.storage import db, schema
-
-    configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
-    async with (
-        db.open_database(settings.database, settings.pgdata_dir) as database,
-        database.pool.acquire() as conn,
-    ):
-        applied = await schema.migrate(conn)
-        version = await schema.current_version(conn)
-    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied) or "none"
-    print(f"schema at version {version}; applied now: {names}")
     return 0
 
 

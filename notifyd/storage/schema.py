@@ -53,6 +53,32 @@ async def current_version(conn: Conn) -> int:
     return int(version)
 
 
+@dataclass(frozen=True)
+class Standing:
+    """Where a database stands against this code's migrations (`notifyd migrate --check`)."""
+
+    version: int
+    # This code's migrations the database has not had yet.
+    pending: list[Migration]
+    # Migrations the database has that this code does not know: a newer notifyd applied
+    # them. "version name" from schema_migrations, as that host recorded them.
+    unknown: list[str]
+
+
+async def standing(conn: Conn) -> Standing:
+    """Read only: no lock taken, nothing created, so a deploy script may ask at any time."""
+    version = await current_version(conn)
+    pending = [m for m in available() if m.version > version]
+    unknown: list[str] = []
+    if version > latest_version():
+        rows = await conn.fetch(
+            "SELECT version, name FROM schema_migrations WHERE version > $1 ORDER BY version",
+            latest_version(),
+        )
+        unknown = [f"{row['version']:04d}_{row['name']}" for row in rows]
+    return Standing(version, pending, unknown)
+
+
 async def version_on_new_connection(dsn: str, settings: DatabaseSettings) -> int:
     """The schema version, read on a connection of its own (closed after)."""
     conn = await asyncpg.connect(
