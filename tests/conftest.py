@@ -578,8 +578,13 @@ class DaemonProcess:
         return self.events(name)[-1]
 
 
-async def spawn_daemon(config_path: Path, timeout: float = 60.0) -> DaemonProcess:
-    """Start `python -m notifyd run` and wait for its "ready" log line (which has the port)."""
+async def spawn_daemon(
+    config_path: Path, timeout: float = 60.0, source: Path | None = None
+) -> DaemonProcess:
+    """Start `python -m notifyd run` and wait for its "ready" log line (which has the port).
+    `source`: a folder holding another version's `notifyd/` package, run instead of this
+    checkout's with this virtual environment's libraries (the upgrade test)."""
+    older = {"PYTHONPATH": str(source)} if source else {}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -589,7 +594,8 @@ async def spawn_daemon(config_path: Path, timeout: float = 60.0) -> DaemonProces
         str(config_path),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        env={**os.environ, "PYTHONUNBUFFERED": "1", **older},
+        cwd=source,
     )
     lines: list[dict[str, Any]] = []
     ready = asyncio.get_running_loop().create_future()

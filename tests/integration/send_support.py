@@ -160,11 +160,14 @@ async def silent_server() -> AsyncIterator[str]:
 
 def snippet(name: str, doc: Path = INTEGRATIONS) -> str:
     """The fenced block that follows `<!-- snippet: NAME -->` in `doc` (docs/integrations.md
-    unless told), as an operator copies it."""
+    unless said), as an operator copies it; a block indented under a list item loses the
+    item's indent."""
     text = doc.read_text(encoding="utf-8")
-    found = re.search(rf"<!-- snippet: {re.escape(name)} -->\s*```\w*\n(.*?)```", text, re.S)
+    pattern = rf"<!-- snippet: {re.escape(name)} -->\s*?\n([ \t]*)```\w*\n(.*?)^\1```"
+    found = re.search(pattern, text, re.S | re.M)
     assert found, f"docs/{doc.name} has no snippet {name!r}"
-    return found.group(1)
+    indent = found.group(1)
+    return "".join(line.removeprefix(indent) for line in found.group(2).splitlines(True))
 
 
 def localized(text: str, base_url: str, tmp_path: Path) -> str:
