@@ -20,6 +20,7 @@ from tests.conftest import (
     SmtpSink,
     base_config,
     create_database,
+    eventually,
     spawn_daemon,
     write_config,
 )
@@ -147,8 +148,12 @@ async def test_previous_release_keeps_taking_webhooks_and_delivering_through_the
         second = sample_event("call.missed", "acc-1")
         assert await post(daemon, "pbx", second, PBX_SECRET) == 202
         await smtp_sink.wait_for(3)
-        states = await conn.fetch("SELECT state FROM notices")
-        assert [row["state"] for row in states] == ["sent"] * 3
+
+        async def all_sent() -> bool:
+            states = await conn.fetch("SELECT state FROM notices")
+            return [row["state"] for row in states] == ["sent"] * 3
+
+        await eventually(all_sent, "the three notices recorded sent by the previous release")
     finally:
         daemon.process.send_signal(signal.SIGTERM)
         await daemon.wait_exit()
