@@ -41,7 +41,7 @@ async def _waiting_after_a_refusal(db: asyncpg.Connection) -> bool:
 
 
 async def _is_sent(db: asyncpg.Connection, query: str) -> bool:
-    return await db.fetchval(query) == "sent"
+    return bool(await db.fetchval(query) == "sent")
 
 
 async def test_restore_opens_links_emailed_before_and_sends_the_waiting_notice_once(
