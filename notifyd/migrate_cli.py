@@ -20,15 +20,31 @@ if TYPE_CHECKING:
 # can tell "run migrate first" from "this binary is older than the database".
 EXIT_PENDING = 3
 EXIT_AHEAD = 4
+EXIT_UNAVAILABLE = 69  # as `run`: sysexits.h EX_UNAVAILABLE
+CHECK_PATIENCE_SECONDS = 5.0
+MIGRATE_PATIENCE_SECONDS = 30.0
 
 
 async def migrate(settings: Settings, *, check: bool) -> int:
     from notifyd.logs import configure
-    from notifyd.storage import db, schema
+    from notifyd.storage import db
 
     configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
+    try:
+        return await _migrate(settings, check=check)
+    except db.UNAVAILABLE as error:
+        # One line, not a traceback: a deploy script shows it as it is.
+        print(f"database unreachable ({type(error).__name__}): {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+
+
+async def _migrate(settings: Settings, *, check: bool) -> int:
+    from notifyd.storage import db, schema
+
+    # A deploy script asking waits less for a database still starting than a migration.
+    patience = CHECK_PATIENCE_SECONDS if check else MIGRATE_PATIENCE_SECONDS
     async with (
-        db.open_database(settings.database, settings.pgdata_dir) as database,
+        db.open_database(settings.database, settings.pgdata_dir, patience=patience) as database,
         database.pool.acquire() as conn,
     ):
         if check:

@@ -5,6 +5,7 @@ webhooks and delivering while this release migrates its database and after."""
 from __future__ import annotations
 
 import signal
+import socket
 from pathlib import Path
 
 import asyncpg
@@ -158,3 +159,17 @@ async def test_previous_release_keeps_taking_webhooks_and_delivering_through_the
         daemon.process.send_signal(signal.SIGTERM)
         await daemon.wait_exit()
         await conn.close()
+
+
+async def test_check_without_a_database_says_so_in_one_line_and_exits_69(tmp_path: Path) -> None:
+    with socket.socket() as closed:  # a port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    url = f"postgresql://notifyd:unused@127.0.0.1:{port}/notifyd"
+
+    done = notifyd("migrate", "--check", "--config", str(_config(tmp_path, url)))
+
+    assert done.returncode == 69
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("database unreachable (ConnectionRefusedError)"), done.stderr
+    assert "Traceback" not in done.stderr
