@@ -11,6 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from notifyd import __version__
 from notifyd.catalogue.samples import sample_event
 from notifyd.migrate_cli import EXIT_AHEAD, EXIT_PENDING
 from notifyd.storage import schema
@@ -64,7 +65,8 @@ async def test_check_names_the_pending_migrations_and_exits_3(
     assert done.returncode == EXIT_PENDING == 3
     pending = [f"{m.version:04d}_{m.name}" for m in schema.available()][PREVIOUS_SCHEMA:]
     assert done.stderr.strip().splitlines()[-1] == (
-        f"schema at version {PREVIOUS_SCHEMA}, behind notifyd 0.1.0: pending {', '.join(pending)}"
+        f"schema at version {PREVIOUS_SCHEMA}, behind notifyd {__version__}: "
+        f"pending {', '.join(pending)}"
     )
     # Still nothing applied: --check only reads.
     assert await db.fetchval("SELECT max(version) FROM schema_migrations") == PREVIOUS_SCHEMA
@@ -84,8 +86,8 @@ async def test_check_says_a_newer_notifyd_migrated_the_database_and_exits_4(
     assert done.returncode == EXIT_AHEAD == 4
     names = ", ".join(f"{version:04d}_{name}" for version, name in future)
     assert done.stderr.strip().splitlines()[-1] == (
-        f"schema at version {latest + 2}, ahead of notifyd 0.1.0 (which knows up to {latest}):"
-        f" a newer notifyd applied {names}"
+        f"schema at version {latest + 2}, ahead of notifyd {__version__} "
+        f"(which knows up to {latest}): a newer notifyd applied {names}"
     )
     # Plain migrate of the older binary applies nothing, says so, and does not fail.
     migrated = notifyd("migrate", "--config", config)
