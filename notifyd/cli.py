@@ -55,18 +55,9 @@ def _parser() -> argparse.ArgumentParser:
         help="change nothing: exit 0 if the schema is current, 3 if migrations are pending, "
         "4 if a newer notifyd migrated it (docs/operations.md)",
     )
-    simulate = with_config("simulate", "sign a sample event and post it to the running daemon")
-    simulate.add_argument("event_type", metavar="EVENT_TYPE", help="e.g. call.missed")
-    simulate.add_argument("--source", help="configured source to sign for (default: usual one)")
-    simulate.add_argument("--account", default="acc-1001", help="account_id (default acc-1001)")
-    simulate.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="FIELD=VALUE",
-        help="override a data field, e.g. --set email=me@example.com (repeatable)",
+    _simulate_arguments(
+        with_config("simulate", "sign a sample event and post it to the running daemon")
     )
-    simulate.add_argument("--url", help="daemon base URL (default: from [http] in the config)")
 
     relay_cli.declare(
         with_config(
@@ -100,6 +91,20 @@ def _parser() -> argparse.ArgumentParser:
         "--config", "-c", help="use this config's [templates] folder, sender and Reply-To"
     )
     return parser
+
+
+def _simulate_arguments(simulate: argparse.ArgumentParser) -> None:
+    simulate.add_argument("event_type", metavar="EVENT_TYPE", help="e.g. call.missed")
+    simulate.add_argument("--source", help="configured source to sign for (default: usual one)")
+    simulate.add_argument("--account", default="acc-1001", help="account_id (default acc-1001)")
+    simulate.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="FIELD=VALUE",
+        help="override a data field, e.g. --set email=me@example.com (repeatable)",
+    )
+    simulate.add_argument("--url", help="daemon base URL (default: from [http] in the config)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
