@@ -1,11 +1,15 @@
-"""The install blocks of docs/integrations.md run as an operator runs them, in places of the
-test's own: the wheel built from a copy of this checkout, `notifyd send` installed in a
-throwaway venv with nothing but `standardwebhooks`, the secret file, Asterisk's scripts.
+"""The install blocks of docs/integrations.md and docs/operations.md run as an operator runs
+them, in places of the test's own: the wheel built from a copy of this checkout, `notifyd
+send` installed in a throwaway venv with nothing but `standardwebhooks`, the secret file,
+Asterisk's scripts; the daemon's /opt/notifyd/.venv, /etc/notifyd and state folder that
+systemd/notifyd.service names (test_install_guide.py).
 
 Off the network: pip is given a wheelhouse (`standardwebhooks` and the build backend
 pyproject.toml names, taken once from pip's cache or index) and told to use nothing else,
-so the doc's `pip install` lines run as written. The doc's /opt, /etc and /usr/local
-prefixes, and its owners (root, asterisk), are replaced by the test's directory and user.
+so the doc's `pip install` lines run as written (the daemon's install also gets every
+package of requirements/run.txt; where pip can neither find them in its cache nor reach its
+index, those tests skip and say so). The doc's /opt, /etc, /var and /usr/local prefixes, and
+its owners (root, asterisk, notifyd), are replaced by the test's directory and user.
 """
 
 from __future__ import annotations
@@ -16,13 +20,19 @@ import os
 import pwd
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+import pytest
+
 from tests.integration.send_support import BIN, ROOT, snippet
+
+OPERATIONS = ROOT / "docs" / "operations.md"
+LOCKED = ROOT / "requirements" / "run.txt"
 
 # The doc's install prefix and owners, replaced by the test's.
 PREFIX = "/opt/notifyd-send"
@@ -45,19 +55,26 @@ class Host:
 
     def place(self, text: str) -> str:
         """A doc block with the test's prefix, folders and owners."""
-        user = pwd.getpwuid(os.getuid()).pw_name
-        group = grp.getgrgid(os.getgid()).gr_name
         places = {
             PREFIX: str(self.venv),
             "/etc/notifyd": str(self.root / "etc-notifyd"),
             "/usr/local/share/notifyd": str(self.root / "share-notifyd"),
             "/var/spool/notifyd-send": str(self.root / "spool"),
-            "-o root -g asterisk": f"-o {user} -g {group}",
-            "-o asterisk -g asterisk": f"-o {user} -g {group}",
         }
-        for doc, here in places.items():
-            text = text.replace(doc, here)
-        return text
+        return localized(text, places, ["root", "asterisk"])
+
+
+def localized(text: str, places: dict[str, str], owners: list[str]) -> str:
+    """`text` with each of `places` replaced, and `-o OWNER -g OWNER` for any two of `owners`
+    by the test's own user and group (the test can chown to nobody else)."""
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    for doc, here in places.items():
+        text = text.replace(doc, here)
+    for owner in owners:
+        for owning_group in owners:
+            text = text.replace(f"-o {owner} -g {owning_group}", f"-o {user} -g {group}")
+    return text
 
 
 def shell(script: str, cwd: Path, wheelhouse: Path) -> subprocess.CompletedProcess[str]:
@@ -82,24 +99,45 @@ def shell(script: str, cwd: Path, wheelhouse: Path) -> subprocess.CompletedProce
     return ran
 
 
-def fill_wheelhouse(folder: Path) -> Path:
+def fill_wheelhouse(folder: Path, *, locked: bool = False) -> Path:
     """The wheels the doc's commands need besides notifyd's own: the `standardwebhooks` this
-    environment runs, and the build backend pyproject.toml pins."""
+    environment runs, and the build backend pyproject.toml pins. `locked`: also every
+    package of requirements/run.txt (hashes checked), and `wheel`, which pip's build of a
+    package published as source only (dkimpy) needs."""
     folder.mkdir(parents=True, exist_ok=True)
     project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
     wanted = [
         f"standardwebhooks=={importlib.metadata.version('standardwebhooks')}",
         *project["build-system"]["requires"],
     ]
+    _download(folder, wanted)
+    if locked:
+        _download(folder, ["wheel"])
+        _download(folder, ["--require-hashes", "-r", str(LOCKED)])
+    return folder
+
+
+def _download(folder: Path, wanted: list[str]) -> None:
+    """pip download, from its cache (filled by `make install`) or its index."""
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(folder)]
     ran = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(folder), *wanted],
+        [*command, *wanted],
         capture_output=True,
         text=True,
-        timeout=STEP_SECONDS,
+        timeout=STEP_SECONDS * 2,
         check=False,
     )
+    if ran.returncode != 0 and not _online():
+        pytest.skip(f"pip could not get {wanted} from its cache and pypi.org is out of reach")
     assert ran.returncode == 0, ran.stderr
-    return folder
+
+
+def _online() -> bool:
+    try:
+        socket.create_connection(("pypi.org", 443), timeout=5).close()
+    except OSError:
+        return False
+    return True
 
 
 def checkout_copy(folder: Path) -> Path:
@@ -136,3 +174,65 @@ def distributions(host: Host) -> set[str]:
         check=True,
     )
     return {re.sub(r"[-_.]+", "-", name).lower() for name in ran.stdout.split()}
+
+
+# The guide's folders for the daemon (docs/operations.md, "On a host with systemd"), as
+# systemd/notifyd.service names them; the test's stand-in for each under its directory.
+SERVER_PLACES = {
+    "/opt/notifyd": "opt-notifyd",
+    "/etc/notifyd": "etc-notifyd",
+    "/var/lib/notifyd": "var-lib-notifyd",
+    "/etc/systemd/system": "etc-systemd-system",
+}
+# The blocks that make the install, in the guide's order (the others need root and systemd).
+SERVER_SNIPPETS = ["install-build", "install-venv", "install-config", "install-unit"]
+
+
+@dataclass(frozen=True)
+class ServerHost:
+    """A host the guide installed the daemon on: its folders, and what each block printed."""
+
+    root: Path
+    checkout: Path
+    wheelhouse: Path
+    printed: dict[str, str]
+
+    def place(self, text: str) -> str:
+        """A doc block (or the unit's text) with the test's folders and owners."""
+        places = {doc: str(self.root / here) for doc, here in SERVER_PLACES.items()}
+        return localized(text, places, ["root", "notifyd"])
+
+    @property
+    def wheel(self) -> Path:
+        (found,) = (self.checkout / "dist").glob("notifyd-*.whl")
+        return found
+
+
+def install_server_host(root: Path) -> ServerHost:
+    """docs/operations.md's install blocks, run in a copy of the checkout; the secrets file
+    filled in with the guide's lines, as the operator edits it."""
+    host = ServerHost(
+        root=root,
+        checkout=checkout_copy(root / "checkout"),
+        wheelhouse=fill_wheelhouse(root / "wheelhouse", locked=True),
+        printed={},
+    )
+    # A host with systemd has its folder of units already.
+    Path(host.place("/etc/systemd/system")).mkdir(parents=True)
+    for name in SERVER_SNIPPETS:
+        script = host.place(snippet(name, OPERATIONS))
+        host.printed[name] = shell(script, host.checkout, host.wheelhouse).stdout
+        if name == "install-config":
+            secrets = Path(host.place("/etc/notifyd/secrets.env"))
+            secrets.write_text(snippet("install-secrets", OPERATIONS), encoding="utf-8")
+    return host
+
+
+def unit_entries(text: str) -> list[tuple[str, str]]:
+    """The `Key=value` lines of a systemd unit, in order (a key may come more than once)."""
+    entries = []
+    for line in text.splitlines():
+        if "=" in line and not line.startswith(("#", ";", "[")):
+            key, value = line.split("=", 1)
+            entries.append((key.strip(), value.strip()))
+    return entries
