@@ -378,6 +378,7 @@ EXPECTED_HEADERS = {
     "content-language",
     "list-unsubscribe",
     "list-unsubscribe-post",
+    "x-notifyd-stream",
     "mime-version",
     "content-type",
     "dkim-signature",
