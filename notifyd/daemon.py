@@ -1,8 +1,8 @@
 """Composition root: one AsyncExitStack starts everything and stops it in reverse.
 
-Start: state folder lock (embedded database only) and HTTP port, both checked before
-anything else -> database (embedded if no URL; supervised) -> migrations -> delivery ->
-jobs -> HTTP -> READY.
+Start: state folder lock (embedded database only) and the HTTP ports (public and admin,
+http/listeners.py), checked before anything else -> database (embedded if no URL;
+supervised) -> migrations -> delivery -> jobs -> HTTP -> READY.
 Stop (SIGTERM/SIGINT): HTTP stops accepting and finishes its requests, the worker finishes
 the SMTP transactions in flight within the grace period and hands back the rest, then the
 pools close and the embedded database stops. SIGHUP reloads the config file.
@@ -12,14 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import signal
-import socket
 from contextlib import AsyncExitStack
 from types import TracebackType
 
 import structlog
-from aiohttp import web
 
 from notifyd import settings as settings_module
 from notifyd import systemd
@@ -27,6 +24,7 @@ from notifyd.delivery.callbacks import CallbackSender
 from notifyd.delivery.send import mailing_for
 from notifyd.delivery.worker import Clock, Dispatcher, utcnow
 from notifyd.http.app import create_app
+from notifyd.http.listeners import Listener, bind
 from notifyd.http.pages.checks import pages_for
 from notifyd.http.runtime import Runtime
 from notifyd.intake.broadcasts import Broadcaster
@@ -37,7 +35,7 @@ from notifyd.logs import configure as configure_logging
 from notifyd.logs import log_loop_exceptions
 from notifyd.mail.transport import Relays
 from notifyd.metrics import Metrics
-from notifyd.settings import ConfigError, Settings
+from notifyd.settings import ConfigError, Settings, tls_context
 from notifyd.storage import audit, db, schema
 from notifyd.storage import links as link_store
 from notifyd.storage.erasure import erasure_key
@@ -56,6 +54,8 @@ class Daemon:
         self.stack = AsyncExitStack()
         self.stopped = asyncio.Event()
         self.port: int | None = None
+        # The admin listener's port: the public one's with [http.admin] shared = true.
+        self.admin_port: int | None = None
         self.runtime: Runtime | None = None
         self.intake: Intake | None = None
         self.dispatcher: Dispatcher | None = None
@@ -95,29 +95,40 @@ class Daemon:
             task = asyncio.create_task(self._watchdog(watchdog))
             self.stack.callback(task.cancel)
         s = self.settings
+        public, admin = listeners
         log.info(
             "ready",
-            listen=f"http://{s.http.host}:{self.port}",
+            listen=public.url,
+            admin_listen=admin.url if admin else "shared with listen",
             delivery="smtp" if s.smtp.host else "eml folder",
             outbox=None if s.smtp.host else str(s.outbox_dir),
             database="embedded" if database.embedded else "configured url",
             pgdata=str(s.pgdata_dir) if database.embedded else None,
         )
-        systemd.notify("READY=1", f"STATUS=listening on {s.http.host}:{self.port}")
+        where = f"{public.url}, admin {admin.url}" if admin else public.url
+        systemd.notify("READY=1", f"STATUS=listening on {where}")
 
-    def _claim_state_folder_and_port(self) -> list[socket.socket]:
+    def _claim_state_folder_and_port(self) -> tuple[Listener, Listener | None]:
         """Before anything starts, the two faults an operator meets first: a daemon already
-        running on this state folder, and the port taken. Each is one line and exit 69."""
+        running on this state folder, and a port taken. Each is one line and exit 69. The
+        admin listener is None when it shares the public one."""
         s = self.settings
         if not s.database.url:  # the embedded PostgreSQL lives in the state folder
             lock = StateFolderLock(s.daemon.state_dir)
             lock.acquire()
             self.stack.callback(lock.release)
-        listeners = _bind(s.http.host, s.http.port)
-        for sock in listeners:
-            self.stack.callback(sock.close)
+        http, admin_http = s.http, s.http.admin
+        public = bind("http", http.host, http.port, tls_context(http.cert_file, http.key_file))
+        admin = None
+        try:
+            if not s.http.admin.shared:
+                tls = tls_context(admin_http.cert_file, admin_http.key_file)
+                admin = bind("http.admin", admin_http.host, admin_http.port, tls)
+        finally:
+            for sock in [*public.sockets, *(admin.sockets if admin else ())]:
+                self.stack.callback(sock.close)
         s.daemon.state_dir.mkdir(parents=True, exist_ok=True)
-        return listeners
+        return public, admin
 
     async def _open_database(self) -> db.Database:
         """The configured database, or the embedded one started and supervised; migrated."""
@@ -141,7 +152,7 @@ class Daemon:
         s = self.settings
         self.links = Links(
             await link_store.link_keys(database.pool, s.daemon.link_secret, s.daemon.state_dir),
-            s.http.public_url or f"http://{s.http.host}:{s.http.port}",
+            s.http.public_url or f"{s.http.scheme}://{s.http.host}:{s.http.port}",
         )
         mailing = mailing_for(s, Relays(s.smtp, s.outbox_dir), self.links)
         self.stack.push_async_callback(lambda: self._close_transport())
@@ -194,13 +205,14 @@ class Daemon:
 
     async def _serve(
         self,
-        listeners: list[socket.socket],
+        listeners: tuple[Listener, Listener | None],
         database: db.Database,
         metrics: Metrics,
         dispatcher: Dispatcher,
         broadcaster: Broadcaster,
     ) -> None:
-        """The intake, and the HTTP app that hands it the webhooks, on the bound sockets."""
+        """The intake, and the HTTP apps that hand it the webhooks, on the bound sockets:
+        the public routes and the admin ones on their own listeners, or both on one."""
         s = self.settings
         # Read once: the webhooks and the admin API recognise the same erased addresses.
         erased = erasure_key(s.privacy.erasure_key, s.daemon.state_dir)
@@ -233,19 +245,15 @@ class Daemon:
         )
         # After the server's cleanup (the stack runs backwards): no request can spawn more.
         self.stack.push_async_callback(self.runtime.drain)
-        runner = web.AppRunner(
-            create_app(self.runtime),
-            handle_signals=False,
-            access_log=None,
-            shutdown_timeout=s.daemon.shutdown_grace_seconds,
-        )
-        await runner.setup()
-        self.stack.push_async_callback(runner.cleanup)
-        for sock in listeners:
-            await web.SockSite(runner, sock).start()
-        self.port = _bound_port(runner, s.http.port)
+        public, admin = listeners
+        grace = s.daemon.shutdown_grace_seconds
+        await public.serve(self.stack, create_app(self.runtime, admin=admin is None), grace)
+        if admin is not None:
+            await admin.serve(self.stack, create_app(self.runtime, public=False), grace)
+        self.port = public.port
+        self.admin_port = admin.port if admin else public.port
         if not s.http.public_url:
-            self.links.base_url = f"http://{s.http.host}:{self.port}"
+            self.links.base_url = public.url
 
     async def _close_transport(self) -> None:
         if self.dispatcher is not None:
@@ -293,6 +301,12 @@ class Daemon:
                 # The instance name defaults to host:pid; only the explicit keys matter.
                 old_value = (old_value.state_dir, old_value.shutdown_grace_seconds)
                 new_value = (new_value.state_dir, new_value.shutdown_grace_seconds)
+            if section == "http":
+                # Which proxies are believed is read at each request: it takes effect now.
+                reloadable = ("trusted_proxies", "proxy_header")
+                new_value = new_value.model_copy(
+                    update={key: getattr(old_value, key) for key in reloadable}
+                )
             if old_value != new_value:
                 log.warning("config section changed; takes effect after a restart", section=section)
         configure_logging(new.logging.level, new.logging.format)
@@ -315,49 +329,10 @@ class Daemon:
         return True
 
 
-def _bind(host: str, port: int) -> list[socket.socket]:
-    """The HTTP listener's sockets, bound (not yet listening) before anything else starts, so
-    that a port in use is said at once and nothing has been touched."""
-    sockets: list[socket.socket] = []
-    try:
-        infos = socket.getaddrinfo(
-            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
-        for family, kind, protocol, _name, address in dict.fromkeys(infos):
-            sock = socket.socket(family, kind, protocol)
-            sockets.append(sock)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-            if port == 0 and len(sockets) > 1:
-                # One port for every address of the host, as the first one got.
-                address = (address[0], sockets[0].getsockname()[1], *address[2:])
-            sock.bind(address)
-            sock.setblocking(False)
-    except OSError as error:
-        for sock in sockets:
-            sock.close()
-        if error.errno == errno.EADDRINUSE:
-            raise OSError(
-                error.errno,
-                f"http {host}:{port} is in use (another notifyd, or another program, "
-                "listens there); set [http] port",
-            ) from None
-        raise OSError(error.errno, f"cannot listen on http {host}:{port}: {error}") from None
-    return sockets
-
-
 async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _bound_port(runner: web.AppRunner, configured: int) -> int:
-    for address in runner.addresses:
-        if isinstance(address, tuple) and len(address) >= 2:
-            return int(address[1])
-    return configured
 
 
 async def serve(settings: Settings) -> None:

@@ -480,16 +480,19 @@ def load_config(tmp_path: Path, config: dict[str, dict[str, Any]]) -> Settings:
     return settings_module.load(write_config(tmp_path / "notifyd.toml", config), environ={})
 
 
-def app_without_services(tmp_path: Path) -> web.Application:
+def app_without_services(
+    tmp_path: Path, *, public: bool = True, admin: bool = True
+) -> web.Application:
     """The app as the daemon builds it, with no database or intake behind it: its router and
-    its OpenAPI document, without serving."""
+    its OpenAPI document, without serving. Both audiences' routes unless told: the public
+    listener's app has admin=False, the admin one's public=False."""
     from notifyd.http.app import create_app
     from notifyd.http.runtime import Runtime
     from notifyd.metrics import Metrics
 
     settings = load_config(tmp_path, base_config(tmp_path, "postgresql://unused/db", None))
     runtime = Runtime(settings=settings, pool=None, dsn="", metrics=Metrics(), intake=None)  # type: ignore[arg-type]
-    return create_app(runtime)
+    return create_app(runtime, public=public, admin=admin)
 
 
 def signed_request(
@@ -516,8 +519,9 @@ def signed_request(
 @dataclass
 class Running:
     daemon: Daemon
-    base_url: str
+    base_url: str  # the public listener: webhooks, pages
     session: aiohttp.ClientSession
+    admin_url: str = ""  # the admin listener: /v1/admin, /metrics (the public one if shared)
 
     async def post(
         self,
@@ -543,7 +547,12 @@ async def running_daemon(settings: Settings) -> AsyncIterator[Running]:
         Daemon(settings) as daemon,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT)) as session,
     ):
-        yield Running(daemon, f"http://127.0.0.1:{daemon.port}", session)
+        yield Running(
+            daemon,
+            f"http://127.0.0.1:{daemon.port}",
+            session,
+            f"http://127.0.0.1:{daemon.admin_port}",
+        )
 
 
 # -- daemon as a process -----------------------------------------------------------------------
@@ -555,10 +564,17 @@ class DaemonProcess:
     port: int
     lines: list[dict[str, Any]]
     _reader: asyncio.Task[None]
+    admin_port: int = 0
 
     @property
     def base_url(self) -> str:
+        """The public listener: webhooks, pages."""
         return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener: /v1/admin, /metrics (the public one with shared = true)."""
+        return f"http://127.0.0.1:{self.admin_port or self.port}"
 
     async def wait_exit(self, timeout: float = WAIT) -> int:
         async with asyncio.timeout(timeout):
@@ -598,7 +614,7 @@ async def spawn_daemon(
         cwd=source,
     )
     lines: list[dict[str, Any]] = []
-    ready = asyncio.get_running_loop().create_future()
+    ready: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
 
     async def read() -> None:
         assert process.stdout is not None
@@ -610,16 +626,19 @@ async def spawn_daemon(
                 line = {"event": "raw", "text": text}
             lines.append(line)
             if line.get("event") == "ready" and not ready.done():
-                ready.set_result(int(line["listen"].rsplit(":", 1)[1]))
+                ready.set_result(line)
         if not ready.done():
             ready.set_exception(AssertionError(f"daemon exited before ready: {lines}"))
 
     reader = asyncio.create_task(read())
     try:
         async with asyncio.timeout(timeout):
-            port = await ready
+            line = await ready
     except BaseException:
         process.kill()
         await process.wait()
         raise
-    return DaemonProcess(process, port, lines, reader)
+    port = int(line["listen"].rsplit(":", 1)[1])
+    admin = str(line.get("admin_listen", ""))
+    admin_port = int(admin.rsplit(":", 1)[1]) if admin.startswith("http") else port
+    return DaemonProcess(process, port, lines, reader, admin_port)

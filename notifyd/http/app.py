@@ -1,4 +1,10 @@
-"""create_app(): routes, middlewares (request id, JSON errors) and shared state."""
+"""create_app(): routes, middlewares (client address, request id, JSON errors) and shared
+state, for one listener's audience or both (http/listeners.py serves them).
+
+The public app has the webhooks, the subscribers' pages and health; the admin app the admin
+API, /metrics, health and the export's schema. Each serves its own /openapi.json, written
+from its own routes, so the public document does not name the admin API. A path of the
+other audience is not routed: 404 as any unknown path, revealing nothing."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from notifyd import unstorable
-from notifyd.http import health, openapi, reports, webhooks
+from notifyd.http import health, openapi, proxies, reports, webhooks
 from notifyd.http.admin import create_admin_app
 from notifyd.http.errors import Problem, error_response
 from notifyd.http.pages import preferences, renewal, shell, unsubscribe
@@ -63,23 +69,33 @@ async def refuse_unstorable_parameters(
     return await handler(request)
 
 
-def create_app(runtime: Runtime) -> web.Application:
+# The routes each audience reaches, in the order they are served.
+PUBLIC_ROUTES = (
+    webhooks.routes,
+    reports.routes,
+    health.routes,
+    openapi.routes,
+    unsubscribe.routes,
+    preferences.routes,
+    shell.routes,
+    renewal.routes,
+)
+ADMIN_ROUTES = (health.routes, health.scrape, openapi.routes, openapi.schema_routes)
+
+
+def create_app(runtime: Runtime, *, public: bool = True, admin: bool = True) -> web.Application:
+    """The app of one listener: the public routes, the admin ones, or both (one listener
+    for everything: [http.admin] shared = true)."""
     # Body size is enforced by the webhook handler against the reloadable limit.
     app = web.Application(
-        middlewares=[request_context, refuse_unstorable_parameters], client_max_size=1024**3
+        middlewares=[proxies.real_client, request_context, refuse_unstorable_parameters],
+        client_max_size=1024**3,
     )
     app[RUNTIME] = runtime
+    wanted = (*(PUBLIC_ROUTES if public else ()), *(ADMIN_ROUTES if admin else ()))
     # Each module declares its routes with what the document says of them (operations.py).
-    for routes in (
-        webhooks.routes,
-        reports.routes,
-        health.routes,
-        openapi.routes,
-        unsubscribe.routes,
-        preferences.routes,
-        shell.routes,
-        renewal.routes,
-    ):
+    for routes in dict.fromkeys(wanted):
         routes.add_to(app)
-    app.add_subapp("/v1/admin/", create_admin_app())
+    if admin:
+        app.add_subapp("/v1/admin/", create_admin_app())
     return app

@@ -1,4 +1,5 @@
-"""Liveness, readiness and metrics for the service manager and Prometheus."""
+"""Liveness, readiness and metrics for the service manager and Prometheus: `routes` on both
+listeners, `scrape` (/metrics) on the admin one only (app.py)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from notifyd.storage import db, schema
 from notifyd.storage import notices as notice_store
 
 routes = Routes()
+# Only on the admin listener: queue sizes and error rates are nobody else's business.
+scrape = Routes()
 
 
 @routes.get("/healthz", "Alive", answers={200: Answer("ok")})
@@ -58,7 +61,7 @@ async def readyz(request: web.Request) -> web.Response:
 SCRAPE_DATABASE_TIMEOUT = 2.0
 
 
-@routes.get(
+@scrape.get(
     "/metrics", "Prometheus metrics", answers={200: Answer("text", media_type="text/plain")}
 )
 async def metrics(request: web.Request) -> web.Response:

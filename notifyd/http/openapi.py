@@ -1,4 +1,5 @@
-"""GET /openapi.json: the OpenAPI 3.1 contract of every route the app serves; beside it,
+"""GET /openapi.json: the OpenAPI 3.1 contract of every route the app serves (each listener's
+app its own: the public one's leaves the admin API out); beside it,
 GET /export.schema.json, the JSON Schema of an account's export (storage/export.py).
 
 Written from the app's router: each route's Operation (http/operations.py) says what it
@@ -27,6 +28,8 @@ from notifyd.storage import export
 REF = "#/components/schemas/{model}"
 
 routes = Routes()
+# The export's schema is the admin API's: only on the admin listener.
+schema_routes = Routes()
 
 
 def document(app: web.Application) -> dict[str, Any]:
@@ -189,7 +192,7 @@ async def serve(request: web.Request) -> web.Response:
     return web.json_response(text=text)
 
 
-@routes.get(
+@schema_routes.get(
     "/export.schema.json",
     "The JSON Schema of an account's export",
     description="What GET /v1/admin/subscribers/{account_id}/export and `notifyd privacy "

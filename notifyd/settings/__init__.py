@@ -1,7 +1,8 @@
 """Settings: the TOML file plus NOTIFYD_* environment, read into frozen pydantic models.
 
-One model per table of the file (service.py: [daemon] [http] [database] [smtp] [templates]
-[dkim] [logging]; streams.py: [smtp.streams.marketing]; intake.py: [sources.<name>] and
+One model per table of the file (service.py: [daemon] [database] [smtp] [templates]
+[dkim] [logging]; listeners.py: [http] [http.admin]; streams.py: [smtp.streams.marketing];
+intake.py: [sources.<name>] and
 [sources.<name>.callback] [webhooks] [defaults] [thresholds.<CUR>] [calls] [broadcasts],
 with service_credentials.py checking a sending service's keys; admin.py: [admin.tokens]
 [audit]; delivery.py: [delivery] [attachments] [callbacks]; links.py: [links]; branding.py:
@@ -52,6 +53,7 @@ from notifyd.settings.intake import (
     check_webhook_secret,
 )
 from notifyd.settings.links import LinkSettings
+from notifyd.settings.listeners import AdminListenerSettings, HttpSettings, tls_context
 from notifyd.settings.problems import ConfigError
 from notifyd.settings.readiness import warnings
 from notifyd.settings.retention import RetentionSettings
@@ -61,7 +63,6 @@ from notifyd.settings.service import (
     DaemonSettings,
     DatabaseSettings,
     DkimSettings,
-    HttpSettings,
     LoggingSettings,
     SmtpSettings,
     TemplateSettings,
@@ -85,6 +86,7 @@ __all__ = [
     "SMTP_SECURITY",
     "STREAMS",
     "TRANSACTIONAL",
+    "AdminListenerSettings",
     "AdminSettings",
     "AdminToken",
     "AttachmentSettings",
@@ -120,5 +122,6 @@ __all__ = [
     "from_mapping",
     "load",
     "stream_of",
+    "tls_context",
     "warnings",
 ]

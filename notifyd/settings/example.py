@@ -58,6 +58,8 @@ def _section(name: str, model: type[BaseModel]) -> list[str]:
         node = shape(field.annotation)
         if node is not None and node.kind == "mapping":
             tables += _table(f"{name}.{key}", field)
+        elif node is not None and node.kind == "model" and node.model is not None:
+            tables += _section(f"{name}.{key}", node.model)  # [http.admin]: a table of keys
         else:
             keys += [*_comment(_description(field)), f"{key} = {_value(_shown(field))}"]
     doc = model.__dict__.get("__doc__")

@@ -40,6 +40,7 @@ def warnings(settings: Settings) -> list[tuple[str, str]]:
     an address they cannot reach. Keyed like ConfigError's problems; never the secret."""
     found: list[tuple[str, str]] = []
     found += _link_key_warnings(settings)
+    found += _listener_warnings(settings)
     if not settings.privacy.erasure_key and settings.database.url:
         # As the link key: hosts sharing this database would each generate their own.
         found.append(
@@ -111,6 +112,48 @@ def _link_key_warnings(settings: Settings) -> list[tuple[str, str]]:
         if len(key) < _LINK_SECRET_CHARACTERS
         or any(word in key.lower() for word in _PLACEHOLDER_WORDS)
     ]
+
+
+def _listener_warnings(settings: Settings) -> list[tuple[str, str]]:
+    """The admin API or /metrics where more than the operator can reach them, and proxies
+    believed from everywhere."""
+    http, admin = settings.http, settings.http.admin
+    found = []
+    if admin.shared:
+        found.append(
+            (
+                "[http.admin] shared",
+                "is true: the admin API and /metrics are served on the public listener, to "
+                "whoever reaches it; keep them on a listener of their own (the default)",
+            )
+        )
+    elif admin.cert_file is None and not _loopback(admin.host):
+        found.append(
+            (
+                "[http.admin] host",
+                f"{admin.host} is not loopback and the listener has no cert_file: admin tokens "
+                "cross that network in clear text; set cert_file and key_file",
+            )
+        )
+    if any(network.prefixlen == 0 for network in http.trusted_proxies):
+        found.append(
+            (
+                "[http] trusted_proxies",
+                "lists every address: any client can then name its own address in "
+                f"{http.proxy_header} and pass allow_from or dodge rate limits; list only "
+                "your proxies",
+            )
+        )
+    return found
+
+
+def _loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def _unreachable(host: str) -> bool:

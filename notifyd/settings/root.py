@@ -31,6 +31,7 @@ from notifyd.settings.intake import (
     source_name,
 )
 from notifyd.settings.links import LinkSettings
+from notifyd.settings.listeners import HttpSettings
 from notifyd.settings.privacy import PrivacySettings
 from notifyd.settings.problems import ConfigError, problems_of
 from notifyd.settings.retention import RetentionSettings
@@ -38,7 +39,6 @@ from notifyd.settings.service import (
     DaemonSettings,
     DatabaseSettings,
     DkimSettings,
-    HttpSettings,
     LoggingSettings,
     SmtpSettings,
     TemplateSettings,

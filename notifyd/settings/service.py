@@ -1,5 +1,5 @@
-"""[daemon], [http], [database], [smtp], [templates], [dkim] and [logging]: how this process
-runs, where it listens, what it talks to and how it writes."""
+"""[daemon], [database], [smtp], [templates], [dkim] and [logging]: how this process runs,
+what it talks to and how it writes; where it listens is listeners.py's ([http])."""
 
 from __future__ import annotations
 
@@ -24,7 +24,6 @@ from notifyd.settings.fields import (
     mailbox,
     not_empty,
     one_of,
-    web_url,
 )
 from notifyd.settings.streams import (
     MARKETING,
@@ -87,17 +86,6 @@ class DaemonSettings(Section):
     @classmethod
     def _host_and_pid_unless_named(cls, value: str) -> str:
         return value or f"{socket.gethostname()}:{os.getpid()}"
-
-
-class HttpSettings(Section):
-    host: Annotated[str, AfterValidator(not_empty)] = Field("127.0.0.1")
-    port: int = Field(8080, ge=0, le=65535)
-    public_url: Annotated[str, AfterValidator(web_url)] = Field(
-        "",
-        description='How subscribers reach this daemon (links in emails), e.g. "https://notices.'
-        'voip.example". Empty: http://host:port, which only this host can open (check-config '
-        "warns).",
-    )
 
 
 def _postgres_url(value: str) -> str:

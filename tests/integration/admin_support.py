@@ -44,7 +44,7 @@ async def call(
 ) -> tuple[int, dict[str, Any]]:
     headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
     async with daemon.session.request(
-        method, f"{daemon.base_url}{path}", json=json, data=data, headers=headers
+        method, f"{daemon.admin_url}{path}", json=json, data=data, headers=headers
     ) as response:
         return response.status, await response.json()
 
@@ -83,7 +83,7 @@ def scoped_routes(tmp_path: Path) -> list[tuple[str, str, str | None]]:
 
 async def post_import(daemon: Running, body: bytes, content_type: str) -> tuple[int, Any]:
     async with daemon.session.post(
-        f"{daemon.base_url}/v1/admin/subscribers/import",
+        f"{daemon.admin_url}/v1/admin/subscribers/import",
         data=body,
         headers={"Authorization": f"Bearer {OPS_TOKEN}", "Content-Type": content_type},
     ) as response:

@@ -27,7 +27,7 @@ async def broadcast(daemon: DaemonProcess) -> None:
     async with (
         aiohttp.ClientSession() as session,
         session.post(
-            f"{daemon.base_url}/v1/admin/broadcasts",
+            f"{daemon.admin_url}/v1/admin/broadcasts",
             json=body,
             headers={"Authorization": f"Bearer {OPS_TOKEN}"},
         ) as response,
@@ -85,6 +85,6 @@ async def welcome(daemon: Any, smtp_sink: SmtpSink, account: str = "acc-1") -> s
 
 def preferences_link(mail: EmailMessage) -> str:
     text = mail.get_body(("plain",)).get_content()  # type: ignore[union-attr]
-    found = re.search(r"(http://\S+/v1/preferences/\S+)", text)
+    found = re.search(r"(https?://\S+/v1/preferences/\S+)", text)
     assert found, text
     return found.group(1)

@@ -36,7 +36,7 @@ _PROMQL_WORDS = {
 
 async def scrape(daemon: Running) -> tuple[str, str]:
     """/metrics' Content-Type and text."""
-    async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+    async with daemon.session.get(f"{daemon.admin_url}/metrics") as response:
         assert response.status == 200
         return response.headers["Content-Type"], await response.text()
 

@@ -335,7 +335,7 @@ async def test_the_sender_address_opens_no_loopback_service(
         tmp_path, database_url, sink, fetch_allow_hosts=["pbx.internal.example"]
     )
     async with running_daemon(settings) as daemon:
-        own_admin = f"{daemon.base_url}/v1/admin/subscribers"
+        own_admin = f"{daemon.admin_url}/v1/admin/subscribers"
         await post_ok(daemon, sample_event("account.created", ACCOUNT, language="ro"))
         await mail_number(sink, 1)
         await post_ok(daemon, voicemail("vm-loop", by_url("loop.wav", files.url("/vm/6"))))

@@ -95,7 +95,7 @@ async def admin_changes(daemon: Any, db: asyncpg.Connection) -> None:
         ADDRESS,
     )
     async with daemon.session.delete(
-        f"{daemon.base_url}/v1/admin/undeliverable/{ADDRESS}",
+        f"{daemon.admin_url}/v1/admin/undeliverable/{ADDRESS}",
         headers={"Authorization": f"Bearer {OPS_TOKEN}"},
     ) as answer:
         assert answer.status == 204

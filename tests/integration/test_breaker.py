@@ -42,7 +42,7 @@ ALERT = "the relay refuses everything: delivery paused, notices kept"
 
 
 async def metric(daemon: Running, name: str) -> float:
-    async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+    async with daemon.session.get(f"{daemon.admin_url}/metrics") as response:
         text = await response.text()
     found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert found is not None, f"{name} not in /metrics"

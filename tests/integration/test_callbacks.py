@@ -48,7 +48,7 @@ async def test_a_delivered_notice_is_told_once_acknowledged_with_one_webhook_id(
             assert status == 202
             await smtp_sink.wait_for(2)
             [row] = await wait_callback_state(db, "delivered")
-            async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+            async with daemon.session.get(f"{daemon.admin_url}/metrics") as response:
                 metrics = await response.text()
         notice_id = await db.fetchval("SELECT id FROM notices WHERE kind = 'call.missed'")
     # The welcome email's source (billing) has no callback: only the call is told.

@@ -357,7 +357,7 @@ async def test_timeout_after_data_is_retried_and_counted_as_a_possible_duplicate
                 await asyncio.sleep(0.02)
         smtp_sink.data_delay = 0
         row = await _state(db, "sent")
-        async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+        async with daemon.session.get(f"{daemon.admin_url}/metrics") as response:
             metrics = await response.text()
     assert row["attempts"] == 2
     assert "notifyd_possible_duplicates_total 1.0" in metrics

@@ -133,7 +133,7 @@ async def test_webhooks_posted_together_are_committed_together(
                 for n in range(64)
             )
         )
-        async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+        async with daemon.session.get(f"{daemon.admin_url}/metrics") as response:
             metrics = await response.text()
     assert [status for status, _ in answers] == [202] * 64
     assert await db.fetchval("SELECT count(*) FROM events WHERE type = 'fax.sent'") == 64

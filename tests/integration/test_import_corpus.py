@@ -374,7 +374,7 @@ async def test_an_import_cut_off_midway_keeps_its_written_batches_and_the_daemon
 
     settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
     async with running_daemon(settings) as daemon:
-        _, writer = await asyncio.open_connection("127.0.0.1", daemon.daemon.port)
+        _, writer = await asyncio.open_connection("127.0.0.1", daemon.daemon.admin_port)
         writer.write(head + body)
         await writer.drain()
         # Streamed: the batches are written while the rest of the body is still awaited.

@@ -144,7 +144,7 @@ async def test_the_admin_audit_line_names_the_token(tmp_path: Path, database_url
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=WAIT)) as session,
             session.get(
-                f"{process.base_url}/v1/admin/subscribers/acc-1",
+                f"{process.admin_url}/v1/admin/subscribers/acc-1",
                 headers={"Authorization": f"Bearer {OPS_TOKEN}"},
             ) as response,
         ):

@@ -70,9 +70,18 @@ async def test_the_api_answers_as_its_openapi_document_says(
     path = write_config(tmp_path / "notifyd.toml", admin_config(tmp_path, database_url, None))
     daemon = await spawn_daemon(path)
     try:
+        # Each listener's document and routes: the public one's, then the admin one's.
         problems, calls, documented = await asyncio.wait_for(
             asyncio.to_thread(fuzz, daemon.base_url), 150
         )
+        admin_problems, admin_calls, admin_documented = await asyncio.wait_for(
+            asyncio.to_thread(fuzz, daemon.admin_url), 150
+        )
+        problems += admin_problems
+        # /healthz and /openapi.json are in both documents: each counted once.
+        documented = list(dict.fromkeys(documented + admin_documented))
+        for label, count in admin_calls.items():
+            calls[label] = calls.get(label, 0) + count
     finally:
         daemon.process.send_signal(signal.SIGTERM)
         await daemon.wait_exit()

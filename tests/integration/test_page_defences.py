@@ -50,7 +50,7 @@ async def test_every_kind_of_answer_carries_the_browser_defences(
     settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
     async with running_daemon(settings) as daemon:
         link = await welcome(daemon, smtp_sink)
-        base = daemon.base_url
+        base, admin = daemon.base_url, daemon.admin_url
         event = sample_event("account.created", "acc-2")
         answers: dict[str, CIMultiDictProxy[str]] = {}
         requests: list[tuple[str, str, str, dict[str, Any]]] = [
@@ -60,9 +60,11 @@ async def test_every_kind_of_answer_carries_the_browser_defences(
             ("unknown path", "GET", f"{base}/v1/nothing-here", {}),
             ("wrong method", "DELETE", link, {}),
             ("health", "GET", f"{base}/healthz", {}),
-            ("metrics", "GET", f"{base}/metrics", {}),
+            ("metrics", "GET", f"{admin}/metrics", {}),
             ("openapi", "GET", f"{base}/openapi.json", {}),
-            ("admin refused", "GET", f"{base}/v1/admin/subscribers/acc-1", {}),
+            ("admin openapi", "GET", f"{admin}/openapi.json", {}),
+            ("admin refused", "GET", f"{admin}/v1/admin/subscribers/acc-1", {}),
+            ("admin path on the public listener", "GET", f"{base}/v1/admin/audit", {}),
             ("webhook refused", "POST", f"{base}/v1/webhooks/pbx", {"json": event}),
         ]
         for what, method, url, options in requests:

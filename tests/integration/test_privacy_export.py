@@ -31,11 +31,11 @@ async def test_the_export_holds_every_kind_of_data_and_matches_its_schema(
     config = sending_config(tmp_path, database_url, smtp_sink)
     async with running_daemon(load_config(tmp_path, config)) as daemon:
         await build_account(daemon, smtp_sink, db)
-        async with daemon.session.get(f"{daemon.base_url}/export.schema.json") as got:
+        async with daemon.session.get(f"{daemon.admin_url}/export.schema.json") as got:
             assert got.status == 200
             schema = await got.json(content_type="application/schema+json")
         async with daemon.session.get(
-            f"{daemon.base_url}/v1/admin/subscribers/{ACCOUNT}/export",
+            f"{daemon.admin_url}/v1/admin/subscribers/{ACCOUNT}/export",
             headers={"Authorization": f"Bearer {OPS_TOKEN}"},
         ) as got:
             assert got.status == 200

@@ -100,7 +100,7 @@ async def test_a_page_post_that_is_no_readable_form_is_refused_and_logs_no_link(
             async with session.get(f"{preferences}?{'a' * 9000}") as response:
                 assert response.status == 400
             long_token = {"Authorization": f"Bearer {NEW_KEY}{'a' * 9000}"}
-            async with session.get(f"{daemon.base_url}/v1/admin/audit", headers=long_token) as r:
+            async with session.get(f"{daemon.admin_url}/v1/admin/audit", headers=long_token) as r:
                 assert r.status == 400
     finally:
         daemon.process.send_signal(signal.SIGTERM)

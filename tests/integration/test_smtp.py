@@ -92,7 +92,7 @@ async def test_wrong_relay_password_keeps_notices_queued(
             async with asyncio.timeout(10):
                 while not await db.fetchval("SELECT attempts >= 2 FROM notices"):
                     await asyncio.sleep(0.05)
-            async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+            async with daemon.session.get(f"{daemon.admin_url}/metrics") as response:
                 metrics = await response.text()
     row = await db.fetchrow("SELECT state, last_error FROM notices")
     assert row is not None

@@ -123,7 +123,7 @@ async def request(
     if content_type:
         headers["Content-Type"] = content_type
     async with daemon.session.request(
-        method, f"{daemon.base_url}{path}", data=body, headers=headers
+        method, f"{daemon.admin_url}{path}", data=body, headers=headers
     ) as response:
         text = await response.text()
         return response.status, json.loads(text) if text else None
@@ -173,7 +173,7 @@ async def test_admin_api_answers_nul_and_lone_surrogates_with_a_422_naming_the_f
             "application/json",
         )
         assert status in (200, 201)
-        async with daemon.session.get(f"{daemon.base_url}/openapi.json") as response:
+        async with daemon.session.get(f"{daemon.admin_url}/openapi.json") as response:
             documented = (await response.json())["paths"]
 
         for method, template in admin_operations():

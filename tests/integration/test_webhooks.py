@@ -304,7 +304,7 @@ async def test_readyz_healthz_and_metrics(tmp_path: Path, database_url: str) -> 
         async with daemon.session.get(f"{daemon.base_url}/readyz") as response:
             assert response.status == 200
             assert (await response.json())["status"] == "ready"
-        async with daemon.session.get(f"{daemon.base_url}/metrics") as response:
+        async with daemon.session.get(f"{daemon.admin_url}/metrics") as response:
             assert response.status == 200
             metrics = await response.text()
     assert (
