@@ -45,11 +45,16 @@ async def get(daemon: Running, link: str) -> tuple[int, str]:
         return page.status, await page.text()
 
 
-async def ask_fresh_link(daemon: Running, page: str) -> tuple[int, str]:
-    """Press the button of the page an expired or revoked link showed."""
+async def ask_fresh_link(
+    daemon: Running, page: str, headers: dict[str, str] | None = None
+) -> tuple[int, str]:
+    """Press the button of the page an expired or revoked link showed (through a proxy's
+    `headers`, if given)."""
     found = re.search(r'<form method="post" action="([^"]+)">', page)
     assert found, page
     action = found.group(1).replace("&amp;", "&")
     form = {"form_token": form_token(page)}
-    async with daemon.session.post(daemon.base_url + action, data=form) as response:
+    async with daemon.session.post(
+        daemon.base_url + action, data=form, headers=headers
+    ) as response:
         return response.status, await response.text()
