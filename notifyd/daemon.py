@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 from contextlib import AsyncExitStack
 from types import TracebackType
 
@@ -35,7 +36,7 @@ from notifyd.logs import configure as configure_logging
 from notifyd.logs import log_loop_exceptions
 from notifyd.mail.transport import Relays
 from notifyd.metrics import Metrics
-from notifyd.settings import ConfigError, Settings, tls_context
+from notifyd.settings import ConfigError, HttpSettings, Settings, tls_context
 from notifyd.storage import audit, db, schema
 from notifyd.storage import links as link_store
 from notifyd.storage.erasure import erasure_key
@@ -56,6 +57,7 @@ class Daemon:
         self.port: int | None = None
         # The admin listener's port: the public one's with [http.admin] shared = true.
         self.admin_port: int | None = None
+        self.listeners: tuple[Listener, Listener | None] | None = None
         self.runtime: Runtime | None = None
         self.intake: Intake | None = None
         self.dispatcher: Dispatcher | None = None
@@ -245,6 +247,7 @@ class Daemon:
         )
         # After the server's cleanup (the stack runs backwards): no request can spawn more.
         self.stack.push_async_callback(self.runtime.drain)
+        self.listeners = listeners
         public, admin = listeners
         grace = s.daemon.shutdown_grace_seconds
         await public.serve(self.stack, create_app(self.runtime, admin=admin is None), grace)
@@ -254,6 +257,20 @@ class Daemon:
         self.admin_port = admin.port if admin else public.port
         if not s.http.public_url:
             self.links.base_url = public.url
+
+    def _renew_certificates(self, new: Settings) -> None:
+        """Each HTTPS listener reads its certificate and key again (from the new paths, if
+        they moved): a renewed certificate needs a reload, not a restart. New connections
+        get it; open ones keep theirs."""
+        assert self.listeners is not None
+        public, admin = self.listeners
+        for listener, files in ((public, new.http), (admin, new.http.admin)):
+            if listener is None or listener.ssl_context is None or files.cert_file is None:
+                continue
+            try:
+                listener.ssl_context.load_cert_chain(files.cert_file, files.key_file)
+            except (OSError, ssl.SSLError) as error:  # changed since checked: keep the old
+                log.error("certificate not reloaded", listener=listener.section, error=str(error))
 
     async def _close_transport(self) -> None:
         if self.dispatcher is not None:
@@ -302,14 +319,11 @@ class Daemon:
                 old_value = (old_value.state_dir, old_value.shutdown_grace_seconds)
                 new_value = (new_value.state_dir, new_value.shutdown_grace_seconds)
             if section == "http":
-                # Which proxies are believed is read at each request: it takes effect now.
-                reloadable = ("trusted_proxies", "proxy_header")
-                new_value = new_value.model_copy(
-                    update={key: getattr(old_value, key) for key in reloadable}
-                )
+                old_value, new_value = _bound(old_value), _bound(new_value)
             if old_value != new_value:
                 log.warning("config section changed; takes effect after a restart", section=section)
         configure_logging(new.logging.level, new.logging.format)
+        self._renew_certificates(new)
         self.runtime.apply(new, pages)
         self.intake.apply(new)
         old = self.dispatcher.reconfigure(mailing)
@@ -327,6 +341,21 @@ class Daemon:
         log.info("config reloaded", sources=sorted(new.sources))
         systemd.notify("READY=1", "STATUS=config reloaded")
         return True
+
+
+def _bound(http: HttpSettings) -> tuple[object, ...]:
+    """What of [http] is bound at start: the listeners' addresses and whether each speaks
+    TLS. The rest (the proxies believed, the certificate files) a reload applies."""
+    admin = http.admin
+    return (
+        http.host,
+        http.port,
+        http.cert_file is None,
+        admin.shared,
+        admin.host,
+        admin.port,
+        admin.cert_file is None,
+    )
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+import structlog
 import trustme
 
 from notifyd.catalogue.samples import sample_event
@@ -24,6 +25,7 @@ from tests.conftest import (
     load_config,
     running_daemon,
     signed_request,
+    write_config,
 )
 from tests.integration.admin_support import OPS_TOKEN, admin_config
 from tests.integration.daemon_support import preferences_link, welcome
@@ -180,3 +182,33 @@ async def test_a_page_link_from_welcome_opens_on_the_public_listener(
     assert link.startswith(daemon.base_url)
     assert status == 200
     assert refused == 404
+
+
+async def test_a_reload_reads_a_renewed_certificate_and_a_moved_port_waits_for_restart(
+    tmp_path: Path, database_url: str
+) -> None:
+    old_ca, new_ca = trustme.CA(), trustme.CA()
+    config = admin_config(tmp_path, database_url, None)
+    config["http.admin"] = {"port": 0, **_tls_files(tmp_path, old_ca, "old")}
+    settings = load_config(tmp_path, config)
+    trusts_new = ssl.create_default_context()
+    new_ca.configure_trust(trusts_new)
+    async with running_daemon(settings) as daemon:
+        admin = f"https://127.0.0.1:{daemon.daemon.admin_port}/healthz"
+        with pytest.raises(aiohttp.ClientConnectorCertificateError):
+            await _get(daemon.session, admin, ssl=trusts_new)
+        config["http.admin"].update(_tls_files(tmp_path, new_ca, "renewed"))
+        write_config(settings.path, config)
+        with structlog.testing.capture_logs() as renewed_logs:
+            assert await daemon.daemon.reload()
+        renewed = await _get(daemon.session, admin, ssl=trusts_new)
+        config["http.admin"]["port"] = 1
+        write_config(settings.path, config)
+        with structlog.testing.capture_logs() as moved_logs:
+            assert await daemon.daemon.reload()
+        still = await _get(daemon.session, admin, ssl=trusts_new)
+    restart = "config section changed; takes effect after a restart"
+    assert renewed[0] == 200
+    assert not [line for line in renewed_logs if line["event"] == restart]
+    assert [line["section"] for line in moved_logs if line["event"] == restart] == ["http"]
+    assert still[0] == 200

@@ -89,6 +89,11 @@ def test_a_ready_config_has_no_warnings(tmp_path: Path, capsys: pytest.CaptureFi
         ),
         ({"http": {"public_url": ""}}, "[http] public_url"),
         ({"http": {"public_url": "http://localhost:8080"}}, "[http] public_url"),
+        # The admin API and /metrics where more than this host reaches them, and a proxy list
+        # that believes every client's word on its own address.
+        ({"http__admin": {"shared": True}}, "[http.admin] shared"),
+        ({"http__admin": {"host": "0.0.0.0"}}, "[http.admin] host"),
+        ({"http": {"trusted_proxies": ["10.0.0.1", "::/0"]}}, "[http] trusted_proxies"),
         # docs/admin-api.md's example digest is the SHA-256 of "test".
         (
             {
