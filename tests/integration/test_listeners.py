@@ -29,6 +29,7 @@ from tests.conftest import (
 )
 from tests.integration.admin_support import OPS_TOKEN, admin_config
 from tests.integration.daemon_support import preferences_link, welcome
+from tests.integration.listeners_support import tls_files
 
 AUTH = {"Authorization": f"Bearer {OPS_TOKEN}"}
 
@@ -93,21 +94,13 @@ async def test_shared_keeps_everything_on_the_one_listener(
     assert metrics[0] == 200
 
 
-def _tls_files(tmp_path: Path, ca: trustme.CA, name: str) -> dict[str, str]:
-    issued = ca.issue_cert("127.0.0.1", "localhost")
-    cert, key = tmp_path / f"{name}.crt", tmp_path / f"{name}.key"
-    issued.cert_chain_pems[0].write_to_path(str(cert))
-    issued.private_key_pem.write_to_path(str(key))
-    return {"cert_file": str(cert), "key_file": str(key)}
-
-
 async def test_each_listener_speaks_tls_with_its_certificate_and_links_say_https(
     tmp_path: Path, database_url: str, smtp_sink: SmtpSink
 ) -> None:
     ca = trustme.CA()
     config = admin_config(tmp_path, database_url, smtp_sink.port)
-    config["http"].update(_tls_files(tmp_path, ca, "public"))
-    config["http.admin"] = {"port": 0, **_tls_files(tmp_path, ca, "admin")}
+    config["http"].update(tls_files(tmp_path, ca, "public"))
+    config["http.admin"] = {"port": 0, **tls_files(tmp_path, ca, "admin")}
     trusted = ssl.create_default_context()
     ca.configure_trust(trusted)
     async with running_daemon(load_config(tmp_path, config)) as running:
@@ -136,8 +129,8 @@ async def test_each_listener_speaks_tls_with_its_certificate_and_links_say_https
 
 def test_a_certificate_without_its_key_or_another_key_is_a_config_error(tmp_path: Path) -> None:
     ca = trustme.CA()
-    files = _tls_files(tmp_path, ca, "one")
-    other = _tls_files(tmp_path, ca, "two")
+    files = tls_files(tmp_path, ca, "one")
+    other = tls_files(tmp_path, ca, "two")
     with pytest.raises(ConfigError) as missing:
         load_config(tmp_path, {"http": {"cert_file": files["cert_file"]}})
     with pytest.raises(ConfigError) as mismatched:
@@ -189,7 +182,7 @@ async def test_a_reload_reads_a_renewed_certificate_and_a_moved_port_waits_for_r
 ) -> None:
     old_ca, new_ca = trustme.CA(), trustme.CA()
     config = admin_config(tmp_path, database_url, None)
-    config["http.admin"] = {"port": 0, **_tls_files(tmp_path, old_ca, "old")}
+    config["http.admin"] = {"port": 0, **tls_files(tmp_path, old_ca, "old")}
     settings = load_config(tmp_path, config)
     trusts_new = ssl.create_default_context()
     new_ca.configure_trust(trusts_new)
@@ -197,7 +190,7 @@ async def test_a_reload_reads_a_renewed_certificate_and_a_moved_port_waits_for_r
         admin = f"https://127.0.0.1:{daemon.daemon.admin_port}/healthz"
         with pytest.raises(aiohttp.ClientConnectorCertificateError):
             await _get(daemon.session, admin, ssl=trusts_new)
-        config["http.admin"].update(_tls_files(tmp_path, new_ca, "renewed"))
+        config["http.admin"].update(tls_files(tmp_path, new_ca, "renewed"))
         write_config(settings.path, config)
         with structlog.testing.capture_logs() as renewed_logs:
             assert await daemon.daemon.reload()
