@@ -215,7 +215,7 @@ def _simulate(settings: Settings, args: argparse.Namespace) -> int:
         print(error.args[0], file=sys.stderr)
         return 2
     host = settings.http.host if settings.http.host not in ("0.0.0.0", "::") else "127.0.0.1"  # noqa: S104
-    base = args.url or f"http://{host}:{settings.http.port}"
+    base = args.url or f"{settings.http.scheme}://{host}:{settings.http.port}"
     url = f"{base.rstrip('/')}/v1/webhooks/{source_name}"
     sender = client.Client(url, settings.sources[source_name].secrets[0])
     try:

@@ -55,7 +55,7 @@ def warnings(settings: Settings) -> list[tuple[str, str]]:
     public_url = settings.http.public_url
     host = urlsplit(public_url).hostname if public_url else settings.http.host
     if not public_url or _unreachable(host or ""):
-        where = public_url or f"http://{settings.http.host}:{settings.http.port}"
+        where = public_url or f"{settings.http.scheme}://{settings.http.host}:{settings.http.port}"
         found.append(
             (
                 "[http] public_url",

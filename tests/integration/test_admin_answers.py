@@ -55,7 +55,9 @@ class Session:
             data, content_type = json.dumps(json_body).encode(), "application/json"
         if content_type:
             headers["Content-Type"] = content_type
-        url = f"{self.daemon.base_url}{template.format(**values)}{query}"
+        admin = template.startswith(("/v1/admin/", "/export"))  # the admin listener's
+        base = self.daemon.admin_url if admin else self.daemon.base_url
+        url = f"{base}{template.format(**values)}{query}"
         async with self.daemon.session.request(method, url, data=data, headers=headers) as got:
             text = await got.text()
         self.answers.append((method, template, got.status, text))
