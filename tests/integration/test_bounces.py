@@ -127,7 +127,7 @@ async def bounced(db: asyncpg.Connection, address: str, count: int) -> asyncpg.R
 async def delete(daemon: Running, path: str) -> int:
     """DELETE as the ops token; the status (a 204 has no body to decode)."""
     headers = {"Authorization": f"Bearer {OPS_TOKEN}"}
-    async with daemon.session.delete(f"{daemon.base_url}{path}", headers=headers) as response:
+    async with daemon.session.delete(f"{daemon.admin_url}{path}", headers=headers) as response:
         await response.read()
         return response.status
 
