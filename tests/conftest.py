@@ -450,6 +450,8 @@ def base_config(
     config: dict[str, dict[str, Any]] = {
         "daemon": {"state_dir": str(tmp_path / "state"), "shutdown_grace_seconds": 10},
         "http": {"host": "127.0.0.1", "port": 0},
+        # The admin listener's default port is fixed (8081): tests run side by side.
+        "http.admin": {"host": "127.0.0.1", "port": 0},
         "database": {"url": database_url, "pool_min": 1, "pool_max": 5},
         "smtp": {
             "host": "127.0.0.1" if smtp_port else "",

@@ -130,7 +130,7 @@ async def test_three_hosts_behind_a_proxy_send_once_and_survive_a_killed_host(
             doomed = await spawn_daemon(paths[2])
             try:
                 proxy.upstreams[:] = [host_a.base_url, host_b.base_url, doomed.base_url]
-                front = Running(host_a.daemon, proxy_url, host_a.session)
+                front = Running(host_a.daemon, proxy_url, host_a.session, host_a.admin_url)
                 for account in DIGESTS:
                     await subscribe(front, account, {"modes": {"calls": "hourly"}}, language="en")
                 welcomes = await sink.wait_for(len(DIGESTS))

@@ -38,8 +38,15 @@ from tests.integration.upgrade_support import (
 pytestmark = pytest.mark.slow
 
 
-def _config(tmp_path: Path, database_url: str, smtp_port: int | None = None) -> Path:
-    return write_config(tmp_path / "notifyd.toml", base_config(tmp_path, database_url, smtp_port))
+def _config(
+    tmp_path: Path, database_url: str, smtp_port: int | None = None, *, previous: bool = False
+) -> Path:
+    config = base_config(tmp_path, database_url, smtp_port)
+    if previous:
+        # The previous release knows no [http.admin] (its one listener served everything):
+        # the config an operator has when the upgrade starts.
+        del config["http.admin"]
+    return write_config(tmp_path / "notifyd.toml", config)
 
 
 async def test_check_says_current_and_exits_0_changing_nothing(
@@ -123,7 +130,7 @@ async def test_previous_release_keeps_taking_webhooks_and_delivering_through_the
 ) -> None:
     old = previous_release(tmp_path / "previous")
     url = pg_cluster.dsn(await create_database(pg_cluster, template=None))
-    config = _config(tmp_path, url, smtp_sink.port)
+    config = _config(tmp_path, url, smtp_sink.port, previous=True)
     daemon = await spawn_daemon(config, source=old)
     conn = await asyncpg.connect(url)
     try:
