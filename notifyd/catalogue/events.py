@@ -67,6 +67,15 @@ class Category(StrEnum):
 MANDATORY_CATEGORIES = frozenset({Category.SECURITY, Category.SERVICE})
 # Categories a subscriber gets only once they (or [defaults.modes]) turn them on.
 OFF_BY_DEFAULT = frozenset({Category.STATEMENT})
+# Other names a category is asked for by: issue 20 calls the statement's category
+# "billing.statement" (its notice kind). The short name is the stored one, since a bare
+# dotted key in TOML would read as a nested table; both are taken wherever a category is.
+CATEGORY_ALIASES = {"billing.statement": Category.STATEMENT.value}
+
+
+def canonical_category(name: str) -> str:
+    """The stored name of a category given by either of its names."""
+    return CATEGORY_ALIASES.get(name, name)
 
 
 class Attachment(BaseModel):

@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from notifyd.catalogue.events import canonical_category
 from notifyd.catalogue.locale import LANGUAGES, check_timezone
 from notifyd.model import MODES, QuietHours, parse_quiet_hours, parse_time_of_day
 from notifyd.settings.fields import Section, array, existing, one_of
@@ -264,6 +265,7 @@ def _known_zone(zone: str) -> str:
 
 
 def _configurable(category: str) -> str:
+    category = canonical_category(category)
     if category in ("security", "service"):
         raise ValueError(
             "not a category that can be configured (security and service are mandatory)"

@@ -196,3 +196,31 @@ async def test_invalid_preferences_are_named_field_by_field(
         "low_credit_threshold",
     }
     assert missing[0] == 404
+
+
+async def test_the_statement_is_chosen_by_its_issue_name_billing_statement_too(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    """Issue 20 names the monthly statement's category `billing.statement`; it is stored as
+    `statement` (a bare dotted TOML key would be a table). Both names are taken, in the
+    admin API and in [defaults.modes]."""
+    config = admin_config(tmp_path, database_url, smtp_sink.port)
+    # Quoted, as an operator writes a dotted key in TOML.
+    config["defaults.modes"] = {'"billing.statement"': "immediate"}
+    settings = load_config(tmp_path, config)
+    assert settings.defaults.modes == {"statement": "immediate"}
+    async with running_daemon(settings) as daemon:
+        await created(daemon)
+        chosen = await call(
+            daemon,
+            "PATCH",
+            "/v1/admin/subscribers/acc-1/preferences",
+            json={
+                "modes": {"billing.statement": "off"},
+                "addresses": {"billing.statement": ["conta@client.example"]},
+            },
+        )
+    assert chosen[0] == 200, chosen
+    assert chosen[1]["explicit"]["modes"] == {"statement": "off"}
+    assert chosen[1]["explicit"]["addresses"] == {"statement": ["conta@client.example"]}
+    assert chosen[1]["effective"]["modes"]["statement"] == "off"

@@ -12,7 +12,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from notifyd import model
-from notifyd.catalogue.events import Category
+from notifyd.catalogue.events import Category, canonical_category
 from notifyd.catalogue.fields import EmailAddress, Language, Money, TimeZoneName
 from notifyd.http.admin.recording import note
 from notifyd.http.admin.subscribers import existing_subscriber
@@ -32,6 +32,7 @@ routes = Routes(admin=True)
 
 
 def _mode_category(value: str) -> str:
+    value = canonical_category(value)
     if value in ("security", "service"):
         raise ValueError(f"{value} notices are mandatory and cannot be changed")
     if value not in CONFIGURABLE:
@@ -46,6 +47,7 @@ def _mode(value: str) -> str:
 
 
 def _category(value: str) -> str:
+    value = canonical_category(value)
     if value not in {c.value for c in Category}:
         raise ValueError(f"unknown category {value!r}")
     return value
