@@ -294,16 +294,9 @@ def _date_header(moment: datetime, _zone: object) -> str:
 
 
 def brand_values(branding: BrandingSettings, company: str, sender: str) -> dict[str, str]:
-    """What templates read as `brand`: [branding]'s values (the inlined SVG logo aside: mail
-    clients drop it) and `brand.company`, the name to show (Settings.company, else the
-    sender's display name), and `brand.contact`, the support contact in one line."""
-    values = branding.model_dump(exclude={"logo_svg_file"})
-    values["company"] = company or email.utils.parseaddr(sender)[0] or branding.company_name
-    # How to reach support in one line, for the sentences that ask the subscriber to.
-    values["contact"] = " · ".join(
-        v for v in (branding.support_email, branding.support_phone, branding.support_url) if v
-    )
-    return values
+    """What templates read as `brand` (BrandingSettings.shown), the name to show being
+    Settings.company, else the sender's display name."""
+    return branding.shown(company or email.utils.parseaddr(sender)[0] or branding.company_name)
 
 
 def _one_line(value: object) -> str:

@@ -117,6 +117,17 @@ class BrandingSettings(Section):
         "", description="The terms of service, linked beside the privacy policy."
     )
 
+    def shown(self, company: str) -> dict[str, str]:
+        """What pages and emails show as `brand`: these values but the SVG file (pages inline
+        it themselves; mail clients drop it), `company`, the name to show, and `contact`,
+        the support contact in one line for the sentences that ask the subscriber to."""
+        values = self.model_dump(exclude={"logo_svg_file"})
+        values["company"] = company
+        values["contact"] = " · ".join(
+            v for v in (self.support_email, self.support_phone, self.support_url) if v
+        )
+        return values
+
     @field_validator("support_phone")
     @classmethod
     def _one_line(cls, value: str) -> str:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import zoneinfo
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -58,42 +57,15 @@ def content_security_policy(logo_url: str = "") -> str:
 CONTENT_SECURITY_POLICY = content_security_policy()
 
 
-@dataclass(frozen=True)
-class Brand:
-    """[branding] as the pages show it."""
-
-    company: str
-    logo_svg: markupsafe.Markup | None
-    logo_url: str
-    support_email: str
-    support_phone: str
-    support_url: str
-    privacy_url: str
-    terms_url: str
-    primary_colour: str
-    text_colour: str
-    background_colour: str
-
-
-def brand_of(settings: Settings) -> Brand:
+def brand_of(settings: Settings) -> dict[str, object]:
+    """[branding] as the pages show it: what emails show (BrandingSettings.shown), and the
+    SVG logo inlined."""
     branding = settings.branding
     svg = None
     if branding.logo_svg_file is not None:
         # The operator's own file, checked at load for a <script>: inlined as is.
         svg = markupsafe.Markup(branding.logo_svg_file.read_text(encoding="utf-8"))  # noqa: S704
-    return Brand(
-        company=settings.company,
-        logo_svg=svg,
-        logo_url=branding.logo_url,
-        support_email=branding.support_email,
-        support_phone=branding.support_phone,
-        support_url=branding.support_url,
-        privacy_url=branding.privacy_url,
-        terms_url=branding.terms_url,
-        primary_colour=branding.primary_colour,
-        text_colour=branding.text_colour,
-        background_colour=branding.background_colour,
-    )
+    return {**branding.shown(settings.company), "logo_svg": svg}
 
 
 @functools.cache
@@ -146,7 +118,9 @@ class Pages:
         self.stylesheet = self._env.get_template("pages/style.css").render(brand=self.brand)
         self.style_version = hashlib.sha256(self.stylesheet.encode()).hexdigest()[:16]
         # An inlined logo asks for nothing: no origin to allow then.
-        self.policy = content_security_policy("" if self.brand.logo_svg else self.brand.logo_url)
+        self.policy = content_security_policy(
+            "" if self.brand["logo_svg"] else settings.branding.logo_url
+        )
 
     def render(self, name: str, language: str, title: str, **context: Any) -> str:
         template = self._env.get_template(f"pages/{name}")
