@@ -29,9 +29,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.send_support import BIN, ROOT, snippet
+from tests.integration.send_support import BIN, OPERATIONS, ROOT, snippet
 
-OPERATIONS = ROOT / "docs" / "operations.md"
 LOCKED = ROOT / "requirements" / "run.txt"
 
 # The doc's install prefix and owners, replaced by the test's.

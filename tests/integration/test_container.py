@@ -28,8 +28,7 @@ from tests.integration.container_support import (
     stages,
     wait_healthy,
 )
-from tests.integration.install_support import OPERATIONS
-from tests.integration.send_support import ROOT, snippet
+from tests.integration.send_support import OPERATIONS, ROOT, snippet
 
 HEALTHZ = "http://127.0.0.1:8080/healthz"
 

@@ -22,14 +22,13 @@ import pytest
 
 from notifyd.settings import environment_keys
 from tests.integration.install_support import (
-    OPERATIONS,
     STEP_SECONDS,
     ServerHost,
     install_server_host,
     shell,
     unit_entries,
 )
-from tests.integration.send_support import ROOT, snippet
+from tests.integration.send_support import OPERATIONS, ROOT, snippet
 
 # Building the wheel, filling the wheelhouse and two installs of every dependency: about a
 # minute alone, more on a busy machine.

@@ -17,12 +17,12 @@ import yaml
 
 from tests.conftest import base_config, load_config, running_daemon
 from tests.integration.metrics_support import exposed_names, promql_names, scrape
+from tests.integration.send_support import OPERATIONS
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "contrib" / "prometheus" / "notifyd-alerts.yml"
 RULE_TESTS = ROOT / "contrib" / "prometheus" / "notifyd-alerts.test.yml"
 DASHBOARD = ROOT / "contrib" / "grafana" / "notifyd.json"
-OPERATIONS = ROOT / "docs" / "operations.md"
 # Prometheus' own series about the scrape, there without notifyd writing them.
 SCRAPE_SERIES = {"up"}
 

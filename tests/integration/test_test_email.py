@@ -17,11 +17,10 @@ from notifyd import relay_cli
 from notifyd.mail.sender_dns import records_needed
 from notifyd.settings import load
 from tests.conftest import SmtpSink, base_config, load_config, write_config
-from tests.integration.send_support import BIN, ROOT, Ran, run, snippet
+from tests.integration.send_support import BIN, OPERATIONS, Ran, run, snippet
 from tests.integration.smtp_support import auth_relay, certificates, dkim_key
 
 PASSWORD = "s3cret-relay-pass"
-OPERATIONS = ROOT / "docs" / "operations.md"
 
 
 def _dead_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:

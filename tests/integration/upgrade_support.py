@@ -17,9 +17,8 @@ import aiohttp
 import pytest
 
 from tests.conftest import WAIT, DaemonProcess, Running
-from tests.integration.send_support import ROOT, snippet
+from tests.integration.send_support import OPERATIONS, ROOT, snippet
 
-OPERATIONS = ROOT / "docs" / "operations.md"
 # "The previous release": the last commit of main before migration 0017 (docs/operations.md,
 # "Expand, then contract", says so). Its schema is 0001..0016.
 PREVIOUS_RELEASE = "7d4f630a01f868c0ac7ac3cc8dc135c9402e6588"
