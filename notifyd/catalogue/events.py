@@ -65,6 +65,9 @@ class Category(StrEnum):
 
 
 MANDATORY_CATEGORIES = frozenset({Category.SECURITY, Category.SERVICE})
+# The categories a subscriber (or [defaults.modes]) may choose a mode and addresses for, in
+# the catalogue's order: every one but the mandatory ones.
+CONFIGURABLE_CATEGORIES = tuple(c.value for c in Category if c not in MANDATORY_CATEGORIES)
 # Categories a subscriber gets only once they (or [defaults.modes]) turn them on.
 OFF_BY_DEFAULT = frozenset({Category.STATEMENT})
 # Other names a category is asked for by: issue 20 calls the statement's category

@@ -11,11 +11,16 @@ from __future__ import annotations
 from datetime import time
 from typing import Any
 
-from notifyd.catalogue.events import MANDATORY_CATEGORIES, OFF_BY_DEFAULT, Category
+from notifyd.catalogue.events import (
+    CONFIGURABLE_CATEGORIES,
+    MANDATORY_CATEGORIES,
+    OFF_BY_DEFAULT,
+    Category,
+)
 from notifyd.model import Preferences, QuietHours, parse_quiet_hours, parse_time_of_day
 from notifyd.settings import DefaultsSettings
 
-CONFIGURABLE = tuple(c.value for c in Category if c not in MANDATORY_CATEGORIES)
+CONFIGURABLE = CONFIGURABLE_CATEGORIES
 
 
 def mode_for(category: Category, preferences: Preferences, defaults: DefaultsSettings) -> str:

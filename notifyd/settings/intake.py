@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from notifyd.catalogue.events import canonical_category
+from notifyd.catalogue.events import CONFIGURABLE_CATEGORIES, canonical_category
 from notifyd.catalogue.locale import LANGUAGES, check_timezone
 from notifyd.model import MODES, QuietHours, parse_quiet_hours, parse_time_of_day
 from notifyd.settings.fields import Section, array, existing, one_of
@@ -38,15 +38,7 @@ from notifyd.settings.service_credentials import (
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 SOURCE_NAME = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 # Categories whose default mode the admin may set (security and service are mandatory).
-DEFAULT_MODE_CATEGORIES = (
-    "calls",
-    "voicemail",
-    "fax",
-    "billing",
-    "low_credit",
-    "statement",
-    "marketing",
-)
+DEFAULT_MODE_CATEGORIES = CONFIGURABLE_CATEGORIES
 
 
 def check_webhook_secret(secret: str) -> str | None:

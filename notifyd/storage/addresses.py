@@ -9,14 +9,14 @@ from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
-from notifyd.catalogue.events import MANDATORY_CATEGORIES, Category
+from notifyd.catalogue.events import CONFIGURABLE_CATEGORIES
 from notifyd.storage import queries, waiting
 from notifyd.storage.db import Conn
 
 SQL = queries.load("addresses")
 # What an undeliverable address no longer gets: all but the mandatory categories, which
 # the delivery reroutes to the account's other addresses instead (delivery/outcomes.py).
-OPTIONAL = sorted(c.value for c in Category if c not in MANDATORY_CATEGORIES)
+OPTIONAL = sorted(CONFIGURABLE_CATEGORIES)
 
 
 async def record_bounce(
