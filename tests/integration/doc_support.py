@@ -1,7 +1,8 @@
-"""docs/integrations.md as a whole, for the tests that hold every block of it to the code
-(beside send_support.py, which reads one snippet): each fenced block and the marker before
-it, a TOML snippet filled in and merged into a test config, and a sample the doc shows (an
-answer, a callback's body) compared with what notifyd really sent."""
+"""docs/integrations.md and docs/operations.md as a whole, for the tests that hold every
+block of them to the code (beside send_support.py, which reads one snippet): each fenced
+block and the marker before it, a TOML snippet filled in and merged into a test config, and
+a sample the doc shows (an answer, a callback's body) compared with what notifyd really
+sent."""
 
 from __future__ import annotations
 
@@ -14,8 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import trustme
+
 from tests.conftest import PBX_SECRET
-from tests.integration.send_support import INTEGRATIONS
+from tests.integration.listeners_support import tls_files
+from tests.integration.send_support import INTEGRATIONS, OPERATIONS
 
 MARKER = re.compile(r"<!-- snippet: ([\w-]+)(?: [^>]*)? -->")
 # A value the doc elides ("whsec_…", "9b7e…"): any non-empty string stands for it.
@@ -33,16 +37,23 @@ class Block:
     name: str | None
 
 
-def blocks() -> list[Block]:
-    lines = INTEGRATIONS.read_text(encoding="utf-8").splitlines()
+# The documents whose every block is a snippet some test reads (test_doc_blocks.py).
+DOCS = [INTEGRATIONS, OPERATIONS]
+
+
+def blocks(doc: Path = INTEGRATIONS) -> list[Block]:
+    """The fenced blocks of `doc`, a block indented under a list item too (its marker is
+    indented the same)."""
+    lines = doc.read_text(encoding="utf-8").splitlines()
     found: list[Block] = []
     inside = False
     for number, line in enumerate(lines, start=1):
-        if not line.startswith("```"):
+        if not line.lstrip().startswith("```"):
             continue
         if not inside:
             marker = MARKER.fullmatch(lines[number - 2].strip()) if number > 1 else None
-            found.append(Block(number, line[3:].strip(), marker.group(1) if marker else None))
+            language = line.lstrip()[3:].strip()
+            found.append(Block(number, language, marker.group(1) if marker else None))
         inside = not inside
     return found
 
@@ -110,3 +121,18 @@ def like(documented: Any, real: Any, where: str = "") -> None:
         assert re.fullmatch(form, real), (where, documented, real)
     else:
         assert real == documented, (where, documented, real)
+
+
+# The keys whose files the loader opens (a certificate's key must be the certificate's) or
+# whose folder it makes: an operator's paths under /etc and /var, not this machine's.
+FILE_KEY = re.compile(r'^(cert_file|key_file|ca_file|state_dir) *= *"[^"]*"', re.M)
+
+
+def with_files(toml_text: str, tmp_path: Path) -> str:
+    """A TOML snippet with each file it names made in `tmp_path`: a certificate and its key
+    (of a new CA) for cert_file and key_file, that CA for ca_file, a folder for state_dir."""
+    ca = trustme.CA()
+    made = {**tls_files(tmp_path, ca, "doc"), "state_dir": str(tmp_path / "state")}
+    made["ca_file"] = str(tmp_path / "doc-ca.pem")
+    ca.cert_pem.write_to_path(made["ca_file"])
+    return FILE_KEY.sub(lambda found: f'{found.group(1)} = "{made[found.group(1)]}"', toml_text)

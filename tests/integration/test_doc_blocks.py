@@ -1,53 +1,76 @@
-"""Every fenced block of docs/integrations.md is a marked snippet that some test reads, so a
-block added to the guide without a test fails here; the blocks no daemon is needed for are
-checked here too: every TOML block loads with notifyd's config loader (a misspelt key
-fails: the settings forbid extras), the [callbacks] block shows the real defaults, the
-Postfix lines are contrib/postfix's files, and Postfix itself parses them where installed."""
+"""Every fenced block of docs/integrations.md and docs/operations.md is a marked snippet that
+some test reads, so a block added to a guide without a test fails here; the blocks no daemon
+is needed for are checked here too: every TOML block of both loads with notifyd's config
+loader (a misspelt key fails: the settings forbid extras), the [callbacks] block shows the
+real defaults, the Postfix lines are contrib/postfix's files, and Postfix itself parses them
+where installed."""
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from notifyd.settings import load
 from notifyd.settings.delivery import CallbackSenderSettings
-from tests.conftest import base_config, load_config
-from tests.integration.doc_support import blocks, filled, merged
+from tests.conftest import base_config, write_config
+from tests.integration.doc_support import (
+    DOCS,
+    PASSWORD,
+    blocks,
+    filled,
+    merged,
+    with_files,
+)
 from tests.integration.send_support import ROOT, snippet
 from tests.integration.sendgrid_support import new_key, public_text
 
-TOML = [block.name for block in blocks() if block.language == "toml"]
+TOML = [
+    pytest.param(doc, block.name, id=f"{doc.stem}:{block.name}")
+    for doc in DOCS
+    for block in blocks(doc)
+    if block.language == "toml"
+]
+BY_DOC = pytest.mark.parametrize("doc", DOCS, ids=[doc.name for doc in DOCS])
 
 
-def test_every_block_of_the_doc_is_a_marked_snippet() -> None:
-    unmarked = [block.line for block in blocks() if block.name is None]
+@BY_DOC
+def test_every_block_of_the_doc_is_a_marked_snippet(doc: Path) -> None:
+    unmarked = [block.line for block in blocks(doc) if block.name is None]
     assert unmarked == [], (
-        f"docs/integrations.md lines {unmarked}: a fenced block without a"
+        f"docs/{doc.name} lines {unmarked}: a fenced block without a"
         " `<!-- snippet: NAME -->` line before it; mark it and exercise it in a test"
     )
-    names = [block.name for block in blocks()]
+    names = [block.name for block in blocks(doc)]
     assert len(names) == len(set(names)), names
 
 
-def test_every_snippet_is_read_by_a_test() -> None:
+@BY_DOC
+def test_every_snippet_is_read_by_a_test(doc: Path) -> None:
     tests = "\n".join(path.read_text("utf-8") for path in (ROOT / "tests").rglob("*.py"))
     unread = [
         block.name
-        for block in blocks()
+        for block in blocks(doc)
         if f'"{block.name}"' not in tests and f"snippet: {block.name}" not in tests
     ]
-    assert unread == [], f"snippets of docs/integrations.md no test reads: {unread}"
+    assert unread == [], f"snippets of docs/{doc.name} no test reads: {unread}"
 
 
-@pytest.mark.parametrize("name", TOML)
-def test_every_toml_block_loads_with_the_config_loader(tmp_path: Path, name: str) -> None:
+@pytest.mark.parametrize(("doc", "name"), TOML)
+def test_every_toml_block_loads_with_the_config_loader(
+    tmp_path: Path, doc: Path, name: str
+) -> None:
     secret_file = tmp_path / "callback.secret"
     secret_file.write_text("whsec_" + "Y2FsbGJhY2stc2VjcmV0LWZvci10aGUtZG9jLXRlc3Q=\n")
-    text = filled(snippet(name), secret_file, public_keys=public_text(new_key()))
+    text = filled(snippet(name, doc), secret_file, public_keys=public_text(new_key()))
+    text = with_files(text, tmp_path)
     config = merged(base_config(tmp_path, "postgresql://unused/db", None), text)
-    settings = load_config(tmp_path, config)
+    # A variable a comment of the block says to set ("the password from the environment").
+    environ = {variable: PASSWORD for variable in re.findall(r"#.*\b(NOTIFYD_\w+)", text)}
+    settings = load(write_config(tmp_path / "notifyd.toml", config), environ)
     if name == "callbacks-defaults":  # "defaults shown": the doc's values are the model's
         assert settings.callbacks == CallbackSenderSettings()
 

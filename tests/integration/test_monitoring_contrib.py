@@ -1,7 +1,7 @@
 """The monitoring kit in contrib/ (issue 21): the Prometheus alert rules pass `promtool check
 rules` and fire on the series of their unit tests (`promtool test rules`); they and the
 Grafana dashboard name only metrics a running daemon serves; each alert has its runbook
-entry in docs/operations.md."""
+entry in docs/operations.md, whose scrape config passes `promtool check config` with them."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ from typing import Any
 import pytest
 import yaml
 
+from notifyd.settings.listeners import AdminListenerSettings
 from tests.conftest import base_config, load_config, running_daemon
 from tests.integration.metrics_support import exposed_names, promql_names, scrape
-from tests.integration.send_support import OPERATIONS
+from tests.integration.send_support import OPERATIONS, snippet
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "contrib" / "prometheus" / "notifyd-alerts.yml"
@@ -72,6 +73,23 @@ def test_every_alert_fires_in_promtool_unit_tests() -> None:
         if case.get("exp_alerts")
     }
     assert fired == {rule["alert"] for rule in _rules()}
+
+
+def test_the_guides_scrape_config_passes_promtool_with_the_rules(tmp_path: Path) -> None:
+    # docs/operations.md "Scraping": the job the rules name, each host's admin port, the
+    # rules file where the config points (this repository's copy in its place).
+    text = snippet("prometheus-scrape", OPERATIONS)
+    (job,) = yaml.safe_load(text)["scrape_configs"]
+    assert f'job="{job["job_name"]}"' in RULES.read_text()
+    (targets,) = [static["targets"] for static in job["static_configs"]]
+    assert {target.rsplit(":", 1)[1] for target in targets} == {str(AdminListenerSettings().port)}
+    (rule_file,) = yaml.safe_load(text)["rule_files"]
+    assert f"# contrib/prometheus/{RULES.name}" in text
+    config = tmp_path / "prometheus.yml"
+    config.write_text(text.replace(rule_file, str(RULES)))
+    checked = _promtool("check", "config", str(config))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(_rules())} rules found" in checked.stdout
 
 
 def test_every_alert_has_its_runbook_entry() -> None:

@@ -5,6 +5,7 @@ printed (DNS unreachable here) or checked (a stand-in resolver)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import tomllib
 from email.message import EmailMessage
@@ -213,6 +214,20 @@ async def test_the_operations_guide_commands(tmp_path: Path) -> None:
     assert accounts.logins == ["notifyd"]
     assert "AUTH PLAIN as notifyd: 235" in ran.out
     assert "sent: the relay accepted the message" in ran.out
+    # The guide's sample transcript: the same steps, in the same order, as this one.
+    shown = snippet("test-email-output", OPERATIONS).splitlines()
+    assert [_step(line) for line in ran.out.splitlines()[: len(shown)]] == [
+        _step(line) for line in shown
+    ]
+
+
+def _step(line: str) -> str:
+    """A transcript line's step ("EHLO", "  certificate issuer", "DATA"), without the
+    values that differ between hosts and relays (names, addresses, sizes)."""
+    label = line.split(":", 1)[0]
+    if label.startswith("EHLO "):  # the host's own name follows
+        return "EHLO"
+    return " ".join(word for word in label.split(" ") if not re.search(r"[.\d(]", word))
 
 
 async def test_the_marketing_stream_leaves_by_its_own_relay_and_sender(
