@@ -8,6 +8,7 @@ those two skip and say why (tests/integration/container_support.py)."""
 
 from __future__ import annotations
 
+import re
 import socket
 import uuid
 from pathlib import Path
@@ -15,10 +16,12 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from notifyd.catalogue.samples import sample_event
 from notifyd.cli import DEFAULT_CONFIG
 from notifyd.settings import load
 from tests.conftest import base_config, write_config
 from tests.integration.container_support import (
+    DOCKERFILE,
     compose,
     docker,
     docker_cleanup,
@@ -108,6 +111,30 @@ def test_the_guide_runs_the_image_as_it_is_built() -> None:
     assert f"{DEFAULT_CONFIG}:{DEFAULT_CONFIG}:ro" in run
     state_dir = str(load(compose_config(), {}).daemon.state_dir)
     assert f"notifyd-state:{state_dir}" in run
+
+
+def test_the_guides_commands_name_the_image_ports_and_services_there_are() -> None:
+    # What the two blocks name, held to the files without an engine (the runs below skip
+    # without one): the image built is the one run and inspected, from this Dockerfile, on
+    # the port it exposes; the compose service exec'd into, the event it simulates, the
+    # mail catcher's port the guide sends the reader to.
+    run = snippet("container-run", OPERATIONS)
+    (build,) = [line for line in run.splitlines() if line.startswith("docker build ")]
+    tag = build.split("-t ", 1)[1].split()[0]
+    assert build.endswith(" .")
+    assert DOCKERFILE.is_file()
+    assert run.count(f" {tag}\n") == 2, run  # `docker run … TAG` and `inspect … TAG`
+    (ports,) = re.findall(r"-p (\d+):(\d+)", run)
+    assert stages()[-1].all("EXPOSE") == [ports[1]]
+    up = snippet("compose-up", OPERATIONS)
+    (service, event) = re.findall(r"compose exec (\w+) notifyd simulate ([\w.]+)", up)[0]
+    assert service in compose()["services"]
+    sample_event(event, "a")  # a type the catalogue has a sample of
+    (mailpit,) = compose()["services"]["mailpit"]["ports"]
+    catcher = re.search(r"<http://localhost:(\d+)>", OPERATIONS.read_text("utf-8"))
+    assert catcher
+    # compose.yaml's "127.0.0.1:${MAILPIT_PORT:-8025}:8025": the host's port by default.
+    assert mailpit.endswith(f":-{catcher.group(1)}}}:8025"), mailpit
 
 
 def free_port() -> int:
