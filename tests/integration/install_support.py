@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import grp
 import importlib.metadata
+import json
 import os
 import pwd
 import re
@@ -172,7 +173,7 @@ def distributions(host: Host) -> set[str]:
         timeout=STEP_SECONDS,
         check=True,
     )
-    return {re.sub(r"[-_.]+", "-", name).lower() for name in ran.stdout.split()}
+    return {normalized(name) for name in ran.stdout.split()}
 
 
 # The guide's folders for the daemon (docs/operations.md, "On a host with systemd"), as
@@ -235,3 +236,53 @@ def unit_entries(text: str) -> list[tuple[str, str]]:
             key, value = line.split("=", 1)
             entries.append((key.strip(), value.strip()))
     return entries
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def locked_pins() -> set[tuple[str, str]]:
+    """requirements/run.txt's (name, version) pairs."""
+    text = LOCKED.read_text(encoding="utf-8")
+    return {(normalized(n), v) for n, v in re.findall(r"^([\w.-]+)==(\S+)", text, re.M)}
+
+
+def resolved(host: ServerHost, requirement: str) -> set[tuple[str, str]]:
+    """What pip would install for `requirement` into an empty environment (the guide's venv's
+    pip, from the wheelhouse, nothing installed: `--dry-run --ignore-installed`)."""
+    report = host.root / "resolved.json"
+    pip = host.place("/opt/notifyd/.venv/bin/pip")
+    argv = f"{pip} install --quiet --dry-run --ignore-installed --report {report}"
+    shell(f"{argv} '{requirement}'", host.checkout, host.wheelhouse)
+    found = json.loads(report.read_text(encoding="utf-8"))["install"]
+    return {(normalized(i["metadata"]["name"]), i["metadata"]["version"]) for i in found}
+
+
+# Runs notifyd with some distributions' modules unimportable (None in sys.modules).
+_WITHOUT = """
+import importlib.metadata, sys
+for name in sys.argv[1].split():
+    for file in importlib.metadata.distribution(name).files or []:
+        top = file.parts[0].removesuffix(".py")
+        if not top.startswith(("..", "__")) and not top.endswith((".dist-info", ".data")):
+            sys.modules[top] = None
+sys.argv = ["notifyd", *sys.argv[2:]]
+from notifyd.command import main
+sys.exit(main())
+"""
+
+
+def notifyd_without(
+    host: ServerHost, distributions: set[str], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """`notifyd ARGS` from the guide's venv as if `distributions` were not installed."""
+    python = host.place("/opt/notifyd/.venv/bin/python")
+    return subprocess.run(
+        [python, "-c", _WITHOUT, " ".join(sorted(distributions)), *args],
+        cwd=host.root,
+        capture_output=True,
+        text=True,
+        timeout=STEP_SECONDS,
+        check=False,
+    )

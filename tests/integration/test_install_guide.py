@@ -2,10 +2,11 @@
 (tests/integration/install_support.py puts the test's folders and user in place of /opt,
 /etc, /var/lib and `notifyd`, and gives pip a wheelhouse of requirements/run.txt): the wheel
 built from a copy of the checkout holds every file of the package, installs into a fresh
-virtual environment with its dependencies (and the `embedded` extra), and `notifyd
---version` and `check-config` run from it; the guide leaves every path that
-systemd/notifyd.service names, the unit's own check passes, and systemd-analyze accepts
-the unit where it is installed."""
+virtual environment with its dependencies (the locked ones, or pip's choice within its
+bounds, the `embedded` extra too: one install, resolved from nothing by pip's dry run),
+and `notifyd --version` and `check-config` run from it, on the wheel's own requirements;
+the guide leaves every path that systemd/notifyd.service names, the unit's own check
+passes, and systemd-analyze accepts the unit where it is installed."""
 
 from __future__ import annotations
 
@@ -25,17 +26,22 @@ from tests.integration.install_support import (
     STEP_SECONDS,
     ServerHost,
     install_server_host,
+    locked_pins,
+    normalized,
+    notifyd_without,
+    resolved,
     shell,
     unit_entries,
 )
 from tests.integration.send_support import OPERATIONS, ROOT, snippet
 
-# Building the wheel, filling the wheelhouse and two installs of every dependency: about a
-# minute alone, more on a busy machine.
+# Building the wheel, filling the wheelhouse and one install of every dependency, shared by
+# the tests (the module's fixture): about a minute and a half alone, more on a busy machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 UNIT = ROOT / "systemd" / "notifyd.service"
-VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]["version"]
+PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+VERSION = PROJECT["version"]
 
 
 @pytest.fixture(scope="module")
@@ -157,21 +163,30 @@ def test_systemd_analyze_accepts_the_unit_where_the_guide_installed_it(
     assert re.sub(r".*Failed to .*(bus|Bus).*\n?", "", ran.stderr) == "", ran.stderr
 
 
-def test_the_wheel_installs_in_a_fresh_venv_with_its_dependencies(
-    server: ServerHost, tmp_path: Path
-) -> None:
-    venv = tmp_path / "venv"
-    shell(f"python3 -m venv {venv}", tmp_path, server.wheelhouse)
-    # The guide's unpinned lines: pip resolves the wheel's own requirements (only the
-    # wheelhouse's locked versions are there to take), the embedded extra's too.
-    script = snippet("install-unpinned", OPERATIONS).replace("/opt/notifyd/.venv", str(venv))
-    shell(script, server.checkout, server.wheelhouse)
-    notifyd = str(venv / "bin" / "notifyd")
-    ran = run([notifyd, "--version"], tmp_path)
+def test_the_wheel_installs_in_a_fresh_venv_with_its_dependencies(server: ServerHost) -> None:
+    # One install serves both lines of the guide: its unpinned lines run in the venv it
+    # made fresh for the locked ones, where pip must find every requirement of the wheel and
+    # of its embedded extra met by the locked versions (the wheelhouse has no others).
+    script = server.place(snippet("install-unpinned", OPERATIONS))
+    ran = shell(script, server.checkout, server.wheelhouse)
+    assert "Successfully installed" not in ran.stdout, ran.stdout
+    # What those lines install into an empty venv, resolved by pip without installing: the
+    # locked set but the `fast` extra's, pgserver only with `embedded`.
+    wheel = f"dist/{server.wheel.name}"
+    plain, embedded = resolved(server, wheel), resolved(server, f"{wheel}[embedded]")
+    fast = {
+        normalized(re.split(r"[^\w.-]", r)[0]) for r in PROJECT["optional-dependencies"]["fast"]
+    }
+    assert {name for name, _ in locked_pins() - embedded} == fast
+    assert embedded - locked_pins() == {("notifyd", VERSION)}
+    assert "pgserver" in {name for name, _ in embedded - plain}
+    # notifyd runs on what the wheel alone brings: every other locked package hidden.
+    hidden = {name for name, _ in locked_pins() - plain}
+    ran = notifyd_without(server, hidden, "--version")
     assert ran.stdout.strip() == f"notifyd {VERSION}", ran
     example = server.checkout / "config" / "notifyd.example.toml"
-    ran = run([notifyd, "check-config", "--config", str(example)], tmp_path)
+    ran = notifyd_without(server, hidden, "check-config", "--config", str(example))
     assert ran.returncode == 0, ran.stderr
     assert ran.stdout.strip() == f"{example}: ok (2 sources)"
-    ran = run([str(venv / "bin" / "python"), "-c", "import pgserver"], tmp_path)
+    ran = run([server.place("/opt/notifyd/.venv/bin/python"), "-c", "import pgserver"], ROOT)
     assert ran.returncode == 0, ran.stderr
