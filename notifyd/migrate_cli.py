@@ -32,6 +32,9 @@ async def migrate(settings: Settings, *, check: bool) -> int:
     configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
     try:
         return await _migrate(settings, check=check)
+    except db.DatabaseTLSError as error:  # reachable, but not the server the URL trusts
+        print(f"notifyd migrate: {error}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
     except db.UNAVAILABLE as error:
         # One line, not a traceback: a deploy script shows it as it is.
         print(f"database unreachable ({type(error).__name__}): {error}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import ssl
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -120,13 +121,33 @@ async def resolve_dsn(
     return embedded.dsn(EMBEDDED_DATABASE), embedded
 
 
+class DatabaseTLSError(OSError):
+    """The database server's TLS certificate was refused (signed by a CA other than the
+    URL's `sslrootcert`, or not naming the URL's host): a mistake in the setup that waiting
+    does not mend, so the daemon and `notifyd migrate` stop at once rather than retry as
+    for a server that is down. An OSError, as the refusal it replaces, so both print it as
+    one line (cli.py, migrate_cli.py); it never holds the URL, which may hold a password."""
+
+
+def _refused_certificate(error: ssl.SSLCertVerificationError) -> DatabaseTLSError:
+    reason = error.verify_message or error.reason or "certificate verify failed"
+    return DatabaseTLSError(
+        f"database TLS: the server's certificate was refused ({reason}): check that the "
+        "database URL's sslrootcert is the CA that signed it and that its host is a name "
+        "the certificate holds (docs/operations.md, TLS to the database)"
+    )
+
+
 async def wait_for_pool(dsn: str, settings: DatabaseSettings, patience: float) -> asyncpg.Pool:
-    """Create the pool, retrying while the database is still starting (up to `patience` s)."""
+    """Create the pool, retrying while the database is still starting (up to `patience` s);
+    a refused certificate at once (DatabaseTLSError)."""
     deadline = time.monotonic() + patience
     delay = 0.2
     while True:
         try:
             return await create_pool(dsn, settings)
+        except ssl.SSLCertVerificationError as error:
+            raise _refused_certificate(error) from None
         except UNAVAILABLE as error:
             if time.monotonic() + delay > deadline:
                 raise
