@@ -73,7 +73,7 @@ async def prove(settings: Settings, address: str, stream: str, resolver: Resolve
     try:
         signer = DkimSigner(settings.dkim) if settings.dkim.enabled else None
     except DkimError as error:
-        print(f"{settings.path}: [dkim] private_key_file: {error}", file=sys.stderr)
+        print(f"{settings.path}: [dkim] {error}", file=sys.stderr)
         return EXIT_CONFIG
     message = probe_message(smtp, stream, address, signer)
     signed = f"DKIM-signed as {settings.dkim.domain}" if signer else "not DKIM-signed ([dkim])"

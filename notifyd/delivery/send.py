@@ -112,7 +112,7 @@ def mailing_for(settings: Settings, transport: Relays, links: Links | None = Non
         try:
             signer = DkimSigner(settings.dkim)
         except DkimError as error:
-            raise ConfigError(settings.path, [("[dkim] private_key_file", str(error))]) from None
+            raise ConfigError(settings.path, [("[dkim]", str(error))]) from None
     return Mailing(
         delivery=settings.delivery,
         attachments=settings.attachments,
@@ -208,7 +208,7 @@ class Sender:
             return given
         context, items = given
         stream = mailing.stream_of(notice)
-        data = self._rendered(notice, mailing, (context, items, stream), enclosure, bound)
+        data = await self._rendered(notice, mailing, (context, items, stream), enclosure, bound)
         return data if isinstance(data, Attempt) else (recipient, data, stream)
 
     async def _context(
@@ -250,7 +250,7 @@ class Sender:
                 context["unsubscribe_category"] = notice.category
         return context, items
 
-    def _rendered(
+    async def _rendered(
         self,
         notice: ClaimedNotice,
         mailing: Mailing,
@@ -275,7 +275,8 @@ class Sender:
             )
             if mailing.signer is not None:
                 step = "DKIM signing"
-                data = mailing.signer.sign(data)
+                # Off the loop: OpenSSL signs on another core while this one sends.
+                data = await mailing.signer.signed(data)
         except Exception as error:
             # A template bug must not spin forever: the notice fails with the reason.
             bound.exception(f"{step} failed")

@@ -1,6 +1,6 @@
 """The DNS records a sender domain needs for notifyd's mail to be trusted, and whether they
 are published: SPF on the envelope sender's domain (naming the relay), the DKIM public key
-of [dkim] (derived from its private key), DMARC on the From domain, and with VERP the bounce
+of [dkim] (derived from its private keys: RSA, and Ed25519 when it dual-signs), DMARC on the From domain, and with VERP the bounce
 domain's MX. `notifyd test-email` (relay_cli.py) prints them after proving the relay.
 
 DNS is asked through a `Resolver`: dnspython's (the system's servers, or one the operator
@@ -10,19 +10,18 @@ rather than "missing": the records to publish are printed either way.
 
 from __future__ import annotations
 
-import base64
 import ipaddress
 import socket
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Protocol
 
 import dns.asyncresolver
 import dns.exception
 import dns.resolver
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from notifyd.mail.addresses import wire_form
+from notifyd.mail.dkim import DkimError, load_key, public_record
 from notifyd.settings import DkimSettings, SmtpSettings
 
 FOUND, MISSING, DIFFERS = "found", "missing", "differs"
@@ -108,19 +107,20 @@ def records_needed(smtp: SmtpSettings, dkim: DkimSettings) -> list[Record]:
         )
     ]
     if dkim.enabled:
-        try:
-            value = dkim_record(dkim)
-        except ValueError as error:  # a key dkimpy reads but not as PEM (raw Ed25519)
-            value = f"v=DKIM1; p=<the public key of [dkim] private_key_file: {error}>"
-        records.append(
+        assert dkim.private_key_file is not None
+        keys = [(dkim.selector, dkim.private_key_file, "private_key_file")]
+        if dkim.ed25519_key_file is not None:
+            keys.append((dkim.ed25519_selector, dkim.ed25519_key_file, "ed25519_key_file"))
+        records += [
             Record(
                 "DKIM",
-                f"{dkim.selector}._domainkey.{dkim.domain}",
+                f"{selector}._domainkey.{dkim.domain}",
                 "TXT",
-                value,
-                "the public half of [dkim] private_key_file, which signs every notice",
+                dkim_record(path),
+                f"the public half of [dkim] {setting}, which signs every notice",
             )
-        )
+            for selector, path, setting in keys
+        ]
     records.append(
         Record(
             "DMARC",
@@ -156,21 +156,12 @@ def _spf_mechanism(host: str) -> str:
     return f"a:{socket.getfqdn()}"
 
 
-def dkim_record(dkim: DkimSettings) -> str:
-    """`v=DKIM1; k=...; p=...` for [dkim] private_key_file (RSA or Ed25519, PEM)."""
-    assert dkim.private_key_file is not None
-    key = serialization.load_pem_private_key(dkim.private_key_file.read_bytes(), password=None)
-    if isinstance(key, ed25519.Ed25519PrivateKey):
-        raw = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
-        return f"v=DKIM1; k=ed25519; p={base64.b64encode(raw).decode()}"
-    if not isinstance(key, rsa.RSAPrivateKey):
-        raise ValueError(f"{dkim.private_key_file}: not an RSA or Ed25519 key")
-    der = key.public_key().public_bytes(
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
+def dkim_record(path: Path) -> str:
+    """`v=DKIM1; k=...; p=...` for the private key in `path` (RSA or Ed25519)."""
+    try:
+        return public_record(load_key(path))
+    except DkimError as error:
+        return f"v=DKIM1; p=<the public key of {path}: {error}>"
 
 
 async def check(records: list[Record], resolver: Resolver) -> list[Checked]:

@@ -273,7 +273,8 @@ class TemplateSettings(Section):
 
 class DkimSettings(Section):
     """DKIM signing of every notice (optional): publish the public key as
-    <selector>._domainkey.<domain> TXT "v=DKIM1; k=rsa; p=..."."""
+    <selector>._domainkey.<domain> TXT "v=DKIM1; k=rsa; p=..." (`notifyd test-email`
+    prints the records). An RSA key, and optionally an Ed25519 key to sign with both."""
 
     domain: str = Field("", description='e.g. "voip.example"')
     selector: str = Field("", description='e.g. "notifyd1"')
@@ -282,11 +283,35 @@ class DkimSettings(Section):
         description='e.g. "/etc/notifyd/dkim.pem"; empty: notices are not signed.',
     )
 
+    ed25519_selector: str = Field(
+        "",
+        description='e.g. "notifyd1e": the selector of ed25519_key_file\'s record (not selector)',
+    )
+    ed25519_key_file: Annotated[Path | None, BeforeValidator(existing("file"))] = Field(
+        None,
+        description='e.g. "/etc/notifyd/dkim-ed25519.pem": an Ed25519 key; every notice then '
+        "carries a second signature, Ed25519-SHA256 (RFC 8463), beside the RSA one. "
+        'Publish <ed25519_selector>._domainkey.<domain> TXT "v=DKIM1; k=ed25519; p=...".',
+    )
+
     @field_validator("private_key_file")
     @classmethod
     def _named_by_domain_and_selector(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         if value is not None and not (info.data.get("domain") and info.data.get("selector")):
             raise ValueError("is set but domain or selector is empty")
+        return value
+
+    @field_validator("ed25519_key_file")
+    @classmethod
+    def _beside_the_rsa_key(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # Dual-signing only: receivers that know no Ed25519 (RFC 8463 is young) check RSA.
+        if value is not None and info.data.get("private_key_file") is None:
+            raise ValueError("is set but private_key_file is not: Ed25519 signs beside RSA")
+        selector = info.data.get("ed25519_selector")
+        if value is not None and not selector:
+            raise ValueError("is set but ed25519_selector is empty")
+        if value is not None and selector == info.data.get("selector"):
+            raise ValueError("needs its own ed25519_selector: one selector publishes one key")
         return value
 
     @property
