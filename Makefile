@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 CONFIG ?= config/notifyd.dev.toml
 
-.PHONY: lua postfix browser prometheus postgresql-13 all run test lint types unit install clean bench bench-full lock soak example-config
+.PHONY: lua postfix dkim-perl browser prometheus postgresql-13 all run test lint types unit install clean bench bench-full lock soak example-config
 
 all: test
 
@@ -50,7 +50,7 @@ unit: install
 	$(BIN)/pytest -q tests/unit
 
 # The whole gate: lint, types, every test (two workers: the machine has two cores).
-test: lint types lua postfix browser prometheus postgresql-13
+test: lint types lua postfix dkim-perl browser prometheus postgresql-13
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
 # tests/integration/test_freeswitch.py runs contrib/freeswitch/*.lua under Debian's lua5.4:
@@ -75,6 +75,17 @@ postfix:
 	            || { apt-get update -q >/dev/null 2>&1 \
 	                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix >/dev/null 2>&1; }; }; } \
 	  || echo "no Postfix and no way to install it: the Postfix lines of docs/integrations.md are checked without postconf"
+
+# tests/integration/test_dkim.py has Perl's Mail::DKIM verify what notifyd signs, the second
+# verifier beside dkimpy: Debian's libmail-dkim-perl is installed here when missing, if we
+# are root and have apt-get. Otherwise that test skips and says why.
+dkim-perl:
+	@perl -MMail::DKIM::Verifier -e 1 2>/dev/null \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libmail-dkim-perl >/dev/null 2>&1 \
+	            || { apt-get update -q >/dev/null 2>&1 \
+	                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libmail-dkim-perl >/dev/null 2>&1; }; }; } \
+	  || echo "no Mail::DKIM and no way to install it: the Perl DKIM verifier test will skip"
 
 # The browser tests (tests/integration/browser_support.py) drive Debian's chromium, never a
 # browser Playwright downloads, and run axe-core from the npm registry inside the page

@@ -1,7 +1,8 @@
 """Sustained delivery: N queued notices delivered by one notifyd process to an SMTP sink
 (its own process), against aiosmtplib sending the same rendered messages over the same
 number of reused connections, in the same run. Also with a 200 KB voicemail attachment on
-a tenth of them.
+a tenth of them. And notifyd alone, the plain notices signed with DKIM (RSA-2048, and
+dual RSA + Ed25519) against the same notices unsigned.
 
     .venv/bin/python bench/delivery.py [--notices 20000] [--audio-notices 20000] [--runs 3]
 """
@@ -20,6 +21,8 @@ from pathlib import Path
 
 import aiosmtplib
 import asyncpg
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
@@ -109,11 +112,11 @@ async def queue_notices(dsn: str, count: int, with_audio: bool) -> None:
 
 
 async def notifyd_rate(
-    root: Path, dsn: str, sink: Sink, count: int, name: str, connections: int
+    root: Path, dsn: str, sink: Sink, count: int, name: str, connections: int, extra: str = ""
 ) -> tuple[float, float]:
-    """Messages a second, and notifyd's CPU microseconds per message."""
+    """Messages a second, and notifyd's CPU microseconds per message (`extra`: more config)."""
     already = sink.count
-    config = notifyd_config(root, name, dsn, sink.port, connections=connections)
+    config = notifyd_config(root, name, dsn, sink.port, extra, connections=connections)
     process, _port = await start_daemon(config)
     # From "ready": the start (imports, template checks, migrations) is not delivery.
     started = time.time()
@@ -201,9 +204,67 @@ async def measure(
     ]
 
 
+def dkim_section(root: Path, dual: bool) -> str:
+    """[dkim] with a fresh RSA-2048 key, and with `dual` an Ed25519 key beside it."""
+    keys = {"private_key_file": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
+    if dual:
+        keys["ed25519_key_file"] = ed25519.Ed25519PrivateKey.generate()
+    lines = ["[dkim]", 'domain = "voip.example"', 'selector = "b1"', 'ed25519_selector = "b1e"']
+    for setting, key in keys.items():
+        path = root / f"bench-{setting}.pem"
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        lines.append(f'{setting} = "{path}"')
+    return "\n".join(lines)
+
+
+DKIM_LABELS = {False: "DKIM RSA-2048", True: "DKIM RSA-2048 + Ed25519"}
+
+
+async def measure_dkim(
+    pg: Postgres, count: int, runs: int, connections: int = CONNECTIONS
+) -> list[Row]:
+    """The same plain notices delivered by notifyd without DKIM, signed with RSA, and
+    dual-signed, alternating within each run (issue 22: signed >= 0.9x unsigned)."""
+    results: dict[str, list[float]] = {}
+    sink = await Sink.start(report_every=50)
+    try:
+        for run in range(runs):
+            for label, extra in (
+                ("unsigned", ""),
+                (DKIM_LABELS[False], dkim_section(pg.root, dual=False)),
+                (DKIM_LABELS[True], dkim_section(pg.root, dual=True)),
+            ):
+                dsn = await pg.fresh_database()
+                await queue_notices(dsn, count, with_audio=False)
+                name = f"delivery-dkim-{len(results)}-{run}"
+                rate, cpu = await notifyd_rate(pg.root, dsn, sink, count, name, connections, extra)
+                results.setdefault(label, []).append(rate)
+                results.setdefault(f"{label} cpu", []).append(cpu)
+    finally:
+        await sink.stop()
+    return [
+        Row(
+            f"delivery of {count:,} queued notices, plain, {label}{what}",
+            unit,
+            results[f"{label}{key}"],
+            results[f"unsigned{key}"],
+            "notifyd without DKIM",
+        )
+        for label in DKIM_LABELS.values()
+        for what, unit, key in (("", "msg/s", ""), (", CPU per message", "us", " cpu"))
+    ]
+
+
 async def main(count: int, audio_count: int, runs: int, connections: int) -> None:
     async with throwaway_postgres() as pg:
         rows = await measure(pg, count, audio_count, runs, connections)
+        rows += await measure_dkim(pg, count, runs, connections)
     print(f"delivery over {connections} SMTP connections, {runs} runs; {machine()}")
     print(table(rows))
 

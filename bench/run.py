@@ -70,6 +70,7 @@ async def main(name: str) -> None:
         rows += await intake_cost.measure(pg, sizes.intake, intake_cost.BATCH)
         half = ingest.max_rate(ingest_rows) / 2
         rows += await delivery.measure(pg, sizes.notices, sizes.audio_notices, sizes.runs)
+        rows += await delivery.measure_dkim(pg, sizes.notices, sizes.runs)
         # Also at a rate one process delivers with room to spare: latency without a queue.
         steady = min(100.0, half / 2)
         rows += await e2e_latency.measure(pg, [half, steady], sizes.e2e_seconds, sizes.runs)

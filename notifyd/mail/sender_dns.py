@@ -1,7 +1,8 @@
 """The DNS records a sender domain needs for notifyd's mail to be trusted, and whether they
 are published: SPF on the envelope sender's domain (naming the relay), the DKIM public key
-of [dkim] (derived from its private keys: RSA, and Ed25519 when it dual-signs), DMARC on the From domain, and with VERP the bounce
-domain's MX. `notifyd test-email` (relay_cli.py) prints them after proving the relay.
+of [dkim] (derived from its private keys: RSA, and Ed25519 when it dual-signs), DMARC on
+the From domain, and with VERP the bounce domain's MX. `notifyd test-email` (relay_cli.py)
+prints them after proving the relay.
 
 DNS is asked through a `Resolver`: dnspython's (the system's servers, or one the operator
 names), or a test's stand-in. A server that does not answer makes the check "not checked"

@@ -20,6 +20,7 @@ from notifyd.mail.dkim import load_key, public_record
 DOMAIN = "voip.example"
 RSA_SELECTOR, ED25519_SELECTOR = "nd1", "nd1e"
 PERL_VERIFIER = Path(__file__).with_name("dkim_verify.pl")
+PERL = shutil.which("perl")
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,9 @@ def _verified(verifier: dkim.DKIM, index: int, txt: Callable[..., bytes]) -> boo
 
 def perl_missing() -> str | None:
     """Why Mail::DKIM cannot run here, or None."""
-    if shutil.which("perl") is None:
+    if PERL is None:
         return "no perl"
-    found = subprocess.run(["perl", "-MMail::DKIM::Verifier", "-e", "1"], capture_output=True)
+    found = subprocess.run([PERL, "-MMail::DKIM::Verifier", "-e", "1"], capture_output=True)
     if found.returncode != 0:
         return "no Mail::DKIM (Debian's libmail-dkim-perl: `make dkim-perl` installs it as root)"
     return None
@@ -102,7 +103,11 @@ def perl_missing() -> str | None:
 def perl_results(raw: bytes, records: dict[str, str]) -> dict[str, str]:
     """Mail::DKIM's result for each signature of `raw`, by its algorithm."""
     ran = subprocess.run(
-        ["perl", str(PERL_VERIFIER), *(f"{name}={value}" for name, value in records.items())],
+        [
+            PERL or "perl",
+            str(PERL_VERIFIER),
+            *(f"{name}={value}" for name, value in records.items()),
+        ],
         input=raw,
         capture_output=True,
         timeout=30,
