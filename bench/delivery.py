@@ -206,7 +206,9 @@ async def measure(
 
 def dkim_section(root: Path, dual: bool) -> str:
     """[dkim] with a fresh RSA-2048 key, and with `dual` an Ed25519 key beside it."""
-    keys = {"private_key_file": rsa.generate_private_key(public_exponent=65537, key_size=2048)}
+    keys: dict[str, rsa.RSAPrivateKey | ed25519.Ed25519PrivateKey] = {
+        "private_key_file": rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    }
     if dual:
         keys["ed25519_key_file"] = ed25519.Ed25519PrivateKey.generate()
     lines = ["[dkim]", 'domain = "voip.example"', 'selector = "b1"', 'ed25519_selector = "b1e"']
