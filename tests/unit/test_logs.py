@@ -498,3 +498,40 @@ def test_a_task_exception_never_retrieved_is_a_masked_json_line() -> None:
     assert record["level"] == "error"
     assert "ValueError: bounce for a***@example.com" in record["exception"]
     assert "ana@example.com" not in stream.getvalue()
+
+
+# -- the set of text masking leaves alone (stop 28) --------------------------------------------
+
+
+def test_only_text_the_masking_leaves_alone_is_held_and_never_an_id(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from notifyd import logs
+
+    monkeypatch.setattr(logs, "_CLEAN", set())
+    event = {
+        "event": "event stored",
+        "source": "pbx",
+        "to": "ana@client.example",
+        "caller": "+40721555123",
+        "request_id": "0f3a9c1e5b7d2a4c0000000000000001",
+    }
+    for _ in range(2):  # the second time from the set: the same line
+        assert mask_pii(None, "info", dict(event)) == {
+            **event,
+            "to": "a***@client.example",
+            "caller": "+********123",
+        }
+    assert {"event stored", "pbx"} == logs._CLEAN
+
+
+def test_the_set_of_clean_text_stops_growing_when_full(monkeypatch: pytest.MonkeyPatch) -> None:
+    from notifyd import logs
+
+    monkeypatch.setattr(logs, "_CLEAN", set())
+    monkeypatch.setattr(logs, "_CLEAN_MAX", 3)
+    for n in range(10):
+        mask_pii(None, "info", {"event": f"line {n}"})
+    assert {"line 0", "line 1", "line 2"} == logs._CLEAN
+    # Past it, text is still masked, every time.
+    assert mask_pii(None, "info", {"event": "call +40721555123"}) == {"event": "call +********123"}
