@@ -327,3 +327,18 @@ async def test_error_bodies_are_json_with_request_id(tmp_path: Path, database_ur
         assert response.status == 404
         assert response.headers["X-Request-Id"] == "req-123"
         assert json.loads(await response.text())["error"] == "not_found"
+
+
+async def test_requests_without_an_id_get_one_of_this_process_each_its_own(
+    tmp_path: Path, database_url: str
+) -> None:
+    """32 hex characters: one prefix for the process (http/request_ids.py), a counter after."""
+    settings = load_config(tmp_path, base_config(tmp_path, database_url, None))
+    ids = []
+    async with running_daemon(settings) as daemon:
+        for _ in range(3):
+            async with daemon.session.get(f"{daemon.base_url}/v1/nothing-here") as response:
+                ids.append(response.headers["X-Request-Id"])
+    assert len(set(ids)) == 3
+    assert all(len(one) == 32 and int(one, 16) >= 0 for one in ids)
+    assert len({one[:16] for one in ids}) == 1
