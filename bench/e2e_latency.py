@@ -17,8 +17,10 @@ import asyncio
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import aiosmtplib
 
@@ -27,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from harness import (  # bench/ is not a package: run as a script
     HERE,
     SOURCES,
+    CpuWatch,
     Postgres,
     Row,
     Sink,
@@ -34,6 +37,7 @@ from harness import (  # bench/ is not a package: run as a script
     machine,
     notifyd_config,
     percentile,
+    postgres_pids,
     run_json,
     signed_requests,
     start_daemon,
@@ -57,16 +61,32 @@ def read_times(path: Path) -> dict[str, float]:
     return times
 
 
-async def notifyd_latencies(
-    pg: Postgres, folder: Path, rate: float, seconds: float, run: int
-) -> list[float]:
+@dataclass
+class Mixed:
+    """One run of webhooks posted at a rate while their emails are sent: the load
+    generator's figures for the 202s, each email's time from its 202 to the sink's 250,
+    the sink's rate, and the CPU notifyd's process and PostgreSQL spent per webhook (its
+    email included)."""
+
+    webhooks: dict[str, Any]
+    latencies: list[float]
+    msg_per_s: float
+    cpu_us: float
+    pg_us: float
+
+
+async def mixed_run(
+    pg: Postgres, folder: Path, rate: float, seconds: float, run: int, extra: str = ""
+) -> Mixed:
+    """Missed calls (one per subscriber, each an immediate email) posted by 32 clients at
+    `rate` a second for `seconds`, their emails sent meanwhile; `extra`: more config."""
     count = max(int(rate * seconds), 20)
     arrivals = folder / f"arrivals-{run}.txt"
     sink = await Sink.start(report_every=20, arrivals=arrivals)
     try:
         dsn = await pg.fresh_database()
         await add_subscribers(dsn, count)
-        config = notifyd_config(folder, f"e2e-{run}", dsn, sink.port, SOURCES)
+        config = notifyd_config(folder, f"e2e-{run}", dsn, sink.port, SOURCES + extra)
         requests = signed_requests(count, count, seed=run, kinds=("call.missed",))
         recipient = {
             r["headers"]["webhook-id"]: f"user{n % count + 1}@client.example"
@@ -76,6 +96,7 @@ async def notifyd_latencies(
         answers = folder / f"answers-{run}.txt"
         process, port = await start_daemon(config)
         try:
+            server, database = CpuWatch(lambda: [process.pid]), CpuWatch(lambda: postgres_pids(pg))
             result = await run_json(
                 str(HERE / "loadgen.py"),
                 *("--base", f"http://127.0.0.1:{port}", "--requests", str(path)),
@@ -85,12 +106,29 @@ async def notifyd_latencies(
             answered = read_times(answers)
             async with asyncio.timeout(120):
                 await sink.wait_for(count)  # the warm-up requests too
+            cpu, pg_cpu = server.seconds(), database.seconds()
         finally:
             await stop_daemon(process)
     finally:
         await sink.stop()
     arrived = read_times(arrivals)
-    return [arrived[recipient[i]] - at for i, at in answered.items() if recipient[i] in arrived]
+    latencies = [
+        arrived[recipient[i]] - at for i, at in answered.items() if recipient[i] in arrived
+    ]
+    span = max(arrived.values()) - min(arrived.values())
+    return Mixed(
+        result,
+        latencies,
+        len(arrived) / span if span else 0.0,
+        cpu / count * 1e6,
+        pg_cpu / count * 1e6,
+    )
+
+
+async def notifyd_latencies(
+    pg: Postgres, folder: Path, rate: float, seconds: float, run: int
+) -> list[float]:
+    return (await mixed_run(pg, folder, rate, seconds, run)).latencies
 
 
 async def baseline_latencies(count: int) -> list[float]:

@@ -26,6 +26,7 @@ import e2e_latency
 import fanout
 import ingest
 import intake_cost
+import mixed_load
 from harness import Row, Sink, machine, table, throwaway_postgres
 
 # Module constants named here: inside Sizes, `backlog` and `fanout` are fields.
@@ -74,6 +75,8 @@ async def main(name: str) -> None:
         # Also at a rate one process delivers with room to spare: latency without a queue.
         steady = min(100.0, half / 2)
         rows += await e2e_latency.measure(pg, [half, steady], sizes.e2e_seconds, sizes.runs)
+        # Webhooks while their emails are sent at the same half load: what the 202 does then.
+        rows += await mixed_load.measure(pg, half, sizes.e2e_seconds, sizes.runs)
         rows += await backlog.measure(pg, list(sizes.backlog), sizes.backlog_small)
         rows += await fanout.measure(pg, sizes.fanout, sizes.fanout_runs, sizes.fanout_load_seconds)
     minutes = (time.monotonic() - started) / 60
