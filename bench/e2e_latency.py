@@ -101,6 +101,7 @@ async def mixed_run(
                 str(HERE / "loadgen.py"),
                 *("--base", f"http://127.0.0.1:{port}", "--requests", str(path)),
                 *("--clients", str(CLIENTS), "--rate", str(rate), "--answers", str(answers)),
+                *("--cpu-pid", str(process.pid)),
             )
             assert set(result["statuses"]) == {"202"}, result["statuses"]
             answered = read_times(answers)

@@ -232,7 +232,7 @@ class Daemon:
         # Registered before the HTTP server: closed after it has answered its last webhook.
         self.stack.push_async_callback(self.intake.close)
         intake = self.intake
-        dispatcher.webhooks_waiting = lambda: intake.waiting
+        dispatcher.priority.webhooks_waiting = lambda: intake.waiting
         assert self.links is not None
         self.runtime = Runtime(
             settings=s,

@@ -13,6 +13,8 @@ queued in PostgreSQL, and every slot is its own again once no webhook waits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 # Delivery's share of its slots while webhooks wait: a quarter (16 of the default 64).
 SHARE = 4
 
@@ -25,3 +27,16 @@ def floor(concurrency: int) -> int:
 def slots(concurrency: int, webhooks_waiting: int) -> int:
     """The sends the worker may have in flight now."""
     return floor(concurrency) if webhooks_waiting else concurrency
+
+
+class Slots:
+    """The worker's slots, given how many webhooks wait."""
+
+    def __init__(self) -> None:
+        # The daemon sets the intake's count (`Intake.waiting`) here.
+        self.webhooks_waiting: Callable[[], int] = lambda: 0
+
+    def free(self, concurrency: int, in_flight: int) -> tuple[int, int]:
+        """The sends that may be in flight now, and how many of those are free."""
+        limit = slots(concurrency, self.webhooks_waiting())
+        return limit, limit - in_flight

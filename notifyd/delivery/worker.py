@@ -94,9 +94,7 @@ class Dispatcher:
         self._recording: set[UUID] = set()
         self._awaiting_slots = False
         self._later: datetime | None = None  # the last claim's: when the next is due
-        # The webhooks waiting for their commit (the daemon gives the intake's count): while
-        # any wait, delivery starts no send beyond its floor (priority.py).
-        self.webhooks_waiting: Callable[[], int] = lambda: 0
+        self.priority = priority.Slots()  # fewer while webhooks wait for their commit
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         # Kept: on 3.11 asyncio.get_running_loop() is a getpid() system call, and a notice
@@ -114,14 +112,7 @@ class Dispatcher:
 
     @property
     def in_flight(self) -> int:
-        """Sends started and not yet ended."""
         return len(self._in_flight)
-
-    def _free(self) -> tuple[int, int]:
-        """The sends that may be in flight now (all the slots, or the floor while webhooks
-        wait), and how many of those are free."""
-        limit = priority.slots(self.delivery.concurrency, self.webhooks_waiting())
-        return limit, limit - len(self._in_flight)
 
     @property
     def breaker(self) -> Breaker:
@@ -206,7 +197,7 @@ class Dispatcher:
         """Claim what is due into the free slots: True when it took as many as it asked for
         (more may be due), False when fewer, or None when it waited instead (slots or the
         relay busy), which says nothing about what is due: no idle wait."""
-        limit, free = self._free()
+        limit, free = self.priority.free(self.delivery.concurrency, self.in_flight)
         if free <= 0 or (self._in_flight and free < limit // 4):
             # Every slot busy: back-pressure stays in the queue, not in memory. Or a few
             # free: wait for a quarter, so that a backlog is claimed in batches rather than
@@ -251,7 +242,7 @@ class Dispatcher:
         """What a commit that queues notices due now may claim for this worker as it queues
         them: as many as its free slots, none while the relay refuses everything (the
         breaker's pause and trial stay with the claim loop) or delivery is stopping."""
-        _limit, free = self._free()
+        _limit, free = self.priority.free(self.delivery.concurrency, self.in_flight)
         paused = any(b.is_open for b in self.outcomes.breakers.values())
         if free <= 0 or paused or self._stopping.is_set():
             return None

@@ -37,7 +37,8 @@ async def test_a_waiting_webhook_keeps_delivery_at_its_floor_and_delivery_still_
     assert 0 < low < CONCURRENCY
     async with running_daemon(load_config(tmp_path, config)) as running:
         dispatcher, intake = running.daemon.dispatcher, running.daemon.intake
-        assert dispatcher is not None and intake is not None
+        assert dispatcher is not None
+        assert intake is not None
         for n in range(1, QUEUED + 1):
             await post(running, "call.missed", f"acc-{n}")
 
