@@ -223,7 +223,7 @@ class Daemon:
             s,
             self.clock,
             observe_batch=metrics.ingest_batch.observe,
-            on_queued=dispatcher.wake,
+            on_queued=dispatcher.wake_for,
             claim_terms=dispatcher.claim_terms,
             on_claimed=dispatcher.adopt,
             erasure_key=erased,

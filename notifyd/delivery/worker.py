@@ -27,6 +27,7 @@ import asyncpg
 import structlog
 
 from notifyd.delivery import priority
+from notifyd.delivery.alarm import Alarm
 from notifyd.delivery.breaker import Breaker
 from notifyd.delivery.outcomes import Outcomes
 from notifyd.delivery.pacing import Pacer
@@ -72,7 +73,7 @@ class Dispatcher:
         self.clock = clock
         # One token per process start: records from an earlier life never match.
         self.token = uuid4()
-        self._wake = asyncio.Event()
+        self._wake = Alarm(clock)
         self._stopping = asyncio.Event()
         self._in_flight: dict[UUID, asyncio.Task[None]] = {}
         # The mail stream of each notice in flight: a paused relay's trial waits for its own.
@@ -140,6 +141,10 @@ class Dispatcher:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def wake_for(self, due_at: datetime) -> None:
+        """Notices were queued here, the first due at `due_at`: wake if it would be late."""
+        self._wake.wake_for(due_at, self.delivery.poll_seconds)
 
     async def start(self) -> None:
         self._tasks = [
@@ -299,10 +304,7 @@ class Dispatcher:
             self._awaiting_slots = False
 
     async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._wake.wait()
-        self._wake.clear()
+        await self._wake.sleep(seconds)
 
     # -- one notice -------------------------------------------------------------------------
 

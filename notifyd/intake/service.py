@@ -31,15 +31,18 @@ class Intake:
         clock: Callable[[], datetime],
         *,
         observe_batch: Callable[[int], None] = lambda _size: None,
-        on_queued: Callable[[], None] = lambda: None,
+        on_queued: Callable[[datetime], None] = lambda _due_at: None,
         claim_terms: Callable[[], ClaimTerms | None] = lambda: None,
         on_claimed: Callable[[Sequence[ClaimedNotice]], None] = lambda _notices: None,
         erasure_key: bytes = b"",
         links: Links | None = None,
     ) -> None:
-        """`on_queued` wakes this host's worker after a commit that queued a notice due now,
-        without waiting for the NOTIFY round trip. `claim_terms` are the terms on which a
-        commit may claim the notices it queues due now (None: it may not, now), and
+        """`on_queued(due_at)` is told, after a commit that left notices to the worker, when
+        the first of them is due: this host's worker wakes for it, without waiting for the
+        NOTIFY round trip, if it would otherwise claim it late (not for notices deferred
+        past its sleep: each such wake-up was an empty claim, issue 22). `claim_terms` are
+        the terms on which a commit may claim the notices it queues due now (None: it may
+        not, now), and
         `on_claimed` where those go once committed: a notice handed over so is sent without
         a claim of its own, a round trip less between a webhook's commit and its email.
         `erasure_key` keys the hashes of erased addresses (storage/erasure.py), read once
@@ -98,15 +101,30 @@ class Intake:
             )
         finally:
             self.waiting -= 1
-        routing = receipt.routing
-        if routing is not None and len(routing.notices) > len(receipt.claimed):
-            self.on_queued()
+        first = first_unclaimed(receipt)
+        if first is not None:
+            self.on_queued(first)
         return receipt
 
     async def close(self) -> None:
         """Stop the lanes. A webhook still waiting for its commit fails as if the database
         were unavailable: its sender is told 503 and posts it again."""
         await self.commits.close()
+
+
+def first_unclaimed(receipt: Receipt) -> datetime | None:
+    """When the first notice the commit left to the workers is due (None: it left none).
+    The claimed ones were due now, so they are the earliest: past them in order of due_at
+    comes the first unclaimed one, or one due now when the claims did not take them all."""
+    if receipt.routing is None:
+        return None
+    waiting = sorted(
+        plan.due_at
+        for plan in receipt.routing.notices
+        if plan.digest is None and not plan.restricted  # a digest's job sends those
+    )
+    skipped = len(receipt.claimed)
+    return waiting[skipped] if len(waiting) > skipped else None
 
 
 def _rules(settings: Settings, erasure_key: bytes) -> IntakeRules:
