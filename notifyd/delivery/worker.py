@@ -4,8 +4,7 @@ claim to the recorded outcome, whatever goes wrong between.
 A claim is a lease (the notice's `due_at` pushed forward): if this host dies the notice
 becomes due again and another host, or this one after a restart, takes it; a heartbeat
 renews the leases of sends in progress. LISTEN/NOTIFY wakes the worker at once when a
-notice is queued, but a notification can be lost (a dead LISTEN connection says nothing),
-so the worker also polls.
+notice is queued, but a notification can be lost, so the worker also polls.
 
 Neighbours: send.py makes a claimed notice into an email and sends it; outcomes.py records
 what happened, and keeps the breaker the claims wait for.
