@@ -6,18 +6,27 @@ process's: routing, asyncpg) and each statement's time, so they hardly move with
 machine's load, unlike a rate.
 
     .venv/bin/python bench/intake_cost.py [--webhooks 4200] [--batch 7] [--statements]
+                                          [--store-only]
+
+--store-only measures, instead of the intake, what a 202 given after the commit with the
+routing left to a later stage would have to commit at least: `store_and_lock`'s inserts of
+the receipts and events alone, one statement a transaction (issue 22's "route after the
+commit?": docs/performance.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from uuid import uuid4
 
 import asyncpg
 
@@ -35,12 +44,13 @@ from harness import (  # bench/ is not a package: run as a script
     throwaway_postgres,
 )
 
-from notifyd.catalogue.events import parse_event
+from notifyd.catalogue.events import parse_event, stored_fields
 from notifyd.intake.facts import Incoming, IntakeRules
 from notifyd.intake.group_commit import BEGIN
 from notifyd.intake.ingest import ingest_batch
 from notifyd.settings import CallSettings, DatabaseSettings, DefaultsSettings
 from notifyd.storage import db, queries
+from notifyd.storage.db import Conn
 
 ACCOUNTS = 2000
 BASELINE = "(b) one INSERT and COMMIT each"
@@ -51,6 +61,11 @@ NAMES = {
     for family in (p.stem for p in Path(queries.__file__).with_name("sql").glob("*.sql"))
     for name, text in queries.load(family).items()
 }
+# store_and_lock up to its lock: the receipts and the events, nothing read or locked.
+STORE_ONLY = (
+    queries.load("waves")["store_and_lock"].split("), locked AS (")[0] + ")\nSELECT id FROM stored"
+)
+NAMES[STORE_ONLY] = "store_only"
 
 
 def _incoming(requests: list[dict[str, Any]], statements: bool = False) -> list[Incoming]:
@@ -72,7 +87,25 @@ def _incoming(requests: list[dict[str, Any]], statements: bool = False) -> list[
     ]
 
 
-async def _ours(dsn: str, items: list[Incoming], batch: int) -> dict[str, float]:
+async def _store_only(conn: Conn, items: Sequence[Incoming]) -> None:
+    rows = [
+        (uuid4(), i.source, i.webhook_id, i.event.type, i.event.account_id, i.event.timestamp)
+        for i in items
+    ]
+    data = [json.dumps(stored_fields(i.event.data)) for i in items]
+    await conn.fetch(STORE_ONLY, *(list(column) for column in zip(*rows, strict=True)), data)
+
+
+async def _ingest(conn: Conn, items: Sequence[Incoming]) -> None:
+    await ingest_batch(conn, items)
+
+
+async def _ours(
+    dsn: str,
+    items: list[Incoming],
+    batch: int,
+    apply: Callable[[Conn, Sequence[Incoming]], Awaitable[None]] = _ingest,
+) -> dict[str, float]:
     """Per webhook, in microseconds: backend CPU, client CPU, and each statement's time."""
     pool = await db.create_pool(dsn, DatabaseSettings())
     spent: defaultdict[str, float] = defaultdict(float)  # seconds per statement name
@@ -91,7 +124,7 @@ async def _ours(dsn: str, items: list[Incoming], batch: int) -> dict[str, float]
                     server, client = CpuWatch(lambda: [backend]), time.process_time()
                 for start in range(0, len(part), batch):
                     await conn.execute(BEGIN)
-                    await ingest_batch(conn, part[start : start + batch])
+                    await apply(conn, part[start : start + batch])
                     await conn.execute("COMMIT")
             conn.remove_query_logger(logged)
             result = {"server": server.seconds(), "client": time.process_time() - client}
@@ -115,25 +148,29 @@ async def _baseline(dsn: str, requests: list[dict[str, Any]]) -> dict[str, float
     return {key: value / len(requests) * 1e6 for key, value in used.items()}
 
 
-async def measure(pg: Postgres, count: int, batch: int, statements: bool = False) -> list[Row]:
+async def measure(
+    pg: Postgres, count: int, batch: int, statements: bool = False, store_only: bool = False
+) -> list[Row]:
     dsn = await pg.fresh_database()
     await add_subscribers(dsn, ACCOUNTS)
     requests = signed_requests(count, ACCOUNTS, seed=7)
-    ours = await _ours(dsn, _incoming(requests, statements), batch)
+    apply = _store_only if store_only else _ingest
+    ours = await _ours(dsn, _incoming(requests, statements), batch, apply)
     base = await _baseline(dsn, requests[len(requests) // 5 :])
+    label = "store only" if store_only else "intake alone"
     rows = [
-        Row(f"intake alone, {what} CPU per webhook", "us", [ours[key]], [base[key]], BASELINE)
+        Row(f"{label}, {what} CPU per webhook", "us", [ours[key]], [base[key]], BASELINE)
         for what, key in (("PostgreSQL", "server"), ("client", "client"))
     ]
     names = sorted((k for k in ours if k not in ("server", "client")), key=ours.__getitem__)
     for name in reversed(names):
-        rows.append(Row(f"intake alone, {name}, time per webhook", "us", [ours[name]], [], ""))
+        rows.append(Row(f"{label}, {name}, time per webhook", "us", [ours[name]], [], ""))
     return rows
 
 
-async def main(count: int, batch: int, statements: bool) -> None:
+async def main(count: int, batch: int, statements: bool, store_only: bool) -> None:
     async with throwaway_postgres() as pg:
-        rows = await measure(pg, count, batch, statements)
+        rows = await measure(pg, count, batch, statements, store_only)
     print(f"intake of {count:,} webhooks in transactions of {batch}, one connection; {machine()}")
     print(table(rows))
 
@@ -145,5 +182,10 @@ if __name__ == "__main__":
     parser.add_argument(
         "--statements", action="store_true", help="every subscriber chose the monthly statement"
     )
+    parser.add_argument(
+        "--store-only",
+        action="store_true",
+        help="only the receipts and events, as a 202 before the routing would commit",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.webhooks, args.batch, args.statements))
+    asyncio.run(main(args.webhooks, args.batch, args.statements, args.store_only))
