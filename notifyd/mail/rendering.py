@@ -114,8 +114,9 @@ def _isolate_bidi(value: Any) -> Any:
     included. A value that holds such controls is put in an isolate (FSI ... PDI), whose end
     closes every embedding and override opened inside it (UAX #9); the value's own isolates
     are closed first, and a PDI of its own that closes nothing is dropped (it would close
-    ours early)."""
-    if not isinstance(value, str) or not _BIDI_CONTROLS.search(value):
+    ours early). ASCII holds no such control: `isascii` (a flag CPython keeps on every
+    string) answers before the expression is run, about 20 values a message."""
+    if not isinstance(value, str) or value.isascii() or not _BIDI_CONTROLS.search(value):
         return value
     kept: list[str] = []
     depth = 0

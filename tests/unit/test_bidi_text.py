@@ -10,9 +10,10 @@ import email
 import email.policy
 from email.message import EmailMessage
 
+import markupsafe
 import pytest
 
-from notifyd.mail.rendering import Renderer
+from notifyd.mail.rendering import Renderer, _isolate_bidi
 from tests.unit.rendering_support import NOW, SENDER, bidi_open_at_line_ends, notice
 
 FSI, PDI = "\u2068", "\u2069"
@@ -50,3 +51,14 @@ def test_bidirectional_controls_in_a_caller_name_end_where_the_name_ends(
 def test_a_name_without_bidirectional_controls_is_written_unchanged() -> None:
     for text in _parts("en", "Ion Ionescu"):
         assert not set(text) & set(OPENERS + PDI)
+
+
+def test_values_without_controls_are_written_as_given() -> None:
+    """The finalize step's shortcut for ASCII (no bidi control is ASCII) and its full check
+    for the rest: clean values are the same objects, Markup stays Markup, a control is
+    still isolated whatever else the value holds."""
+    plain, markup, accented = "Ion Popescu", markupsafe.Markup("<b>x</b>"), "Lucrări"
+    for value in (plain, markup, accented, 5, None):
+        assert _isolate_bidi(value) is value
+    assert _isolate_bidi("Ion \u202ex") == f"{FSI}Ion \u202ex{PDI}"
+    assert isinstance(_isolate_bidi(markupsafe.Markup("\u202e<b>")), markupsafe.Markup)
