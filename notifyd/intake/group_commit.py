@@ -27,6 +27,7 @@ import structlog
 from asyncpg.pool import PoolConnectionProxy
 
 from notifyd.storage.db import Conn
+from notifyd.storage.waves import PLANS
 
 log = structlog.get_logger(__name__)
 
@@ -35,13 +36,10 @@ Result = TypeVar("Result")
 
 MAX_BATCH = 64
 
-# A batch's statements take arrays of any length. A cached generic plan is made once per
-# connection, from the table sizes of that moment, and kept until the next ANALYZE: planned
-# when `notices` was small, a wave's lookups kept scanning it whole while a fan-out grew it
-# to 300,000 rows (250 ms each, webhook p99 0.5 s: bench/fanout.py). Custom plans cost a
-# few hundred microseconds of planning a statement and follow the table. In the same round
-# trip as the BEGIN.
-BEGIN = "BEGIN; SET LOCAL plan_cache_mode = force_custom_plan"
+# A batch's statements take arrays of any length; how they are planned (generic plans for
+# the wave's key lookups, custom ones for the rest) is storage/waves.py's PLANS. In the
+# same round trip as the BEGIN.
+BEGIN = f"BEGIN; {PLANS}"
 
 
 class GroupCommit(Generic[Item, Result]):

@@ -65,6 +65,9 @@ async def ingest(
 ) -> Receipt:
     """One webhook in a transaction of its own (the daemon shares commits: `ingest_batch`)."""
     async with pool.acquire() as conn, conn.transaction():
+        # Planned as in a shared commit: a generic plan made under other settings would be
+        # cached for the connection's later batches.
+        await conn.execute(wave_store.PLANS)
         (receipt,) = await ingest_batch(
             conn, [Incoming(source, webhook_id, event, rules, now, tuple(files))]
         )

@@ -141,13 +141,18 @@ async def test_webhooks_posted_together_are_committed_together(
     assert 0 < batches < 64  # fewer commits than webhooks
 
 
-async def test_batches_are_planned_for_the_table_sizes_of_now(pool: asyncpg.Pool) -> None:
-    """A batch's statements get custom plans: a generic plan cached while `notices` was
-    small would keep scanning it whole as a fan-out grows it. Only inside the batch."""
+async def test_a_batch_begins_with_the_wave_plans_settings_and_only_the_batch(
+    pool: asyncpg.Pool,
+) -> None:
+    """A batch opens with storage/waves.py's PLANS (generic plans made without sequential
+    scans: test_wave_plans.py shows what they are made of). Only inside the batch."""
     commits = GroupCommit(pool, 1, one_after_another)
 
     async def plan_mode(conn: Conn) -> int:
-        return 1 if await conn.fetchval("SHOW plan_cache_mode") == "force_custom_plan" else 0
+        mode = await conn.fetchval("SHOW plan_cache_mode"), await conn.fetchval(
+            "SHOW enable_seqscan"
+        )
+        return 1 if mode == ("force_generic_plan", "off") else 0
 
     try:
         assert await commits.run("acc-1", plan_mode) == 1
@@ -155,6 +160,7 @@ async def test_batches_are_planned_for_the_table_sizes_of_now(pool: asyncpg.Pool
         await commits.close()
     async with pool.acquire() as conn:
         assert await conn.fetchval("SHOW plan_cache_mode") == "auto"
+        assert await conn.fetchval("SHOW enable_seqscan") == "on"
         assert not conn.is_in_transaction()
 
 

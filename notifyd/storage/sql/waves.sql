@@ -28,7 +28,11 @@ WITH incoming AS (
     FROM subscribers WHERE account_id = ANY($8::text[]) ORDER BY account_id FOR UPDATE
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored) AS stored, l.*
-FROM (SELECT 1) AS one LEFT JOIN locked AS l ON true
+-- Planned generic itself (waves.py's PLANS), it has the statements after it, up to and with
+-- `facts` (which switches back), planned for their values, sequential scans allowed.
+FROM (SELECT set_config('plan_cache_mode', 'force_custom_plan', true)
+             || set_config('enable_seqscan', 'on', true)) AS one
+LEFT JOIN locked AS l ON true
 
 -- name: facts
 -- What routing needs for the whole wave, a row per fact:
@@ -74,6 +78,13 @@ FROM (
     WHERE n.created_at > $4::timestamptz - interval '1 day'
 ) AS recent
 GROUP BY account_id, category, lower(recipient)
+UNION ALL
+-- No row: it sets back the generic plans without sequential scans of waves.py's PLANS for
+-- the statements after this one (itself already planned): `queue`, the rare ones of the
+-- wave's end, the next wave's `store_and_lock`.
+SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
+WHERE (set_config('plan_cache_mode', 'force_generic_plan', true)
+       || set_config('enable_seqscan', 'off', true)) IS NULL
 
 -- name: queue
 -- The wave's writes: its notices (as notices.sql's insert_notices: a notice whose dedupe
@@ -132,7 +143,10 @@ WITH added AS (
                          $20::timestamptz[]) AS t (account_id, currency, level, balance, as_of)
 ), saved AS (
     UPDATE credit_states AS s SET level = l.level, balance = l.balance, as_of = l.as_of
-    FROM levels AS l WHERE s.account_id = l.account_id AND s.currency = l.currency
+    FROM levels AS l
+    -- `= ANY` as well as the join: the key a generic plan reads credit_states by (PLANS).
+    WHERE s.account_id = ANY($16::text[])
+      AND s.account_id = l.account_id AND s.currency = l.currency
 ), history AS (
     INSERT INTO balance_history (account_id, currency, balance, at)
     SELECT account_id, currency, balance, as_of FROM levels
@@ -144,10 +158,14 @@ WITH added AS (
                                         payment_sum, low_crossings, critical_crossings,
                                         limit_events)
     SELECT e.account_id, e.period, e.currency,
+           -- The latest earlier period's closing balance, found by the account's key. The
+           -- period compared and sorted as `period + 0`: the period index could serve
+           -- neither, so no plan walks it across every account's periods (a generic plan
+           -- made on an empty table, waves.py's PLANS, did: test_wave_plans.py).
            coalesce((SELECT p.closing FROM credit_statements AS p
                      WHERE p.account_id = e.account_id AND p.currency = e.currency
-                       AND p.period < e.period AND p.closing IS NOT NULL
-                     ORDER BY p.period DESC LIMIT 1), e.opening),
+                       AND p.period + 0 < e.period AND p.closing IS NOT NULL
+                     ORDER BY p.period + 0 DESC LIMIT 1), e.opening),
            e.balance, CASE WHEN e.balance IS NOT NULL THEN e.at END,
            (e.top_up IS NOT NULL)::int, coalesce(e.top_up, 0),
            (e.payment IS NOT NULL)::int, coalesce(e.payment, 0), e.low, e.critical, e.lim
@@ -174,7 +192,8 @@ WITH added AS (
 ), decided AS (
     UPDATE events AS e SET decision = d.decision::jsonb
     FROM unnest($26::uuid[], $27::text[], $28::bool[]) AS d (id, decision, unless_queued)
-    WHERE e.id = d.id
+    -- `= ANY` as well as the join: the key a generic plan reads events by (PLANS).
+    WHERE e.id = ANY($26::uuid[]) AND e.id = d.id
       AND NOT (d.unless_queued AND EXISTS (SELECT 1 FROM added AS a WHERE a.event_id = d.id))
 )
 SELECT c.state = 'sending' AS claimed, {{claimed_notice_columns}}
