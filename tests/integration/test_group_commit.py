@@ -149,8 +149,9 @@ async def test_a_batch_begins_with_the_wave_plans_settings_and_only_the_batch(
     commits = GroupCommit(pool, 1, one_after_another)
 
     async def plan_mode(conn: Conn) -> int:
-        mode = await conn.fetchval("SHOW plan_cache_mode"), await conn.fetchval(
-            "SHOW enable_seqscan"
+        mode = (
+            await conn.fetchval("SHOW plan_cache_mode"),
+            await conn.fetchval("SHOW enable_seqscan"),
         )
         return 1 if mode == ("force_generic_plan", "off") else 0
 

@@ -20,6 +20,7 @@ from notifyd.intake.facts import Incoming
 from notifyd.intake.group_commit import BEGIN
 from notifyd.intake.ingest import ingest_batch
 from notifyd.storage import queries
+from notifyd.storage.db import Conn
 from tests.integration.intake_support import NOW, RULES
 
 WAVES = queries.load("waves")
@@ -58,7 +59,7 @@ def _wave(number: int) -> list[Incoming]:
     ]
 
 
-async def _run_waves(conn: asyncpg.Connection, count: int) -> None:
+async def _run_waves(conn: Conn, count: int) -> None:
     """`count` shared commits of one wave each, opened as the group commit opens them."""
     for number in range(count):
         await conn.execute(BEGIN)
@@ -67,7 +68,7 @@ async def _run_waves(conn: asyncpg.Connection, count: int) -> None:
         assert all(r.routing is not None and r.routing.notices for r in receipts), receipts
 
 
-async def _prepared(conn: asyncpg.Connection) -> dict[str, asyncpg.Record]:
+async def _prepared(conn: Conn) -> dict[str, asyncpg.Record]:
     """This connection's prepared statements (asyncpg's cache), by their name in sql/."""
     rows = await conn.fetch(
         "SELECT name, statement, generic_plans, custom_plans,"
