@@ -17,10 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
-import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from notifyd.catalogue.samples import sample_event, sample_pdf, sample_wav
 from tests.conftest import (
@@ -549,64 +546,6 @@ async def test_line_breaks_in_names_cannot_inject_headers(
         "SELECT data->>'caller_name' FROM events WHERE data->>'call_id' = 'inj-1'"
     )
     assert stored == "Ion Bcc: victim@example.com"
-
-
-# -- DKIM and Reply-To --------------------------------------------------------------------------
-
-
-async def test_dkim_signature_verifies_and_reply_to_is_set(
-    tmp_path: Path, database_url: str, sink: RawSink
-) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key_file = tmp_path / "dkim.pem"
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.TraditionalOpenSSL,
-            serialization.NoEncryption(),
-        )
-    )
-    public = base64.b64encode(
-        key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    )
-    looked_up: list[bytes] = []
-
-    def txt(name: bytes, timeout: int = 5) -> bytes:
-        looked_up.append(name)
-        return b"v=DKIM1; k=rsa; p=" + public
-
-    config = base_config(
-        tmp_path,
-        database_url,
-        sink.port,
-        delivery=FAST_DELIVERY,
-        dkim={"domain": "voip.example", "selector": "s1", "private_key_file": str(key_file)},
-    )
-    config["smtp"]["reply_to"] = "Suport VoIP <suport@voip.example>"
-    settings = load_config(tmp_path, config)
-    async with running_daemon(settings) as daemon:
-        await post_ok(daemon, sample_event("account.created", "acc-dkim"))
-        await post_ok(
-            daemon,
-            sample_event(
-                "voicemail.received", "acc-dkim", call_id="dkim-1", caller_name="Ștefan Țîrlea"
-            ),
-        )
-        await sink.wait_for(2)
-        mails = [check_mail(raw) for raw in sink.raws]
-
-    for mail, raw in zip(mails, sink.raws, strict=True):
-        assert mail.message["Reply-To"] == "Suport VoIP <suport@voip.example>"
-        assert mail.message["DKIM-Signature"] is not None
-        assert "d=voip.example" in str(mail.message["DKIM-Signature"])
-        assert dkim.verify(raw, dnsfunc=txt) is True
-    assert set(looked_up) == {b"s1._domainkey.voip.example."}
-    # The check can fail: a changed subject no longer verifies.
-    tampered = sink.raws[0].replace(b"Subject: ", b"Subject: Re: ", 1)
-    assert tampered != sink.raws[0]
-    assert dkim.verify(tampered, dnsfunc=txt) is False
 
 
 # -- template overrides -------------------------------------------------------------------------

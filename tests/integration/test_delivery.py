@@ -398,26 +398,32 @@ async def test_an_idle_worker_sleeps_until_the_next_notice_its_claim_saw_is_due(
     assert len(smtp_sink.messages) == 1
 
 
+@pytest.fixture
+def claims(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many notices each claim_due of the test's daemon took, in order."""
+    taken: list[int] = []
+    claim_due = notice_store.claim_due
+
+    async def counted(*args: object, **kwargs: object) -> notice_store.Claim:
+        claim = await claim_due(*args, **kwargs)  # type: ignore[arg-type]
+        taken.append(len(claim.notices))
+        return claim
+
+    monkeypatch.setattr(notice_store, "claim_due", counted)
+    return taken
+
+
 async def test_notices_a_commit_queues_due_now_are_sent_without_a_claim_of_their_own(
     tmp_path: Path,
     database_url: str,
     smtp_sink: SmtpSink,
     db: asyncpg.Connection,
-    monkeypatch: pytest.MonkeyPatch,
+    claims: list[int],
 ) -> None:
     """The commit that queues a notice due now claims it for this host's worker, which
     sends it straight away: no wake-up and claim round trip between the webhook's commit
     and its email, no second write of the row. Before, each cost one claim at least (and,
     before that, a "next due" query and more claims: 18 for these five)."""
-    claims: list[int] = []
-    claim_due = notice_store.claim_due
-
-    async def counted(*args: object, **kwargs: object) -> notice_store.Claim:
-        claim = await claim_due(*args, **kwargs)  # type: ignore[arg-type]
-        claims.append(len(claim.notices))
-        return claim
-
-    monkeypatch.setattr(notice_store, "claim_due", counted)
     config = base_config(tmp_path, database_url, smtp_sink.port)
     async with running_daemon(load_config(tmp_path, config)) as daemon:
         # The start's own claims: the first, and the one its listener's wake-up brings
@@ -445,21 +451,12 @@ async def test_commits_of_notices_deferred_by_quiet_hours_cost_the_worker_no_cla
     database_url: str,
     smtp_sink: SmtpSink,
     db: asyncpg.Connection,
-    monkeypatch: pytest.MonkeyPatch,
+    claims: list[int],
 ) -> None:
     """Issue 22: a commit whose notices wait for the quiet hours to end used to wake the
     worker all the same, for a claim that found nothing (0.12 a webhook in the ingest
     benchmark). Now the worker, asleep until its next poll, hears only of notices due
     before then, and no NOTIFY is sent for these: no claim while they are queued."""
-    claims: list[int] = []
-    claim_due = notice_store.claim_due
-
-    async def counted(*args: object, **kwargs: object) -> notice_store.Claim:
-        claim = await claim_due(*args, **kwargs)  # type: ignore[arg-type]
-        claims.append(len(claim.notices))
-        return claim
-
-    monkeypatch.setattr(notice_store, "claim_due", counted)
     config = base_config(tmp_path, database_url, smtp_sink.port)
     config["defaults"]["quiet_hours"] = "00:00-23:59"
     config["delivery"]["poll_seconds"] = 60.0  # no poll during the test: only wake-ups

@@ -17,8 +17,14 @@ from notifyd.mail.dkim import DkimError, DkimSigner
 from notifyd.mail.sender_dns import records_needed
 from notifyd.settings import DkimSettings
 from tests.conftest import base_config, load_config, running_daemon
-from tests.integration.catalogue_support import FAST_DELIVERY, post_ok, raw_smtp_server
+from tests.integration.catalogue_support import (
+    FAST_DELIVERY,
+    check_mail,
+    post_ok,
+    raw_smtp_server,
+)
 from tests.integration.dkim_support import (
+    DOMAIN,
     ED25519_SELECTOR,
     Keys,
     dkim_keys,
@@ -27,13 +33,19 @@ from tests.integration.dkim_support import (
     perl_results,
 )
 
+REPLY_TO = "Suport VoIP <suport@voip.example>"
 
-async def _sent(tmp_path: Path, database_url: str, keys: Keys) -> list[bytes]:
-    """Two notices (one with a non-ASCII caller name), dual-signed, as the relay got them."""
+
+async def _sent(
+    tmp_path: Path, database_url: str, keys: Keys, dual: bool = True, reply_to: str = ""
+) -> list[bytes]:
+    """Two notices (one with a non-ASCII caller name), signed (with dual: by both keys), as
+    the relay got them."""
     async with raw_smtp_server() as sink:
         config = base_config(
-            tmp_path, database_url, sink.port, delivery=FAST_DELIVERY, dkim=keys.section()
+            tmp_path, database_url, sink.port, delivery=FAST_DELIVERY, dkim=keys.section(dual)
         )
+        config["smtp"]["reply_to"] = reply_to
         async with running_daemon(load_config(tmp_path, config)) as daemon:
             await post_ok(daemon, sample_event("account.created", "acc-dkim"))
             await post_ok(
@@ -121,3 +133,20 @@ async def test_signing_runs_off_the_event_loop(tmp_path: Path) -> None:
     await signer.signed(b"From: a@b.example\r\nSubject: x\r\n\r\nx\r\n")
     assert threads
     assert threading.get_ident() not in threads
+
+
+async def test_rsa_alone_signs_with_reply_to_and_a_changed_subject_fails(
+    tmp_path: Path, database_url: str
+) -> None:
+    keys = dkim_keys(tmp_path)
+    raws = await _sent(tmp_path, database_url, keys, dual=False, reply_to=REPLY_TO)
+    for raw in raws:
+        mail = check_mail(raw)
+        assert mail.message["Reply-To"] == REPLY_TO
+        assert raw.count(b"DKIM-Signature:") == 1
+        assert f"d={DOMAIN}" in str(mail.message["DKIM-Signature"])
+        assert dkimpy_results(raw, keys.records()) == [True]
+    # The check can fail: a changed subject no longer verifies.
+    tampered = raws[0].replace(b"Subject: ", b"Subject: Re: ", 1)
+    assert tampered != raws[0]
+    assert dkimpy_results(tampered, keys.records()) == [False]
