@@ -16,7 +16,7 @@ from collections.abc import Callable
 import structlog
 
 from notifyd import logs
-from notifyd.http.request_ids import new_request_id
+from notifyd.unique_ids import new_id
 
 COUNT = 20_000
 FIELDS = {
@@ -43,7 +43,7 @@ def main() -> None:
         line = {"event": "event stored", "request_id": REQUEST_ID, "level": "info", **FIELDS}
         print(f"log line: {cpu_us(lambda: log.info('event stored', **FIELDS)):.2f} us")
         print(f"mask_pii: {cpu_us(lambda: logs.mask_pii(None, 'info', dict(line))):.2f} us")
-        print(f"request id: {cpu_us(new_request_id):.2f} us")
+        print(f"request id: {cpu_us(new_id):.2f} us")
         structlog.contextvars.clear_contextvars()
 
 

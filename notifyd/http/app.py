@@ -18,8 +18,8 @@ from notifyd.http import health, openapi, proxies, reports, webhooks
 from notifyd.http.admin import create_admin_app
 from notifyd.http.errors import Problem, error_response
 from notifyd.http.pages import preferences, renewal, shell, unsubscribe
-from notifyd.http.request_ids import new_request_id
 from notifyd.http.runtime import RUNTIME, Runtime
+from notifyd.unique_ids import new_id
 
 log = structlog.get_logger(__name__)
 
@@ -29,7 +29,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get("X-Request-Id", "")
-    request_id = given if 0 < len(given) <= 64 and given.isprintable() else new_request_id()
+    request_id = given if 0 < len(given) <= 64 and given.isprintable() else new_id()
     with structlog.contextvars.bound_contextvars(request_id=request_id):
         try:
             response = await handler(request)

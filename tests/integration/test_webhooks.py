@@ -332,7 +332,7 @@ async def test_error_bodies_are_json_with_request_id(tmp_path: Path, database_ur
 async def test_requests_without_an_id_get_one_of_this_process_each_its_own(
     tmp_path: Path, database_url: str
 ) -> None:
-    """32 hex characters: one prefix for the process (http/request_ids.py), a counter after."""
+    """32 hex characters: one prefix for the process (unique_ids.py), a counter after."""
     settings = load_config(tmp_path, base_config(tmp_path, database_url, None))
     ids = []
     async with running_daemon(settings) as daemon:

@@ -1,4 +1,4 @@
-"""The request ids made for requests that came without one (http/request_ids.py)."""
+"""The ids made for requests that came without one and for MIME boundaries (unique_ids.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import sys
 
 import pytest
 
-from notifyd.http import request_ids
-from notifyd.http.request_ids import new_request_id
+from notifyd import unique_ids
 from notifyd.logs import mask
+from notifyd.unique_ids import new_id
 
 
 def test_ids_are_distinct_32_hex_characters_that_the_masking_leaves_as_they_are() -> None:
-    ids = [new_request_id() for _ in range(10_000)]
+    ids = [new_id() for _ in range(10_000)]
     assert len(set(ids)) == len(ids)
     assert all(re.fullmatch(r"[0-9a-f]{32}", one) for one in ids)
     assert all(mask(one) == one for one in ids)
@@ -27,11 +27,11 @@ def test_a_prefix_of_digits_alone_is_drawn_again(monkeypatch: pytest.MonkeyPatch
     draws = iter(["1234567890123456", "12345678901234ab"])
 
     monkeypatch.setattr(secrets, "token_hex", lambda _n: next(draws))
-    assert request_ids._new_prefix() == "12345678901234ab"
+    assert unique_ids._new_prefix() == "12345678901234ab"
 
 
 def test_each_process_and_each_forked_child_has_its_own_prefix() -> None:
-    code = "from notifyd.http.request_ids import new_request_id; print(new_request_id())"
+    code = "from notifyd.unique_ids import new_id; print(new_id())"
     runs = [
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
         for _ in range(2)
@@ -40,9 +40,9 @@ def test_each_process_and_each_forked_child_has_its_own_prefix() -> None:
     reader, writer = os.pipe()
     child = os.fork()
     if child == 0:  # pragma: no cover - the child only writes its id and leaves
-        os.write(writer, new_request_id().encode())
+        os.write(writer, new_id().encode())
         os._exit(0)
     os.close(writer)
     os.waitpid(child, 0)
     with os.fdopen(reader) as pipe:
-        assert pipe.read()[:16] != new_request_id()[:16]
+        assert pipe.read()[:16] != new_id()[:16]
