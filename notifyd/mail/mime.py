@@ -18,9 +18,10 @@ from __future__ import annotations
 import binascii
 import email.utils
 import functools
-import uuid
 from collections.abc import Sequence
 from urllib.parse import quote
+
+from notifyd.unique_ids import new_id
 
 CRLF = b"\r\n"
 
@@ -109,6 +110,10 @@ def address_header(name: str, value: str) -> bytes:
 
 def _qp(text: str) -> bytes:
     data = binascii.b2a_qp(text.encode("utf-8"), quotetabs=False, istext=True, header=False)
+    if "\r" not in text:
+        # b2a_qp writes a CR only where the text has one: here its line ends are all bare
+        # LFs, made CRLF in one pass instead of two (2-3 us of an HTML part's ~20).
+        return data.replace(b"\n", CRLF)
     return data.replace(b"\r\n", b"\n").replace(b"\n", CRLF)
 
 
@@ -145,7 +150,9 @@ def compose(
 ) -> bytes:
     """A complete message: `headers` (from `header()`), a text/plain and text/html
     alternative, then (filename, content type, bytes) attachments."""
-    alternative = f"==notifyd-alt-{uuid.uuid4().hex}"
+    # A boundary needs to be unique, not secret (unique_ids.py), and it can never occur in
+    # a part: "==" is written "=3D=3D" in quoted-printable, and base64 has no "-".
+    alternative = f"==notifyd-alt-{new_id()}"
     body = (
         f'Content-Type: multipart/alternative;\r\n boundary="{alternative}"'.encode()
         + CRLF
@@ -160,7 +167,7 @@ def compose(
         + CRLF
     )
     if attachments:
-        mixed = f"==notifyd-mix-{uuid.uuid4().hex}"
+        mixed = f"==notifyd-mix-{new_id()}"
         parts = [
             f'Content-Type: multipart/mixed;\r\n boundary="{mixed}"'.encode() + CRLF + CRLF,
             f"--{mixed}".encode() + CRLF + body,

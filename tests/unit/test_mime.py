@@ -4,6 +4,7 @@ exactly (headers, both parts, attachments), and no value can add a header."""
 from __future__ import annotations
 
 import base64
+import binascii
 import email
 import email.policy
 import re
@@ -164,3 +165,43 @@ def test_words_are_cut_where_a_character_at_a_time_would_cut_them(
     assert mime.encoded_words(value, first_line_used) == _words_a_character_at_a_time(
         value, first_line_used
     )
+
+
+# Lines of what a template may write: its own markup and the values it is given, with the
+# characters quoted-printable treats apart (=, a dot alone, trailing blanks, CR, controls,
+# non-ASCII, lines past 76 columns).
+_QP_TEXT = st.lists(
+    st.sampled_from([*"ab.= \t\r\n\x00\x7fțș€", "x" * 40, '<p style="a">']), max_size=60
+).map("".join)
+
+
+@given(_QP_TEXT)
+def test_quoted_printable_is_binasciis_with_crlf_line_ends(text: str) -> None:
+    """_qp makes the LFs CRLF in one pass when the text has no CR; the same bytes as
+    b2a_qp's output brought to CRLF the general way, with a CR or without."""
+    general = binascii.b2a_qp(text.encode(), quotetabs=False, istext=True, header=False)
+
+    assert mime._qp(text) == general.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def test_boundaries_are_this_process_prefix_and_a_counter_never_found_in_a_part() -> None:
+    """From unique_ids (no getrandom system call a message): each message its own, and a
+    part that holds the very boundary its message gets still reads back whole, since "=="
+    cannot occur in quoted-printable."""
+    boundary = re.compile(rb'boundary="==notifyd-alt-([0-9a-f]{32})"')
+    ids: list[str] = []
+    for _ in range(200):
+        previous = ids[-1] if ids else "0" * 32
+        following = f"{previous[:16]}{int(previous[16:], 16) + 1:016x}"
+        text = f"--==notifyd-alt-{following}\n--==notifyd-alt-{following}--\n"
+        data = mime.compose([mime.header("Subject", "s")], text, f"<p>{text}</p>")
+        match = boundary.search(data)
+        assert match is not None
+        ids.append(match[1].decode())
+        message = parse(data)
+        plain = message.get_body(preferencelist=("plain",))
+        assert plain is not None
+        assert plain.get_content().replace("\r\n", "\n") == text
+    assert len(set(ids)) == len(ids)
+    assert len({one[:16] for one in ids}) == 1
+    assert [int(one[16:], 16) for one in ids] == sorted(int(one[16:], 16) for one in ids)
