@@ -101,6 +101,29 @@ class _Environment(jinja2.Environment):
     def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
         return {**self.globals, **(d or {})}
 
+    def get_template(
+        self,
+        name: str | jinja2.Template,
+        parent: str | None = None,
+        globals: MutableMapping[str, Any] | None = None,
+    ) -> jinja2.Template:
+        """Each template's `extends "layout.html"` and `include "footer..."` ask for the
+        template on every render: Jinja's cache answers under a lock, behind a weak
+        reference to the loader, and reorders its LRU queue (a scan) each time. Resolved
+        once per environment here: the templates do not change under a renderer (a reload
+        builds a new one, with new environments)."""
+        if globals is not None or not isinstance(name, str):
+            return super().get_template(name, parent, globals)
+        template = self._resolved.get((name, parent))
+        if template is None:
+            template = super().get_template(name, parent)
+            self._resolved[(name, parent)] = template
+        return template
+
+    @functools.cached_property
+    def _resolved(self) -> dict[tuple[str, str | None], jinja2.Template]:
+        return {}
+
 
 # Embeddings, overrides and isolates (and their ends): what can reorder text after it.
 _BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")

@@ -7,8 +7,11 @@ import email.policy
 import email.utils
 from email.message import EmailMessage
 from html.parser import HTMLParser
+from importlib import resources
+from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 
 from notifyd.mail.rendering import Renderer
@@ -367,3 +370,42 @@ def test_messages_of_one_second_share_their_date_header() -> None:
 
     assert dates[0] == dates[1] == email.utils.format_datetime(NOW)
     assert dates[2] == email.utils.format_datetime(NOW.replace(second=1))
+
+
+def test_the_layout_and_footer_are_resolved_once_per_renderer_and_anew_by_the_next(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not asked of Jinja's cache on every render (a lock and an LRU scan each); a reload
+    builds a new Renderer, which reads an operator's changed layout and footer."""
+    packaged = resources.files("notifyd") / "templates"
+    for name in ("layout.html", "footer.en.txt"):
+        text = (packaged / name).read_text(encoding="utf-8")
+        (tmp_path / name).write_text(
+            text.replace("</body>", "<p>first</p></body>")
+            if name.endswith("html")
+            else text + "first\n"
+        )
+    asked: list[str] = []
+    original = jinja2.Environment.get_template
+
+    def counted(self: jinja2.Environment, name: Any, *args: Any, **kwargs: Any) -> Any:
+        asked.append(str(name))
+        return original(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(jinja2.Environment, "get_template", counted)
+    welcome = notice("account.created", "en")
+    renderer = Renderer(SENDER, override_folder=tmp_path)
+    for _ in range(3):
+        assert "first" in html_of(renderer.message(welcome, NOW))
+        assert "first" in text_of(renderer.message(welcome, NOW))
+    assert sorted(asked) == sorted(
+        ["account.created.en.txt", "account.created.en.html", "layout.html", "footer.en.txt"]
+    )
+    for name in ("layout.html", "footer.en.txt"):
+        (tmp_path / name).write_text(
+            (tmp_path / name).read_text(encoding="utf-8").replace("first", "second")
+        )
+    assert "first" in html_of(renderer.message(welcome, NOW))
+    reloaded = Renderer(SENDER, override_folder=tmp_path)
+    assert "second" in html_of(reloaded.message(welcome, NOW))
+    assert "second" in text_of(reloaded.message(welcome, NOW))
