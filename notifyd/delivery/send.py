@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -265,7 +265,7 @@ class Sender:
         try:
             if notice.kind == DIGEST_KIND:
                 context.update(_digest_context(notice, items, mailing.renderer))
-            view = replace(notice, context=context)
+            view = as_rendered(notice, context)
             data = mailing.renderer.mail(
                 view,
                 self.clock(),
@@ -282,6 +282,24 @@ class Sender:
             bound.exception(f"{step} failed")
             return Attempt(Outcome(Verdict.FAILED, f"{step} failed: {error}"), from_smtp=False)
         return data
+
+
+def as_rendered(notice: ClaimedNotice, context: dict[str, Any]) -> NoticeView:
+    """The notice as its templates read it (`Renderable`), given `context`: the nine fields
+    rendering reads, not dataclasses.replace of all nineteen of a frozen ClaimedNotice
+    (2.5 against 7.5 us of process time a message, docs/performance.md). Every field is
+    named: NoticeView's defaults are a preview's sample values."""
+    return NoticeView(
+        kind=notice.kind,
+        language=notice.language,
+        data=notice.data,
+        timezone=notice.timezone,
+        recipient=notice.recipient,
+        message_id=notice.message_id,
+        context=context,
+        subscriber_name=notice.subscriber_name,
+        subscriber_username=notice.subscriber_username,
+    )
 
 
 def _digest_context(

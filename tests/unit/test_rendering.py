@@ -5,6 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import email.utils
+from dataclasses import replace
 from email.message import EmailMessage
 from html.parser import HTMLParser
 from importlib import resources
@@ -14,6 +15,7 @@ from typing import Any
 import jinja2
 import pytest
 
+from notifyd.delivery.send import as_rendered
 from notifyd.mail.rendering import Renderer
 from notifyd.storage.notices import ClaimedNotice
 from tests.unit.rendering_support import (
@@ -409,3 +411,23 @@ def test_the_layout_and_footer_are_resolved_once_per_renderer_and_anew_by_the_ne
     reloaded = Renderer(SENDER, override_folder=tmp_path)
     assert "second" in html_of(reloaded.message(welcome, NOW))
     assert "second" in text_of(reloaded.message(welcome, NOW))
+
+
+def test_a_claimed_notice_is_rendered_with_its_own_fields_and_the_context_given() -> None:
+    """delivery/send.py hands the renderer a NoticeView of the claimed notice, not a copy
+    of it: every field the templates read is the notice's, none a preview's default."""
+    claimed = replace(
+        notice("call.missed", "en", timezone="America/New_York"),
+        recipient="someone.else@client.example",
+        message_id="<other@voip.example>",
+        subscriber_name=None,
+        subscriber_username="other.user",
+    )
+    context = {"preferences_url": "https://notices.voip.example/v1/preferences/t"}
+    view = as_rendered(claimed, context)
+    assert view.context == context
+    read = ("kind", "language", "data", "timezone", "recipient", "message_id")
+    for name in (*read, "subscriber_name", "subscriber_username"):
+        assert getattr(view, name) == getattr(claimed, name), name
+    renderer = Renderer(SENDER)
+    assert renderer.render(view) == renderer.render(replace(claimed, context=context))
