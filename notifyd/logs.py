@@ -5,6 +5,7 @@ loggers, warnings, the event loop's exception handler, uncaught exceptions)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import sys
@@ -157,6 +158,23 @@ def mask_pii(
     return event_dict
 
 
+def _not_json(value: Any) -> Any:
+    """What structlog's renderer writes for a value JSON has no type for (mask_pii has
+    made nearly all of them text by then): its own `__structlog__`, else its repr."""
+    own = getattr(value, "__structlog__", None)
+    return own() if callable(own) else repr(value)
+
+
+# Made once: json.dumps builds an encoder of the same options for every line it writes
+# (docs/performance.md, "The intake's floor").
+_ENCODER = json.JSONEncoder(default=_not_json)
+
+
+def _json_line(event_dict: Any, **_options: Any) -> str:
+    """JSONRenderer's serializer; `_options` (its `default`) are the encoder's already."""
+    return _ENCODER.encode(event_dict)
+
+
 log = structlog.get_logger(__name__)
 
 
@@ -179,10 +197,13 @@ _installed: list[logging.Handler] = []
 
 def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = None) -> None:
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(serializer=_json_line)
         if fmt == "json"
         else structlog.dev.ConsoleRenderer(colors=False)
     )
+    # One writer for every logger: the factory made a new one (and looked up its file's
+    # lock) for each line, since loggers are not cached (a reload configures anew).
+    printer = structlog.PrintLogger(file=stream or sys.stdout)
     timestamper = structlog.processors.TimeStamper(fmt="iso", utc=True)
     numeric_level = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
@@ -195,7 +216,7 @@ def configure(level: str = "info", fmt: str = "json", stream: TextIO | None = No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric_level),
-        logger_factory=structlog.PrintLoggerFactory(file=stream or sys.stdout),
+        logger_factory=lambda *_args: printer,
         cache_logger_on_first_use=False,
     )
 

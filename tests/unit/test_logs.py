@@ -12,6 +12,7 @@ import threading
 import warnings
 from collections.abc import Iterator
 from typing import Any
+from uuid import UUID
 
 import pytest
 import structlog
@@ -237,6 +238,28 @@ def test_configured_level_filters_lower_levels() -> None:
 
     events = [json.loads(line)["event"] for line in stream.getvalue().splitlines()]
     assert events == ["shown"]
+
+
+@pytest.mark.usefixtures("restore_structlog")
+def test_a_logger_in_use_writes_where_and_as_the_last_configure_says() -> None:
+    """Lines share one writer and one JSON encoder made by configure(): a reload's stream
+    and level still reach a logger that was in use before it."""
+    first, second = io.StringIO(), io.StringIO()
+    log = structlog.get_logger("test")
+    configure(level="info", stream=first)
+    log.info("before", event_id=UUID("6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f"))
+    configure(level="warning", stream=second)
+    log.info("hidden")
+    log.warning("after", notices=2, rate=0.5, skipped=None, ok=True)
+
+    assert [json.loads(line)["event"] for line in first.getvalue().splitlines()] == ["before"]
+    # A value JSON has no type for, under a key mask_pii leaves alone: its repr, as before.
+    assert json.loads(first.getvalue())["event_id"] == (
+        "UUID('6f1c2d3e-4a5b-4c6d-8e9f-0a1b2c3d4e5f')"
+    )
+    record = json.loads(second.getvalue())
+    assert (record["event"], record["notices"], record["rate"]) == ("after", 2, 0.5)
+    assert (record["skipped"], record["ok"]) == (None, True)
 
 
 @pytest.mark.parametrize(
