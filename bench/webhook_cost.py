@@ -4,9 +4,13 @@ not count) while 32 clients post bench/ingest.py's mix, one daemon per tree and 
 the same throwaway PostgreSQL, before/after/before/after. For the intake's floor (issue 22,
 docs/performance.md): rates here are not measured, only cost.
 
-    .venv/bin/python bench/webhook_cost.py [--requests 4000] [--rounds 3] TREE [TREE ...]
+    .venv/bin/python bench/webhook_cost.py [--requests 4000] [--rounds 3] [--floor]
+                                           TREE [TREE ...]
 
 Each TREE is a checkout of notifyd (put first on the daemon's PYTHONPATH); `.` is this one.
+With --floor, each tree's bench/floor_server.py instead of the daemon (notifyd's app, no
+database: the floor a webhook costs before its commit) and, in each round, the bare
+parse-only server (a) of bench/ingest.py, the target's unit (notifyd <= 3x (a)).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from harness import (  # bench/ is not a package: run as a script
+    HERE,
     SOURCES,
     CpuWatch,
     Postgres,
@@ -31,13 +36,39 @@ from harness import (  # bench/ is not a package: run as a script
     notifyd_config,
     signed_requests,
     start_daemon,
+    start_listening,
     stop_daemon,
+    stop_process,
     throwaway_postgres,
     write_requests,
 )
 from ingest import ACCOUNTS, QUIET, post
 
 CLIENTS = 32
+PARSE_ONLY = "(a) parse only"
+
+
+async def floor(tree: str, count: int, folder: Path, run: int) -> float:
+    """CPU per webhook, in microseconds, of `tree`'s floor server, or of the bare parse-only
+    server (a) when `tree` is PARSE_ONLY: the same webhooks, no database behind either."""
+    requests = write_requests(
+        folder / f"floor-{run}.jsonl", signed_requests(count, ACCOUNTS, seed=run)
+    )
+    if tree == PARSE_ONLY:
+        process, port = await start_listening(str(HERE / "baseline_server.py"), "parse")
+    else:
+        os.environ["PYTHONPATH"] = str(Path(tree).resolve())
+        process, port = await start_listening(str(HERE / "floor_server.py"))
+    try:
+        warm = write_requests(
+            folder / f"warm-{run}.jsonl", signed_requests(count // 10, ACCOUNTS, seed=-run - 1)
+        )
+        await post(port, warm, CLIENTS)
+        watch = CpuWatch(lambda: [process.pid])
+        await post(port, requests, CLIENTS)
+        return watch.seconds() / count * 1e6
+    finally:
+        await stop_process(process)
 
 
 async def one(pg: Postgres, sink: Sink, tree: str, count: int, folder: Path, run: int) -> float:
@@ -64,7 +95,19 @@ async def one(pg: Postgres, sink: Sink, tree: str, count: int, folder: Path, run
         await stop_daemon(process)
 
 
-async def main(trees: list[str], count: int, rounds: int) -> None:
+async def floors(trees: list[str], count: int, rounds: int) -> dict[str, list[float]]:
+    figures: dict[str, list[float]] = {tree: [] for tree in [*trees, PARSE_ONLY]}
+    with tempfile.TemporaryDirectory(prefix="ntfy-floor-") as folder:
+        run = 0
+        for _ in range(rounds):
+            for tree in figures:
+                run += 1
+                figures[tree].append(await floor(tree, count, Path(folder), run))
+                print(f"{tree}: {figures[tree][-1]:.0f} us", file=sys.stderr)
+    return figures
+
+
+async def daemons(trees: list[str], count: int, rounds: int) -> dict[str, list[float]]:
     figures: dict[str, list[float]] = {tree: [] for tree in trees}
     with tempfile.TemporaryDirectory(prefix="ntfy-cost-") as folder:
         async with throwaway_postgres() as pg:
@@ -79,7 +122,13 @@ async def main(trees: list[str], count: int, rounds: int) -> None:
                         print(f"{tree}: {cost:.0f} us", file=sys.stderr)
             finally:
                 await sink.stop()
-    print(f"notifyd CPU per webhook, {count:,} webhooks at {CLIENTS} clients; {machine()}")
+    return figures
+
+
+async def main(trees: list[str], count: int, rounds: int, at_floor: bool) -> None:
+    figures = await (floors if at_floor else daemons)(trees, count, rounds)
+    what = "floor server (no database)" if at_floor else "notifyd"
+    print(f"{what} CPU per webhook, {count:,} webhooks at {CLIENTS} clients; {machine()}")
     for tree, values in figures.items():
         listed = " / ".join(f"{v:.0f}" for v in values)
         print(f"{tree}: {listed} us (median {statistics.median(values):.0f})")
@@ -90,5 +139,6 @@ if __name__ == "__main__":
     parser.add_argument("trees", nargs="+")
     parser.add_argument("--requests", type=int, default=4000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--floor", action="store_true", help="no database: the floor servers")
     args = parser.parse_args()
-    asyncio.run(main(args.trees, args.requests, args.rounds))
+    asyncio.run(main(args.trees, args.requests, args.rounds, args.floor))
