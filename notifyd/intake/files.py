@@ -26,6 +26,11 @@ def _files_of(event: Event) -> list[tuple[str, str, Attachment]]:
     return []
 
 
+def has_files(event: Event) -> bool:
+    """Whether the event carries a file at all (inline or by URL): most events carry none."""
+    return bool(_files_of(event))
+
+
 def has_inline_files(event: Event) -> bool:
     """Whether the event carries bytes to decode (work for a thread, not the event loop)."""
     return any(attachment.data_base64 is not None for _, _, attachment in _files_of(event))
