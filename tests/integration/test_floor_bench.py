@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.timeout(180)
 def test_the_floor_server_answers_the_mix_and_its_cost_is_printed_beside_a() -> None:
+    script = ROOT / "bench" / "webhook_cost.py"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "webhook_cost.py"), "--floor"]
-        + ["--requests", "40", "--rounds", "1", str(ROOT)],
+        [sys.executable, str(script), "--floor", "--requests", "40", "--rounds", "1", str(ROOT)],
         capture_output=True,
         text=True,
         timeout=170,
