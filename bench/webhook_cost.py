@@ -42,7 +42,7 @@ from harness import (  # bench/ is not a package: run as a script
     throwaway_postgres,
     write_requests,
 )
-from ingest import ACCOUNTS, QUIET, post
+from ingest import ACCOUNTS, QUIET, commits, post
 
 CLIENTS = 32
 PARSE_ONLY = "(a) parse only"
@@ -88,9 +88,15 @@ async def one(pg: Postgres, sink: Sink, tree: str, count: int, folder: Path, run
             folder / f"warm-{run}.jsonl", signed_requests(count // 10, ACCOUNTS, seed=-run - 1)
         )
         await post(port, warm, CLIENTS)
+        before = await commits(port)
         watch = CpuWatch(lambda: [process.pid])
         await post(port, requests, CLIENTS)
-        return watch.seconds() / count * 1e6
+        cost = watch.seconds() / count * 1e6
+        after = await commits(port)
+        # The CPU a webhook costs falls as more share a commit: said beside it.
+        shared = (after[0] - before[0]) / max(after[1] - before[1], 1)
+        print(f"{tree}: {shared:.1f} webhooks a commit", file=sys.stderr)
+        return cost
     finally:
         await stop_daemon(process)
 
