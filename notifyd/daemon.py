@@ -231,8 +231,6 @@ class Daemon:
         )
         # Registered before the HTTP server: closed after it has answered its last webhook.
         self.stack.push_async_callback(self.intake.close)
-        intake = self.intake
-        dispatcher.priority.webhooks_waiting = lambda: intake.waiting
         assert self.links is not None
         self.runtime = Runtime(
             settings=s,

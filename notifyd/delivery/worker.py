@@ -25,7 +25,6 @@ from uuid import UUID, uuid4
 import asyncpg
 import structlog
 
-from notifyd.delivery import priority
 from notifyd.delivery.alarm import Alarm
 from notifyd.delivery.breaker import Breaker
 from notifyd.delivery.outcomes import Outcomes
@@ -94,7 +93,6 @@ class Dispatcher:
         self._recording: set[UUID] = set()
         self._awaiting_slots = False
         self._later: datetime | None = None  # the last claim's: when the next is due
-        self.priority = priority.Slots()  # fewer while webhooks wait for their commit
 
     def _running_loop(self) -> asyncio.AbstractEventLoop:
         # Kept: on 3.11 asyncio.get_running_loop() is a getpid() system call, and a notice
@@ -109,10 +107,6 @@ class Dispatcher:
     @property
     def delivery(self) -> DeliverySettings:
         return self.mailing.delivery
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._in_flight)
 
     @property
     def breaker(self) -> Breaker:
@@ -201,8 +195,8 @@ class Dispatcher:
         """Claim what is due into the free slots: True when it took as many as it asked for
         (more may be due), False when fewer, or None when it waited instead (slots or the
         relay busy), which says nothing about what is due: no idle wait."""
-        limit, free = self.priority.free(self.delivery.concurrency, self.in_flight)
-        if free <= 0 or (self._in_flight and free < limit // 4):
+        free = self.delivery.concurrency - len(self._in_flight)
+        if free <= 0 or (self._in_flight and free < self.delivery.concurrency // 4):
             # Every slot busy: back-pressure stays in the queue, not in memory. Or a few
             # free: wait for a quarter, so that a backlog is claimed in batches rather than
             # a round trip for each slot freed; those in flight keep the relay busy.
@@ -246,7 +240,7 @@ class Dispatcher:
         """What a commit that queues notices due now may claim for this worker as it queues
         them: as many as its free slots, none while the relay refuses everything (the
         breaker's pause and trial stay with the claim loop) or delivery is stopping."""
-        _limit, free = self.priority.free(self.delivery.concurrency, self.in_flight)
+        free = self.delivery.concurrency - len(self._in_flight)
         paused = any(b.is_open for b in self.outcomes.breakers.values())
         if free <= 0 or paused or self._stopping.is_set():
             return None

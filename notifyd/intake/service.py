@@ -55,9 +55,6 @@ class Intake:
         self.on_queued = on_queued
         self.claim_terms = claim_terms
         self.rules = _rules(settings, erasure_key)
-        # Webhooks accepted and not yet committed: delivery yields to them (the daemon
-        # hands this count to the worker, delivery/priority.py).
-        self.waiting = 0
         # Lanes hold a connection each while they commit: leave some of the pool to delivery
         # and the admin API. A batch costs about as much as a single webhook (one statement
         # per step), so fewer, larger batches pay: 2 lanes (one commits while the other
@@ -93,14 +90,10 @@ class Intake:
         """Commit the event and its notices (or find the webhook-id's earlier event) and
         wake the worker for the notices this host did not claim as it queued them. Raises
         what the database raises (`db.UNAVAILABLE`: nothing was committed)."""
-        self.waiting += 1
-        try:
-            receipt = await self.commits.run(
-                event.account_id,
-                Incoming(source, webhook_id, event, self.rules, self.clock(), files),
-            )
-        finally:
-            self.waiting -= 1
+        receipt = await self.commits.run(
+            event.account_id,
+            Incoming(source, webhook_id, event, self.rules, self.clock(), files),
+        )
         first = first_unclaimed(receipt)
         if first is not None:
             self.on_queued(first)

@@ -67,7 +67,7 @@ class DeliverySettings(Section):
         ge=1,
         le=1000,
         description="Notices in flight per host (rendered, sending, recording); unset: twice "
-        "[smtp] pool_size. While webhooks wait for their commit, a quarter of it.",
+        "[smtp] pool_size.",
     )
     batch_size: int = Field(50, ge=1, le=10000, description="Notices claimed per query.")
     lease_seconds: float = Field(
