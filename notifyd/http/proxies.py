@@ -37,10 +37,16 @@ def _address(text: str) -> Address | None:
         return None
 
 
-def _trusted(address: Address, proxies: Sequence[IPNetwork]) -> bool:
+def _unmapped(address: Address) -> Address:
+    """An IPv4 peer of a dual-stack socket (::ffff:192.0.2.1) as the IPv4 address it is."""
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in proxies)
+        return address.ipv4_mapped
+    return address
+
+
+def _trusted(address: Address, proxies: Sequence[IPNetwork]) -> bool:
+    unmapped = _unmapped(address)
+    return any(unmapped in network for network in proxies)
 
 
 def hops(request: web.BaseRequest, header: str) -> list[str]:
@@ -67,9 +73,7 @@ def client_address(peer: str, written: Iterable[str], proxies: Sequence[IPNetwor
         client = address
         if not _trusted(address, proxies):
             break
-    if isinstance(client, ipaddress.IPv6Address) and client.ipv4_mapped is not None:
-        return str(client.ipv4_mapped)
-    return str(client)
+    return str(_unmapped(client))
 
 
 @web.middleware

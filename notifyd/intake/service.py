@@ -42,11 +42,10 @@ class Intake:
         NOTIFY round trip, if it would otherwise claim it late (not for notices deferred
         past its sleep: each such wake-up was an empty claim, issue 22). `claim_terms` are
         the terms on which a commit may claim the notices it queues due now (None: it may
-        not, now), and
-        `on_claimed` where those go once committed: a notice handed over so is sent without
-        a claim of its own, a round trip less between a webhook's commit and its email.
-        `erasure_key` keys the hashes of erased addresses (storage/erasure.py), read once
-        at start as the admin API's."""
+        not, now), and `on_claimed` where those go once committed: a notice handed over so
+        is sent without a claim of its own, a round trip less between a webhook's commit
+        and its email. `erasure_key` keys the hashes of erased addresses
+        (storage/erasure.py), read once at start as the admin API's."""
         self.pool = pool
         self.clock = clock
         self.erasure_key = erasure_key
