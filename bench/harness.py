@@ -192,12 +192,31 @@ async def start_daemon(config: Path) -> tuple[asyncio.subprocess.Process, int]:
             pass
 
     asyncio.create_task(drain())  # noqa: RUF006  (lives as long as the process)
+    if folder := os.environ.get(PROFILE):
+        _profilers[process.pid] = await asyncio.create_subprocess_exec(
+            str(Path(sys.executable).with_name("py-spy")),
+            *("record", "--pid", str(process.pid), "--rate", "100", "--format", "raw", "--nonblocking"),
+            *("--output", str(Path(folder) / f"notifyd-{process.pid}.txt")),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
     return process, port
+
+
+# NOTIFYD_BENCH_PROFILE=FOLDER: every daemon a benchmark starts is sampled by py-spy (a dev
+# dependency) from ready to stop, its stacks written to FOLDER/notifyd-<pid>.txt for
+# bench/profile_summary.py. The sampling costs the daemon some CPU: profile runs are for
+# shares, not for the table.
+PROFILE = "NOTIFYD_BENCH_PROFILE"
+_profilers: dict[int, asyncio.subprocess.Process] = {}
 
 
 async def stop_daemon(process: asyncio.subprocess.Process) -> None:
     process.terminate()
     await process.wait()
+    if profiler := _profilers.pop(process.pid, None):
+        async with asyncio.timeout(60):
+            await profiler.wait()
 
 
 @dataclass
