@@ -6,12 +6,17 @@ process's: routing, asyncpg) and each statement's time, so they hardly move with
 machine's load, unlike a rate.
 
     .venv/bin/python bench/intake_cost.py [--webhooks 4200] [--batch 7] [--statements]
-                                          [--store-only]
+                                          [--store-only] [--explain]
 
 --store-only measures, instead of the intake, what a 202 given after the commit with the
 routing left to a later stage would have to commit at least: `store_and_lock`'s inserts of
 the receipts and events alone, one statement a transaction (issue 22's "route after the
 commit?": docs/performance.md).
+
+--explain runs on Debian's PostgreSQL 15 (apt-get install postgresql-15: pgserver's 16 has
+no auto_explain) and, after the measured batches, prints the plan of each statement of one
+more batch as it ran, its cached plan included: auto_explain with ANALYZE and BUFFERS, sent
+to this client as notices. Its figures of CPU are then 15's, under auto_explain's timing.
 """
 
 from __future__ import annotations
@@ -49,12 +54,18 @@ from notifyd.intake.facts import Incoming, IntakeRules
 from notifyd.intake.group_commit import BEGIN
 from notifyd.intake.ingest import ingest_batch
 from notifyd.settings import CallSettings, DatabaseSettings, DefaultsSettings
-from notifyd.storage import db, queries
+from notifyd.storage import db, embedded, queries
 from notifyd.storage.db import Conn
 
 ACCOUNTS = 2000
 BASELINE = "(b) one INSERT and COMMIT each"
 BATCH = 7  # webhooks a shared commit takes at 32 clients (bench/ingest.py)
+DEBIAN_15 = Path("/usr/lib/postgresql/15/bin")
+EXPLAIN = (
+    "LOAD 'auto_explain'; SET auto_explain.log_min_duration = 0; "
+    "SET auto_explain.log_analyze = on; SET auto_explain.log_buffers = on; "
+    "SET auto_explain.log_level = notice"
+)
 # Each statement by its name in storage/sql/, for the table.
 NAMES = {
     text: name
@@ -105,6 +116,7 @@ async def _ours(
     items: list[Incoming],
     batch: int,
     apply: Callable[[Conn, Sequence[Incoming]], Awaitable[None]] = _ingest,
+    explain: bool = False,
 ) -> dict[str, float]:
     """Per webhook, in microseconds: backend CPU, client CPU, and each statement's time."""
     pool = await db.create_pool(dsn, DatabaseSettings())
@@ -117,6 +129,8 @@ async def _ours(
                 name = NAMES.get(query.query.strip(), query.query.split(";")[0].split()[0])
                 spent[name] += query.elapsed
 
+            if explain:  # a batch of webhooks not yet seen, kept for the plans
+                items, unseen = items[:-batch], items[-batch:]
             warm, measured = items[: len(items) // 5], items[len(items) // 5 :]
             for part, timed in ((warm, False), (measured, True)):
                 if timed:
@@ -128,10 +142,31 @@ async def _ours(
                     await conn.execute("COMMIT")
             conn.remove_query_logger(logged)
             result = {"server": server.seconds(), "client": time.process_time() - client}
+            if explain:
+                await _explained(conn, unseen, apply)
     finally:
         await pool.close()
     result.update(spent)
     return {key: value / len(measured) * 1e6 for key, value in result.items()}
+
+
+async def _explained(
+    conn: Conn,
+    items: Sequence[Incoming],
+    apply: Callable[[Conn, Sequence[Incoming]], Awaitable[None]],
+) -> None:
+    """One more batch, each statement's plan printed as it ran (auto_explain's notices)."""
+    plans: list[str] = []
+    conn.add_log_listener(lambda _conn, message: plans.append(str(message.message)))
+    await conn.execute(EXPLAIN)
+    await conn.execute(BEGIN)
+    await apply(conn, items)
+    await conn.execute("COMMIT")
+    await conn.execute("RESET ALL")
+    for plan in plans:
+        query = plan.split("Query Text: ", 1)[-1].lstrip()
+        name = next((n for text, n in NAMES.items() if query.startswith(text.strip())), "")
+        print(f"\n--- {name or query[:60]} ---\n{plan}")
 
 
 async def _baseline(dsn: str, requests: list[dict[str, Any]]) -> dict[str, float]:
@@ -149,13 +184,18 @@ async def _baseline(dsn: str, requests: list[dict[str, Any]]) -> dict[str, float
 
 
 async def measure(
-    pg: Postgres, count: int, batch: int, statements: bool = False, store_only: bool = False
+    pg: Postgres,
+    count: int,
+    batch: int,
+    statements: bool = False,
+    store_only: bool = False,
+    explain: bool = False,
 ) -> list[Row]:
     dsn = await pg.fresh_database()
     await add_subscribers(dsn, ACCOUNTS)
     requests = signed_requests(count, ACCOUNTS, seed=7)
     apply = _store_only if store_only else _ingest
-    ours = await _ours(dsn, _incoming(requests, statements), batch, apply)
+    ours = await _ours(dsn, _incoming(requests, statements), batch, apply, explain)
     base = await _baseline(dsn, requests[len(requests) // 5 :])
     label = "store only" if store_only else "intake alone"
     rows = [
@@ -168,9 +208,11 @@ async def measure(
     return rows
 
 
-async def main(count: int, batch: int, statements: bool, store_only: bool) -> None:
+async def main(count: int, batch: int, statements: bool, store_only: bool, explain: bool) -> None:
+    if explain:
+        embedded.binaries_dir = lambda: DEBIAN_15  # the embedded 16 has no auto_explain
     async with throwaway_postgres() as pg:
-        rows = await measure(pg, count, batch, statements, store_only)
+        rows = await measure(pg, count, batch, statements, store_only, explain)
     print(f"intake of {count:,} webhooks in transactions of {batch}, one connection; {machine()}")
     print(table(rows))
 
@@ -187,5 +229,8 @@ if __name__ == "__main__":
         action="store_true",
         help="only the receipts and events, as a 202 before the routing would commit",
     )
+    parser.add_argument(
+        "--explain", action="store_true", help="print one batch's plans as they ran (needs 15)"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.webhooks, args.batch, args.statements, args.store_only))
+    asyncio.run(main(args.webhooks, args.batch, args.statements, args.store_only, args.explain))
