@@ -195,7 +195,8 @@ async def start_daemon(config: Path) -> tuple[asyncio.subprocess.Process, int]:
     if folder := os.environ.get(PROFILE):
         _profilers[process.pid] = await asyncio.create_subprocess_exec(
             str(Path(sys.executable).with_name("py-spy")),
-            *("record", "--pid", str(process.pid), "--rate", "100", "--format", "raw", "--nonblocking"),
+            *("record", "--pid", str(process.pid), "--rate", "100", "--format", "raw"),
+            "--nonblocking",  # not paused at each sample: the daemon's timing is left alone
             *("--output", str(Path(folder) / f"notifyd-{process.pid}.txt")),
             stdout=asyncio.subprocess.DEVNULL,
             stderr=asyncio.subprocess.DEVNULL,
