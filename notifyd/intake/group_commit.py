@@ -36,9 +36,8 @@ Result = TypeVar("Result")
 
 MAX_BATCH = 64
 
-# A batch's statements take arrays of any length; how they are planned (generic plans for
-# the wave's key lookups, custom ones for the rest) is storage/waves.py's PLANS. In the
-# same round trip as the BEGIN.
+# A batch's statements take arrays of any length; how they are planned (one generic plan
+# a connection, by key) is storage/waves.py's PLANS. In the same round trip as the BEGIN.
 BEGIN = f"BEGIN; {PLANS}"
 
 

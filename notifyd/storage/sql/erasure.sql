@@ -130,6 +130,7 @@ INSERT INTO suppressions (address, list, reason)
 SELECT given.address, e.list, 'erased before, given again'
 FROM unnest($1::text[], $2::bytea[]) AS given (address, hash)
 JOIN erased_addresses AS e ON e.address_hash = given.hash
+WHERE e.address_hash = ANY($2::bytea[])  -- by key in a wave's generic plan (waves.py)
 ON CONFLICT (address, list) DO NOTHING
 RETURNING address, list
 

@@ -28,10 +28,7 @@ WITH incoming AS (
     FROM subscribers WHERE account_id = ANY($8::text[]) ORDER BY account_id FOR UPDATE
 )
 SELECT (SELECT coalesce(array_agg(id), '{}') FROM stored) AS stored, l.*
--- Planned generic itself (waves.py's PLANS), it has the statements after it, up to and with
--- `facts` (which switches back), planned for their values, sequential scans allowed.
-FROM (SELECT set_config('plan_cache_mode', 'force_custom_plan', true)
-             || set_config('enable_seqscan', 'on', true)) AS one
+FROM (SELECT) AS one
 LEFT JOIN locked AS l ON true
 
 -- name: facts
@@ -45,6 +42,9 @@ LEFT JOIN locked AS l ON true
 --                  category lately: how many in the last hour, when the latest goes out ($4
 --                  is now), when the follow-up of a burst already gathering goes. Held
 --                  notices are not emails (yet); merged, cancelled and failed ones never were.
+-- Planned once a connection (waves.py's PLANS): the `= ANY` conditions on `notices` repeat
+-- the joins' keys, so that the plan made on an empty table reads it by its indexes
+-- however large it grows (a fan-out's), not whole.
 WITH credit AS (
     INSERT INTO credit_states AS s (account_id, currency, level, balance, as_of)
     SELECT account_id, currency, 'ok', NULL, NULL
@@ -61,7 +61,8 @@ UNION ALL
 SELECT 'notified', k.account_id, k.dedupe_key, NULL, NULL, NULL, NULL, NULL
 FROM unnest($5::text[], $6::text[]) AS k (account_id, dedupe_key)
 WHERE EXISTS (SELECT 1 FROM notices AS n
-              WHERE n.account_id = k.account_id AND n.dedupe_key = k.dedupe_key)
+              WHERE n.account_id = k.account_id AND n.dedupe_key = k.dedupe_key
+                AND n.account_id = ANY($5::text[]) AND n.dedupe_key = ANY($6::text[]))
 UNION ALL
 SELECT 'credit', account_id, currency, NULL, level, NULL, as_of, NULL FROM credit
 UNION ALL
@@ -75,16 +76,9 @@ FROM (
            n.digest, n.state IN ('queued', 'sending', 'sent') AND n.digest IS NULL AS email
     FROM unnest($2::text[], $3::text[]) AS k (account_id, category)
     JOIN notices AS n ON n.account_id = k.account_id AND n.category = k.category
-    WHERE n.created_at > $4::timestamptz - interval '1 day'
+    WHERE n.account_id = ANY($2::text[]) AND n.created_at > $4::timestamptz - interval '1 day'
 ) AS recent
 GROUP BY account_id, category, lower(recipient)
-UNION ALL
--- No row: it sets back the generic plans without sequential scans of waves.py's PLANS for
--- the statements after this one (itself already planned): `queue`, the rare ones of the
--- wave's end, the next wave's `store_and_lock`.
-SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL
-WHERE (set_config('plan_cache_mode', 'force_generic_plan', true)
-       || set_config('enable_seqscan', 'off', true)) IS NULL
 
 -- name: queue
 -- The wave's writes: its notices (as notices.sql's insert_notices: a notice whose dedupe
