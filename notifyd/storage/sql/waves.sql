@@ -42,9 +42,9 @@ LEFT JOIN locked AS l ON true
 --                  category lately: how many in the last hour, when the latest goes out ($4
 --                  is now), when the follow-up of a burst already gathering goes. Held
 --                  notices are not emails (yet); merged, cancelled and failed ones never were.
--- Planned once a connection (waves.py's PLANS): the `= ANY` conditions on `notices` repeat
--- the joins' keys, so that the plan made on an empty table reads it by its indexes
--- however large it grows (a fan-out's), not whole.
+-- Planned once a connection (waves.py's PLANS), on tables that may have been empty then: it
+-- reads `notices` by (account, key) and by the accounts' last day, however large a day or
+-- a fan-out makes it, never whole.
 WITH credit AS (
     INSERT INTO credit_states AS s (account_id, currency, level, balance, as_of)
     SELECT account_id, currency, 'ok', NULL, NULL
@@ -60,9 +60,11 @@ FROM address_health WHERE address = ANY($1::text[]) AND undeliverable_at IS NOT 
 UNION ALL
 SELECT 'notified', k.account_id, k.dedupe_key, NULL, NULL, NULL, NULL, NULL
 FROM unnest($5::text[], $6::text[]) AS k (account_id, dedupe_key)
-WHERE EXISTS (SELECT 1 FROM notices AS n
-              WHERE n.account_id = k.account_id AND n.dedupe_key = k.dedupe_key
-                AND n.account_id = ANY($5::text[]) AND n.dedupe_key = ANY($6::text[]))
+-- A lateral LIMIT 1, not EXISTS: a generic plan turns EXISTS into a join that reads every
+-- notice of the accounts; this is one lookup of (account, key) a pair.
+CROSS JOIN LATERAL (SELECT FROM notices AS n
+                    WHERE n.account_id = k.account_id AND n.dedupe_key = k.dedupe_key
+                    LIMIT 1) AS found
 UNION ALL
 SELECT 'credit', account_id, currency, NULL, level, NULL, as_of, NULL FROM credit
 UNION ALL
