@@ -30,6 +30,7 @@ from notifyd import unstorable
 from notifyd.catalogue.fields import (
     CalledNumber,
     CallerId,
+    CallerName,
     Currency,
     DisplayText,
     EmailAddress,
@@ -41,6 +42,7 @@ from notifyd.catalogue.fields import (
     LongText,
     MimeType,
     Money,
+    SenderData,
     Text,
     TimeZoneName,
     WebUrl,
@@ -109,9 +111,7 @@ class Attachment(BaseModel):
         return self
 
 
-class EventData(BaseModel):
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
-
+class EventData(SenderData):
     type_name: ClassVar[str]
     # None: the event changes state and sends nothing by itself.
     category: ClassVar[Category | None]
@@ -159,7 +159,7 @@ class CallMissed(EventData):
 
     call_id: Identifier
     caller_number: CallerId
-    caller_name: DisplayText | None = None
+    caller_name: CallerName | None = None
     called_number: CalledNumber
     extension: Annotated[str, Field(max_length=32), AfterValidator(single_line)] | None = None
     started_at: AwareDatetime
@@ -174,7 +174,7 @@ class VoicemailReceived(EventData):
     call_id: Identifier | None = None
     mailbox: Identifier
     caller_number: CallerId
-    caller_name: DisplayText | None = None
+    caller_name: CallerName | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=86400)]
     received_at: AwareDatetime
     audio: Attachment

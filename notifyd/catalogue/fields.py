@@ -1,6 +1,8 @@
 """The field types of the event catalogue: what each kind of value a PBX or billing system
 sends may hold, and how it is cleaned (control characters out, addresses normalised, caller
-IDs kept as the switch sent them). Used by `events` for the webhooks and by the admin API.
+IDs kept as the switch sent them), and `SenderData`, what every event's data is built on (an
+optional field sent as null or blank text is absent). Used by `events` for the webhooks and
+by the admin API.
 """
 
 from __future__ import annotations
@@ -14,7 +16,15 @@ from urllib.parse import urlsplit
 
 from babel.numbers import list_currencies
 from email_validator import EmailNotValidError, validate_email
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
 from notifyd import unstorable
 from notifyd.catalogue.locale import LANGUAGES, check_timezone
@@ -25,6 +35,8 @@ from notifyd.catalogue.phones import caller_id, normalised
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # What a cleaned line may not keep: C0 and C1 controls (spaces instead).
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# The longest caller name kept: longer ones are shortened to it, ending in "…".
+CALLER_NAME_MAX = 200
 # Longer than any SIP URI with its parameters that a PBX puts in a caller ID.
 CALLER_ID_MAX = 256
 
@@ -48,6 +60,14 @@ def _cleaned(value: str) -> str:
     return " ".join(_UNPRINTABLE.sub(" ", _text(value)).split())
 
 
+def _blank(value: Any) -> bool:
+    """Whether a sender's value says nothing: null, or text with nothing printable in it."""
+    if not isinstance(value, str):
+        return value is None
+    # isprintable() first: it is what nearly every value is, and costs far less than _cleaned.
+    return not value.strip() or (not value.isprintable() and not _cleaned(value))
+
+
 def display_line(value: str) -> str:
     # Names come from callers (caller ID name is whatever the caller's switch sends): a line
     # break there is an injection attempt or noise, never a reason to lose the notice. Control
@@ -56,6 +76,16 @@ def display_line(value: str) -> str:
     if not cleaned:
         raise ValueError("must contain printable text")
     return cleaned
+
+
+def _caller_name(value: str) -> str:
+    # A SIP display name is whatever the caller's switch put in From, of any length: a name
+    # too long is cut, never a reason to refuse the call (SPEC §4). Cut before cleaning too,
+    # so that a huge one costs no more than a long one.
+    cleaned = display_line(value[: 4 * CALLER_NAME_MAX])
+    if len(cleaned) <= CALLER_NAME_MAX:
+        return cleaned
+    return cleaned[: CALLER_NAME_MAX - 1].rstrip() + "…"
 
 
 def multi_line(value: str) -> str:
@@ -163,6 +193,10 @@ Text = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(single
 DisplayText = Annotated[str, Field(min_length=1, max_length=200), AfterValidator(display_line)]
 
 
+# Who called, as the PBX names them (CALLERID(name)): shortened, not refused, when long.
+CallerName = Annotated[str, AfterValidator(_caller_name)]
+
+
 LongText = Annotated[str, Field(min_length=1, max_length=20000), AfterValidator(multi_line)]
 
 
@@ -223,3 +257,28 @@ Count = Annotated[int, Field(ge=0, le=1_000_000)]
 
 Language = Literal["ro", "en"]
 assert set(LANGUAGES) == {"ro", "en"}
+
+
+class SenderData(BaseModel):
+    """An event's data as its sender wrote it: other fields are dropped, text is stripped, and
+    an optional field given as null or blank text is absent (`events` builds on it)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _blank_is_absent(cls, data: Any) -> Any:
+        # A dialplan or template writes every field it has, so what the sender does not know
+        # comes as "" or null (Asterisk's empty CALLERID(name), a voicemail without a
+        # transcript). Such an optional field is left out, not refused: a PBX does not retry
+        # a 4xx, and the missed call or voicemail would be lost.
+        if not isinstance(data, dict):
+            return data
+        optional = _optional_fields(cls)
+        empty = [key for key, value in data.items() if key in optional and _blank(value)]
+        return {k: v for k, v in data.items() if k not in empty} if empty else data
+
+
+@functools.cache
+def _optional_fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(name for name, info in model.model_fields.items() if not info.is_required())

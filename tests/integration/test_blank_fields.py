@@ -1,0 +1,77 @@
+"""Optional fields as switches and billing systems really send them, end to end (SPEC §4):
+a dialplan or a template writes every field it has, so what it does not know arrives as ""
+or null (Asterisk's empty CALLERID(name), a voicemail without a transcript, a payment
+without an invoice number). Such a field is absent, not refused: a PBX does not retry a
+4xx, so a missed call or voicemail refused for an empty name is lost. A caller's name longer
+than notifyd keeps is shortened, not refused, for the same reason."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from notifyd.catalogue.events import CATALOGUE
+from notifyd.catalogue.samples import sample_event
+from tests.conftest import running_daemon
+from tests.integration.catalogue_support import (
+    RawSink,
+    mail_number,
+    post_ok,
+    raw_smtp_server,
+    sending_settings,
+)
+
+# (event type, the optional fields the sender wrote blank or null)
+BLANKS: list[tuple[str, dict[str, Any]]] = [
+    ("call.missed", {"caller_name": "", "extension": "", "ring_seconds": None}),
+    ("call.missed", {"caller_name": "   ", "to_voicemail": None}),
+    ("voicemail.received", {"call_id": "", "caller_name": "", "transcript": ""}),
+    ("fax.failed", {"reason": ""}),
+    ("account.password_changed", {"source_ip": "", "user_agent": " "}),
+    ("account.password_reset_requested", {"source_ip": None}),
+    ("account.ip_allowlist_changed", {"changed_by": "", "source_ip": ""}),
+    ("billing.credit_added", {"method": ""}),
+    ("billing.payment_confirmed", {"invoice_number": ""}),
+]
+
+
+@pytest.fixture
+async def sink() -> AsyncIterator[RawSink]:
+    async with raw_smtp_server() as server:
+        yield server
+
+
+async def test_blank_optional_fields_are_absent_and_the_notice_is_sent(
+    tmp_path: Path, database_url: str, sink: RawSink, db: asyncpg.Connection
+) -> None:
+    async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
+        await post_ok(daemon, sample_event("account.created", "acc-1", language="en"))
+        await mail_number(sink, 1)
+        for n, (event_type, blanks) in enumerate(BLANKS):
+            event = sample_event(event_type, "acc-1", **blanks)
+            event_id = await post_ok(daemon, event)
+            mail = await mail_number(sink, n + 2)
+            stored = await db.fetchval("SELECT data FROM events WHERE id = $1", event_id)
+            # Stored and shown as if the sender had left them out: each at its default.
+            fields = CATALOGUE[event_type].model_fields
+            defaults = {key: fields[key].default for key in blanks}
+            assert {key: stored.get(key) for key in blanks} == defaults, event_type
+            assert "None" not in mail.text, (event_type, mail.text)
+
+
+async def test_a_caller_name_longer_than_kept_is_shortened_not_refused(
+    tmp_path: Path, database_url: str, sink: RawSink
+) -> None:
+    # A SIP display name is whatever the caller's switch put in From: nothing bounds it.
+    name = "Ștefan Țăranu " * 40
+    async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
+        await post_ok(daemon, sample_event("account.created", "acc-1", language="en"))
+        await mail_number(sink, 1)
+        await post_ok(daemon, sample_event("call.missed", "acc-1", caller_name=name))
+        mail = await mail_number(sink, 2)
+    shown = name[:199].rstrip() + "…"
+    assert shown in mail.text
