@@ -2,8 +2,10 @@
 
 Without a cap, each connection may hold a body of `max_body_bytes` in memory while it is
 read, checked and stored: 24 uploads of 25 MiB took the daemon from 90 MB to 715 MB. A
-body is counted from the moment it is about to be read (its Content-Length, or chunk by
-chunk when it has none) until its request is answered.
+body is counted chunk by chunk as it arrives, until its request is answered; one whose
+Content-Length cannot fit beside what is counted already is refused before it is read. An
+announcement alone counts nothing: it costs nothing to send, and idle connections that
+announced 25 MiB and sent no body held the whole cap (every webhook answered 503).
 """
 
 from __future__ import annotations
@@ -34,9 +36,13 @@ class Reservation:
         self._bodies = bodies
         self.size = 0
 
+    def fits(self, size: int) -> bool:
+        """Whether `size` more bytes would fit beside what is counted now (counting none)."""
+        return self._bodies.held + size <= self._bodies.limit
+
     def take(self, size: int) -> bool:
         """Count `size` more bytes of this body, if the cap leaves room for them."""
-        if self._bodies.held + size > self._bodies.limit:
+        if not self.fits(size):
             return False
         self._bodies.held += size
         self.size += size

@@ -113,6 +113,7 @@ async def _expect(request: web.Request) -> None:
         401: error("Bad or missing signature or credentials, stale timestamp"),
         403: error("Sender outside the source's allow_from"),
         404: error("Unknown source, or an `events` source"),
+        408: error("The body stopped coming for [webhooks] body_idle_seconds; send it again"),
         413: error("Body over the limit"),
         415: error("Not message/rfc822 (`mta`), not application/json (a sending service)"),
         503: error(
@@ -161,7 +162,7 @@ async def _receive(
     if not isinstance(checked, SignedHeaders):
         return checked, "-"
     try:
-        body = await read_body(request, runtime.settings.webhooks.max_body_bytes, name, room)
+        body = await read_body(request, runtime.settings.webhooks, name, room)
         _verify(runtime, name, checked, body)
     except Refused as refused:
         return refused.response, "-"

@@ -83,7 +83,7 @@ async def receive(
                     415, "unsupported_media_type", f"expected {expected[0]}, got {given}"
                 )
             )
-        body = await read_body(request, runtime.settings.webhooks.max_body_bytes, name, room)
+        body = await read_body(request, runtime.settings.webhooks, name, room)
         if signed is not None:
             _check_sendgrid(signed, body, source, name)
             return await _sendgrid(runtime, name, _events(body)), "-"

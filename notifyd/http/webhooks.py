@@ -28,7 +28,7 @@ from notifyd.intake.files import (
     incoming_files,
 )
 from notifyd.intake.ingest import Receipt as Stored
-from notifyd.settings import IPNetwork, Settings
+from notifyd.settings import IPNetwork, Settings, WebhookSettings
 from notifyd.storage import db
 from notifyd.storage.attachments import StoredFile
 
@@ -54,24 +54,32 @@ class NoRoom(Exception):
     """The bodies already in flight leave no room for this one under the cap."""
 
 
-async def _read_body(request: web.Request, limit: int, room: Reservation) -> bytes:
+async def _read_body(
+    request: web.Request, limit: int, room: Reservation, idle_seconds: float
+) -> bytes:
     announced = request.content_length
     if announced is not None:
         if announced > limit:
             raise BodyTooLarge
-        # Counted before a byte is read: past the cap, the sender gets its 503 while its
-        # body is still on the wire (aiohttp reads no more than its buffer until asked).
-        if not room.take(announced):
+        # Refused before a byte is read when it cannot fit: the sender gets its 503 while
+        # its body is still on the wire (aiohttp reads no more than its buffer until asked).
+        # Only bytes received are counted (bodies.py), so announcing holds no room.
+        if not room.fits(announced):
             raise NoRoom
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.content.iter_chunked(256 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        if announced is None and not room.take(len(chunk)):
-            raise NoRoom
-        chunks.append(chunk)
+    loop = asyncio.get_running_loop()
+    # One timer for the whole body, pushed back by every chunk: a body that stops coming is
+    # cut, and the bytes it had sent are let go with its reservation.
+    async with asyncio.timeout(idle_seconds) as idle:
+        while chunk := await request.content.readany():
+            idle.reschedule(loop.time() + idle_seconds)
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            if not room.take(len(chunk)):
+                raise NoRoom
+            chunks.append(chunk)
     return b"".join(chunks)
 
 
@@ -165,6 +173,7 @@ def expect_for(kind: str) -> Callable[[web.Request], Awaitable[None]]:
         401: error("Bad or missing signature, stale timestamp"),
         403: error("Sender outside the source's allow_from"),
         404: error("Unknown source"),
+        408: error("The body stopped coming for [webhooks] body_idle_seconds; send it again"),
         413: error("Body over the limit"),
         415: error("Not JSON content"),
         422: error("Unknown type or invalid data; `fields` names each error"),
@@ -200,7 +209,7 @@ async def _receive(
     if not isinstance(checked, SignedHeaders):
         return checked, "-"
     try:
-        body = await read_body(request, runtime.settings.webhooks.max_body_bytes, name, room)
+        body = await read_body(request, runtime.settings.webhooks, name, room)
         _verify(runtime, name, checked, body)
         event = _event(body)
         files = await _files(request, runtime.settings, name, event)
@@ -222,9 +231,22 @@ async def _receive(
     return respond(Receipt(event_id=receipt.event_id, duplicate=False), status=202), event.type
 
 
-async def read_body(request: web.Request, limit: int, name: str, room: Reservation) -> bytes:
+async def read_body(
+    request: web.Request, webhooks: WebhookSettings, name: str, room: Reservation
+) -> bytes:
+    limit = webhooks.max_body_bytes
     try:
-        return await _read_body(request, limit, room)
+        return await _read_body(request, limit, room, webhooks.body_idle_seconds)
+    except TimeoutError:
+        log.warning("webhook refused: its body stalled", source=name)
+        raise Refused(
+            error_response(
+                408,
+                "body_timeout",
+                f"no byte of the body came for {webhooks.body_idle_seconds:g} s; "
+                "send it again with the same webhook-id",
+            )
+        ) from None
     except BodyTooLarge:
         raise Refused(
             error_response(413, "body_too_large", f"the body is over {limit} bytes")

@@ -218,9 +218,17 @@ class WebhookSettings(Section):
         100 * 1024 * 1024,
         ge=1024,
         le=16 * 1024**3,
-        description="100 MiB: bodies of all webhooks being read or worked on at once; past it "
-        "503 + Retry-After before the body is read (memory is a few times this: text, parsed "
-        "JSON, decoded attachments). At least max_body_bytes.",
+        description="100 MiB: bytes of all webhook bodies received and being worked on at "
+        "once; past it 503 + Retry-After, before the body is read when its Content-Length "
+        "cannot fit (memory is a few times this: text, parsed JSON, decoded attachments). "
+        "At least max_body_bytes.",
+    )
+    body_idle_seconds: float = Field(
+        30.0,
+        ge=0.5,
+        le=3600,
+        description="a webhook body that sends nothing for this long is cut (408) and its "
+        "bytes let go: a stalled upload holds no room under max_bytes_in_flight.",
     )
 
     @field_validator("max_bytes_in_flight")

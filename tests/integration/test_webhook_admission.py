@@ -60,6 +60,10 @@ class HeldRequest:
         self.reader = reader
         self.writer = writer
 
+    async def send_part(self, part: bytes) -> None:
+        self.writer.write(part)
+        await self.writer.drain()
+
     async def send_body(self, body: bytes) -> Answer:
         self.writer.write(body)
         await self.writer.drain()
@@ -186,15 +190,18 @@ async def test_bodies_past_the_in_flight_cap_get_503_until_room_is_made(
         assert runtime is not None
         first = await hold(daemon, "pbx", signed[0][1], 3000)
         second = await hold(daemon, "pbx", signed[1][1], 3000)
+        # Bytes received are counted, not announced ones: all but the last byte of each.
+        await first.send_part(bodies[0][:-1])
+        await second.send_part(bodies[1][:-1])
 
         async def both_held() -> bool:
-            return runtime.bodies.held == 6000
+            return runtime.bodies.held == 5998
 
-        await eventually(both_held, "both announced bodies to be counted")
+        await eventually(both_held, "both bodies' bytes to be counted")
         third = await hold(daemon, "pbx", signed[2][1], 3000)
         refused = await third.answer_without_body()
         await third.close()
-        accepted = [await first.send_body(bodies[0]), await second.send_body(bodies[1])]
+        accepted = [await first.send_body(bodies[0][-1:]), await second.send_body(bodies[1][-1:])]
         await first.close()
         await second.close()
         after = await daemon.post("pbx", sample_event("call.missed", "acc-1"), PBX_SECRET)
@@ -223,13 +230,14 @@ async def test_a_chunked_body_past_the_in_flight_cap_gets_503(
     async with running_daemon(settings) as daemon:
         runtime = daemon.daemon.runtime
         assert runtime is not None
-        # Someone else's announced body holds 4,000 of the 6,000 bytes.
+        # Someone else's body, sent but for its last byte, holds 3,999 of the 6,000 bytes.
         other = await hold(daemon, "pbx", signed_headers(), 4000)
+        await other.send_part(b" " * 3999)
 
         async def counted() -> bool:
-            return runtime.bodies.held == 4000
+            return runtime.bodies.held == 3999
 
-        await eventually(counted, "the announced body to be counted")
+        await eventually(counted, "the other body's bytes to be counted")
 
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(payload), 1000):
@@ -268,3 +276,54 @@ async def test_expect_100_continue_invites_only_a_body_whose_headers_pass(
     assert refused.status == 401
     assert invited.status == 100
     assert stored.status == 202
+
+
+async def test_announced_bodies_never_sent_do_not_hold_the_cap(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    # Anyone can send signature headers and a Content-Length (the HMAC needs the body): five
+    # idle connections announcing 25 MiB each used to hold the whole 100 MiB cap, and every
+    # real webhook was answered 503 for as long as they stayed open.
+    config = base_config(
+        tmp_path,
+        database_url,
+        None,
+        webhooks={"max_body_bytes": 4096, "max_bytes_in_flight": 6000},
+    )
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        idle = [await hold(daemon, "pbx", signed_headers(), 3000) for _ in range(5)]
+        try:
+            status, body = await daemon.post("pbx", sample_event("call.missed"), PBX_SECRET)
+        finally:
+            for request in idle:
+                await request.close()
+    assert (status, body["duplicate"]) == (202, False)
+    assert await db.fetchval("SELECT count(*) FROM events") == 1
+
+
+async def test_a_stalled_body_is_cut_with_408_and_its_room_given_back(
+    tmp_path: Path, database_url: str
+) -> None:
+    config = base_config(
+        tmp_path,
+        database_url,
+        None,
+        webhooks={"max_body_bytes": 4096, "max_bytes_in_flight": 6000, "body_idle_seconds": 1},
+    )
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        runtime = daemon.daemon.runtime
+        assert runtime is not None
+        stalled = await hold(daemon, "pbx", signed_headers(), 3000)
+        await stalled.send_part(b" " * 2999)
+
+        async def counted() -> bool:
+            return runtime.bodies.held == 2999
+
+        await eventually(counted, "the bytes received to be counted")
+        # The last byte never comes: the answer arrives after a second of silence.
+        answer = await stalled.answer_without_body(within=WAIT)
+        await stalled.close()
+        held_after = runtime.bodies.held
+    assert answer.status == 408
+    assert json.loads(answer.body)["error"] == "body_timeout"
+    assert held_after == 0
