@@ -34,6 +34,7 @@ from notifyd.catalogue.fields import (
     Currency,
     DisplayText,
     EmailAddress,
+    Extension,
     FileName,
     Identifier,
     IPAddress,
@@ -42,13 +43,13 @@ from notifyd.catalogue.fields import (
     LongText,
     MimeType,
     Money,
+    PbxIdentifier,
     SenderData,
     Text,
     TimeZoneName,
     WebUrl,
     display_line,
     multi_line,
-    single_line,
 )
 
 
@@ -157,11 +158,11 @@ class CallMissed(EventData):
     type_name = "call.missed"
     category = Category.CALLS
 
-    call_id: Identifier
+    call_id: PbxIdentifier
     caller_number: CallerId
     caller_name: CallerName | None = None
     called_number: CalledNumber
-    extension: Annotated[str, Field(max_length=32), AfterValidator(single_line)] | None = None
+    extension: Extension | None = None
     started_at: AwareDatetime
     ring_seconds: Annotated[int, Field(ge=0, le=86400)] | None = None
     to_voicemail: bool = False
@@ -171,8 +172,8 @@ class VoicemailReceived(EventData):
     type_name = "voicemail.received"
     category = Category.VOICEMAIL
 
-    call_id: Identifier | None = None
-    mailbox: Identifier
+    call_id: PbxIdentifier | None = None
+    mailbox: PbxIdentifier
     caller_number: CallerId
     caller_name: CallerName | None = None
     duration_seconds: Annotated[int, Field(ge=0, le=86400)]

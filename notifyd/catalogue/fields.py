@@ -104,6 +104,14 @@ def _unquoted(value: Any) -> Any:
     return value
 
 
+def _integer_as_text(value: Any) -> Any:
+    # A JSON integer: digits a dialplan wrote unquoted (`"extension": ${EXTEN}`). Not a
+    # float: 1700000000.40 would read as 1700000000.4, another call's linkedid.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 @functools.lru_cache(maxsize=4096)
 def _caller_id(value: str) -> str:
     """Cached: the same callers come back all day, and parsing a number with `phonenumbers`
@@ -201,6 +209,21 @@ LongText = Annotated[str, Field(min_length=1, max_length=20000), AfterValidator(
 
 
 Identifier = Annotated[str, Field(min_length=1, max_length=128), AfterValidator(single_line)]
+
+
+# The PBX's own identifiers of a call or a mailbox: as Identifier, digits taken unquoted.
+PbxIdentifier = Annotated[
+    str,
+    BeforeValidator(_integer_as_text),
+    Field(min_length=1, max_length=128),
+    AfterValidator(single_line),
+]
+
+
+# An extension as dialled ("101", "sip:101@pbx"): digits taken unquoted.
+Extension = Annotated[
+    str, BeforeValidator(_integer_as_text), Field(max_length=32), AfterValidator(single_line)
+]
 
 
 # The other party of a call or fax: whatever the PBX has (SPEC §4), withheld ones too.

@@ -3,13 +3,16 @@ a dialplan or a template writes every field it has, so what it does not know arr
 or null (Asterisk's empty CALLERID(name), a voicemail without a transcript, a payment
 without an invoice number). Such a field is absent, not refused: a PBX does not retry a
 4xx, so a missed call or voicemail refused for an empty name is lost. A caller's name longer
-than notifyd keeps is shortened, not refused, for the same reason."""
+than notifyd keeps is shortened, not refused, for the same reason, and the PBX's numbered
+identifiers written unquoted by a dialplan (an extension, a mailbox, a call id) are read as
+the digits they are, as caller numbers are."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import asyncpg
 import pytest
@@ -75,3 +78,30 @@ async def test_a_caller_name_longer_than_kept_is_shortened_not_refused(
         mail = await mail_number(sink, 2)
     shown = name[:199].rstrip() + "…"
     assert shown in mail.text
+
+
+async def test_extensions_mailboxes_and_call_ids_written_as_json_integers_are_taken(
+    tmp_path: Path, database_url: str, sink: RawSink, db: asyncpg.Connection
+) -> None:
+    # `"extension": ${EXTEN}` in a dialplan's JSON template is a number, not a string.
+    missed = sample_event("call.missed", "acc-1", extension=101, call_id=1763800042)
+    voicemail = sample_event("voicemail.received", "acc-1", mailbox=101, call_id=1763800043)
+    async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
+        await post_ok(daemon, sample_event("account.created", "acc-1", language="en"))
+        await mail_number(sink, 1)
+        missed_id = await post_ok(daemon, missed)
+        await mail_number(sink, 2)
+        voicemail_id = await post_ok(daemon, voicemail)
+        await mail_number(sink, 3)
+    stored = {
+        row["id"]: row["data"]
+        for row in await db.fetch("SELECT id, data FROM events WHERE type <> 'account.created'")
+    }
+    assert {k: stored[UUID(missed_id)][k] for k in ("extension", "call_id")} == {
+        "extension": "101",
+        "call_id": "1763800042",
+    }
+    assert {k: stored[UUID(voicemail_id)][k] for k in ("mailbox", "call_id")} == {
+        "mailbox": "101",
+        "call_id": "1763800043",
+    }
