@@ -16,7 +16,7 @@ import functools
 import re
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from email.message import EmailMessage
 from pathlib import Path
@@ -359,9 +359,18 @@ def local_datetime(value: str | datetime, zone: str, language: str) -> str:
     address shared with an office abroad). Its IANA name, not an abbreviation: the CLDR data
     has 'EET' in Romanian but '+0200' in English for the same zone, and names like 'CST'
     mean three zones; the name reads the same in both languages."""
-    moment = _moment(value).astimezone(ZoneInfo(zone))
+    moment = _moment(value)
+    try:
+        moment, shown_zone = moment.astimezone(ZoneInfo(zone)), zone_name(zone)
+    except OverflowError:
+        # Before year 1 or after 9999 in that zone (Go's zero time, west of UTC): the time
+        # as the sender wrote it, with its offset, rather than a notice that cannot render.
+        minutes = int((moment.utcoffset() or timedelta(0)).total_seconds()) // 60
+        sign = "+" if minutes >= 0 else "-"
+        hours, minutes = divmod(abs(minutes), 60)
+        shown_zone = f"UTC{sign}{hours:02d}:{minutes:02d}" if hours or minutes else "UTC"
     shown = format_datetime(moment, format="d MMMM y, HH:mm", locale=language)
-    return f"{shown} ({zone_name(zone)})"
+    return f"{shown} ({shown_zone})"
 
 
 def zone_name(zone: str) -> str:

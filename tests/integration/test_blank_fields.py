@@ -105,3 +105,27 @@ async def test_extensions_mailboxes_and_call_ids_written_as_json_integers_are_ta
         "mailbox": "101",
         "call_id": "1763800043",
     }
+
+
+@pytest.mark.parametrize(
+    ("zone", "started_at", "shown"),
+    [
+        # Go's zero time.Time, what a Go switch or billing writes for a time it never set:
+        # west of UTC it falls before year 1.
+        ("America/New_York", "0001-01-01T00:00:00Z", "1 January 1, 00:00 (UTC)"),
+        # A "never" sentinel: east of UTC it falls after year 9999.
+        ("Asia/Tokyo", "9999-12-31T23:59:59Z", "31 December 9999, 23:59 (UTC)"),
+    ],
+)
+async def test_a_time_at_the_ends_of_the_calendar_is_shown_in_utc_not_lost(
+    tmp_path: Path, database_url: str, sink: RawSink, zone: str, started_at: str, shown: str
+) -> None:
+    # Accepted with a 202, the notice used to fail in rendering (OverflowError turning it
+    # into the subscriber's zone): a missed call committed and never emailed.
+    welcome = sample_event("account.created", "acc-1", language="en", timezone=zone)
+    async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
+        await post_ok(daemon, welcome)
+        await mail_number(sink, 1)
+        await post_ok(daemon, sample_event("call.missed", "acc-1", started_at=started_at))
+        mail = await mail_number(sink, 2)
+    assert shown in mail.text

@@ -16,7 +16,7 @@ import jinja2
 import pytest
 
 from notifyd.delivery.send import as_rendered
-from notifyd.mail.rendering import Renderer
+from notifyd.mail.rendering import Renderer, local_datetime
 from notifyd.storage.notices import ClaimedNotice
 from tests.unit.rendering_support import (
     MESSAGE_ID,
@@ -431,3 +431,18 @@ def test_a_claimed_notice_is_rendered_with_its_own_fields_and_the_context_given(
         assert getattr(view, name) == getattr(claimed, name), name
     renderer = Renderer(SENDER)
     assert renderer.render(view) == renderer.render(replace(claimed, context=context))
+
+
+@pytest.mark.parametrize(
+    ("value", "zone", "shown"),
+    [
+        ("0001-01-01T00:00:00+14:00", "Europe/Bucharest", "1 January 1, 00:00 (UTC+14:00)"),
+        ("9999-12-31T23:59:00-05:30", "Europe/Bucharest", "31 December 9999, 23:59 (UTC-05:30)"),
+        ("9999-12-31T23:00:00Z", "Asia/Tokyo", "31 December 9999, 23:00 (UTC)"),
+        ("2026-11-22T08:15:00Z", "Asia/Tokyo", "22 November 2026, 17:15 (Asia/Tokyo)"),
+    ],
+)
+def test_a_time_past_the_calendar_in_the_zone_is_shown_as_sent(
+    value: str, zone: str, shown: str
+) -> None:
+    assert local_datetime(value, zone, "en") == shown
