@@ -1,11 +1,12 @@
-"""Optional fields as switches and billing systems really send them, end to end (SPEC §4):
-a dialplan or a template writes every field it has, so what it does not know arrives as ""
+"""Values as switches and billing systems really send them, end to end (SPEC §4). A
+dialplan or a template writes every field it has, so what it does not know arrives as ""
 or null (Asterisk's empty CALLERID(name), a voicemail without a transcript, a payment
 without an invoice number). Such a field is absent, not refused: a PBX does not retry a
 4xx, so a missed call or voicemail refused for an empty name is lost. A caller's name longer
 than notifyd keeps is shortened, not refused, for the same reason, and the PBX's numbered
 identifiers written unquoted by a dialplan (an extension, a mailbox, a call id) are read as
-the digits they are, as caller numbers are."""
+the digits they are, as caller numbers are. A time at the ends of the calendar (Go's zero
+time) is shown as sent where the subscriber's zone cannot hold it."""
 
 from __future__ import annotations
 
