@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import nullcontext
 from uuid import UUID
 
 import structlog
@@ -70,10 +71,13 @@ async def _read_body(
     size = 0
     loop = asyncio.get_running_loop()
     # One timer for the whole body, pushed back by every chunk: a body that stops coming is
-    # cut, and the bytes it had sent are let go with its reservation.
-    async with asyncio.timeout(idle_seconds) as idle:
+    # cut, and the bytes it had sent are let go with its reservation. None for a body already
+    # received whole (nearly every webhook: it came with its headers), which cannot stall.
+    stalls = nullcontext() if request.content.is_eof() else asyncio.timeout(idle_seconds)
+    async with stalls as idle:
         while chunk := await request.content.readany():
-            idle.reschedule(loop.time() + idle_seconds)
+            if idle is not None:
+                idle.reschedule(loop.time() + idle_seconds)
             size += len(chunk)
             if size > limit:
                 raise BodyTooLarge
