@@ -129,9 +129,21 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings
         raise ConfigError(path, [("file", "does not exist")]) from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(path, [("syntax", str(error))]) from None
+    except UnicodeDecodeError as error:
+        # An editor in Latin-1/2 or Windows-1250: a crash at start, or a reload that never
+        # ends (systemd waits for READY=1), for what is the operator's to fix in one save.
+        raise ConfigError(path, [("file", _not_utf8(error))]) from None
     except OSError as error:
         raise ConfigError(path, [("file", f"cannot be read: {error.strerror}")]) from None
     return from_mapping(raw, path, env)
+
+
+def _not_utf8(error: UnicodeDecodeError) -> str:
+    """Where the first byte that is not UTF-8 is, as an editor counts: line and column."""
+    before = error.object[: error.start].decode("utf-8", errors="replace")
+    line = before.count("\n") + 1
+    column = len(before) - before.rfind("\n")  # rfind is -1 on the first line: column 1 is 1
+    return f"is not UTF-8 text (TOML must be): line {line}, column {column}; save it as UTF-8"
 
 
 def from_mapping(raw: Mapping[str, Any], path: Path, env: Mapping[str, str]) -> Settings:

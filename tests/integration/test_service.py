@@ -21,6 +21,7 @@ from tests.conftest import (
     DaemonProcess,
     SmtpSink,
     base_config,
+    eventually,
     signed_request,
     spawn_daemon,
     write_config,
@@ -28,6 +29,8 @@ from tests.conftest import (
 from tests.integration.queue_support import settled_notices
 
 pytestmark = pytest.mark.slow
+
+_NOT_UTF8 = "is not UTF-8 text (TOML must be): line"
 
 
 async def _post(
@@ -118,6 +121,22 @@ async def test_sighup_applies_a_valid_file_and_keeps_the_old_config_on_a_broken_
         assert any("[smtp] port" in problem for problem in refused["problems"])
         assert (await _post(daemon, "billing", event, OTHER_SECRET))[0] == 202
         assert (await _post(daemon, "pbx", sample_event("call.missed", "a"), PBX_SECRET))[0] == 202
+
+        # Saved by an editor in Latin-2: refused the same way, not a reload that never ends.
+        config["smtp"]["port"] = 25
+        write_config(path, config)
+        path.write_bytes(path.read_bytes() + "# Notificări\n".encode("iso-8859-2"))
+        daemon.process.send_signal(signal.SIGHUP)
+        refusals = daemon.events("reload refused: config invalid, keeping the running one")
+
+        async def second_refusal() -> list[str] | None:
+            now = daemon.events("reload refused: config invalid, keeping the running one")
+            return now[-1]["problems"] if len(now) > len(refusals) else None
+
+        problems = await eventually(second_refusal, "the Latin-2 file's refusal")
+        assert len(problems) == 1, problems
+        assert problems[0].startswith(f"file: {_NOT_UTF8}"), problems
+        assert (await _post(daemon, "billing", event, OTHER_SECRET))[0] == 202
     finally:
         daemon.process.send_signal(signal.SIGTERM)
         assert await daemon.wait_exit() == 0

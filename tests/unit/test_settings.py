@@ -414,6 +414,22 @@ def test_toml_syntax_error_is_a_config_error(tmp_path: Path) -> None:
     assert str(caught.value).startswith(f"{path}: syntax: ")
 
 
+def test_a_file_that_is_not_utf8_is_one_config_error_naming_the_line(tmp_path: Path) -> None:
+    # An editor set to Latin-2 (Romanian letters) saves "Notificări" as the byte 0xe3: TOML
+    # is UTF-8, so the file cannot be read, but that is the operator's to fix, not a crash.
+    path = tmp_path / "latin2.toml"
+    text = '[daemon]\nstate_dir = "var"\n\n[smtp]\nsender = "Notificări <n@voip.example>"\n'
+    path.write_bytes(text.encode("iso-8859-2"))
+
+    with pytest.raises(ConfigError) as caught:
+        load(path, {})
+
+    assert caught.value.problems == [
+        ("file", "is not UTF-8 text (TOML must be): line 5, column 18; save it as UTF-8")
+    ]
+    assert str(caught.value).startswith(f"{path}: file: is not UTF-8")
+
+
 def test_missing_file_is_a_config_error(tmp_path: Path) -> None:
     path = tmp_path / "absent.toml"
 
