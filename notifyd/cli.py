@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -16,14 +15,12 @@ from typing import Any
 
 from notifyd import __version__, migrate_cli, privacy_cli, relay_cli, send_cli
 from notifyd.catalogue.locale import LANGUAGES
+from notifyd.output import reader_went_away
 from notifyd.settings import ConfigError, Settings, load
 
 # sysexits.h EX_CONFIG: systemd can be told not to restart on it (RestartPreventExitStatus).
 EXIT_CONFIG = 78
 EXIT_UNAVAILABLE = 69
-# What a shell reports for a command killed by SIGPIPE (128 + 13), as `cat big | head` does:
-# under `set -o pipefail` a closed pipe shows as such, not as a complete success.
-EXIT_PIPE_CLOSED = 141
 DEFAULT_CONFIG = "/etc/notifyd/notifyd.toml"
 
 
@@ -268,12 +265,7 @@ def _write(text: str) -> int:
         print(text)
         sys.stdout.flush()
     except BrokenPipeError:
-        # Python flushes stdout again at exit: point it at /dev/null, or that flush raises
-        # the same error as a traceback.
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
-        return EXIT_PIPE_CLOSED
+        return reader_went_away()
     return 0
 
 

@@ -4,17 +4,22 @@ document GET /v1/admin/subscribers/{id}/export serves); `erase` runs storage/era
 (as DELETE /v1/admin/subscribers/{id} does), telling each batch on stderr; `restrict` and
 `lift` run intake/restriction.py (as PUT and DELETE …/restriction do).
 
-An account nothing is held about exits EXIT_UNKNOWN_ACCOUNT with one line on stderr.
+An account nothing is held about exits EXIT_UNKNOWN_ACCOUNT with one line on stderr; an
+export that cannot be written, EXIT_CANNOT_WRITE (output.py: a reader gone, 141).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from notifyd import unstorable
+from notifyd.output import reader_went_away
 from notifyd.settings import Settings
 
 if TYPE_CHECKING:  # the storage is imported when a command runs, not for every `notifyd`
@@ -24,6 +29,9 @@ if TYPE_CHECKING:  # the storage is imported when a command runs, not for every 
 EXIT_UNKNOWN_ACCOUNT = 67
 # As argparse exits for a command line it cannot take.
 EXIT_USAGE = 2
+# sysexits.h EX_CANTCREAT: the export's file or stdout cannot be written (as `notifyd send`'s
+# unwritable spool).
+EXIT_CANNOT_WRITE = 73
 
 
 def declare(actions: argparse._SubParsersAction[argparse.ArgumentParser], config: str) -> None:
@@ -82,11 +90,42 @@ async def _act(settings: Settings, conn: Conn, args: argparse.Namespace) -> int:
     if args.action in ("restrict", "lift"):
         return await restriction(settings, conn, args.action, args.account_id)
     if args.action == "export":
-        if args.output is None:
-            return await export_to(conn, args.account_id, sys.stdout)
-        with open(args.output, "w", encoding="utf-8") as out:  # noqa: ASYNC230
-            return await export_to(conn, args.account_id, out)
+        return await _export(conn, args.account_id, args.output)
     return await erase(settings, conn, args.account_id)
+
+
+async def _export(conn: Conn, account_id: str, output: str | None) -> int:
+    """To stdout, or to `output` through a file of the owner's alone (mode 0600: it holds a
+    subscriber's data) renamed into place when whole: a failed or refused export leaves no
+    file, and an older export there is replaced only by a complete one."""
+    if output is None:
+        try:
+            return await export_to(conn, account_id, sys.stdout)
+        except BrokenPipeError:  # `| head`
+            return reader_went_away()
+        except OSError as error:
+            return _cannot_write("to standard output", error)
+    target = Path(output)
+    part: Path | None = None
+    try:
+        handle, name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        part = Path(name)
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            code = await export_to(conn, account_id, out)
+        if code == 0:
+            part.replace(target)
+            part = None
+        return code
+    except OSError as error:
+        return _cannot_write(str(target), error)
+    finally:
+        if part is not None:
+            part.unlink(missing_ok=True)
+
+
+def _cannot_write(where: str, error: OSError) -> int:
+    print(f"notifyd privacy export: cannot write {where}: {error.strerror}", file=sys.stderr)
+    return EXIT_CANNOT_WRITE
 
 
 def _unknown(account_id: str) -> int:

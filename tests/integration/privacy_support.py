@@ -129,8 +129,11 @@ async def columns_holding(db: asyncpg.Connection, needle: str) -> list[str]:
     return found
 
 
-async def notifyd_command(config: Path, *args: str) -> tuple[int, str, str]:
-    """`python -m notifyd ARGS --config CONFIG` run to its end (a minute at most)."""
+async def notifyd_command(
+    config: Path, *args: str, stdout: int = asyncio.subprocess.PIPE
+) -> tuple[int, str, str]:
+    """`python -m notifyd ARGS --config CONFIG` run to its end (a minute at most); `stdout`
+    a file descriptor to write to instead of the pipe read here (then `out` is "")."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -138,10 +141,10 @@ async def notifyd_command(config: Path, *args: str) -> tuple[int, str, str]:
         *args,
         "--config",
         str(config),
-        stdout=asyncio.subprocess.PIPE,
+        stdout=stdout,
         stderr=asyncio.subprocess.PIPE,
     )
     async with asyncio.timeout(60):
         out, err = await process.communicate()
     assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return process.returncode, (out or b"").decode(), err.decode()

@@ -5,14 +5,18 @@ holding account data that the export does not name fails here."""
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
 
 import asyncpg
 import jsonschema_rs
 
+from notifyd.catalogue.samples import sample_event
 from notifyd.storage import export
 from tests.conftest import SmtpSink, load_config, running_daemon, write_config
 from tests.integration.admin_support import OPS_TOKEN, admin_config, call
+from tests.integration.catalogue_support import post_ok
 from tests.integration.privacy_support import (
     ACCOUNT,
     CALLER,
@@ -134,3 +138,52 @@ async def test_an_unknown_account_is_a_404_and_a_clear_exit(
     )
     assert (code, out) == (67, "")
     assert "nothing is held about account 'ghost'" in err
+
+
+async def test_the_cli_export_to_a_file_is_the_owners_alone_and_failing_outputs_are_one_line(
+    tmp_path: Path, database_url: str
+) -> None:
+    """What an operator meets writing an export: the file holds a subscriber's data, so only
+    its owner reads it; no file at all for an unknown account; a folder that does not
+    exist, a full disk or a reader that went away (`| head`) is one line, not a traceback."""
+    config = admin_config(tmp_path, database_url, None)
+    async with running_daemon(load_config(tmp_path, config)) as daemon:
+        await post_ok(daemon, sample_event("account.created", "acc-out"))
+    path = write_config(tmp_path / "cli.toml", config)
+
+    target = tmp_path / "acc-out.json"
+    code, _, err = await notifyd_command(path, "privacy", "export", "acc-out", "-o", str(target))
+    assert code == 0, err
+    assert json.loads(target.read_text(encoding="utf-8"))["account_id"] == "acc-out"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+
+    ghost = tmp_path / "ghost.json"
+    assert (await notifyd_command(path, "privacy", "export", "ghost", "-o", str(ghost)))[0] == 67
+    assert not ghost.exists()
+    assert [name for name in os.listdir(tmp_path) if name.startswith(".")] == []  # no part left
+
+    nowhere = tmp_path / "no-such-folder" / "acc-out.json"
+    code, _, err = await notifyd_command(path, "privacy", "export", "acc-out", "-o", str(nowhere))
+    assert code == 73
+    assert err.strip().splitlines()[-1] == (
+        f"notifyd privacy export: cannot write {nowhere}: No such file or directory"
+    )
+    assert "Traceback" not in err
+
+    full = os.open("/dev/full", os.O_WRONLY)  # a disk that is full
+    try:
+        code, _, err = await notifyd_command(path, "privacy", "export", "acc-out", stdout=full)
+    finally:
+        os.close(full)
+    assert code == 73
+    assert "cannot write to standard output: No space left on device" in err
+    assert "Traceback" not in err
+
+    reader, writer = os.pipe()
+    os.close(reader)  # the reader went away, as `| head` does after its lines
+    try:
+        code, _, err = await notifyd_command(path, "privacy", "export", "acc-out", stdout=writer)
+    finally:
+        os.close(writer)
+    assert code == 141
+    assert "Traceback" not in err
