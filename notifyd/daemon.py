@@ -301,7 +301,7 @@ class Daemon:
         except ConfigError as error:
             log.error(
                 "reload refused: config invalid, keeping the running one",
-                problems=[f"{key}: {message}" for key, message in error.problems],
+                problems=error.described(),
             )
             systemd.notify("READY=1", "STATUS=reload refused: config invalid")
             assert self.database is not None

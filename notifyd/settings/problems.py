@@ -24,13 +24,23 @@ from notifyd.settings.fields import TablesOf
 
 
 class ConfigError(Exception):
-    """The configuration file cannot be used; `problems` lists every key that is wrong."""
+    """The configuration file cannot be used; `problems` lists every key that is wrong, and
+    `lines` the line of the file that sets each key it can place (lines.py)."""
 
-    def __init__(self, path: Path | str, problems: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, path: Path | str, problems: list[tuple[str, str]], lines: dict[str, int] | None = None
+    ) -> None:
         self.path = str(path)
         self.problems = problems
-        lines = [f"{self.path}: {key}: {message}" for key, message in problems]
-        super().__init__("\n".join(lines))
+        self.lines = lines or {}
+        super().__init__("\n".join(f"{self.path}: {problem}" for problem in self.described()))
+
+    def described(self) -> list[str]:
+        """Each problem as one line, "[delivery] pol_seconds: unknown key (line 42)"."""
+        return [
+            f"{key}: {message}" + (f" (line {self.lines[key]})" if key in self.lines else "")
+            for key, message in self.problems
+        ]
 
 
 # What a TOML value of each pydantic type error should have been.

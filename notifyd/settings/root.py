@@ -30,6 +30,7 @@ from notifyd.settings.intake import (
     currency_code,
     source_name,
 )
+from notifyd.settings.lines import lines_of
 from notifyd.settings.links import LinkSettings
 from notifyd.settings.listeners import HttpSettings
 from notifyd.settings.privacy import PrivacySettings
@@ -123,8 +124,8 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings
     path = Path(path)
     env = os.environ if environ is None else environ
     try:
-        with path.open("rb") as handle:
-            raw = tomllib.load(handle)
+        text = path.read_bytes().decode("utf-8")
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         raise ConfigError(path, [("file", "does not exist")]) from None
     except tomllib.TOMLDecodeError as error:
@@ -135,7 +136,11 @@ def load(path: Path | str, environ: Mapping[str, str] | None = None) -> Settings
         raise ConfigError(path, [("file", _not_utf8(error))]) from None
     except OSError as error:
         raise ConfigError(path, [("file", f"cannot be read: {error.strerror}")]) from None
-    return from_mapping(raw, path, env)
+    try:
+        return from_mapping(raw, path, env)
+    except ConfigError as error:
+        # "[delivery] pol_seconds: unknown key (line 42)": the operator goes to the line.
+        raise ConfigError(path, error.problems, lines_of(text, error.problems)) from None
 
 
 def _not_utf8(error: UnicodeDecodeError) -> str:

@@ -401,7 +401,40 @@ def test_config_error_message_names_the_file_and_the_key(tmp_path: Path) -> None
         load(path, {})
 
     assert caught.value.path == str(path)
-    assert str(caught.value) == f"{path}: [smtp] port: must be an integer, got '25x'"
+    assert str(caught.value) == f"{path}: [smtp] port: must be an integer, got '25x' (line 2)"
+
+
+def test_each_problem_names_the_line_that_sets_its_key(tmp_path: Path) -> None:
+    # A typo in a long file: the operator is told which key and where, not only which key.
+    text = (
+        "# notifyd\n\n"
+        "[smtp]\n"
+        'sender = "N <n@voip.example>"\n'
+        "sender_names = { ro = 5 }\n"
+        "\n"
+        "[sources.pbx]\n"
+        'secrets = ["nope"]\n'
+        "\n"
+        "[delivery]\n"
+        "# how often to look for due notices\n"
+        "pol_seconds = 2\n"
+        "\n"
+        "[colours]\n"
+        "x = 1\n"
+    )
+    path = write(tmp_path, text)
+
+    with pytest.raises(ConfigError) as caught:
+        load(path, {})
+
+    lines = str(caught.value).splitlines()
+    assert f"{path}: [delivery] pol_seconds: unknown key (line 12)" in lines
+    assert any(line.startswith(f"{path}: [smtp.sender_names] ro: ") for line in lines)
+    assert any(line.endswith("(line 5)") and "[smtp.sender_names] ro" in line for line in lines)
+    assert any("[sources.pbx] secrets[0]" in line and line.endswith("(line 8)") for line in lines)
+    assert f"{path}: [colours]: unknown section (line 14)" in lines
+    # Problems themselves are unchanged: the admin API and tests read them as before.
+    assert ("[delivery] pol_seconds", "unknown key") in caught.value.problems
 
 
 def test_toml_syntax_error_is_a_config_error(tmp_path: Path) -> None:
