@@ -78,7 +78,13 @@ class EmlFolder:
     async def send(self, data: bytes, sender: str, recipient: str, message_id: str) -> Outcome:
         name = message_id.strip("<>").split("@", 1)[0] + ".eml"
         delivered = b"Return-Path: <" + sender.encode() + b">\r\n" + data
-        await asyncio.to_thread(self._write, self.folder / name, delivered)
+        try:
+            await asyncio.to_thread(self._write, self.folder / name, delivered)
+        except OSError as error:
+            # A full disk, a read-only or vanished folder: every notice meets it, as every
+            # notice meets a relay that is down. Kept queued, with what to fix in the reply.
+            reply = f"451 cannot write to the .eml folder {self.folder}: {error.strerror}"
+            return Outcome(Verdict.RETRY, reply, "outbox")
         return Outcome(Verdict.SENT, f"250 written to {self.folder / name}")
 
     @contextlib.asynccontextmanager
@@ -91,9 +97,14 @@ class EmlFolder:
     def _write(path: Path, data: bytes) -> None:
         # Written aside and renamed, so a reader never sees half a message.
         fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-        os.replace(temporary, path)
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+            os.replace(temporary, path)
+        except BaseException:
+            # The part written goes: each retry would leave another on the disk that is full.
+            Path(temporary).unlink(missing_ok=True)
+            raise
 
     async def close(self) -> None:
         return None

@@ -6,6 +6,8 @@ import asyncio
 import email
 import email.policy
 import os
+import resource
+import signal
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -220,6 +222,49 @@ async def test_eml_folder_writes_aside_then_renames(
     assert source.suffix == ".tmp"
     assert target == tmp_path / f"{NOTICE_ID}.eml"
     assert not source.exists()
+
+
+async def test_an_eml_folder_that_cannot_be_written_keeps_the_notice_queued_and_says_why(
+    tmp_path: Path,
+) -> None:
+    # The folder gone and a file in its place (or read-only, or on a full disk): every
+    # notice meets it, as every notice meets a relay that is down. A retry naming the folder
+    # and the reason, not an "unexpected" OSError that names neither.
+    outbox = tmp_path / "outbox"
+    folder = EmlFolder(outbox)
+    outbox.rmdir()
+    outbox.write_text("not a folder")
+
+    outcome = await send(
+        folder, message(f"<{NOTICE_ID}@voip.example>", "x"), "n@voip.example", "ana@example.com"
+    )
+
+    assert outcome == Outcome(
+        Verdict.RETRY, f"451 cannot write to the .eml folder {outbox}: Not a directory", "outbox"
+    )
+
+
+async def test_a_full_eml_folder_leaves_no_part_written_file_behind(tmp_path: Path) -> None:
+    # A disk that fills mid-write: the part written is removed, or each retry leaves another
+    # and the folder never empties. RLIMIT_FSIZE stands in for the full disk (EFBIG).
+    folder = EmlFolder(tmp_path)
+    limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+    ignored = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (1024, limits[1]))
+    try:
+        outcome = await send(
+            folder,
+            message(f"<{NOTICE_ID}@voip.example>", "x" * 4000),
+            "n@voip.example",
+            "ana@example.com",
+        )
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+        signal.signal(signal.SIGXFSZ, ignored)
+
+    assert outcome.verdict is Verdict.RETRY
+    assert outcome.reply == f"451 cannot write to the .eml folder {tmp_path}: File too large"
+    assert names(tmp_path) == []
 
 
 # -- issue 16: the SMTP fault matrix's findings ------------------------------------------------
