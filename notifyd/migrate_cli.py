@@ -8,7 +8,8 @@ themselves and where a database stands are storage/schema.py's. docs/operations.
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any
 
 from notifyd import __version__
 from notifyd.settings import Settings
@@ -27,17 +28,24 @@ MIGRATE_PATIENCE_SECONDS = 30.0
 
 async def migrate(settings: Settings, *, check: bool) -> int:
     from notifyd.logs import configure
-    from notifyd.storage import db
 
     configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
+    return await one_line_when_unreachable("", _migrate(settings, check=check))
+
+
+async def one_line_when_unreachable(command: str, work: Coroutine[Any, Any, int]) -> int:
+    """`work`'s exit code, or EXIT_UNAVAILABLE with one line on stderr when the database
+    cannot be reached: a deploy script or an operator's shell shows it as it is, not as a
+    traceback. `command` ("notifyd privacy: ") begins the line."""
+    from notifyd.storage import db
+
     try:
-        return await _migrate(settings, check=check)
+        return await work
     except db.DatabaseTLSError as error:  # reachable, but not the server the URL trusts
-        print(f"notifyd migrate: {error}", file=sys.stderr)
+        print(f"{command or 'notifyd migrate: '}{error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
     except db.UNAVAILABLE as error:
-        # One line, not a traceback: a deploy script shows it as it is.
-        print(f"database unreachable ({type(error).__name__}): {error}", file=sys.stderr)
+        print(f"{command}database unreachable ({type(error).__name__}): {error}", file=sys.stderr)
         return EXIT_UNAVAILABLE
 
 

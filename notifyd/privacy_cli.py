@@ -5,7 +5,8 @@ document GET /v1/admin/subscribers/{id}/export serves); `erase` runs storage/era
 `lift` run intake/restriction.py (as PUT and DELETE …/restriction do).
 
 An account nothing is held about exits EXIT_UNKNOWN_ACCOUNT with one line on stderr; an
-export that cannot be written, EXIT_CANNOT_WRITE (output.py: a reader gone, 141).
+export that cannot be written, EXIT_CANNOT_WRITE (output.py: a reader gone, 141); a database
+that does not answer, 69 (migrate_cli.py's one line).
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ if TYPE_CHECKING:  # the storage is imported when a command runs, not for every 
 EXIT_UNKNOWN_ACCOUNT = 67
 # As argparse exits for a command line it cannot take.
 EXIT_USAGE = 2
+# An operator at a shell waits this long for a database that is starting or restarting
+# (the embedded one's back-off), then is told it is unreachable: exit 69, as `migrate`.
+PATIENCE_SECONDS = 10.0
 # sysexits.h EX_CANTCREAT: the export's file or stdout cannot be written (as `notifyd send`'s
 # unwritable spool).
 EXIT_CANNOT_WRITE = 73
@@ -67,6 +71,7 @@ AUDITED = {
 
 async def run(settings: Settings, args: argparse.Namespace) -> int:
     from notifyd.logs import configure
+    from notifyd.migrate_cli import one_line_when_unreachable
     from notifyd.storage import audit, db
 
     # Bytes that are not UTF-8 reach argv as lone surrogates: no account has such an id,
@@ -76,14 +81,20 @@ async def run(settings: Settings, args: argparse.Namespace) -> int:
         print(f"notifyd privacy: ACCOUNT_ID {wrong}", file=sys.stderr)
         return EXIT_USAGE
     configure(settings.logging.level, settings.logging.format, stream=sys.stderr)
-    async with (
-        db.open_database(settings.database, settings.pgdata_dir) as database,
-        database.pool.acquire() as conn,
-    ):
-        code = await _act(settings, conn, args)
-        if code == 0:
-            await audit.record(conn, audit.CLI, AUDITED[args.action], args.account_id)
-        return code
+
+    async def act() -> int:
+        async with (
+            db.open_database(
+                settings.database, settings.pgdata_dir, patience=PATIENCE_SECONDS
+            ) as database,
+            database.pool.acquire() as conn,
+        ):
+            code = await _act(settings, conn, args)
+            if code == 0:
+                await audit.record(conn, audit.CLI, AUDITED[args.action], args.account_id)
+            return code
+
+    return await one_line_when_unreachable("notifyd privacy: ", act())
 
 
 async def _act(settings: Settings, conn: Conn, args: argparse.Namespace) -> int:

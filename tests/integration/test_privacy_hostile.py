@@ -12,6 +12,7 @@ import asyncio
 import json
 import re
 import signal
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -194,3 +195,23 @@ async def test_a_command_given_an_account_id_that_is_not_text_says_so_in_one_lin
         assert err.strip().splitlines() == [
             "notifyd privacy: ACCOUNT_ID must not contain a lone surrogate (it is not text)"
         ]
+
+
+async def test_a_command_against_a_database_that_does_not_answer_says_so_in_one_line(
+    tmp_path: Path,
+) -> None:
+    # NOTIFYD_DATABASE_URL or [database] url pointing at a server that is down: a traceback
+    # and exit 1 before, where `migrate` already said it in one line with exit 69.
+    with socket.socket() as bound:  # bound, not listening: every connection is refused
+        bound.bind(("127.0.0.1", 0))
+        url = f"postgresql://notifyd@127.0.0.1:{bound.getsockname()[1]}/notifyd"
+        path = write_config(tmp_path / "cli.toml", admin_config(tmp_path, url, None))
+        for action in ("export", "restrict"):
+            code, out, err = await notifyd_command(path, "privacy", action, "acc-1")
+            assert (code, out) == (69, ""), err
+            assert "Traceback" not in err
+            assert (
+                err.strip()
+                .splitlines()[-1]
+                .startswith("notifyd privacy: database unreachable (ConnectionRefusedError): ")
+            ), err
