@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import asyncpg
 import structlog
@@ -20,6 +22,7 @@ from notifyd.storage import state_folder
 from notifyd.storage.embedded import EmbeddedPostgres
 
 log = structlog.get_logger(__name__)
+T = TypeVar("T")
 
 EMBEDDED_DATABASE = "notifyd"
 
@@ -98,16 +101,19 @@ async def _ensure_embedded_database(server_dsn: str, settings: DatabaseSettings)
             "SELECT 1 FROM pg_database WHERE datname = $1", EMBEDDED_DATABASE
         )
         if not exists:
-            await conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
+            # Commands started together each find it missing: one creates it, the others
+            # meet its catalogue row (a unique violation, or duplicate once committed).
+            with contextlib.suppress(asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
+                await conn.execute(f'CREATE DATABASE "{EMBEDDED_DATABASE}"')
     finally:
         await conn.close()
 
 
 async def resolve_dsn(
-    settings: DatabaseSettings, pgdata: Path
+    settings: DatabaseSettings, pgdata: Path, patience: float = 30.0
 ) -> tuple[str, EmbeddedPostgres | None]:
     """The configured URL, or start the embedded server (or find it running) and return its
-    URL."""
+    URL. A server found may still be starting (another command started it): waited for."""
     if settings.url:
         return settings.url, None
     embedded = EmbeddedPostgres(pgdata)
@@ -117,7 +123,7 @@ async def resolve_dsn(
         pgdata=str(pgdata),
         socket=str(embedded.socket_dir),
     )
-    await _ensure_embedded_database(server_dsn, settings)
+    await _patiently(lambda: _ensure_embedded_database(server_dsn, settings), patience)
     return embedded.dsn(EMBEDDED_DATABASE), embedded
 
 
@@ -141,11 +147,16 @@ def _refused_certificate(error: ssl.SSLCertVerificationError) -> DatabaseTLSErro
 async def wait_for_pool(dsn: str, settings: DatabaseSettings, patience: float) -> asyncpg.Pool:
     """Create the pool, retrying while the database is still starting (up to `patience` s);
     a refused certificate at once (DatabaseTLSError)."""
+    return await _patiently(lambda: create_pool(dsn, settings), patience)
+
+
+async def _patiently(attempt: Callable[[], Awaitable[T]], patience: float) -> T:
+    """`attempt()`, again while the database is unavailable, up to `patience` seconds."""
     deadline = time.monotonic() + patience
     delay = 0.2
     while True:
         try:
-            return await create_pool(dsn, settings)
+            return await attempt()
         except ssl.SSLCertVerificationError as error:
             raise _refused_certificate(error) from None
         except UNAVAILABLE as error:
@@ -160,8 +171,16 @@ async def wait_for_pool(dsn: str, settings: DatabaseSettings, patience: float) -
 async def open_database(
     settings: DatabaseSettings, pgdata: Path, *, patience: float = 30.0, owner: bool = False
 ) -> AsyncIterator[Database]:
-    dsn, embedded = await resolve_dsn(settings, pgdata)
+    # A command (not the daemon) shares the embedded server with the other commands: its
+    # share is taken before the server is started or found (state_folder.CommandsSharing).
+    sharing = None
+    if not settings.url and not owner:
+        sharing = await asyncio.to_thread(state_folder.CommandsSharing, pgdata.parent)
+    embedded = None
     try:
+        dsn, embedded = await resolve_dsn(settings, pgdata, patience)
+        if embedded is not None and embedded.started_here and not owner:
+            (pgdata.parent / state_folder.STARTED_BY_COMMAND).touch()
         pool = await wait_for_pool(dsn, settings, patience)
         try:
             yield Database(pool=pool, dsn=dsn, embedded=embedded)
@@ -172,12 +191,23 @@ async def open_database(
                 log.warning("database pool did not close in 10 s; terminating its connections")
                 pool.terminate()
     finally:
-        # The `owner` (the daemon holding the state folder) stops the server, even one it
-        # found running (left by a daemon that was killed). A command (`migrate`) stops only
-        # a server it started, and not when a daemon took the folder meanwhile: the daemon
-        # uses it now.
-        if embedded is not None and (
-            owner or (embedded.started_here and not state_folder.in_use(pgdata.parent))
-        ):
+        if embedded is not None and _stops_it(pgdata.parent, sharing):
             await embedded.stop()
+            (pgdata.parent / state_folder.STARTED_BY_COMMAND).unlink(missing_ok=True)
             log.info("embedded postgresql stopped")
+        if sharing is not None:
+            sharing.close()
+
+
+def _stops_it(state_dir: Path, sharing: state_folder.CommandsSharing | None) -> bool:
+    """The daemon holding the state folder (`sharing` None) stops the server, even one it
+    found running (left by a daemon that was killed). A command stops one that a command
+    started, when it is the last command out, and not when a daemon took the folder
+    meanwhile: the daemon uses it now. A server found running otherwise is left running."""
+    if sharing is None:
+        return True
+    return (
+        (state_dir / state_folder.STARTED_BY_COMMAND).exists()
+        and not state_folder.in_use(state_dir)
+        and sharing.last_one()
+    )

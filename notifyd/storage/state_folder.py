@@ -3,7 +3,11 @@
 A second `notifyd run` on the same folder would share the first one's embedded server, and
 stop it when it exits. The lock is an flock on `notifyd.lock`: the kernel drops it when the
 process dies, however it dies, so a crash leaves nothing to clean up. Other commands
-(`migrate`, `check-config`) take no lock; they ask whether it is held.
+(`migrate`, `privacy`, `check-config`) do not take it; they ask whether it is held.
+
+Commands that use the embedded server without a daemon share it (db.py): each holds a
+shared flock on `commands.lock` while it does, and only the last one out, alone on that
+lock, stops a server that a command started (`commands-started-postgres` says one did).
 """
 
 from __future__ import annotations
@@ -14,6 +18,9 @@ import os
 from pathlib import Path
 
 LOCK_FILE = "notifyd.lock"
+COMMANDS_LOCK = "commands.lock"
+# Written by a command that started the server; the last command out stops it then.
+STARTED_BY_COMMAND = "commands-started-postgres"
 
 
 class StateFolderInUse(OSError):
@@ -61,3 +68,27 @@ def in_use(state_dir: Path) -> bool:
         with contextlib.suppress(OSError):
             os.close(descriptor)
     return False
+
+
+class CommandsSharing:
+    """A command's share of the embedded server (a shared flock on `commands.lock`), taken
+    before it starts or finds the server: a command that is stopping the server holds the
+    lock alone meanwhile, so a command arriving then waits and starts it afresh."""
+
+    def __init__(self, state_dir: Path) -> None:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        self._descriptor = os.open(state_dir / COMMANDS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(self._descriptor, fcntl.LOCK_SH)
+
+    def last_one(self) -> bool:
+        """Whether no other command uses the server; if so, it stays this one's alone until
+        close(). (On Linux a refused change of flock leaves no lock: this is the end.)"""
+        try:
+            fcntl.flock(self._descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            os.close(self._descriptor)

@@ -144,6 +144,33 @@ async def test_migrate_and_check_config_beside_a_running_daemon_leave_its_databa
     assert not (state / "pgdata" / "postmaster.pid").exists()
 
 
+async def test_commands_started_together_without_a_daemon_share_one_server_and_stop_it_last(
+    tmp_path: Path, state: Path, initialised_state: Path
+) -> None:
+    """Two shells, no daemon: each command finds the server another is starting (it said
+    "the database system is starting up" in a traceback), and the first to finish must not
+    stop the server under the others; the last one out stops it."""
+    path = _embedded_config(tmp_path, state, initialised_state)
+    commands = [
+        (["migrate"], 0),
+        (["migrate", "--check"], 0),
+        (["privacy", "restrict", "acc-none"], 67),
+        (["privacy", "export", "acc-none"], 67),
+        (["privacy", "lift", "acc-none"], 67),
+    ]
+    first = await asyncio.to_thread(_cli, "migrate", "--config", str(path))
+    assert first.returncode == 0, first.stderr
+    assert not (state / "pgdata" / "postmaster.pid").exists()
+    for _ in range(2):
+        results = await asyncio.gather(
+            *(asyncio.to_thread(_cli, *args, "--config", str(path)) for args, _ in commands)
+        )
+        for (args, expected), result in zip(commands, results, strict=True):
+            assert result.returncode == expected, (args, result.stderr)
+            assert "Traceback" not in result.stderr, (args, result.stderr)
+        assert not (state / "pgdata" / "postmaster.pid").exists()
+
+
 async def test_a_second_run_on_the_same_state_folder_refuses_at_once(
     tmp_path: Path, state: Path, initialised_state: Path
 ) -> None:
