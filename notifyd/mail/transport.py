@@ -1,5 +1,6 @@
-"""Sending: the only module that speaks SMTP (aiosmtplib), plus the `.eml` folder stand-in;
-`notifyd test-email` (probe.py) drives the same connection, `smtp_client`, step by step.
+"""Sending: the only module that speaks SMTP (aiosmtplib); the `.eml` folder stand-in
+(no relay) is eml_folder.py's. `notifyd test-email` (probe.py) drives the same connection,
+`smtp_client`, step by step.
 
 Every send ends in an `Outcome`: sent (with the server's reply), retry (4xx, timeouts,
 connection faults) or failed (5xx). Connections are pooled and reused: a new connection
@@ -11,10 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import ssl
-import tempfile
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
@@ -65,49 +64,6 @@ class Transport(Protocol):
         ...
 
     async def close(self) -> None: ...
-
-
-class EmlFolder:
-    """Writes each notice as `<notice id>.eml` (a retry overwrites it, never duplicates),
-    with the Return-Path a mailbox would add: the envelope sender, shown as delivered."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        folder.mkdir(parents=True, exist_ok=True)
-
-    async def send(self, data: bytes, sender: str, recipient: str, message_id: str) -> Outcome:
-        name = message_id.strip("<>").split("@", 1)[0] + ".eml"
-        delivered = b"Return-Path: <" + sender.encode() + b">\r\n" + data
-        try:
-            await asyncio.to_thread(self._write, self.folder / name, delivered)
-        except OSError as error:
-            # A full disk, a read-only or vanished folder: every notice meets it, as every
-            # notice meets a relay that is down. Kept queued, with what to fix in the reply.
-            reply = f"451 cannot write to the .eml folder {self.folder}: {error.strerror}"
-            return Outcome(Verdict.RETRY, reply, "outbox")
-        return Outcome(Verdict.SENT, f"250 written to {self.folder / name}")
-
-    @contextlib.asynccontextmanager
-    async def sending(
-        self, data: bytes, sender: str, recipient: str, message_id: str
-    ) -> AsyncIterator[Outcome]:
-        yield await self.send(data, sender, recipient, message_id)
-
-    @staticmethod
-    def _write(path: Path, data: bytes) -> None:
-        # Written aside and renamed, so a reader never sees half a message.
-        fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-            os.replace(temporary, path)
-        except BaseException:
-            # The part written goes: each retry would leave another on the disk that is full.
-            Path(temporary).unlink(missing_ok=True)
-            raise
-
-    async def close(self) -> None:
-        return None
 
 
 def classify(error: Exception, *, setup: bool = False) -> Outcome:
@@ -401,6 +357,8 @@ def _quietly_close(connection: Connection) -> None:
 def transport_for(settings: SmtpSettings, outbox: Path) -> Transport:
     if settings.host:
         return SmtpRelay(settings)
+    from notifyd.mail.eml_folder import EmlFolder  # it builds on this module's Outcome
+
     return EmlFolder(outbox)
 
 

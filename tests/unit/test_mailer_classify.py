@@ -14,7 +14,8 @@ from pathlib import Path
 import aiosmtplib
 import pytest
 
-from notifyd.mail.transport import EmlFolder, Outcome, Verdict, classify
+from notifyd.mail.eml_folder import EmlFolder
+from notifyd.mail.transport import Outcome, Verdict, classify
 
 
 def refused(code: int, message: str) -> aiosmtplib.SMTPRecipientsRefused:
@@ -206,7 +207,7 @@ async def test_eml_folder_writes_aside_then_renames(
         assert not Path(dst).exists()  # the final name appears only through the rename
         real_replace(src, dst)
 
-    monkeypatch.setattr("notifyd.mail.transport.os.replace", spy)
+    monkeypatch.setattr("notifyd.mail.eml_folder.os.replace", spy)
 
     await send(
         folder,
