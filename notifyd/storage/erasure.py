@@ -95,6 +95,13 @@ def address_hash(key: bytes, address: str) -> bytes:
     return hmac.new(key, address.strip().lower().encode(), hashlib.sha256).digest()
 
 
+async def remember(conn: Conn, key: bytes, addresses: Iterable[str]) -> None:
+    """Keep `addresses` off marketing as keyed hashes only: an erasure's addresses, and an
+    unsubscribe link of an erased account pressed later (http/pages/unsubscribe.py), which
+    must not bring the address back in clear."""
+    await conn.execute(SQL["remember_hashes"], [address_hash(key, a) for a in addresses])
+
+
 async def resuppress(conn: Conn, key: bytes, addresses: Iterable[str]) -> list[str]:
     """Put those of `addresses` that were erased back on the suppression list (only the
     subscriber's own new consent may take one off), cancelling the marketing notices to
@@ -145,7 +152,7 @@ async def erase(
         begun = await conn.fetchrow(SQL["begin_erasure"], account_id, requested_by)
         assert begun is not None
         addresses = [r["address"] for r in await conn.fetch(SQL["account_addresses"], account_id)]
-        await conn.execute(SQL["remember_hashes"], [address_hash(key, a) for a in addresses])
+        await remember(conn, key, addresses)
         await conn.fetchval(SQL["forget_addresses"], account_id, addresses)
         await conn.execute(SQL["close_account"], account_id)
     rows["addresses"] = len(addresses)

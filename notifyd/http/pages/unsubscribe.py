@@ -10,12 +10,14 @@ from aiohttp import web
 
 from notifyd.http.operations import Routes
 from notifyd.http.pages import renewal, shell
-from notifyd.http.runtime import RUNTIME
+from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.intake import consent
-from notifyd.links import MARKETING
+from notifyd.links import MARKETING, Unsubscribe
 from notifyd.rules.preferences import CONFIGURABLE
 from notifyd.storage import audit as audit_store
+from notifyd.storage import erasure as erasure_store
 from notifyd.storage import subscribers as subscriber_store
+from notifyd.storage.db import Conn
 
 log = structlog.get_logger(__name__)
 routes = Routes()
@@ -97,36 +99,7 @@ async def unsubscribe(request: web.Request) -> web.Response:
         log.warning("unsubscribe without the page's form token", account_id=found.account_id)
         return shell.refused(runtime, language, "title")
     async with runtime.pool.acquire() as conn, conn.transaction():
-        if found.topic == MARKETING:
-            await consent.decide(
-                conn,
-                found.account_id,
-                [found.address],
-                granted=False,
-                source="unsubscribe-link",
-                wording_version="list-unsubscribe",
-                recorded_by=None,
-            )
-            action: str | None = audit_store.consent_action(granted=False)
-            detail: dict[str, list[str]] = {}
-            done = words["done"]
-        else:
-            # From a digest: that category's notices stop (the preference page turns them
-            # back on).
-            action, detail = None, {"fields": [f"modes.{found.topic}"]}
-            subscriber = await subscriber_store.get(conn, found.account_id, lock=True)
-            if subscriber is not None and found.topic in CONFIGURABLE:
-                action = "preferences.changed"
-                modes = {**subscriber.preferences.modes, found.topic: "off"}
-                await subscriber_store.save_preferences(
-                    conn,
-                    replace(subscriber, preferences=replace(subscriber.preferences, modes=modes)),
-                    before=subscriber,
-                    erasure_key=runtime.erasure_key,
-                )
-            done = words["done_digest"].format(category=shell.topic_name(found.topic, language))
-            if found.from_notice:
-                done = category_off_words(found.topic, language)[1]
+        action, detail = await _apply(conn, runtime, found)
         if action is not None:
             await audit_store.record(
                 conn,
@@ -135,8 +108,52 @@ async def unsubscribe(request: web.Request) -> web.Response:
                 found.account_id,
                 {**detail, "via": "unsubscribe"},
             )
+    if found.topic == MARKETING:
+        done = words["done"]
+    else:
+        done = words["done_digest"].format(category=shell.topic_name(found.topic, language))
+        if found.from_notice:
+            done = category_off_words(found.topic, language)[1]
     log.info("unsubscribed by link", account_id=found.account_id, topic=found.topic)
     return shell.message(runtime, language, words["title"], [done])
+
+
+async def _apply(
+    conn: Conn, runtime: Runtime, found: Unsubscribe
+) -> tuple[str | None, dict[str, list[str]]]:
+    """What the link stops, stopped: the audit action and detail to record, or None when
+    nothing of the account changed."""
+    subscriber = await subscriber_store.get(conn, found.account_id, lock=True)
+    if subscriber is None:
+        # The account was erased (or purged) since the email left: an old offer's
+        # one-click must not bring its address back in clear nor start a consent
+        # history again. The address stays off marketing as a keyed hash only.
+        if found.topic == MARKETING:
+            await erasure_store.remember(conn, runtime.erasure_key, [found.address])
+        return None, {}
+    if found.topic == MARKETING:
+        await consent.decide(
+            conn,
+            found.account_id,
+            [found.address],
+            granted=False,
+            source="unsubscribe-link",
+            wording_version="list-unsubscribe",
+            recorded_by=None,
+        )
+        return audit_store.consent_action(granted=False), {}
+    # From a digest or a notice: that category's notices stop (the preference page turns
+    # them back on).
+    if found.topic not in CONFIGURABLE:
+        return None, {}
+    modes = {**subscriber.preferences.modes, found.topic: "off"}
+    await subscriber_store.save_preferences(
+        conn,
+        replace(subscriber, preferences=replace(subscriber.preferences, modes=modes)),
+        before=subscriber,
+        erasure_key=runtime.erasure_key,
+    )
+    return "preferences.changed", {"fields": [f"modes.{found.topic}"]}
 
 
 # What a notice's one-click link stops (links.Links.category_off_url), as the button page
