@@ -12,6 +12,7 @@ from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, SmtpSink, load_config, running_daemon
 from tests.integration.admin_support import admin_config, call
 from tests.integration.consent_now_support import broadcast
+from tests.integration.daemon_support import form_token, welcome
 from tests.integration.privacy_support import columns_holding
 
 ACCOUNT = "acc-gone-1"
@@ -48,3 +49,28 @@ async def test_a_one_click_unsubscribe_after_erasure_puts_nothing_back(
     assert await db.fetchval("SELECT count(*) FROM consent_events") == 0
     assert await db.fetchval("SELECT count(*) FROM erased_addresses") == 1
     assert suppressed[0] == 404, suppressed
+
+
+async def test_the_preference_link_of_an_erased_account_says_so(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    """Not "the link is not valid, open it whole": the subscriber would try it again and
+    again. The link is whole; the account it was for is gone."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    async with running_daemon(settings) as daemon:
+        link = await welcome(daemon, smtp_sink, ACCOUNT)
+        token = form_token(await (await daemon.session.get(link)).text())
+        assert (await call(daemon, "DELETE", SUBSCRIBER))[0] == 200
+        async with daemon.session.get(link) as answer:
+            opened = answer.status, await answer.text()
+        async with daemon.session.get(f"{link}?lang=en") as answer:
+            english = await answer.text()
+        form = {"form_token": token, "mode.fax": "off"}
+        async with daemon.session.post(link, data=form) as answer:
+            saved = answer.status, await answer.text()
+    assert opened[0] == 410, opened
+    assert "Acest cont nu mai există" in opened[1], opened[1]
+    assert "nu este valid" not in opened[1]
+    assert "This account no longer exists" in english, english
+    assert saved[0] == 410, saved
+    assert "Acest cont nu mai există" in saved[1]

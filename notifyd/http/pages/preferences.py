@@ -107,8 +107,8 @@ async def preferences_form(request: web.Request) -> web.Response:
         return account_id
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
-        if subscriber is None:
-            return shell.invalid(runtime, shell.asked_language(request), "preferences")
+        if subscriber is None:  # erased since the link opened
+            return shell.gone(runtime, shell.asked_language(request), "preferences")
         offers = await consent_store.has_consent(conn, account_id)
     language = shell.asked_language(
         request, subscriber.language or runtime.settings.defaults.language
@@ -150,8 +150,8 @@ async def save_preferences(request: web.Request) -> web.Response:
         return shell.refused(runtime, shell.asked_language(request), "preferences")
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await subscriber_store.get(conn, account_id, lock=True)
-        if subscriber is None:
-            return shell.invalid(runtime, shell.asked_language(request), "preferences")
+        if subscriber is None:  # erased since the link opened
+            return shell.gone(runtime, shell.asked_language(request), "preferences")
         changed, problems = changes(form, subscriber, runtime.settings)
         offers = await consent_store.has_consent(conn, account_id)
         language = shell.asked_language(

@@ -54,7 +54,10 @@ WORDS: dict[str, dict[str, str]] = {
 }
 
 
-OFFER = shell.html_answer("The link has expired or was revoked: a button to email a fresh one")
+OFFER = shell.html_answer(
+    "The link has expired or was revoked: a button to email a fresh one; or its account was "
+    "erased, which the page says"
+)
 
 
 def _language(request: web.Request, runtime: Runtime) -> str:
@@ -91,8 +94,8 @@ async def open_preferences(request: web.Request, runtime: Runtime) -> str | web.
         return offer(request, runtime, token)  # past its age: the same whoever it was for
     async with runtime.pool.acquire() as conn:
         revocation = await link_store.revocation(conn, link.account_id)
-    if revocation is None:
-        return shell.invalid(runtime, shell.asked_language(request), "preferences")
+    if revocation is None:  # erased since the email left
+        return shell.gone(runtime, shell.asked_language(request), "preferences")
     if preference_link_state(link.issued, revocation.since, now, days) != "open":
         return offer(request, runtime, token)
     return link.account_id

@@ -88,6 +88,8 @@ TEXT: dict[str, dict[str, str]] = {
         "invalid": "Linkul nu este valid. Deschideți-l din nou din email, întreg: un link "
         "copiat pe bucăți nu se deschide.",
         "refused": "Cererea nu vine din această pagină. Deschideți din nou linkul din email.",
+        "gone": "Acest cont nu mai există: datele lui au fost șterse. Nu mai sunt preferințe de "
+        "setat și nu se mai trimit emailuri pentru el.",
         "preferences": "Preferințe de notificare",
         "mandatory": "Notificările de securitate și anunțurile de serviciu se trimit întotdeauna.",
         "quiet_hours": "Interval de liniște (de exemplu 22:00-08:00; gol: fără)",
@@ -108,6 +110,8 @@ TEXT: dict[str, dict[str, str]] = {
         "invalid": "This link is not valid. Open it again from the email, whole: a link copied "
         "in pieces does not open.",
         "refused": "This request did not come from this page. Open the link in the email again.",
+        "gone": "This account no longer exists: its data was erased. There are no preferences "
+        "left to set, and no more emails are sent for it.",
         "preferences": "Notification preferences",
         "mandatory": "Security notices and service announcements are always sent.",
         "quiet_hours": "Quiet hours (for example 22:00-08:00; empty: none)",
@@ -186,6 +190,13 @@ def invalid(runtime: Runtime, language: str, heading: str) -> web.Response:
     unsubscribe, "preferences")."""
     words = TEXT[language]
     return message(runtime, language, words[heading], [words["invalid"]], status=404)
+
+
+def gone(runtime: Runtime, language: str, heading: str) -> web.Response:
+    """A link that is whole and was ours, for an account erased since (410): saying the link
+    is not valid would send the subscriber to open it again and again."""
+    words = TEXT[language]
+    return message(runtime, language, words[heading], [words["gone"]], status=410)
 
 
 def refused(runtime: Runtime, language: str, heading: str) -> web.Response:
