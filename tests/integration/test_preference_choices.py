@@ -4,6 +4,7 @@ in full), the consent's wording version; and the confirmation that names each ch
 
 from __future__ import annotations
 
+from html import escape
 from pathlib import Path
 
 from tests.conftest import SmtpSink, load_config, running_daemon
@@ -81,5 +82,56 @@ async def test_an_unknown_time_zone_or_half_quiet_hours_save_nothing(
         assert status == 422, page
         assert 'role="alert"' in page
     assert "Atlantis" in bad_zone[1]
-    assert "needs both a start and an end" in half[1]
+    assert "completați ambele ore" in half[1]
     assert stored["explicit"] == {}
+
+
+# What a subscriber can get wrong with the page's own controls (Chromium sends the time
+# fields as HH:MM, so a wrong time only comes from an older page's text field), and what the
+# page must then say, in the page's language.
+WRONG = {
+    "bad zone": {"timezone": "Lundra"},
+    "half quiet hours": {"quiet_to": "07:00"},
+    "equal quiet hours": {"quiet_from": "22:00", "quiet_to": "22:00"},
+    "bad address": {"addresses.fax": "birou la firma"},
+    "bad digest time": {"digest_time": "8 dimineața"},
+}
+SAID = {
+    "ro": {
+        "bad zone": "Fusul orar „Lundra” nu este cunoscut: scrieți un oraș și alegeți-l din listă.",
+        "half quiet hours": "Intervalul de liniște: completați ambele ore, „De la” și „Până "
+        "la”, sau lăsați-le goale pe amândouă.",
+        "equal quiet hours": "Intervalul de liniște: începutul și sfârșitul sunt la aceeași "
+        "oră. Lăsați-le goale pe amândouă pentru niciun interval.",
+        "bad address": "Faxuri: „birou la firma” nu este o adresă de email.",
+        "bad digest time": "Ora rezumatului zilnic: „8 dimineața” nu este o oră (de exemplu "
+        "08:00).",
+    },
+    "en": {
+        "bad zone": "Unknown time zone “Lundra”: type a city and choose it from the list.",
+        "half quiet hours": "Quiet hours: fill in both times, From and Until, or leave both empty.",
+        "equal quiet hours": "Quiet hours: the start and the end are the same time. Leave both "
+        "empty for none.",
+        "bad address": "Faxes: “birou la firma” is not an email address.",
+        "bad digest time": "Time of the daily digest: “8 dimineața” is not a time (for "
+        "example 08:00).",
+    },
+}
+
+
+async def test_what_to_fix_is_said_in_the_page_language(
+    tmp_path: Path, database_url: str, smtp_sink: SmtpSink
+) -> None:
+    """A Romanian page said "quiet hours needs both a start and an end, or neither" and
+    "'x' is not an email address", in English and in a programmer's words."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, smtp_sink.port))
+    pages: dict[tuple[str, str], tuple[int, str]] = {}
+    async with running_daemon(settings) as daemon:
+        link = await welcome(daemon, smtp_sink)
+        for language in ("ro", "en"):
+            for case, fields in WRONG.items():
+                form = {**fields, "language": language}
+                pages[language, case] = await submit(daemon, link, form)
+    for (language, case), (status, page) in pages.items():
+        assert status == 422, (language, case, page)
+        assert f"<li>{escape(SAID[language][case])}</li>" in page, (language, case, page)

@@ -25,6 +25,7 @@ from notifyd.http.pages.words import (
     LABELS,
     LANGUAGE_NAMES,
     MANDATORY_NAMES,
+    PROBLEMS,
 )
 from notifyd.logs import mask_email
 from notifyd.model import MODES, Subscriber, parse_quiet_hours, parse_time_of_day
@@ -35,6 +36,9 @@ from notifyd.settings import Settings
 # Offers are a consent (the checkbox), not a mode; their addresses follow the consent's.
 CHOSEN_BY_MODE = tuple(c for c in CONFIGURABLE if c != Category.MARKETING.value)
 _ADDRESS = pydantic.TypeAdapter(EmailAddress)
+# What a refused save must say: a key of words.PROBLEMS and its values, put in words in the
+# language of the page that answers (problems_in_words), known only once the form is read.
+Problem = tuple[str, dict[str, str]]
 
 
 def masked_account(account_id: str) -> str:
@@ -103,24 +107,42 @@ def _quiet_hours(form: MultiDictProxy[str]) -> str | None:
 
 
 def _addresses(asked: str) -> tuple[str, ...]:
+    """The addresses typed; ValueError carrying the first that is none."""
     found = []
     for part in asked.replace(";", ",").split(","):
         if part.strip():
             try:
                 found.append(_ADDRESS.validate_python(part.strip()))
             except pydantic.ValidationError:
-                raise ValueError(f"{part.strip()!r} is not an email address") from None
+                raise ValueError(part.strip()) from None
     return tuple(found)
+
+
+def _quiet_problem(asked: str) -> Problem:
+    start, _, end = asked.partition("-")
+    if start.strip() and start.strip() == end.strip():
+        return ("quiet_equal", {})
+    return ("quiet_invalid", {"value": asked})
+
+
+def problems_in_words(problems: list[Problem], language: str) -> list[str]:
+    """The refused save's problems as the page lists them, in `language`."""
+    return [
+        PROBLEMS[language][key].format(
+            **{**values, "category": shell.topic_name(values.get("category", ""), language)}
+        )
+        for key, values in problems
+    ]
 
 
 def changes(
     form: MultiDictProxy[str], subscriber: Subscriber, settings: Settings
-) -> tuple[Subscriber, list[str]]:
+) -> tuple[Subscriber, list[Problem]]:
     """The subscriber with what the form changed; the problems, if any (nothing is saved)."""
     defaults = settings.defaults
     current = subscriber.preferences
     view = preferences_module.effective(current, defaults)
-    problems: list[str] = []
+    problems: list[Problem] = []
     modes = dict(current.modes)
     addresses = dict(current.addresses)
     for category in CONFIGURABLE:
@@ -129,7 +151,7 @@ def changes(
             if chosen in MODES:
                 modes[category] = chosen
             else:
-                problems.append(f"{category}: {chosen!r}")
+                problems.append(("mode", {"category": category, "value": chosen}))
         # The page shows no address to edit: typed ones replace the category's own, and
         # "reset" sends it to the account's address again; an empty field changes nothing.
         typed = form.get(f"addresses.{category}", "").strip()
@@ -139,22 +161,26 @@ def changes(
             try:
                 addresses[category] = _addresses(typed)
             except ValueError as error:
-                problems.append(f"{shell.topic_name(category, 'en')}: {error}")
+                problems.append(("address", {"category": category, "value": str(error)}))
     quiet = current.quiet_hours
     try:
         asked = _quiet_hours(form)
-        if asked is not None and asked != view["quiet_hours"]:
+    except ValueError:  # one of the two times without the other
+        problems.append(("quiet_half", {}))
+        asked = None
+    if asked is not None and asked != view["quiet_hours"]:
+        try:
             parsed = parse_quiet_hours(asked)
             quiet = str(parsed) if parsed else ""
-    except ValueError as error:
-        problems.append(f"quiet hours {error}")
+        except ValueError:
+            problems.append(_quiet_problem(asked))
     digest_time = current.digest_time
     asked = form.get("digest_time")
     if asked is not None and asked.strip() != view["digest_time"]:
         try:
             digest_time = parse_time_of_day(asked).strftime("%H:%M")
-        except ValueError as error:
-            problems.append(f"digest time {error}")
+        except ValueError:
+            problems.append(("digest_time", {"value": asked.strip()}))
     changed = replace(
         subscriber,
         preferences=replace(
@@ -165,7 +191,7 @@ def changes(
 
 
 def _account_choices(
-    form: MultiDictProxy[str], subscriber: Subscriber, settings: Settings, problems: list[str]
+    form: MultiDictProxy[str], subscriber: Subscriber, settings: Settings, problems: list[Problem]
 ) -> Subscriber:
     """Language, time zone and voicemail audio: the account's own columns."""
     defaults = settings.defaults
@@ -175,20 +201,20 @@ def _account_choices(
         if asked in LANGUAGES:
             language = asked
         else:
-            problems.append(f"language {asked!r}")
+            problems.append(("language", {"value": asked}))
     timezone = subscriber.timezone
     asked = form.get("timezone")
     if asked is not None and asked.strip() != (subscriber.timezone or defaults.timezone):
         timezone = views.zone_named(asked)
         if timezone is None:
-            problems.append(f"time zone {asked!r}: type a city and choose it from the list")
+            problems.append(("timezone", {"value": asked.strip()}))
     audio = subscriber.voicemail_audio
     asked = form.get("voicemail_audio")
     if asked is not None:
         if asked in ("on", "off"):
             audio = asked == "on"
         else:
-            problems.append(f"voicemail audio {asked!r}")
+            problems.append(("voicemail_audio", {"value": asked}))
     return replace(subscriber, language=language, timezone=timezone, voicemail_audio=audio)
 
 

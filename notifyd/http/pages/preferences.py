@@ -18,6 +18,7 @@ from notifyd.http.pages.preference_form import (
     changes,
     changes_in_words,
     form_context,
+    problems_in_words,
 )
 from notifyd.http.runtime import RUNTIME, Runtime
 from notifyd.intake import consent
@@ -159,7 +160,7 @@ async def save_preferences(request: web.Request) -> web.Response:
         )
         if problems:
             context = form_context(subscriber, runtime.settings, offers, language)
-            context["problems"] = problems
+            context["problems"] = problems_in_words(problems, language)
             return _page(request, runtime, context, language, status=422)
         saved = await subscriber_store.save_preferences(
             conn, changed, before=subscriber, erasure_key=runtime.erasure_key

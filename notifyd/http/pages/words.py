@@ -125,3 +125,35 @@ LABELS: dict[str, dict[str, str]] = {
         "default_address": "the account's address",
     },
 }
+
+# What the page says to fix when a save is refused, in the page's language: each problem of
+# preference_form.changes() by its key, with the value given quoted as the language quotes.
+PROBLEMS: dict[str, dict[str, str]] = {
+    "ro": {
+        "mode": "{category}: „{value}” nu este o alegere a acestei pagini.",
+        "address": "{category}: „{value}” nu este o adresă de email.",
+        "quiet_half": "Intervalul de liniște: completați ambele ore, „De la” și „Până la”, sau "
+        "lăsați-le goale pe amândouă.",
+        "quiet_equal": "Intervalul de liniște: începutul și sfârșitul sunt la aceeași oră. "
+        "Lăsați-le goale pe amândouă pentru niciun interval.",
+        "quiet_invalid": "Intervalul de liniște „{value}” nu este valid (de exemplu 22:00-08:00).",
+        "digest_time": "Ora rezumatului zilnic: „{value}” nu este o oră (de exemplu 08:00).",
+        "timezone": "Fusul orar „{value}” nu este cunoscut: scrieți un oraș și alegeți-l din "
+        "listă.",
+        "language": "Limba „{value}” nu este disponibilă.",
+        "voicemail_audio": "Înregistrarea mesajelor vocale: „{value}” nu este o alegere a "
+        "acestei pagini.",
+    },
+    "en": {
+        "mode": "{category}: “{value}” is not a choice of this page.",
+        "address": "{category}: “{value}” is not an email address.",
+        "quiet_half": "Quiet hours: fill in both times, From and Until, or leave both empty.",
+        "quiet_equal": "Quiet hours: the start and the end are the same time. Leave both empty "
+        "for none.",
+        "quiet_invalid": "Quiet hours “{value}” are not valid (for example 22:00-08:00).",
+        "digest_time": "Time of the daily digest: “{value}” is not a time (for example 08:00).",
+        "timezone": "Unknown time zone “{value}”: type a city and choose it from the list.",
+        "language": "The language “{value}” is not available.",
+        "voicemail_audio": "Voicemail recording: “{value}” is not a choice of this page.",
+    },
+}
