@@ -38,7 +38,7 @@ async def upsert(
     `before`: the subscriber as stored (None: unknown, every address is checked), and the
     key of erased addresses' hashes, as for every save here."""
     saved = await _save_details(conn, "upsert_subscriber", subscriber)
-    return await _given_again(conn, before, saved, erasure_key)
+    return await _after_save(conn, before, saved, erasure_key)
 
 
 async def replace(
@@ -46,7 +46,7 @@ async def replace(
 ) -> Subscriber:
     """Create the subscriber or set its details to these (None clears one)."""
     saved = await _save_details(conn, "replace_subscriber", subscriber)
-    return await _given_again(conn, before, saved, erasure_key)
+    return await _after_save(conn, before, saved, erasure_key)
 
 
 async def _save_details(conn: Conn, query: str, subscriber: Subscriber) -> Subscriber:
@@ -76,7 +76,7 @@ async def update(
         subscriber.closed_at,
     )
     assert row is not None
-    return await _given_again(conn, before, subscriber_of(row), erasure_key)
+    return await _after_save(conn, before, subscriber_of(row), erasure_key)
 
 
 async def save_preferences(
@@ -102,7 +102,7 @@ async def save_preferences(
         subscriber.timezone,
     )
     assert row is not None
-    return await _given_again(conn, before, subscriber_of(row), erasure_key)
+    return await _after_save(conn, before, subscriber_of(row), erasure_key)
 
 
 def addresses_of(subscriber: Subscriber) -> frozenset[str]:
@@ -111,6 +111,27 @@ def addresses_of(subscriber: Subscriber) -> frozenset[str]:
     chosen = subscriber.preferences
     named = [a for addresses in chosen.addresses.values() for a in addresses]
     return frozenset(a.lower() for a in (subscriber.email, *chosen.extra_emails, *named))
+
+
+async def _after_save(
+    conn: Conn, before: Subscriber | None, saved: Subscriber, erasure_key: bytes
+) -> Subscriber:
+    """What every save does beyond the row: the notices waiting take a new language or time
+    zone, and an erased address given again is suppressed again."""
+    if before is not None:
+        await waiting.follow_choices(
+            conn,
+            saved.account_id,
+            _new(before.language, saved.language),
+            _new(before.timezone, saved.timezone),
+        )
+    return await _given_again(conn, before, saved, erasure_key)
+
+
+def _new(was: str | None, now: str | None) -> str | None:
+    # None when unchanged, or cleared to follow the default (not known here): those notices
+    # keep the value they were routed with.
+    return now if now is not None and now != was else None
 
 
 async def _given_again(

@@ -1,6 +1,7 @@
 """What waits to be sent (queued, held for a digest or a burst, restricted) when a choice
 of the subscriber, the state of an address or a restriction changes (issue 18): cancelled
-or held at once, in the caller's transaction, with a reason the admin reads. The claim
+or held at once, in the caller's transaction, with a reason the admin reads; or, when the
+subscriber's language or time zone changes, written in the new one. The claim
 checks each notice again as it takes it (notices.py's claim_due, parts.sql's withholding),
 with the same words.
 
@@ -32,6 +33,16 @@ async def cancel_waiting(
         SQL["cancel_waiting"], account_id, sorted(set(categories)), wanted, reason
     )
     return int(status.split()[-1])
+
+
+async def follow_choices(
+    conn: Conn, account_id: str, language: str | None, timezone: str | None
+) -> None:
+    """The account's notices not sent yet take the language and time zone just chosen
+    (None: unchanged): a subscriber who switches to English during quiet hours gets the
+    morning's emails in English."""
+    if language is not None or timezone is not None:
+        await conn.execute(SQL["follow_choices"], account_id, language, timezone)
 
 
 # Why the notices to an address are cancelled when the address changes state: the words of

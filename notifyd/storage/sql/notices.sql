@@ -40,6 +40,14 @@ WHERE account_id = $1 AND state IN ('queued', 'held', 'restricted')
   AND category = ANY($2::text[])
   AND ($3::text[] IS NULL OR lower(recipient) = ANY($3::text[]))
 
+-- name: follow_choices
+-- The subscriber chose another language ($2) or time zone ($3; NULL: that one did not
+-- change): their notices not sent yet are written in it, as the emails that follow the
+-- choice must be. A notice being sent keeps what it is being sent in.
+UPDATE notices
+SET language = coalesce($2, language), timezone = coalesce($3, timezone)
+WHERE account_id = $1 AND state IN ('queued', 'held', 'restricted')
+
 -- name: cancel_waiting_to
 -- An address changed state (issue 18): it unsubscribed from marketing, or it is
 -- undeliverable. The notices of the categories $2 to the addresses $1 (lower case), of
