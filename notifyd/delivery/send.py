@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -43,6 +43,16 @@ from notifyd.settings import (
 from notifyd.storage import db
 from notifyd.storage import notices as notice_store
 from notifyd.storage.notices import ClaimedNotice
+
+# When the preference link of an email to an address the account no longer has is made: so
+# long ago that it never opens, and its page offers a fresh link, sent to the account's
+# address. The address change revoked the links that address had (storage/subscribers.py).
+OUTDATED = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def _to_a_former_address(notice: ClaimedNotice) -> bool:
+    """The notice of an address change, to the address that was changed."""
+    return notice.kind == "account.email_changed" and notice.context.get("recipient_role") != "new"
 
 
 @dataclass(frozen=True)
@@ -229,7 +239,8 @@ class Sender:
             # SPEC §5: every email links to the subscriber's preference page.
             issued = self.clock()
             context["preferences_url"] = mailing.links.preferences_url(
-                notice.account_id, issued=issued
+                notice.account_id,
+                issued=OUTDATED if _to_a_former_address(notice) else issued,
             )
             if notice.category == "marketing" or notice.kind == DIGEST_KIND:
                 # RFC 8058 one-click unsubscribe, signed for this account and address:

@@ -7,13 +7,13 @@ before (then it goes back on the suppression list): every path that brings an ad
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from notifyd.model import Preferences, Subscriber
-from notifyd.storage import erasure, queries, waiting
+from notifyd.storage import erasure, links, queries, waiting
 from notifyd.storage.db import Conn
 
 SQL = queries.load("subscribers")
@@ -117,7 +117,8 @@ async def _after_save(
     conn: Conn, before: Subscriber | None, saved: Subscriber, erasure_key: bytes
 ) -> Subscriber:
     """What every save does beyond the row: the notices waiting take a new language or time
-    zone, and an erased address given again is suppressed again."""
+    zone, a new address revokes the preference links sent to the old one, and an erased
+    address given again is suppressed again."""
     if before is not None:
         await waiting.follow_choices(
             conn,
@@ -125,6 +126,11 @@ async def _after_save(
             _new(before.language, saved.language),
             _new(before.timezone, saved.timezone),
         )
+        if before.email.lower() != saved.email.lower():
+            # The old mailbox keeps no control of the account: people change the address
+            # because someone else reads the old one. Its preference links stop opening
+            # (their page offers a fresh link, emailed to the new address).
+            await links.revoke(conn, saved.account_id, datetime.now(UTC))
     return await _given_again(conn, before, saved, erasure_key)
 
 
