@@ -129,8 +129,10 @@ async def _after_save(
         if before.email.lower() != saved.email.lower():
             # The old mailbox keeps no control of the account: people change the address
             # because someone else reads the old one. Its preference links stop opening
-            # (their page offers a fresh link, emailed to the new address).
+            # (their page offers a fresh link, emailed to the new address), and what
+            # waits for it goes to the new one.
             await links.revoke(conn, saved.account_id, datetime.now(UTC))
+            await waiting.readdress(conn, saved.account_id, before.email, saved.email)
     return await _given_again(conn, before, saved, erasure_key)
 
 

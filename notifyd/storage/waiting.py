@@ -1,7 +1,8 @@
 """What waits to be sent (queued, held for a digest or a burst, restricted) when a choice
 of the subscriber, the state of an address or a restriction changes (issue 18): cancelled
 or held at once, in the caller's transaction, with a reason the admin reads; or, when the
-subscriber's language or time zone changes, written in the new one. The claim
+subscriber's language, time zone or own address changes, written in the new language and
+zone or sent to the new address. The claim
 checks each notice again as it takes it (notices.py's claim_due, parts.sql's withholding),
 with the same words.
 
@@ -43,6 +44,12 @@ async def follow_choices(
     morning's emails in English."""
     if language is not None or timezone is not None:
         await conn.execute(SQL["follow_choices"], account_id, language, timezone)
+
+
+async def readdress(conn: Conn, account_id: str, old: str, new: str) -> None:
+    """The account's address changed: what waits for the old one goes to the new one (the
+    old mailbox, often left because someone else reads it, gets no more of the account)."""
+    await conn.execute(SQL["readdress_waiting"], account_id, old, new)
 
 
 # Why the notices to an address are cancelled when the address changes state: the words of

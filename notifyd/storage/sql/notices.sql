@@ -48,6 +48,27 @@ UPDATE notices
 SET language = coalesce($2, language), timezone = coalesce($3, timezone)
 WHERE account_id = $1 AND state IN ('queued', 'held', 'restricted')
 
+-- name: readdress_waiting
+-- The account $1's own address changed from $2 to $3: its notices not sent yet to the old
+-- address go to the new one (what they wait for unchanged); one whose twin (the same
+-- dedupe key) already goes to the new address is cancelled instead, as the unique index
+-- would refuse the move. Those to other addresses (a category's own) stay.
+WITH moved AS (
+    UPDATE notices AS n SET recipient = $3
+    WHERE n.account_id = $1 AND lower(n.recipient) = lower($2)
+      AND n.state IN ('queued', 'held', 'restricted')
+      AND NOT EXISTS (SELECT 1 FROM notices AS t
+                      WHERE t.account_id = $1 AND t.dedupe_key = n.dedupe_key
+                        AND lower(t.recipient) = lower($3))
+    RETURNING n.id
+)
+UPDATE notices AS n
+SET state = 'cancelled',
+    last_error = 'cancelled: the account''s address changed; the new one has it'
+WHERE n.account_id = $1 AND lower(n.recipient) = lower($2)
+  AND n.state IN ('queued', 'held', 'restricted')
+  AND n.id NOT IN (SELECT id FROM moved)
+
 -- name: cancel_waiting_to
 -- An address changed state (issue 18): it unsubscribed from marketing, or it is
 -- undeliverable. The notices of the categories $2 to the addresses $1 (lower case), of
