@@ -25,7 +25,8 @@ from tests.integration.intake_support import NOW, RULES
 WAVES = queries.load("waves")
 # Every statement a wave can run, all on generic plans: the three of every wave, and the
 # rare ones: before `facts` a replayed webhook id's receipt, an event's files, an account
-# event's save (and an erased address given again), after it a spending rate's balances,
+# event's save (the notices waiting that follow a new language, time zone or address, the
+# links a new address revokes, an erased address given again), after it a spending rate's balances,
 # after `queue` a merged missed call.
 GENERIC = {
     "store_and_lock": WAVES["store_and_lock"],
@@ -35,6 +36,9 @@ GENERIC = {
     "insert_attachment": queries.load("attachments")["insert_attachment"],
     "upsert_subscriber": queries.load("subscribers")["upsert_subscriber"],
     "update_subscriber": queries.load("subscribers")["update_subscriber"],
+    "follow_choices": queries.load("notices")["follow_choices"],
+    "readdress_waiting": queries.load("notices")["readdress_waiting"],
+    "revoke_links": queries.load("links")["revoke_links"],
     "resuppress": queries.load("erasure")["resuppress"],
     "cancel_waiting_to": queries.load("notices")["cancel_waiting_to"],
     "recent_balances": queries.load("credit")["recent_balances"],
@@ -50,6 +54,9 @@ READS = {
     "insert_attachment": set(),
     "upsert_subscriber": set(),
     "update_subscriber": {"subscribers"},
+    "follow_choices": {"notices"},
+    "readdress_waiting": {"notices"},
+    "revoke_links": {"subscribers"},
     "resuppress": {"erased_addresses"},
     "cancel_waiting_to": {"notices"},
     "recent_balances": {"balance_history"},
