@@ -12,13 +12,17 @@ lock, stops a server that a command started (`commands-started-postgres` says on
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
 import os
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 LOCK_FILE = "notifyd.lock"
 COMMANDS_LOCK = "commands.lock"
+# Held by the one command starting (or finding) the server: two at once each ran pg_ctl.
+START_LOCK = "commands-start.lock"
 # Written by a command that started the server; the last command out stops it then.
 STARTED_BY_COMMAND = "commands-started-postgres"
 
@@ -77,8 +81,21 @@ class CommandsSharing:
 
     def __init__(self, state_dir: Path) -> None:
         state_dir.mkdir(parents=True, exist_ok=True)
+        self._state_dir = state_dir
         self._descriptor = os.open(state_dir / COMMANDS_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
         fcntl.flock(self._descriptor, fcntl.LOCK_SH)
+
+    @contextlib.asynccontextmanager
+    async def starting(self) -> AsyncIterator[None]:
+        """Held while this command starts or finds the server, one command at a time: two
+        that found no server each ran `pg_ctl start`, and the second failed ("could not
+        start server"); the next one in now finds the server the first started."""
+        descriptor = os.open(self._state_dir / START_LOCK, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            await asyncio.to_thread(fcntl.flock, descriptor, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(descriptor)
 
     def last_one(self) -> bool:
         """Whether no other command uses the server; if so, it stays this one's alone until
