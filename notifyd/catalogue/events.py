@@ -8,8 +8,6 @@ of value the fields hold (text, caller IDs, addresses, money) are `fields`.
 
 from __future__ import annotations
 
-import base64
-import binascii
 from dataclasses import dataclass
 from datetime import date, datetime
 from enum import StrEnum
@@ -22,12 +20,13 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    field_validator,
+    PrivateAttr,
     model_validator,
 )
 
 from notifyd import unstorable
 from notifyd.catalogue.fields import (
+    Attachment,
     CalledNumber,
     CallerId,
     CallerName,
@@ -35,13 +34,11 @@ from notifyd.catalogue.fields import (
     DisplayText,
     EmailAddress,
     Extension,
-    FileName,
     Identifier,
     IPAddress,
     IPNetworkText,
     Language,
     LongText,
-    MimeType,
     Money,
     PbxIdentifier,
     SenderData,
@@ -51,6 +48,7 @@ from notifyd.catalogue.fields import (
     display_line,
     multi_line,
 )
+from notifyd.catalogue.locale import read_locale
 
 
 class Category(StrEnum):
@@ -84,34 +82,6 @@ def canonical_category(name: str) -> str:
     return CATEGORY_ALIASES.get(name, name)
 
 
-class Attachment(BaseModel):
-    """A file carried inline (`data_base64`) or fetched by notifyd from the PBX (`url`)."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
-
-    filename: FileName
-    content_type: MimeType
-    data_base64: str | None = Field(default=None, repr=False)
-    url: WebUrl | None = None
-
-    @field_validator("data_base64")
-    @classmethod
-    def _base64(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        try:
-            base64.b64decode(value, validate=True)
-        except (binascii.Error, ValueError):
-            raise ValueError("is not valid base64") from None
-        return value
-
-    @model_validator(mode="after")
-    def _one_source(self) -> Attachment:
-        if (self.data_base64 is None) == (self.url is None):
-            raise ValueError("give exactly one of data_base64 or url")
-        return self
-
-
 class EventData(SenderData):
     type_name: ClassVar[str]
     # None: the event changes state and sends nothing by itself.
@@ -120,7 +90,34 @@ class EventData(SenderData):
     account_id: Identifier
 
 
-class AccountCreated(EventData):
+class AccountLocale(EventData):
+    """An account's event: its language and time zone are read as billing systems write them
+    (`locale.read_locale`); one notifyd cannot map is left out, never refused (a refused
+    account.created loses every notice of the account), and named by `not_understood`."""
+
+    _not_understood: tuple[str, ...] = PrivateAttr(default=())
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _mapped(cls, data: Any, handler: pydantic.ValidatorFunctionWrapHandler) -> Any:
+        data, dropped = read_locale(data)
+        model = handler(data)
+        if dropped:
+            model._not_understood = dropped
+        else:
+            model.check_complete()
+        return model
+
+    @property
+    def not_understood(self) -> tuple[str, ...]:
+        """The fields sent with a value notifyd could not map, and so left out."""
+        return self._not_understood
+
+    def check_complete(self) -> None:
+        """Raise ValueError when the event, all of it understood, says nothing."""
+
+
+class AccountCreated(AccountLocale):
     type_name = "account.created"
     category = Category.SERVICE
 
@@ -131,7 +128,7 @@ class AccountCreated(EventData):
     timezone: TimeZoneName | None = None
 
 
-class AccountUpdated(EventData):
+class AccountUpdated(AccountLocale):
     type_name = "account.updated"
     category = None
 
@@ -140,11 +137,10 @@ class AccountUpdated(EventData):
     language: Language | None = None
     timezone: TimeZoneName | None = None
 
-    @model_validator(mode="after")
-    def _something(self) -> AccountUpdated:
+    def check_complete(self) -> None:
+        # Not called when a field was not understood: such an update is kept, changing nothing.
         if all(v is None for v in (self.email, self.name, self.language, self.timezone)):
             raise ValueError("give at least one of email, name, language, timezone")
-        return self
 
 
 class AccountClosed(EventData):

@@ -7,6 +7,8 @@ by the admin API.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import functools
 import ipaddress
 import re
@@ -23,6 +25,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -280,6 +283,34 @@ Count = Annotated[int, Field(ge=0, le=1_000_000)]
 
 Language = Literal["ro", "en"]
 assert set(LANGUAGES) == {"ro", "en"}
+
+
+class Attachment(BaseModel):
+    """A file carried inline (`data_base64`) or fetched by notifyd from the PBX (`url`)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+    filename: FileName
+    content_type: MimeType
+    data_base64: str | None = Field(default=None, repr=False)
+    url: WebUrl | None = None
+
+    @field_validator("data_base64")
+    @classmethod
+    def _base64(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError("is not valid base64") from None
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Attachment:
+        if (self.data_base64 is None) == (self.url is None):
+            raise ValueError("give exactly one of data_base64 or url")
+        return self
 
 
 class SenderData(BaseModel):

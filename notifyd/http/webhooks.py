@@ -14,7 +14,7 @@ from aiohttp import web
 from aiohttp.web_urldispatcher import _default_expect_handler
 from pydantic import Field
 
-from notifyd.catalogue.events import Event, InvalidEvent, MalformedBody
+from notifyd.catalogue.events import AccountLocale, Event, InvalidEvent, MalformedBody
 from notifyd.catalogue.webhook_body import WEBHOOK_BODY, parse_webhook
 from notifyd.http.bodies import Reservation
 from notifyd.http.errors import error_response
@@ -232,6 +232,15 @@ async def _receive(
         notices=len(routing.notices) if routing else 0,
         skipped=routing.skipped.reason if routing and routing.skipped else None,
     )
+    if isinstance(event.data, AccountLocale) and event.data.not_understood:
+        # The field's name only: the value is whatever the sender wrote, and could be anything.
+        log.warning(
+            "account's language or time zone not understood: the default applies",
+            source=name,
+            type=event.type,
+            event_id=str(receipt.event_id),
+            fields=list(event.data.not_understood),
+        )
     return respond(Receipt(event_id=receipt.event_id, duplicate=False), status=202), event.type
 
 

@@ -5,7 +5,8 @@ fetched from the PBX before the notice is sent."""
 from __future__ import annotations
 
 from notifyd.catalogue import attachments
-from notifyd.catalogue.events import Attachment, Event, FaxReceived, VoicemailReceived
+from notifyd.catalogue.events import Event, FaxReceived, VoicemailReceived
+from notifyd.catalogue.fields import Attachment
 from notifyd.settings import AttachmentSettings
 from notifyd.storage.attachments import StoredFile
 

@@ -259,15 +259,19 @@ def test_naive_started_at_is_rejected() -> None:
     assert fields == {"data.started_at": "Input should have timezone info"}
 
 
-def test_unknown_subscriber_timezone_is_rejected() -> None:
-    fields = data_errors("account.created", timezone="Europe/Bucuresti")
+def test_unknown_subscriber_timezone_is_left_to_the_default_not_refused() -> None:
+    # A refused account.created loses every notice of the account (README, the webhook rules).
+    event = parse_event(body(sample("account.created", timezone="Europe/Bucuresti")))
 
-    assert list(fields) == ["data.timezone"]
-    assert fields["data.timezone"].startswith("unknown time zone")
+    assert isinstance(event.data, AccountCreated)
+    assert (event.data.timezone, event.data.not_understood) == (None, ("timezone",))
 
 
-def test_unsupported_subscriber_language_is_rejected() -> None:
-    assert list(data_errors("account.created", language="fr")) == ["data.language"]
+def test_unsupported_subscriber_language_is_left_to_the_default_not_refused() -> None:
+    event = parse_event(body(sample("account.created", language="fr")))
+
+    assert isinstance(event.data, AccountCreated)
+    assert (event.data.language, event.data.not_understood) == (None, ("language",))
 
 
 @pytest.mark.parametrize("seconds", [-1, 86401])
