@@ -9,7 +9,7 @@ of value the fields hold (text, caller IDs, addresses, money) are `fields`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import datetime
 from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
@@ -31,10 +31,10 @@ from notifyd.catalogue.fields import (
     CallerId,
     CallerName,
     Currency,
+    Day,
     DisplayText,
     EmailAddress,
     Extension,
-    Identifier,
     IPAddress,
     IPNetworkText,
     Language,
@@ -87,7 +87,7 @@ class EventData(SenderData):
     # None: the event changes state and sends nothing by itself.
     category: ClassVar[Category | None]
 
-    account_id: Identifier
+    account_id: PbxIdentifier
 
 
 class AccountLocale(EventData):
@@ -250,7 +250,7 @@ class DailyLimitExceeded(EventData):
     limit: Money
     spent: Money
     currency: Currency
-    date: date
+    date: Day
 
 
 class BalanceUpdated(EventData):
@@ -275,10 +275,10 @@ class PaymentConfirmed(EventData):
     type_name = "billing.payment_confirmed"
     category = Category.BILLING
 
-    payment_id: Identifier
+    payment_id: PbxIdentifier
     amount: Money
     currency: Currency
-    invoice_number: Identifier | None = None
+    invoice_number: PbxIdentifier | None = None
     paid_at: AwareDatetime
 
 

@@ -12,6 +12,7 @@ import binascii
 import functools
 import ipaddress
 import re
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -151,11 +152,45 @@ def _timezone(value: str) -> str:
 
 def _money(value: str) -> str:
     if not _MONEY.match(value):
-        raise ValueError('must be a decimal string such as "12.50" (not a JSON number)')
+        raise ValueError('must be a decimal string such as "12.50", without thousands separators')
     return str(Decimal(value))
 
 
+def _money_number(value: Any) -> Any:
+    # A JSON number, as PHP's json_encode or JavaScript write an amount: taken only where its
+    # shortest decimal form is the amount written (at most 15 significant digits, which a
+    # binary float keeps exactly as written). 0.1 + 0.2 is 0.30000000000000004 there, and
+    # shown as 0.30 it would be another amount than the sender's: refused.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return value
+    text = str(value) if isinstance(value, int) else repr(value)
+    digits = Decimal(text).as_tuple()
+    if not _MONEY.match(text) or (isinstance(value, float) and len(digits.digits) > 15):
+        raise ValueError(
+            f"the JSON number {text} cannot be read exactly as an amount: "
+            'send a decimal string such as "12.50"'
+        )
+    return text
+
+
+def _day(value: Any) -> Any:
+    # A day as billing systems write it: ISO's 2026-12-05 or 20261205, or a moment whose
+    # day it is where it was written (2026-12-05T23:30:00+02:00 is 5 December). A number is
+    # not a day (it would be read as Unix seconds, 20261205 as 23 August 1970).
+    if isinstance(value, str):
+        for parse in (date.fromisoformat, datetime.fromisoformat):
+            try:
+                parsed = parse(value.strip())
+            except ValueError:
+                continue
+            return parsed.date() if isinstance(parsed, datetime) else parsed
+    if isinstance(value, date):
+        return value
+    raise ValueError('must be a day such as "2026-12-05"')
+
+
 def _currency(value: str) -> str:
+    value = value.upper()  # "eur", as some billing systems write it
     if value not in _CURRENCIES:
         raise ValueError("must be an ISO 4217 currency code such as RON or EUR")
     return value
@@ -250,7 +285,12 @@ EmailAddress = Annotated[str, Field(max_length=254), AfterValidator(_email)]
 TimeZoneName = Annotated[str, Field(max_length=64), AfterValidator(_timezone)]
 
 
-Money = Annotated[str, Field(max_length=24), AfterValidator(_money)]
+# An amount: a decimal string, or a JSON number that reads as exactly one.
+Money = Annotated[str, BeforeValidator(_money_number), Field(max_length=24), AfterValidator(_money)]
+
+
+# A calendar day: ISO in either form, or the day of an ISO moment.
+Day = Annotated[date, BeforeValidator(_day)]
 
 
 Currency = Annotated[str, Field(min_length=3, max_length=3), AfterValidator(_currency)]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import pytest
@@ -16,6 +17,7 @@ import structlog
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import running_daemon
 from tests.integration.catalogue_support import (
+    SECRETS,
     RawSink,
     mail_number,
     post_ok,
@@ -95,3 +97,71 @@ async def test_an_update_with_only_a_language_not_understood_is_kept_and_changes
         await post_ok(daemon, {**update, "data": {"account_id": "acc-1", "language": "de"}})
         await post_ok(daemon, {**update, "data": {"account_id": "acc-1", "language": "RO-ro"}})
     assert await db.fetchval("SELECT language FROM subscribers") == "ro"
+
+
+# (event type, fields as a billing system or PBX writes them, what the English and the
+# Romanian email show)
+AMOUNTS: list[tuple[str, dict[str, Any], str, str]] = [
+    ("billing.credit_added", {"amount": 12.5, "new_balance": 20}, "€ 12.50", "12,50 EUR"),
+    ("billing.credit_added", {"currency": "eur"}, "€ 50.00", "50,00 EUR"),
+    (
+        "billing.payment_confirmed",
+        {"payment_id": 4471, "invoice_number": 2026042},
+        "RON 119.00",
+        "119,00 RON",
+    ),
+    (
+        "usage.daily_limit_exceeded",
+        {"date": "20261205", "limit": 50},
+        "5 December 2026",
+        "5 decembrie 2026",
+    ),
+    (
+        "usage.daily_limit_exceeded",
+        {"date": "2026-12-05T23:30:00+02:00"},
+        "5 December 2026",
+        "5 decembrie 2026",
+    ),
+]
+
+
+@pytest.mark.parametrize(("event_type", "fields", "english", "romanian"), AMOUNTS)
+async def test_billing_values_as_sent_are_taken_and_shown_right_in_both_languages(
+    tmp_path: Path,
+    database_url: str,
+    sink: RawSink,
+    event_type: str,
+    fields: dict[str, Any],
+    english: str,
+    romanian: str,
+) -> None:
+    if "amount" in fields and "currency" not in fields:
+        fields = {**fields, "currency": "EUR"}
+    async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
+        # A billing system's own account numbers are integers, written unquoted.
+        await post_ok(daemon, sample_event("account.created", "1001", language="en"))
+        await post_ok(daemon, sample_event("account.created", "1002", language="ro"))
+        await mail_number(sink, 2)
+        for n, account in enumerate((1001, 1002), start=3):
+            event = sample_event(event_type, "-", **fields)
+            await post_ok(daemon, {**event, "data": {**event["data"], "account_id": account}})
+            mail = await mail_number(sink, n)
+            assert (english if account == 1001 else romanian) in mail.text, mail.text
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "says"),
+    [
+        ("amount", 0.30000000000000004, "decimal string"),  # 0.1 + 0.2 in a float
+        ("amount", "1,234.50", "decimal string"),
+        ("currency", "XYZ", "ISO 4217"),
+    ],
+)
+async def test_an_amount_that_cannot_be_read_exactly_is_refused_saying_why(
+    tmp_path: Path, database_url: str, sink: RawSink, field: str, value: Any, says: str
+) -> None:
+    event = sample_event("billing.credit_added", "acc-1", **{field: value})
+    async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
+        status, body = await daemon.post("billing", event, SECRETS["billing"])
+    assert status == 422
+    assert says in body["fields"][f"data.{field}"]
