@@ -389,9 +389,13 @@ def money(amount: str | Decimal, currency: str, language: str) -> str:
     """'12,50 RON' (ro) or 'RON 12.50' (en): Babel's currency format for the language, with
     a space after a code in English (Babel writes 'RON12.50')."""
     value = Decimal(str(amount))
+    # At least the currency's decimals, and every one the amount has past them: a per-minute
+    # rate's 0.125 RON is not 0.12 (Babel rounds to the currency's digits, half to even).
     if language == "en":
-        return format_currency(value, currency, format="¤\u00a0#,##0.00", locale=language)
-    return format_currency(value, currency, locale=language)
+        return format_currency(
+            value, currency, format="¤\u00a0#,##0.00", locale=language, decimal_quantization=False
+        )
+    return format_currency(value, currency, locale=language, decimal_quantization=False)
 
 
 @_FORMATTED

@@ -104,6 +104,9 @@ async def test_an_update_with_only_a_language_not_understood_is_kept_and_changes
 AMOUNTS: list[tuple[str, dict[str, Any], str, str]] = [
     ("billing.credit_added", {"amount": 12.5, "new_balance": 20}, "€ 12.50", "12,50 EUR"),
     ("billing.credit_added", {"currency": "eur"}, "€ 50.00", "50,00 EUR"),
+    # A per-minute rate's fraction of a cent: shown as billed, not rounded half to even.
+    ("billing.credit_added", {"amount": "0.125", "currency": "RON"}, "RON 0.125", "0,125 RON"),
+    ("usage.daily_limit_exceeded", {"spent": "50.005"}, "RON 50.005", "50,005 RON"),
     (
         "billing.payment_confirmed",
         {"payment_id": 4471, "invoice_number": 2026042},
