@@ -1,6 +1,7 @@
 """The languages notices and pages are written in, and the time zones a subscriber may be in;
 and how a billing system's way of naming them (a BCP 47 or POSIX locale, a zone in lower
-case or as a UTC offset) is read as one of ours. Used by `fields` and `events`."""
+case or as a UTC offset) is read as one of ours, and how a zone is named in an email.
+Used by `fields`, `events` and `mail.rendering`."""
 
 from __future__ import annotations
 
@@ -63,6 +64,23 @@ def zone_of(value: str) -> str | None:
 def _zones_by_lower_case() -> dict[str, str]:
     # Read once (about 35 ms), and only when a sender writes a zone in another case.
     return {name.lower(): name for name in available_timezones() if name not in _NOT_A_PLACE}
+
+
+def zone_name(zone: str) -> str:
+    """'America/New_York' -> 'America/New York': the IANA name as read, not as a path. A
+    fixed zone is its offset: 'Etc/GMT-2' (what a sender's '+02:00' is kept as) has POSIX's
+    sign, and would read as two hours west of GMT; it is 'UTC+02:00'."""
+    fixed = _FIXED_ZONE.match(zone)
+    if fixed is None:
+        return zone.replace("_", " ")
+    if not fixed[2] or int(fixed[2]) == 0:
+        return "UTC"
+    east = fixed[1] == "-"
+    return f"UTC{'+' if east else '-'}{int(fixed[2]):02d}:00"
+
+
+# The tz database's fixed zones: Etc/GMT-2 is UTC+02:00; Etc/GMT, Etc/UTC are UTC.
+_FIXED_ZONE = re.compile(r"^Etc/(?:GMT|UTC|UCT|Zulu|Universal|Greenwich)(?:([+-]?)(\d{1,2}))?$")
 
 
 def read_locale(data: Any) -> tuple[Any, tuple[str, ...]]:

@@ -28,6 +28,7 @@ import markupsafe
 from babel.dates import format_date, format_datetime
 from babel.numbers import format_currency, format_decimal
 
+from notifyd.catalogue.locale import zone_name
 from notifyd.mail import mime
 from notifyd.mail.addresses import Origin, wire_form
 from notifyd.mail.caller_ids import caller_in_language, phone_in_language
@@ -371,11 +372,6 @@ def local_datetime(value: str | datetime, zone: str, language: str) -> str:
         shown_zone = f"UTC{sign}{hours:02d}:{minutes:02d}" if hours or minutes else "UTC"
     shown = format_datetime(moment, format="d MMMM y, HH:mm", locale=language)
     return f"{shown} ({shown_zone})"
-
-
-def zone_name(zone: str) -> str:
-    """'America/New_York' -> 'America/New York': the IANA name as read, not as a path."""
-    return zone.replace("_", " ")
 
 
 @_FORMATTED

@@ -168,3 +168,18 @@ async def test_an_amount_that_cannot_be_read_exactly_is_refused_saying_why(
         status, body = await daemon.post("billing", event, SECRETS["billing"])
     assert status == 422
     assert says in body["fields"][f"data.{field}"]
+
+
+async def test_a_zone_given_as_an_offset_is_shown_as_that_offset(
+    tmp_path: Path, database_url: str, sink: RawSink
+) -> None:
+    # Kept as Etc/GMT-2, whose POSIX sign reads to a subscriber as two hours west of GMT.
+    welcome = sample_event("account.created", "acc-1", language="en", timezone="+02:00")
+    called = sample_event("call.missed", "acc-1", started_at="2026-12-05T10:00:00Z")
+    async with running_daemon(sending_settings(tmp_path, database_url, sink)) as daemon:
+        await post_ok(daemon, welcome)
+        await mail_number(sink, 1)
+        await post_ok(daemon, called)
+        mail = await mail_number(sink, 2)
+    assert "5 December 2026, 12:00 (UTC+02:00)" in mail.text
+    assert "GMT-2" not in mail.text + mail.html_text
