@@ -177,7 +177,7 @@ async def test_invalid_preferences_are_named_field_by_field(
                 "extra_emails": ["fine@client.example", "bad"],
                 "digest_time": "25:00",
                 "language": "fr",
-                "low_credit_threshold": 12.5,
+                "low_credit_threshold": "12,50",
             },
         )
         missing = await call(
