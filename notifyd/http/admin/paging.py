@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
@@ -25,13 +26,22 @@ def clamped(maximum: int, message: str = "must be a whole number") -> Callable[[
     return parse
 
 
+# A query string reads '+' as a space: `before=…T10:15:02.118204+00:00`, pasted from an
+# answer into curl or a browser, arrives as `…T10:15:02.118204 00:00`. A space then an
+# offset at the end of a time can only have been that '+' ('-' and 'Z' arrive as sent).
+_PLUS_AS_SPACE = re.compile(r"(:\d\d(?:\.\d+)?) (\d\d(?::?\d\d)?)$")
+
+
 def _rfc3339(value: object) -> object:
     if not isinstance(value, str):
         return value
     try:
-        moment = datetime.fromisoformat(value)
+        moment = datetime.fromisoformat(_PLUS_AS_SPACE.sub(r"\1+\2", value.strip()))
     except ValueError:
-        raise ValueError("must be an RFC 3339 time") from None
+        raise ValueError(
+            "must be an RFC 3339 time, such as 2026-12-04T10:15:02Z or"
+            " 2026-12-04T12:15:02%2B02:00 (a '+' in a URL is written %2B)"
+        ) from None
     if moment.tzinfo is None:
         raise ValueError("must carry a time zone offset")
     try:
