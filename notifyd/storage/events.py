@@ -30,11 +30,15 @@ async def of_account(
     limit: int,
     before: datetime | None = None,
     *,
+    before_id: UUID | None = None,
     nothing_queued: bool = False,
 ) -> list[dict[str, Any]]:
     """An account's events, newest first, each with what was decided for it; with
-    `nothing_queued`, only those that queued no notice."""
-    rows = await conn.fetch(SQL["events_of_account"], account_id, limit, before, nothing_queued)
+    `before_id`, also those received at `before` that come after that event in the order;
+    with `nothing_queued`, only those that queued no notice."""
+    rows = await conn.fetch(
+        SQL["events_of_account"], account_id, limit, before, nothing_queued, before_id
+    )
     return [decided(dict(row)) for row in rows]
 
 

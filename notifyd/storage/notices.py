@@ -342,9 +342,14 @@ async def digest_items(conn: Conn, digest_id: UUID) -> list[DigestItem]:
 
 
 async def dead_letters(
-    conn: Conn, limit: int, category: str | None, before: datetime | None
+    conn: Conn,
+    limit: int,
+    category: str | None,
+    before: datetime | None,
+    before_id: UUID | None = None,
 ) -> list[dict[str, Any]]:
-    return [dict(row) for row in await conn.fetch(SQL["dead_letters"], limit, category, before)]
+    rows = await conn.fetch(SQL["dead_letters"], limit, category, before, before_id)
+    return [dict(row) for row in rows]
 
 
 async def restore_refused(conn: Conn, notice_ids: Sequence[UUID], due_at: datetime) -> list[str]:

@@ -9,7 +9,7 @@ from pathlib import Path
 import asyncpg
 
 from notifyd.catalogue.samples import sample_event
-from tests.conftest import BILLING_SECRET, load_config, running_daemon
+from tests.conftest import BILLING_SECRET, PBX_SECRET, Running, load_config, running_daemon
 from tests.integration.admin_support import READ_TOKEN, admin_config, call
 
 
@@ -48,3 +48,56 @@ async def test_before_pasted_as_the_answer_wrote_it_gives_the_next_page(
     assert dead == (200, {"dead_letters": []})
     assert wrong[0] == 422
     assert "%2B" in wrong[1]["fields"]["before"]
+
+
+async def test_events_received_together_are_each_on_one_page(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    """Webhooks that arrive together are stored in one transaction, with one received_at
+    (six missed calls posted at once: five shared it). A page that ends among them goes on
+    from the last event's id as well as its time, so none is skipped nor shown twice."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
+        for index in range(6):
+            event = sample_event("call.missed", "acc-1")
+            event["data"]["call_id"] = f"call-{index}"
+            assert (await daemon.post("pbx", event, PBX_SECRET))[0] == 202
+        # As one wave stores them: the five calls after the first share their moment.
+        await db.execute(
+            "UPDATE events SET received_at = '2026-12-05T11:08:25.974357Z'"
+            " WHERE type = 'call.missed' AND data->>'call_id' <> 'call-0'"
+        )
+        listed = await every_page(daemon, "/v1/admin/subscribers/acc-1/events", "events")
+        some_id = listed[0]
+        alone = await call(daemon, "GET", f"/v1/admin/subscribers/acc-1/events?before_id={some_id}")
+        # Failed notices a job gave up on together share their failed_at the same way.
+        await db.execute(
+            "UPDATE notices SET state = 'failed', failed_at = '2026-12-05T11:08:25.974357Z'"
+        )
+        dead = await every_page(daemon, "/v1/admin/dead-letters", "dead_letters")
+    stored = await db.fetch("SELECT id FROM events WHERE account_id = 'acc-1'")
+    assert sorted(listed) == sorted(str(row["id"]) for row in stored)
+    assert len(listed) == 7
+    assert alone[0] == 422
+    assert "before" in alone[1]["fields"]["before_id"]
+    failed = await db.fetch("SELECT id FROM notices")
+    assert len(failed) >= 6
+    assert sorted(dead) == sorted(str(row["id"]) for row in failed)
+
+
+async def every_page(daemon: Running, path: str, key: str) -> list[str]:
+    """The ids of every entry of a list, read two a page as the docs say to go on."""
+    pages: list[list[str]] = []
+    after = ""
+    while len(pages) < 20:
+        status, page = await call(daemon, "GET", f"{path}?limit=2{after}", READ_TOKEN)
+        assert status == 200, page
+        entries = page[key]
+        pages.append([entry.get("event_id", entry.get("id")) for entry in entries])
+        if len(entries) < 2:
+            break
+        last = entries[-1]
+        moment = last.get("received_at", last.get("failed_at"))
+        after = f"&before={moment}&before_id={pages[-1][-1]}"
+    return [entry_id for page in pages for entry_id in page]

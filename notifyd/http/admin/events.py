@@ -4,9 +4,9 @@ happen?")."""
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from notifyd.http.admin.paging import Before, Limit
+from notifyd.http.admin.paging import Before, BeforeId, Limit, needs_before
 from notifyd.http.admin.records import Event, EventWithNotices
 from notifyd.http.admin.subscribers import no_subscriber
 from notifyd.http.errors import Problem
@@ -23,6 +23,8 @@ routes = Routes(admin=True)
 class EventsQuery(BaseModel):
     limit: Limit = 50
     before: Before = Field(None, description="Only those received before this time (next page)")
+    before_id: BeforeId = None
+    _needs_before = field_validator("before_id")(needs_before)
 
 
 class EventPath(BaseModel):
@@ -56,7 +58,9 @@ async def list_events(request: web.Request) -> web.Response:
     query = query_parameters(request, EventsQuery)
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
-        rows = await event_store.of_account(conn, account_id, query.limit, query.before)
+        rows = await event_store.of_account(
+            conn, account_id, query.limit, query.before, before_id=query.before_id
+        )
     if subscriber is None and not rows:
         raise no_subscriber(account_id)
     return respond(

@@ -8,10 +8,17 @@ from uuid import UUID
 
 import structlog
 from aiohttp import web
-from pydantic import AfterValidator, BaseModel, BeforeValidator, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    WithJsonSchema,
+    field_validator,
+)
 
 from notifyd.catalogue.events import Category
-from notifyd.http.admin.paging import Before, Limit, clamped
+from notifyd.http.admin.paging import Before, BeforeId, Limit, clamped, needs_before
 from notifyd.http.admin.recording import note
 from notifyd.http.admin.records import Event, Notice
 from notifyd.http.admin.subscribers import no_subscriber
@@ -56,6 +63,8 @@ class DeadLettersQuery(BaseModel):
         WithJsonSchema({"type": "string", "enum": CATEGORIES}),
     ] = None
     before: Before = Field(None, description="Only those failed before this time (next page)")
+    before_id: BeforeId = None
+    _needs_before = field_validator("before_id")(needs_before)
 
 
 class NoticePath(BaseModel):
@@ -140,7 +149,9 @@ async def dead_letters(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     query = query_parameters(request, DeadLettersQuery)
     async with runtime.pool.acquire() as conn:
-        rows = await notice_store.dead_letters(conn, query.limit, query.category, query.before)
+        rows = await notice_store.dead_letters(
+            conn, query.limit, query.category, query.before, query.before_id
+        )
     return respond(DeadLetters(dead_letters=[DeadLetter.model_validate(row) for row in rows]))
 
 

@@ -1,4 +1,5 @@
-"""The query parameters of the admin lists: how many (`limit`) and from when (`before`)."""
+"""The query parameters of the admin lists: how many (`limit`), from when (`before`) and,
+among entries of that same moment, from which (`before_id`)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,9 @@ import re
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated
+from uuid import UUID
 
-from pydantic import BeforeValidator, Field, WithJsonSchema
+from pydantic import BeforeValidator, Field, ValidationInfo, WithJsonSchema
 
 
 def clamped(maximum: int, message: str = "must be a whole number") -> Callable[[object], object]:
@@ -59,3 +61,20 @@ Before = Annotated[
     BeforeValidator(_rfc3339),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
+# The id of the last entry of the previous page, given with its time as `before`. Entries
+# stored in one transaction share their time (webhooks that arrive together are saved as
+# one wave), so `before` alone skipped those of a page's last moment it had not shown.
+BeforeId = Annotated[
+    UUID | None,
+    Field(
+        description="With `before`: the id of the previous page's last entry, so that those"
+        " of that same moment that it did not show come next"
+    ),
+]
+
+
+def needs_before(value: UUID | None, info: ValidationInfo) -> UUID | None:
+    """A field validator of `before_id`, declared after `before`: it goes with a time."""
+    if value is not None and info.data.get("before") is None:
+        raise ValueError("goes with before: give the previous page's last time as before too")
+    return value

@@ -18,13 +18,17 @@ FROM events WHERE id = $1
 -- name: events_of_account
 -- An account's recent events, newest first, each with its decision and how many notices it
 -- queued; an account that is no subscriber has them too (unknown account). $3 (optional):
--- only those received before it (the next page); $4: only those that queued nothing.
+-- only those received before it (the next page), and with $5 (the previous page's last
+-- event) those received at $3 after $5 in the order: a wave stores its events with one
+-- received_at, and a page may end among them. $4: only those that queued nothing.
 SELECT e.id AS event_id, e.source, e.type, e.account_id, e.occurred_at, e.received_at,
        e.decision, (SELECT count(*) FROM notices AS n WHERE n.event_id = e.id) AS notices
 FROM events AS e
-WHERE e.account_id = $1 AND ($3::timestamptz IS NULL OR e.received_at < $3)
+WHERE e.account_id = $1
+  AND ($3::timestamptz IS NULL OR e.received_at < $3
+       OR (e.received_at = $3 AND e.id < $5::uuid))
   AND (NOT $4 OR e.decision IS NOT NULL)
-ORDER BY e.received_at DESC, e.id
+ORDER BY e.received_at DESC, e.id DESC
 LIMIT $2
 
 -- name: strip_free_text

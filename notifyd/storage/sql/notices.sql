@@ -359,13 +359,14 @@ ORDER BY e.occurred_at, n.created_at
 
 -- name: dead_letters
 -- Failed notices, newest first, with the last SMTP reply; $2 (optional) one category,
--- $3 (optional) only those failed before it (the next page).
+-- $3 (optional) only those failed before it (the next page), and with $4 (the previous
+-- page's last notice) those failed at $3 after $4 in the order, as events_of_account.
 SELECT id, account_id, kind, category, recipient, attempts, last_error, smtp_reply,
        created_at, failed_at
 FROM notices
 WHERE state = 'failed' AND ($2::text IS NULL OR category = $2)
-  AND ($3::timestamptz IS NULL OR failed_at < $3)
-ORDER BY failed_at DESC NULLS LAST, id
+  AND ($3::timestamptz IS NULL OR failed_at < $3 OR (failed_at = $3 AND id < $4::uuid))
+ORDER BY failed_at DESC NULLS LAST, id DESC
 LIMIT $1
 
 -- name: restore_refused
