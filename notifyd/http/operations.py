@@ -69,6 +69,7 @@ class Operation:
         answers = dict(self.answers)
         if self.body is not None:
             answers.setdefault(400, error("Not JSON"))
+            answers.setdefault(413, error("The body is over 1 MiB"))
             answers.setdefault(422, error("Invalid fields; `fields` names each"))
         if self.admin:
             # The admin app's middleware (http/admin/tokens.py).
