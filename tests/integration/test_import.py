@@ -81,3 +81,20 @@ async def test_json_lines_import_and_unsupported_formats(
     assert [e["line"] for e in result["errors"]] == [6, 10]
     assert await db.fetchval("SELECT count(*) FROM subscribers") == 1200
     assert refused[0] == 415
+
+
+async def test_consent_from_an_import_names_the_token_that_imported_it(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    """The consent history says which token recorded each grant and withdrawal
+    (docs/admin-api.md, "Marketing consent"): one from a file names the token that sent it,
+    as one from POST .../consent does; it was null, so nobody could say who had imported a
+    grant that let offers go out."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        await post_import(daemon, CSV.encode(), "text/csv")
+        status, listed = await call(daemon, "GET", "/v1/admin/subscribers/acc-1/consent")
+    assert status == 200
+    assert [(e["source"], e["recorded_by"]) for e in listed["history"]] == [("import", "ops")]
+    rows = await db.fetch("SELECT recorded_by FROM consent_events")
+    assert [row["recorded_by"] for row in rows] == ["ops"]

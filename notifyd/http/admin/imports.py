@@ -33,6 +33,7 @@ from notifyd.catalogue.fields import (
     TimeZoneName,
 )
 from notifyd.http.admin.recording import note
+from notifyd.http.admin.tokens import TOKEN_NAME
 from notifyd.http.errors import Error, Problem
 from notifyd.http.operations import Answer, Routes, error
 from notifyd.http.runtime import RUNTIME
@@ -112,6 +113,8 @@ class _Importer:
         self._pool = pool
         self._erasure_key = erasure_key
         self._content_type = content_type
+        # The consent history names the token that recorded each grant or withdrawal.
+        self._token_name: str = request[TOKEN_NAME]
         # Set when the request is abandoned (client gone, shutdown): the thread stops at its
         # next chunk or batch instead of importing for nobody.
         self.abandoned = threading.Event()
@@ -196,7 +199,7 @@ class _Importer:
     async def _save_batch(self, rows: list[ImportRow]) -> None:
         async with self._pool.acquire() as conn, conn.transaction():
             for row in rows:
-                await _save(conn, row, self._erasure_key)
+                await _save(conn, row, self._erasure_key, self._token_name)
 
 
 class _Abandoned(Exception):
@@ -264,7 +267,7 @@ async def import_subscribers(request: web.Request) -> web.Response:
     return respond(imported, status=200 if imported.failed == 0 else 207)
 
 
-async def _save(conn: Any, row: ImportRow, erasure_key: bytes) -> None:
+async def _save(conn: Any, row: ImportRow, erasure_key: bytes, token_name: str) -> None:
     # An address erased before stays off marketing, whatever the file says of consent
     # (storage/subscribers.py): an address new to the account is checked as it is saved.
     await subscriber_store.upsert(
@@ -289,7 +292,7 @@ async def _save(conn: Any, row: ImportRow, erasure_key: bytes) -> None:
                 granted=row.marketing,
                 source="import",
                 wording_version=row.wording_version or "import",
-                recorded_by=None,
+                recorded_by=token_name,
             )
         if not row.marketing:
             # The account's offers first, cancelled as its withdrawal; then the address's
