@@ -152,7 +152,10 @@ def _timezone(value: str) -> str:
 
 def _money(value: str) -> str:
     if not _MONEY.match(value):
-        raise ValueError('must be a decimal string such as "12.50", without thousands separators')
+        # Said of text: "20,50" (a Romanian decimal comma), "20 RON", "1,000.00".
+        raise ValueError(
+            'must be a decimal such as "12.50": a point, no unit, no thousands separators'
+        )
     return str(Decimal(value))
 
 

@@ -224,3 +224,30 @@ async def test_the_statement_is_chosen_by_its_issue_name_billing_statement_too(
     assert chosen[1]["explicit"]["modes"] == {"statement": "off"}
     assert chosen[1]["explicit"]["addresses"] == {"statement": ["conta@client.example"]}
     assert chosen[1]["effective"]["modes"]["statement"] == "off"
+
+
+async def test_a_wrong_threshold_is_told_what_is_wrong_with_it(
+    tmp_path: Path, database_url: str
+) -> None:
+    """A support agent writing a Romanian decimal ("20,50") was told "(not a JSON number)"
+    of the string they sent: each wrong amount is now told what is wrong with it (a JSON
+    number is taken where it reads exactly, catalogue/fields.py)."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    path = "/v1/admin/subscribers/acc-1/preferences"
+    async with running_daemon(settings) as daemon:
+        await created(daemon)
+        answers = [
+            await call(daemon, "PATCH", path, json={"low_credit_threshold": value})
+            for value in ("20,50", 0.1 + 0.2, "20 RON")
+        ]
+    told = [fields["fields"]["low_credit_threshold"] for _, fields in answers]
+    assert [status for status, _ in answers] == [422, 422, 422]
+    assert (
+        told[0]
+        == told[2]
+        == ('must be a decimal such as "12.50": a point, no unit, no thousands separators')
+    )
+    assert told[1] == (
+        "the JSON number 0.30000000000000004 cannot be read exactly as an amount: "
+        'send a decimal string such as "12.50"'
+    )
