@@ -5,6 +5,8 @@ itself (DELETE) and the export are in privacy.py."""
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import datetime
+from decimal import Decimal
 from typing import Annotated
 
 import pydantic
@@ -28,7 +30,41 @@ log = structlog.get_logger(__name__)
 routes = Routes(admin=True)
 
 
-class SubscriberBody(BaseModel):
+class Shown(BaseModel):
+    """The fields a subscriber's answer shows that PUT and PATCH do not set: taken when they
+    say what is stored, so that the answer of GET, corrected, can be sent back whole."""
+
+    account_id: str | None = None
+    closed_at: datetime | None = None
+    voicemail_audio: bool | None = None
+    low_credit_threshold: Decimal | None = None
+    restricted_at: datetime | None = None
+
+
+# Where each of them is changed, said when a body gives it another value.
+_SET_ELSEWHERE = {
+    "closed_at": "is set by the account.closed and account.created webhooks",
+    "voicemail_audio": "is a preference: change it with PATCH .../preferences",
+    "low_credit_threshold": "is a preference: change it with PATCH .../preferences",
+    "restricted_at": "is set by PUT and DELETE .../restriction",
+}
+
+
+def set_elsewhere(body: Shown, account_id: str, stored: model.Subscriber | None) -> None:
+    """A 422 naming each shown field the body gives a value other than the stored one."""
+    stored = stored or model.Subscriber(account_id=account_id, email="")
+    fields = {
+        name: _SET_ELSEWHERE.get(
+            name, f"is the account of the path, {account_id}: leave it out or give that"
+        )
+        for name in sorted(body.model_fields_set & Shown.model_fields.keys())
+        if getattr(body, name) != getattr(stored, name)
+    }
+    if fields:
+        raise Problem(422, "invalid_request", "these fields are not changed here", fields)
+
+
+class SubscriberBody(Shown):
     """PUT /v1/admin/subscribers/{account_id}: the whole subscriber, replacing what was
     there. Every field must be given (null for none): a field left out is refused rather
     than cleared or kept, since either would silently be what some caller did not mean."""
@@ -42,7 +78,7 @@ class SubscriberBody(BaseModel):
     timezone: TimeZoneName | None
 
 
-class SubscriberPatch(BaseModel):
+class SubscriberPatch(Shown):
     """PATCH /v1/admin/subscribers/{account_id}: only the fields given change; null clears
     one (not the email: every subscriber has an address)."""
 
@@ -68,7 +104,7 @@ class SubscriberPatch(BaseModel):
         return value
 
     def apply(self, subscriber: model.Subscriber) -> model.Subscriber:
-        changes = {name: getattr(self, name) for name in self.model_fields_set}
+        changes = {name: getattr(self, name) for name in self.model_fields_set & set(DETAILS)}
         return replace(subscriber, **changes)
 
 
@@ -156,6 +192,7 @@ async def put_subscriber(request: web.Request) -> web.Response:
     )
     async with runtime.pool.acquire() as conn, conn.transaction():
         current = await subscriber_store.get(conn, account_id, lock=True)
+        set_elsewhere(body, account_id, current)
         wanted = model.Subscriber(
             account_id=account_id,
             email=body.email,
@@ -198,6 +235,7 @@ async def patch_subscriber(request: web.Request) -> web.Response:
     body = await json_body(request, SubscriberPatch)
     async with runtime.pool.acquire() as conn, conn.transaction():
         subscriber = await existing_subscriber(conn, account_id, lock=True)
+        set_elsewhere(body, account_id, subscriber)
         saved = await subscriber_store.replace(
             conn, body.apply(subscriber), before=subscriber, erasure_key=runtime.erasure_key
         )
@@ -206,6 +244,6 @@ async def patch_subscriber(request: web.Request) -> web.Response:
         "subscriber changed",
         token_name=request[TOKEN_NAME],
         account_id=account_id,
-        fields=sorted(body.model_fields_set),
+        fields=sorted(body.model_fields_set & set(DETAILS)),
     )
     return respond(Subscriber.model_validate(saved))
