@@ -306,9 +306,17 @@ async def of_event(conn: Conn, event_id: UUID) -> list[dict[str, Any]]:
     return [dict(row) for row in await conn.fetch(SQL["notices_of_event"], event_id)]
 
 
-async def of_account(conn: Conn, account_id: str, limit: int) -> list[dict[str, Any]]:
-    """An account's notices, newest first."""
-    return [dict(row) for row in await conn.fetch(SQL["notices_of_account"], account_id, limit)]
+async def of_account(
+    conn: Conn,
+    account_id: str,
+    limit: int,
+    before: datetime | None = None,
+    before_id: UUID | None = None,
+) -> list[dict[str, Any]]:
+    """An account's notices, newest first; those created before `before` (and at it, after
+    `before_id` in the order) for a next page."""
+    rows = await conn.fetch(SQL["notices_of_account"], account_id, limit, before, before_id)
+    return [dict(row) for row in rows]
 
 
 async def retry_failed(conn: Conn, notice_id: UUID) -> str | None:

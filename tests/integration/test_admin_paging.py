@@ -94,10 +94,30 @@ async def every_page(daemon: Running, path: str, key: str) -> list[str]:
         status, page = await call(daemon, "GET", f"{path}?limit=2{after}", READ_TOKEN)
         assert status == 200, page
         entries = page[key]
-        pages.append([entry.get("event_id", entry.get("id")) for entry in entries])
+        pages.append([entry["event_id" if key == "events" else "id"] for entry in entries])
         if len(entries) < 2:
             break
         last = entries[-1]
-        moment = last.get("received_at", last.get("failed_at"))
+        moment = last.get("received_at") or last.get("failed_at") or last["created_at"]
         after = f"&before={moment}&before_id={pages[-1][-1]}"
     return [entry_id for page in pages for entry_id in page]
+
+
+async def test_a_subscribers_older_notices_are_reached_page_by_page(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    """ "Why did I not get last week's email?" of a busy line: the notices list showed the
+    newest 500 at most and had no next page, so older notices could not be looked up. It
+    pages as the events do, by created_at and id (a wave queues its notices together)."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
+        for index in range(5):
+            event = sample_event("call.missed", "acc-1")
+            event["data"]["call_id"] = f"call-{index}"
+            assert (await daemon.post("pbx", event, PBX_SECRET))[0] == 202
+        await db.execute("UPDATE notices SET created_at = '2026-12-05T11:08:25.974357Z'")
+        listed = await every_page(daemon, "/v1/admin/subscribers/acc-1/notices", "notices")
+    stored = await db.fetch("SELECT id FROM notices WHERE account_id = 'acc-1'")
+    assert len(stored) >= 5
+    assert sorted(listed) == sorted(str(row["id"]) for row in stored)

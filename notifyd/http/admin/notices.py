@@ -53,6 +53,9 @@ def _known_category(value: str | None) -> str | None:
 class NoticesQuery(BaseModel):
     # Text that is no number is refused as "int", as this list always said.
     limit: Annotated[int, Field(ge=1, le=500), BeforeValidator(clamped(500, "int"))] = 50
+    before: Before = Field(None, description="Only those created before this time (next page)")
+    before_id: BeforeId = None
+    _needs_before = field_validator("before_id")(needs_before)
 
 
 class DeadLettersQuery(BaseModel):
@@ -117,12 +120,17 @@ class Retried(Reply):
 async def list_notices(request: web.Request) -> web.Response:
     runtime = request.config_dict[RUNTIME]
     account_id = request.match_info["account_id"]
-    limit = query_parameters(request, NoticesQuery, "limit must be a number").limit
+    query = query_parameters(request, NoticesQuery, "limit must be a number")
     async with runtime.pool.acquire() as conn:
         subscriber = await subscriber_store.get(conn, account_id)
-        rows = await notice_store.of_account(conn, account_id, limit)
-        # Beside the notices, the events that gave none, each with why.
-        silent = await event_store.of_account(conn, account_id, limit, nothing_queued=True)
+        rows = await notice_store.of_account(
+            conn, account_id, query.limit, query.before, query.before_id
+        )
+        # Beside the notices, the events that gave none, each with why (received before
+        # the page's time, on a next page).
+        silent = await event_store.of_account(
+            conn, account_id, query.limit, query.before, nothing_queued=True
+        )
     if subscriber is None and not rows and not silent:
         raise no_subscriber(account_id)
     return respond(

@@ -273,12 +273,18 @@ FROM notices WHERE event_id = $1 ORDER BY created_at, id
 
 -- name: notices_of_account
 -- "Why did I (not) get this email?": the recent notices with their state and reasons. A
--- notice being sent shows when it was due, not its claim's lease.
+-- notice being sent shows when it was due, not its claim's lease. $3 (optional): only those
+-- created before it (the next page), and with $4 (the previous page's last notice) those
+-- created at $3 after $4 in the order, as events_of_account.
 SELECT id, event_id, kind, category, recipient, state, attempts, reasons,
        CASE WHEN state = 'sending' THEN coalesce(claimed_due_at, due_at) ELSE due_at END
            AS due_at,
        sent_at, created_at, last_error, smtp_reply
-FROM notices WHERE account_id = $1 ORDER BY created_at DESC, id LIMIT $2
+FROM notices
+WHERE account_id = $1
+  AND ($3::timestamptz IS NULL OR created_at < $3 OR (created_at = $3 AND id < $4::uuid))
+ORDER BY created_at DESC, id DESC
+LIMIT $2
 
 -- name: retry_failed
 -- An admin's retry: a failed notice is queued again now; any other state is reported.
