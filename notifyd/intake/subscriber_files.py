@@ -191,10 +191,25 @@ def _header(line: int, fields: list[str], columns: Collection[str]) -> list[str]
     if problems:
         raise BadFile(
             line,
-            "; ".join(problems) + f" (the columns are: {', '.join(columns)})",
+            _separator_hint(names, columns)
+            + "; ".join(problems)
+            + f" (the columns are: {', '.join(columns)})",
             header=True,
         )
     return names
+
+
+def _separator_hint(names: list[str], columns: Collection[str]) -> str:
+    """What to do when the header is one cell that another separator would split into known
+    columns: a spreadsheet in a language whose decimal mark is the comma (Romanian) saves
+    "CSV" with semicolons, and "text" with tabs."""
+    if len(names) != 1:
+        return ""
+    for separator, said in ((";", "';'"), ("\t", "a tab")):
+        cells = [cell.strip() for cell in names[0].split(separator)]
+        if len(cells) > 1 and {"account_id", "email"} <= set(cells) <= set(columns):
+            return f"the columns are separated by {said}: save the file as CSV with commas; "
+    return ""
 
 
 def _csv_record(first: int, last: int, header: list[str], fields: list[str]) -> Record:

@@ -98,3 +98,24 @@ async def test_consent_from_an_import_names_the_token_that_imported_it(
     assert [(e["source"], e["recorded_by"]) for e in listed["history"]] == [("import", "ops")]
     rows = await db.fetch("SELECT recorded_by FROM consent_events")
     assert [row["recorded_by"] for row in rows] == ["ops"]
+
+
+async def test_a_file_separated_by_semicolons_or_tabs_is_told_to_use_commas(
+    tmp_path: Path, database_url: str, db: asyncpg.Connection
+) -> None:
+    """A spreadsheet set to Romanian saves "CSV" with semicolons (the comma is its decimal
+    mark), and "text" with tabs: the answer names the separator and what to do, where it
+    said only "unknown column 'account_id;email'"."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    async with running_daemon(settings) as daemon:
+        semicolons = await post_import(
+            daemon, b"\xef\xbb\xbfaccount_id;email\r\nacc-1;ana@client.example\r\n", "text/csv"
+        )
+        tabs = await post_import(
+            daemon, b"account_id\temail\nacc-1\tana@client.example\n", "text/csv"
+        )
+    for (status, body), separator in ((semicolons, "';'"), (tabs, "a tab")):
+        assert (status, body["error"], body["imported"]) == (422, "invalid_header", 0)
+        assert f"the columns are separated by {separator}: save the file as CSV" in body["detail"]
+        assert "with commas" in body["detail"]
+    assert await db.fetchval("SELECT count(*) FROM subscribers") == 0
