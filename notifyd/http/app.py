@@ -40,8 +40,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
         except Problem as problem:
             response = problem.response()
         except web.HTTPException as error:
+            # A 405 must say what the route takes (RFC 9110): its Allow stays on the answer.
+            allow = {"Allow": error.headers["Allow"]} if "Allow" in error.headers else None
             response = error_response(
-                error.status, error.reason.lower().replace(" ", "_"), error.reason
+                error.status, error.reason.lower().replace(" ", "_"), error.reason, None, allow
             )
         except Exception:
             # The route as declared, not the path: a subscriber page's path is its link.

@@ -13,7 +13,7 @@ import asyncpg
 
 from notifyd.catalogue.samples import sample_event
 from tests.conftest import BILLING_SECRET, load_config, running_daemon
-from tests.integration.admin_support import admin_config, call
+from tests.integration.admin_support import OPS_TOKEN, admin_config, call
 
 SUBSCRIBER = "/v1/admin/subscribers/acc-1"
 
@@ -49,3 +49,21 @@ async def test_the_answer_of_get_written_back_corrects_the_subscriber(
     assert "give every field" not in refused[1]["detail"]
     assert stored is not None
     assert (stored["name"], stored["voicemail_audio"]) == ("Ana Patched", True)
+
+
+async def test_the_wrong_method_is_told_which_ones_the_route_takes(
+    tmp_path: Path, database_url: str
+) -> None:
+    """POST to a subscriber (an agent guessing how to create one) is a 405 with the methods
+    the route takes in `Allow`, as RFC 9110 requires of a 405; the header was dropped when the
+    answer was rewritten as the JSON error."""
+    settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
+    headers = {"Authorization": f"Bearer {OPS_TOKEN}"}
+    async with (
+        running_daemon(settings) as daemon,
+        daemon.session.post(f"{daemon.admin_url}{SUBSCRIBER}", headers=headers) as response,
+    ):
+        status, allow, body = response.status, response.headers.get("Allow"), await response.json()
+    assert (status, body["error"]) == (405, "method_not_allowed")
+    assert allow is not None
+    assert set(allow.replace(" ", "").split(",")) >= {"GET", "PUT", "PATCH", "DELETE"}
