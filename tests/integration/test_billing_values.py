@@ -156,7 +156,7 @@ async def test_billing_values_as_sent_are_taken_and_shown_right_in_both_language
     ("field", "value", "says"),
     [
         ("amount", 0.30000000000000004, "decimal string"),  # 0.1 + 0.2 in a float
-        ("amount", "1,234.50", "decimal string"),
+        ("amount", "1,234.50", "no thousands separators"),
         ("currency", "XYZ", "ISO 4217"),
     ],
 )
