@@ -106,6 +106,13 @@ async def daemon(tmp_path: Path, database_url: str) -> AsyncIterator[Running]:
         yield running
 
 
+def capped_config(tmp_path: Path, database_url: str, **webhooks: Any) -> dict[str, dict[str, Any]]:
+    """A daemon whose bodies are at most 4,096 bytes, 6,000 of them in flight at once: two
+    bodies padded to 3,000 bytes fill it."""
+    limits = {"max_body_bytes": 4096, "max_bytes_in_flight": 6000, **webhooks}
+    return base_config(tmp_path, database_url, None, webhooks=limits)
+
+
 def padded(event: dict[str, Any], size: int = 3000) -> bytes:
     body = json.dumps(event).encode()
     return body + b" " * (size - len(body))
@@ -172,12 +179,7 @@ async def test_signed_webhook_without_content_type_is_415(
 async def test_bodies_past_the_in_flight_cap_get_503_until_room_is_made(
     tmp_path: Path, database_url: str, db: asyncpg.Connection
 ) -> None:
-    config = base_config(
-        tmp_path,
-        database_url,
-        None,
-        webhooks={"max_body_bytes": 4096, "max_bytes_in_flight": 6000},
-    )
+    config = capped_config(tmp_path, database_url)
     settings = load_config(tmp_path, config)
     # Two bodies padded to 3,000 bytes each fill the 6,000 bytes allowed in flight.
     signed = [
@@ -217,12 +219,7 @@ async def test_bodies_past_the_in_flight_cap_get_503_until_room_is_made(
 async def test_a_chunked_body_past_the_in_flight_cap_gets_503(
     tmp_path: Path, database_url: str
 ) -> None:
-    config = base_config(
-        tmp_path,
-        database_url,
-        None,
-        webhooks={"max_body_bytes": 4096, "max_bytes_in_flight": 6000},
-    )
+    config = capped_config(tmp_path, database_url)
     settings = load_config(tmp_path, config)
     event = sample_event("call.missed", "acc-1")
     event["padding"] = "y" * 2500
@@ -284,12 +281,7 @@ async def test_announced_bodies_never_sent_do_not_hold_the_cap(
     # Anyone can send signature headers and a Content-Length (the HMAC needs the body): five
     # idle connections announcing 25 MiB each used to hold the whole 100 MiB cap, and every
     # real webhook was answered 503 for as long as they stayed open.
-    config = base_config(
-        tmp_path,
-        database_url,
-        None,
-        webhooks={"max_body_bytes": 4096, "max_bytes_in_flight": 6000},
-    )
+    config = capped_config(tmp_path, database_url)
     async with running_daemon(load_config(tmp_path, config)) as daemon:
         idle = [await hold(daemon, "pbx", signed_headers(), 3000) for _ in range(5)]
         try:
@@ -304,12 +296,7 @@ async def test_announced_bodies_never_sent_do_not_hold_the_cap(
 async def test_a_stalled_body_is_cut_with_408_and_its_room_given_back(
     tmp_path: Path, database_url: str
 ) -> None:
-    config = base_config(
-        tmp_path,
-        database_url,
-        None,
-        webhooks={"max_body_bytes": 4096, "max_bytes_in_flight": 6000, "body_idle_seconds": 1},
-    )
+    config = capped_config(tmp_path, database_url, body_idle_seconds=1)
     async with running_daemon(load_config(tmp_path, config)) as daemon:
         runtime = daemon.daemon.runtime
         assert runtime is not None
