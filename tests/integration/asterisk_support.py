@@ -8,15 +8,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.conftest import WAIT
-from tests.integration.send_support import localized, run, snippet
+from tests.integration.send_support import PYTHON, ROOT, localized, run, snippet
 
-ROOT = Path(__file__).resolve().parents[2]
 CONTRIB = ROOT / "contrib" / "asterisk"
 INSTALLED = "/usr/local/share/notifyd/asterisk/"
 
@@ -52,7 +50,7 @@ def agi_command(text: str) -> list[str]:
     (Asterisk would exec it by its #! line) and its arguments."""
     [args] = [args for app, args in dialplan(text)["notifyd-missed"] if app == "AGI"]
     script, *arguments = args.split(",")
-    return [sys.executable, script, *arguments]
+    return [PYTHON, script, *arguments]
 
 
 def environment(channel: str, uniqueid: str, caller: str, dnid: str) -> str:
@@ -214,7 +212,7 @@ async def mailcmd(conf: str, email: bytes) -> tuple[int, str]:
     """Run voicemail.conf's mailcmd as app_voicemail does (`( mailcmd < file ) &`, by
     /bin/sh), the email on stdin; exit code and stderr."""
     # The script by this Python: Asterisk would exec it by its #! line.
-    command = conf_value(conf, "mailcmd").replace(f"{CONTRIB}/", f"{sys.executable} {CONTRIB}/")
+    command = conf_value(conf, "mailcmd").replace(f"{CONTRIB}/", f"{PYTHON} {CONTRIB}/")
     ran = await run(["/bin/sh", "-c", command], stdin=email)
     assert "Traceback" not in ran.err, ran.err
     return ran.code, ran.err

@@ -5,9 +5,12 @@ that accepts and never answers, and the snippets of the doc."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import hashlib
 import os
 import re
 import sys
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -20,11 +23,33 @@ from aiohttp import web
 
 from tests.conftest import BILLING_SECRET, PBX_SECRET, WAIT
 
-ROOT = Path(__file__).resolve().parents[2]
+
+def _unspaced(checkout: Path) -> Path:
+    """The checkout by a name without whitespace. The doc's snippets are shell lines and
+    shell config files that name their paths unquoted, as an operator's /opt paths are;
+    filled with a checkout at '/tmp/op walk/notifyd' they split at the space. Such a
+    checkout is reached through a symbolic link beside the temporary files instead."""
+    if not any(character.isspace() for character in str(checkout)):
+        return checkout
+    digest = hashlib.sha256(str(checkout).encode()).hexdigest()[:12]
+    link = Path(tempfile.gettempdir()) / f"notifyd-checkout-{digest}"
+    with contextlib.suppress(FileExistsError):
+        link.symlink_to(checkout, target_is_directory=True)
+    return link
+
+
+CHECKOUT = Path(__file__).resolve().parents[2]
+ROOT = _unspaced(CHECKOUT)
 INTEGRATIONS = ROOT / "docs" / "integrations.md"
 OPERATIONS = ROOT / "docs" / "operations.md"
-# The `notifyd` executable of this environment, found by the doc's snippets by its name.
-BIN = str(Path(sys.executable).parent)
+# This environment's Python, and the folder of its `notifyd` executable that the doc's
+# snippets find by its name: by the unspaced name when they are in the checkout's venv.
+PYTHON = (
+    str(ROOT / Path(sys.executable).relative_to(CHECKOUT))
+    if Path(sys.executable).is_relative_to(CHECKOUT)
+    else sys.executable
+)
+BIN = str(Path(PYTHON).parent)
 
 
 @dataclass
