@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from notifyd.catalogue.samples import sample_event, sample_wav
 from notifyd.settings import Settings
@@ -32,7 +30,6 @@ from tests.integration.catalogue_support import (
     RawSink,
     mail_number,
     post_ok,
-    raw_smtp_server,
     sending_settings,
 )
 from tests.integration.queue_support import kinds_and_states
@@ -42,12 +39,6 @@ LINKEDID = "1772350200.41"
 CALLER = "+40721000001"
 # The call began half a minute ago: a notice of a call days old is not sent (its lifetime).
 STARTED = int(time.time()) - 30
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RawSink]:
-    async with raw_smtp_server() as server:
-        yield server
 
 
 def settings_for(tmp_path: Path, database_url: str, sink: RawSink) -> Settings:

@@ -25,7 +25,6 @@ from tests.integration.catalogue_support import (
     RawSink,
     mail_number,
     post_ok,
-    raw_smtp_server,
     sending_settings,
 )
 
@@ -36,12 +35,6 @@ ATTACHED = "Mesajul vocal este atașat în format audio"
 UNAVAILABLE = "Înregistrarea audio nu a putut fi preluată, așa că nu este atașată."
 TOO_LARGE = "este prea mare pentru a fi atașată la acest email"
 DISABLED = "Ați ales să nu primiți prin email înregistrarea audio a mesajelor vocale."
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RawSink]:
-    async with raw_smtp_server() as server:
-        yield server
 
 
 @dataclass

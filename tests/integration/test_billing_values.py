@@ -6,7 +6,6 @@ operator's [defaults] with a warning that names the field, never its value."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,6 @@ from tests.integration.catalogue_support import (
     RawSink,
     mail_number,
     post_ok,
-    raw_smtp_server,
     sending_settings,
 )
 
@@ -50,12 +48,6 @@ ZONES = [
     ("localtime", None),  # the server's zone, not the subscriber's
     ("Mars/Olympus_Mons", None),
 ]
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RawSink]:
-    async with raw_smtp_server() as server:
-        yield server
 
 
 async def test_a_locale_is_read_as_its_language_and_an_unknown_one_is_the_default(

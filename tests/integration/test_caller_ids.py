@@ -5,7 +5,6 @@ still gather them."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +21,6 @@ from tests.integration.catalogue_support import (
     RawSink,
     mail_number,
     post_ok,
-    raw_smtp_server,
     sending_settings,
 )
 from tests.integration.queue_support import kinds_and_states
@@ -44,12 +42,6 @@ CLASSES: list[tuple[Any, str | None]] = [
     ("#31#0721555123", "#31#0721555123"),
     ("+40 (21) 555-0100", "+40 21 555 0100"),
 ]
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RawSink]:
-    async with raw_smtp_server() as server:
-        yield server
 
 
 async def welcomed(daemon: Running, sink: RawSink, account: str, language: str) -> None:

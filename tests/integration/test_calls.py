@@ -4,11 +4,9 @@ voicemail and its voicemail, and the window a missed call waits for it."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from notifyd.catalogue.samples import sample_event
 from notifyd.settings import Settings
@@ -22,7 +20,6 @@ from tests.integration.catalogue_support import (
     check_mail,
     mail_number,
     post_ok,
-    raw_smtp_server,
     sending_settings,
 )
 from tests.integration.queue_support import kinds_and_states
@@ -33,12 +30,6 @@ WINDOW = 1.0  # [calls] voicemail_wait_seconds
 # can be more than a second apart, and the missed call would rightly go out alone.
 LONG_WINDOW = 60.0
 STARTED = "2026-11-20T08:15:00+00:00"  # 10:15 in Bucharest
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RawSink]:
-    async with raw_smtp_server() as server:
-        yield server
 
 
 def settings_for(

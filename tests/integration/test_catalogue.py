@@ -10,7 +10,6 @@ import base64
 import json
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -37,7 +36,6 @@ from tests.integration.catalogue_support import (
     check_mail,
     mail_number,
     post_ok,
-    raw_smtp_server,
 )
 from tests.integration.queue_support import settled_notices
 
@@ -55,12 +53,6 @@ CALLED_SHOWN = "+40 21 555 0100"
 FAX_SHOWN = "+40 21 555 0199"
 OLD_EMAIL = "maria@client.example"
 NEW_EMAIL = "maria.new@client.example"
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RawSink]:
-    async with raw_smtp_server() as server:
-        yield server
 
 
 def money(amount: str, lang: str) -> str:

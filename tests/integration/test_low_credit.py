@@ -5,12 +5,10 @@ late balance updates cannot notify twice."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
-import pytest
 
 from notifyd.catalogue.samples import sample_event
 from notifyd.settings import Settings
@@ -20,19 +18,12 @@ from tests.integration.catalogue_support import (
     check_mail,
     mail_number,
     post_ok,
-    raw_smtp_server,
     sending_settings,
 )
 from tests.integration.queue_support import kinds_and_states
 
 ACCOUNT = "acc-credit"
 THRESHOLDS = {"low": "5.00", "critical": "1.00", "hysteresis": "1.00"}
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RawSink]:
-    async with raw_smtp_server() as server:
-        yield server
 
 
 def settings_for(tmp_path: Path, database_url: str, sink: RawSink) -> Settings:

@@ -10,7 +10,6 @@ time) is shown as sent where the subscriber's zone cannot hold it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -25,7 +24,6 @@ from tests.integration.catalogue_support import (
     RawSink,
     mail_number,
     post_ok,
-    raw_smtp_server,
     sending_settings,
 )
 
@@ -41,12 +39,6 @@ BLANKS: list[tuple[str, dict[str, Any]]] = [
     ("billing.credit_added", {"method": ""}),
     ("billing.payment_confirmed", {"invoice_number": ""}),
 ]
-
-
-@pytest.fixture
-async def sink() -> AsyncIterator[RawSink]:
-    async with raw_smtp_server() as server:
-        yield server
 
 
 async def test_blank_optional_fields_are_absent_and_the_notice_is_sent(
