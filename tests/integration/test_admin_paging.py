@@ -58,11 +58,7 @@ async def test_events_received_together_are_each_on_one_page(
     from the last event's id as well as its time, so none is skipped nor shown twice."""
     settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
     async with running_daemon(settings) as daemon:
-        await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
-        for index in range(6):
-            event = sample_event("call.missed", "acc-1")
-            event["data"]["call_id"] = f"call-{index}"
-            assert (await daemon.post("pbx", event, PBX_SECRET))[0] == 202
+        await missed_calls(daemon, 6)
         # As one wave stores them: the five calls after the first share their moment.
         await db.execute(
             "UPDATE events SET received_at = '2026-12-05T11:08:25.974357Z'"
@@ -84,6 +80,15 @@ async def test_events_received_together_are_each_on_one_page(
     failed = await db.fetch("SELECT id FROM notices")
     assert len(failed) >= 6
     assert sorted(dead) == sorted(str(row["id"]) for row in failed)
+
+
+async def missed_calls(daemon: Running, count: int) -> None:
+    """The account acc-1, and `count` missed calls of it (call-0, call-1, ...)."""
+    await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
+    for index in range(count):
+        event = sample_event("call.missed", "acc-1")
+        event["data"]["call_id"] = f"call-{index}"
+        assert (await daemon.post("pbx", event, PBX_SECRET))[0] == 202
 
 
 async def every_page(daemon: Running, path: str, key: str) -> list[str]:
@@ -111,11 +116,7 @@ async def test_a_subscribers_older_notices_are_reached_page_by_page(
     pages as the events do, by created_at and id (a wave queues its notices together)."""
     settings = load_config(tmp_path, admin_config(tmp_path, database_url, None))
     async with running_daemon(settings) as daemon:
-        await daemon.post("billing", sample_event("account.created", "acc-1"), BILLING_SECRET)
-        for index in range(5):
-            event = sample_event("call.missed", "acc-1")
-            event["data"]["call_id"] = f"call-{index}"
-            assert (await daemon.post("pbx", event, PBX_SECRET))[0] == 202
+        await missed_calls(daemon, 5)
         await db.execute("UPDATE notices SET created_at = '2026-12-05T11:08:25.974357Z'")
         listed = await every_page(daemon, "/v1/admin/subscribers/acc-1/notices", "notices")
     stored = await db.fetch("SELECT id FROM notices WHERE account_id = 'acc-1'")

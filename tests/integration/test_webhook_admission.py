@@ -99,6 +99,17 @@ async def hold(daemon: Running, source: str, headers: dict[str, str], length: in
     return HeldRequest(reader, writer)
 
 
+async def until_held(daemon: Running, size: int, what: str) -> None:
+    """Until the in-flight cap counts `size` bytes of bodies."""
+    runtime = daemon.daemon.runtime
+    assert runtime is not None
+
+    async def counted() -> bool:
+        return runtime.bodies.held == size
+
+    await eventually(counted, what)
+
+
 @pytest.fixture
 async def daemon(tmp_path: Path, database_url: str) -> AsyncIterator[Running]:
     settings = load_config(tmp_path, base_config(tmp_path, database_url, None))
@@ -196,10 +207,7 @@ async def test_bodies_past_the_in_flight_cap_get_503_until_room_is_made(
         await first.send_part(bodies[0][:-1])
         await second.send_part(bodies[1][:-1])
 
-        async def both_held() -> bool:
-            return runtime.bodies.held == 5998
-
-        await eventually(both_held, "both bodies' bytes to be counted")
+        await until_held(daemon, 5998, "both bodies' bytes to be counted")
         third = await hold(daemon, "pbx", signed[2][1], 3000)
         refused = await third.answer_without_body()
         await third.close()
@@ -225,16 +233,11 @@ async def test_a_chunked_body_past_the_in_flight_cap_gets_503(
     event["padding"] = "y" * 2500
     payload, headers = signed_request(event, PBX_SECRET)
     async with running_daemon(settings) as daemon:
-        runtime = daemon.daemon.runtime
-        assert runtime is not None
         # Someone else's body, sent but for its last byte, holds 3,999 of the 6,000 bytes.
         other = await hold(daemon, "pbx", signed_headers(), 4000)
         await other.send_part(b" " * 3999)
 
-        async def counted() -> bool:
-            return runtime.bodies.held == 3999
-
-        await eventually(counted, "the other body's bytes to be counted")
+        await until_held(daemon, 3999, "the other body's bytes to be counted")
 
         async def chunks() -> AsyncIterator[bytes]:
             for start in range(0, len(payload), 1000):
@@ -246,10 +249,7 @@ async def test_a_chunked_body_past_the_in_flight_cap_gets_503(
             status = response.status
         await other.close()
 
-        async def released() -> bool:
-            return runtime.bodies.held == 0
-
-        await eventually(released, "every reservation to be released")
+        await until_held(daemon, 0, "every reservation to be released")
     assert status == 503
 
 
@@ -303,10 +303,7 @@ async def test_a_stalled_body_is_cut_with_408_and_its_room_given_back(
         stalled = await hold(daemon, "pbx", signed_headers(), 3000)
         await stalled.send_part(b" " * 2999)
 
-        async def counted() -> bool:
-            return runtime.bodies.held == 2999
-
-        await eventually(counted, "the bytes received to be counted")
+        await until_held(daemon, 2999, "the bytes received to be counted")
         # The last byte never comes: the answer arrives after a second of silence.
         answer = await stalled.answer_without_body(within=WAIT)
         await stalled.close()
