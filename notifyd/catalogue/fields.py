@@ -99,21 +99,17 @@ def multi_line(value: str) -> str:
     return value
 
 
-def _unquoted(value: Any) -> Any:
-    # JSON null: the PBX has no caller ID. A JSON number: digits a dialplan wrote unquoted.
-    if value is None:
-        return ""
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
 def _integer_as_text(value: Any) -> Any:
     # A JSON integer: digits a dialplan wrote unquoted (`"extension": ${EXTEN}`). Not a
     # float: 1700000000.40 would read as 1700000000.4, another call's linkedid.
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     return value
+
+
+def _unquoted(value: Any) -> Any:
+    # JSON null: the PBX has no caller ID. A JSON integer: as _integer_as_text.
+    return "" if value is None else _integer_as_text(value)
 
 
 @functools.lru_cache(maxsize=4096)
