@@ -178,11 +178,8 @@ async def open_database(
         sharing = await asyncio.to_thread(state_folder.CommandsSharing, pgdata.parent)
     embedded = None
     try:
-        if sharing is None:
+        async with sharing.starting() if sharing else contextlib.nullcontext():
             dsn, embedded = await resolve_dsn(settings, pgdata, patience)
-        else:
-            async with sharing.starting():
-                dsn, embedded = await resolve_dsn(settings, pgdata, patience)
         if embedded is not None and embedded.started_here and not owner:
             (pgdata.parent / state_folder.STARTED_BY_COMMAND).touch()
         pool = await wait_for_pool(dsn, settings, patience)
