@@ -6,7 +6,7 @@ writes them from bench/harness.py): where a process's samples went, two ways.
   log line, and asyncpg's socket write as asyncpg.
 - By notifyd function, inclusive: the share of samples with that function on the stack.
 
-    .venv/bin/python bench/profile_summary.py PROFILE.txt [--top 25] [--thread MainThread]
+    .venv/bin/python bench/profile_summary.py PROFILE.txt [--top 25]
 """
 
 from __future__ import annotations
@@ -47,21 +47,12 @@ LINE = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
 FUNCTION = re.compile(r"^(?P<name>.+?) \((?P<file>[^:]+):\d+\)$")
 
 
-def read(path: Path, thread: str) -> list[tuple[list[str], int]]:
+def read(path: Path) -> list[tuple[list[str], int]]:
+    """(frames from the outermost in, count) for each stack of the profile."""
     samples = []
     for line in path.read_text(encoding="utf-8").splitlines():
-        match = LINE.match(line)
-        if not match:
-            continue
-        frames = match["stack"].split(";")
-        if thread and thread not in frames[0]:
-            continue
-        samples.append(
-            (
-                frames[1:] if frames[0].startswith(("thread", "process")) else frames,
-                int(match["count"]),
-            )
-        )
+        if match := LINE.match(line):
+            samples.append((match["stack"].split(";"), int(match["count"])))
     return samples
 
 
@@ -80,8 +71,8 @@ def notifyd_function(frame: str) -> str | None:
     return f"{match['name']} ({match['file'].split('notifyd/', 1)[1]})"
 
 
-def main(path: Path, top: int, thread: str) -> None:
-    samples = read(path, thread)
+def main(path: Path, top: int) -> None:
+    samples = read(path)
     total = sum(count for _, count in samples) or 1
     parts: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
@@ -89,7 +80,7 @@ def main(path: Path, top: int, thread: str) -> None:
         parts[part_of(frames)] += count
         for name in {f for f in map(notifyd_function, frames) if f}:
             inclusive[name] += count
-    print(f"{path.name}: {total:,} samples{f' of {thread}' if thread else ''}")
+    print(f"{path.name}: {total:,} samples")
     print("\nby part (innermost known frame):")
     for name, count in parts.most_common():
         print(f"  {count / total:6.1%}  {name}")
@@ -102,6 +93,5 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("profile", type=Path)
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--thread", default="", help="only this thread's samples, by name")
     args = parser.parse_args()
-    main(args.profile, args.top, args.thread)
+    main(args.profile, args.top)
